@@ -1,0 +1,350 @@
+//! Chat protocol v1: the JSON spoken on `/ws/chat` (SPEC §4).
+//!
+//! This module is pure: it turns a client's text frame into a [`ClientMessage`] (or the
+//! [`ChatError`] to send back), and server events into JSON. Decoding runs on the
+//! connection thread, so the hub only ever sees well-formed, validated requests.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest display name, in characters.
+pub(crate) const MAX_NAME_CHARS: usize = 32;
+/// Longest room name, in bytes (all ASCII).
+pub(crate) const MAX_ROOM_LEN: usize = 64;
+/// The room a chat client lands in when the URL names none.
+pub(crate) const DEFAULT_ROOM: &str = "lobby";
+/// The subprotocol this module speaks.
+pub(crate) const SUBPROTOCOL: &str = "chat.v1";
+
+/// A request from a chat client, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClientMessage {
+    /// Say something to the current room.
+    Message { text: String },
+    /// Say something to one user, wherever they are.
+    Direct { to: String, text: String },
+    /// Change display name.
+    Rename { name: String },
+    /// Leave the current room for another.
+    Join { room: String },
+    /// Ask for the current room's member list.
+    Members,
+}
+
+/// The machine-readable part of an `error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorCode {
+    BadJson,
+    UnknownType,
+    MissingField,
+    NoSuchUser,
+    TextTooLong,
+    BadName,
+    NameTaken,
+    BadRoom,
+    RateLimited,
+    BinaryNotSupported,
+}
+
+/// An error to report to the client; the connection stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChatError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ChatError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The `error` message as JSON text.
+    pub(crate) fn to_json(&self) -> String {
+        encode(&ServerMessage::Error {
+            code: self.code,
+            message: &self.message,
+        })
+    }
+}
+
+impl fmt::Display for ChatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+/// The wire shape of a client request, before validation. Every field is optional so
+/// that a missing one becomes `missing_field`, not `bad_json`.
+#[derive(Deserialize)]
+struct RawRequest {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    text: Option<String>,
+    to: Option<String>,
+    name: Option<String>,
+    room: Option<String>,
+}
+
+/// Decodes one text frame from a chat client.
+///
+/// A frame that does not start with `{` is plain text to the current room, so that
+/// people typing into `websocat` or `wscat` can just chat.
+pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, ChatError> {
+    if !frame.trim_start().starts_with('{') {
+        return Ok(ClientMessage::Message {
+            text: valid_text(frame.to_owned(), max_text_len)?,
+        });
+    }
+    let raw: RawRequest = serde_json::from_str(frame)
+        .map_err(|e| ChatError::new(ErrorCode::BadJson, format!("not a valid request: {e}")))?;
+    let kind = raw
+        .kind
+        .ok_or_else(|| ChatError::new(ErrorCode::MissingField, "missing field \"type\""))?;
+    let field = |value: Option<String>, name: &str| {
+        value.ok_or_else(|| {
+            ChatError::new(
+                ErrorCode::MissingField,
+                format!("{kind} needs a \"{name}\" field"),
+            )
+        })
+    };
+    match kind.as_str() {
+        "message" => Ok(ClientMessage::Message {
+            text: valid_text(field(raw.text, "text")?, max_text_len)?,
+        }),
+        "direct" => {
+            let to = field(raw.to, "to")?;
+            let text = valid_text(field(raw.text, "text")?, max_text_len)?;
+            Ok(ClientMessage::Direct { to, text })
+        }
+        "rename" => Ok(ClientMessage::Rename {
+            name: valid_name(&field(raw.name, "name")?)?,
+        }),
+        "join" => Ok(ClientMessage::Join {
+            room: valid_room(&field(raw.room, "room")?)?,
+        }),
+        "members" => Ok(ClientMessage::Members),
+        other => Err(ChatError::new(
+            ErrorCode::UnknownType,
+            format!("unknown message type {:?}", truncate(other, 64)),
+        )),
+    }
+}
+
+fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
+    if text.len() > max_len {
+        return Err(ChatError::new(
+            ErrorCode::TextTooLong,
+            format!("text is {} bytes, the limit is {max_len}", text.len()),
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err(ChatError::new(ErrorCode::MissingField, "text is empty"));
+    }
+    Ok(text)
+}
+
+/// Checks a display name (SPEC §4: 1–32 characters, no control characters, trimmed)
+/// and returns it trimmed.
+pub(crate) fn valid_name(name: &str) -> Result<String, ChatError> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS {
+        return Err(ChatError::new(
+            ErrorCode::BadName,
+            format!("a name has 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ChatError::new(
+            ErrorCode::BadName,
+            "a name has no control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a room name (SPEC §4: 1–64 of `[A-Za-z0-9_.-]`).
+pub(crate) fn valid_room(room: &str) -> Result<String, ChatError> {
+    let ok = !room.is_empty()
+        && room.len() <= MAX_ROOM_LEN
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(room.to_owned())
+    } else {
+        Err(ChatError::new(
+            ErrorCode::BadRoom,
+            format!("a room name has 1 to {MAX_ROOM_LEN} of A-Z a-z 0-9 _ . -"),
+        ))
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// One chat message as stored in history and sent to a room: a `message` event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename = "message")]
+pub(crate) struct ChatLine {
+    pub id: u64,
+    pub room: String,
+    pub from: String,
+    pub text: String,
+    pub ts: u64,
+}
+
+/// Everything the server sends to a chat client.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ServerMessage<'a> {
+    Welcome {
+        name: &'a str,
+        room: &'a str,
+        members: Vec<&'a str>,
+        history: Vec<&'a ChatLine>,
+    },
+    Join {
+        room: &'a str,
+        name: &'a str,
+        ts: u64,
+    },
+    Leave {
+        room: &'a str,
+        name: &'a str,
+        reason: &'a str,
+        ts: u64,
+    },
+    Rename {
+        room: &'a str,
+        from: &'a str,
+        to: &'a str,
+        ts: u64,
+    },
+    Direct {
+        from: &'a str,
+        to: &'a str,
+        text: &'a str,
+        ts: u64,
+    },
+    Members {
+        room: &'a str,
+        members: Vec<&'a str>,
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+    },
+}
+
+/// Encodes a server message (a [`ServerMessage`] or a [`ChatLine`]) as JSON text.
+pub(crate) fn encode(msg: &impl Serialize) -> String {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no
+    // floats, no custom Serialize impls that error.
+    serde_json::to_string(msg).unwrap_or_else(|e| {
+        log::error!("cannot encode chat message: {e}");
+        String::from(r#"{"type":"error","code":"bad_json","message":"internal error"}"#)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_a_message() {
+        assert_eq!(
+            decode("hello there", 4096),
+            Ok(ClientMessage::Message {
+                text: "hello there".into()
+            })
+        );
+    }
+
+    #[test]
+    fn json_message_decodes() {
+        assert_eq!(
+            decode(r#"{"type":"direct","to":"bob","text":"psst"}"#, 4096),
+            Ok(ClientMessage::Direct {
+                to: "bob".into(),
+                text: "psst".into()
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"members"}"#, 4096),
+            Ok(ClientMessage::Members)
+        );
+    }
+
+    #[test]
+    fn errors_have_their_codes() {
+        let code = |s: &str| decode(s, 10).unwrap_err().code;
+        assert_eq!(code("{not json"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"text":"x"}"#), ErrorCode::MissingField);
+        assert_eq!(code(r#"{"type":"message"}"#), ErrorCode::MissingField);
+        assert_eq!(code(r#"{"type":"message","text":5}"#), ErrorCode::BadJson);
+        assert_eq!(
+            code(r#"{"type":"message","text":"01234567890"}"#),
+            ErrorCode::TextTooLong
+        );
+        assert_eq!(
+            code(r#"{"type":"rename","name":"a\u0007b"}"#),
+            ErrorCode::BadName
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"no spaces"}"#),
+            ErrorCode::BadRoom
+        );
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(valid_name("  alice "), Ok("alice".into()));
+        assert!(valid_name("   ").is_err());
+        assert!(valid_name(&"é".repeat(32)).is_ok());
+        assert!(valid_name(&"é".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn rooms_use_a_small_alphabet() {
+        assert!(valid_room("rust-lang_2.0").is_ok());
+        assert!(valid_room("").is_err());
+        assert!(valid_room(&"a".repeat(65)).is_err());
+        assert!(valid_room("café").is_err());
+    }
+
+    #[test]
+    fn welcome_history_items_are_message_objects() {
+        let line = ChatLine {
+            id: 1,
+            room: "lobby".into(),
+            from: "a".into(),
+            text: "hi".into(),
+            ts: 5,
+        };
+        let json = encode(&ServerMessage::Welcome {
+            name: "a",
+            room: "lobby",
+            members: vec!["a"],
+            history: vec![&line],
+        });
+        assert_eq!(
+            json,
+            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}]}"#
+        );
+        assert_eq!(
+            encode(&line),
+            r#"{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}"#
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! One connection, start to end, on its own thread.
+//!
+//! [`serve`] reads the request head under the handshake timeout, lets the HTTP front
+//! decide what it gets, and either answers and closes, or sends the `101` and runs the
+//! frame loop ([`session`]) until the WebSocket ends. Everything here is generic over
+//! [`Transport`], so TLS adds a handshake in front and nothing else.
+
+pub(crate) mod session;
+pub(crate) mod transport;
+
+use crate::http::{self, HeadError, Response, Routed, request};
+use crate::hub::{ConnId, HubEvent};
+use crate::metrics::{self, Rejection};
+use crate::server::Shared;
+use crossbeam_channel::Sender;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+pub(crate) use transport::Transport;
+
+/// How long to keep reading after answering a plain HTTP request, so that the answer
+/// is not lost to a reset (see [`transport::linger`]).
+const HTTP_LINGER: Duration = Duration::from_secs(1);
+
+/// What the accept loop decided before the request was even read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Serve the request.
+    Admit,
+    /// Read the request, then answer `503`: too many connections.
+    Full,
+}
+
+/// Who is on the other end, for logs and for the hub.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub id: ConnId,
+    pub addr: SocketAddr,
+}
+
+/// Runs one connection to its end.
+pub(crate) fn serve<S: Transport>(
+    mut stream: S,
+    peer: Peer,
+    admission: Admission,
+    shared: &Shared,
+    hub: &Sender<HubEvent>,
+) {
+    let config = &shared.config;
+    let deadline = Instant::now() + config.handshake_timeout;
+    // Bound every blocking write of the handshake too: a client that never reads
+    // must not hold the thread past the handshake timeout.
+    let _ = stream
+        .tcp()
+        .set_write_timeout(Some(config.handshake_timeout));
+    let head = request::read_head(&mut stream, deadline, |s, deadline| {
+        wait_for_bytes(s, deadline, shared)
+    });
+    let (req, rest) = match head {
+        Ok(head) => head,
+        Err(err) => return refuse_head(stream, peer, &err, shared),
+    };
+    if config.trace {
+        log::info!(
+            "conn {} {}: {} {}",
+            peer.id,
+            peer.addr,
+            req.method,
+            req.target
+        );
+    }
+    if admission == Admission::Full {
+        let reason = "server full, try again later";
+        return reject(
+            stream,
+            peer,
+            Response::text(503, reason).header("Retry-After", "1"),
+            Rejection::ServerFull,
+            reason,
+            shared,
+        );
+    }
+    match http::route(&req, config, &shared.metrics) {
+        Routed::Respond(response) => {
+            metrics::bump(&shared.metrics.http_requests_total);
+            log::debug!(
+                "conn {} {}: {} {} -> {}",
+                peer.id,
+                peer.addr,
+                req.method,
+                req.target,
+                response.status
+            );
+            respond(stream, &response, shared);
+        }
+        Routed::Reject(response, why, reason) => {
+            reject(stream, peer, response, why, &reason, shared)
+        }
+        Routed::Upgrade(endpoint, response) => {
+            if stream
+                .write_all(&response.to_bytes())
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
+                shared.metrics.reject(Rejection::Io);
+                return;
+            }
+            log::debug!("conn {} {}: websocket {:?}", peer.id, peer.addr, endpoint);
+            session::run(stream, rest, endpoint, peer, shared, hub);
+        }
+    }
+}
+
+/// Sleeps until the stream may have bytes for the request head.
+fn wait_for_bytes<S: Transport>(
+    stream: &mut S,
+    deadline: Instant,
+    shared: &Shared,
+) -> Result<(), HeadError> {
+    if stream.has_buffered() {
+        return Ok(());
+    }
+    let woken = transport::wait(
+        stream.tcp(),
+        true,
+        false,
+        [Some(&shared.shutdown), None],
+        Some(deadline),
+    )
+    .map_err(HeadError::Io)?;
+    if woken.wake {
+        Err(HeadError::Shutdown)
+    } else if woken.readable {
+        Ok(())
+    } else {
+        Err(HeadError::Timeout { partial: false })
+    }
+}
+
+fn refuse_head<S: Transport>(stream: S, peer: Peer, err: &HeadError, shared: &Shared) {
+    if let Some((response, why, reason)) = http::head_error_response(err) {
+        return reject(stream, peer, response, why, &reason, shared);
+    }
+    let (why, what) = match err {
+        HeadError::Timeout { .. } => (
+            Rejection::Timeout,
+            "no request before the handshake timeout".to_owned(),
+        ),
+        HeadError::Closed { partial: true } => (
+            Rejection::Io,
+            "closed in the middle of the request".to_owned(),
+        ),
+        HeadError::Io(e) => (Rejection::Io, format!("read failed: {e}")),
+        _ => return,
+    };
+    shared.metrics.reject(why);
+    log::debug!("conn {} {}: {what}", peer.id, peer.addr);
+}
+
+fn reject<S: Transport>(
+    stream: S,
+    peer: Peer,
+    response: Response,
+    why: Rejection,
+    reason: &str,
+    shared: &Shared,
+) {
+    shared.metrics.reject(why);
+    log::info!(
+        "conn {} {}: {} {reason}",
+        peer.id,
+        peer.addr,
+        response.status
+    );
+    respond(stream, &response, shared);
+}
+
+fn respond<S: Transport>(mut stream: S, response: &Response, shared: &Shared) {
+    if stream.write_all(&response.to_bytes()).is_ok() {
+        transport::linger(&mut stream, Instant::now() + HTTP_LINGER, &shared.shutdown);
+    }
+}

@@ -1,0 +1,591 @@
+//! The frame loop: one WebSocket, owned by one thread, from the `101` to the end.
+//!
+//! The thread sleeps in `poll(2)` on three things at once: its socket, its outbox's
+//! wake-up (the hub put something there), and the server's shutdown wake-up. When it
+//! wakes it does, in order:
+//!
+//! 1. act on a close request (slow consumer, shutdown);
+//! 2. read every complete frame the socket has, until the read would block;
+//! 3. move everything in the outbox into tungstenite's write buffer;
+//! 4. send a Ping if the peer has been quiet for a ping interval;
+//! 5. flush once: one batch, one system call in the common case.
+//!
+//! While a flush cannot complete (the peer reads slower than we write) the loop stops
+//! reading the socket and stops taking from the outbox. That pushes back on the peer
+//! through TCP, and lets the outbox fill, which is how the hub learns the peer is a
+//! slow consumer. Memory per connection stays bounded either way.
+
+use super::Peer;
+use super::transport::{self, Transport};
+use crate::chat::{self, ChatError, ErrorCode};
+use crate::http::Endpoint;
+use crate::hub::{CLOSE_SLOW_CONSUMER, HubEvent, LeaveReason};
+use crate::metrics::{self, add, bump};
+use crate::outbox::{self, Inbox};
+use crate::server::Shared;
+use crossbeam_channel::Sender;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocket};
+use tungstenite::{Error as WsError, Message};
+
+/// How long to wait for the peer to hang up after we failed its connection.
+const FAIL_LINGER: Duration = Duration::from_secs(1);
+
+/// RFC 6455 §7.4.1: 1001, going away.
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Relay,
+    Echo,
+}
+
+/// Tells the hub the member is gone, however the thread ends (even by panic).
+struct Membership<'a> {
+    peer: Peer,
+    hub: &'a Sender<HubEvent>,
+    reason: LeaveReason,
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        let _ = self.hub.send(HubEvent::Leave {
+            id: self.peer.id,
+            reason: self.reason,
+        });
+    }
+}
+
+/// Keeps the `websockets` gauge honest, however the thread ends.
+struct OpenSession<'a>(&'a Shared);
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        metrics::drop_one(&self.0.metrics.websockets);
+    }
+}
+
+/// A token bucket: `rate` per second sustained, `burst` at once (SPEC §5).
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            tokens: burst,
+            rate: f64::from(rate),
+            burst,
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How the read step ended.
+enum Flow {
+    Continue,
+    /// The session is over; the reason goes to the hub.
+    End(LeaveReason),
+}
+
+struct Session<'a, S: Transport> {
+    ws: WebSocket<S>,
+    kind: Kind,
+    peer: Peer,
+    shared: &'a Shared,
+    hub: &'a Sender<HubEvent>,
+    inbox: Option<Inbox>,
+    rate: RateLimit,
+    /// When the peer last sent us anything.
+    last_heard: Instant,
+    pinged: bool,
+    /// A flush would block: wait for the socket to drain before doing more.
+    write_blocked: bool,
+    /// We sent a Close and wait for the peer's until then.
+    closing: Option<Instant>,
+    /// Why we are closing, for the hub.
+    close_reason: LeaveReason,
+    saw_shutdown: bool,
+}
+
+/// Runs a WebSocket session on a stream whose handshake is done. `rest` holds bytes
+/// the client sent right after its request head.
+pub(crate) fn run<S: Transport>(
+    stream: S,
+    rest: Vec<u8>,
+    endpoint: Endpoint,
+    peer: Peer,
+    shared: &Shared,
+    hub: &Sender<HubEvent>,
+) {
+    if let Err(e) = stream.tcp().set_nonblocking(true) {
+        log::debug!(
+            "conn {} {}: cannot go non-blocking: {e}",
+            peer.id,
+            peer.addr
+        );
+        return;
+    }
+    bump(&shared.metrics.websockets_total);
+    shared.metrics.websockets.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenSession(shared);
+    let config = &shared.config;
+    let ws = WebSocket::from_partially_read(stream, rest, Role::Server, Some(shared.ws_config));
+    let (kind, inbox) = match endpoint {
+        Endpoint::Echo => (Kind::Echo, None),
+        Endpoint::Chat { .. } | Endpoint::Relay { .. } => {
+            let (tx, rx) = match outbox::outbox(config.outbox_messages, config.outbox_bytes) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    log::warn!("conn {} {}: no outbox ({e}), refusing", peer.id, peer.addr);
+                    return refuse(ws, 1013, "server overloaded");
+                }
+            };
+            let (kind, event) = match endpoint {
+                Endpoint::Chat {
+                    room,
+                    name,
+                    name_error,
+                } => (
+                    Kind::Chat,
+                    HubEvent::JoinChat {
+                        id: peer.id,
+                        room,
+                        name,
+                        name_error,
+                        outbox: tx,
+                    },
+                ),
+                Endpoint::Relay { room } => (
+                    Kind::Relay,
+                    HubEvent::JoinRelay {
+                        id: peer.id,
+                        room,
+                        outbox: tx,
+                    },
+                ),
+                Endpoint::Echo => unreachable!("echo has no outbox"),
+            };
+            if hub.send(event).is_err() {
+                return refuse(ws, CLOSE_GOING_AWAY, "server shutting down");
+            }
+            (kind, Some(rx))
+        }
+    };
+    let membership = inbox.is_some().then(|| Membership {
+        peer,
+        hub,
+        reason: LeaveReason::Closed,
+    });
+    let mut session = Session {
+        ws,
+        kind,
+        peer,
+        shared,
+        hub,
+        inbox,
+        rate: RateLimit::new(config.rate_per_sec, config.rate_burst),
+        last_heard: Instant::now(),
+        pinged: false,
+        write_blocked: false,
+        closing: None,
+        close_reason: LeaveReason::Closed,
+        saw_shutdown: false,
+    };
+    let reason = session.run();
+    log::debug!("conn {} {}: session over ({reason:?})", peer.id, peer.addr);
+    if let Some(mut membership) = membership {
+        membership.reason = reason;
+    }
+}
+
+/// Sends a Close right after the handshake, for a session that cannot start.
+fn refuse<S: Transport>(mut ws: WebSocket<S>, code: u16, reason: &'static str) {
+    let _ = ws.close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }));
+    let _ = ws.flush();
+}
+
+impl<S: Transport> Session<'_, S> {
+    fn run(&mut self) -> LeaveReason {
+        loop {
+            self.check_close_requests();
+            if !self.write_blocked
+                && let Flow::End(reason) = self.read_all()
+            {
+                return reason;
+            }
+            if self.closing.is_none()
+                && !self.write_blocked
+                && let Err(reason) = self.drain_outbox()
+            {
+                return reason;
+            }
+            if let Err(reason) = self.heartbeat() {
+                return reason;
+            }
+            match self.ws.flush() {
+                Ok(()) => self.write_blocked = false,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true
+                }
+                Err(WsError::ConnectionClosed) => return self.close_reason,
+                Err(e) => {
+                    log::debug!(
+                        "conn {} {}: write failed: {e}",
+                        self.peer.id,
+                        self.peer.addr
+                    );
+                    return LeaveReason::Error;
+                }
+            }
+            if self
+                .closing
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                log::debug!(
+                    "conn {} {}: no Close reply in time",
+                    self.peer.id,
+                    self.peer.addr
+                );
+                return self.close_reason;
+            }
+            if let Err(e) = self.sleep() {
+                log::debug!("conn {} {}: poll failed: {e}", self.peer.id, self.peer.addr);
+                return LeaveReason::Error;
+            }
+        }
+    }
+
+    /// Blocks until there is something to do.
+    fn sleep(&mut self) -> io::Result<()> {
+        let deadline = match self.closing {
+            Some(deadline) => deadline,
+            None => self.next_heartbeat(),
+        };
+        let shutdown = (!self.saw_shutdown).then_some(&self.shared.shutdown);
+        let wake = self.inbox.as_ref().map(Inbox::wake);
+        let woken = transport::wait(
+            self.ws.get_ref().tcp(),
+            !self.write_blocked,
+            self.write_blocked,
+            [wake, shutdown],
+            Some(deadline),
+        )?;
+        if woken.wake
+            && let Some(wake) = wake
+        {
+            wake.clear();
+        }
+        Ok(())
+    }
+
+    fn check_close_requests(&mut self) {
+        if self.closing.is_some() {
+            return;
+        }
+        if let Some(code) = self.inbox.as_ref().and_then(Inbox::close_requested) {
+            let reason = if code == CLOSE_SLOW_CONSUMER {
+                "slow consumer"
+            } else {
+                "closed by server"
+            };
+            self.start_close(code, reason, LeaveReason::Error);
+        } else if !self.saw_shutdown && self.shared.shutdown.is_notified() {
+            self.saw_shutdown = true;
+            self.start_close(
+                CLOSE_GOING_AWAY,
+                "server shutting down",
+                LeaveReason::Shutdown,
+            );
+        }
+    }
+
+    /// Sends our Close and gives the peer `close_timeout` to answer it.
+    fn start_close(&mut self, code: u16, reason: &'static str, why: LeaveReason) {
+        log::debug!(
+            "conn {} {}: closing with {code} ({reason})",
+            self.peer.id,
+            self.peer.addr
+        );
+        self.close_reason = why;
+        self.closing = Some(Instant::now() + self.shared.config.close_timeout);
+        // The frame is queued even when the write would block; the flush at the end
+        // of the loop sends it.
+        let _ = self.ws.close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }));
+    }
+
+    /// Reads and handles every frame available without blocking.
+    fn read_all(&mut self) -> Flow {
+        loop {
+            match self.ws.read() {
+                Ok(msg) => {
+                    self.last_heard = Instant::now();
+                    self.pinged = false;
+                    if let Flow::End(reason) = self.on_message(msg) {
+                        return Flow::End(reason);
+                    }
+                    if self.write_blocked {
+                        return Flow::Continue;
+                    }
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Flow::Continue;
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                    return Flow::End(self.close_reason);
+                }
+                Err(WsError::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                )) => {
+                    return Flow::End(LeaveReason::Closed);
+                }
+                Err(WsError::Io(e)) => {
+                    log::debug!("conn {} {}: read failed: {e}", self.peer.id, self.peer.addr);
+                    return Flow::End(LeaveReason::Error);
+                }
+                Err(e) => return Flow::End(self.fail(&e)),
+            }
+        }
+    }
+
+    /// Fails the WebSocket connection (RFC 6455 §7.1.7) with the code that fits the
+    /// error: we send a Close with it, then hang up.
+    fn fail(&mut self, err: &WsError) -> LeaveReason {
+        let code = match err {
+            WsError::Utf8(_) => CloseCode::Invalid,
+            WsError::Capacity(_) => CloseCode::Size,
+            WsError::Protocol(_) => CloseCode::Protocol,
+            _ => CloseCode::Error,
+        };
+        bump(&self.shared.metrics.protocol_errors);
+        log::info!(
+            "conn {} {}: closing with {}: {err}",
+            self.peer.id,
+            self.peer.addr,
+            u16::from(code)
+        );
+        let reason = match code {
+            CloseCode::Invalid => "invalid UTF-8",
+            CloseCode::Size => "message too big",
+            CloseCode::Protocol => "protocol error",
+            _ => "internal error",
+        };
+        let _ = self.ws.close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        self.flush_for(FAIL_LINGER);
+        transport::linger(
+            self.ws.get_mut(),
+            Instant::now() + FAIL_LINGER,
+            &self.shared.shutdown,
+        );
+        LeaveReason::Error
+    }
+
+    /// Keeps flushing for at most `limit`, for a last frame that must get out.
+    fn flush_for(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while let Err(WsError::Io(e)) = self.ws.flush() {
+            if e.kind() != io::ErrorKind::WouldBlock || Instant::now() >= deadline {
+                return;
+            }
+            let tcp = self.ws.get_ref().tcp();
+            if transport::wait(tcp, false, true, [None, None], Some(deadline)).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: Message) -> Flow {
+        let metrics = &self.shared.metrics;
+        if self.shared.config.trace {
+            log::info!(
+                "conn {} {}: <- {}",
+                self.peer.id,
+                self.peer.addr,
+                describe(&msg)
+            );
+        }
+        match msg {
+            Message::Text(_) | Message::Binary(_) => {
+                bump(&metrics.messages_in);
+                add(&metrics.bytes_in, msg.len());
+            }
+            Message::Close(_) => {
+                // tungstenite has queued our reply; the next read reports the end.
+                self.close_reason = LeaveReason::Closed;
+                return Flow::Continue;
+            }
+            // tungstenite queues the Pong for a Ping itself; a Pong just proves life.
+            _ => return Flow::Continue,
+        }
+        if self.closing.is_some() {
+            return Flow::Continue;
+        }
+        match self.kind {
+            Kind::Echo => self.send(msg),
+            Kind::Relay => self.tell_hub(HubEvent::Relay {
+                id: self.peer.id,
+                msg,
+            }),
+            Kind::Chat => self.chat(msg),
+        }
+    }
+
+    fn chat(&mut self, msg: Message) -> Flow {
+        let Message::Text(text) = msg else {
+            let error = ChatError::new(
+                ErrorCode::BinaryNotSupported,
+                "this endpoint takes text frames of JSON",
+            );
+            return self.chat_error(&error);
+        };
+        if !self.rate.allow() {
+            let limit = self.shared.config.rate_per_sec;
+            return self.chat_error(&ChatError::new(
+                ErrorCode::RateLimited,
+                format!("slow down: at most {limit} messages a second"),
+            ));
+        }
+        match chat::decode(&text, self.shared.config.max_text_len) {
+            Ok(msg) => self.tell_hub(HubEvent::Chat {
+                id: self.peer.id,
+                msg,
+            }),
+            Err(error) => self.chat_error(&error),
+        }
+    }
+
+    fn chat_error(&mut self, error: &ChatError) -> Flow {
+        bump(&self.shared.metrics.chat_errors);
+        self.send(Message::text(error.to_json()))
+    }
+
+    fn tell_hub(&mut self, event: HubEvent) -> Flow {
+        // Blocks only while the hub's queue is full, which pushes back on this client
+        // through TCP. The hub itself never blocks, so it always drains.
+        match self.hub.send(event) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::End(LeaveReason::Shutdown),
+        }
+    }
+
+    /// Queues one message for the peer.
+    fn send(&mut self, msg: Message) -> Flow {
+        if self.shared.config.trace {
+            log::info!(
+                "conn {} {}: -> {}",
+                self.peer.id,
+                self.peer.addr,
+                describe(&msg)
+            );
+        }
+        let len = msg.len();
+        match self.ws.write(msg) {
+            Ok(()) => {}
+            // The frame is buffered; the flush will finish it once the socket drains.
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.write_blocked = true
+            }
+            Err(e) => {
+                log::debug!(
+                    "conn {} {}: write failed: {e}",
+                    self.peer.id,
+                    self.peer.addr
+                );
+                return Flow::End(LeaveReason::Error);
+            }
+        }
+        bump(&self.shared.metrics.messages_out);
+        add(&self.shared.metrics.bytes_out, len);
+        Flow::Continue
+    }
+
+    /// Moves the outbox into the write buffer, stopping when the socket pushes back.
+    fn drain_outbox(&mut self) -> Result<(), LeaveReason> {
+        while !self.write_blocked {
+            let Some(msg) = self.inbox.as_ref().and_then(Inbox::try_recv) else {
+                break;
+            };
+            if let Flow::End(reason) = self.send(msg) {
+                return Err(reason);
+            }
+        }
+        Ok(())
+    }
+
+    fn next_heartbeat(&self) -> Instant {
+        let interval = self.shared.config.ping_interval;
+        if self.pinged {
+            self.last_heard + interval * 2
+        } else {
+            self.last_heard + interval
+        }
+    }
+
+    /// RFC 6455 §5.5.2: a Ping after a quiet interval; no answer for another interval
+    /// and the peer is considered gone.
+    fn heartbeat(&mut self) -> Result<(), LeaveReason> {
+        if self.closing.is_some() || Instant::now() < self.next_heartbeat() {
+            return Ok(());
+        }
+        if self.pinged {
+            bump(&self.shared.metrics.ping_timeouts);
+            log::info!(
+                "conn {} {}: no answer to ping, dropping",
+                self.peer.id,
+                self.peer.addr
+            );
+            return Err(LeaveReason::Timeout);
+        }
+        self.pinged = true;
+        match self.ws.write(Message::Ping(Default::default())) {
+            Err(WsError::Io(e)) if e.kind() != io::ErrorKind::WouldBlock => Err(LeaveReason::Error),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn describe(msg: &Message) -> String {
+    match msg {
+        Message::Text(t) => format!(
+            "text ({} bytes) {:?}",
+            t.len(),
+            t.chars().take(80).collect::<String>()
+        ),
+        Message::Binary(b) => format!("binary ({} bytes)", b.len()),
+        Message::Ping(p) => format!("ping ({} bytes)", p.len()),
+        Message::Pong(p) => format!("pong ({} bytes)", p.len()),
+        Message::Close(c) => format!("close {c:?}"),
+        Message::Frame(_) => "raw frame".to_owned(),
+    }
+}

@@ -1,0 +1,247 @@
+//! Reading and parsing an HTTP/1.x request head, with the limits a server on a LAN
+//! needs against slow or hostile clients (SPEC §3: 8 KiB, handshake timeout).
+
+use std::io::{self, Read};
+use std::time::Instant;
+
+/// Largest request head we read (SPEC §3); a longer one gets `431`.
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+/// Most header lines we parse; more gets `431` too.
+const MAX_HEADERS: usize = 64;
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub method: String,
+    /// The request target as sent (origin-form `/path?q` or absolute-form).
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Request {
+    /// Every value of the header `name` (case-insensitive), in order.
+    pub(crate) fn header_values<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The value of header `name` if it appears once, as text.
+    pub(crate) fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        let mut values = self.header_values(name);
+        let first = values.next()?;
+        std::str::from_utf8(first).ok().map(str::trim)
+    }
+
+    /// Whether `name` holds `token` in its comma-separated list (case-insensitive),
+    /// across every occurrence of the header (RFC 9110 §5.3).
+    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
+        self.header_values(name)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// The path part of the target, for origin-form or absolute-form
+    /// (`GET ws://host/ws/chat`, RFC 9112 §3.2.2).
+    pub(crate) fn path_and_query(&self) -> (&str, Option<&str>) {
+        let mut target = self.target.as_str();
+        if let Some(scheme_end) = target.find("://") {
+            let rest = &target[scheme_end + 3..];
+            target = rest.find('/').map_or("/", |i| &rest[i..]);
+        }
+        match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        }
+    }
+}
+
+/// Why no request head could be had.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// The head was longer than [`MAX_HEAD`] or had too many header lines.
+    TooLarge,
+    /// The bytes are not an HTTP request.
+    Malformed(String),
+    /// The deadline passed; `partial` tells whether anything at all had arrived.
+    Timeout {
+        partial: bool,
+    },
+    /// The peer closed the connection before finishing the head.
+    Closed {
+        partial: bool,
+    },
+    /// The server is shutting down.
+    Shutdown,
+    Io(io::Error),
+}
+
+/// What might be parsed so far.
+pub(crate) enum Parsed {
+    /// A whole head, and how many bytes of the buffer it took.
+    Complete(Request, usize),
+    Partial,
+}
+
+/// Parses the bytes received so far.
+pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version)
+            else {
+                return Err(HeadError::Malformed("incomplete request line".into()));
+            };
+            let headers = req
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect();
+            let request = Request {
+                method: method.to_owned(),
+                target: target.to_owned(),
+                version,
+                headers,
+            };
+            Ok(Parsed::Complete(request, len))
+        }
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(e) => Err(HeadError::Malformed(format!("malformed request: {e}"))),
+    }
+}
+
+/// Reads until a whole request head has arrived.
+///
+/// `wait` blocks until the stream may have bytes, or the deadline or a shutdown comes
+/// (it returns `Err` then). Returns the request and whatever bytes followed the head
+/// (pipelined WebSocket frames, which belong to the frame parser).
+pub(crate) fn read_head<S: Read>(
+    stream: &mut S,
+    deadline: Instant,
+    mut wait: impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
+) -> Result<(Request, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Parsed::Complete(req, len) = parse(&buf)? {
+            let rest = buf.split_off(len);
+            return Ok((req, rest));
+        }
+        let partial = !buf.is_empty();
+        if Instant::now() >= deadline {
+            return Err(HeadError::Timeout { partial });
+        }
+        wait(stream, deadline).map_err(|e| match e {
+            HeadError::Timeout { .. } => HeadError::Timeout { partial },
+            other => other,
+        })?;
+        // Never read past the limit: one byte over is enough to know it is too long.
+        let room = (MAX_HEAD + 1).saturating_sub(buf.len()).min(chunk.len());
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) => return Err(HeadError::Closed { partial }),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte).
+/// `None` when an escape is broken or the result is not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = (bytes.next()? as char).to_digit(16)?;
+                let lo = (bytes.next()? as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+            }
+            other => out.push(other),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of `key` in a query string, decoded.
+pub(crate) fn query_param(query: Option<&str>, key: &str) -> Option<Option<String>> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(head: &str) -> Request {
+        match parse(head.as_bytes()) {
+            Ok(Parsed::Complete(r, _)) => r,
+            _ => panic!("no complete head in {head:?}"),
+        }
+    }
+
+    #[test]
+    fn tokens_span_lists_and_repeats() {
+        let r = req("GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nconnection: x\r\n\r\n");
+        assert!(r.has_token("connection", "upgrade"));
+        assert!(r.has_token("Connection", "x"));
+        assert!(!r.has_token("Connection", "close"));
+    }
+
+    #[test]
+    fn absolute_form_target_has_a_path() {
+        assert_eq!(
+            req("GET ws://h:1/ws/chat?name=a HTTP/1.1\r\n\r\n").path_and_query(),
+            ("/ws/chat", Some("name=a"))
+        );
+        assert_eq!(
+            req("GET http://h HTTP/1.1\r\n\r\n").path_and_query(),
+            ("/", None)
+        );
+    }
+
+    #[test]
+    fn partial_and_oversized_heads() {
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Ok(Parsed::Partial)
+        ));
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
+        assert!(matches!(parse(long.as_bytes()), Err(HeadError::TooLarge)));
+        assert!(matches!(
+            parse(b"\x00\x01garbage\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(
+            query_param(Some("a=1&name=J%C3%BCrgen+K"), "name"),
+            Some(Some("Jürgen K".into()))
+        );
+        assert_eq!(query_param(Some("name=%ZZ"), "name"), Some(None));
+        assert_eq!(query_param(Some("name=%FF"), "name"), Some(None));
+        assert_eq!(query_param(None, "name"), None);
+        assert_eq!(query_param(Some("other=1"), "name"), None);
+    }
+}

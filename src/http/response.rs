@@ -1,0 +1,82 @@
+//! HTTP/1.1 responses, written in one piece.
+
+use std::borrow::Cow;
+
+/// A complete response: status, headers and body.
+#[derive(Debug, Clone)]
+pub(crate) struct Response {
+    pub status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Cow<'static, [u8]>,
+}
+
+impl Response {
+    pub(crate) fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Cow::Borrowed(b""),
+        }
+    }
+
+    /// A response whose body is one line of plain text: the reason, for a human.
+    pub(crate) fn text(status: u16, line: &str) -> Self {
+        Self::new(status).body(
+            "text/plain; charset=utf-8",
+            format!("{line}\n").into_bytes(),
+        )
+    }
+
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub(crate) fn body(mut self, content_type: &str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        self.headers.push(("Content-Type", content_type.to_owned()));
+        self.body = body.into();
+        self
+    }
+
+    /// The bytes on the wire. Every response but `101` closes the connection: this
+    /// server answers one plain request per connection, which keeps the thread's job
+    /// simple and is all a browser needs for one page.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        out.extend_from_slice(
+            format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
+        );
+        for (name, value) in &self.headers {
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        if self.status != 101 {
+            out.extend_from_slice(
+                format!(
+                    "Content-Length: {}\r\nConnection: close\r\n",
+                    self.body.len()
+                )
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,250 @@
+//! The accept loop: listening sockets in, one named thread per connection out.
+//!
+//! One thread accepts on every listening socket of a server, so it alone keeps the
+//! count of open connections, in total and per IP address: no lock. Each connection
+//! thread carries a [`Ticket`] that reports back through a channel when the thread
+//! ends, however it ends (even by panic), and the loop reads those reports before every
+//! admission decision.
+//!
+//! The loop sleeps in `poll(2)` on the listeners and the server's shutdown wake-up.
+//! On shutdown it stops accepting, then waits for every connection thread to report.
+
+use crate::connection::{self, Admission, Peer};
+use crate::hub::HubEvent;
+use crate::metrics::{self, Rejection};
+use crate::outbox::Wake;
+use crate::server::Shared;
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use rustix::event::{PollFd, PollFlags, poll};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Stack for a connection thread. The frame loop is shallow; 128 KiB leaves a wide
+/// margin for logging and JSON while keeping thousands of threads cheap (only the
+/// pages a thread touches become resident).
+const CONN_STACK: usize = 128 * 1024;
+
+/// Threads answering `503` at once, at most. Past this an over-limit connection is
+/// closed without a word, so a flood cannot turn the refusals into a thread storm.
+const MAX_REFUSERS: usize = 64;
+
+/// Reports the end of a connection thread to the accept loop.
+struct Ticket {
+    ip: IpAddr,
+    admitted: bool,
+    done: Sender<(IpAddr, bool)>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        metrics::drop_one(&self.shared.metrics.connections);
+        let _ = self.done.send((self.ip, self.admitted));
+    }
+}
+
+/// Open connections, as the accept loop counts them.
+#[derive(Default)]
+struct Counts {
+    admitted: usize,
+    refusing: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Counts {
+    fn ended(&mut self, ip: IpAddr, admitted: bool) {
+        if !admitted {
+            self.refusing -= 1;
+            return;
+        }
+        self.admitted -= 1;
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.admitted + self.refusing
+    }
+}
+
+/// Accepts until shutdown, then waits for every connection thread to end.
+pub(crate) fn accept_loop(listeners: Vec<TcpListener>, shared: Arc<Shared>, hub: Sender<HubEvent>) {
+    let (done_tx, done_rx) = unbounded();
+    let mut counts = Counts::default();
+    let mut next_id = 0u64;
+    for listener in &listeners {
+        if let Err(e) = listener.set_nonblocking(true) {
+            log::error!("cannot make listener non-blocking: {e}");
+            return;
+        }
+    }
+    while !shared.shutdown.is_notified() {
+        let ready = match wait_for_listeners(&listeners, &shared.shutdown) {
+            Ok(ready) => ready,
+            Err(e) => {
+                log::error!("accept loop cannot poll: {e}");
+                break;
+            }
+        };
+        for index in ready {
+            let Some(listener) = listeners.get(index) else {
+                continue;
+            };
+            loop {
+                match listener.accept() {
+                    Ok((stream, addr)) => {
+                        for (ip, admitted) in done_rx.try_iter() {
+                            counts.ended(ip, admitted);
+                        }
+                        next_id += 1;
+                        admit(
+                            stream,
+                            Peer { id: next_id, addr },
+                            &mut counts,
+                            &shared,
+                            &hub,
+                            &done_tx,
+                        );
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // Out of file descriptors, most likely: back off instead of
+                        // spinning on a listener that stays readable.
+                        log::warn!("accept failed: {e}");
+                        thread::sleep(Duration::from_millis(50));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    drop(listeners);
+    drop(hub);
+    drain(&mut counts, &done_rx, &shared);
+}
+
+/// The indexes of the listeners with a connection waiting.
+fn wait_for_listeners(listeners: &[TcpListener], shutdown: &Wake) -> io::Result<Vec<usize>> {
+    let mut fds: Vec<PollFd<'_>> = listeners
+        .iter()
+        .map(|l| PollFd::new(l, PollFlags::IN))
+        .collect();
+    fds.push(PollFd::new(shutdown, PollFlags::IN));
+    match poll(&mut fds, None) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(fds[..listeners.len()]
+        .iter()
+        .enumerate()
+        .filter(|(_, fd)| !fd.revents().is_empty())
+        .map(|(i, _)| i)
+        .collect())
+}
+
+fn admit(
+    stream: TcpStream,
+    peer: Peer,
+    counts: &mut Counts,
+    shared: &Arc<Shared>,
+    hub: &Sender<HubEvent>,
+    done: &Sender<(IpAddr, bool)>,
+) {
+    let config = &shared.config;
+    let ip = peer.addr.ip();
+    let per_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
+    let admission =
+        if counts.admitted >= config.max_connections || per_ip >= config.max_connections_per_ip {
+            if counts.refusing >= MAX_REFUSERS {
+                shared.metrics.reject(Rejection::ServerFull);
+                log::debug!(
+                    "conn {} {}: full and too busy refusing, dropped",
+                    peer.id,
+                    peer.addr
+                );
+                return;
+            }
+            counts.refusing += 1;
+            Admission::Full
+        } else {
+            counts.admitted += 1;
+            *counts.per_ip.entry(ip).or_insert(0) += 1;
+            Admission::Admit
+        };
+    metrics::bump(&shared.metrics.connections_total);
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let ticket = Ticket {
+        ip,
+        admitted: admission == Admission::Admit,
+        done: done.clone(),
+        shared: Arc::clone(shared),
+    };
+    let _ = stream.set_nodelay(true);
+    let hub = hub.clone();
+    let spawned = thread::Builder::new()
+        .name(format!("conn-{}", peer.id))
+        .stack_size(CONN_STACK)
+        .spawn(move || {
+            // Dropped in reverse: the hub sender first, the ticket last, so that when the
+            // accept loop hears of the end this thread holds nothing any more.
+            let ticket = ticket;
+            let hub = hub;
+            connection::serve(stream, peer, admission, &ticket.shared, &hub);
+        });
+    if let Err(e) = spawned {
+        // The closure, ticket included, was dropped: the counts are already right.
+        log::warn!("conn {} {}: cannot start a thread: {e}", peer.id, peer.addr);
+    }
+}
+
+/// Waits for every connection thread to report its end.
+fn drain(counts: &mut Counts, done: &Receiver<(IpAddr, bool)>, shared: &Shared) {
+    let config = &shared.config;
+    // Everything a thread can be doing is bounded by these; the margin covers lingering.
+    let limit = config.handshake_timeout.max(config.close_timeout) + Duration::from_secs(5);
+    let deadline = Instant::now() + limit;
+    while counts.total() > 0 {
+        match done.recv_deadline(deadline) {
+            Ok((ip, admitted)) => counts.ended(ip, admitted),
+            Err(_) => {
+                log::warn!(
+                    "{} connection threads did not end in {limit:?}",
+                    counts.total()
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Binds one listening address, with a readable error.
+pub(crate) fn bind(addr: &str) -> Result<TcpListener, crate::Error> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| crate::Error::BadAddress {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(crate::Error::BadAddress {
+            addr: addr.to_owned(),
+            reason: "resolves to nothing".into(),
+        });
+    }
+    TcpListener::bind(&addrs[..]).map_err(|source| crate::Error::Bind {
+        addr: addr.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,147 @@
+//! The `switchboard` binary: flags in, a running server out, exit code at the end.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+use switchboard::{Config, Server, ServerHandle};
+
+/// A WebSocket chat, relay and echo server for the LAN, for teaching, and for tests.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address for ws:// and http://.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3000")]
+    listen: String,
+    /// Serve plain ws:// and http:// only (TLS is not built in yet, so this is what
+    /// happens anyway; the flag keeps scripts working once it is).
+    #[arg(long)]
+    no_tls: bool,
+    /// A browser origin allowed besides the page's own; repeat it for more, `*` for all.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Connections open at once, in total; more get 503.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Connections open at once from one IP address; more get 503.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Largest message or frame accepted; larger ones close the connection with 1009.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_message_size)]
+    max_message_size: usize,
+    /// Seconds a client has to send its request head.
+    #[arg(long, value_name = "SECS", default_value_t = Config::default().handshake_timeout.as_secs())]
+    handshake_timeout: u64,
+    /// Seconds of silence before a Ping, and again before the client is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = Config::default().ping_interval.as_secs())]
+    ping_interval: u64,
+    /// Chat messages each room remembers for newcomers.
+    #[arg(long, value_name = "N", default_value_t = Config::default().history)]
+    history: usize,
+    /// Log every request and every message crossing the wire.
+    #[arg(long)]
+    trace: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = Config::default();
+    config.listen = vec![args.listen];
+    config.allow_origins = args.allow_origin;
+    config.max_connections = args.max_connections;
+    config.max_connections_per_ip = args.max_connections_per_ip;
+    config.max_message_size = args.max_message_size;
+    config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    config.ping_interval = Duration::from_secs(args.ping_interval);
+    config.history = args.history;
+    config.trace = args.trace;
+    let _ = args.no_tls;
+
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })?;
+    let server = Server::builder().config(config).start()?;
+    print_banner(&server);
+    // Wait for SIGINT or SIGTERM; a closed channel cannot happen while the handler lives.
+    let _ = stop_rx.recv();
+    server.shutdown();
+    log::info!("bye");
+    Ok(())
+}
+
+/// Tells people where to point their browser, LAN addresses included.
+fn print_banner(server: &ServerHandle) {
+    println!(
+        "switchboard {} is running. Open one of these in a browser:",
+        env!("CARGO_PKG_VERSION")
+    );
+    for addr in server.local_addrs() {
+        for url_addr in reachable_addrs(*addr) {
+            println!("  http://{url_addr}/");
+        }
+    }
+    if let Some(addr) = server.local_addrs().first() {
+        println!(
+            "WebSocket endpoints: ws://{addr}/ws/chat, /ws/relay/{{room}}, /ws/echo; also /healthz, /metrics"
+        );
+    }
+    println!("Press Ctrl-C to stop.");
+}
+
+/// The addresses someone could type to reach `addr`: itself, or for a wildcard
+/// address, loopback plus every address of this machine's interfaces.
+fn reachable_addrs(addr: SocketAddr) -> Vec<SocketAddr> {
+    if !addr.ip().is_unspecified() {
+        return vec![addr];
+    }
+    let want_v6 = addr.is_ipv6();
+    let mut out = vec![SocketAddr::new(
+        if want_v6 {
+            "::1".parse().ok()
+        } else {
+            "127.0.0.1".parse().ok()
+        }
+        .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        addr.port(),
+    )];
+    if let Ok(interfaces) = if_addrs::get_if_addrs() {
+        for iface in interfaces {
+            let ip = iface.ip();
+            let link_local_v6 = matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local());
+            if !ip.is_loopback() && !link_local_v6 && (ip.is_ipv4() || want_v6) {
+                out.push(SocketAddr::new(ip, addr.port()));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,240 @@
+//! The hub → client path: a bounded queue plus a wake-up the connection thread can
+//! sleep on together with its socket.
+//!
+//! A connection thread blocks in `poll(2)` on two descriptors: its socket and an
+//! `eventfd` (a kernel counter that reads as "readable" once written). The hub puts a
+//! message in the queue and writes the eventfd only when the queue went from "seen" to
+//! "has news", so a thread asleep on a busy room is woken once per batch, not once per
+//! message. The queue is bounded in messages and in bytes; a full queue is the hub's
+//! signal that this client is a slow consumer (SPEC §2, backpressure).
+//!
+//! A connection costs two file descriptors: the socket and the eventfd.
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rustix::event::{EventfdFlags, eventfd};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use tungstenite::Message;
+
+/// A wake-up flag a thread can `poll(2)` on: an `eventfd` that turns readable when
+/// [`Wake::notify`] is called and stays readable until [`Wake::clear`].
+#[derive(Debug)]
+pub(crate) struct Wake {
+    fd: OwnedFd,
+    /// Set once notified and until cleared, so that repeated notifications cost no
+    /// system call.
+    pending: AtomicBool,
+}
+
+impl Wake {
+    pub(crate) fn new() -> io::Result<Self> {
+        let fd = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
+        Ok(Self {
+            fd,
+            pending: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes the descriptor readable, unless it already is.
+    pub(crate) fn notify(&self) {
+        if !self.pending.swap(true, Ordering::SeqCst) {
+            // Writing 1 to an eventfd only fails if the counter would overflow, which
+            // one writer per clear cannot do.
+            let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Whether [`Wake::notify`] was called since the last [`Wake::clear`]. A wake-up
+    /// that is never cleared works as a one-way, level-triggered "it happened" flag.
+    pub(crate) fn is_notified(&self) -> bool {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Makes the descriptor unreadable again. Call it *before* looking for the news
+    /// it announced: a notification that races with the look is then never lost, at
+    /// worst it causes one extra wake-up.
+    pub(crate) fn clear(&self) {
+        let mut buf = [0u8; 8];
+        // Fails with EAGAIN when nothing was written, which is fine.
+        let _ = rustix::io::read(&self.fd, &mut buf);
+        self.pending.store(false, Ordering::SeqCst);
+    }
+}
+
+impl AsFd for Wake {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// What both ends of one outbox share.
+#[derive(Debug)]
+struct Shared {
+    wake: Wake,
+    /// Payload bytes queued and not yet taken by the connection thread.
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
+    /// A close code the hub asked for (0: none).
+    close_code: AtomicU16,
+}
+
+/// The hub's end of one client's outbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbox {
+    tx: Sender<Message>,
+    shared: Arc<Shared>,
+}
+
+/// The connection thread's end of its outbox.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    rx: Receiver<Message>,
+    shared: Arc<Shared>,
+}
+
+/// The outbox is full: the client is not keeping up.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Full;
+
+/// Creates an outbox holding at most `max_messages` messages and `max_bytes` bytes.
+pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbox, Inbox)> {
+    let (tx, rx) = crossbeam_channel::bounded(max_messages.max(1));
+    let shared = Arc::new(Shared {
+        wake: Wake::new()?,
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes,
+        close_code: AtomicU16::new(0),
+    });
+    Ok((
+        Outbox {
+            tx,
+            shared: Arc::clone(&shared),
+        },
+        Inbox { rx, shared },
+    ))
+}
+
+fn payload_len(msg: &Message) -> usize {
+    msg.len()
+}
+
+impl Outbox {
+    /// Queues a message without ever blocking.
+    ///
+    /// `Err(Full)` means the client has fallen too far behind; the hub then evicts it
+    /// with [`Outbox::close`]. Messages already queued are not taken back.
+    pub(crate) fn try_send(&self, msg: Message) -> Result<(), Full> {
+        let len = payload_len(&msg);
+        let queued = self.shared.queued_bytes.load(Ordering::Acquire);
+        // A single message larger than the byte bound still goes through an empty
+        // queue, so a big message never makes a fast client look slow.
+        if queued > 0 && queued + len > self.shared.max_bytes {
+            return Err(Full);
+        }
+        self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                self.shared.wake.notify();
+                Ok(())
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                Err(Full)
+            }
+        }
+    }
+
+    /// Asks the connection thread to send a Close frame with `code` and hang up. The
+    /// first request wins.
+    pub(crate) fn close(&self, code: u16) {
+        let _ =
+            self.shared
+                .close_code
+                .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.shared.wake.notify();
+    }
+}
+
+impl Inbox {
+    /// The descriptor that turns readable when there is news.
+    pub(crate) fn wake(&self) -> &Wake {
+        &self.shared.wake
+    }
+
+    /// Takes the next queued message, if any.
+    pub(crate) fn try_recv(&self) -> Option<Message> {
+        let msg = self.rx.try_recv().ok()?;
+        self.shared
+            .queued_bytes
+            .fetch_sub(payload_len(&msg), Ordering::AcqRel);
+        Some(msg)
+    }
+
+    /// The close code the hub asked for, if it asked.
+    pub(crate) fn close_requested(&self) -> Option<u16> {
+        match self.shared.close_code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::event::{PollFd, PollFlags, poll};
+
+    fn readable(wake: &Wake) -> bool {
+        let mut fds = [PollFd::new(wake, PollFlags::IN)];
+        poll(
+            &mut fds,
+            Some(&rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }),
+        )
+        .unwrap()
+            == 1
+    }
+
+    #[test]
+    fn first_message_wakes_and_clear_resets() {
+        let (tx, rx) = outbox(4, 1024).unwrap();
+        assert!(!readable(rx.wake()));
+        tx.try_send(Message::text("a")).unwrap();
+        tx.try_send(Message::text("b")).unwrap();
+        assert!(readable(rx.wake()));
+        rx.wake().clear();
+        assert!(!readable(rx.wake()));
+        assert_eq!(rx.try_recv(), Some(Message::text("a")));
+        tx.try_send(Message::text("c")).unwrap();
+        assert!(readable(rx.wake()), "news after a clear wakes again");
+    }
+
+    #[test]
+    fn bounded_by_count_and_bytes() {
+        let (tx, rx) = outbox(2, 10).unwrap();
+        tx.try_send(Message::text("12345")).unwrap();
+        tx.try_send(Message::text("12345")).unwrap();
+        assert_eq!(tx.try_send(Message::text("1")), Err(Full));
+        rx.try_recv().unwrap();
+        assert_eq!(
+            tx.try_send(Message::text("123456")),
+            Err(Full),
+            "bytes bound"
+        );
+        tx.try_send(Message::text("12345")).unwrap();
+    }
+
+    #[test]
+    fn close_request_is_seen_and_first_wins() {
+        let (tx, rx) = outbox(1, 10).unwrap();
+        assert_eq!(rx.close_requested(), None);
+        tx.close(1008);
+        tx.close(1001);
+        assert_eq!(rx.close_requested(), Some(1008));
+        assert!(readable(rx.wake()));
+    }
+}

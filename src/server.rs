@@ -1,0 +1,264 @@
+//! Starting and stopping a server: the builder, the handle, and what the threads share.
+//!
+//! A running server is three kinds of thread: one accept loop (`listener`), one hub
+//! (`hub`), one thread per connection (`connection`). [`ServerHandle::shutdown`]
+//! wakes them all through one shared wake-up descriptor, then joins the accept loop
+//! (which waits for every connection thread) and the hub (which ends when the last
+//! sender of events is gone).
+
+use crate::config::Config;
+use crate::hub::{Hub, HubConfig};
+use crate::listener;
+use crate::metrics::Metrics;
+use crate::outbox::Wake;
+use crate::{Error, Result};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+use tungstenite::protocol::WebSocketConfig;
+
+/// Events a hub queues before senders wait. Small enough to bound memory (a relay
+/// event can carry a whole message), large enough that a burst never makes a client
+/// thread wait in practice.
+const HUB_QUEUE: usize = 1024;
+
+/// What every thread of one server reads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    /// Notified once, at shutdown, and never cleared.
+    pub shutdown: Wake,
+    pub ws_config: WebSocketConfig,
+}
+
+/// Entry point of the library: `Server::builder()…start()`.
+///
+/// ```
+/// let server = switchboard::Server::builder().listen("127.0.0.1:0").start()?;
+/// println!("chat at ws://{}/ws/chat", server.local_addr());
+/// server.shutdown();
+/// # Ok::<(), switchboard::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with [`Config::default`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: Config::default(),
+            listeners: Vec::new(),
+        }
+    }
+
+    /// A builder that serves on a listener the caller already bound (for example to
+    /// pick the port itself). The configured listen addresses are then not bound.
+    pub fn from_listener(listener: TcpListener) -> ServerBuilder {
+        ServerBuilder {
+            config: Config::default(),
+            listeners: vec![listener],
+        }
+    }
+}
+
+/// Configures a server before it starts. Every setter takes and returns `self`.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until .start()"]
+pub struct ServerBuilder {
+    config: Config,
+    listeners: Vec<TcpListener>,
+}
+
+impl ServerBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Listens on `addr` (for example `"127.0.0.1:0"`) instead of the default.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.config.listen = vec![addr.into()];
+        self
+    }
+
+    /// Allows a browser origin besides the page's own (`*` allows all).
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.config.allow_origins.push(origin.into());
+        self
+    }
+
+    /// See [`Config::max_connections`].
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// See [`Config::max_connections_per_ip`].
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.config.max_connections_per_ip = n;
+        self
+    }
+
+    /// See [`Config::max_message_size`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// See [`Config::handshake_timeout`].
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// See [`Config::ping_interval`].
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = interval;
+        self
+    }
+
+    /// See [`Config::history`].
+    pub fn history(mut self, messages: usize) -> Self {
+        self.config.history = messages;
+        self
+    }
+
+    /// See [`Config::outbox_messages`] and [`Config::outbox_bytes`].
+    pub fn outbox_limits(mut self, messages: usize, bytes: usize) -> Self {
+        self.config.outbox_messages = messages;
+        self.config.outbox_bytes = bytes;
+        self
+    }
+
+    /// See [`Config::trace`].
+    pub fn trace(mut self, on: bool) -> Self {
+        self.config.trace = on;
+        self
+    }
+
+    /// Binds, starts every thread, and returns once the server accepts connections.
+    pub fn start(self) -> Result<ServerHandle> {
+        let config = self.config;
+        validate(&config)?;
+        let mut listeners = self.listeners;
+        if listeners.is_empty() {
+            for addr in &config.listen {
+                listeners.push(listener::bind(addr)?);
+            }
+        }
+        if listeners.is_empty() {
+            return Err(Error::BadConfig("no address to listen on".into()));
+        }
+        let local_addrs = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let ws_config = WebSocketConfig::default()
+            // Thin connections: a LAN chat has thousands of mostly idle clients, and
+            // tungstenite grows the buffer for a big message when it needs to.
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(16 * 1024)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(Metrics::new()),
+            shutdown: Wake::new()?,
+            ws_config,
+            config,
+        });
+
+        let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
+        let hub = Hub::new(
+            HubConfig {
+                history: shared.config.history,
+            },
+            Arc::clone(&shared.metrics),
+        );
+        let hub_thread = thread::Builder::new()
+            .name("hub".into())
+            .spawn(move || hub.run(hub_rx))?;
+        let accept_shared = Arc::clone(&shared);
+        let accept_thread = thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || listener::accept_loop(listeners, accept_shared, hub_tx))?;
+        Ok(ServerHandle {
+            local_addrs,
+            shared,
+            threads: vec![accept_thread, hub_thread],
+        })
+    }
+}
+
+fn validate(config: &Config) -> Result<()> {
+    let positive = [
+        (config.max_connections, "max connections"),
+        (config.max_connections_per_ip, "max connections per IP"),
+        (config.max_message_size, "max message size"),
+        (config.max_text_len, "chat text limit"),
+        (config.outbox_messages, "outbox messages"),
+        (config.outbox_bytes, "outbox bytes"),
+    ];
+    for (value, what) in positive {
+        if value == 0 {
+            return Err(Error::BadConfig(format!("{what} must be at least 1")));
+        }
+    }
+    if config.ping_interval.is_zero() || config.handshake_timeout.is_zero() {
+        return Err(Error::BadConfig("timeouts must be longer than zero".into()));
+    }
+    if config.rate_per_sec == 0 {
+        return Err(Error::BadConfig(
+            "chat rate limit must be at least 1 message a second".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A running server. Dropping it shuts the server down, as [`ServerHandle::shutdown`].
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The first address the server listens on, with the real port.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addrs[0]
+    }
+
+    /// Every address the server listens on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Stops accepting, sends every client Close 1001, waits up to the close timeout
+    /// for their replies, and returns once every thread of the server has ended.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        log::info!("shutting down");
+        self.shared.shutdown.notify();
+        for thread in self.threads.drain(..) {
+            let name = thread.thread().name().unwrap_or("?").to_owned();
+            if thread.join().is_err() {
+                log::error!("the {name} thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
