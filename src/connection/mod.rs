@@ -8,11 +8,12 @@
 pub(crate) mod session;
 pub(crate) mod transport;
 
-use crate::http::{self, HeadError, Response, Routed, request};
+use crate::http::{self, Endpoint, HeadError, Response, Routed, request};
 use crate::hub::{ConnId, HubEvent};
 use crate::metrics::{self, Rejection};
 use crate::server::Shared;
 use crossbeam_channel::Sender;
+use session::JoinError;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 pub(crate) use transport::Transport;
@@ -96,18 +97,49 @@ pub(crate) fn serve<S: Transport>(
             reject(stream, peer, response, why, &reason, shared)
         }
         Routed::Upgrade(endpoint, response) => {
-            if stream
-                .write_all(&response.to_bytes())
-                .and_then(|()| stream.flush())
-                .is_err()
-            {
-                shared.metrics.reject(Rejection::Io);
-                return;
-            }
-            log::debug!("conn {} {}: websocket {:?}", peer.id, peer.addr, endpoint);
-            session::run(stream, rest, endpoint, peer, shared, hub);
+            upgrade(stream, rest, endpoint, response, peer, shared, hub)
         }
     }
+}
+
+/// Joins the hub, sends the `101`, and runs the session.
+fn upgrade<S: Transport>(
+    mut stream: S,
+    rest: Vec<u8>,
+    endpoint: Endpoint,
+    response: Response,
+    peer: Peer,
+    shared: &Shared,
+    hub: &Sender<HubEvent>,
+) {
+    log::debug!("conn {} {}: websocket {endpoint:?}", peer.id, peer.addr);
+    let joined = match session::join(endpoint, peer, shared, hub) {
+        Ok(joined) => joined,
+        Err(e) => {
+            let reason = match e {
+                JoinError::Overloaded(e) => format!("server overloaded: {e}"),
+                JoinError::ShuttingDown => "server shutting down".to_owned(),
+            };
+            let response = Response::text(503, &reason).header("Retry-After", "1");
+            return reject(
+                stream,
+                peer,
+                response,
+                Rejection::ServerFull,
+                &reason,
+                shared,
+            );
+        }
+    };
+    if stream
+        .write_all(&response.to_bytes())
+        .and_then(|()| stream.flush())
+        .is_err()
+    {
+        shared.metrics.reject(Rejection::Io);
+        return;
+    }
+    session::run(stream, rest, joined, peer, shared, hub);
 }
 
 /// Sleeps until the stream may have bytes for the request head.

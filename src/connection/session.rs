@@ -129,16 +129,98 @@ struct Session<'a, S: Transport> {
     saw_shutdown: bool,
 }
 
+/// A client registered with the hub, before its `101` goes out.
+///
+/// Joining first means that once a client's handshake completes, it is already a
+/// member: anything another client sends after that reaches it.
+pub(crate) struct Joined<'a> {
+    kind: Kind,
+    inbox: Option<Inbox>,
+    membership: Option<Membership<'a>>,
+}
+
+/// Why a session could not be set up.
+#[derive(Debug)]
+pub(crate) enum JoinError {
+    /// No wake-up descriptor could be had (out of file descriptors).
+    Overloaded(io::Error),
+    /// The hub is gone: the server is shutting down.
+    ShuttingDown,
+}
+
+/// Registers the client of `endpoint` with the hub, if the endpoint has rooms.
+pub(crate) fn join<'a>(
+    endpoint: Endpoint,
+    peer: Peer,
+    shared: &Shared,
+    hub: &'a Sender<HubEvent>,
+) -> Result<Joined<'a>, JoinError> {
+    let config = &shared.config;
+    let (tx, rx) = match endpoint {
+        Endpoint::Echo => {
+            return Ok(Joined {
+                kind: Kind::Echo,
+                inbox: None,
+                membership: None,
+            });
+        }
+        _ => outbox::outbox(config.outbox_messages, config.outbox_bytes)
+            .map_err(JoinError::Overloaded)?,
+    };
+    let id = peer.id;
+    let (kind, event) = match endpoint {
+        Endpoint::Chat {
+            room,
+            name,
+            name_error,
+        } => (
+            Kind::Chat,
+            HubEvent::JoinChat {
+                id,
+                room,
+                name,
+                name_error,
+                outbox: tx,
+            },
+        ),
+        Endpoint::Relay { room } => (
+            Kind::Relay,
+            HubEvent::JoinRelay {
+                id,
+                room,
+                outbox: tx,
+            },
+        ),
+        Endpoint::Echo => unreachable!("handled above"),
+    };
+    hub.send(event).map_err(|_| JoinError::ShuttingDown)?;
+    let membership = Membership {
+        peer,
+        hub,
+        reason: LeaveReason::Closed,
+    };
+    Ok(Joined {
+        kind,
+        inbox: Some(rx),
+        membership: Some(membership),
+    })
+}
+
 /// Runs a WebSocket session on a stream whose handshake is done. `rest` holds bytes
 /// the client sent right after its request head.
 pub(crate) fn run<S: Transport>(
     stream: S,
     rest: Vec<u8>,
-    endpoint: Endpoint,
+    joined: Joined<'_>,
     peer: Peer,
     shared: &Shared,
     hub: &Sender<HubEvent>,
 ) {
+    let Joined {
+        kind,
+        inbox,
+        membership,
+    } = joined;
     if let Err(e) = stream.tcp().set_nonblocking(true) {
         log::debug!(
             "conn {} {}: cannot go non-blocking: {e}",
@@ -151,55 +233,8 @@ pub(crate) fn run<S: Transport>(
     shared.metrics.websockets.fetch_add(1, Ordering::Relaxed);
     let _open = OpenSession(shared);
     let config = &shared.config;
-    let ws = WebSocket::from_partially_read(stream, rest, Role::Server, Some(shared.ws_config));
-    let (kind, inbox) = match endpoint {
-        Endpoint::Echo => (Kind::Echo, None),
-        Endpoint::Chat { .. } | Endpoint::Relay { .. } => {
-            let (tx, rx) = match outbox::outbox(config.outbox_messages, config.outbox_bytes) {
-                Ok(pair) => pair,
-                Err(e) => {
-                    log::warn!("conn {} {}: no outbox ({e}), refusing", peer.id, peer.addr);
-                    return refuse(ws, 1013, "server overloaded");
-                }
-            };
-            let (kind, event) = match endpoint {
-                Endpoint::Chat {
-                    room,
-                    name,
-                    name_error,
-                } => (
-                    Kind::Chat,
-                    HubEvent::JoinChat {
-                        id: peer.id,
-                        room,
-                        name,
-                        name_error,
-                        outbox: tx,
-                    },
-                ),
-                Endpoint::Relay { room } => (
-                    Kind::Relay,
-                    HubEvent::JoinRelay {
-                        id: peer.id,
-                        room,
-                        outbox: tx,
-                    },
-                ),
-                Endpoint::Echo => unreachable!("echo has no outbox"),
-            };
-            if hub.send(event).is_err() {
-                return refuse(ws, CLOSE_GOING_AWAY, "server shutting down");
-            }
-            (kind, Some(rx))
-        }
-    };
-    let membership = inbox.is_some().then(|| Membership {
-        peer,
-        hub,
-        reason: LeaveReason::Closed,
-    });
     let mut session = Session {
-        ws,
+        ws: WebSocket::from_partially_read(stream, rest, Role::Server, Some(shared.ws_config)),
         kind,
         peer,
         shared,
@@ -218,15 +253,6 @@ pub(crate) fn run<S: Transport>(
     if let Some(mut membership) = membership {
         membership.reason = reason;
     }
-}
-
-/// Sends a Close right after the handshake, for a session that cannot start.
-fn refuse<S: Transport>(mut ws: WebSocket<S>, code: u16, reason: &'static str) {
-    let _ = ws.close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }));
-    let _ = ws.flush();
 }
 
 impl<S: Transport> Session<'_, S> {

@@ -1,0 +1,171 @@
+//! Helpers shared by the integration tests: a real server on `127.0.0.1:0`, real
+//! sockets, and a timeout on every read so a bug fails a test instead of hanging it.
+
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use switchboard::{Server, ServerBuilder, ServerHandle};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+/// The longest any single read in a test may wait.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub type Client = WebSocket<TcpStream>;
+
+/// A server with default settings on an ephemeral loopback port.
+pub fn start() -> ServerHandle {
+    start_with(|b| b)
+}
+
+/// A server on an ephemeral loopback port, with settings changed by `f`.
+pub fn start_with(f: impl FnOnce(ServerBuilder) -> ServerBuilder) -> ServerHandle {
+    f(Server::builder().listen("127.0.0.1:0"))
+        .start()
+        .expect("server starts")
+}
+
+/// A TCP connection with read and write timeouts.
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Opens a WebSocket to `path` (e.g. `/ws/echo`).
+pub fn connect(addr: SocketAddr, path: &str) -> Client {
+    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), tcp(addr)).expect("handshake");
+    ws
+}
+
+/// Sends raw bytes and returns everything the server sends until it closes.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = tcp(addr);
+    stream.write_all(request).unwrap();
+    read_to_close(&mut stream)
+}
+
+/// Reads until end of stream (or the read timeout) and returns it as text.
+pub fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP response.
+pub fn status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+/// A well-formed upgrade request for `path`, with `extra` header lines added.
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// A plain GET, answered in full.
+pub fn get(addr: SocketAddr, path: &str) -> String {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+    )
+}
+
+/// The next data message, answering nothing and skipping pings and pongs.
+pub fn next(ws: &mut Client) -> Message {
+    loop {
+        match ws.read().expect("a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            msg => return msg,
+        }
+    }
+}
+
+/// The next text message as JSON.
+pub fn next_json(ws: &mut Client) -> Value {
+    match next(ws) {
+        Message::Text(t) => serde_json::from_str(&t).expect("valid JSON"),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Skips JSON messages until one of the given `type`, and returns it.
+pub fn next_of_type(ws: &mut Client, kind: &str) -> Value {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while Instant::now() < deadline {
+        let msg = next_json(ws);
+        if msg["type"] == kind {
+            return msg;
+        }
+    }
+    panic!("no {kind} message in time");
+}
+
+/// Joins chat `room` as `name` (no `?name=` when `None`); returns the client and its
+/// welcome.
+pub fn chat(addr: SocketAddr, room: &str, name: Option<&str>) -> (Client, Value) {
+    let query = name.map(|n| format!("?name={n}")).unwrap_or_default();
+    let mut ws = connect(addr, &format!("/ws/chat/{room}{query}"));
+    let welcome = next_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "first message is the welcome");
+    (ws, welcome)
+}
+
+/// Sends a JSON value as a text frame.
+pub fn send_json(ws: &mut Client, value: Value) {
+    ws.send(Message::text(value.to_string())).expect("send");
+}
+
+/// Reads until the server's Close frame arrives and returns it (`None` if the
+/// connection ended without one).
+pub fn close_frame(ws: &mut Client) -> Option<CloseFrame> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame,
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most the read timeout.
+pub fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "condition not met in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One metric's value from `/metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let body = get(addr, "/metrics");
+    body.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+}

@@ -1,0 +1,157 @@
+//! Graceful shutdown. Each test checks the process's threads, so this file has one
+//! test per concern and they run one at a time (see `serial`).
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+use switchboard::Config;
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The tests here count the process's threads, so they must not overlap.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Names of this process's threads that belong to a server.
+fn server_threads() -> Vec<String> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(name) = std::fs::read_to_string(task.path().join("comm")) {
+            let name = name.trim().to_owned();
+            if name.starts_with("conn-") || name == "hub" || name == "accept" {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// Runs `f` on a thread and fails the test if it has not returned after `limit`: a
+/// hang detector, not a speed test.
+fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(limit).expect("finished instead of hanging");
+}
+
+/// Reads until the connection ends, answering the server's Close; returns its code.
+fn close_code_after_handshake(mut ws: Client) -> Option<CloseCode> {
+    let mut code = None;
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => code = frame.map(|f| f.code),
+            Ok(_) => {}
+            Err(_) => return code,
+        }
+    }
+}
+
+#[test]
+fn shutdown_sends_1001_to_every_client_and_joins_every_thread() {
+    let _serial = serial();
+    let server = start();
+    let addr = server.local_addr();
+    let clients = vec![
+        connect(addr, "/ws/echo"),
+        connect(addr, "/ws/relay/r"),
+        chat(addr, "lobby", Some("a")).0,
+        chat(addr, "other", Some("b")).0,
+    ];
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|ws| thread::spawn(move || close_code_after_handshake(ws)))
+        .collect();
+    assert!(
+        server_threads().len() >= 6,
+        "accept, hub and four connection threads run"
+    );
+
+    within(Duration::from_secs(20), move || server.shutdown());
+
+    for reader in readers {
+        assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
+    }
+    assert_eq!(
+        server_threads(),
+        Vec::<String>::new(),
+        "no server thread is left"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing listens any more"
+    );
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_client_stuck_in_its_handshake() {
+    let _serial = serial();
+    // A handshake timeout far longer than the hang detector below.
+    let server = start_with(|b| b.handshake_timeout(Duration::from_secs(120)));
+    let mut slow = tcp(server.local_addr());
+    slow.write_all(b"GET /ws/echo HTTP/1.1\r\nHost: loc")
+        .unwrap();
+    let mut idle = tcp(server.local_addr());
+    idle.flush().unwrap();
+    thread::sleep(Duration::from_millis(100));
+    within(Duration::from_secs(20), move || server.shutdown());
+    assert_eq!(server_threads(), Vec::<String>::new());
+}
+
+#[test]
+fn shutdown_gives_up_on_clients_that_never_answer_the_close() {
+    let _serial = serial();
+    let mut config = Config::default();
+    config.close_timeout = Duration::from_millis(300);
+    let server = start_with(|b| b.config(config).listen("127.0.0.1:0"));
+    // Handshake done, then this client never reads again.
+    let _mute = connect(server.local_addr(), "/ws/echo");
+    within(Duration::from_secs(20), move || server.shutdown());
+    assert_eq!(server_threads(), Vec::<String>::new());
+}
+
+#[test]
+fn dropping_the_handle_shuts_down_too() {
+    let _serial = serial();
+    let server = start();
+    let addr = server.local_addr();
+    let ws = connect(addr, "/ws/echo");
+    let reader = thread::spawn(move || close_code_after_handshake(ws));
+    within(Duration::from_secs(20), move || drop(server));
+    assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
+    assert_eq!(server_threads(), Vec::<String>::new());
+}
+
+#[test]
+fn many_servers_run_side_by_side_in_one_process() {
+    let _serial = serial();
+    let a = start();
+    let b = start();
+    assert_ne!(a.local_addr(), b.local_addr());
+    let (mut on_a, _) = chat(a.local_addr(), "lobby", Some("same-name"));
+    let (on_b, welcome) = chat(b.local_addr(), "lobby", Some("same-name"));
+    assert_eq!(welcome["name"], "same-name", "names are per server");
+    assert_eq!(
+        welcome["members"].as_array().unwrap().len(),
+        1,
+        "rooms are per server"
+    );
+    let reader = thread::spawn(move || close_code_after_handshake(on_b));
+    b.shutdown();
+    assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
+    send_json(
+        &mut on_a,
+        serde_json::json!({"type": "message", "text": "a lives on"}),
+    );
+    assert_eq!(next_of_type(&mut on_a, "message")["text"], "a lives on");
+}
