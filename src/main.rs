@@ -1,5 +1,7 @@
 //! The `switchboard` binary: flags in, a running server out, exit code at the end.
 
+mod bench;
+
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -20,6 +22,11 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Generate load against a WebSocket server and measure it.
+    Bench {
+        #[command(subcommand)]
+        scenario: bench::Scenario,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -60,11 +67,12 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Bench { scenario }) => bench::run(scenario),
+        None => serve(cli.serve),
     };
-    match serve(args) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard: {e}");

@@ -120,6 +120,8 @@ struct Session<'a, S: Transport> {
     /// When the peer last sent us anything.
     last_heard: Instant,
     pinged: bool,
+    /// The socket (or the TLS layer above it) may have bytes for us.
+    readable: bool,
     /// A flush would block: wait for the socket to drain before doing more.
     write_blocked: bool,
     /// We sent a Close and wait for the peer's until then.
@@ -243,6 +245,7 @@ pub(crate) fn run<S: Transport>(
         rate: RateLimit::new(config.rate_per_sec, config.rate_burst),
         last_heard: Instant::now(),
         pinged: false,
+        readable: true,
         write_blocked: false,
         closing: None,
         close_reason: LeaveReason::Closed,
@@ -259,7 +262,8 @@ impl<S: Transport> Session<'_, S> {
     fn run(&mut self) -> LeaveReason {
         loop {
             self.check_close_requests();
-            if !self.write_blocked
+            if self.readable
+                && !self.write_blocked
                 && let Flow::End(reason) = self.read_all()
             {
                 return reason;
@@ -326,6 +330,11 @@ impl<S: Transport> Session<'_, S> {
         {
             wake.clear();
         }
+        // Reading only when there is something to read saves a system call on every
+        // wake-up that was for the outbox alone.
+        // (`readable` stays set when the last read stopped early, with frames possibly
+        // still buffered in tungstenite.)
+        self.readable |= woken.readable || self.ws.get_ref().has_buffered();
         Ok(())
     }
 
@@ -382,6 +391,7 @@ impl<S: Transport> Session<'_, S> {
                     }
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
                     return Flow::Continue;
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}

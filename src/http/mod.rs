@@ -54,7 +54,7 @@ pub(crate) fn head_error_response(err: &HeadError) -> Option<(Response, Rejectio
         HeadError::TooLarge => (
             431,
             Rejection::HeadTooLarge,
-            "request head over 8 KiB".to_owned(),
+            "request head over 8 KiB or 64 header lines".to_owned(),
         ),
         HeadError::Malformed(why) => (400, Rejection::BadRequest, why.clone()),
         // RFC 9110 §15.5.9: 408 only makes sense if the client started a request.
