@@ -246,14 +246,14 @@ fn idle(args: &IdleArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Let the server settle after the burst of handshakes before measuring.
     thread::sleep(Duration::from_secs(1));
     let rss_after = args.pid.and_then(rss_kib);
-    let cpu_before = args.pid.and_then(cpu_secs);
+    let cpu_before = args.pid.and_then(threads_cpu_secs);
     thread::sleep(Duration::from_secs(args.duration));
-    let cpu_after = args.pid.and_then(cpu_secs);
+    let cpu_after = args.pid.and_then(threads_cpu_secs);
     let cpu = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
     let per_conn = rss_before
         .zip(rss_after)
         .map(|(a, b)| (b.saturating_sub(a)) as f64 / held.len().max(1) as f64);
-    let fmt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.3}"));
+    let fmt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.4}"));
     if args.json {
         println!(
             r#"{{"scenario":"idle","connections":{},"held":{},"idle_secs":{},"server_cpu_secs":{},"rss_kib_per_conn":{}}}"#,
@@ -289,6 +289,20 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / clock_ticks_per_sec())
+}
+
+/// CPU time of a process's live threads, to the nanosecond, from each thread's
+/// schedstat. (Threads that ended are missing, so use it over windows where none do.)
+fn threads_cpu_secs(pid: u32) -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
 }
 
 fn clock_ticks_per_sec() -> f64 {

@@ -248,3 +248,47 @@ pub(crate) fn bind(addr: &str) -> Result<TcpListener, crate::Error> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn ticket_reports_the_end_even_when_the_thread_panics() {
+        let shared = Arc::new(Shared::new(Config::default()).unwrap());
+        shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        let (done, ended) = unbounded();
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let ticket = Ticket {
+            ip,
+            admitted: true,
+            done,
+            shared: Arc::clone(&shared),
+        };
+        let outcome = thread::spawn(move || {
+            let _ticket = ticket;
+            panic!("a bug in a connection thread");
+        })
+        .join();
+        assert!(outcome.is_err());
+        assert_eq!(ended.try_recv(), Ok((ip, true)));
+        assert_eq!(metrics::get(&shared.metrics.connections), 0);
+    }
+
+    #[test]
+    fn counts_free_the_slot_of_an_ended_connection() {
+        let mut counts = Counts::default();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        counts.admitted = 1;
+        counts.per_ip.insert(ip, 1);
+        counts.refusing = 1;
+        counts.ended(ip, true);
+        counts.ended(ip, false);
+        assert_eq!(counts.total(), 0);
+        assert!(
+            counts.per_ip.is_empty(),
+            "no entry is kept for an IP with no connection"
+        );
+    }
+}

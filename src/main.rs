@@ -98,6 +98,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
     })?;
+    raise_open_file_limit(config.max_connections);
     let server = Server::builder().config(config).start()?;
     print_banner(&server);
     // Wait for SIGINT or SIGTERM; a closed channel cannot happen while the handler lives.
@@ -105,6 +106,33 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     server.shutdown();
     log::info!("bye");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: each connection costs two
+/// descriptors (its socket and its wake-up eventfd), and many systems start programs
+/// with a soft limit of 1,024, which would cap the server near 500 clients.
+fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+            log::warn!("cannot raise the open-file limit: {e}");
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    // Leave a few descriptors for listeners, logging and the like.
+    let allowed = limit
+        .current
+        .map_or(usize::MAX, |n| (n.saturating_sub(32) / 2) as usize);
+    if allowed < max_connections {
+        log::warn!(
+            "the open-file limit ({}) allows about {allowed} connections, fewer than --max-connections {max_connections}",
+            limit.current.unwrap_or(0)
+        );
+    } else {
+        log::info!("the open-file limit allows about {allowed} connections (2 descriptors each)");
+    }
 }
 
 /// Tells people where to point their browser, LAN addresses included.

@@ -21,7 +21,7 @@ use tungstenite::protocol::WebSocketConfig;
 /// Events a hub queues before senders wait. Small enough to bound memory (a relay
 /// event can carry a whole message), large enough that a burst never makes a client
 /// thread wait in practice.
-const HUB_QUEUE: usize = 1024;
+const HUB_QUEUE: usize = 256;
 
 /// What every thread of one server reads.
 #[derive(Debug)]
@@ -31,6 +31,24 @@ pub(crate) struct Shared {
     /// Notified once, at shutdown, and never cleared.
     pub shutdown: Wake,
     pub ws_config: WebSocketConfig,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> std::io::Result<Self> {
+        let ws_config = WebSocketConfig::default()
+            // Thin connections: a LAN chat has thousands of mostly idle clients, and
+            // tungstenite grows the buffer for a big message when it needs to.
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(16 * 1024)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        Ok(Self {
+            metrics: Arc::new(Metrics::new()),
+            shutdown: Wake::new()?,
+            ws_config,
+            config,
+        })
+    }
 }
 
 /// Entry point of the library: `Server::builder()…start()`.
@@ -156,19 +174,7 @@ impl ServerBuilder {
             .iter()
             .map(TcpListener::local_addr)
             .collect::<std::io::Result<Vec<_>>>()?;
-        let ws_config = WebSocketConfig::default()
-            // Thin connections: a LAN chat has thousands of mostly idle clients, and
-            // tungstenite grows the buffer for a big message when it needs to.
-            .read_buffer_size(4 * 1024)
-            .write_buffer_size(16 * 1024)
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(config.max_message_size));
-        let shared = Arc::new(Shared {
-            metrics: Arc::new(Metrics::new()),
-            shutdown: Wake::new()?,
-            ws_config,
-            config,
-        });
+        let shared = Arc::new(Shared::new(config)?);
 
         let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
         let hub = Hub::new(

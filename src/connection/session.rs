@@ -625,3 +625,39 @@ fn describe(msg: &Message) -> String {
         Message::Frame(_) => "raw frame".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_tells_the_hub_even_when_the_thread_panics() {
+        let (hub, events) = crossbeam_channel::unbounded();
+        let peer = Peer {
+            id: 7,
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        let outcome = std::thread::spawn(move || {
+            let _membership = Membership {
+                peer,
+                hub: &hub,
+                reason: LeaveReason::Closed,
+            };
+            panic!("a bug in a connection thread");
+        })
+        .join();
+        assert!(outcome.is_err());
+        assert!(matches!(
+            events.try_recv(),
+            Ok(HubEvent::Leave { id: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn rate_limit_allows_the_burst_then_the_rate() {
+        let mut rate = RateLimit::new(20, 40);
+        assert_eq!((0..100).filter(|_| rate.allow()).count(), 40);
+        rate.last -= Duration::from_millis(500);
+        assert_eq!((0..100).filter(|_| rate.allow()).count(), 10);
+    }
+}
