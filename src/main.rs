@@ -116,7 +116,7 @@ fn raise_open_file_limit(max_connections: usize) {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             log::warn!("cannot raise the open-file limit: {e}");
             limit = getrlimit(Resource::Nofile);
         }
