@@ -51,7 +51,8 @@ pub struct Config {
     /// How long to wait for the peer's Close after sending ours (shutdown, errors).
     /// Default: 5 s.
     pub close_timeout: Duration,
-    /// Log the handshake and every frame at `info`. Default: off.
+    /// Log every request line and every message crossing the wire (direction, type,
+    /// length, start of the text) at `info`. Default: off.
     pub trace: bool,
 }
 

@@ -14,7 +14,7 @@
 
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, ServerMessage};
 use crate::metrics::{self, Metrics};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, SendError};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -486,8 +486,9 @@ impl Hub {
         id: ConnId,
         msg: Message,
     ) {
+        // `Gone` needs nothing: the member's `Leave` is already queued behind us.
         if let Some(member) = members.get(&id)
-            && member.outbox.try_send(msg).is_err()
+            && member.outbox.try_send(msg) == Err(SendError::Full)
             && !overflowed.contains(&id)
         {
             overflowed.push(id);
@@ -573,6 +574,28 @@ mod tests {
             .collect();
         assert_eq!(texts, ["2", "3"]);
         assert_eq!(welcome["history"][1]["id"], 3);
+    }
+
+    #[test]
+    fn a_member_whose_thread_ended_is_not_called_slow() {
+        let mut hub = hub();
+        let a = join(&mut hub, 1, "lobby", "a");
+        let b = join(&mut hub, 2, "lobby", "b");
+        drop(b); // the thread ended; its Leave has not reached the hub yet
+        hub.handle(HubEvent::Chat {
+            id: 1,
+            msg: ClientMessage::Message { text: "hi".into() },
+        });
+        hub.handle(HubEvent::Leave {
+            id: 2,
+            reason: LeaveReason::Closed,
+        });
+        let leave = drain(&a)
+            .into_iter()
+            .find(|m| m["type"] == "leave")
+            .unwrap();
+        assert_eq!(leave["reason"], "closed");
+        assert_eq!(metrics::get(&hub.metrics.slow_consumer_drops), 0);
     }
 
     #[test]

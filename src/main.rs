@@ -59,6 +59,21 @@ struct ServeArgs {
     /// Chat messages each room remembers for newcomers.
     #[arg(long, value_name = "N", default_value_t = Config::default().history)]
     history: usize,
+    /// Longest chat text in bytes; longer gets the error text_too_long.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_text_len)]
+    max_text_len: usize,
+    /// Chat messages per second a connection may send, sustained.
+    #[arg(long, value_name = "N", default_value_t = Config::default().rate_per_sec)]
+    rate_limit: u32,
+    /// Chat messages a connection may send in one burst.
+    #[arg(long, value_name = "N", default_value_t = Config::default().rate_burst)]
+    rate_burst: u32,
+    /// Messages queued for one client before it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "N", default_value_t = Config::default().outbox_messages)]
+    outbox_messages: usize,
+    /// Bytes queued for one client before it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().outbox_bytes)]
+    outbox_bytes: usize,
     /// Log every request and every message crossing the wire.
     #[arg(long)]
     trace: bool,
@@ -91,6 +106,11 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
     config.ping_interval = Duration::from_secs(args.ping_interval);
     config.history = args.history;
+    config.max_text_len = args.max_text_len;
+    config.rate_per_sec = args.rate_limit;
+    config.rate_burst = args.rate_burst;
+    config.outbox_messages = args.outbox_messages;
+    config.outbox_bytes = args.outbox_bytes;
     config.trace = args.trace;
     let _ = args.no_tls;
 

@@ -94,9 +94,14 @@ pub(crate) struct Inbox {
     shared: Arc<Shared>,
 }
 
-/// The outbox is full: the client is not keeping up.
+/// Why a message could not be queued.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Full;
+pub(crate) enum SendError {
+    /// The client is not keeping up: it is a slow consumer.
+    Full,
+    /// The connection thread has ended; its `Leave` is on the way to the hub.
+    Gone,
+}
 
 /// Creates an outbox holding at most `max_messages` messages and `max_bytes` bytes.
 pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbox, Inbox)> {
@@ -123,15 +128,15 @@ fn payload_len(msg: &Message) -> usize {
 impl Outbox {
     /// Queues a message without ever blocking.
     ///
-    /// `Err(Full)` means the client has fallen too far behind; the hub then evicts it
+    /// `Err(SendError::Full)` means the client has fallen too far behind; the hub then evicts it
     /// with [`Outbox::close`]. Messages already queued are not taken back.
-    pub(crate) fn try_send(&self, msg: Message) -> Result<(), Full> {
+    pub(crate) fn try_send(&self, msg: Message) -> Result<(), SendError> {
         let len = payload_len(&msg);
         let queued = self.shared.queued_bytes.load(Ordering::Acquire);
         // A single message larger than the byte bound still goes through an empty
         // queue, so a big message never makes a fast client look slow.
         if queued > 0 && queued + len > self.shared.max_bytes {
-            return Err(Full);
+            return Err(SendError::Full);
         }
         self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
         match self.tx.try_send(msg) {
@@ -139,9 +144,12 @@ impl Outbox {
                 self.shared.wake.notify();
                 Ok(())
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(e) => {
                 self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                Err(Full)
+                Err(match e {
+                    TrySendError::Full(_) => SendError::Full,
+                    TrySendError::Disconnected(_) => SendError::Gone,
+                })
             }
         }
     }
@@ -218,11 +226,11 @@ mod tests {
         let (tx, rx) = outbox(2, 10).unwrap();
         tx.try_send(Message::text("12345")).unwrap();
         tx.try_send(Message::text("12345")).unwrap();
-        assert_eq!(tx.try_send(Message::text("1")), Err(Full));
+        assert_eq!(tx.try_send(Message::text("1")), Err(SendError::Full));
         rx.try_recv().unwrap();
         assert_eq!(
             tx.try_send(Message::text("123456")),
-            Err(Full),
+            Err(SendError::Full),
             "bytes bound"
         );
         tx.try_send(Message::text("12345")).unwrap();

@@ -41,6 +41,11 @@ fn help_lists_every_serve_flag() {
         "--handshake-timeout",
         "--ping-interval",
         "--history",
+        "--max-text-len",
+        "--rate-limit",
+        "--rate-burst",
+        "--outbox-messages",
+        "--outbox-bytes",
         "--trace",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
