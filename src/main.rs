@@ -145,7 +145,9 @@ fn raise_open_file_limit(max_connections: usize) {
     let allowed = limit
         .current
         .map_or(usize::MAX, |n| (n.saturating_sub(32) / 2) as usize);
-    if allowed < max_connections {
+    // A shortfall of a few descriptors (the hard limit is often a round 20,000 or
+    // 65,536) is not worth a warning; a real one is.
+    if allowed < max_connections / 10 * 9 {
         log::warn!(
             "the open-file limit ({}) allows about {allowed} connections, fewer than --max-connections {max_connections}",
             limit.current.unwrap_or(0)
@@ -166,7 +168,12 @@ fn print_banner(server: &ServerHandle) {
             println!("  http://{url_addr}/");
         }
     }
-    if let Some(addr) = server.local_addrs().first() {
+    // The last reachable address of the first listener: a LAN address when there is one.
+    let example = server
+        .local_addrs()
+        .first()
+        .and_then(|&a| reachable_addrs(a).pop());
+    if let Some(addr) = example {
         println!(
             "WebSocket endpoints: ws://{addr}/ws/chat, /ws/relay/{{room}}, /ws/echo; also /healthz, /metrics"
         );
