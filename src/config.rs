@@ -4,6 +4,7 @@
 //! so a test and a LAN deployment run exactly the same code with different numbers.
 //! Nothing here is read from the environment: many servers can live in one process.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The settings of one server. Cheap to clone; `Default` gives the documented values.
@@ -13,6 +14,10 @@ pub struct Config {
     /// Addresses to accept plain `ws://` and `http://` on. Default: `0.0.0.0:3000`, so
     /// every machine on the LAN can reach it.
     pub listen: Vec<String>,
+    /// `wss://` and `https://`. Default: off for the library, so a test's server binds
+    /// nothing it was not asked to; the binary turns it on (port 3443, the built-in
+    /// development certificate) unless told `--no-tls`.
+    pub tls: Option<TlsConfig>,
     /// Browser origins allowed besides the page's own host (`*` allows every origin).
     /// Default: none, which blocks cross-site WebSocket hijacking.
     pub allow_origins: Vec<String>,
@@ -60,6 +65,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: vec!["0.0.0.0:3000".to_owned()],
+            tls: None,
             allow_origins: Vec::new(),
             max_connections: 10_000,
             max_connections_per_ip: 256,
@@ -76,4 +82,41 @@ impl Default for Config {
             trace: false,
         }
     }
+}
+
+/// Where to serve TLS, and with which certificate.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// Addresses to accept `wss://` and `https://` on, e.g. `0.0.0.0:3443`.
+    pub listen: Vec<String>,
+    /// The certificate and key.
+    pub identity: Identity,
+}
+
+impl TlsConfig {
+    /// TLS on `listen` with `identity`.
+    pub fn new(listen: impl Into<String>, identity: Identity) -> Self {
+        Self {
+            listen: vec![listen.into()],
+            identity,
+        }
+    }
+}
+
+/// The certificate a TLS listener presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Identity {
+    /// The development certificate from `certs/`, built into the binary: valid for
+    /// `localhost`, `127.0.0.1` and `::1`, signed by `certs/ca.pem`. For development
+    /// only.
+    Development,
+    /// A PEM certificate chain and its PKCS#8 PEM private key.
+    Files {
+        /// The certificate chain, leaf first.
+        cert: PathBuf,
+        /// The private key, PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
+        key: PathBuf,
+    },
 }

@@ -24,6 +24,15 @@ pub enum Error {
         /// The error from the operating system.
         source: io::Error,
     },
+    /// A certificate or key file is missing, unreadable, or wrong.
+    Certificate {
+        /// The file at fault.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// TLS could not be set up for another reason.
+    Tls(String),
     /// A setting is out of range.
     BadConfig(String),
     /// Any other I/O error (creating a thread or a wake-up descriptor, …).
@@ -37,6 +46,8 @@ impl fmt::Display for Error {
                 write!(f, "bad listen address {addr:?}: {reason}")
             }
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Certificate { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Error::Tls(what) => write!(f, "tls: {what}"),
             Error::BadConfig(what) => write!(f, "bad configuration: {what}"),
             Error::Io(e) => write!(f, "i/o error: {e}"),
         }

@@ -51,8 +51,9 @@ mod listener;
 mod metrics;
 mod outbox;
 mod server;
+mod tls;
 
-pub use config::Config;
+pub use config::{Config, Identity, TlsConfig};
 pub use error::Error;
 pub use server::{Server, ServerBuilder, ServerHandle};
 

@@ -33,6 +33,13 @@ const CONN_STACK: usize = 128 * 1024;
 /// closed without a word, so a flood cannot turn the refusals into a thread storm.
 const MAX_REFUSERS: usize = 64;
 
+/// A listening socket, and whether it speaks TLS.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub socket: TcpListener,
+    pub secure: bool,
+}
+
 /// Reports the end of a connection thread to the accept loop.
 struct Ticket {
     ip: IpAddr,
@@ -77,12 +84,12 @@ impl Counts {
 }
 
 /// Accepts until shutdown, then waits for every connection thread to end.
-pub(crate) fn accept_loop(listeners: Vec<TcpListener>, shared: Arc<Shared>, hub: Sender<HubEvent>) {
+pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Shared>, hub: Sender<HubEvent>) {
     let (done_tx, done_rx) = unbounded();
     let mut counts = Counts::default();
     let mut next_id = 0u64;
     for listener in &listeners {
-        if let Err(e) = listener.set_nonblocking(true) {
+        if let Err(e) = listener.socket.set_nonblocking(true) {
             log::error!("cannot make listener non-blocking: {e}");
             return;
         }
@@ -100,7 +107,7 @@ pub(crate) fn accept_loop(listeners: Vec<TcpListener>, shared: Arc<Shared>, hub:
                 continue;
             };
             loop {
-                match listener.accept() {
+                match listener.socket.accept() {
                     Ok((stream, addr)) => {
                         for (ip, admitted) in done_rx.try_iter() {
                             counts.ended(ip, admitted);
@@ -108,7 +115,11 @@ pub(crate) fn accept_loop(listeners: Vec<TcpListener>, shared: Arc<Shared>, hub:
                         next_id += 1;
                         admit(
                             stream,
-                            Peer { id: next_id, addr },
+                            Peer {
+                                id: next_id,
+                                addr,
+                                secure: listener.secure,
+                            },
                             &mut counts,
                             &shared,
                             &hub,
@@ -134,10 +145,10 @@ pub(crate) fn accept_loop(listeners: Vec<TcpListener>, shared: Arc<Shared>, hub:
 }
 
 /// The indexes of the listeners with a connection waiting.
-fn wait_for_listeners(listeners: &[TcpListener], shutdown: &Wake) -> io::Result<Vec<usize>> {
+fn wait_for_listeners(listeners: &[Listener], shutdown: &Wake) -> io::Result<Vec<usize>> {
     let mut fds: Vec<PollFd<'_>> = listeners
         .iter()
-        .map(|l| PollFd::new(l, PollFlags::IN))
+        .map(|l| PollFd::new(&l.socket, PollFlags::IN))
         .collect();
     fds.push(PollFd::new(shutdown, PollFlags::IN));
     match poll(&mut fds, None) {
@@ -199,7 +210,7 @@ fn admit(
             // accept loop hears of the end this thread holds nothing any more.
             let ticket = ticket;
             let hub = hub;
-            connection::serve(stream, peer, admission, &ticket.shared, &hub);
+            connection::handle(stream, peer, admission, &ticket.shared, &hub);
         });
     if let Err(e) = spawned {
         // The closure, ticket included, was dropped: the counts are already right.
@@ -256,7 +267,7 @@ mod tests {
 
     #[test]
     fn ticket_reports_the_end_even_when_the_thread_panics() {
-        let shared = Arc::new(Shared::new(Config::default()).unwrap());
+        let shared = Arc::new(Shared::new(Config::default(), None).unwrap());
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let (done, ended) = unbounded();
         let ip = IpAddr::from([127, 0, 0, 1]);

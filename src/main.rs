@@ -4,9 +4,10 @@ mod bench;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use switchboard::{Config, Server, ServerHandle};
+use switchboard::{Config, Identity, Server, ServerHandle, TlsConfig};
 
 /// A WebSocket chat, relay and echo server for the LAN, for teaching, and for tests.
 #[derive(Debug, Parser)]
@@ -34,9 +35,18 @@ struct ServeArgs {
     /// Address for ws:// and http://.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3000")]
     listen: String,
-    /// Serve plain ws:// and http:// only (TLS is not built in yet, so this is what
-    /// happens anyway; the flag keeps scripts working once it is).
-    #[arg(long)]
+    /// Address for wss:// and https://.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3443")]
+    tls_listen: String,
+    /// PEM certificate chain for TLS (default: the built-in development certificate,
+    /// valid for localhost only).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PKCS#8 PEM private key for --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Serve plain ws:// and http:// only.
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
     no_tls: bool,
     /// A browser origin allowed besides the page's own; repeat it for more, `*` for all.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
@@ -112,7 +122,14 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.outbox_messages = args.outbox_messages;
     config.outbox_bytes = args.outbox_bytes;
     config.trace = args.trace;
-    let _ = args.no_tls;
+    let development_cert = args.cert.is_none();
+    if !args.no_tls {
+        let identity = match (args.cert, args.key) {
+            (Some(cert), Some(key)) => Identity::Files { cert, key },
+            _ => Identity::Development,
+        };
+        config.tls = Some(TlsConfig::new(args.tls_listen, identity));
+    }
 
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
@@ -120,7 +137,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     raise_open_file_limit(config.max_connections);
     let server = Server::builder().config(config).start()?;
-    print_banner(&server);
+    print_banner(&server, development_cert);
     // Wait for SIGINT or SIGTERM; a closed channel cannot happen while the handler lives.
     let _ = stop_rx.recv();
     server.shutdown();
@@ -158,24 +175,30 @@ fn raise_open_file_limit(max_connections: usize) {
 }
 
 /// Tells people where to point their browser, LAN addresses included.
-fn print_banner(server: &ServerHandle) {
+fn print_banner(server: &ServerHandle, development_cert: bool) {
     println!(
         "switchboard {} is running. Open one of these in a browser:",
         env!("CARGO_PKG_VERSION")
     );
-    for addr in server.local_addrs() {
-        for url_addr in reachable_addrs(*addr) {
-            println!("  http://{url_addr}/");
+    let schemes = [
+        ("http", "ws", server.local_addrs()),
+        ("https", "wss", server.tls_local_addrs()),
+    ];
+    for (http, _, addrs) in &schemes {
+        for addr in addrs.iter().flat_map(|&a| reachable_addrs(a)) {
+            println!("  {http}://{addr}/");
         }
     }
-    // The last reachable address of the first listener: a LAN address when there is one.
-    let example = server
-        .local_addrs()
-        .first()
-        .and_then(|&a| reachable_addrs(a).pop());
-    if let Some(addr) = example {
+    for (_, ws, addrs) in &schemes {
+        // The last reachable address: a LAN address when there is one.
+        if let Some(addr) = addrs.first().and_then(|&a| reachable_addrs(a).pop()) {
+            println!("WebSocket: {ws}://{addr}/ws/chat, /ws/relay/{{room}}, /ws/echo");
+        }
+    }
+    if development_cert && !server.tls_local_addrs().is_empty() {
         println!(
-            "WebSocket endpoints: ws://{addr}/ws/chat, /ws/relay/{{room}}, /ws/echo; also /healthz, /metrics"
+            "TLS uses the built-in development certificate (localhost only; trust certs/ca.pem, \
+             or pass --cert and --key)."
         );
     }
     println!("Press Ctrl-C to stop.");

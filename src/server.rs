@@ -6,13 +6,14 @@
 //! (which waits for every connection thread) and the hub (which ends when the last
 //! sender of events is gone).
 
-use crate::config::Config;
+use crate::config::{Config, Identity, TlsConfig};
 use crate::hub::{Hub, HubConfig};
-use crate::listener;
+use crate::listener::{self, Listener};
 use crate::metrics::Metrics;
 use crate::outbox::Wake;
 use crate::{Error, Result};
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -24,17 +25,31 @@ use tungstenite::protocol::WebSocketConfig;
 const HUB_QUEUE: usize = 256;
 
 /// What every thread of one server reads.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub config: Config,
     pub metrics: Arc<Metrics>,
     /// Notified once, at shutdown, and never cleared.
     pub shutdown: Wake,
     pub ws_config: WebSocketConfig,
+    /// Set when the server has TLS listeners.
+    pub tls: Option<native_tls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("metrics", &self.metrics)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        config: Config,
+        tls: Option<native_tls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
         let ws_config = WebSocketConfig::default()
             // Thin connections: a LAN chat has thousands of mostly idle clients, and
             // tungstenite grows the buffer for a big message when it needs to.
@@ -47,6 +62,7 @@ impl Shared {
             shutdown: Wake::new()?,
             ws_config,
             config,
+            tls,
         })
     }
 }
@@ -151,6 +167,36 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves `wss://` and `https://` on `addr` too, with the certificate set by
+    /// [`ServerBuilder::tls_identity`] (the built-in development one by default).
+    pub fn tls_listen(mut self, addr: impl Into<String>) -> Self {
+        let identity = self
+            .config
+            .tls
+            .take()
+            .map_or(Identity::Development, |t| t.identity);
+        self.config.tls = Some(TlsConfig::new(addr, identity));
+        self
+    }
+
+    /// The certificate chain and PKCS#8 key (PEM files) for the TLS listeners.
+    pub fn tls_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        let identity = Identity::Files {
+            cert: cert.into(),
+            key: key.into(),
+        };
+        match &mut self.config.tls {
+            Some(tls) => tls.identity = identity,
+            None => {
+                self.config.tls = Some(TlsConfig {
+                    listen: Vec::new(),
+                    identity,
+                })
+            }
+        }
+        self
+    }
+
     /// See [`Config::trace`].
     pub fn trace(mut self, on: bool) -> Self {
         self.config.trace = on;
@@ -161,20 +207,49 @@ impl ServerBuilder {
     pub fn start(self) -> Result<ServerHandle> {
         let config = self.config;
         validate(&config)?;
-        let mut listeners = self.listeners;
+        let mut listeners: Vec<Listener> = self
+            .listeners
+            .into_iter()
+            .map(|socket| Listener {
+                socket,
+                secure: false,
+            })
+            .collect();
         if listeners.is_empty() {
             for addr in &config.listen {
-                listeners.push(listener::bind(addr)?);
+                listeners.push(Listener {
+                    socket: listener::bind(addr)?,
+                    secure: false,
+                });
             }
         }
+        let tls = match &config.tls {
+            Some(tls) => {
+                let acceptor = crate::tls::acceptor(&tls.identity)?;
+                for addr in &tls.listen {
+                    listeners.push(Listener {
+                        socket: listener::bind(addr)?,
+                        secure: true,
+                    });
+                }
+                Some(acceptor)
+            }
+            None => None,
+        };
         if listeners.is_empty() {
             return Err(Error::BadConfig("no address to listen on".into()));
         }
-        let local_addrs = listeners
-            .iter()
-            .map(TcpListener::local_addr)
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let shared = Arc::new(Shared::new(config)?);
+        let mut local_addrs = Vec::new();
+        let mut tls_local_addrs = Vec::new();
+        for l in &listeners {
+            let addr = l.socket.local_addr()?;
+            if l.secure {
+                tls_local_addrs.push(addr)
+            } else {
+                local_addrs.push(addr)
+            }
+        }
+        let shared = Arc::new(Shared::new(config, tls)?);
 
         let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
         let hub = Hub::new(
@@ -192,6 +267,7 @@ impl ServerBuilder {
             .spawn(move || listener::accept_loop(listeners, accept_shared, hub_tx))?;
         Ok(ServerHandle {
             local_addrs,
+            tls_local_addrs,
             shared,
             threads: vec![accept_thread, hub_thread],
         })
@@ -227,19 +303,36 @@ fn validate(config: &Config) -> Result<()> {
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
+    tls_local_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
-    /// The first address the server listens on, with the real port.
+    /// The first plain (`ws://`, `http://`) address the server listens on, with the
+    /// real port; the first TLS one if it has no plain listener.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addrs[0]
+        // `start` refuses to run without any listener, so one of these exists.
+        self.local_addrs
+            .first()
+            .or(self.tls_local_addrs.first())
+            .copied()
+            .unwrap_or(([0, 0, 0, 0], 0).into())
     }
 
-    /// Every address the server listens on.
+    /// Every plain (`ws://`, `http://`) address the server listens on.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The first TLS (`wss://`, `https://`) address, if the server has TLS.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local_addrs.first().copied()
+    }
+
+    /// Every TLS (`wss://`, `https://`) address the server listens on.
+    pub fn tls_local_addrs(&self) -> &[SocketAddr] {
+        &self.tls_local_addrs
     }
 
     /// Stops accepting, sends every client Close 1001, waits up to the close timeout

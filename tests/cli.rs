@@ -33,6 +33,9 @@ fn help_lists_every_serve_flag() {
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--listen",
+        "--tls-listen",
+        "--cert",
+        "--key",
         "--no-tls",
         "--allow-origin",
         "--max-connections",
@@ -57,6 +60,31 @@ fn unknown_flag_fails_with_usage() {
     let out = switchboard().arg("--no-such-flag").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
+}
+
+#[test]
+fn bad_key_file_is_a_clear_error_and_a_failure_exit() {
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let out = switchboard()
+        .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
+        .arg("--cert")
+        .arg(certs.join("localhost.pem"))
+        .arg("--key")
+        .arg(certs.join("no-such-key.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such-key.pem") && stderr.contains("cannot read"),
+        "stderr was {stderr:?}"
+    );
+}
+
+#[test]
+fn cert_without_key_is_a_usage_error() {
+    let out = switchboard().args(["--cert", "x.pem"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -89,7 +117,7 @@ impl Drop for Running {
 fn serve_prints_its_url_and_exits_cleanly_on_sigterm() {
     let mut child = Running(
         switchboard()
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -100,16 +128,30 @@ fn serve_prints_its_url_and_exits_cleanly_on_sigterm() {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.trim().strip_prefix("http://") {
-                let _ = tx.send(url.trim_end_matches('/').to_owned());
+            let line = line.trim();
+            if let Some(url) = line
+                .strip_prefix("http://")
+                .or(line.strip_prefix("https://"))
+            {
+                let _ = tx.send((
+                    line.starts_with("https"),
+                    url.trim_end_matches('/').to_owned(),
+                ));
             }
         }
     });
-    let addr: SocketAddr = rx
+    let (secure, url) = rx
         .recv_timeout(READ_TIMEOUT)
-        .expect("a URL in the banner")
-        .parse()
-        .unwrap();
+        .expect("an http URL in the banner");
+    assert!(!secure, "the plain URL comes first");
+    let addr: SocketAddr = url.parse().unwrap();
+    let (secure, url) = rx
+        .recv_timeout(READ_TIMEOUT)
+        .expect("an https URL in the banner");
+    assert!(
+        secure && url.parse::<SocketAddr>().is_ok(),
+        "then the TLS one: {url}"
+    );
     let (mut ws, _) = chat(addr, "lobby", Some("cli"));
 
     let pid = child.0.id().to_string();

@@ -12,9 +12,10 @@ use crate::http::{self, Endpoint, HeadError, Response, Routed, request};
 use crate::hub::{ConnId, HubEvent};
 use crate::metrics::{self, Rejection};
 use crate::server::Shared;
+use crate::tls::{self, AcceptError};
 use crossbeam_channel::Sender;
 use session::JoinError;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 pub(crate) use transport::Transport;
 
@@ -36,18 +37,46 @@ pub(crate) enum Admission {
 pub(crate) struct Peer {
     pub id: ConnId,
     pub addr: SocketAddr,
+    /// Whether it came in on a TLS listener.
+    pub secure: bool,
 }
 
-/// Runs one connection to its end.
-pub(crate) fn serve<S: Transport>(
-    mut stream: S,
+/// Runs one connection to its end: TLS first when it came in on a TLS listener, then
+/// HTTP and maybe a WebSocket session.
+pub(crate) fn handle(
+    tcp: TcpStream,
     peer: Peer,
     admission: Admission,
     shared: &Shared,
     hub: &Sender<HubEvent>,
 ) {
+    // One deadline covers the TLS handshake and the request head (SPEC §5).
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let Some(acceptor) = shared.tls.as_ref().filter(|_| peer.secure) else {
+        return serve(tcp, peer, admission, deadline, shared, hub);
+    };
+    match tls::accept(acceptor, tcp, deadline, &shared.shutdown) {
+        Ok(stream) => serve(stream, peer, admission, deadline, shared, hub),
+        Err(AcceptError::Shutdown) => {}
+        Err(e) => {
+            // Plain HTTP to the TLS port, scanners, stalled clients: not worth more
+            // than a debug line, and nobody else notices.
+            shared.metrics.reject(Rejection::Tls);
+            log::debug!("conn {} {}: TLS handshake failed: {e}", peer.id, peer.addr);
+        }
+    }
+}
+
+/// Serves one connection whose transport is ready.
+fn serve<S: Transport>(
+    mut stream: S,
+    peer: Peer,
+    admission: Admission,
+    deadline: Instant,
+    shared: &Shared,
+    hub: &Sender<HubEvent>,
+) {
     let config = &shared.config;
-    let deadline = Instant::now() + config.handshake_timeout;
     // Bound every blocking write of the handshake too: a client that never reads
     // must not hold the thread past the handshake timeout.
     let _ = stream

@@ -636,6 +636,7 @@ mod tests {
         let peer = Peer {
             id: 7,
             addr: "127.0.0.1:1".parse().unwrap(),
+            secure: false,
         };
         let outcome = std::thread::spawn(move || {
             let _membership = Membership {

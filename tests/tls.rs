@@ -1,0 +1,312 @@
+//! `wss://` and `https://`: the TLS handshake in front of the same HTTP front and frame
+//! loop, with a client that trusts only `certs/ca.pem`.
+
+mod common;
+
+use common::*;
+use native_tls::{Certificate, TlsConnector, TlsStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use switchboard::{Error, Server, ServerHandle};
+use tungstenite::{Message, WebSocket};
+
+type TlsClient = WebSocket<TlsStream<TcpStream>>;
+
+fn certs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A server with a plain and a TLS listener on ephemeral loopback ports, using the
+/// certificate files from `certs/`.
+fn start_tls() -> ServerHandle {
+    start_with(|b| {
+        b.tls_listen("127.0.0.1:0")
+            .tls_identity(
+                certs().join("localhost.pem"),
+                certs().join("localhost-key.pem"),
+            )
+            .handshake_timeout(Duration::from_millis(500))
+    })
+}
+
+/// A TLS connection to `addr` that trusts only the development CA, checking the name
+/// `localhost`.
+fn tls(addr: SocketAddr) -> TlsStream<TcpStream> {
+    let ca = Certificate::from_pem(&std::fs::read(certs().join("ca.pem")).unwrap()).unwrap();
+    let connector = TlsConnector::builder()
+        .add_root_certificate(ca)
+        .disable_built_in_roots(true)
+        .build()
+        .unwrap();
+    connector
+        .connect("localhost", tcp(addr))
+        .expect("TLS handshake with a certificate signed by ca.pem")
+}
+
+fn wss(addr: SocketAddr, path: &str) -> TlsClient {
+    let url = format!("wss://localhost:{}{path}", addr.port());
+    let (ws, _) = tungstenite::client(url, tls(addr)).expect("WebSocket handshake over TLS");
+    ws
+}
+
+fn tls_addr(server: &ServerHandle) -> SocketAddr {
+    server.tls_local_addr().expect("a TLS listener")
+}
+
+#[test]
+fn wss_echo_works_with_a_client_trusting_only_the_dev_ca() {
+    let server = start_tls();
+    let mut ws = wss(tls_addr(&server), "/ws/echo");
+    ws.send(Message::text("over TLS")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("over TLS"));
+    let big: Vec<u8> = (0..512 * 1024).map(|i| (i % 253) as u8).collect();
+    ws.send(Message::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(big));
+}
+
+#[test]
+fn many_messages_in_one_tls_write_are_all_answered() {
+    // Many frames arrive in few TLS records: OpenSSL decrypts more than one frame at a
+    // time, and the frame loop must not go to sleep with any of them unread.
+    let server = start_tls();
+    let mut ws = wss(tls_addr(&server), "/ws/echo");
+    for n in 0..200 {
+        ws.write(Message::text(n.to_string())).unwrap();
+    }
+    ws.flush().unwrap();
+    for n in 0..200 {
+        assert_eq!(ws.read().unwrap(), Message::text(n.to_string()));
+    }
+}
+
+#[test]
+fn wss_chat_and_ws_chat_share_rooms() {
+    let server = start_tls();
+    let (mut plain, _) = chat(server.local_addr(), "mixed", Some("plain"));
+    let mut secure = wss(tls_addr(&server), "/ws/chat/mixed?name=secure");
+    let welcome: serde_json::Value =
+        serde_json::from_str(secure.read().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(welcome["members"], serde_json::json!(["plain", "secure"]));
+    secure.send(Message::text("hello from wss")).unwrap();
+    let msg = next_of_type(&mut plain, "message");
+    assert_eq!(
+        (msg["from"].as_str(), msg["text"].as_str()),
+        (Some("secure"), Some("hello from wss"))
+    );
+    send_json(
+        &mut plain,
+        serde_json::json!({"type": "message", "text": "hello from ws"}),
+    );
+    loop {
+        let m: serde_json::Value =
+            serde_json::from_str(secure.read().unwrap().to_text().unwrap()).unwrap();
+        if m["type"] == "message" && m["from"] == "plain" {
+            assert_eq!(m["text"], "hello from ws");
+            break;
+        }
+    }
+}
+
+#[test]
+fn https_serves_the_page_and_healthz() {
+    let server = start_tls();
+    for (path, expect) in [("/", "text/html"), ("/healthz", "\"status\":\"ok\"")] {
+        let mut stream = tls(tls_addr(&server));
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response);
+        assert_eq!(status(&response), 200);
+        assert!(response.contains(expect), "{path}: {response}");
+    }
+}
+
+#[test]
+fn https_origin_of_the_page_itself_is_allowed() {
+    let server = start_tls();
+    let addr = tls_addr(&server);
+    let mut stream = tls(addr);
+    let host = format!("localhost:{}", addr.port());
+    let request = upgrade_request("/ws/echo", &format!("Origin: https://{host}\r\n"))
+        .replace("Host: localhost", &format!("Host: {host}"));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+}
+
+#[test]
+fn plain_http_to_the_tls_port_is_dropped_and_hurts_nobody() {
+    let server = start_tls();
+    let mut bystander = wss(tls_addr(&server), "/ws/echo");
+    let response = raw(
+        tls_addr(&server),
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(
+        !response.starts_with("HTTP/1.1 200"),
+        "no page over plaintext: {response:?}"
+    );
+    let garbage = raw(
+        tls_addr(&server),
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3, 4, 5],
+    );
+    assert!(garbage.is_empty() || !garbage.contains("HTTP"));
+    bystander.send(Message::text("still fine")).unwrap();
+    assert_eq!(bystander.read().unwrap(), Message::text("still fine"));
+    assert!(
+        metric(
+            server.local_addr(),
+            "switchboard_handshake_failures_total{reason=\"tls\"}"
+        ) >= 2
+    );
+}
+
+#[test]
+fn a_stalled_tls_handshake_is_cut_at_the_handshake_timeout() {
+    let server = start_tls();
+    let mut bystander = wss(tls_addr(&server), "/ws/echo");
+    // The first bytes of a ClientHello record, then nothing.
+    let mut stalled = tcp(tls_addr(&server));
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    // The server hangs up at its 500 ms handshake timeout, well before our 5 s read
+    // timeout; a read that times out instead fails here.
+    let mut buf = [0u8; 64];
+    match stalled.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("expected the connection closed, got {n} bytes"),
+        Err(e) => assert_ne!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "the server did not cut the stalled handshake"
+        ),
+    }
+    bystander.send(Message::text("unaffected")).unwrap();
+    assert_eq!(bystander.read().unwrap(), Message::text("unaffected"));
+}
+
+#[test]
+fn shutdown_sends_1001_over_tls_too() {
+    let server = start_tls();
+    let mut ws = wss(tls_addr(&server), "/ws/echo");
+    let reader = std::thread::spawn(move || {
+        loop {
+            match ws.read() {
+                Ok(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+                Ok(_) => {}
+                Err(_) => break None,
+            }
+        }
+    });
+    server.shutdown();
+    assert_eq!(reader.join().unwrap(), Some(1001));
+}
+
+fn start_error(cert: PathBuf, key: PathBuf) -> Error {
+    Server::builder()
+        .listen("127.0.0.1:0")
+        .tls_listen("127.0.0.1:0")
+        .tls_identity(cert, key)
+        .start()
+        .expect_err("the server must not start")
+}
+
+fn certificate_error(err: &Error) -> (PathBuf, String) {
+    match err {
+        Error::Certificate { path, reason } => (path.clone(), reason.clone()),
+        other => panic!("expected a certificate error, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_certificate_file_is_named() {
+    let missing = certs().join("no-such-cert.pem");
+    let err = start_error(missing.clone(), certs().join("localhost-key.pem"));
+    let (path, reason) = certificate_error(&err);
+    assert_eq!(path, missing);
+    assert!(reason.contains("cannot read"), "{reason}");
+    assert!(err.to_string().contains("no-such-cert.pem"), "{err}");
+}
+
+#[test]
+fn missing_key_file_is_named() {
+    let missing = certs().join("no-such-key.pem");
+    let (path, _) = certificate_error(&start_error(certs().join("localhost.pem"), missing.clone()));
+    assert_eq!(path, missing);
+}
+
+#[test]
+fn certificate_that_is_not_pem_is_named() {
+    // A key file is readable but is no certificate.
+    let not_a_cert = fixture("unrelated-key.pem");
+    let (path, reason) = certificate_error(&start_error(
+        not_a_cert.clone(),
+        certs().join("localhost-key.pem"),
+    ));
+    assert_eq!(path, not_a_cert);
+    assert!(reason.contains("certificate"), "{reason}");
+}
+
+#[test]
+fn key_that_is_not_pem_is_named() {
+    let not_a_key = certs().join("localhost.pem");
+    let (path, reason) = certificate_error(&start_error(
+        certs().join("localhost.pem"),
+        not_a_key.clone(),
+    ));
+    assert_eq!(path, not_a_key);
+    assert!(reason.contains("PKCS#8"), "{reason}");
+}
+
+#[test]
+fn key_in_sec1_form_gets_a_conversion_hint() {
+    let key = fixture("sec1-key.pem");
+    let (path, reason) =
+        certificate_error(&start_error(certs().join("localhost.pem"), key.clone()));
+    assert_eq!(path, key);
+    assert!(reason.contains("openssl pkcs8 -topk8"), "{reason}");
+}
+
+#[test]
+fn key_that_does_not_match_the_certificate_is_named() {
+    let key = fixture("unrelated-key.pem");
+    let (path, reason) =
+        certificate_error(&start_error(certs().join("localhost.pem"), key.clone()));
+    assert_eq!(path, key);
+    assert!(reason.contains("matching key"), "{reason}");
+}
+
+#[test]
+fn tls_port_in_use_is_a_bind_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = Server::builder()
+        .listen("127.0.0.1:0")
+        .tls_listen(addr.clone())
+        .start()
+        .expect_err("port in use");
+    assert!(
+        matches!(&err, Error::Bind { addr: a, .. } if *a == addr),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_built_in_development_certificate_is_the_default() {
+    let server = start_with(|b| b.tls_listen("127.0.0.1:0"));
+    let mut ws = wss(tls_addr(&server), "/ws/echo");
+    ws.send(Message::text("dev cert")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("dev cert"));
+}
