@@ -25,6 +25,30 @@ pub(crate) enum Scenario {
     Fanout(FanoutArgs),
     /// K connections opened and held: the server's memory and CPU while idle.
     Idle(IdleArgs),
+    /// C clients in parallel, each opening, handshaking and closing in a loop.
+    ConnectRate(ConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// Server base URL, `ws://` or `wss://`.
+    #[arg(long, default_value = "ws://127.0.0.1:3000")]
+    url: String,
+    /// Clients connecting at the same time.
+    #[arg(long, default_value_t = 8)]
+    parallel: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// For wss://: trust this PEM CA certificate (instead of the system's).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<std::path::PathBuf>,
+    /// For wss://: accept any certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// Print one JSON line instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +96,7 @@ pub(crate) fn run(scenario: Scenario) -> Result<(), Box<dyn std::error::Error>> 
     match scenario {
         Scenario::Fanout(args) => fanout(&args),
         Scenario::Idle(args) => idle(&args),
+        Scenario::ConnectRate(args) => connect_rate(&args),
     }
 }
 
@@ -329,5 +354,129 @@ fn warn_if_saturated(cpu: f64, wall: f64) {
             "  note: the generator itself used {:.0}% of a core; it may be the bottleneck",
             100.0 * cpu / wall
         );
+    }
+}
+
+/// Opens, handshakes and closes WebSockets in a loop on `parallel` threads.
+fn connect_rate(args: &ConnectArgs) -> Result<(), Box<dyn std::error::Error>> {
+    check_bounds(args.parallel, args.duration)?;
+    let secure = args.url.starts_with("wss://");
+    let connector = if secure {
+        let mut builder = native_tls::TlsConnector::builder();
+        if let Some(ca) = &args.ca {
+            builder.add_root_certificate(native_tls::Certificate::from_pem(&std::fs::read(ca)?)?);
+        }
+        builder.danger_accept_invalid_certs(args.insecure);
+        Some(builder.build()?)
+    } else {
+        None
+    };
+    let authority = args
+        .url
+        .split("://")
+        .nth(1)
+        .unwrap_or(&args.url)
+        .trim_end_matches('/')
+        .to_owned();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority.as_str(), |(h, _)| h)
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let addr = authority
+        .to_socket_addrs()?
+        .next()
+        .ok_or("the URL resolves to nothing")?;
+    let url = format!("{}/ws/echo", args.url.trim_end_matches('/'));
+    let start = Instant::now();
+    let end = start + Duration::from_secs(args.duration);
+    let cpu_before = own_cpu_secs();
+    let workers: Vec<_> = (0..args.parallel)
+        .map(|_| {
+            let (connector, url, host) = (connector.clone(), url.clone(), host.clone());
+            thread::spawn(move || {
+                let (mut done, mut failed) = (0u64, 0u64);
+                let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).ok();
+                while Instant::now() < end {
+                    let began = Instant::now();
+                    match cycle(addr, &url, &host, connector.as_ref()) {
+                        Ok(()) => {
+                            done += 1;
+                            if let Some(h) = latencies.as_mut() {
+                                let _ = h.record(began.elapsed().as_nanos() as u64);
+                            }
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (done, failed, latencies)
+            })
+        })
+        .collect();
+    let (mut done, mut failed) = (0u64, 0u64);
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    for worker in workers {
+        let (d, f, h) = worker.join().map_err(|_| "a worker panicked")?;
+        done += d;
+        failed += f;
+        if let Some(h) = h {
+            all.add(&h)?;
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = own_cpu_secs() - cpu_before;
+    let ms = |q: f64| all.value_at_quantile(q) as f64 / 1e6;
+    if args.json {
+        println!(
+            r#"{{"scenario":"connect-rate","secure":{secure},"parallel":{},"handshakes":{done},"failed":{failed},"handshakes_per_sec":{:.0},"p50_ms":{:.2},"p99_ms":{:.2},"generator_cpu_share":{:.2}}}"#,
+            args.parallel,
+            done as f64 / wall,
+            ms(0.5),
+            ms(0.99),
+            cpu / wall
+        );
+    } else {
+        println!(
+            "connect-rate: {} parallel clients for {} s against {}",
+            args.parallel, args.duration, args.url
+        );
+        println!(
+            "  handshakes   {done} ({:.0}/s), {failed} failed",
+            done as f64 / wall
+        );
+        println!("  cycle ms     p50 {:.2}  p99 {:.2}", ms(0.5), ms(0.99));
+    }
+    warn_if_saturated(cpu, wall);
+    Ok(())
+}
+
+/// One connect, (TLS,) WebSocket handshake, close handshake.
+fn cycle(
+    addr: std::net::SocketAddr,
+    url: &str,
+    host: &str,
+    tls: Option<&native_tls::TlsConnector>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tcp.set_nodelay(true)?;
+    match tls {
+        Some(connector) => {
+            close_cleanly(tungstenite::client(url, connector.connect(host, tcp)?)?.0)
+        }
+        None => close_cleanly(tungstenite::client(url, tcp)?.0),
+    }
+}
+
+fn close_cleanly<S: io::Read + io::Write>(
+    mut ws: WebSocket<S>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    ws.close(None)?;
+    loop {
+        match ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
