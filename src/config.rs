@@ -56,8 +56,10 @@ pub struct Config {
     /// How long to wait for the peer's Close after sending ours (shutdown, errors).
     /// Default: 5 s.
     pub close_timeout: Duration,
-    /// Log every request line and every message crossing the wire (direction, type,
-    /// length, start of the text) at `info`. Default: off.
+    /// Log, decoded from the bytes on the wire, every connection's HTTP head and
+    /// response and every frame both ways, under the `log` target
+    /// `switchboard::trace` (see [`crate::trace`]). Default: off: it is a teaching and
+    /// debugging aid, and costs a line per frame.
     pub trace: bool,
 }
 

@@ -52,6 +52,7 @@ mod metrics;
 mod outbox;
 mod server;
 mod tls;
+pub mod trace;
 
 pub use config::{Config, Identity, TlsConfig};
 pub use error::Error;

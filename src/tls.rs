@@ -15,6 +15,7 @@ use crate::{Error, Result};
 use native_tls::{HandshakeError, TlsAcceptor, TlsConnector, TlsStream};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -26,8 +27,16 @@ const DEV_CERT: &[u8] = include_bytes!("../certs/localhost.pem");
 const DEV_KEY: &[u8] = include_bytes!("../certs/localhost-key.pem");
 
 impl Transport for TlsStream<TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref()
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.get_ref().as_fd()
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.get_ref().set_nonblocking(on)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.get_ref().set_write_timeout(timeout)
     }
 
     fn has_buffered(&self) -> bool {
@@ -198,7 +207,7 @@ pub(crate) fn accept(
                 // The server's flight fits any socket buffer, so the handshake only
                 // ever waits for the client's bytes.
                 let woken = wait(
-                    mid.get_ref(),
+                    mid.get_ref().as_fd(),
                     true,
                     false,
                     [Some(shutdown), None],

@@ -13,6 +13,7 @@ use crate::hub::{ConnId, HubEvent};
 use crate::metrics::{self, Rejection};
 use crate::server::Shared;
 use crate::tls::{self, AcceptError};
+use crate::trace::Traced;
 use crossbeam_channel::Sender;
 use session::JoinError;
 use std::net::{SocketAddr, TcpStream};
@@ -53,10 +54,10 @@ pub(crate) fn handle(
     // One deadline covers the TLS handshake and the request head (SPEC §5).
     let deadline = Instant::now() + shared.config.handshake_timeout;
     let Some(acceptor) = shared.tls.as_ref().filter(|_| peer.secure) else {
-        return serve(tcp, peer, admission, deadline, shared, hub);
+        return traced_or_not(tcp, peer, admission, deadline, shared, hub);
     };
     match tls::accept(acceptor, tcp, deadline, &shared.shutdown) {
-        Ok(stream) => serve(stream, peer, admission, deadline, shared, hub),
+        Ok(stream) => traced_or_not(stream, peer, admission, deadline, shared, hub),
         Err(AcceptError::Shutdown) => {}
         Err(e) => {
             // Plain HTTP to the TLS port, scanners, stalled clients: not worth more
@@ -64,6 +65,31 @@ pub(crate) fn handle(
             shared.metrics.reject(Rejection::Tls);
             log::debug!("conn {} {}: TLS handshake failed: {e}", peer.id, peer.addr);
         }
+    }
+}
+
+/// Serves the connection, through the trace tap when tracing is on.
+fn traced_or_not<S: Transport>(
+    stream: S,
+    peer: Peer,
+    admission: Admission,
+    deadline: Instant,
+    shared: &Shared,
+    hub: &Sender<HubEvent>,
+) {
+    if shared.config.trace {
+        let scheme = if peer.secure { "tls" } else { "tcp" };
+        let label = format!("conn {} {} {scheme}", peer.id, peer.addr);
+        serve(
+            Traced::new(stream, label),
+            peer,
+            admission,
+            deadline,
+            shared,
+            hub,
+        );
+    } else {
+        serve(stream, peer, admission, deadline, shared, hub);
     }
 }
 
@@ -79,9 +105,7 @@ fn serve<S: Transport>(
     let config = &shared.config;
     // Bound every blocking write of the handshake too: a client that never reads
     // must not hold the thread past the handshake timeout.
-    let _ = stream
-        .tcp()
-        .set_write_timeout(Some(config.handshake_timeout));
+    let _ = stream.set_write_timeout(Some(config.handshake_timeout));
     let head = request::read_head(&mut stream, deadline, |s, deadline| {
         wait_for_bytes(s, deadline, shared)
     });
@@ -89,15 +113,6 @@ fn serve<S: Transport>(
         Ok(head) => head,
         Err(err) => return refuse_head(stream, peer, &err, shared),
     };
-    if config.trace {
-        log::info!(
-            "conn {} {}: {} {}",
-            peer.id,
-            peer.addr,
-            req.method,
-            req.target
-        );
-    }
     if admission == Admission::Full {
         let reason = "server full, try again later";
         return reject(
@@ -181,7 +196,7 @@ fn wait_for_bytes<S: Transport>(
         return Ok(());
     }
     let woken = transport::wait(
-        stream.tcp(),
+        stream.socket(),
         true,
         false,
         [Some(&shared.shutdown), None],

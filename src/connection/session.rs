@@ -223,7 +223,7 @@ pub(crate) fn run<S: Transport>(
         inbox,
         membership,
     } = joined;
-    if let Err(e) = stream.tcp().set_nonblocking(true) {
+    if let Err(e) = stream.set_nonblocking(true) {
         log::debug!(
             "conn {} {}: cannot go non-blocking: {e}",
             peer.id,
@@ -319,7 +319,7 @@ impl<S: Transport> Session<'_, S> {
         let shutdown = (!self.saw_shutdown).then_some(&self.shared.shutdown);
         let wake = self.inbox.as_ref().map(Inbox::wake);
         let woken = transport::wait(
-            self.ws.get_ref().tcp(),
+            self.ws.get_ref().socket(),
             !self.write_blocked,
             self.write_blocked,
             [wake, shutdown],
@@ -454,7 +454,7 @@ impl<S: Transport> Session<'_, S> {
             if e.kind() != io::ErrorKind::WouldBlock || Instant::now() >= deadline {
                 return;
             }
-            let tcp = self.ws.get_ref().tcp();
+            let tcp = self.ws.get_ref().socket();
             if transport::wait(tcp, false, true, [None, None], Some(deadline)).is_err() {
                 return;
             }
@@ -463,14 +463,6 @@ impl<S: Transport> Session<'_, S> {
 
     fn on_message(&mut self, msg: Message) -> Flow {
         let metrics = &self.shared.metrics;
-        if self.shared.config.trace {
-            log::info!(
-                "conn {} {}: <- {}",
-                self.peer.id,
-                self.peer.addr,
-                describe(&msg)
-            );
-        }
         match msg {
             Message::Text(_) | Message::Binary(_) => {
                 bump(&metrics.messages_in);
@@ -537,14 +529,6 @@ impl<S: Transport> Session<'_, S> {
 
     /// Queues one message for the peer.
     fn send(&mut self, msg: Message) -> Flow {
-        if self.shared.config.trace {
-            log::info!(
-                "conn {} {}: -> {}",
-                self.peer.id,
-                self.peer.addr,
-                describe(&msg)
-            );
-        }
         let len = msg.len();
         match self.ws.write(msg) {
             Ok(()) => {}
@@ -608,21 +592,6 @@ impl<S: Transport> Session<'_, S> {
             Err(WsError::Io(e)) if e.kind() != io::ErrorKind::WouldBlock => Err(LeaveReason::Error),
             _ => Ok(()),
         }
-    }
-}
-
-fn describe(msg: &Message) -> String {
-    match msg {
-        Message::Text(t) => format!(
-            "text ({} bytes) {:?}",
-            t.len(),
-            t.chars().take(80).collect::<String>()
-        ),
-        Message::Binary(b) => format!("binary ({} bytes)", b.len()),
-        Message::Ping(p) => format!("ping ({} bytes)", p.len()),
-        Message::Pong(p) => format!("pong ({} bytes)", p.len()),
-        Message::Close(c) => format!("close {c:?}"),
-        Message::Frame(_) => "raw frame".to_owned(),
     }
 }
 

@@ -1,21 +1,29 @@
 //! What the connection code needs from a byte stream, and how it sleeps on one.
 //!
-//! The HTTP front and the frame loop are written once, over [`Transport`]: plain TCP
-//! today, TLS on top of TCP tomorrow. Sleeping is always `poll(2)` on the underlying
-//! TCP socket plus wake-up descriptors, which works the same under a TLS stream as
-//! long as nothing decrypted is left buffered above the socket — hence
-//! [`Transport::has_buffered`].
+//! The HTTP front and the frame loop are written once, over [`Transport`]: plain TCP,
+//! TLS on top of TCP, the trace tap on top of either, or a Unix socket pair in the
+//! fuzzer. Sleeping is always `poll(2)` on the socket underneath plus wake-up
+//! descriptors, which works the same under a TLS stream as long as nothing decrypted
+//! is left buffered above the socket — hence [`Transport::has_buffered`].
 
 use crate::outbox::Wake;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// A stream the connection thread can speak HTTP and WebSocket over.
-pub(crate) trait Transport: Read + Write + Send + 'static {
-    /// The TCP socket underneath, to poll on and to set options on.
-    fn tcp(&self) -> &TcpStream;
+pub(crate) trait Transport: Read + Write + Send {
+    /// The socket underneath, to poll on.
+    fn socket(&self) -> BorrowedFd<'_>;
+
+    /// Switches the socket between blocking (handshake) and non-blocking (frame loop).
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
+
+    /// Bounds blocking writes (the handshake phase).
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 
     /// Whether bytes are already readable without touching the socket (a TLS layer's
     /// decrypted buffer). `poll` on the socket would not see them.
@@ -24,14 +32,67 @@ pub(crate) trait Transport: Read + Write + Send + 'static {
     }
 
     /// Ends our direction of the stream (TCP FIN; TLS close_notify first).
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.tcp().shutdown(Shutdown::Write)
-    }
+    fn shutdown_write(&mut self) -> io::Result<()>;
 }
 
 impl Transport for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, on)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// A Unix socket pair stands in for a TCP connection in the fuzzer: the same code
+/// runs, with no network.
+impl Transport for UnixStream {
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        UnixStream::set_nonblocking(self, on)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// The trace tap is transparent: it only watches the bytes.
+impl<S: Transport> Transport for crate::trace::Traced<S> {
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.get_ref().socket()
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.get_ref().set_nonblocking(on)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.get_ref().set_write_timeout(timeout)
+    }
+
+    fn has_buffered(&self) -> bool {
+        self.get_ref().has_buffered()
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.get_mut().shutdown_write()
     }
 }
 
@@ -51,7 +112,7 @@ pub(crate) struct Woken {
 /// Blocks until the socket is ready for `want_read`/`want_write`, a wake-up fires, or
 /// `deadline` passes (then everything in [`Woken`] is false).
 pub(crate) fn wait(
-    tcp: &TcpStream,
+    socket: BorrowedFd<'_>,
     want_read: bool,
     want_write: bool,
     wakes: [Option<&Wake>; 2],
@@ -65,9 +126,9 @@ pub(crate) fn wait(
         flags |= PollFlags::OUT;
     }
     let mut fds: [PollFd<'_>; 3] = [
-        PollFd::new(tcp, flags),
-        PollFd::new(tcp, PollFlags::empty()),
-        PollFd::new(tcp, PollFlags::empty()),
+        PollFd::from_borrowed_fd(socket, flags),
+        PollFd::from_borrowed_fd(socket, PollFlags::empty()),
+        PollFd::from_borrowed_fd(socket, PollFlags::empty()),
     ];
     let mut slots = [None, None];
     let mut n = 1;
@@ -113,7 +174,7 @@ fn timespec(d: Duration) -> Timespec {
 pub(crate) fn linger<S: Transport>(stream: &mut S, deadline: Instant, shutdown: &Wake) {
     let _ = stream.flush();
     let _ = stream.shutdown_write();
-    let _ = stream.tcp().set_nonblocking(true);
+    let _ = stream.set_nonblocking(true);
     let mut scratch = [0u8; 1024];
     loop {
         match stream.read(&mut scratch) {
@@ -127,7 +188,7 @@ pub(crate) fn linger<S: Transport>(stream: &mut S, deadline: Instant, shutdown: 
             return;
         }
         match wait(
-            stream.tcp(),
+            stream.socket(),
             true,
             false,
             [Some(shutdown), None],
