@@ -45,6 +45,8 @@ mod chat;
 mod config;
 mod connection;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod hub;
 mod listener;

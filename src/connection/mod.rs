@@ -94,7 +94,7 @@ fn traced_or_not<S: Transport>(
 }
 
 /// Serves one connection whose transport is ready.
-fn serve<S: Transport>(
+pub(crate) fn serve<S: Transport>(
     mut stream: S,
     peer: Peer,
     admission: Admission,

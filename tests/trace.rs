@@ -1,0 +1,93 @@
+//! `--trace`: a scripted session through a real server, and the decoded lines it logs.
+
+mod common;
+
+use common::*;
+use std::sync::Mutex;
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// Collects every `switchboard::trace` line logged in this test process.
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        meta.target() == switchboard::trace::TARGET
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            self.0.lock().unwrap().push(record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+
+#[test]
+fn trace_shows_heads_and_every_frame_decoded() {
+    log::set_logger(&CAPTURE).unwrap();
+    log::set_max_level(log::LevelFilter::Info);
+    let server = start_with(|b| b.trace(true));
+    let mut ws = connect(server.local_addr(), "/ws/echo");
+    ws.send(Message::text("Hello")).unwrap();
+    assert_eq!(next(&mut ws), Message::text("Hello"));
+    for len in [125usize, 126, 70_000] {
+        ws.send(Message::binary(vec![0xab; len])).unwrap();
+        assert_eq!(next(&mut ws), Message::binary(vec![0xab; len]));
+    }
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "done".into(),
+    }))
+    .unwrap();
+    assert!(close_frame(&mut ws).is_some());
+    drop(ws);
+
+    // The server writes its last frame before we read it, so the trace is complete
+    // once the close reply arrived; wait for the lines to be logged all the same.
+    let lines = eventually(|| {
+        let lines = CAPTURE.0.lock().unwrap().clone();
+        lines
+            .iter()
+            .any(|l| l.contains("-> frame") && l.contains("CLOSE(0x8)"))
+            .then_some(lines)
+    });
+    let has = |needle: &[&str]| lines.iter().any(|l| needle.iter().all(|n| l.contains(n)));
+    assert!(
+        has(&["<- GET /ws/echo HTTP/1.1"]),
+        "request line: {lines:#?}"
+    );
+    assert!(has(&["<- Sec-WebSocket-Version: 13"]));
+    assert!(has(&["-> HTTP/1.1 101 Switching Protocols"]));
+    assert!(has(&["-> Sec-WebSocket-Accept: "]));
+    assert!(has(&[
+        "<- frame FIN=1 RSV=000 TEXT(0x1) MASK=1 key=",
+        "len=5 (7-bit) \"Hello\""
+    ]));
+    assert!(has(&[
+        "-> frame FIN=1 RSV=000 TEXT(0x1) MASK=0 len=5 (7-bit) \"Hello\""
+    ]));
+    assert!(has(&[
+        "<- frame",
+        "BINARY(0x2) MASK=1",
+        "len=125 (7-bit)",
+        "[ab ab"
+    ]));
+    assert!(has(&["<- frame", "BINARY(0x2)", "len=126 (16-bit)"]));
+    assert!(has(&["<- frame", "BINARY(0x2)", "len=70000 (64-bit)"]));
+    assert!(has(&[
+        "-> frame",
+        "BINARY(0x2) MASK=0",
+        "len=70000 (64-bit)"
+    ]));
+    assert!(has(&[
+        "<- frame",
+        "CLOSE(0x8) MASK=1",
+        "code=1000 reason=\"done\""
+    ]));
+    assert!(has(&["-> frame", "CLOSE(0x8) MASK=0", "code=1000"]));
+}
