@@ -33,9 +33,11 @@ pub fn chat_decode(data: &[u8]) {
 fn server() -> &'static (Arc<Shared>, Sender<HubEvent>) {
     static SERVER: OnceLock<(Arc<Shared>, Sender<HubEvent>)> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let mut config = Config::default();
-        config.max_message_size = 64 * 1024;
-        config.handshake_timeout = Duration::from_secs(2);
+        let config = Config {
+            max_message_size: 64 * 1024,
+            handshake_timeout: Duration::from_secs(2),
+            ..Config::default()
+        };
         let shared = Arc::new(Shared::new(config, None).expect("an eventfd"));
         let (tx, rx) = crossbeam_channel::bounded(256);
         let hub = Hub::new(HubConfig { history: 50 }, Arc::clone(&shared.metrics));
