@@ -257,6 +257,12 @@ impl Hub {
             }
             room.history.push_back(Arc::clone(&line));
         }
+        log::debug!(
+            "hub: {room_name} #{} from {}: encoded once, queued for {} members",
+            line.id,
+            line.from,
+            room.members.len()
+        );
         let json = Message::text(chat::encode(&*line));
         self.broadcast(room_name, None, &json);
     }

@@ -1,6 +1,7 @@
 //! The `switchboard` binary: flags in, a running server out, exit code at the end.
 
 mod bench;
+mod connect;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,8 @@ enum Command {
         #[command(subcommand)]
         scenario: bench::Scenario,
     },
+    /// Talk to a WebSocket server: stdin lines out as messages, messages in to stdout.
+    Connect(connect::ConnectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Bench { scenario }) => bench::run(scenario),
+        Some(Command::Connect(args)) => return connect::run(args),
         None => serve(cli.serve),
     };
     match result {

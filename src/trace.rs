@@ -21,7 +21,7 @@ pub const TARGET: &str = "switchboard::trace";
 /// Longest HTTP head the trace holds on to; past it the trace of that direction stops.
 const MAX_HEAD: usize = 16 * 1024;
 /// Payload bytes shown for a data frame (a control frame is shown whole: ≤ 125).
-const PREVIEW: usize = 48;
+const PREVIEW: usize = 96;
 
 /// Which way bytes went, seen from the side that does the tracing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

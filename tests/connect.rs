@@ -1,0 +1,390 @@
+//! `switchboard connect`: the client binary driven through pipes, against a server in
+//! this process. Every wait is bounded, and a client left running is killed.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+/// How long the client may take to connect, answer, or exit.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `switchboard connect`, its output read line by line on two threads.
+struct Client {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    out: Vec<String>,
+    err: Vec<String>,
+}
+
+/// How a client ended, and everything it printed.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Client {
+    fn spawn(args: &[&str]) -> Self {
+        Self::spawn_with_log(args, "warn")
+    }
+
+    fn spawn_with_log(args: &[&str], rust_log: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("connect")
+            .args(args)
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            out: Vec::new(),
+            err: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Ends the client's input, as Ctrl-D or the end of a pipe would.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    fn wait_stdout(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.out.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no stdout line with {needle:?}; {}", self.seen()),
+            }
+        }
+    }
+
+    /// What the client printed so far, for a failure message.
+    fn seen(&mut self) -> String {
+        self.out.extend(self.stdout.try_iter());
+        self.err.extend(self.stderr.try_iter());
+        format!("stdout: {:?}; stderr: {:?}", self.out, self.err)
+    }
+
+    /// Waits for the client to exit and collects the rest of its output.
+    fn finish(mut self) -> Finished {
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                panic!("the client did not exit in time; {}", self.seen());
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        // The pipes close when the process is gone: read them to the end.
+        for (rx, seen) in [(&self.stdout, &mut self.out), (&self.stderr, &mut self.err)] {
+            loop {
+                match rx.recv_timeout(TIMEOUT) {
+                    Ok(line) => seen.push(line),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => panic!("output pipe still open"),
+                }
+            }
+        }
+        Finished {
+            status,
+            stdout: self.out.join("\n"),
+            stderr: self.err.join("\n"),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines from `pipe`, read on their own thread until it closes.
+fn lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs a client with `input` as its whole stdin.
+fn run_piped(args: &[&str], input: &str) -> Finished {
+    let mut client = Client::spawn(args);
+    client.write(input);
+    client.close_stdin();
+    client.finish()
+}
+
+/// `HH:MM:SS.mmm < …`
+fn is_message_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 15
+        && [0, 1, 3, 4, 6, 7, 9, 10, 11]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit())
+        && b[2] == b':'
+        && b[5] == b':'
+        && b[8] == b'.'
+        && &line[12..15] == " < "
+}
+
+fn ca_pem() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("certs/ca.pem")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn piped_lines_are_echoed_and_end_of_input_closes_cleanly() {
+    let server = start();
+    let url = format!("ws://{}/ws/echo", server.local_addr());
+    let done = run_piped(&[&url], "hello\n/binary 00ff10\n/ping hi\n");
+    assert!(done.stdout.contains("< hello"), "{}", done.stdout);
+    assert!(
+        done.stdout.contains("< [binary 3 bytes] 00 ff 10"),
+        "{}",
+        done.stdout
+    );
+    assert!(done.stdout.contains(r#"< pong "hi""#), "{}", done.stdout);
+    assert!(
+        done.stdout.lines().all(is_message_line),
+        "one timestamped message per line: {}",
+        done.stdout
+    );
+    assert!(
+        done.stderr.contains(r#"closed: code=1000 reason="""#),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+}
+
+#[test]
+fn bad_commands_are_reported_and_the_session_goes_on() {
+    let server = start();
+    let url = format!("ws://{}/ws/echo", server.local_addr());
+    let done = run_piped(&[&url], "/nope\n/binary 0g\n//slash\nstill here\n");
+    assert!(
+        done.stderr.contains("unknown command /nope"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("/binary: 'g' is not a hex digit"),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stdout.contains("< /slash"), "{}", done.stdout);
+    assert!(done.stdout.contains("< still here"), "{}", done.stdout);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+}
+
+#[test]
+fn chat_messages_go_both_ways_between_the_cli_and_another_client() {
+    let server = start();
+    let addr = server.local_addr();
+    let (mut other, _) = chat(addr, "cli-room", Some("tester"));
+    let url = format!("ws://{addr}/ws/chat/cli-room?name=cli");
+    let mut client = Client::spawn(&["--protocol", "chat.v1", &url]);
+    client.wait_stdout(r#""type":"welcome""#);
+
+    client.write("hello from the cli\n");
+    let msg = next_of_type(&mut other, "message");
+    assert_eq!(msg["from"], "cli");
+    assert_eq!(msg["text"], "hello from the cli");
+
+    other.send(Message::text("hi cli")).unwrap();
+    let line = client.wait_stdout(r#""text":"hi cli""#);
+    assert!(line.contains(r#""from":"tester""#), "{line}");
+
+    client.close_stdin();
+    let done = client.finish();
+    assert!(
+        done.stderr.contains("(subprotocol chat.v1)"),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("closed: code=1000"), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(0));
+}
+
+#[test]
+fn close_with_another_code_is_reported_and_exits_3() {
+    let server = start();
+    let url = format!("ws://{}/ws/echo", server.local_addr());
+    let mut client = Client::spawn(&[&url]);
+    // stdin stays open: the /close alone ends the session.
+    client.write("/close 4000 bye\n");
+    let done = client.finish();
+    assert!(
+        done.stderr.contains(r#"closed: code=4000 reason="bye""#),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(done.status.code(), Some(3));
+}
+
+#[test]
+fn server_shutdown_is_a_clean_close_with_1001() {
+    let server = start();
+    let url = format!("ws://{}/ws/echo", server.local_addr());
+    let mut client = Client::spawn(&[&url]);
+    client.write("are you there\n");
+    client.wait_stdout("< are you there");
+    server.shutdown();
+    let done = client.finish();
+    assert!(done.stderr.contains("closed: code=1001"), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+}
+
+#[test]
+fn trace_shows_the_handshake_and_masked_client_frames() {
+    let server = start();
+    let url = format!("ws://{}/ws/echo", server.local_addr());
+    let mut client = Client::spawn_with_log(&["--trace", &url], "switchboard::trace=info");
+    client.write("traced\n");
+    client.close_stdin();
+    let done = client.finish();
+    let trace = &done.stderr;
+    assert!(trace.contains("client -> GET /ws/echo HTTP/1.1"), "{trace}");
+    assert!(trace.contains("client <- HTTP/1.1 101"), "{trace}");
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("-> frame") && l.contains("TEXT(0x1) MASK=1")),
+        "our frames are masked: {trace}"
+    );
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("<- frame") && l.contains("MASK=0") && l.contains("\"traced\"")),
+        "the server's are not: {trace}"
+    );
+    assert_eq!(done.status.code(), Some(0));
+}
+
+#[test]
+fn header_and_origin_flags_go_into_the_request() {
+    let server = start_with(|b| b.allow_origin("http://example.test"));
+    let url = format!("ws://{}/ws/echo", server.local_addr());
+    let args = [
+        "--trace",
+        "--header",
+        "X-Request-Id: 42",
+        "--origin",
+        "http://example.test",
+        &url,
+    ];
+    let mut client = Client::spawn_with_log(&args, "switchboard::trace=info");
+    client.close_stdin();
+    let done = client.finish();
+    assert!(
+        done.stderr.contains("-> x-request-id: 42"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("-> Origin: http://example.test"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+}
+
+#[test]
+fn a_refused_handshake_exits_1_with_the_status() {
+    let server = start();
+    let url = format!("ws://{}/ws/echo", server.local_addr());
+    let done = run_piped(&["--origin", "http://evil.test", &url], "");
+    assert!(done.stderr.contains("HTTP 403"), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(1));
+}
+
+#[test]
+fn wss_works_with_the_development_ca() {
+    let server = start_with(|b| b.tls_listen("127.0.0.1:0"));
+    let port = server.tls_local_addr().expect("a TLS listener").port();
+    let url = format!("wss://localhost:{port}/ws/echo");
+    let done = run_piped(&["--ca", &ca_pem(), &url], "over TLS\n");
+    assert!(done.stdout.contains("< over TLS"), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+}
+
+#[test]
+fn wss_without_the_ca_fails_the_certificate_check() {
+    let server = start_with(|b| b.tls_listen("127.0.0.1:0"));
+    let port = server.tls_local_addr().expect("a TLS listener").port();
+    let url = format!("wss://localhost:{port}/ws/echo");
+    let done = run_piped(&[&url], "");
+    assert!(done.stderr.contains("TLS handshake"), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(1));
+}
+
+#[test]
+fn wss_insecure_accepts_any_certificate() {
+    let server = start_with(|b| b.tls_listen("127.0.0.1:0"));
+    let addr = server.tls_local_addr().expect("a TLS listener");
+    // An IP address the certificate does not name, signed by a CA nobody trusts.
+    let url = format!("wss://{addr}/ws/echo");
+    let done = run_piped(&["--insecure", &url], "anyway\n");
+    assert!(done.stdout.contains("< anyway"), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+}
+
+#[test]
+fn nothing_listening_exits_1_with_a_clear_message() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("ws://127.0.0.1:{port}/ws/echo");
+    let done = run_piped(&[&url], "");
+    assert!(
+        done.stderr
+            .contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("refused"), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(1));
+}
