@@ -319,10 +319,14 @@ impl Hub {
         self.broadcast(room, None, &Message::text(json));
     }
 
+    /// Forwards a relay message to the rest of the room. If a recipient's outbox is
+    /// more than half full, the sender is asked to pause: a burst from one member
+    /// turns into TCP backpressure on that member, instead of evicting readers that
+    /// are merely a few milliseconds behind.
     fn relay(&mut self, id: ConnId, msg: Message) {
         let Some(Member {
             role: Role::Relay { room },
-            ..
+            outbox: sender,
         }) = self.members.get(&id)
         else {
             return;
@@ -330,10 +334,18 @@ impl Hub {
         let Some(members) = self.relay_rooms.get(room) else {
             return;
         };
+        let mut congested = false;
         for &other in members {
             if other != id {
                 Self::try_deliver(&self.members, &mut self.overflowed, other, msg.clone());
+                congested |= self
+                    .members
+                    .get(&other)
+                    .is_some_and(|m| m.outbox.is_congested());
             }
+        }
+        if congested {
+            sender.throttle();
         }
     }
 

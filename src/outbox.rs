@@ -78,6 +78,10 @@ struct Shared {
     max_bytes: usize,
     /// A close code the hub asked for (0: none).
     close_code: AtomicU16,
+    /// Set by the hub when what this client sends is piling up in someone else's
+    /// outbox: the client should pause reading for a moment (relay backpressure).
+    throttled: AtomicBool,
+    max_messages: usize,
 }
 
 /// The hub's end of one client's outbox.
@@ -111,6 +115,8 @@ pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbo
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
         close_code: AtomicU16::new(0),
+        throttled: AtomicBool::new(false),
+        max_messages: max_messages.max(1),
     });
     Ok((
         Outbox {
@@ -154,6 +160,19 @@ impl Outbox {
         }
     }
 
+    /// Whether the outbox is more than half full, by messages or by bytes: the client
+    /// is falling behind, and whoever feeds it should slow down.
+    pub(crate) fn is_congested(&self) -> bool {
+        self.tx.len() * 2 > self.shared.max_messages
+            || self.shared.queued_bytes.load(Ordering::Acquire) * 2 > self.shared.max_bytes
+    }
+
+    /// Asks this client's connection thread to pause reading from its socket for a
+    /// moment, because what it sends is piling up in another client's outbox.
+    pub(crate) fn throttle(&self) {
+        self.shared.throttled.store(true, Ordering::Release);
+    }
+
     /// Asks the connection thread to send a Close frame with `code` and hang up. The
     /// first request wins.
     pub(crate) fn close(&self, code: u16) {
@@ -178,6 +197,11 @@ impl Inbox {
             .queued_bytes
             .fetch_sub(payload_len(&msg), Ordering::AcqRel);
         Some(msg)
+    }
+
+    /// Whether the hub asked this client to pause; clears the request.
+    pub(crate) fn take_throttle(&self) -> bool {
+        self.shared.throttled.swap(false, Ordering::AcqRel)
     }
 
     /// The close code the hub asked for, if it asked.

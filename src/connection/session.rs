@@ -27,9 +27,14 @@ use crossbeam_channel::Sender;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tungstenite::error::CapacityError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 use tungstenite::{Error as WsError, Message};
+
+/// How long a relay sender stops reading when its messages pile up in another
+/// member's outbox (see `Hub::relay`).
+const RELAY_PAUSE: Duration = Duration::from_millis(2);
 
 /// How long to wait for the peer to hang up after we failed its connection.
 const FAIL_LINGER: Duration = Duration::from_secs(1);
@@ -122,6 +127,8 @@ struct Session<'a, S: Transport> {
     pinged: bool,
     /// The socket (or the TLS layer above it) may have bytes for us.
     readable: bool,
+    /// Not reading from the socket until then: relay backpressure.
+    paused_until: Option<Instant>,
     /// A flush would block: wait for the socket to drain before doing more.
     write_blocked: bool,
     /// We sent a Close and wait for the peer's until then.
@@ -246,6 +253,7 @@ pub(crate) fn run<S: Transport>(
         last_heard: Instant::now(),
         pinged: false,
         readable: true,
+        paused_until: None,
         write_blocked: false,
         closing: None,
         close_reason: LeaveReason::Closed,
@@ -262,8 +270,15 @@ impl<S: Transport> Session<'_, S> {
     fn run(&mut self) -> LeaveReason {
         loop {
             self.check_close_requests();
+            if self
+                .paused_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
+                self.paused_until = None;
+            }
             if self.readable
                 && !self.write_blocked
+                && self.paused_until.is_none()
                 && let Flow::End(reason) = self.read_all()
             {
                 return reason;
@@ -316,11 +331,14 @@ impl<S: Transport> Session<'_, S> {
             Some(deadline) => deadline,
             None => self.next_heartbeat(),
         };
+        let deadline = self
+            .paused_until
+            .map_or(deadline, |until| until.min(deadline));
         let shutdown = (!self.saw_shutdown).then_some(&self.shared.shutdown);
         let wake = self.inbox.as_ref().map(Inbox::wake);
         let woken = transport::wait(
             self.ws.get_ref().socket(),
-            !self.write_blocked,
+            !self.write_blocked && self.paused_until.is_none(),
             self.write_blocked,
             [wake, shutdown],
             Some(deadline),
@@ -379,6 +397,11 @@ impl<S: Transport> Session<'_, S> {
     /// Reads and handles every frame available without blocking.
     fn read_all(&mut self) -> Flow {
         loop {
+            if self.kind == Kind::Relay && self.inbox.as_ref().is_some_and(Inbox::take_throttle) {
+                // Frames may still sit in tungstenite's buffer: `readable` stays set.
+                self.paused_until = Some(Instant::now() + RELAY_PAUSE);
+                return Flow::Continue;
+            }
             match self.ws.read() {
                 Ok(msg) => {
                     self.last_heard = Instant::now();
@@ -417,6 +440,14 @@ impl<S: Transport> Session<'_, S> {
     fn fail(&mut self, err: &WsError) -> LeaveReason {
         let code = match err {
             WsError::Utf8(_) => CloseCode::Invalid,
+            // RFC 6455 §5.2: the most significant bit of a 64-bit length MUST be 0. A
+            // length like that is not "too big", it is malformed; tungstenite only
+            // compares it with the size limit.
+            WsError::Capacity(CapacityError::MessageTooLong { size, .. })
+                if *size as u64 >= 1 << 63 =>
+            {
+                CloseCode::Protocol
+            }
             WsError::Capacity(_) => CloseCode::Size,
             WsError::Protocol(_) => CloseCode::Protocol,
             _ => CloseCode::Error,
