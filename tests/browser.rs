@@ -1,0 +1,621 @@
+//! The browser chat page at `/`, driven in real headless Chromium.
+//!
+//! Each test starts a server on `127.0.0.1:0`, a `chromedriver`, and one fresh
+//! Chromium per page (its own empty profile, so its own `localStorage`), then acts
+//! like a person: it types a name into the join form, presses Enter in the message
+//! box, clicks a member. It reads the page back through stable hooks
+//! (`data-testid`, and `data-kind`/`data-from`/`data-mine` on each entry of `#log`)
+//! and saves a screenshot of every page under `target/tmp/browser/`.
+//!
+//! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's `chromium` and
+//! `chromium-driver`) the browser tests say they were skipped and pass, so
+//! `cargo test` works anywhere; `.ci/run` installs both and sets
+//! `SWITCHBOARD_REQUIRE_BROWSER=1`, which turns a skip into a failure.
+//!
+//! `cargo test --test browser -- --ignored readme_screenshot` regenerates
+//! `docs/screenshot.png` for the README.
+
+mod common;
+#[path = "browser/webdriver.rs"]
+mod webdriver;
+
+use common::*;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use switchboard::{Server, ServerHandle};
+use webdriver::{Driver, ENTER, ESCAPE, Session, TimedOut, WAIT};
+
+/// The page as built into the binary.
+const PAGE: &str = include_str!("../src/http/page.html");
+
+const DESKTOP: (u32, u32) = (1280, 800);
+const PHONE: (u32, u32) = (390, 844);
+
+/// A description of the page for failure messages: connection state and the log.
+const DESCRIBE: &str = "return {
+    url: location.href,
+    status: document.querySelector('[data-testid=status]').dataset.state,
+    members: [...document.querySelectorAll('[data-testid=members] .name')].map(n => n.textContent),
+    log: [...document.querySelectorAll('#log > li')].map(li =>
+        `${li.dataset.kind} ${li.dataset.from || ''}: ${li.querySelector('[data-part=text]')?.textContent}`),
+};";
+
+/// A `chromedriver`, or `None` after saying why the browser tests cannot run here.
+fn driver_or_skip(test: &str) -> Option<Driver> {
+    let Some(why) = Driver::missing() else {
+        return Some(Driver::start());
+    };
+    assert!(
+        std::env::var_os("SWITCHBOARD_REQUIRE_BROWSER").is_none(),
+        "{test}: SWITCHBOARD_REQUIRE_BROWSER is set but {why}"
+    );
+    // Straight to stderr: the test harness swallows print!() output of passing
+    // tests, and a skipped test should be visible.
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+    None
+}
+
+/// One entry of a page's `#log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    kind: String,
+    from: String,
+    to: String,
+    mine: bool,
+    text: String,
+}
+
+/// One person's browser, showing the chat page.
+struct Page {
+    session: Session,
+    who: &'static str,
+}
+
+impl Page {
+    /// Opens `url` in a fresh browser and joins the chat as `name` through the join
+    /// form, the way a first-time visitor does.
+    fn join(driver: &Driver, url: &str, name: &'static str, (w, h): (u32, u32)) -> Page {
+        let page = Page {
+            session: driver.session(w, h),
+            who: name,
+        };
+        page.session.goto(url);
+        page.wait(
+            "the join form of a first visit",
+            "!document.querySelector('[data-testid=join]').hidden",
+            json!([]),
+        );
+        page.screenshot(&format!("join-{name}.png"));
+        page.session
+            .type_into("[data-testid=join-name]", &format!("{name}{ENTER}"));
+        page.wait_online();
+        page
+    }
+
+    /// Polls the JavaScript `expression` until it is truthy. On a time-out it saves a
+    /// screenshot and fails with what the page shows.
+    fn wait(&self, what: &str, expression: &str, args: Value) -> Value {
+        match self.session.wait(expression, &args) {
+            Ok(value) => value,
+            Err(TimedOut) => {
+                let state = self.session.execute(DESCRIBE, json!([]));
+                let shot = self.save_screenshot(&format!("failed-{}.png", self.who));
+                panic!(
+                    "timed out after {WAIT:?} waiting for {what} on {}'s page ({}); it shows {state:#}",
+                    self.who,
+                    shot.display()
+                );
+            }
+        }
+    }
+
+    fn wait_online(&self) {
+        self.wait(
+            "status online",
+            "document.querySelector('[data-testid=status]').dataset.state === 'online'",
+            json!([]),
+        );
+    }
+
+    /// Types `text` into the message box and presses Enter.
+    fn send(&self, text: &str) {
+        self.session
+            .type_into("[data-testid=text]", &format!("{text}{ENTER}"));
+    }
+
+    /// Every entry in the log, oldest first.
+    fn entries(&self) -> Vec<Entry> {
+        let list = self.session.execute(
+            "return [...document.querySelectorAll('#log > li')].map(li => ({
+                kind: li.dataset.kind, from: li.dataset.from || '', to: li.dataset.to || '',
+                mine: li.dataset.mine === 'true',
+                text: li.querySelector('[data-part=text]').textContent,
+            }));",
+            json!([]),
+        );
+        list.as_array()
+            .expect("an array of entries")
+            .iter()
+            .map(|e| Entry {
+                kind: e["kind"].as_str().unwrap_or_default().to_owned(),
+                from: e["from"].as_str().unwrap_or_default().to_owned(),
+                to: e["to"].as_str().unwrap_or_default().to_owned(),
+                mine: e["mine"] == true,
+                text: e["text"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect()
+    }
+
+    /// `(from, text)` of every room message in the log.
+    fn messages(&self) -> Vec<(String, String)> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.kind == "message")
+            .map(|e| (e.from, e.text))
+            .collect()
+    }
+
+    /// Waits for an entry of `kind` whose text is exactly `text`.
+    fn wait_entry(&self, kind: &str, text: &str) {
+        self.wait(
+            &format!("a {kind} entry {text:?}"),
+            "[...document.querySelectorAll('#log > li')].some(li =>
+                li.dataset.kind === arguments[0]
+                && li.querySelector('[data-part=text]').textContent === arguments[1])",
+            json!([kind, text]),
+        );
+    }
+
+    /// Waits until the member list holds exactly `names`, in any order.
+    fn wait_members(&self, names: &[&str]) {
+        let mut want: Vec<&str> = names.to_vec();
+        want.sort_unstable();
+        self.wait(
+            &format!("members {want:?}"),
+            "JSON.stringify([...document.querySelectorAll('[data-testid=members] .name')]
+                .map(n => n.textContent).sort()) === arguments[0]",
+            json!([serde_json::to_string(&want).unwrap()]),
+        );
+    }
+
+    /// Saves a screenshot as `target/tmp/browser/{file}`, unchecked.
+    fn save_screenshot(&self, file: &str) -> PathBuf {
+        let png = webdriver::base64_decode(&self.session.screenshot_base64());
+        write_screenshot(file, &png)
+    }
+
+    /// Saves a screenshot as `target/tmp/browser/{file}` and checks it shows
+    /// something: a valid PNG of the viewport with many colours, not one flat fill.
+    fn screenshot(&self, file: &str) -> PathBuf {
+        let encoded = self.session.screenshot_base64();
+        let png = webdriver::base64_decode(&encoded);
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{file} is a PNG");
+        let path = write_screenshot(file, &png);
+
+        // Let the browser decode the PNG (no image crate needed) and count colours
+        // on a sample of pixels.
+        let stats = self.session.execute_async(
+            "const [b64, done] = arguments;
+             const img = new Image();
+             img.onerror = () => done(null);
+             img.onload = () => {
+                 const c = document.createElement('canvas');
+                 c.width = img.naturalWidth; c.height = img.naturalHeight;
+                 const g = c.getContext('2d');
+                 g.drawImage(img, 0, 0);
+                 const d = g.getImageData(0, 0, c.width, c.height).data;
+                 const counts = new Map();
+                 let n = 0;
+                 for (let i = 0; i < d.length; i += 4 * 5, n++) {
+                     const key = (d[i] >> 3) << 10 | (d[i + 1] >> 3) << 5 | d[i + 2] >> 3;
+                     counts.set(key, (counts.get(key) || 0) + 1);
+                 }
+                 done({width: c.width, height: c.height, colours: counts.size,
+                       dominant: Math.max(...counts.values()) / n,
+                       viewport: [innerWidth, innerHeight]});
+             };
+             img.src = 'data:image/png;base64,' + b64;",
+            json!([encoded]),
+        );
+        assert!(stats.is_object(), "{file} decodes as an image: {stats}");
+        assert_eq!(
+            json!([stats["width"], stats["height"]]),
+            stats["viewport"],
+            "{file} covers the viewport"
+        );
+        assert!(
+            stats["colours"].as_u64() > Some(20) && stats["dominant"].as_f64() < Some(0.95),
+            "{file} is not blank: {stats}"
+        );
+        path
+    }
+}
+
+/// Writes `png` as `target/tmp/browser/{file}`.
+fn write_screenshot(file: &str, png: &[u8]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&dir).expect("create the screenshot folder");
+    let path = dir.join(file);
+    std::fs::write(&path, png).expect("write the screenshot");
+    path
+}
+
+/// Starts a server on `addr` again, retrying while the old socket lets go.
+fn restart_on(addr: SocketAddr) -> ServerHandle {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Server::builder().listen(addr.to_string()).start() {
+            Ok(server) => return server,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot listen on {addr} again: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// What a plain client `ws` receives until the room message `text`: the events
+/// before it, in order (the message itself excluded).
+fn events_until_message(ws: &mut Client, text: &str) -> Vec<Value> {
+    let mut before = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        let event = next_json(ws);
+        if event["type"] == "message" && event["text"] == text {
+            return before;
+        }
+        before.push(event);
+    }
+    panic!("no message {text:?} in time; got {before:?}");
+}
+
+#[test]
+fn page_is_served_self_contained_and_never_parses_text_as_html() {
+    let server = start();
+    let response = get(server.local_addr(), "/");
+    assert_eq!(status(&response), 200);
+    assert!(
+        response.ends_with(PAGE),
+        "GET / serves the page built from src/http/page.html"
+    );
+    for forbidden in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "<script src",
+        "<link rel=\"stylesheet\"",
+        "@import",
+    ] {
+        assert!(!PAGE.contains(forbidden), "the page uses {forbidden}");
+    }
+    // No CDN: nothing is loaded from another host, so a LAN without internet works.
+    for remote in [
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "src=\"//",
+        "href=\"//",
+    ] {
+        assert!(!PAGE.contains(remote), "the page loads {remote}…");
+    }
+}
+
+#[test]
+fn two_pages_chat_in_one_room() {
+    let Some(driver) = driver_or_skip("two_pages_chat_in_one_room") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#e2e");
+
+    // Alice on a desktop, then Bob on a phone; each sees the other.
+    let alice = Page::join(&driver, &url, "alice", DESKTOP);
+    alice.wait_entry(
+        "system",
+        "You joined #e2e as alice. Nobody else is here yet.",
+    );
+    let bob = Page::join(&driver, &url, "bob", PHONE);
+    alice.wait_entry("system", "bob joined");
+    bob.wait_entry("system", "You joined #e2e as bob. alice is here.");
+    alice.wait_members(&["alice", "bob"]);
+    bob.wait_members(&["alice", "bob"]);
+    let hash = bob.session.execute("return location.hash;", json!([]));
+    assert_eq!(hash, "#e2e", "the room is in the URL");
+    let unlabelled = alice.session.execute(
+        "return [...document.querySelectorAll('input, textarea')]
+            .filter(f => f.labels.length === 0).map(f => f.id);",
+        json!([]),
+    );
+    assert_eq!(unlabelled, json!([]), "every field has a label");
+
+    // On a phone the member list is a drawer behind the People button; Escape
+    // closes it.
+    bob.session.click("[data-testid=people-toggle]");
+    let drawer = "getComputedStyle(document.querySelector('[data-testid=side]'))";
+    bob.wait(
+        "the people drawer open",
+        &format!("{drawer}.visibility === 'visible' && {drawer}.transform === 'none'"),
+        json!([]),
+    );
+    bob.screenshot("chat-bob-phone-people.png");
+    bob.session
+        .type_into("[data-testid=members] button[data-member=alice]", ESCAPE);
+    bob.wait(
+        "the people drawer closed",
+        &format!("{drawer}.visibility === 'hidden'"),
+        json!([]),
+    );
+
+    // Carol is a plain WebSocket client: a bystander for the direct messages.
+    let (mut carol, _) = chat(addr, "e2e", Some("carol"));
+    alice.wait_members(&["alice", "bob", "carol"]);
+    bob.wait_entry("system", "carol joined");
+
+    // Messages cross both ways, in order, with Enter to send.
+    alice.send("hi bob");
+    alice.send("how are you?");
+    bob.wait_entry("message", "how are you?");
+    bob.send("fine, thanks");
+    alice.wait_entry("message", "fine, thanks");
+    alice.send("great");
+    bob.wait_entry("message", "great");
+    let conversation: Vec<(String, String)> = [
+        ("alice", "hi bob"),
+        ("alice", "how are you?"),
+        ("bob", "fine, thanks"),
+        ("alice", "great"),
+    ]
+    .iter()
+    .map(|(f, t)| (f.to_string(), t.to_string()))
+    .collect();
+    assert_eq!(alice.messages(), conversation, "alice's page");
+    assert_eq!(bob.messages(), conversation, "bob's page");
+    for (page, me) in [(&alice, "alice"), (&bob, "bob")] {
+        for entry in page.entries().iter().filter(|e| e.kind == "message") {
+            assert_eq!(
+                entry.mine,
+                entry.from == me,
+                "own messages set apart: {entry:?}"
+            );
+        }
+    }
+
+    // A direct message from clicking a member, and one typed as /msg: each reaches
+    // its target and the sender's copy, and carol sees neither.
+    alice
+        .session
+        .click("[data-testid=members] button[data-member=bob]");
+    let prefilled = alice.session.execute(
+        "return document.querySelector('[data-testid=text]').value;",
+        json!([]),
+    );
+    assert_eq!(
+        prefilled, "/msg bob ",
+        "clicking a member starts a direct message"
+    );
+    alice.send("the door code is 4711");
+    bob.wait_entry("direct", "the door code is 4711");
+    alice.wait_entry("direct", "the door code is 4711");
+    bob.send("/msg alice got it, thanks");
+    alice.wait_entry("direct", "got it, thanks");
+    bob.wait_entry("direct", "got it, thanks");
+    let received = bob
+        .entries()
+        .into_iter()
+        .find(|e| e.kind == "direct" && !e.mine)
+        .expect("bob's page shows the direct message");
+    assert_eq!(
+        (received.from.as_str(), received.to.as_str()),
+        ("alice", "bob")
+    );
+    alice.send("back to the room");
+    let carol_saw = events_until_message(&mut carol, "back to the room");
+    assert!(
+        carol_saw.iter().all(|e| e["type"] != "direct"),
+        "a direct message reached a bystander: {carol_saw:?}"
+    );
+    assert_eq!(
+        carol_saw.iter().filter(|e| e["type"] == "message").count(),
+        4,
+        "carol got the room's messages: {carol_saw:?}"
+    );
+
+    // Markup in a message is text: no element is created and no script runs.
+    let injection = "<img src=x onerror=alert(1)>";
+    bob.send(injection);
+    for page in [&alice, &bob] {
+        page.wait_entry("message", injection);
+        let elements = page.session.execute(
+            "return document.querySelectorAll('#log img, #log script, #log [onerror]').length
+                + [...document.querySelectorAll('#log [data-part=text]')]
+                    .filter(t => t.textContent === arguments[0] && t.children.length > 0).length;",
+            json!([injection]),
+        );
+        assert_eq!(elements, 0, "markup became elements on {}'s page", page.who);
+    }
+    // A script, had one been created, would have run by the time a later message
+    // has made a full round trip.
+    bob.send("still text");
+    alice.wait_entry("message", "still text");
+    for page in [&alice, &bob] {
+        assert_eq!(
+            page.session.alert_text(),
+            None,
+            "an alert opened on {}'s page",
+            page.who
+        );
+    }
+
+    // A rename shows in the other's member list.
+    bob.send("/nick robert");
+    alice.wait_entry("system", "bob is now robert");
+    alice.wait_members(&["alice", "robert", "carol"]);
+    bob.wait_entry("system", "You are now robert");
+
+    // A departure too.
+    carol.close(None).expect("close");
+    close_frame(&mut carol);
+    alice.wait_entry("system", "carol left");
+    alice.wait_members(&["alice", "robert"]);
+
+    alice.screenshot("chat-alice-desktop.png");
+    bob.screenshot("chat-bob-phone.png");
+}
+
+#[test]
+fn page_reconnects_after_server_restart() {
+    let Some(driver) = driver_or_skip("page_reconnects_after_server_restart") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let dana = Page::join(&driver, &format!("http://{addr}/#restart"), "dana", DESKTOP);
+    dana.send("before the restart");
+    dana.wait_entry("message", "before the restart");
+
+    server.shutdown();
+    dana.wait(
+        "status reconnecting",
+        "document.querySelector('[data-testid=status]').dataset.state === 'reconnecting'",
+        json!([]),
+    );
+    dana.wait_entry(
+        "error",
+        "The server went away (restarting or shutting down). Reconnecting…",
+    );
+    dana.screenshot("restart-offline.png");
+
+    let started = Instant::now();
+    let server = restart_on(addr);
+    dana.wait_online();
+    let took = started.elapsed();
+    dana.wait_entry("system", "Back online.");
+    assert!(took < WAIT, "reconnected in {took:?}");
+
+    // The same room and name, and chat works both ways again.
+    let (mut erin, welcome) = chat(addr, "restart", Some("erin"));
+    assert_eq!(
+        welcome["members"],
+        json!(["dana", "erin"]),
+        "dana is back in the room"
+    );
+    dana.wait_entry("system", "erin joined");
+    dana.send("after the restart");
+    let before = events_until_message(&mut erin, "after the restart");
+    assert!(before.is_empty(), "erin got {before:?} first");
+    send_json(
+        &mut erin,
+        json!({"type": "message", "text": "welcome back"}),
+    );
+    dana.wait_entry("message", "welcome back");
+
+    // What was on screen stayed, once.
+    assert_eq!(
+        dana.messages(),
+        [
+            ("dana", "before the restart"),
+            ("dana", "after the restart"),
+            ("erin", "welcome back")
+        ]
+        .map(|(f, t)| (f.to_owned(), t.to_owned()))
+    );
+    dana.screenshot("restart-back-online.png");
+    drop(server);
+}
+
+#[test]
+fn page_over_https_connects_with_wss() {
+    let Some(driver) = driver_or_skip("page_over_https_connects_with_wss") else {
+        return;
+    };
+    let server = start_with(|b| b.tls_listen("127.0.0.1:0"));
+    let tls = server.tls_local_addr().expect("a TLS listener");
+    let (mut plain, _) = chat(server.local_addr(), "secure", Some("plain"));
+
+    let page = Page::join(&driver, &format!("https://{tls}/#secure"), "tess", DESKTOP);
+    let url = page.session.execute(
+        "return document.querySelector('[data-testid=status]').dataset.url;",
+        json!([]),
+    );
+    assert_eq!(url, format!("wss://{tls}/ws/chat/secure?name=tess"));
+    assert_eq!(next_of_type(&mut plain, "join")["name"], "tess");
+    page.send("over TLS");
+    assert_eq!(next_of_type(&mut plain, "message")["text"], "over TLS");
+    page.screenshot("https.png");
+}
+
+/// Regenerates `docs/screenshot.png`: a desktop page in the middle of a realistic
+/// conversation. Run it by hand after changing the page's look.
+#[test]
+#[ignore = "writes docs/screenshot.png; run by hand after changing the page"]
+fn readme_screenshot() {
+    let Some(driver) = driver_or_skip("readme_screenshot") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let say = |ws: &mut Client, text: &str| {
+        send_json(ws, json!({"type": "message", "text": text}));
+        std::thread::sleep(Duration::from_millis(30));
+    };
+    let (mut lena, _) = chat(addr, "office", Some("Lena"));
+    let (mut tom, _) = chat(addr, "office", Some("Tom"));
+    let (mut jonas, _) = chat(addr, "office", Some("Jonas"));
+    say(
+        &mut lena,
+        "Morning! The printer on the 2nd floor works again",
+    );
+    say(&mut tom, "finally, thanks Lena");
+    say(&mut jonas, "Is anyone using the big meeting room at 11?");
+    say(&mut lena, "Not me, go ahead");
+    say(
+        &mut tom,
+        "All yours. Slides from yesterday are on http://fileserver.lan/demo",
+    );
+
+    let page = Page::join(&driver, &format!("http://{addr}/#office"), "Alex", DESKTOP);
+    page.wait_members(&["Alex", "Lena", "Tom", "Jonas"]);
+    say(
+        &mut jonas,
+        "Great, booked it. Alex, can you bring the HDMI adapter?",
+    );
+    page.wait_entry(
+        "message",
+        "Great, booked it. Alex, can you bring the HDMI adapter?",
+    );
+    page.send("Sure, I'll bring it along");
+    page.send("and coffee for everyone");
+    page.wait_entry("message", "and coffee for everyone");
+    send_json(
+        &mut lena,
+        json!({"type": "direct", "to": "Alex", "text": "Lunch at 12:30 later?"}),
+    );
+    page.wait_entry("direct", "Lunch at 12:30 later?");
+    say(&mut tom, "You're the best");
+    page.wait_entry("message", "You're the best");
+    page.session
+        .type_into("[data-testid=text]", "/msg Lena sounds good, see you then");
+    page.session
+        .execute("document.activeElement.blur();", json!([]));
+    std::thread::sleep(Duration::from_millis(300));
+    let shot = page.screenshot("readme.png");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshot.png");
+    std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
+
+    // The same page in dark mode, to look at (not used by the README).
+    page.session.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    page.screenshot("readme-dark.png");
+}

@@ -1,0 +1,429 @@
+//! A small synchronous WebDriver client: just what the browser tests need.
+//!
+//! It speaks the W3C WebDriver protocol (JSON over HTTP/1.1) to a `chromedriver` it
+//! starts on a free loopback port, one short `Connection: close` request per command,
+//! over a plain `std::net::TcpStream`. That keeps the tests free of an async runtime
+//! and of extra dependencies, in the same blocking style as the server itself.
+//!
+//! Every wait is bounded: a command has a socket timeout, and [`Session::wait`]
+//! polls the page against a deadline.
+
+use serde_json::{Value, json};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Debian's `chromium` package.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's `chromium-driver` package.
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// How long a condition on the page may take to come true.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long one WebDriver command may take (starting a browser is the slowest).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The key WebDriver uses for an element reference in JSON.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// WebDriver's code for the Enter key, for [`Session::type_into`].
+pub const ENTER: &str = "\u{E007}";
+/// WebDriver's code for the Escape key.
+pub const ESCAPE: &str = "\u{E00C}";
+
+/// A running `chromedriver`, killed when dropped.
+pub struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    /// Why the browser tests cannot run here, if they cannot: Chromium or
+    /// chromedriver is not installed.
+    pub fn missing() -> Option<String> {
+        [CHROMIUM, CHROMEDRIVER]
+            .into_iter()
+            .find(|path| !Path::new(path).exists())
+            .map(|path| {
+                format!("{path} not found (Debian: apt-get install chromium chromium-driver)")
+            })
+    }
+
+    /// Starts `chromedriver` on a free loopback port and waits until it is ready.
+    pub fn start() -> Driver {
+        // Ask the OS for a free port, then hand it to chromedriver. Another process
+        // could take it in between; that would fail the start below, loudly.
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER}: {e}"));
+        let driver = Driver { child, port };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok((200, status)) = request(port, "GET", "/status", None)
+                && status["value"]["ready"] == true
+            {
+                return driver;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver on port {port} not ready in {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Opens a fresh headless Chromium with its own empty profile, with a viewport
+    /// of `width` × `height` CSS pixels.
+    pub fn session(&self, width: u32, height: u32) -> Session {
+        static PROFILES: AtomicUsize = AtomicUsize::new(0);
+        let profile = std::env::temp_dir().join(format!(
+            "switchboard-browser-{}-{}",
+            std::process::id(),
+            PROFILES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&profile);
+        let args = [
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(), // tests often run as root in a container
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--hide-scrollbars".to_owned(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            // The TLS test serves the built-in development certificate.
+            "acceptInsecureCerts": true,
+            // Leave an alert open so a test can see that one was raised.
+            "unhandledPromptBehavior": "ignore",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+        }}});
+        let value = command(self.port, "POST", "/session", Some(&caps))
+            .unwrap_or_else(|e| panic!("cannot start Chromium: {e}"));
+        let id = value["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sessionId in {value}"))
+            .to_owned();
+        let session = Session {
+            port: self.port,
+            id,
+            profile,
+        };
+        // `--window-size` sizes the window, not the page: set the viewport itself.
+        // Narrow viewports are emulated as a phone (touch, mobile viewport rules).
+        session.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+        );
+        session
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A condition on the page did not come true within [`WAIT`].
+#[derive(Debug)]
+pub struct TimedOut;
+
+/// One browser window, closed (and its profile deleted) when dropped.
+pub struct Session {
+    port: u16,
+    id: String,
+    profile: PathBuf,
+}
+
+impl Session {
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        command(
+            self.port,
+            method,
+            &format!("/session/{}{path}", self.id),
+            body.as_ref(),
+        )
+    }
+
+    fn must(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.cmd(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.must(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+    }
+
+    /// Loads `url` and waits for the page to finish loading.
+    pub fn goto(&self, url: &str) {
+        self.must("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) and returns what it
+    /// returns.
+    pub fn execute(&self, script: &str, args: Value) -> Value {
+        self.must(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    /// Runs `script`, which must call its last argument with the result.
+    pub fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.must(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    /// Polls `expression` (a JavaScript expression that may use `arguments`, which
+    /// holds `args`) until it is truthy and returns its value, or gives up after
+    /// [`WAIT`].
+    pub fn wait(&self, expression: &str, args: &Value) -> Result<Value, TimedOut> {
+        let script = format!("return ({expression});");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.execute(&script, args.clone());
+            let truthy = match &value {
+                Value::Null | Value::Bool(false) => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return Ok(value);
+            }
+            if Instant::now() > deadline {
+                return Err(TimedOut);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.must(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element reference for {css}: {found}"))
+            .to_owned()
+    }
+
+    /// Types `text` into the element `css` with real key events (see [`ENTER`]).
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.must(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    /// Clicks the element `css` like a user would.
+    pub fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.must("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// The text of an open `alert`/`confirm`/`prompt`, if there is one.
+    pub fn alert_text(&self) -> Option<String> {
+        match self.cmd("GET", "/alert/text", None) {
+            Ok(text) => Some(text.as_str().unwrap_or_default().to_owned()),
+            Err(e) if e.contains("no such alert") => None,
+            Err(e) => panic!("WebDriver GET /alert/text: {e}"),
+        }
+    }
+
+    /// A PNG of the viewport, base64-encoded as WebDriver sends it.
+    pub fn screenshot_base64(&self) -> String {
+        let encoded = self.must("GET", "/screenshot", None);
+        encoded
+            .as_str()
+            .expect("screenshot is a base64 string")
+            .to_owned()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.cmd("DELETE", "", None);
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Sends one WebDriver command and returns its `value`, or the WebDriver error.
+fn command(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    let (status, reply) =
+        request(port, method, path, body).map_err(|e| format!("chromedriver: {e}"))?;
+    if status == 200 {
+        Ok(reply["value"].clone())
+    } else {
+        let value = &reply["value"];
+        Err(format!(
+            "{status} {}: {}",
+            value["error"].as_str().unwrap_or("?"),
+            value["message"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or_default()
+        ))
+    }
+}
+
+/// One HTTP/1.1 exchange with chromedriver: the status and the JSON body.
+fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> io::Result<(u16, Value)> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+    stream.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    // chromedriver keeps the connection open despite `Connection: close`, so the
+    // body ends where its Content-Length (or the last chunk) says, not at EOF.
+    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let mut read_more = |raw: &mut Vec<u8>| -> io::Result<()> {
+        match stream.read(&mut buf)? {
+            0 => Err(bad("connection closed early")),
+            n => {
+                raw.extend_from_slice(&buf[..n]);
+                Ok(())
+            }
+        }
+    };
+    let split = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        read_more(&mut raw)?;
+    };
+    let reply_head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = reply_head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let header = |name: &str| {
+        reply_head.lines().find_map(|line| {
+            Some(
+                line.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .to_owned(),
+            )
+        })
+    };
+    let payload = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            if let Some(body) = dechunk(&raw[split + 4..]) {
+                break body;
+            }
+            read_more(&mut raw)?;
+        }
+    } else {
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("no Content-Length"))?;
+        while raw.len() < split + 4 + len {
+            read_more(&mut raw)?;
+        }
+        raw[split + 4..split + 4 + len].to_vec()
+    };
+    let json = if payload.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&payload).map_err(|e| bad(&e.to_string()))?
+    };
+    Ok((status, json))
+}
+
+/// Undoes `Transfer-Encoding: chunked` (RFC 9112 §7.1).
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_field = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_field.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Decodes standard base64 (RFC 4648 §4), as WebDriver sends screenshots.
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let sextet = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c:?}"),
+    };
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= u32::from(sextet(c)) << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_round_trips_known_values() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGk="), b"hi");
+    assert_eq!(base64_decode("YWJj"), b"abc");
+    assert_eq!(
+        dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
+        b"abcde"
+    );
+}
