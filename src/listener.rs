@@ -3,14 +3,15 @@
 //! One thread accepts on every listening socket of a server, so it alone keeps the
 //! count of open connections, in total and per IP address: no lock. Each connection
 //! thread carries a [`Ticket`] that reports back through a channel when the thread
-//! ends, however it ends (even by panic), and the loop reads those reports before every
-//! admission decision.
+//! ends, however it ends (even by panic), and wakes the loop, which then joins the
+//! thread right away (a finished thread that nobody joins keeps its stack).
 //!
-//! The loop sleeps in `poll(2)` on the listeners and the server's shutdown wake-up.
-//! On shutdown it stops accepting, then waits for every connection thread to report.
+//! The loop sleeps in `poll(2)` on the listeners, the server's shutdown wake-up and
+//! the "a thread ended" wake-up. On shutdown it stops accepting, then waits for every
+//! connection thread to report and joins it.
 
 use crate::connection::{self, Admission, Peer};
-use crate::hub::HubEvent;
+use crate::hub::{ConnId, HubEvent};
 use crate::metrics::{self, Rejection};
 use crate::outbox::Wake;
 use crate::server::Shared;
@@ -21,7 +22,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// Stack for a connection thread. The frame loop is shallow; 128 KiB leaves a wide
@@ -40,18 +41,26 @@ pub(crate) struct Listener {
     pub secure: bool,
 }
 
-/// Reports the end of a connection thread to the accept loop.
-struct Ticket {
+/// What a connection thread reports when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ended {
+    id: ConnId,
     ip: IpAddr,
     admitted: bool,
-    done: Sender<(IpAddr, bool)>,
+}
+
+/// Reports the end of a connection thread to the accept loop.
+struct Ticket {
+    ended: Ended,
+    done: Sender<Ended>,
     shared: Arc<Shared>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         metrics::drop_one(&self.shared.metrics.connections);
-        let _ = self.done.send((self.ip, self.admitted));
+        let _ = self.done.send(self.ended);
+        self.shared.thread_ended.notify();
     }
 }
 
@@ -64,7 +73,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn ended(&mut self, ip: IpAddr, admitted: bool) {
+    fn ended(&mut self, Ended { ip, admitted, .. }: Ended) {
         if !admitted {
             self.refusing -= 1;
             return;
@@ -83,10 +92,67 @@ impl Counts {
     }
 }
 
+/// The connection threads of a server: counted, and joined as they end.
+struct Threads {
+    counts: Counts,
+    running: HashMap<ConnId, JoinHandle<()>>,
+    done_tx: Sender<Ended>,
+    done_rx: Receiver<Ended>,
+}
+
+impl Threads {
+    fn new() -> Self {
+        let (done_tx, done_rx) = unbounded();
+        Self {
+            counts: Counts::default(),
+            running: HashMap::new(),
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// Joins every thread that has reported its end.
+    fn reap(&mut self) {
+        while let Ok(ended) = self.done_rx.try_recv() {
+            self.end(ended);
+        }
+    }
+
+    fn end(&mut self, ended: Ended) {
+        self.counts.ended(ended);
+        // The ticket is the last thing the thread drops, so this join is immediate.
+        if let Some(thread) = self.running.remove(&ended.id)
+            && thread.join().is_err()
+        {
+            log::error!("conn {}: its thread panicked", ended.id);
+        }
+    }
+
+    /// Waits for every thread to end, and joins it.
+    fn drain(&mut self, shared: &Shared) {
+        let config = &shared.config;
+        // Everything a thread can be doing is bounded by these; the margin covers
+        // lingering.
+        let limit = config.handshake_timeout.max(config.close_timeout) + Duration::from_secs(5);
+        let deadline = Instant::now() + limit;
+        while self.counts.total() > 0 {
+            match self.done_rx.recv_deadline(deadline) {
+                Ok(ended) => self.end(ended),
+                Err(_) => {
+                    log::warn!(
+                        "{} connection threads did not end in {limit:?}",
+                        self.counts.total()
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Accepts until shutdown, then waits for every connection thread to end.
 pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Shared>, hub: Sender<HubEvent>) {
-    let (done_tx, done_rx) = unbounded();
-    let mut counts = Counts::default();
+    let mut threads = Threads::new();
     let mut next_id = 0u64;
     for listener in &listeners {
         if let Err(e) = listener.socket.set_nonblocking(true) {
@@ -95,13 +161,16 @@ pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Shared>, hub: Se
         }
     }
     while !shared.shutdown.is_notified() {
-        let ready = match wait_for_listeners(&listeners, &shared.shutdown) {
+        let ready = match wait_for_listeners(&listeners, &shared.shutdown, &shared.thread_ended) {
             Ok(ready) => ready,
             Err(e) => {
                 log::error!("accept loop cannot poll: {e}");
                 break;
             }
         };
+        // Clear before reaping, so that an end reported meanwhile wakes us again.
+        shared.thread_ended.clear();
+        threads.reap();
         for index in ready {
             let Some(listener) = listeners.get(index) else {
                 continue;
@@ -109,22 +178,14 @@ pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Shared>, hub: Se
             loop {
                 match listener.socket.accept() {
                     Ok((stream, addr)) => {
-                        for (ip, admitted) in done_rx.try_iter() {
-                            counts.ended(ip, admitted);
-                        }
+                        threads.reap();
                         next_id += 1;
-                        admit(
-                            stream,
-                            Peer {
-                                id: next_id,
-                                addr,
-                                secure: listener.secure,
-                            },
-                            &mut counts,
-                            &shared,
-                            &hub,
-                            &done_tx,
-                        );
+                        let peer = Peer {
+                            id: next_id,
+                            addr,
+                            secure: listener.secure,
+                        };
+                        admit(stream, peer, &mut threads, &shared, &hub);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -141,16 +202,22 @@ pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Shared>, hub: Se
     }
     drop(listeners);
     drop(hub);
-    drain(&mut counts, &done_rx, &shared);
+    threads.drain(&shared);
 }
 
-/// The indexes of the listeners with a connection waiting.
-fn wait_for_listeners(listeners: &[Listener], shutdown: &Wake) -> io::Result<Vec<usize>> {
+/// The indexes of the listeners with a connection waiting. Also returns when the
+/// server shuts down or a connection thread ended.
+fn wait_for_listeners(
+    listeners: &[Listener],
+    shutdown: &Wake,
+    thread_ended: &Wake,
+) -> io::Result<Vec<usize>> {
     let mut fds: Vec<PollFd<'_>> = listeners
         .iter()
         .map(|l| PollFd::new(&l.socket, PollFlags::IN))
         .collect();
     fds.push(PollFd::new(shutdown, PollFlags::IN));
+    fds.push(PollFd::new(thread_ended, PollFlags::IN));
     match poll(&mut fds, None) {
         Ok(_) | Err(rustix::io::Errno::INTR) => {}
         Err(e) => return Err(e.into()),
@@ -166,12 +233,12 @@ fn wait_for_listeners(listeners: &[Listener], shutdown: &Wake) -> io::Result<Vec
 fn admit(
     stream: TcpStream,
     peer: Peer,
-    counts: &mut Counts,
+    threads: &mut Threads,
     shared: &Arc<Shared>,
     hub: &Sender<HubEvent>,
-    done: &Sender<(IpAddr, bool)>,
 ) {
     let config = &shared.config;
+    let counts = &mut threads.counts;
     let ip = peer.addr.ip();
     let per_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
     let admission =
@@ -194,10 +261,14 @@ fn admit(
         };
     metrics::bump(&shared.metrics.connections_total);
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    let ticket = Ticket {
+    let ended = Ended {
+        id: peer.id,
         ip,
         admitted: admission == Admission::Admit,
-        done: done.clone(),
+    };
+    let ticket = Ticket {
+        ended,
+        done: threads.done_tx.clone(),
         shared: Arc::clone(shared),
     };
     let _ = stream.set_nodelay(true);
@@ -212,29 +283,12 @@ fn admit(
             let hub = hub;
             connection::handle(stream, peer, admission, &ticket.shared, &hub);
         });
-    if let Err(e) = spawned {
-        // The closure, ticket included, was dropped: the counts are already right.
-        log::warn!("conn {} {}: cannot start a thread: {e}", peer.id, peer.addr);
-    }
-}
-
-/// Waits for every connection thread to report its end.
-fn drain(counts: &mut Counts, done: &Receiver<(IpAddr, bool)>, shared: &Shared) {
-    let config = &shared.config;
-    // Everything a thread can be doing is bounded by these; the margin covers lingering.
-    let limit = config.handshake_timeout.max(config.close_timeout) + Duration::from_secs(5);
-    let deadline = Instant::now() + limit;
-    while counts.total() > 0 {
-        match done.recv_deadline(deadline) {
-            Ok((ip, admitted)) => counts.ended(ip, admitted),
-            Err(_) => {
-                log::warn!(
-                    "{} connection threads did not end in {limit:?}",
-                    counts.total()
-                );
-                return;
-            }
+    match spawned {
+        Ok(thread) => {
+            threads.running.insert(peer.id, thread);
         }
+        // The closure, ticket included, was dropped: its end is already reported.
+        Err(e) => log::warn!("conn {} {}: cannot start a thread: {e}", peer.id, peer.addr),
     }
 }
 
@@ -271,9 +325,13 @@ mod tests {
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let (done, ended) = unbounded();
         let ip = IpAddr::from([127, 0, 0, 1]);
-        let ticket = Ticket {
+        let report = Ended {
+            id: 1,
             ip,
             admitted: true,
+        };
+        let ticket = Ticket {
+            ended: report,
             done,
             shared: Arc::clone(&shared),
         };
@@ -283,8 +341,12 @@ mod tests {
         })
         .join();
         assert!(outcome.is_err());
-        assert_eq!(ended.try_recv(), Ok((ip, true)));
+        assert_eq!(ended.try_recv(), Ok(report));
         assert_eq!(metrics::get(&shared.metrics.connections), 0);
+        assert!(
+            shared.thread_ended.is_notified(),
+            "the accept loop is woken to join it"
+        );
     }
 
     #[test]
@@ -294,8 +356,16 @@ mod tests {
         counts.admitted = 1;
         counts.per_ip.insert(ip, 1);
         counts.refusing = 1;
-        counts.ended(ip, true);
-        counts.ended(ip, false);
+        counts.ended(Ended {
+            id: 1,
+            ip,
+            admitted: true,
+        });
+        counts.ended(Ended {
+            id: 2,
+            ip,
+            admitted: false,
+        });
         assert_eq!(counts.total(), 0);
         assert!(
             counts.per_ip.is_empty(),

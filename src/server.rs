@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     /// Notified once, at shutdown, and never cleared.
     pub shutdown: Wake,
+    /// Notified when a connection thread ends, so the accept loop joins it.
+    pub thread_ended: Wake,
     pub ws_config: WebSocketConfig,
     /// Set when the server has TLS listeners.
     pub tls: Option<native_tls::TlsAcceptor>,
@@ -60,6 +62,7 @@ impl Shared {
         Ok(Self {
             metrics: Arc::new(Metrics::new()),
             shutdown: Wake::new()?,
+            thread_ended: Wake::new()?,
             ws_config,
             config,
             tls,
