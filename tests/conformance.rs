@@ -425,7 +425,6 @@ valid_close_codes_are_echoed! {
 }
 
 #[test]
-#[ignore = "server bug: close code 1014 (IANA: bad gateway) is answered 1002, not echoed"]
 fn close_code_1014_is_echoed() {
     close_code_is_echoed(1014);
 }
