@@ -1,27 +1,34 @@
-//! The accept loop: listening sockets in, one named thread per connection out.
+//! The accept loop: listening sockets in, one thread per connection out.
 //!
 //! One thread accepts on every listening socket of a server, so it alone keeps the
 //! count of open connections, in total and per IP address: no lock. Each connection
-//! thread carries a [`Ticket`] that reports back through a channel when the thread
-//! ends, however it ends (even by panic), and wakes the loop, which then joins the
-//! thread right away (a finished thread that nobody joins keeps its stack).
+//! carries a [`Ticket`] that reports back through a channel when the connection ends,
+//! however it ends (even by panic), and wakes the loop.
+//!
+//! Every connection has a thread of its own for as long as it lasts. When it ends,
+//! its thread waits a while for the next connection instead of exiting: starting a
+//! thread (a stack to map and zero, a kernel task to set up) costs more than a whole
+//! WebSocket handshake, and a LAN's clients come and go in bursts. At most
+//! [`MAX_IDLE`] threads wait, each for at most [`IDLE_KEEP`]; one that gives up
+//! reports it, and the loop joins it (a finished thread nobody joins keeps its
+//! stack).
 //!
 //! The loop sleeps in `poll(2)` on the listeners, the server's shutdown wake-up and
-//! the "a thread ended" wake-up. On shutdown it stops accepting, then waits for every
-//! connection thread to report and joins it.
+//! the "a report came" wake-up. On shutdown it stops accepting, then waits for every
+//! connection to end and joins every thread.
 
 use crate::connection::{self, Admission, Peer};
 use crate::hub::{ConnId, HubEvent};
 use crate::metrics::{self, Rejection};
 use crate::outbox::Wake;
 use crate::server::Shared;
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use rustix::event::{PollFd, PollFlags, poll};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -52,14 +59,14 @@ struct Ended {
 /// Reports the end of a connection thread to the accept loop.
 struct Ticket {
     ended: Ended,
-    done: Sender<Ended>,
+    done: Sender<Report>,
     shared: Arc<Shared>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         metrics::drop_one(&self.shared.metrics.connections);
-        let _ = self.done.send(self.ended);
+        let _ = self.done.send(Report::Ended(self.ended));
         self.shared.thread_ended.notify();
     }
 }
@@ -92,61 +99,203 @@ impl Counts {
     }
 }
 
-/// The connection threads of a server: counted, and joined as they end.
+/// How long a connection thread with nothing to do waits for another connection.
+const IDLE_KEEP: Duration = Duration::from_secs(10);
+
+/// Connection threads that may wait for work at once; past this a thread whose
+/// connection ended exits at once.
+const MAX_IDLE: usize = 64;
+
+/// What the accept loop hears from connections and threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// A connection ended (sent by its [`Ticket`]).
+    Ended(Ended),
+    /// A thread is about to exit and can be joined.
+    ThreadExited(u64),
+}
+
+/// A connection waiting for a thread.
+struct Job {
+    stream: TcpStream,
+    peer: Peer,
+    admission: Admission,
+    ticket: Ticket,
+}
+
+/// The connection threads of a server: counted, reused, and joined as they exit.
 struct Threads {
     counts: Counts,
-    running: HashMap<ConnId, JoinHandle<()>>,
-    done_tx: Sender<Ended>,
-    done_rx: Receiver<Ended>,
+    threads: HashMap<u64, JoinHandle<()>>,
+    next_thread: u64,
+    /// Threads waiting for a job and not yet promised one.
+    idle: Arc<AtomicUsize>,
+    /// `None` once shutting down: waiting threads then see the channel closed.
+    jobs_tx: Option<Sender<Job>>,
+    jobs_rx: Receiver<Job>,
+    reports_tx: Sender<Report>,
+    reports_rx: Receiver<Report>,
 }
 
 impl Threads {
     fn new() -> Self {
-        let (done_tx, done_rx) = unbounded();
+        let (jobs_tx, jobs_rx) = unbounded();
+        let (reports_tx, reports_rx) = unbounded();
         Self {
             counts: Counts::default(),
-            running: HashMap::new(),
-            done_tx,
-            done_rx,
+            threads: HashMap::new(),
+            next_thread: 0,
+            idle: Arc::new(AtomicUsize::new(0)),
+            jobs_tx: Some(jobs_tx),
+            jobs_rx,
+            reports_tx,
+            reports_rx,
         }
     }
 
-    /// Joins every thread that has reported its end.
-    fn reap(&mut self) {
-        while let Ok(ended) = self.done_rx.try_recv() {
-            self.end(ended);
-        }
-    }
-
-    fn end(&mut self, ended: Ended) {
-        self.counts.ended(ended);
-        // The ticket is the last thing the thread drops, so this join is immediate.
-        if let Some(thread) = self.running.remove(&ended.id)
-            && thread.join().is_err()
+    /// Hands `job` to a waiting thread, or starts one.
+    fn run(&mut self, job: Job, shared: &Arc<Shared>, hub: &Sender<HubEvent>) {
+        // Taking one off the idle count promises that a waiting thread will take
+        // the job: a waiting thread only gives up after taking itself off the count.
+        if let Some(jobs) = &self.jobs_tx
+            && take_one(&self.idle)
         {
-            log::error!("conn {}: its thread panicked", ended.id);
+            // Cannot fail: we hold a receiver. Were it to, the dropped job's ticket
+            // would still report the connection's end.
+            let _ = jobs.send(job);
+            return;
+        }
+        self.next_thread += 1;
+        let id = self.next_thread;
+        let worker = Worker {
+            id,
+            jobs: self.jobs_rx.clone(),
+            idle: Arc::clone(&self.idle),
+            reports: self.reports_tx.clone(),
+            shared: Arc::clone(shared),
+            hub: hub.clone(),
+        };
+        let peer = job.peer;
+        match thread::Builder::new()
+            .name(format!("conn-{id}"))
+            .stack_size(CONN_STACK)
+            .spawn(move || worker.run(job))
+        {
+            Ok(thread) => {
+                self.threads.insert(id, thread);
+            }
+            // The closure, job and ticket included, was dropped: the connection's
+            // end is already reported.
+            Err(e) => log::warn!("conn {} {}: cannot start a thread: {e}", peer.id, peer.addr),
         }
     }
 
-    /// Waits for every thread to end, and joins it.
-    fn drain(&mut self, shared: &Shared) {
+    /// Takes in every report that came.
+    fn reap(&mut self) {
+        while let Ok(report) = self.reports_rx.try_recv() {
+            self.take(report);
+        }
+    }
+
+    fn take(&mut self, report: Report) {
+        match report {
+            Report::Ended(ended) => self.counts.ended(ended),
+            Report::ThreadExited(id) => {
+                // The report is the last thing the thread does, so this join is
+                // immediate.
+                if let Some(thread) = self.threads.remove(&id)
+                    && thread.join().is_err()
+                {
+                    log::error!("connection thread {id} panicked");
+                }
+            }
+        }
+    }
+
+    /// Waits for every connection to end and every thread to exit, and joins them.
+    fn drain(mut self, shared: &Shared) {
+        // Without a sender left, waiting threads wake up and exit, and busy ones
+        // exit as soon as their connection ends.
+        self.jobs_tx = None;
         let config = &shared.config;
         // Everything a thread can be doing is bounded by these; the margin covers
         // lingering.
         let limit = config.handshake_timeout.max(config.close_timeout) + Duration::from_secs(5);
         let deadline = Instant::now() + limit;
-        while self.counts.total() > 0 {
-            match self.done_rx.recv_deadline(deadline) {
-                Ok(ended) => self.end(ended),
+        while !self.threads.is_empty() || self.counts.total() > 0 {
+            match self.reports_rx.recv_deadline(deadline) {
+                Ok(report) => self.take(report),
                 Err(_) => {
                     log::warn!(
                         "{} connection threads did not end in {limit:?}",
-                        self.counts.total()
+                        self.threads.len()
                     );
                     return;
                 }
             }
         }
+    }
+}
+
+/// Takes one off `n` unless it is zero; whether it did.
+fn take_one(n: &AtomicUsize) -> bool {
+    n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1))
+        .is_ok()
+}
+
+/// A connection thread: runs connections until none comes for a while.
+struct Worker {
+    id: u64,
+    jobs: Receiver<Job>,
+    idle: Arc<AtomicUsize>,
+    reports: Sender<Report>,
+    shared: Arc<Shared>,
+    hub: Sender<HubEvent>,
+}
+
+impl Worker {
+    fn run(self, first: Job) {
+        let mut next = Some(first);
+        while let Some(Job {
+            stream,
+            peer,
+            admission,
+            ticket,
+        }) = next.take()
+        {
+            connection::handle(stream, peer, admission, &self.shared, &self.hub);
+            drop(ticket);
+            next = self.wait_for_work();
+        }
+    }
+
+    /// The next job, or `None` when this thread should exit.
+    fn wait_for_work(&self) -> Option<Job> {
+        let joined = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_IDLE).then_some(n + 1)
+            });
+        if joined.is_err() {
+            return None;
+        }
+        loop {
+            match self.jobs.recv_timeout(IDLE_KEEP) {
+                Ok(job) => return Some(job),
+                // Leave only if no job was promised to us meanwhile.
+                Err(RecvTimeoutError::Timeout) if take_one(&self.idle) => return None,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// Reports the exit, however the thread ends (even by panic).
+    fn drop(&mut self) {
+        let _ = self.reports.send(Report::ThreadExited(self.id));
+        self.shared.thread_ended.notify();
     }
 }
 
@@ -268,28 +417,20 @@ fn admit(
     };
     let ticket = Ticket {
         ended,
-        done: threads.done_tx.clone(),
+        done: threads.reports_tx.clone(),
         shared: Arc::clone(shared),
     };
     let _ = stream.set_nodelay(true);
-    let hub = hub.clone();
-    let spawned = thread::Builder::new()
-        .name(format!("conn-{}", peer.id))
-        .stack_size(CONN_STACK)
-        .spawn(move || {
-            // Dropped in reverse: the hub sender first, the ticket last, so that when the
-            // accept loop hears of the end this thread holds nothing any more.
-            let ticket = ticket;
-            let hub = hub;
-            connection::handle(stream, peer, admission, &ticket.shared, &hub);
-        });
-    match spawned {
-        Ok(thread) => {
-            threads.running.insert(peer.id, thread);
-        }
-        // The closure, ticket included, was dropped: its end is already reported.
-        Err(e) => log::warn!("conn {} {}: cannot start a thread: {e}", peer.id, peer.addr),
-    }
+    threads.run(
+        Job {
+            stream,
+            peer,
+            admission,
+            ticket,
+        },
+        shared,
+        hub,
+    );
 }
 
 /// Binds one listening address, with a readable error.
@@ -341,11 +482,75 @@ mod tests {
         })
         .join();
         assert!(outcome.is_err());
-        assert_eq!(ended.try_recv(), Ok(report));
+        assert_eq!(ended.try_recv(), Ok(Report::Ended(report)));
         assert_eq!(metrics::get(&shared.metrics.connections), 0);
         assert!(
             shared.thread_ended.is_notified(),
             "the accept loop is woken to join it"
+        );
+    }
+
+    #[test]
+    fn a_thread_waits_for_the_next_connection_then_gives_up_its_place() {
+        let shared = Arc::new(Shared::new(Config::default(), None).unwrap());
+        let (hub, _events) = unbounded();
+        let mut threads = Threads::new();
+        let worker = Worker {
+            id: 9,
+            jobs: threads.jobs_rx.clone(),
+            idle: Arc::clone(&threads.idle),
+            reports: threads.reports_tx.clone(),
+            shared: Arc::clone(&shared),
+            hub,
+        };
+        let waiting = thread::spawn(move || {
+            let job = worker.wait_for_work();
+            (worker, job.is_some())
+        });
+        // The loop sees it idle, promises it the next connection and sends it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !take_one(&threads.idle) {
+            assert!(Instant::now() < deadline, "the thread never became idle");
+            thread::yield_now();
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, addr) = listener.accept().unwrap();
+        let ended = Ended {
+            id: 5,
+            ip: addr.ip(),
+            admitted: true,
+        };
+        let ticket = Ticket {
+            ended,
+            done: threads.reports_tx.clone(),
+            shared: Arc::clone(&shared),
+        };
+        let peer = Peer {
+            id: 5,
+            addr,
+            secure: false,
+        };
+        let job = Job {
+            stream,
+            peer,
+            admission: Admission::Admit,
+            ticket,
+        };
+        threads.jobs_tx.as_ref().unwrap().send(job).unwrap();
+        let (worker, got_job) = waiting.join().unwrap();
+        assert!(
+            got_job,
+            "the promised connection reached the waiting thread"
+        );
+        assert_eq!(threads.idle.load(Ordering::Relaxed), 0);
+        // Shutting down closes the channel: a waiting thread leaves at once.
+        threads.jobs_tx = None;
+        assert!(worker.wait_for_work().is_none());
+        drop(worker);
+        assert_eq!(
+            threads.reports_rx.try_iter().last(),
+            Some(Report::ThreadExited(9))
         );
     }
 

@@ -10,7 +10,7 @@
 //!
 //! A connection costs two file descriptors: the socket and the eventfd.
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use rustix::event::{EventfdFlags, eventfd};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -75,6 +75,8 @@ struct Shared {
     wake: Wake,
     /// Payload bytes queued and not yet taken by the connection thread.
     queued_bytes: AtomicUsize,
+    /// Messages queued and not yet taken.
+    queued_messages: AtomicUsize,
     max_bytes: usize,
     /// A close code the hub asked for (0: none).
     close_code: AtomicU16,
@@ -109,10 +111,15 @@ pub(crate) enum SendError {
 
 /// Creates an outbox holding at most `max_messages` messages and `max_bytes` bytes.
 pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbox, Inbox)> {
-    let (tx, rx) = crossbeam_channel::bounded(max_messages.max(1));
+    // Unbounded underneath, bounded by the counts above: crossbeam's bounded channel
+    // allocates and touches all its slots up front (about 40 KiB for 1,024), while the
+    // list flavour grows with what is actually queued. Thousands of idle clients
+    // have empty outboxes.
+    let (tx, rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         wake: Wake::new()?,
         queued_bytes: AtomicUsize::new(0),
+        queued_messages: AtomicUsize::new(0),
         max_bytes,
         close_code: AtomicU16::new(0),
         throttled: AtomicBool::new(false),
@@ -141,21 +148,24 @@ impl Outbox {
         let queued = self.shared.queued_bytes.load(Ordering::Acquire);
         // A single message larger than the byte bound still goes through an empty
         // queue, so a big message never makes a fast client look slow.
-        if queued > 0 && queued + len > self.shared.max_bytes {
+        // The hub is the only sender, so check-then-add cannot overshoot.
+        if (queued > 0 && queued + len > self.shared.max_bytes)
+            || self.shared.queued_messages.load(Ordering::Acquire) >= self.shared.max_messages
+        {
             return Err(SendError::Full);
         }
         self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        self.shared.queued_messages.fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(msg) {
             Ok(()) => {
                 self.shared.wake.notify();
                 Ok(())
             }
-            Err(e) => {
+            Err(_) => {
+                // Unbounded: the only failure is that the receiver is gone.
                 self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                Err(match e {
-                    TrySendError::Full(_) => SendError::Full,
-                    TrySendError::Disconnected(_) => SendError::Gone,
-                })
+                self.shared.queued_messages.fetch_sub(1, Ordering::AcqRel);
+                Err(SendError::Gone)
             }
         }
     }
@@ -163,7 +173,7 @@ impl Outbox {
     /// Whether the outbox is more than half full, by messages or by bytes: the client
     /// is falling behind, and whoever feeds it should slow down.
     pub(crate) fn is_congested(&self) -> bool {
-        self.tx.len() * 2 > self.shared.max_messages
+        self.shared.queued_messages.load(Ordering::Acquire) * 2 > self.shared.max_messages
             || self.shared.queued_bytes.load(Ordering::Acquire) * 2 > self.shared.max_bytes
     }
 
@@ -196,6 +206,7 @@ impl Inbox {
         self.shared
             .queued_bytes
             .fetch_sub(payload_len(&msg), Ordering::AcqRel);
+        self.shared.queued_messages.fetch_sub(1, Ordering::AcqRel);
         Some(msg)
     }
 
