@@ -54,8 +54,11 @@ impl Shared {
     ) -> std::io::Result<Self> {
         let ws_config = WebSocketConfig::default()
             // Thin connections: a LAN chat has thousands of mostly idle clients, and
-            // tungstenite grows the buffer for a big message when it needs to.
-            .read_buffer_size(4 * 1024)
+            // tungstenite grows the buffer for a big message when it needs to. The
+            // buffer is allocated (and, through the allocator's bookkeeping, made
+            // resident) for every connection, so it is small: 2 KiB holds any chat
+            // message in one read; a 1 MiB relay message takes 512 reads.
+            .read_buffer_size(2 * 1024)
             .write_buffer_size(16 * 1024)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));

@@ -91,7 +91,9 @@ pub(crate) enum Parsed {
 
 /// Parses the bytes received so far.
 pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // On the heap: 2 KiB of stack touched once would stay resident for the whole
+    // life of every connection thread.
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => {
@@ -130,7 +132,6 @@ pub(crate) fn read_head<S: Read>(
     mut wait: impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
 ) -> Result<(Request, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
     loop {
         if let Parsed::Complete(req, len) = parse(&buf)? {
             let rest = buf.split_off(len);
@@ -145,10 +146,15 @@ pub(crate) fn read_head<S: Read>(
             other => other,
         })?;
         // Never read past the limit: one byte over is enough to know it is too long.
-        let room = (MAX_HEAD + 1).saturating_sub(buf.len()).min(chunk.len());
-        match stream.read(&mut chunk[..room]) {
+        // Read straight into the buffer's spare room, not a chunk on the stack.
+        let filled = buf.len();
+        let room = (MAX_HEAD + 1).saturating_sub(filled).min(1024);
+        buf.resize(filled + room, 0);
+        let read = stream.read(&mut buf[filled..]);
+        buf.truncate(filled + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return Err(HeadError::Closed { partial }),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e)
                 if matches!(
                     e.kind(),
