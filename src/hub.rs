@@ -14,7 +14,7 @@
 
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, ServerMessage};
 use crate::metrics::{self, Metrics};
-use crate::outbox::{Outbox, SendError};
+use crate::outbox::{Outbox, Owed, SendError};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,6 +28,9 @@ pub(crate) type ConnId = u64;
 /// Close code for a client evicted because it did not keep up (RFC 6455 §7.4.1: 1008,
 /// policy violation).
 pub(crate) const CLOSE_SLOW_CONSUMER: u16 = 1008;
+
+/// Events handled before the threads with news are woken (see [`Hub::run`]).
+const MAX_BATCH: usize = 32;
 
 /// Empty chat rooms kept for their history, at most. Past this the room emptied
 /// longest ago is forgotten, so creating rooms cannot grow memory without bound.
@@ -125,6 +128,8 @@ pub(crate) struct Hub {
     guests: u64,
     /// Members whose outbox overflowed while handling the current event.
     overflowed: Vec<ConnId>,
+    /// Wake-ups owed to connection threads, given at the end of a batch.
+    owed: Vec<Owed>,
 }
 
 impl Hub {
@@ -139,19 +144,43 @@ impl Hub {
             relay_rooms: HashMap::new(),
             guests: 0,
             overflowed: Vec::new(),
+            owed: Vec::new(),
         }
     }
 
     /// Handles events until every sender is gone.
+    ///
+    /// Events are taken in batches of whatever is already queued (up to
+    /// [`MAX_BATCH`]), and the connection threads with news are woken once at the
+    /// end of each batch. When the hub keeps up, a batch is one event and nothing
+    /// waits; when it falls behind, each wake-up carries many messages, which is
+    /// what lets a busy room catch up.
     pub(crate) fn run(mut self, events: Receiver<HubEvent>) {
-        for event in events {
-            self.handle(event);
+        while let Ok(first) = events.recv() {
+            self.apply(first);
+            for event in events.try_iter().take(MAX_BATCH - 1) {
+                self.apply(event);
+            }
+            self.wake_owed();
         }
         log::debug!("hub: every connection is gone, stopping");
     }
 
-    /// Handles one event, including evicting whoever could not keep up with it.
+    /// Handles one event and wakes whoever got news.
+    #[cfg(test)]
     pub(crate) fn handle(&mut self, event: HubEvent) {
+        self.apply(event);
+        self.wake_owed();
+    }
+
+    fn wake_owed(&mut self) {
+        for owed in self.owed.drain(..) {
+            owed.give();
+        }
+    }
+
+    /// Handles one event, including evicting whoever could not keep up with it.
+    fn apply(&mut self, event: HubEvent) {
         match event {
             HubEvent::JoinChat {
                 id,
@@ -337,7 +366,13 @@ impl Hub {
         let mut congested = false;
         for &other in members {
             if other != id {
-                Self::try_deliver(&self.members, &mut self.overflowed, other, msg.clone());
+                Self::try_deliver(
+                    &self.members,
+                    &mut self.overflowed,
+                    &mut self.owed,
+                    other,
+                    msg.clone(),
+                );
                 congested |= self
                     .members
                     .get(&other)
@@ -484,7 +519,13 @@ impl Hub {
         };
         for &id in &room.members {
             if Some(id) != except {
-                Self::try_deliver(&self.members, &mut self.overflowed, id, msg.clone());
+                Self::try_deliver(
+                    &self.members,
+                    &mut self.overflowed,
+                    &mut self.owed,
+                    id,
+                    msg.clone(),
+                );
             }
         }
     }
@@ -495,21 +536,25 @@ impl Hub {
     }
 
     fn deliver(&mut self, id: ConnId, msg: Message) {
-        Self::try_deliver(&self.members, &mut self.overflowed, id, msg);
+        Self::try_deliver(&self.members, &mut self.overflowed, &mut self.owed, id, msg);
     }
 
     fn try_deliver(
         members: &HashMap<ConnId, Member>,
         overflowed: &mut Vec<ConnId>,
+        owed: &mut Vec<Owed>,
         id: ConnId,
         msg: Message,
     ) {
-        // `Gone` needs nothing: the member's `Leave` is already queued behind us.
-        if let Some(member) = members.get(&id)
-            && member.outbox.try_send(msg) == Err(SendError::Full)
-            && !overflowed.contains(&id)
-        {
-            overflowed.push(id);
+        let Some(member) = members.get(&id) else {
+            return;
+        };
+        match member.outbox.try_queue(msg) {
+            Ok(Some(wake)) => owed.push(wake),
+            Ok(None) => {}
+            Err(SendError::Full) if !overflowed.contains(&id) => overflowed.push(id),
+            // `Gone` needs nothing: the member's `Leave` is already queued behind us.
+            Err(_) => {}
         }
     }
 }

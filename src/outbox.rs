@@ -39,11 +39,22 @@ impl Wake {
 
     /// Makes the descriptor readable, unless it already is.
     pub(crate) fn notify(&self) {
-        if !self.pending.swap(true, Ordering::SeqCst) {
-            // Writing 1 to an eventfd only fails if the counter would overflow, which
-            // one writer per clear cannot do.
-            let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+        if self.claim() {
+            self.signal();
         }
+    }
+
+    /// Marks a notification as due; `true` when the caller must now [`Wake::signal`]
+    /// (nobody else has since the last clear).
+    fn claim(&self) -> bool {
+        !self.pending.swap(true, Ordering::SeqCst)
+    }
+
+    /// Makes the descriptor readable.
+    fn signal(&self) {
+        // Writing 1 to an eventfd only fails if the counter would overflow, which one
+        // writer per clear cannot do.
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
     }
 
     /// Whether [`Wake::notify`] was called since the last [`Wake::clear`]. A wake-up
@@ -93,6 +104,18 @@ pub(crate) struct Outbox {
     shared: Arc<Shared>,
 }
 
+/// A wake-up owed to a connection thread whose outbox just got news.
+#[derive(Debug)]
+#[must_use = "the connection thread sleeps until the owed wake-up is given"]
+pub(crate) struct Owed(Arc<Shared>);
+
+impl Owed {
+    /// Wakes the thread.
+    pub(crate) fn give(self) {
+        self.0.wake.signal();
+    }
+}
+
 /// The connection thread's end of its outbox.
 #[derive(Debug)]
 pub(crate) struct Inbox {
@@ -139,11 +162,23 @@ fn payload_len(msg: &Message) -> usize {
 }
 
 impl Outbox {
-    /// Queues a message without ever blocking.
+    /// Queues a message without ever blocking, and wakes the connection thread.
+    #[cfg(test)]
+    pub(crate) fn try_send(&self, msg: Message) -> Result<(), SendError> {
+        if let Some(owed) = self.try_queue(msg)? {
+            owed.give();
+        }
+        Ok(())
+    }
+
+    /// Queues a message without ever blocking, and without waking the connection
+    /// thread yet: if it needs waking, the returned [`Owed`] does it when given. The
+    /// hub gives all it owes once per batch of events, so a busy room wakes a
+    /// thread once for many messages.
     ///
     /// `Err(SendError::Full)` means the client has fallen too far behind; the hub then evicts it
     /// with [`Outbox::close`]. Messages already queued are not taken back.
-    pub(crate) fn try_send(&self, msg: Message) -> Result<(), SendError> {
+    pub(crate) fn try_queue(&self, msg: Message) -> Result<Option<Owed>, SendError> {
         let len = payload_len(&msg);
         let queued = self.shared.queued_bytes.load(Ordering::Acquire);
         // A single message larger than the byte bound still goes through an empty
@@ -157,10 +192,11 @@ impl Outbox {
         self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
         self.shared.queued_messages.fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(msg) {
-            Ok(()) => {
-                self.shared.wake.notify();
-                Ok(())
-            }
+            Ok(()) => Ok(self
+                .shared
+                .wake
+                .claim()
+                .then(|| Owed(Arc::clone(&self.shared)))),
             Err(_) => {
                 // Unbounded: the only failure is that the receiver is gone.
                 self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
