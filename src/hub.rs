@@ -59,6 +59,10 @@ pub(crate) enum HubEvent {
     Chat { id: ConnId, msg: ClientMessage },
     /// A text or binary message to forward to the rest of a relay room.
     Relay { id: ConnId, msg: Message },
+    /// An answer the connection thread worked out itself (an `error` about the
+    /// client's own input), sent through the hub so that it reaches the client after
+    /// the answers to everything the client sent before.
+    Reply { id: ConnId, msg: Message },
     /// The connection is gone.
     Leave { id: ConnId, reason: LeaveReason },
 }
@@ -218,6 +222,7 @@ impl Hub {
             }
             HubEvent::Chat { id, msg } => self.chat(id, msg),
             HubEvent::Relay { id, msg } => self.relay(id, msg),
+            HubEvent::Reply { id, msg } => self.deliver(id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason.as_str()),
         }
         while let Some(id) = self.overflowed.pop() {

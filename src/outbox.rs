@@ -97,6 +97,13 @@ struct Shared {
     max_messages: usize,
 }
 
+impl Shared {
+    fn is_congested(&self) -> bool {
+        self.queued_messages.load(Ordering::Acquire) * 2 > self.max_messages
+            || self.queued_bytes.load(Ordering::Acquire) * 2 > self.max_bytes
+    }
+}
+
 /// The hub's end of one client's outbox.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
@@ -209,8 +216,7 @@ impl Outbox {
     /// Whether the outbox is more than half full, by messages or by bytes: the client
     /// is falling behind, and whoever feeds it should slow down.
     pub(crate) fn is_congested(&self) -> bool {
-        self.shared.queued_messages.load(Ordering::Acquire) * 2 > self.shared.max_messages
-            || self.shared.queued_bytes.load(Ordering::Acquire) * 2 > self.shared.max_bytes
+        self.shared.is_congested()
     }
 
     /// Asks this client's connection thread to pause reading from its socket for a
@@ -244,6 +250,11 @@ impl Inbox {
             .fetch_sub(payload_len(&msg), Ordering::AcqRel);
         self.shared.queued_messages.fetch_sub(1, Ordering::AcqRel);
         Some(msg)
+    }
+
+    /// See [`Outbox::is_congested`].
+    pub(crate) fn is_congested(&self) -> bool {
+        self.shared.is_congested()
     }
 
     /// Whether the hub asked this client to pause; clears the request.

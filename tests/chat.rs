@@ -575,3 +575,34 @@ fn html_in_text_is_delivered_verbatim() {
     expect_message(&mut bob, "alice", html);
     expect_message(&mut alice, "alice", html);
 }
+
+#[test]
+fn answers_come_in_request_order_even_for_errors_found_on_the_connection() {
+    let server = start();
+    let (mut ws, _) = chat(server.local_addr(), "order", Some("asker"));
+    // The message needs the hub; the two errors do not. They still come after it.
+    ws.send(Message::text(json!({"type": "members"}).to_string()))
+        .unwrap();
+    say(&mut ws, "first");
+    ws.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    ws.send(Message::text("{nope")).unwrap();
+    let kinds: Vec<String> = (0..4)
+        .map(|_| {
+            let m = next_json(&mut ws);
+            match m["type"].as_str() {
+                Some("error") => format!("error {}", m["code"].as_str().unwrap_or("")),
+                Some(other) => other.to_owned(),
+                None => panic!("no type in {m}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "members",
+            "message",
+            "error binary_not_supported",
+            "error bad_json"
+        ]
+    );
+}

@@ -342,7 +342,7 @@ impl<S: Transport> Session<'_, S> {
         let wake = self.inbox.as_ref().map(Inbox::wake);
         let woken = transport::wait(
             self.ws.get_ref().socket(),
-            !self.write_blocked && self.paused_until.is_none(),
+            !self.write_blocked && self.paused_until.is_none() && !self.backlogged(),
             self.write_blocked,
             [wake, shutdown],
             Some(deadline),
@@ -401,6 +401,12 @@ impl<S: Transport> Session<'_, S> {
     /// Reads and handles every frame available without blocking.
     fn read_all(&mut self) -> Flow {
         loop {
+            if self.backlogged() {
+                // Our own outbox is more than half full (answers and room traffic we
+                // have not written yet): read no more requests until it drains. TCP
+                // pushes back on a client that sends faster than it reads.
+                return Flow::Continue;
+            }
             if self.kind == Kind::Relay && self.inbox.as_ref().is_some_and(Inbox::take_throttle) {
                 // Frames may still sit in tungstenite's buffer: `readable` stays set.
                 self.paused_until = Some(Instant::now() + RELAY_PAUSE);
@@ -548,9 +554,14 @@ impl<S: Transport> Session<'_, S> {
         }
     }
 
+    /// Answers bad input with an `error`. It goes through the hub like every other
+    /// answer, so a client always gets its answers in the order of its requests.
     fn chat_error(&mut self, error: &ChatError) -> Flow {
         bump(&self.shared.metrics.chat_errors);
-        self.send(Message::text(error.to_json()))
+        self.tell_hub(HubEvent::Reply {
+            id: self.peer.id,
+            msg: Message::text(error.to_json()),
+        })
     }
 
     fn tell_hub(&mut self, event: HubEvent) -> Flow {
@@ -596,6 +607,13 @@ impl<S: Transport> Session<'_, S> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the client's own outbox is backed up (see `read_all`). Not while
+    /// closing: the outbox is no longer drained then, and the peer's Close must
+    /// still be read.
+    fn backlogged(&self) -> bool {
+        self.closing.is_none() && self.inbox.as_ref().is_some_and(Inbox::is_congested)
     }
 
     fn next_heartbeat(&self) -> Instant {
