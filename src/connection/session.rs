@@ -14,6 +14,10 @@
 //! reading the socket and stops taking from the outbox. That pushes back on the peer
 //! through TCP, and lets the outbox fill, which is how the hub learns the peer is a
 //! slow consumer. Memory per connection stays bounded either way.
+//!
+//! Reading also stops, for the same reason, while the client's own outbox is more
+//! than half full (it asks faster than it reads its answers), and for 2 ms at a time
+//! when the hub says a relay sender's messages pile up in another member's outbox.
 
 use super::Peer;
 use super::transport::{self, Transport};
@@ -253,9 +257,8 @@ pub(crate) fn run<S: Transport>(
         rate: RateLimit::new(config.rate_per_sec, config.rate_burst),
         last_heard: Instant::now(),
         pinged: false,
-        // Only when the client sent bytes right behind its request head: the first
-        // read sizes and zero-fills tungstenite's read buffer, which an idle client
-        // then never needs (4 KiB less per idle connection).
+        // Only when the client sent bytes right behind its request head; otherwise
+        // the first read would only say "would block". `poll` tells us when to read.
         readable,
         paused_until: None,
         write_blocked: false,
