@@ -227,7 +227,8 @@ impl Hub {
         }
         while let Some(id) = self.overflowed.pop() {
             if let Some(member) = self.members.get(&id) {
-                log::info!("conn {id}: outbox full, closing slow consumer");
+                // Logged by the connection thread, not here: a log line can block on
+                // a full stderr, and the hub must never block.
                 member.outbox.close(CLOSE_SLOW_CONSUMER);
                 metrics::bump(&self.metrics.slow_consumer_drops);
                 self.remove(id, "slow_consumer");

@@ -369,6 +369,11 @@ impl<S: Transport> Session<'_, S> {
         }
         if let Some(code) = self.inbox.as_ref().and_then(Inbox::close_requested) {
             let reason = if code == CLOSE_SLOW_CONSUMER {
+                log::info!(
+                    "conn {} {}: outbox full, closing slow consumer",
+                    self.peer.id,
+                    self.peer.addr
+                );
                 "slow consumer"
             } else {
                 "closed by server"
