@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,40 +33,6 @@ fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A final, masked client frame (RFC 6455 §5.2, §5.3) of any length.
-fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x5c, 0x13, 0xe7, 0x08];
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(0x80 | opcode);
-    match payload.len() {
-        len @ 0..=125 => out.push(0x80 | len as u8),
-        len @ 126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// Reads a response head byte by byte, leaving any frame after it in the socket.
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
 /// Upgrades a raw socket to `path`. Returns the socket to write hand-made frames on,
 /// and a tungstenite client on a clone of it that the test only ever reads from.
 fn raw_ws(addr: SocketAddr, path: &str) -> (TcpStream, Client) {
@@ -80,12 +46,6 @@ fn raw_ws(addr: SocketAddr, path: &str) -> (TcpStream, Client) {
     let reader =
         WebSocket::from_raw_socket(stream.try_clone().unwrap(), Role::Client, Some(config));
     (stream, reader)
-}
-
-/// One echo round trip on a well-behaved client.
-fn assert_echoes(ws: &mut Client, text: &str) {
-    ws.send(Message::text(text)).expect("send");
-    assert_eq!(next(ws), Message::text(text), "echoed back");
 }
 
 /// Resident memory of this process (server included), in KiB.

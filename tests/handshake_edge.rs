@@ -10,58 +10,15 @@ mod common;
 
 use common::*;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 use switchboard::ServerHandle;
-use tungstenite::protocol::Role;
+use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message, WebSocket};
 
 /// The RFC 6455 §1.3 example key and the accept value it must produce.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-/// Reads a response head byte by byte, so that no frame byte after it is consumed.
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// The value of response header `name` (case-insensitive), if present.
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    let head = response.split("\r\n\r\n").next()?;
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// Sends `request` in one write; returns the response head and the open stream.
-fn handshake(addr: SocketAddr, request: &[u8]) -> (String, TcpStream) {
-    let mut stream = tcp(addr);
-    stream.write_all(request).unwrap();
-    let head = read_head(&mut stream);
-    (head, stream)
-}
-
-/// A tungstenite client on a stream whose handshake is done.
-fn client_on(stream: TcpStream) -> Client {
-    WebSocket::from_raw_socket(stream, Role::Client, None)
-}
-
-/// One echo round trip.
-fn assert_echoes(ws: &mut Client, text: &str) {
-    ws.send(Message::text(text)).expect("send");
-    assert_eq!(next(ws), Message::text(text), "echoed back");
-}
 
 /// Asserts `request` upgrades with the right accept key, and the socket then echoes.
 fn assert_upgrades(server: &ServerHandle, request: &[u8]) {
@@ -94,16 +51,6 @@ fn assert_refused(request: &str, code: u16) -> String {
         "one-line reason: {body:?}"
     );
     response
-}
-
-/// A masked client frame (RFC 6455 §5.2, §5.3) with a payload under 126 bytes.
-fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126, "short frames only");
-    let mask = [0xa1, 0x05, 0x7e, 0x33];
-    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
 }
 
 /// Asserts the server's side ends: a Close with `code`, then the end of the stream.

@@ -11,12 +11,10 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 use switchboard::ServerHandle;
-use tungstenite::protocol::Role;
-use tungstenite::{Message, WebSocket};
 
 /// Short, so the timeout tests stay fast; long enough for a loaded CI machine to
 /// finish a well-formed handshake well inside it.
@@ -82,15 +80,6 @@ impl Upgrade {
     }
 }
 
-/// The value of response header `name` (case-insensitive), if present.
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    let head = response.split("\r\n\r\n").next()?;
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 /// The body of a whole response.
 fn body(response: &str) -> &str {
     response
@@ -107,38 +96,6 @@ fn assert_one_line_reason(response: &str) {
     assert_eq!(body.trim_end().lines().count(), 1, "one line: {body:?}");
 }
 
-/// Reads a response head, byte by byte so that nothing after it is consumed.
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// Sends `request` and returns the response head and the still-open stream.
-fn handshake(addr: SocketAddr, request: &str) -> (String, TcpStream) {
-    let mut stream = tcp(addr);
-    stream.write_all(request.as_bytes()).unwrap();
-    let head = read_head(&mut stream);
-    (head, stream)
-}
-
-/// A tungstenite client on a stream whose handshake is already done.
-fn client_on(stream: TcpStream) -> Client {
-    WebSocket::from_raw_socket(stream, Role::Client, None)
-}
-
-/// One echo round trip: the client is alive and served.
-fn assert_echoes(ws: &mut Client, text: &str) {
-    ws.send(Message::text(text)).expect("send");
-    assert_eq!(next(ws), Message::text(text), "echoed back");
-}
-
 /// Sends `request` as raw bytes while an echo client is connected, checks that the
 /// echo client still works afterwards, and returns the server's whole answer.
 fn answer_beside_bystander(server: &ServerHandle, request: &str) -> String {
@@ -148,17 +105,6 @@ fn answer_beside_bystander(server: &ServerHandle, request: &str) -> String {
     let response = raw(addr, request.as_bytes());
     assert_echoes(&mut bystander, "after");
     response
-}
-
-/// A masked client text frame (RFC 6455 §5.2, §5.3), built by hand.
-fn masked_text_frame(text: &str) -> Vec<u8> {
-    let payload = text.as_bytes();
-    assert!(payload.len() < 126, "short frames only");
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
 }
 
 /// The failure counter for `reason` in `/metrics`.
@@ -476,7 +422,7 @@ fn bad_chat_room_name_is_400() {
 #[test]
 fn switching_protocols_carries_the_rfc_example_accept_key() {
     let server = start();
-    let (head, _stream) = handshake(server.local_addr(), &Upgrade::to("/ws/echo").head());
+    let (head, _stream) = handshake(server.local_addr(), Upgrade::to("/ws/echo").head());
     assert_eq!(status(&head), 101);
     // RFC 6455 §1.3: the example key and its accept value.
     assert_eq!(
@@ -488,7 +434,7 @@ fn switching_protocols_carries_the_rfc_example_accept_key() {
 #[test]
 fn switching_protocols_names_the_websocket_upgrade() {
     let server = start();
-    let (head, _stream) = handshake(server.local_addr(), &Upgrade::to("/ws/echo").head());
+    let (head, _stream) = handshake(server.local_addr(), Upgrade::to("/ws/echo").head());
     assert_eq!(status(&head), 101);
     assert!(
         header(&head, "Upgrade")
@@ -506,7 +452,7 @@ fn switching_protocols_names_the_websocket_upgrade() {
 fn connection_token_list_with_upgrade_is_accepted() {
     let server = start();
     let request = Upgrade::to("/ws/echo").set("Connection", "keep-alive, Upgrade");
-    let (head, stream) = handshake(server.local_addr(), &request.head());
+    let (head, stream) = handshake(server.local_addr(), request.head());
     assert_eq!(status(&head), 101);
     assert_echoes(&mut client_on(stream), "token list");
 }
@@ -528,7 +474,7 @@ fn upgrade_and_connection_values_are_case_insensitive() {
     let request = Upgrade::to("/ws/echo")
         .set("Upgrade", "WebSocket")
         .set("Connection", "UPGRADE");
-    let (head, _stream) = handshake(server.local_addr(), &request.head());
+    let (head, _stream) = handshake(server.local_addr(), request.head());
     assert_eq!(status(&head), 101);
 }
 
@@ -537,7 +483,7 @@ fn absolute_form_target_is_accepted() {
     let server = start();
     let (head, stream) = handshake(
         server.local_addr(),
-        &Upgrade::to("ws://localhost/ws/echo").head(),
+        Upgrade::to("ws://localhost/ws/echo").head(),
     );
     assert_eq!(status(&head), 101);
     assert_echoes(&mut client_on(stream), "absolute");
@@ -646,7 +592,7 @@ fn frame_pipelined_after_the_head_reaches_the_frame_parser() {
     let server = start();
     let mut stream = tcp(server.local_addr());
     let mut bytes = Upgrade::to("/ws/echo").head().into_bytes();
-    bytes.extend(masked_text_frame("hello"));
+    bytes.extend(masked(0x1, b"hello"));
     stream.write_all(&bytes).unwrap();
     let head = read_head(&mut stream);
     assert_eq!(status(&head), 101);
@@ -661,7 +607,7 @@ fn frame_pipelined_after_the_head_reaches_the_frame_parser() {
 #[test]
 fn no_origin_is_accepted() {
     let server = start();
-    let (head, _stream) = handshake(server.local_addr(), &Upgrade::to("/ws/echo").head());
+    let (head, _stream) = handshake(server.local_addr(), Upgrade::to("/ws/echo").head());
     assert_eq!(status(&head), 101);
 }
 
@@ -672,7 +618,7 @@ fn origin_matching_host_is_accepted() {
     let request = Upgrade::to("/ws/echo")
         .set("Host", &format!("localhost:{port}"))
         .with("Origin", &format!("http://localhost:{port}"));
-    let (head, _stream) = handshake(server.local_addr(), &request.head());
+    let (head, _stream) = handshake(server.local_addr(), request.head());
     assert_eq!(status(&head), 101);
 }
 
@@ -703,7 +649,7 @@ fn foreign_origin_is_403() {
 fn allowed_foreign_origin_is_accepted() {
     let server = start_with(|b| b.allow_origin("http://evil.example"));
     let request = Upgrade::to("/ws/echo").with("Origin", "http://evil.example");
-    let (head, _stream) = handshake(server.local_addr(), &request.head());
+    let (head, _stream) = handshake(server.local_addr(), request.head());
     assert_eq!(status(&head), 101);
 }
 
@@ -722,7 +668,7 @@ fn allow_origin_star_allows_every_origin() {
     let server = start_with(|b| b.allow_origin("*"));
     for origin in ["http://evil.example", "https://other.example:8443", "null"] {
         let request = Upgrade::to("/ws/echo").with("Origin", origin);
-        let (head, _stream) = handshake(server.local_addr(), &request.head());
+        let (head, _stream) = handshake(server.local_addr(), request.head());
         assert_eq!(status(&head), 101, "{origin}");
     }
 }
@@ -733,7 +679,7 @@ fn allow_origin_star_allows_every_origin() {
 fn chat_selects_chat_v1_when_offered() {
     let server = start();
     let request = Upgrade::to("/ws/chat").with("Sec-WebSocket-Protocol", "foo, chat.v1");
-    let (head, _stream) = handshake(server.local_addr(), &request.head());
+    let (head, _stream) = handshake(server.local_addr(), request.head());
     assert_eq!(status(&head), 101);
     assert_eq!(header(&head, "Sec-WebSocket-Protocol"), Some("chat.v1"));
 }
@@ -742,7 +688,7 @@ fn chat_selects_chat_v1_when_offered() {
 fn chat_with_only_unknown_subprotocols_succeeds_without_selecting_one() {
     let server = start();
     let request = Upgrade::to("/ws/chat").with("Sec-WebSocket-Protocol", "foo");
-    let (head, _stream) = handshake(server.local_addr(), &request.head());
+    let (head, _stream) = handshake(server.local_addr(), request.head());
     assert_eq!(status(&head), 101);
     assert_eq!(header(&head, "Sec-WebSocket-Protocol"), None);
 }

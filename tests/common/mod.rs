@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerBuilder, ServerHandle};
-use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
 /// The longest any single read in a test may wait.
@@ -168,4 +168,66 @@ pub fn metric(addr: SocketAddr, name: &str) -> u64 {
                 .ok()
         })
         .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+}
+
+/// Reads a response head byte by byte, so that no frame byte after it is consumed.
+pub fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The value of response header `name` (case-insensitive), if present.
+pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Sends `request` in one write; returns the response head and the open stream.
+pub fn handshake(addr: SocketAddr, request: impl AsRef<[u8]>) -> (String, TcpStream) {
+    let mut stream = tcp(addr);
+    stream.write_all(request.as_ref()).unwrap();
+    let head = read_head(&mut stream);
+    (head, stream)
+}
+
+/// A tungstenite client on a stream whose handshake is already done.
+pub fn client_on(stream: TcpStream) -> Client {
+    WebSocket::from_raw_socket(stream, Role::Client, None)
+}
+
+/// One echo round trip: the client is alive and served.
+pub fn assert_echoes(ws: &mut Client, text: &str) {
+    ws.send(Message::text(text)).expect("send");
+    assert_eq!(next(ws), Message::text(text), "echoed back");
+}
+
+/// A final, masked client frame (RFC 6455 §5.2, §5.3) of any length, built by hand.
+pub fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x5c, 0x13, 0xe7, 0x08];
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(0x80 | opcode);
+    match payload.len() {
+        len @ 0..=125 => out.push(0x80 | len as u8),
+        len @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
 }
