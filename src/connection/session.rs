@@ -169,7 +169,11 @@ pub(crate) fn join<'a>(
     hub: &'a Sender<HubEvent>,
 ) -> Result<Joined<'a>, JoinError> {
     let config = &shared.config;
-    let (tx, rx) = match endpoint {
+    let new_outbox = || {
+        outbox::outbox(config.outbox_messages, config.outbox_bytes).map_err(JoinError::Overloaded)
+    };
+    let id = peer.id;
+    let (kind, event, rx) = match endpoint {
         Endpoint::Echo => {
             return Ok(Joined {
                 kind: Kind::Echo,
@@ -177,34 +181,28 @@ pub(crate) fn join<'a>(
                 membership: None,
             });
         }
-        _ => outbox::outbox(config.outbox_messages, config.outbox_bytes)
-            .map_err(JoinError::Overloaded)?,
-    };
-    let id = peer.id;
-    let (kind, event) = match endpoint {
         Endpoint::Chat {
             room,
             name,
             name_error,
-        } => (
-            Kind::Chat,
-            HubEvent::JoinChat {
-                id,
-                room,
-                name,
-                name_error,
-                outbox: tx,
-            },
-        ),
-        Endpoint::Relay { room } => (
-            Kind::Relay,
-            HubEvent::JoinRelay {
-                id,
-                room,
-                outbox: tx,
-            },
-        ),
-        Endpoint::Echo => unreachable!("handled above"),
+        } => {
+            let (outbox, rx) = new_outbox()?;
+            (
+                Kind::Chat,
+                HubEvent::JoinChat {
+                    id,
+                    room,
+                    name,
+                    name_error,
+                    outbox,
+                },
+                rx,
+            )
+        }
+        Endpoint::Relay { room } => {
+            let (outbox, rx) = new_outbox()?;
+            (Kind::Relay, HubEvent::JoinRelay { id, room, outbox }, rx)
+        }
     };
     hub.send(event).map_err(|_| JoinError::ShuttingDown)?;
     let membership = Membership {
