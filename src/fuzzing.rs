@@ -1,10 +1,10 @@
 //! Entry points for the fuzz targets in `fuzz/`. Not part of the supported API: they
 //! exist so that `cargo fuzz` can reach the code that reads untrusted bytes.
 
+use crate::base::{Context, Peer};
 use crate::config::Config;
-use crate::connection::{self, Admission, Peer};
+use crate::connection::{self, Admission};
 use crate::hub::{Hub, HubConfig, HubEvent};
-use crate::server::Shared;
 use crossbeam_channel::Sender;
 use std::io::Write;
 use std::net::Shutdown;
@@ -30,15 +30,15 @@ pub fn chat_decode(data: &[u8]) {
 }
 
 /// A server's shared state and hub, made once per fuzzing process.
-fn server() -> &'static (Arc<Shared>, Sender<HubEvent>) {
-    static SERVER: OnceLock<(Arc<Shared>, Sender<HubEvent>)> = OnceLock::new();
+fn server() -> &'static (Arc<Context>, Sender<HubEvent>) {
+    static SERVER: OnceLock<(Arc<Context>, Sender<HubEvent>)> = OnceLock::new();
     SERVER.get_or_init(|| {
         let config = Config {
             max_message_size: 64 * 1024,
             handshake_timeout: Duration::from_secs(2),
             ..Config::default()
         };
-        let shared = Arc::new(Shared::new(config, None).expect("an eventfd"));
+        let shared = Arc::new(Context::new(config, None).expect("an eventfd"));
         let (tx, rx) = crossbeam_channel::bounded(256);
         let hub = Hub::new(HubConfig { history: 50 }, Arc::clone(&shared.metrics));
         thread::spawn(move || hub.run(rx));

@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod base;
 mod chat;
 mod config;
 mod connection;

@@ -17,11 +17,10 @@
 //! the "a report came" wake-up. On shutdown it stops accepting, then waits for every
 //! connection to end and joins every thread.
 
-use crate::connection::{self, Admission, Peer};
-use crate::hub::{ConnId, HubEvent};
+use crate::base::{ConnId, Context, Peer, Wake};
+use crate::connection::{self, Admission};
+use crate::hub::HubEvent;
 use crate::metrics::{self, Rejection};
-use crate::outbox::Wake;
-use crate::server::Shared;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use rustix::event::{PollFd, PollFlags, poll};
 use std::collections::HashMap;
@@ -60,7 +59,7 @@ struct Ended {
 struct Ticket {
     ended: Ended,
     done: Sender<Report>,
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
 }
 
 impl Drop for Ticket {
@@ -154,7 +153,7 @@ impl Threads {
     }
 
     /// Hands `job` to a waiting thread, or starts one.
-    fn run(&mut self, job: Job, shared: &Arc<Shared>, hub: &Sender<HubEvent>) {
+    fn run(&mut self, job: Job, shared: &Arc<Context>, hub: &Sender<HubEvent>) {
         // Taking one off the idle count promises that a waiting thread will take
         // the job: a waiting thread only gives up after taking itself off the count.
         if let Some(jobs) = &self.jobs_tx
@@ -213,7 +212,7 @@ impl Threads {
     }
 
     /// Waits for every connection to end and every thread to exit, and joins them.
-    fn drain(mut self, shared: &Shared) {
+    fn drain(mut self, shared: &Context) {
         // Without a sender left, waiting threads wake up and exit, and busy ones
         // exit as soon as their connection ends.
         self.jobs_tx = None;
@@ -249,7 +248,7 @@ struct Worker {
     jobs: Receiver<Job>,
     idle: Arc<AtomicUsize>,
     reports: Sender<Report>,
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     hub: Sender<HubEvent>,
 }
 
@@ -300,7 +299,7 @@ impl Drop for Worker {
 }
 
 /// Accepts until shutdown, then waits for every connection thread to end.
-pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Shared>, hub: Sender<HubEvent>) {
+pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Context>, hub: Sender<HubEvent>) {
     let mut threads = Threads::new();
     let mut next_id = 0u64;
     for listener in &listeners {
@@ -383,7 +382,7 @@ fn admit(
     stream: TcpStream,
     peer: Peer,
     threads: &mut Threads,
-    shared: &Arc<Shared>,
+    shared: &Arc<Context>,
     hub: &Sender<HubEvent>,
 ) {
     let config = &shared.config;
@@ -462,7 +461,7 @@ mod tests {
 
     #[test]
     fn ticket_reports_the_end_even_when_the_thread_panics() {
-        let shared = Arc::new(Shared::new(Config::default(), None).unwrap());
+        let shared = Arc::new(Context::new(Config::default(), None).unwrap());
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let (done, ended) = unbounded();
         let ip = IpAddr::from([127, 0, 0, 1]);
@@ -492,7 +491,7 @@ mod tests {
 
     #[test]
     fn a_thread_waits_for_the_next_connection_then_gives_up_its_place() {
-        let shared = Arc::new(Shared::new(Config::default(), None).unwrap());
+        let shared = Arc::new(Context::new(Config::default(), None).unwrap());
         let (hub, _events) = unbounded();
         let mut threads = Threads::new();
         let worker = Worker {

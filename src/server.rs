@@ -6,72 +6,21 @@
 //! (which waits for every connection thread) and the hub (which ends when the last
 //! sender of events is gone).
 
+use crate::base::Context;
 use crate::config::{Config, Identity, TlsConfig};
 use crate::hub::{Hub, HubConfig};
 use crate::listener::{self, Listener};
-use crate::metrics::Metrics;
-use crate::outbox::Wake;
 use crate::{Error, Result};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-use tungstenite::protocol::WebSocketConfig;
 
 /// Events a hub queues before senders wait. Small enough to bound memory (a relay
 /// event can carry a whole message), large enough that a burst never makes a client
 /// thread wait in practice.
 const HUB_QUEUE: usize = 256;
-
-/// What every thread of one server reads.
-pub(crate) struct Shared {
-    pub config: Config,
-    pub metrics: Arc<Metrics>,
-    /// Notified once, at shutdown, and never cleared.
-    pub shutdown: Wake,
-    /// Notified when a connection thread ends, so the accept loop joins it.
-    pub thread_ended: Wake,
-    pub ws_config: WebSocketConfig,
-    /// Set when the server has TLS listeners.
-    pub tls: Option<native_tls::TlsAcceptor>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("config", &self.config)
-            .field("metrics", &self.metrics)
-            .field("tls", &self.tls.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    pub(crate) fn new(
-        config: Config,
-        tls: Option<native_tls::TlsAcceptor>,
-    ) -> std::io::Result<Self> {
-        let ws_config = WebSocketConfig::default()
-            // Thin connections: a LAN chat has thousands of mostly idle clients, and
-            // tungstenite grows the buffer for a big message when it needs to. The
-            // buffer is allocated (and, through the allocator's bookkeeping, made
-            // resident) for every connection, so it is small: 2 KiB holds any chat
-            // message in one read; a 1 MiB relay message takes 512 reads.
-            .read_buffer_size(2 * 1024)
-            .write_buffer_size(16 * 1024)
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(config.max_message_size));
-        Ok(Self {
-            metrics: Arc::new(Metrics::new()),
-            shutdown: Wake::new()?,
-            thread_ended: Wake::new()?,
-            ws_config,
-            config,
-            tls,
-        })
-    }
-}
 
 /// Entry point of the library: `Server::builder()…start()`.
 ///
@@ -255,7 +204,7 @@ impl ServerBuilder {
                 local_addrs.push(addr)
             }
         }
-        let shared = Arc::new(Shared::new(config, tls)?);
+        let shared = Arc::new(Context::new(config, tls)?);
 
         let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
         let hub = Hub::new(
@@ -310,7 +259,7 @@ fn validate(config: &Config) -> Result<()> {
 pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     tls_local_addrs: Vec<SocketAddr>,
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     threads: Vec<JoinHandle<()>>,
 }
 

@@ -7,10 +7,8 @@
 //! know is that OpenSSL may hold decrypted bytes the socket no longer shows
 //! ([`Transport::has_buffered`]).
 
+use crate::base::{Interest, Transport, Wake, wait};
 use crate::config::Identity;
-use crate::connection::Transport;
-use crate::connection::transport::wait;
-use crate::outbox::Wake;
 use crate::{Error, Result};
 use native_tls::{HandshakeError, TlsAcceptor, TlsConnector, TlsStream};
 use std::io::{self, Read, Write};
@@ -208,13 +206,12 @@ pub(crate) fn accept(
                 // ever waits for the client's bytes.
                 let woken = wait(
                     mid.get_ref().as_fd(),
-                    true,
-                    false,
-                    [Some(shutdown), None],
+                    Interest::READ,
+                    [shutdown],
                     Some(deadline),
                 )
                 .map_err(|e| AcceptError::Failed(e.to_string()))?;
-                if woken.wake {
+                if woken.fired(shutdown) {
                     return Err(AcceptError::Shutdown);
                 }
                 if !woken.readable && Instant::now() >= deadline {

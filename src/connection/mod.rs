@@ -6,22 +6,20 @@
 //! [`Transport`], so TLS adds a handshake in front and nothing else.
 
 pub(crate) mod session;
-pub(crate) mod transport;
 
+use crate::base::{self, Context, Interest, Transport};
 use crate::http::{self, Endpoint, HeadError, Response, Routed, request};
-use crate::hub::{ConnId, HubEvent};
+use crate::hub::HubEvent;
 use crate::metrics::{self, Rejection};
-use crate::server::Shared;
 use crate::tls::{self, AcceptError};
 use crate::trace::Traced;
 use crossbeam_channel::Sender;
 use session::JoinError;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
-pub(crate) use transport::Transport;
 
 /// How long to keep reading after answering a plain HTTP request, so that the answer
-/// is not lost to a reset (see [`transport::linger`]).
+/// is not lost to a reset (see [`base::linger`]).
 const HTTP_LINGER: Duration = Duration::from_secs(1);
 
 /// What the accept loop decided before the request was even read.
@@ -33,14 +31,7 @@ pub(crate) enum Admission {
     Full,
 }
 
-/// Who is on the other end, for logs and for the hub.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer {
-    pub id: ConnId,
-    pub addr: SocketAddr,
-    /// Whether it came in on a TLS listener.
-    pub secure: bool,
-}
+pub(crate) use crate::base::Peer;
 
 /// Runs one connection to its end: TLS first when it came in on a TLS listener, then
 /// HTTP and maybe a WebSocket session.
@@ -48,7 +39,7 @@ pub(crate) fn handle(
     tcp: TcpStream,
     peer: Peer,
     admission: Admission,
-    shared: &Shared,
+    shared: &Context,
     hub: &Sender<HubEvent>,
 ) {
     // One deadline covers the TLS handshake and the request head (SPEC §5).
@@ -74,7 +65,7 @@ fn traced_or_not<S: Transport>(
     peer: Peer,
     admission: Admission,
     deadline: Instant,
-    shared: &Shared,
+    shared: &Context,
     hub: &Sender<HubEvent>,
 ) {
     if shared.config.trace {
@@ -99,7 +90,7 @@ pub(crate) fn serve<S: Transport>(
     peer: Peer,
     admission: Admission,
     deadline: Instant,
-    shared: &Shared,
+    shared: &Context,
     hub: &Sender<HubEvent>,
 ) {
     let config = &shared.config;
@@ -153,7 +144,7 @@ fn upgrade<S: Transport>(
     endpoint: Endpoint,
     response: Response,
     peer: Peer,
-    shared: &Shared,
+    shared: &Context,
     hub: &Sender<HubEvent>,
 ) {
     log::debug!("conn {} {}: websocket {endpoint:?}", peer.id, peer.addr);
@@ -190,20 +181,19 @@ fn upgrade<S: Transport>(
 fn wait_for_bytes<S: Transport>(
     stream: &mut S,
     deadline: Instant,
-    shared: &Shared,
+    shared: &Context,
 ) -> Result<(), HeadError> {
     if stream.has_buffered() {
         return Ok(());
     }
-    let woken = transport::wait(
+    let woken = base::wait(
         stream.socket(),
-        true,
-        false,
-        [Some(&shared.shutdown), None],
+        Interest::READ,
+        [&shared.shutdown],
         Some(deadline),
     )
     .map_err(HeadError::Io)?;
-    if woken.wake {
+    if woken.fired(&shared.shutdown) {
         Err(HeadError::Shutdown)
     } else if woken.readable {
         Ok(())
@@ -212,7 +202,7 @@ fn wait_for_bytes<S: Transport>(
     }
 }
 
-fn refuse_head<S: Transport>(stream: S, peer: Peer, err: &HeadError, shared: &Shared) {
+fn refuse_head<S: Transport>(stream: S, peer: Peer, err: &HeadError, shared: &Context) {
     if let Some((response, why, reason)) = http::head_error_response(err) {
         return reject(stream, peer, response, why, &reason, shared);
     }
@@ -238,7 +228,7 @@ fn reject<S: Transport>(
     response: Response,
     why: Rejection,
     reason: &str,
-    shared: &Shared,
+    shared: &Context,
 ) {
     shared.metrics.reject(why);
     log::info!(
@@ -250,8 +240,8 @@ fn reject<S: Transport>(
     respond(stream, &response, shared);
 }
 
-fn respond<S: Transport>(mut stream: S, response: &Response, shared: &Shared) {
+fn respond<S: Transport>(mut stream: S, response: &Response, shared: &Context) {
     if stream.write_all(&response.to_bytes()).is_ok() {
-        transport::linger(&mut stream, Instant::now() + HTTP_LINGER, &shared.shutdown);
+        base::linger(&mut stream, Instant::now() + HTTP_LINGER, &shared.shutdown);
     }
 }

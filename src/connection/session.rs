@@ -20,13 +20,12 @@
 //! when the hub says a relay sender's messages pile up in another member's outbox.
 
 use super::Peer;
-use super::transport::{self, Transport};
+use crate::base::{self, Context, Interest, Transport};
 use crate::chat::{self, ChatError, ErrorCode};
 use crate::http::Endpoint;
 use crate::hub::{CLOSE_SLOW_CONSUMER, HubEvent, LeaveReason};
 use crate::metrics::{self, add, bump};
 use crate::outbox::{self, Inbox};
-use crate::server::Shared;
 use crossbeam_channel::Sender;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -70,7 +69,7 @@ impl Drop for Membership<'_> {
 }
 
 /// Keeps the `websockets` gauge honest, however the thread ends.
-struct OpenSession<'a>(&'a Shared);
+struct OpenSession<'a>(&'a Context);
 
 impl Drop for OpenSession<'_> {
     fn drop(&mut self) {
@@ -122,7 +121,7 @@ struct Session<'a, S: Transport> {
     ws: WebSocket<S>,
     kind: Kind,
     peer: Peer,
-    shared: &'a Shared,
+    shared: &'a Context,
     hub: &'a Sender<HubEvent>,
     inbox: Option<Inbox>,
     rate: RateLimit,
@@ -165,7 +164,7 @@ pub(crate) enum JoinError {
 pub(crate) fn join<'a>(
     endpoint: Endpoint,
     peer: Peer,
-    shared: &Shared,
+    shared: &Context,
     hub: &'a Sender<HubEvent>,
 ) -> Result<Joined<'a>, JoinError> {
     let config = &shared.config;
@@ -224,7 +223,7 @@ pub(crate) fn run<S: Transport>(
     rest: Vec<u8>,
     joined: Joined<'_>,
     peer: Peer,
-    shared: &Shared,
+    shared: &Context,
     hub: &Sender<HubEvent>,
 ) {
     let Joined {
@@ -341,15 +340,17 @@ impl<S: Transport> Session<'_, S> {
             .map_or(deadline, |until| until.min(deadline));
         let shutdown = (!self.saw_shutdown).then_some(&self.shared.shutdown);
         let wake = self.inbox.as_ref().map(Inbox::wake);
-        let woken = transport::wait(
+        let woken = base::wait(
             self.ws.get_ref().socket(),
-            !self.write_blocked && self.paused_until.is_none() && !self.backlogged(),
-            self.write_blocked,
-            [wake, shutdown],
+            Interest {
+                read: !self.write_blocked && self.paused_until.is_none() && !self.backlogged(),
+                write: self.write_blocked,
+            },
+            wake.into_iter().chain(shutdown),
             Some(deadline),
         )?;
-        if woken.wake
-            && let Some(wake) = wake
+        if let Some(wake) = wake
+            && woken.fired(wake)
         {
             wake.clear();
         }
@@ -486,7 +487,7 @@ impl<S: Transport> Session<'_, S> {
             reason: reason.into(),
         }));
         self.flush_for(FAIL_LINGER);
-        transport::linger(
+        base::linger(
             self.ws.get_mut(),
             Instant::now() + FAIL_LINGER,
             &self.shared.shutdown,
@@ -502,7 +503,7 @@ impl<S: Transport> Session<'_, S> {
                 return;
             }
             let tcp = self.ws.get_ref().socket();
-            if transport::wait(tcp, false, true, [None, None], Some(deadline)).is_err() {
+            if base::wait(tcp, Interest::WRITE, None, Some(deadline)).is_err() {
                 return;
             }
         }

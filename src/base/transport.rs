@@ -6,11 +6,11 @@
 //! descriptors, which works the same under a TLS stream as long as nothing decrypted
 //! is left buffered above the socket — hence [`Transport::has_buffered`].
 
-use crate::outbox::Wake;
+use super::Wake;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -96,64 +96,94 @@ impl<S: Transport> Transport for crate::trace::Traced<S> {
     }
 }
 
-/// What woke a [`wait`].
+/// What a [`wait`] waits for on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interest {
+    /// Wake when the socket has bytes to read (or is closed).
+    pub read: bool,
+    /// Wake when the socket can take more bytes.
+    pub write: bool,
+}
+
+impl Interest {
+    /// Bytes to read.
+    pub(crate) const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+    /// Room to write.
+    pub(crate) const WRITE: Interest = Interest {
+        read: false,
+        write: true,
+    };
+}
+
+/// What woke a [`wait`]. All false when the deadline passed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Woken {
     /// The socket is readable (or closed, or in error: a read will tell).
     pub readable: bool,
     /// The socket is writable (or in error).
     pub writable: bool,
-    /// The first wake-up descriptor fired.
-    pub wake: bool,
-    /// The second wake-up descriptor fired.
-    pub wake2: bool,
+    /// The descriptors of the wake-ups that fired.
+    fired: [Option<RawFd>; MAX_WAKES],
 }
 
-/// Blocks until the socket is ready for `want_read`/`want_write`, a wake-up fires, or
-/// `deadline` passes (then everything in [`Woken`] is false).
-pub(crate) fn wait(
+impl Woken {
+    /// Whether `wake` fired.
+    pub(crate) fn fired(&self, wake: &Wake) -> bool {
+        let fd = wake.as_fd().as_raw_fd();
+        self.fired.contains(&Some(fd))
+    }
+}
+
+/// Wake-ups one [`wait`] sleeps on, at most: a connection thread's outbox and the
+/// server's shutdown.
+const MAX_WAKES: usize = 2;
+
+/// Blocks until the socket is ready for `interest`, one of `wakes` fires, or
+/// `deadline` passes. At most [`MAX_WAKES`] wake-ups; more are ignored.
+pub(crate) fn wait<'w>(
     socket: BorrowedFd<'_>,
-    want_read: bool,
-    want_write: bool,
-    wakes: [Option<&Wake>; 2],
+    interest: Interest,
+    wakes: impl IntoIterator<Item = &'w Wake>,
     deadline: Option<Instant>,
 ) -> io::Result<Woken> {
     let mut flags = PollFlags::empty();
-    if want_read {
+    if interest.read {
         flags |= PollFlags::IN;
     }
-    if want_write {
+    if interest.write {
         flags |= PollFlags::OUT;
     }
-    let mut fds: [PollFd<'_>; 3] = [
-        PollFd::from_borrowed_fd(socket, flags),
-        PollFd::from_borrowed_fd(socket, PollFlags::empty()),
-        PollFd::from_borrowed_fd(socket, PollFlags::empty()),
-    ];
-    let mut slots = [None, None];
+    let mut fds: [PollFd<'_>; 1 + MAX_WAKES] =
+        [(); 1 + MAX_WAKES].map(|()| PollFd::from_borrowed_fd(socket, PollFlags::empty()));
+    fds[0] = PollFd::from_borrowed_fd(socket, flags);
     let mut n = 1;
-    for (slot, wake) in wakes.iter().enumerate() {
-        if let Some(wake) = wake {
-            fds[n] = PollFd::new(*wake, PollFlags::IN);
-            slots[slot] = Some(n);
-            n += 1;
-        }
+    for (fd, wake) in fds[1..].iter_mut().zip(wakes) {
+        *fd = PollFd::new(wake, PollFlags::IN);
+        n += 1;
     }
+    let fds = &mut fds[..n];
     let timeout = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
-    match poll(&mut fds[..n], timeout.as_ref()) {
+    match poll(fds, timeout.as_ref()) {
         Ok(_) => {}
         Err(rustix::io::Errno::INTR) => return Ok(Woken::default()),
         Err(e) => return Err(e.into()),
     }
     let socket = fds[0].revents();
     let trouble = PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL;
-    let fired = |slot: Option<usize>| slot.is_some_and(|i| !fds[i].revents().is_empty());
-    Ok(Woken {
+    let mut woken = Woken {
         readable: socket.intersects(PollFlags::IN | trouble),
         writable: socket.intersects(PollFlags::OUT | trouble),
-        wake: fired(slots[0]),
-        wake2: fired(slots[1]),
-    })
+        fired: [None; MAX_WAKES],
+    };
+    for (slot, fd) in woken.fired.iter_mut().zip(&fds[1..]) {
+        if !fd.revents().is_empty() {
+            *slot = Some(fd.as_fd().as_raw_fd());
+        }
+    }
+    Ok(woken)
 }
 
 fn timespec(d: Duration) -> Timespec {
@@ -187,13 +217,7 @@ pub(crate) fn linger<S: Transport>(stream: &mut S, deadline: Instant, shutdown: 
         if Instant::now() >= deadline {
             return;
         }
-        match wait(
-            stream.socket(),
-            true,
-            false,
-            [Some(shutdown), None],
-            Some(deadline),
-        ) {
+        match wait(stream.socket(), Interest::READ, [shutdown], Some(deadline)) {
             Ok(w) if w.readable => {}
             _ => return,
         }

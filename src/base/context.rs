@@ -1,0 +1,73 @@
+//! What every thread of one server shares: its settings, counters and wake-ups, and
+//! who is on the other end of a connection.
+//!
+//! Read-only after start (the counters are atomics), so it is shared by `Arc` with no
+//! lock. Nothing here is global: each server has its own, and many run in one process.
+
+use super::Wake;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tungstenite::protocol::WebSocketConfig;
+
+/// Identifies one connection for the lifetime of a server.
+pub(crate) type ConnId = u64;
+
+/// Who is on the other end of a connection, for logs and for the hub.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub id: ConnId,
+    pub addr: SocketAddr,
+    /// Whether it came in on a TLS listener.
+    pub secure: bool,
+}
+
+/// What every thread of one server reads.
+pub(crate) struct Context {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    /// Notified once, at shutdown, and never cleared.
+    pub shutdown: Wake,
+    /// Notified when a connection thread ends, so the accept loop joins it.
+    pub thread_ended: Wake,
+    pub ws_config: WebSocketConfig,
+    /// Set when the server has TLS listeners.
+    pub tls: Option<native_tls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .field("metrics", &self.metrics)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(
+        config: Config,
+        tls: Option<native_tls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
+        let ws_config = WebSocketConfig::default()
+            // Thin connections: a LAN chat has thousands of mostly idle clients, and
+            // tungstenite grows the buffer for a big message when it needs to. The
+            // buffer is allocated (and, through the allocator's bookkeeping, made
+            // resident) for every connection, so it is small: 2 KiB holds any chat
+            // message in one read; a 1 MiB relay message takes 512 reads.
+            .read_buffer_size(2 * 1024)
+            .write_buffer_size(16 * 1024)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        Ok(Self {
+            metrics: Arc::new(Metrics::new()),
+            shutdown: Wake::new()?,
+            thread_ended: Wake::new()?,
+            ws_config,
+            config,
+            tls,
+        })
+    }
+}
