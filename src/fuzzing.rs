@@ -3,7 +3,7 @@
 
 use crate::base::{Context, Peer};
 use crate::config::Config;
-use crate::connection::{self, Admission};
+use crate::http::{self, Admission};
 use crate::hub::{Hub, HubConfig, HubEvent};
 use crossbeam_channel::Sender;
 use std::io::Write;
@@ -68,5 +68,5 @@ pub fn connection(data: &[u8]) {
         secure: false,
     };
     let deadline = Instant::now() + shared.config.handshake_timeout;
-    connection::serve(server_end, peer, Admission::Admit, deadline, shared, hub);
+    http::serve(server_end, peer, Admission::Admit, deadline, shared, hub);
 }

@@ -16,11 +16,19 @@
 //! The loop sleeps in `poll(2)` on the listeners, the server's shutdown wake-up and
 //! the "a report came" wake-up. On shutdown it stops accepting, then waits for every
 //! connection to end and joins every thread.
+//!
+//! A connection thread runs the stages in the order a byte meets them: the TLS
+//! handshake on a TLS listener ([`crate::tls`]), the trace tap when tracing is on
+//! ([`crate::trace`]), then the HTTP front ([`crate::http`]), which may hand the
+//! stream on to the frame loop.
 
+use crate::base::Transport;
 use crate::base::{ConnId, Context, Peer, Wake};
-use crate::connection::{self, Admission};
+use crate::http::{self, Admission};
 use crate::hub::HubEvent;
 use crate::metrics::{self, Rejection};
+use crate::tls::{self, AcceptError};
+use crate::trace::Traced;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use rustix::event::{PollFd, PollFlags, poll};
 use std::collections::HashMap;
@@ -262,7 +270,7 @@ impl Worker {
             ticket,
         }) = next.take()
         {
-            connection::handle(stream, peer, admission, &self.shared, &self.hub);
+            handle(stream, peer, admission, &self.shared, &self.hub);
             drop(ticket);
             next = self.wait_for_work();
         }
@@ -295,6 +303,57 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.reports.send(Report::ThreadExited(self.id));
         self.shared.thread_ended.notify();
+    }
+}
+
+/// Runs one connection to its end: TLS first when it came in on a TLS listener, then
+/// HTTP and maybe a WebSocket session.
+fn handle(
+    tcp: TcpStream,
+    peer: Peer,
+    admission: Admission,
+    shared: &Context,
+    hub: &Sender<HubEvent>,
+) {
+    // One deadline covers the TLS handshake and the request head (SPEC §5).
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let Some(acceptor) = shared.tls.as_ref().filter(|_| peer.secure) else {
+        return traced_or_not(tcp, peer, admission, deadline, shared, hub);
+    };
+    match tls::accept(acceptor, tcp, deadline, &shared.shutdown) {
+        Ok(stream) => traced_or_not(stream, peer, admission, deadline, shared, hub),
+        Err(AcceptError::Shutdown) => {}
+        Err(e) => {
+            // Plain HTTP to the TLS port, scanners, stalled clients: not worth more
+            // than a debug line, and nobody else notices.
+            shared.metrics.reject(Rejection::Tls);
+            log::debug!("conn {} {}: TLS handshake failed: {e}", peer.id, peer.addr);
+        }
+    }
+}
+
+/// Serves the connection, through the trace tap when tracing is on.
+fn traced_or_not<S: Transport>(
+    stream: S,
+    peer: Peer,
+    admission: Admission,
+    deadline: Instant,
+    shared: &Context,
+    hub: &Sender<HubEvent>,
+) {
+    if shared.config.trace {
+        let scheme = if peer.secure { "tls" } else { "tcp" };
+        let label = format!("conn {} {} {scheme}", peer.id, peer.addr);
+        http::serve(
+            Traced::new(stream, label),
+            peer,
+            admission,
+            deadline,
+            shared,
+            hub,
+        );
+    } else {
+        http::serve(stream, peer, admission, deadline, shared, hub);
     }
 }
 
