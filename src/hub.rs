@@ -12,6 +12,7 @@
 //! The hub ends when every sender of events has been dropped: the accept loops and all
 //! connection threads are gone, so nobody can want anything from it any more.
 
+use crate::base::ConnId;
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, ServerMessage};
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, Owed, SendError};
@@ -21,13 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tungstenite::Message;
-
-/// Identifies one connection for the lifetime of a server.
-pub(crate) type ConnId = u64;
-
-/// Close code for a client evicted because it did not keep up (RFC 6455 §7.4.1: 1008,
-/// policy violation).
-pub(crate) const CLOSE_SLOW_CONSUMER: u16 = 1008;
 
 /// Events handled before the threads with news are woken (see [`Hub::run`]).
 const MAX_BATCH: usize = 32;
@@ -78,6 +72,10 @@ pub(crate) enum LeaveReason {
     Error,
     /// The server is shutting down.
     Shutdown,
+    /// The client moved to another room (`join`).
+    Switched,
+    /// The client did not read fast enough and was evicted (Close 1008).
+    SlowConsumer,
 }
 
 impl LeaveReason {
@@ -87,6 +85,8 @@ impl LeaveReason {
             LeaveReason::Timeout => "timeout",
             LeaveReason::Error => "error",
             LeaveReason::Shutdown => "shutdown",
+            LeaveReason::Switched => "switched",
+            LeaveReason::SlowConsumer => "slow_consumer",
         }
     }
 }
@@ -223,15 +223,15 @@ impl Hub {
             HubEvent::Chat { id, msg } => self.chat(id, msg),
             HubEvent::Relay { id, msg } => self.relay(id, msg),
             HubEvent::Reply { id, msg } => self.deliver(id, msg),
-            HubEvent::Leave { id, reason } => self.remove(id, reason.as_str()),
+            HubEvent::Leave { id, reason } => self.remove(id, reason),
         }
         while let Some(id) = self.overflowed.pop() {
             if let Some(member) = self.members.get(&id) {
                 // Logged by the connection thread, not here: a log line can block on
                 // a full stderr, and the hub must never block.
-                member.outbox.close(CLOSE_SLOW_CONSUMER);
+                member.outbox.evict();
                 metrics::bump(&self.metrics.slow_consumer_drops);
-                self.remove(id, "slow_consumer");
+                self.remove(id, LeaveReason::SlowConsumer);
             }
         }
         let rooms = self.chat_rooms.len() + self.relay_rooms.len();
@@ -253,7 +253,7 @@ impl Hub {
             ClientMessage::Rename { name: to } => self.rename(id, &room, &name, to),
             ClientMessage::Join { room: to } if to == room => self.welcome(id),
             ClientMessage::Join { room: to } => {
-                self.leave_chat_room(id, &room, &name, "switched");
+                self.leave_chat_room(id, &room, &name, LeaveReason::Switched);
                 if let Some(Member {
                     role: Role::Chat { room, .. },
                     ..
@@ -434,7 +434,7 @@ impl Hub {
     }
 
     /// Takes `id` out of a chat room and tells the others why.
-    fn leave_chat_room(&mut self, id: ConnId, room_name: &str, name: &str, reason: &str) {
+    fn leave_chat_room(&mut self, id: ConnId, room_name: &str, name: &str, reason: LeaveReason) {
         let Some(room) = self.chat_rooms.get_mut(room_name) else {
             return;
         };
@@ -455,14 +455,14 @@ impl Hub {
         let json = chat::encode(&ServerMessage::Leave {
             room: room_name,
             name,
-            reason,
+            reason: reason.as_str(),
             ts: now_ms(),
         });
         self.broadcast(room_name, None, &Message::text(json));
     }
 
     /// Forgets a member entirely.
-    fn remove(&mut self, id: ConnId, reason: &str) {
+    fn remove(&mut self, id: ConnId, reason: LeaveReason) {
         let Some(member) = self.members.remove(&id) else {
             return;
         };
@@ -681,9 +681,9 @@ mod tests {
             });
             drain(&fast);
         }
-        assert_eq!(slow.close_requested(), Some(CLOSE_SLOW_CONSUMER));
+        assert!(slow.is_evicted());
         assert!(!hub.members.contains_key(&2));
         assert!(hub.members.contains_key(&1));
-        assert_eq!(fast.close_requested(), None);
+        assert!(!fast.is_evicted());
     }
 }

@@ -14,7 +14,7 @@ use crate::base::Wake;
 use crossbeam_channel::{Receiver, Sender};
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tungstenite::Message;
 
 /// What both ends of one outbox share.
@@ -26,8 +26,8 @@ struct Shared {
     /// Messages queued and not yet taken.
     queued_messages: AtomicUsize,
     max_bytes: usize,
-    /// A close code the hub asked for (0: none).
-    close_code: AtomicU16,
+    /// Set by the hub when it evicted this client as a slow consumer.
+    evicted: AtomicBool,
     /// Set by the hub when what this client sends is piling up in someone else's
     /// outbox: the client should pause reading for a moment (relay backpressure).
     throttled: AtomicBool,
@@ -88,7 +88,7 @@ pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbo
         queued_bytes: AtomicUsize::new(0),
         queued_messages: AtomicUsize::new(0),
         max_bytes,
-        close_code: AtomicU16::new(0),
+        evicted: AtomicBool::new(false),
         throttled: AtomicBool::new(false),
         max_messages: max_messages.max(1),
     });
@@ -162,13 +162,11 @@ impl Outbox {
         self.shared.throttled.store(true, Ordering::Release);
     }
 
-    /// Asks the connection thread to send a Close frame with `code` and hang up. The
-    /// first request wins.
-    pub(crate) fn close(&self, code: u16) {
-        let _ =
-            self.shared
-                .close_code
-                .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+    /// Tells the connection thread that the hub has evicted its client as a slow
+    /// consumer: it closes the WebSocket with 1008 and hangs up. The hub has already
+    /// forgotten the member, so nothing more is queued.
+    pub(crate) fn evict(&self) {
+        self.shared.evicted.store(true, Ordering::Release);
         self.shared.wake.notify();
     }
 }
@@ -199,12 +197,9 @@ impl Inbox {
         self.shared.throttled.swap(false, Ordering::AcqRel)
     }
 
-    /// The close code the hub asked for, if it asked.
-    pub(crate) fn close_requested(&self) -> Option<u16> {
-        match self.shared.close_code.load(Ordering::Acquire) {
-            0 => None,
-            code => Some(code),
-        }
+    /// Whether the hub evicted this client (see [`Outbox::evict`]).
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.shared.evicted.load(Ordering::Acquire)
     }
 }
 
@@ -256,12 +251,11 @@ mod tests {
     }
 
     #[test]
-    fn close_request_is_seen_and_first_wins() {
+    fn eviction_is_seen_and_wakes_the_thread() {
         let (tx, rx) = outbox(1, 10).unwrap();
-        assert_eq!(rx.close_requested(), None);
-        tx.close(1008);
-        tx.close(1001);
-        assert_eq!(rx.close_requested(), Some(1008));
+        assert!(!rx.is_evicted());
+        tx.evict();
+        assert!(rx.is_evicted());
         assert!(readable(rx.wake()));
     }
 }

@@ -4,31 +4,40 @@
 //! wake-up (the hub put something there), and the server's shutdown wake-up. When it
 //! wakes it does, in order:
 //!
-//! 1. act on a close request (slow consumer, shutdown);
+//! 1. start the closing handshake if the hub evicted the client or the server is
+//!    shutting down;
 //! 2. read every complete frame the socket has, until the read would block;
 //! 3. move everything in the outbox into tungstenite's write buffer;
 //! 4. send a Ping if the peer has been quiet for a ping interval;
 //! 5. flush once: one batch, one system call in the common case.
 //!
+//! Where the connection is in its life is one [`Phase`]. The socket's own state is two
+//! facts beside it: whether it may have bytes for us, and whether a flush would block.
+//!
 //! While a flush cannot complete (the peer reads slower than we write) the loop stops
 //! reading the socket and stops taking from the outbox. That pushes back on the peer
 //! through TCP, and lets the outbox fill, which is how the hub learns the peer is a
-//! slow consumer. Memory per connection stays bounded either way.
+//! slow consumer. Memory per connection stays bounded either way. Reading also stops,
+//! for the same reason, while the client's own outbox is more than half full (it asks
+//! faster than it reads its answers), and for 2 ms at a time when the hub says a relay
+//! sender's messages pile up in another member's outbox ([`Phase::Paused`]).
 //!
-//! Reading also stops, for the same reason, while the client's own outbox is more
-//! than half full (it asks faster than it reads its answers), and for 2 ms at a time
-//! when the hub says a relay sender's messages pile up in another member's outbox.
+//! What a message *means* belongs to the endpoint: echo writes it back, relay hands it
+//! to the hub, and the chat endpoint applies its policy first ([`chat`]).
+
+mod chat;
 
 use crate::base::{self, Context, Interest, Peer, Transport};
-use crate::chat::{self, ChatError, ErrorCode};
-use crate::hub::{CLOSE_SLOW_CONSUMER, HubEvent, LeaveReason};
+use crate::chat::ChatError;
+use crate::hub::{HubEvent, LeaveReason};
 use crate::metrics::{self, add, bump};
 use crate::outbox::{self, Inbox};
+use chat::ChatPolicy;
 use crossbeam_channel::Sender;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tungstenite::error::CapacityError;
+use tungstenite::error::{CapacityError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 use tungstenite::{Error as WsError, Message};
@@ -39,9 +48,6 @@ const RELAY_PAUSE: Duration = Duration::from_millis(2);
 
 /// How long to wait for the peer to hang up after we failed its connection.
 const FAIL_LINGER: Duration = Duration::from_secs(1);
-
-/// RFC 6455 §7.4.1: 1001, going away.
-const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// A WebSocket endpoint, with what its URL said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +64,33 @@ pub(crate) enum Endpoint {
     Echo,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Chat,
+/// What the frame loop does with a text or binary message.
+enum Handler {
+    Chat(ChatPolicy),
     Relay,
     Echo,
+}
+
+/// Where a WebSocket is in its life (RFC 6455 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// Open, but not reading from the socket until `until`: relay backpressure.
+    Paused { until: Instant },
+    /// A Close frame is on its way: ours, or our answer to the peer's. The connection
+    /// ends when the closing handshake completes, or at `deadline`; `reason` is what
+    /// the hub is told.
+    Closing {
+        deadline: Instant,
+        reason: LeaveReason,
+    },
+}
+
+impl Phase {
+    fn is_open(self) -> bool {
+        matches!(self, Phase::Open | Phase::Paused { .. })
+    }
 }
 
 /// Tells the hub the member is gone, however the thread ends (even by panic).
@@ -90,76 +118,12 @@ impl Drop for OpenSession<'_> {
     }
 }
 
-/// A token bucket: `rate` per second sustained, `burst` at once (SPEC §5).
-struct RateLimit {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            tokens: burst,
-            rate: f64::from(rate),
-            burst,
-            last: Instant::now(),
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// How the read step ended.
-enum Flow {
-    Continue,
-    /// The session is over; the reason goes to the hub.
-    End(LeaveReason),
-}
-
-struct Session<'a, S: Transport> {
-    ws: WebSocket<S>,
-    kind: Kind,
-    peer: Peer,
-    shared: &'a Context,
-    hub: &'a Sender<HubEvent>,
-    inbox: Option<Inbox>,
-    rate: RateLimit,
-    /// When the peer last sent us anything.
-    last_heard: Instant,
-    pinged: bool,
-    /// The socket (or the TLS layer above it) may have bytes for us.
-    readable: bool,
-    /// Not reading from the socket until then: relay backpressure.
-    paused_until: Option<Instant>,
-    /// A flush would block: wait for the socket to drain before doing more.
-    write_blocked: bool,
-    /// We sent a Close and wait for the peer's until then.
-    closing: Option<Instant>,
-    /// Why we are closing, for the hub.
-    close_reason: LeaveReason,
-    saw_shutdown: bool,
-}
-
 /// A client registered with the hub, before its `101` goes out.
 ///
 /// Joining first means that once a client's handshake completes, it is already a
 /// member: anything another client sends after that reaches it.
 pub(crate) struct Joined<'a> {
-    kind: Kind,
+    handler: Handler,
     inbox: Option<Inbox>,
     membership: Option<Membership<'a>>,
 }
@@ -177,18 +141,18 @@ pub(crate) enum JoinError {
 pub(crate) fn join<'a>(
     endpoint: Endpoint,
     peer: Peer,
-    shared: &Context,
+    ctx: &Context,
     hub: &'a Sender<HubEvent>,
 ) -> Result<Joined<'a>, JoinError> {
-    let config = &shared.config;
+    let config = &ctx.config;
     let new_outbox = || {
         outbox::outbox(config.outbox_messages, config.outbox_bytes).map_err(JoinError::Overloaded)
     };
     let id = peer.id;
-    let (kind, event, rx) = match endpoint {
+    let (handler, event, inbox) = match endpoint {
         Endpoint::Echo => {
             return Ok(Joined {
-                kind: Kind::Echo,
+                handler: Handler::Echo,
                 inbox: None,
                 membership: None,
             });
@@ -198,34 +162,34 @@ pub(crate) fn join<'a>(
             name,
             name_error,
         } => {
-            let (outbox, rx) = new_outbox()?;
-            (
-                Kind::Chat,
-                HubEvent::JoinChat {
-                    id,
-                    room,
-                    name,
-                    name_error,
-                    outbox,
-                },
-                rx,
-            )
+            let (outbox, inbox) = new_outbox()?;
+            let event = HubEvent::JoinChat {
+                id,
+                room,
+                name,
+                name_error,
+                outbox,
+            };
+            (Handler::Chat(ChatPolicy::new(config)), event, inbox)
         }
         Endpoint::Relay { room } => {
-            let (outbox, rx) = new_outbox()?;
-            (Kind::Relay, HubEvent::JoinRelay { id, room, outbox }, rx)
+            let (outbox, inbox) = new_outbox()?;
+            (
+                Handler::Relay,
+                HubEvent::JoinRelay { id, room, outbox },
+                inbox,
+            )
         }
     };
     hub.send(event).map_err(|_| JoinError::ShuttingDown)?;
-    let membership = Membership {
-        peer,
-        hub,
-        reason: LeaveReason::Closed,
-    };
     Ok(Joined {
-        kind,
-        inbox: Some(rx),
-        membership: Some(membership),
+        handler,
+        inbox: Some(inbox),
+        membership: Some(Membership {
+            peer,
+            hub,
+            reason: LeaveReason::Closed,
+        }),
     })
 }
 
@@ -236,11 +200,11 @@ pub(crate) fn run<S: Transport>(
     rest: Vec<u8>,
     joined: Joined<'_>,
     peer: Peer,
-    shared: &Context,
+    ctx: &Context,
     hub: &Sender<HubEvent>,
 ) {
     let Joined {
-        kind,
+        handler,
         inbox,
         membership,
     } = joined;
@@ -252,29 +216,23 @@ pub(crate) fn run<S: Transport>(
         );
         return;
     }
-    bump(&shared.metrics.websockets_total);
-    shared.metrics.websockets.fetch_add(1, Ordering::Relaxed);
-    let _open = OpenSession(shared);
-    let config = &shared.config;
+    bump(&ctx.metrics.websockets_total);
+    ctx.metrics.websockets.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenSession(ctx);
+    // Only when the client sent bytes right behind its request head; otherwise the
+    // first read would only say "would block". `poll` tells us when to read.
     let readable = !rest.is_empty() || stream.has_buffered();
     let mut session = Session {
-        ws: WebSocket::from_partially_read(stream, rest, Role::Server, Some(shared.ws_config)),
-        kind,
+        ws: WebSocket::from_partially_read(stream, rest, Role::Server, Some(ctx.ws_config)),
+        handler,
         peer,
-        shared,
+        ctx,
         hub,
         inbox,
-        rate: RateLimit::new(config.rate_per_sec, config.rate_burst),
-        last_heard: Instant::now(),
-        pinged: false,
-        // Only when the client sent bytes right behind its request head; otherwise
-        // the first read would only say "would block". `poll` tells us when to read.
+        phase: Phase::Open,
+        heartbeat: Heartbeat::new(ctx.config.ping_interval),
         readable,
-        paused_until: None,
         write_blocked: false,
-        closing: None,
-        close_reason: LeaveReason::Closed,
-        saw_shutdown: false,
     };
     let reason = session.run();
     log::debug!("conn {} {}: session over ({reason:?})", peer.id, peer.addr);
@@ -283,57 +241,71 @@ pub(crate) fn run<S: Transport>(
     }
 }
 
+/// RFC 6455 §5.5.2: a Ping after a quiet interval; no answer within another interval
+/// and the peer is considered gone.
+struct Heartbeat {
+    interval: Duration,
+    /// When the peer last sent us anything.
+    last_heard: Instant,
+    /// A Ping is out and unanswered.
+    pinged: bool,
+}
+
+impl Heartbeat {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last_heard: Instant::now(),
+            pinged: false,
+        }
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+        self.pinged = false;
+    }
+
+    /// When the next Ping is due, or when the peer is late with its answer.
+    fn due(&self) -> Instant {
+        let intervals = if self.pinged { 2 } else { 1 };
+        self.last_heard + self.interval * intervals
+    }
+}
+
+/// How a step of the loop ended: carry on, or the session is over for this reason.
+type Step = Result<(), LeaveReason>;
+
+struct Session<'a, S: Transport> {
+    ws: WebSocket<S>,
+    handler: Handler,
+    peer: Peer,
+    ctx: &'a Context,
+    hub: &'a Sender<HubEvent>,
+    /// `None` for echo, which has no hub and no outbox.
+    inbox: Option<Inbox>,
+    phase: Phase,
+    heartbeat: Heartbeat,
+    /// The socket (or the TLS layer above it, or tungstenite's buffer) may have bytes.
+    readable: bool,
+    /// A flush would block: wait for the socket to drain before doing more.
+    write_blocked: bool,
+}
+
 impl<S: Transport> Session<'_, S> {
     fn run(&mut self) -> LeaveReason {
         loop {
-            self.check_close_requests();
-            if self
-                .paused_until
-                .is_some_and(|until| Instant::now() >= until)
-            {
-                self.paused_until = None;
-            }
-            if self.readable
-                && !self.write_blocked
-                && self.paused_until.is_none()
-                && let Flow::End(reason) = self.read_all()
-            {
+            if let Err(reason) = self.step() {
                 return reason;
             }
-            if self.closing.is_none()
-                && !self.write_blocked
-                && let Err(reason) = self.drain_outbox()
-            {
-                return reason;
-            }
-            if let Err(reason) = self.heartbeat() {
-                return reason;
-            }
-            match self.ws.flush() {
-                Ok(()) => self.write_blocked = false,
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true
-                }
-                Err(WsError::ConnectionClosed) => return self.close_reason,
-                Err(e) => {
-                    log::debug!(
-                        "conn {} {}: write failed: {e}",
-                        self.peer.id,
-                        self.peer.addr
-                    );
-                    return LeaveReason::Error;
-                }
-            }
-            if self
-                .closing
-                .is_some_and(|deadline| Instant::now() >= deadline)
+            if let Phase::Closing { deadline, reason } = self.phase
+                && Instant::now() >= deadline
             {
                 log::debug!(
                     "conn {} {}: no Close reply in time",
                     self.peer.id,
                     self.peer.addr
                 );
-                return self.close_reason;
+                return reason;
             }
             if let Err(e) = self.sleep() {
                 log::debug!("conn {} {}: poll failed: {e}", self.peer.id, self.peer.addr);
@@ -342,23 +314,85 @@ impl<S: Transport> Session<'_, S> {
         }
     }
 
+    /// One pass of the loop: the five steps of the module docs.
+    fn step(&mut self) -> Step {
+        self.check_close_requests();
+        if let Phase::Paused { until } = self.phase
+            && Instant::now() >= until
+        {
+            self.phase = Phase::Open;
+        }
+        if self.readable && self.may_read() {
+            self.read_all()?;
+        }
+        if self.may_drain() {
+            self.drain_outbox()?;
+        }
+        self.heartbeat()?;
+        match self.ws.flush() {
+            Ok(()) => self.write_blocked = false,
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.write_blocked = true
+            }
+            Err(WsError::ConnectionClosed) => return Err(self.leave_reason()),
+            Err(e) => {
+                log::debug!(
+                    "conn {} {}: write failed: {e}",
+                    self.peer.id,
+                    self.peer.addr
+                );
+                return Err(LeaveReason::Error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether to read from the socket now. Not while a flush would block, not while
+    /// paused, and not while the client's own outbox is backed up.
+    fn may_read(&self) -> bool {
+        !self.write_blocked && !matches!(self.phase, Phase::Paused { .. }) && !self.backlogged()
+    }
+
+    /// Whether to move the outbox into the write buffer now: only while open (once a
+    /// Close is on its way no data may follow it, RFC 6455 §5.5.1), and not while a
+    /// flush would block.
+    fn may_drain(&self) -> bool {
+        !self.write_blocked && self.phase.is_open()
+    }
+
+    /// Whether the client's own outbox is more than half full (see `read_all`). Not
+    /// while closing: the outbox is no longer drained then, and the peer's Close must
+    /// still be read.
+    fn backlogged(&self) -> bool {
+        self.phase.is_open() && self.inbox.as_ref().is_some_and(Inbox::is_congested)
+    }
+
+    /// What the hub is told when the connection ends in the current phase.
+    fn leave_reason(&self) -> LeaveReason {
+        match self.phase {
+            Phase::Closing { reason, .. } => reason,
+            Phase::Open | Phase::Paused { .. } => LeaveReason::Closed,
+        }
+    }
+
     /// Blocks until there is something to do.
     fn sleep(&mut self) -> io::Result<()> {
-        let deadline = match self.closing {
-            Some(deadline) => deadline,
-            None => self.next_heartbeat(),
+        let deadline = match self.phase {
+            Phase::Open => self.heartbeat.due(),
+            Phase::Paused { until } => until.min(self.heartbeat.due()),
+            Phase::Closing { deadline, .. } => deadline,
         };
-        let deadline = self
-            .paused_until
-            .map_or(deadline, |until| until.min(deadline));
-        let shutdown = (!self.saw_shutdown).then_some(&self.shared.shutdown);
+        // Shutdown is a level, not an event: once it has started our close, waiting on
+        // it again would return at once, forever.
+        let shutdown = self.phase.is_open().then_some(&self.ctx.shutdown);
         let wake = self.inbox.as_ref().map(Inbox::wake);
+        let interest = Interest {
+            read: self.may_read(),
+            write: self.write_blocked,
+        };
         let woken = base::wait(
             self.ws.get_ref().socket(),
-            Interest {
-                read: !self.write_blocked && self.paused_until.is_none() && !self.backlogged(),
-                write: self.write_blocked,
-            },
+            interest,
             wake.into_iter().chain(shutdown),
             Some(deadline),
         )?;
@@ -368,99 +402,89 @@ impl<S: Transport> Session<'_, S> {
             wake.clear();
         }
         // Reading only when there is something to read saves a system call on every
-        // wake-up that was for the outbox alone.
-        // (`readable` stays set when the last read stopped early, with frames possibly
-        // still buffered in tungstenite.)
+        // wake-up that was for the outbox alone. `readable` stays set when the last
+        // read stopped early, with frames possibly still buffered in tungstenite.
         self.readable |= woken.readable || self.ws.get_ref().has_buffered();
         Ok(())
     }
 
     fn check_close_requests(&mut self) {
-        if self.closing.is_some() {
+        if !self.phase.is_open() {
             return;
         }
-        if let Some(code) = self.inbox.as_ref().and_then(Inbox::close_requested) {
-            let reason = if code == CLOSE_SLOW_CONSUMER {
-                log::info!(
-                    "conn {} {}: outbox full, closing slow consumer",
-                    self.peer.id,
-                    self.peer.addr
-                );
-                "slow consumer"
-            } else {
-                "closed by server"
-            };
-            self.start_close(code, reason, LeaveReason::Error);
-        } else if !self.saw_shutdown && self.shared.shutdown.is_notified() {
-            self.saw_shutdown = true;
-            self.start_close(
-                CLOSE_GOING_AWAY,
-                "server shutting down",
-                LeaveReason::Shutdown,
+        if self.inbox.as_ref().is_some_and(Inbox::is_evicted) {
+            log::info!(
+                "conn {} {}: outbox full, closing slow consumer",
+                self.peer.id,
+                self.peer.addr
             );
+            // The hub has already removed the member and told the room.
+            self.start_close(CloseCode::Policy, LeaveReason::SlowConsumer);
+        } else if self.ctx.shutdown.is_notified() {
+            self.start_close(CloseCode::Away, LeaveReason::Shutdown);
         }
     }
 
     /// Sends our Close and gives the peer `close_timeout` to answer it.
-    fn start_close(&mut self, code: u16, reason: &'static str, why: LeaveReason) {
+    fn start_close(&mut self, code: CloseCode, reason: LeaveReason) {
+        let text = close_reason_text(code);
         log::debug!(
-            "conn {} {}: closing with {code} ({reason})",
+            "conn {} {}: closing with {code} ({text})",
             self.peer.id,
             self.peer.addr
         );
-        self.close_reason = why;
-        self.closing = Some(Instant::now() + self.shared.config.close_timeout);
+        self.phase = Phase::Closing {
+            deadline: Instant::now() + self.ctx.config.close_timeout,
+            reason,
+        };
         // The frame is queued even when the write would block; the flush at the end
-        // of the loop sends it.
+        // of the step sends it.
         let _ = self.ws.close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
+            code,
+            reason: text.into(),
         }));
     }
 
     /// Reads and handles every frame available without blocking.
-    fn read_all(&mut self) -> Flow {
+    fn read_all(&mut self) -> Step {
         loop {
             if self.backlogged() {
                 // Our own outbox is more than half full (answers and room traffic we
                 // have not written yet): read no more requests until it drains. TCP
                 // pushes back on a client that sends faster than it reads.
-                return Flow::Continue;
+                return Ok(());
             }
-            if self.kind == Kind::Relay && self.inbox.as_ref().is_some_and(Inbox::take_throttle) {
+            if self.inbox.as_ref().is_some_and(Inbox::take_throttle) {
                 // Frames may still sit in tungstenite's buffer: `readable` stays set.
-                self.paused_until = Some(Instant::now() + RELAY_PAUSE);
-                return Flow::Continue;
+                self.phase = Phase::Paused {
+                    until: Instant::now() + RELAY_PAUSE,
+                };
+                return Ok(());
             }
             match self.ws.read() {
                 Ok(msg) => {
-                    self.last_heard = Instant::now();
-                    self.pinged = false;
-                    if let Flow::End(reason) = self.on_message(msg) {
-                        return Flow::End(reason);
-                    }
+                    self.heartbeat.heard();
+                    self.on_message(msg)?;
                     if self.write_blocked {
-                        return Flow::Continue;
+                        return Ok(());
                     }
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
-                    return Flow::Continue;
+                    return Ok(());
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                    return Flow::End(self.close_reason);
+                    return Err(self.leave_reason());
                 }
-                Err(WsError::Protocol(
-                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                )) => {
-                    return Flow::End(LeaveReason::Closed);
+                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                    return Err(LeaveReason::Closed);
                 }
                 Err(WsError::Io(e)) => {
                     log::debug!("conn {} {}: read failed: {e}", self.peer.id, self.peer.addr);
-                    return Flow::End(LeaveReason::Error);
+                    return Err(LeaveReason::Error);
                 }
-                Err(e) => return Flow::End(self.fail(&e)),
+                Err(e) => return Err(self.fail(&e)),
             }
         }
     }
@@ -482,28 +506,21 @@ impl<S: Transport> Session<'_, S> {
             WsError::Protocol(_) => CloseCode::Protocol,
             _ => CloseCode::Error,
         };
-        bump(&self.shared.metrics.protocol_errors);
+        bump(&self.ctx.metrics.protocol_errors);
         log::info!(
-            "conn {} {}: closing with {}: {err}",
+            "conn {} {}: closing with {code}: {err}",
             self.peer.id,
-            self.peer.addr,
-            u16::from(code)
+            self.peer.addr
         );
-        let reason = match code {
-            CloseCode::Invalid => "invalid UTF-8",
-            CloseCode::Size => "message too big",
-            CloseCode::Protocol => "protocol error",
-            _ => "internal error",
-        };
         let _ = self.ws.close(Some(CloseFrame {
             code,
-            reason: reason.into(),
+            reason: close_reason_text(code).into(),
         }));
         self.flush_for(FAIL_LINGER);
         base::linger(
             self.ws.get_mut(),
             Instant::now() + FAIL_LINGER,
-            &self.shared.shutdown,
+            &self.ctx.shutdown,
         );
         LeaveReason::Error
     }
@@ -515,86 +532,50 @@ impl<S: Transport> Session<'_, S> {
             if e.kind() != io::ErrorKind::WouldBlock || Instant::now() >= deadline {
                 return;
             }
-            let tcp = self.ws.get_ref().socket();
-            if base::wait(tcp, Interest::WRITE, None, Some(deadline)).is_err() {
+            let socket = self.ws.get_ref().socket();
+            if base::wait(socket, Interest::WRITE, None, Some(deadline)).is_err() {
                 return;
             }
         }
     }
 
-    fn on_message(&mut self, msg: Message) -> Flow {
-        let metrics = &self.shared.metrics;
+    fn on_message(&mut self, msg: Message) -> Step {
+        let metrics = &self.ctx.metrics;
         match msg {
             Message::Text(_) | Message::Binary(_) => {
                 bump(&metrics.messages_in);
                 add(&metrics.bytes_in, msg.len());
             }
             Message::Close(_) => {
-                // tungstenite has queued our reply; the next read reports the end.
-                self.close_reason = LeaveReason::Closed;
-                return Flow::Continue;
+                // tungstenite has queued our reply (or this answers our own Close); the
+                // read after the flush reports the end.
+                if self.phase.is_open() {
+                    self.phase = Phase::Closing {
+                        deadline: Instant::now() + self.ctx.config.close_timeout,
+                        reason: LeaveReason::Closed,
+                    };
+                }
+                return Ok(());
             }
             // tungstenite queues the Pong for a Ping itself; a Pong just proves life.
-            _ => return Flow::Continue,
+            _ => return Ok(()),
         }
-        if self.closing.is_some() {
-            return Flow::Continue;
+        if !self.phase.is_open() {
+            return Ok(());
         }
-        match self.kind {
-            Kind::Echo => self.send(msg),
-            Kind::Relay => self.tell_hub(HubEvent::Relay {
-                id: self.peer.id,
-                msg,
-            }),
-            Kind::Chat => self.chat(msg),
-        }
-    }
-
-    fn chat(&mut self, msg: Message) -> Flow {
-        let Message::Text(text) = msg else {
-            let error = ChatError::new(
-                ErrorCode::BinaryNotSupported,
-                "this endpoint takes text frames of JSON",
-            );
-            return self.chat_error(&error);
+        let id = self.peer.id;
+        let event = match &mut self.handler {
+            Handler::Echo => return self.send(msg),
+            Handler::Relay => HubEvent::Relay { id, msg },
+            Handler::Chat(policy) => policy.on_message(id, msg, metrics),
         };
-        if !self.rate.allow() {
-            let limit = self.shared.config.rate_per_sec;
-            return self.chat_error(&ChatError::new(
-                ErrorCode::RateLimited,
-                format!("slow down: at most {limit} messages a second"),
-            ));
-        }
-        match chat::decode(&text, self.shared.config.max_text_len) {
-            Ok(msg) => self.tell_hub(HubEvent::Chat {
-                id: self.peer.id,
-                msg,
-            }),
-            Err(error) => self.chat_error(&error),
-        }
-    }
-
-    /// Answers bad input with an `error`. It goes through the hub like every other
-    /// answer, so a client always gets its answers in the order of its requests.
-    fn chat_error(&mut self, error: &ChatError) -> Flow {
-        bump(&self.shared.metrics.chat_errors);
-        self.tell_hub(HubEvent::Reply {
-            id: self.peer.id,
-            msg: Message::text(error.to_json()),
-        })
-    }
-
-    fn tell_hub(&mut self, event: HubEvent) -> Flow {
         // Blocks only while the hub's queue is full, which pushes back on this client
         // through TCP. The hub itself never blocks, so it always drains.
-        match self.hub.send(event) {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::End(LeaveReason::Shutdown),
-        }
+        self.hub.send(event).map_err(|_| LeaveReason::Shutdown)
     }
 
     /// Queues one message for the peer.
-    fn send(&mut self, msg: Message) -> Flow {
+    fn send(&mut self, msg: Message) -> Step {
         let len = msg.len();
         match self.ws.write(msg) {
             Ok(()) => {}
@@ -608,51 +589,32 @@ impl<S: Transport> Session<'_, S> {
                     self.peer.id,
                     self.peer.addr
                 );
-                return Flow::End(LeaveReason::Error);
+                return Err(LeaveReason::Error);
             }
         }
-        bump(&self.shared.metrics.messages_out);
-        add(&self.shared.metrics.bytes_out, len);
-        Flow::Continue
+        bump(&self.ctx.metrics.messages_out);
+        add(&self.ctx.metrics.bytes_out, len);
+        Ok(())
     }
 
     /// Moves the outbox into the write buffer, stopping when the socket pushes back.
-    fn drain_outbox(&mut self) -> Result<(), LeaveReason> {
+    fn drain_outbox(&mut self) -> Step {
         while !self.write_blocked {
             let Some(msg) = self.inbox.as_ref().and_then(Inbox::try_recv) else {
                 break;
             };
-            if let Flow::End(reason) = self.send(msg) {
-                return Err(reason);
-            }
+            self.send(msg)?;
         }
         Ok(())
     }
 
-    /// Whether the client's own outbox is backed up (see `read_all`). Not while
-    /// closing: the outbox is no longer drained then, and the peer's Close must
-    /// still be read.
-    fn backlogged(&self) -> bool {
-        self.closing.is_none() && self.inbox.as_ref().is_some_and(Inbox::is_congested)
-    }
-
-    fn next_heartbeat(&self) -> Instant {
-        let interval = self.shared.config.ping_interval;
-        if self.pinged {
-            self.last_heard + interval * 2
-        } else {
-            self.last_heard + interval
-        }
-    }
-
-    /// RFC 6455 §5.5.2: a Ping after a quiet interval; no answer for another interval
-    /// and the peer is considered gone.
-    fn heartbeat(&mut self) -> Result<(), LeaveReason> {
-        if self.closing.is_some() || Instant::now() < self.next_heartbeat() {
+    /// Sends a Ping when one is due; ends the session when the last went unanswered.
+    fn heartbeat(&mut self) -> Step {
+        if !self.phase.is_open() || Instant::now() < self.heartbeat.due() {
             return Ok(());
         }
-        if self.pinged {
-            bump(&self.shared.metrics.ping_timeouts);
+        if self.heartbeat.pinged {
+            bump(&self.ctx.metrics.ping_timeouts);
             log::info!(
                 "conn {} {}: no answer to ping, dropping",
                 self.peer.id,
@@ -660,11 +622,23 @@ impl<S: Transport> Session<'_, S> {
             );
             return Err(LeaveReason::Timeout);
         }
-        self.pinged = true;
+        self.heartbeat.pinged = true;
         match self.ws.write(Message::Ping(Default::default())) {
             Err(WsError::Io(e)) if e.kind() != io::ErrorKind::WouldBlock => Err(LeaveReason::Error),
             _ => Ok(()),
         }
+    }
+}
+
+/// The reason text of the Close frames we send (README, "close codes").
+fn close_reason_text(code: CloseCode) -> &'static str {
+    match code {
+        CloseCode::Away => "server shutting down",
+        CloseCode::Protocol => "protocol error",
+        CloseCode::Invalid => "invalid UTF-8",
+        CloseCode::Policy => "slow consumer",
+        CloseCode::Size => "message too big",
+        _ => "internal error",
     }
 }
 
@@ -694,13 +668,5 @@ mod tests {
             events.try_recv(),
             Ok(HubEvent::Leave { id: 7, .. })
         ));
-    }
-
-    #[test]
-    fn rate_limit_allows_the_burst_then_the_rate() {
-        let mut rate = RateLimit::new(20, 40);
-        assert_eq!((0..100).filter(|_| rate.allow()).count(), 40);
-        rate.last -= Duration::from_millis(500);
-        assert_eq!((0..100).filter(|_| rate.allow()).count(), 10);
     }
 }
