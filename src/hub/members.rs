@@ -1,0 +1,197 @@
+//! Membership: who is connected to the hub, in which role, and under which name.
+//!
+//! Names are unique regardless of case (SPEC §4), so they are kept in a map keyed by
+//! their lower-case form; a name is free again the moment its member leaves.
+
+use crate::base::ConnId;
+use crate::chat;
+use crate::outbox::Outbox;
+use std::collections::HashMap;
+
+/// What a member does.
+#[derive(Debug)]
+pub(super) enum Role {
+    /// A chat client: its name and its room.
+    Chat { name: String, room: String },
+    /// A relay client and its room.
+    Relay { room: String },
+}
+
+#[derive(Debug)]
+pub(super) struct Member {
+    pub outbox: Outbox,
+    pub role: Role,
+}
+
+/// The name asked for belongs to someone else.
+#[derive(Debug)]
+pub(super) struct NameTaken;
+
+/// Every member of the hub, and the names in use.
+#[derive(Debug, Default)]
+pub(super) struct Members {
+    by_id: HashMap<ConnId, Member>,
+    /// Lower-cased name → its owner.
+    names: HashMap<String, ConnId>,
+    /// The last `guest-N` handed out.
+    guests: u64,
+}
+
+impl Members {
+    /// Adds a chat member under `wanted` or, if that is taken, a free variant of it
+    /// (`guest-N` when it asked for none).
+    pub(super) fn join_chat(
+        &mut self,
+        id: ConnId,
+        wanted: Option<String>,
+        room: &str,
+        outbox: Outbox,
+    ) {
+        let name = self.unique_name(wanted);
+        self.names.insert(name.to_lowercase(), id);
+        let role = Role::Chat {
+            name,
+            room: room.to_owned(),
+        };
+        self.by_id.insert(id, Member { outbox, role });
+    }
+
+    /// Adds a relay member.
+    pub(super) fn join_relay(&mut self, id: ConnId, room: &str, outbox: Outbox) {
+        let role = Role::Relay {
+            room: room.to_owned(),
+        };
+        self.by_id.insert(id, Member { outbox, role });
+    }
+
+    pub(super) fn get(&self, id: ConnId) -> Option<&Member> {
+        self.by_id.get(&id)
+    }
+
+    /// The name and room of chat member `id`.
+    pub(super) fn chat_member(&self, id: ConnId) -> Option<(&str, &str)> {
+        match self.by_id.get(&id)?.role {
+            Role::Chat {
+                ref name, ref room, ..
+            } => Some((name, room)),
+            Role::Relay { .. } => None,
+        }
+    }
+
+    /// The chat member called `name`, regardless of case, with its name as spelled.
+    pub(super) fn find(&self, name: &str) -> Option<(ConnId, &str)> {
+        let id = *self.names.get(&name.to_lowercase())?;
+        let (name, _) = self.chat_member(id)?;
+        Some((id, name))
+    }
+
+    /// Gives chat member `id` the name `to`, unless someone else has it.
+    pub(super) fn rename(&mut self, id: ConnId, to: &str) -> Result<(), NameTaken> {
+        let key = to.to_lowercase();
+        if self.names.get(&key).is_some_and(|&owner| owner != id) {
+            return Err(NameTaken);
+        }
+        if let Some(Member {
+            role: Role::Chat { name, .. },
+            ..
+        }) = self.by_id.get_mut(&id)
+        {
+            self.names.remove(&name.to_lowercase());
+            self.names.insert(key, id);
+            to.clone_into(name);
+        }
+        Ok(())
+    }
+
+    /// Moves chat member `id` to `room`.
+    pub(super) fn move_to(&mut self, id: ConnId, to: &str) {
+        if let Some(Member {
+            role: Role::Chat { room, .. },
+            ..
+        }) = self.by_id.get_mut(&id)
+        {
+            to.clone_into(room);
+        }
+    }
+
+    /// Forgets member `id`, freeing its name.
+    pub(super) fn remove(&mut self, id: ConnId) -> Option<Member> {
+        let member = self.by_id.remove(&id)?;
+        if let Role::Chat { name, .. } = &member.role {
+            self.names.remove(&name.to_lowercase());
+        }
+        Some(member)
+    }
+
+    /// A name nobody has: the wanted one, else it with `-2`, `-3`, …; `guest-N` when
+    /// none was asked for.
+    fn unique_name(&mut self, wanted: Option<String>) -> String {
+        let taken =
+            |names: &HashMap<String, ConnId>, n: &str| names.contains_key(&n.to_lowercase());
+        match wanted {
+            Some(base) if !taken(&self.names, &base) => base,
+            Some(base) => (2u64..)
+                .map(|n| with_suffix(&base, n))
+                .find(|n| !taken(&self.names, n))
+                .unwrap_or(base),
+            None => loop {
+                self.guests += 1;
+                let name = format!("guest-{}", self.guests);
+                if !taken(&self.names, &name) {
+                    break name;
+                }
+            },
+        }
+    }
+}
+
+/// `base-n`, shortening `base` so the result stays a valid name.
+fn with_suffix(base: &str, n: u64) -> String {
+    let suffix = format!("-{n}");
+    let keep = chat::MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
+    let base: String = base.chars().take(keep).collect();
+    format!("{}{suffix}", base.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::outbox;
+
+    fn join(members: &mut Members, id: ConnId, name: Option<&str>) -> String {
+        let (tx, _rx) = outbox(8, 1024).unwrap();
+        members.join_chat(id, name.map(str::to_owned), "lobby", tx);
+        members.chat_member(id).unwrap().0.to_owned()
+    }
+
+    #[test]
+    fn taken_names_get_a_suffix_regardless_of_case_and_stay_short() {
+        let mut members = Members::default();
+        assert_eq!(join(&mut members, 1, Some("alice")), "alice");
+        assert_eq!(join(&mut members, 2, Some("Alice")), "Alice-2");
+        assert_eq!(join(&mut members, 3, Some("ALICE")), "ALICE-3");
+        assert_eq!(
+            with_suffix(&"x".repeat(32), 10),
+            format!("{}-10", "x".repeat(29))
+        );
+    }
+
+    #[test]
+    fn a_name_is_free_again_once_its_member_leaves_or_renames() {
+        let mut members = Members::default();
+        join(&mut members, 1, Some("bob"));
+        assert!(members.rename(1, "robert").is_ok());
+        assert_eq!(join(&mut members, 2, Some("bob")), "bob", "freed by rename");
+        assert!(members.rename(1, "BOB").is_err(), "taken by member 2");
+        members.remove(2);
+        assert!(members.rename(1, "BOB").is_ok(), "freed by leaving");
+        assert_eq!(members.find("bob"), Some((1, "BOB")));
+    }
+
+    #[test]
+    fn guests_are_numbered_past_names_in_use() {
+        let mut members = Members::default();
+        join(&mut members, 1, Some("guest-1"));
+        assert_eq!(join(&mut members, 2, None), "guest-2");
+    }
+}
