@@ -3,21 +3,47 @@
 //! The binary fills a [`Config`] from its flags and the library takes the same value,
 //! so a test and a LAN deployment run exactly the same code with different numbers.
 //! Nothing here is read from the environment: many servers can live in one process.
+//!
+//! Like tungstenite's `WebSocketConfig`, every field has a setter of the same name
+//! that takes and returns the value, so a config reads as one expression:
+//!
+//! ```
+//! use std::time::Duration;
+//! use switchboard::Config;
+//!
+//! let config = Config::default()
+//!     .listen("127.0.0.1:0")
+//!     .ping_interval(Duration::from_secs(5))
+//!     .history(10);
+//! assert_eq!(config.listen, ["127.0.0.1:0"]);
+//! assert_eq!(config.history, 10);
+//! ```
+//!
+//! No setter undoes another: the ones for lists (`listen`, `tls_listen`,
+//! `allow_origin`) add to them.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Where the server listens when it was given no address and no listener: every
+/// interface, so every machine on the LAN can reach it.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:3000";
 
 /// The settings of one server. Cheap to clone; `Default` gives the documented values.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Addresses to accept plain `ws://` and `http://` on. Default: `0.0.0.0:3000`, so
-    /// every machine on the LAN can reach it.
+    /// Addresses to accept plain `ws://` and `http://` on. Default: none, which means
+    /// [`DEFAULT_LISTEN`] (`0.0.0.0:3000`) unless the server was handed a listener of
+    /// its own ([`crate::Server::from_listener`]).
     pub listen: Vec<String>,
-    /// `wss://` and `https://`. Default: off for the library, so a test's server binds
-    /// nothing it was not asked to; the binary turns it on (port 3443, the built-in
-    /// development certificate) unless told `--no-tls`.
-    pub tls: Option<TlsConfig>,
+    /// Addresses to accept `wss://` and `https://` on. Default: none, so TLS is off
+    /// and a test's server binds nothing it was not asked to; the binary adds
+    /// `0.0.0.0:3443` unless told `--no-tls`.
+    pub tls_listen: Vec<String>,
+    /// The certificate the TLS listeners present. Default: the built-in development
+    /// certificate, so `wss://` works out of the box on `localhost`.
+    pub tls_identity: Identity,
     /// Browser origins allowed besides the page's own host (`*` allows every origin).
     /// Default: none, which blocks cross-site WebSocket hijacking.
     pub allow_origins: Vec<String>,
@@ -39,22 +65,28 @@ pub struct Config {
     /// which it drops the client. Default: 30 s, well under the idle timeouts of
     /// home routers and proxies.
     pub ping_interval: Duration,
-    /// Chat messages a room remembers for newcomers. Default: 50.
+    /// Chat messages a room remembers for newcomers' `welcome`. Default: 50, a
+    /// screenful of context.
     pub history: usize,
-    /// Longest chat text, in bytes of UTF-8. Default: 4 KiB, a long paragraph.
+    /// Longest chat text, in bytes of UTF-8. Default: 4 KiB, a long paragraph; longer
+    /// texts get `error` `text_too_long`.
     pub max_text_len: usize,
-    /// Chat messages a connection may send per second, sustained. Default: 20.
+    /// Chat requests a connection may send per second, sustained. Default: 20, more
+    /// than anyone types, few enough that one client cannot flood a room.
     pub rate_per_sec: u32,
-    /// Chat messages a connection may send in one burst. Default: 40.
+    /// Chat requests a connection may send in one burst. Default: 40, so a paste of a
+    /// few lines or a reconnecting script is not refused.
     pub rate_burst: u32,
     /// Messages queued for one client before it counts as a slow consumer and is
-    /// closed with 1008. Default: 1,024.
+    /// closed with 1008. Default: 1,024, several seconds of a busy room.
     pub outbox_messages: usize,
     /// Bytes queued for one client before it counts as a slow consumer. Default: 8 MiB,
     /// so a stalled reader costs bounded memory however fast the room talks.
     pub outbox_bytes: usize,
-    /// How long to wait for the peer's Close after sending ours (shutdown, errors).
-    /// Default: 5 s.
+    /// How long to wait for the peer's Close after sending ours (at shutdown, or when
+    /// evicting a slow consumer), or for the peer to finish a close it started. A
+    /// client that never answers holds up [`crate::ServerHandle::shutdown`] this long.
+    /// Default: 5 s, enough for a phone on a weak link to answer.
     pub close_timeout: Duration,
     /// Log, decoded from the bytes on the wire, every connection's HTTP head and
     /// response and every frame both ways, under the `log` target
@@ -66,8 +98,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: vec!["0.0.0.0:3000".to_owned()],
-            tls: None,
+            listen: Vec::new(),
+            tls_listen: Vec::new(),
+            tls_identity: Identity::Development,
             allow_origins: Vec::new(),
             max_connections: 10_000,
             max_connections_per_ip: 256,
@@ -86,23 +119,149 @@ impl Default for Config {
     }
 }
 
-/// Where to serve TLS, and with which certificate.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct TlsConfig {
-    /// Addresses to accept `wss://` and `https://` on, e.g. `0.0.0.0:3443`.
-    pub listen: Vec<String>,
-    /// The certificate and key.
-    pub identity: Identity,
-}
+impl Config {
+    /// Also listens on `addr` (for example `"127.0.0.1:0"`) for `ws://` and `http://`.
+    /// See [`Config::listen`](field@Config::listen).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen.push(addr.into());
+        self
+    }
 
-impl TlsConfig {
-    /// TLS on `listen` with `identity`.
-    pub fn new(listen: impl Into<String>, identity: Identity) -> Self {
-        Self {
-            listen: vec![listen.into()],
-            identity,
+    /// Also serves `wss://` and `https://` on `addr`. See
+    /// [`Config::tls_listen`](field@Config::tls_listen).
+    pub fn tls_listen(mut self, addr: impl Into<String>) -> Self {
+        self.tls_listen.push(addr.into());
+        self
+    }
+
+    /// The TLS certificate chain and its PKCS#8 key, as PEM files. See
+    /// [`Config::tls_identity`](field@Config::tls_identity).
+    pub fn tls_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_identity = Identity::Files {
+            cert: cert.into(),
+            key: key.into(),
+        };
+        self
+    }
+
+    /// Also allows this browser origin (`*`: all). See [`Config::allow_origins`].
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allow_origins.push(origin.into());
+        self
+    }
+
+    /// See [`Config::max_connections`](field@Config::max_connections).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// See [`Config::max_connections_per_ip`](field@Config::max_connections_per_ip).
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n;
+        self
+    }
+
+    /// See [`Config::max_message_size`](field@Config::max_message_size).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// See [`Config::handshake_timeout`](field@Config::handshake_timeout).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// See [`Config::ping_interval`](field@Config::ping_interval).
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// See [`Config::history`](field@Config::history).
+    pub fn history(mut self, messages: usize) -> Self {
+        self.history = messages;
+        self
+    }
+
+    /// See [`Config::max_text_len`](field@Config::max_text_len).
+    pub fn max_text_len(mut self, bytes: usize) -> Self {
+        self.max_text_len = bytes;
+        self
+    }
+
+    /// See [`Config::rate_per_sec`](field@Config::rate_per_sec).
+    pub fn rate_per_sec(mut self, requests: u32) -> Self {
+        self.rate_per_sec = requests;
+        self
+    }
+
+    /// See [`Config::rate_burst`](field@Config::rate_burst).
+    pub fn rate_burst(mut self, requests: u32) -> Self {
+        self.rate_burst = requests;
+        self
+    }
+
+    /// See [`Config::outbox_messages`](field@Config::outbox_messages).
+    pub fn outbox_messages(mut self, messages: usize) -> Self {
+        self.outbox_messages = messages;
+        self
+    }
+
+    /// See [`Config::outbox_bytes`](field@Config::outbox_bytes).
+    pub fn outbox_bytes(mut self, bytes: usize) -> Self {
+        self.outbox_bytes = bytes;
+        self
+    }
+
+    /// See [`Config::close_timeout`](field@Config::close_timeout).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// See [`Config::trace`](field@Config::trace).
+    pub fn trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
+    }
+
+    /// Checks every setting, naming the first one out of range.
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |setting: &'static str, problem: &str| {
+            Err(crate::Error::BadConfig {
+                setting,
+                problem: problem.to_owned(),
+            })
+        };
+        let at_least_one = [
+            (self.max_connections, "max_connections"),
+            (self.max_connections_per_ip, "max_connections_per_ip"),
+            (self.max_message_size, "max_message_size"),
+            (self.max_text_len, "max_text_len"),
+            (self.outbox_messages, "outbox_messages"),
+            (self.outbox_bytes, "outbox_bytes"),
+            (self.rate_per_sec as usize, "rate_per_sec"),
+            (self.rate_burst as usize, "rate_burst"),
+        ];
+        for (value, setting) in at_least_one {
+            if value == 0 {
+                return bad(setting, "must be at least 1");
+            }
         }
+        let timeouts = [
+            (self.handshake_timeout, "handshake_timeout"),
+            (self.ping_interval, "ping_interval"),
+            (self.close_timeout, "close_timeout"),
+        ];
+        for (value, setting) in timeouts {
+            if value.is_zero() {
+                return bad(setting, "must be longer than zero");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,7 +3,12 @@
 //! Errors here are the server's own (it could not start). A misbehaving peer is never
 //! an `Error` for the caller: it ends that peer's connection with the right status or
 //! close code, and a log line.
+//!
+//! Each message says what went wrong in lowercase and stops there; the cause, when
+//! there is one, is [`std::error::Error::source`], so a printer that walks the chain
+//! shows every cause exactly once.
 
+use std::path::PathBuf;
 use std::{fmt, io};
 
 /// Why a server could not start.
@@ -14,8 +19,8 @@ pub enum Error {
     BadAddress {
         /// The address as given.
         addr: String,
-        /// What was wrong with it.
-        reason: String,
+        /// Why it could not be resolved.
+        source: io::Error,
     },
     /// A listen address could not be bound (in use, no permission, …).
     Bind {
@@ -27,29 +32,44 @@ pub enum Error {
     /// A certificate or key file is missing, unreadable, or wrong.
     Certificate {
         /// The file at fault.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        problem: String,
+        /// The underlying error, when there is one (I/O, OpenSSL).
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// TLS could not be set up for another reason.
-    Tls(String),
+    Tls(native_tls::Error),
     /// A setting is out of range.
-    BadConfig(String),
-    /// Any other I/O error (creating a thread or a wake-up descriptor, …).
+    BadConfig {
+        /// The [`crate::Config`] field at fault, e.g. `"ping_interval"`.
+        setting: &'static str,
+        /// What is wrong with its value, e.g. `"must be longer than zero"`.
+        problem: String,
+    },
+    /// One of the server's threads could not be started.
+    Thread {
+        /// The thread's name (`hub`, `accept`).
+        name: &'static str,
+        /// The error from the operating system.
+        source: io::Error,
+    },
+    /// Any other I/O error (creating a wake-up descriptor, configuring a listener, …).
     Io(io::Error),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::BadAddress { addr, reason } => {
-                write!(f, "bad listen address {addr:?}: {reason}")
+            Error::BadAddress { addr, .. } => write!(f, "bad listen address {addr:?}"),
+            Error::Bind { addr, .. } => write!(f, "cannot listen on {addr}"),
+            Error::Certificate { path, problem, .. } => {
+                write!(f, "{}: {problem}", path.display())
             }
-            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            Error::Certificate { path, reason } => write!(f, "{}: {reason}", path.display()),
-            Error::Tls(what) => write!(f, "tls: {what}"),
-            Error::BadConfig(what) => write!(f, "bad configuration: {what}"),
-            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::Tls(_) => write!(f, "cannot set up tls"),
+            Error::BadConfig { setting, problem } => write!(f, "{setting} {problem}"),
+            Error::Thread { name, .. } => write!(f, "cannot start the {name} thread"),
+            Error::Io(_) => write!(f, "i/o error"),
         }
     }
 }
@@ -57,9 +77,15 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Bind { source, .. } => Some(source),
-            Error::Io(e) => Some(e),
-            _ => None,
+            Error::BadAddress { source, .. }
+            | Error::Bind { source, .. }
+            | Error::Thread { source, .. }
+            | Error::Io(source) => Some(source),
+            Error::Certificate { source, .. } => source
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
+            Error::Tls(source) => Some(source),
+            Error::BadConfig { .. } => None,
         }
     }
 }
@@ -67,5 +93,41 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// Every message in the chain, as a printer that walks it would show them.
+    fn chain(e: &Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut source = e.source();
+        while let Some(cause) = source {
+            out.push(cause.to_string());
+            source = cause.source();
+        }
+        out
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let e = Error::Bind {
+            addr: "0.0.0.0:3000".into(),
+            source: io::Error::new(io::ErrorKind::AddrInUse, "address in use"),
+        };
+        assert_eq!(
+            chain(&e),
+            ["cannot listen on 0.0.0.0:3000", "address in use"]
+        );
+        let e = Error::Certificate {
+            path: "key.pem".into(),
+            problem: "cannot read it".into(),
+            source: Some(Box::new(io::Error::other("no such file"))),
+        };
+        assert_eq!(chain(&e), ["key.pem: cannot read it", "no such file"]);
+        assert!(e.source().is_some());
     }
 }

@@ -57,7 +57,7 @@ mod server;
 mod tls;
 pub mod trace;
 
-pub use config::{Config, Identity, TlsConfig};
+pub use config::{Config, DEFAULT_LISTEN, Identity};
 pub use error::Error;
 pub use server::{Server, ServerBuilder, ServerHandle};
 

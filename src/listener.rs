@@ -220,25 +220,37 @@ impl Threads {
     }
 
     /// Waits for every connection to end and every thread to exit, and joins them.
-    fn drain(mut self, shared: &Context) {
+    ///
+    /// It never gives up: a thread left running would outlive the server that
+    /// promised to stop it. Everything a thread does is bounded (the handshake
+    /// timeout, the close timeout, lingering), so this only takes long if there is a
+    /// bug; then a warning says which threads are late.
+    fn drain(mut self, ctx: &Context) {
         // Without a sender left, waiting threads wake up and exit, and busy ones
         // exit as soon as their connection ends.
         self.jobs_tx = None;
-        let config = &shared.config;
-        // Everything a thread can be doing is bounded by these; the margin covers
-        // lingering.
-        let limit = config.handshake_timeout.max(config.close_timeout) + Duration::from_secs(5);
-        let deadline = Instant::now() + limit;
+        let config = &ctx.config;
+        let limit = config.close_timeout + Duration::from_secs(5);
+        let mut warn_at = Some(Instant::now() + limit);
         while !self.threads.is_empty() || self.counts.total() > 0 {
-            match self.reports_rx.recv_deadline(deadline) {
-                Ok(report) => self.take(report),
-                Err(_) => {
+            let report = match warn_at {
+                Some(at) => self.reports_rx.recv_deadline(at).ok(),
+                None => self.reports_rx.recv().ok(),
+            };
+            match report {
+                Some(report) => self.take(report),
+                None if warn_at.take().is_some() => {
+                    let mut late: Vec<_> =
+                        self.threads.keys().map(|id| format!("conn-{id}")).collect();
+                    late.sort();
                     log::warn!(
-                        "{} connection threads did not end in {limit:?}",
-                        self.threads.len()
+                        "shutdown: {} connection threads still running after {limit:?}, still waiting: {}",
+                        late.len(),
+                        late.join(", ")
                     );
-                    return;
                 }
+                // Cannot happen: this thread holds a sender of the reports.
+                None => return,
             }
         }
     }
@@ -359,14 +371,9 @@ fn traced_or_not<S: Transport>(
 
 /// Accepts until shutdown, then waits for every connection thread to end.
 pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Context>, hub: Sender<HubEvent>) {
+    // `start` made every listener non-blocking before it spawned this thread.
     let mut threads = Threads::new();
     let mut next_id = 0u64;
-    for listener in &listeners {
-        if let Err(e) = listener.socket.set_nonblocking(true) {
-            log::error!("cannot make listener non-blocking: {e}");
-            return;
-        }
-    }
     while !shared.shutdown.is_notified() {
         let ready = match wait_for_listeners(&listeners, &shared.shutdown, &shared.thread_ended) {
             Ok(ready) => ready,
@@ -496,15 +503,15 @@ pub(crate) fn bind(addr: &str) -> Result<TcpListener, crate::Error> {
     use std::net::ToSocketAddrs;
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
-        .map_err(|e| crate::Error::BadAddress {
+        .map_err(|source| crate::Error::BadAddress {
             addr: addr.to_owned(),
-            reason: e.to_string(),
+            source,
         })?
         .collect();
     if addrs.is_empty() {
         return Err(crate::Error::BadAddress {
             addr: addr.to_owned(),
-            reason: "resolves to nothing".into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "it resolves to no address"),
         });
     }
     TcpListener::bind(&addrs[..]).map_err(|source| crate::Error::Bind {

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use switchboard::{Config, Identity, Server, ServerHandle, TlsConfig};
+use switchboard::{Config, Identity, Server, ServerHandle};
 
 /// A WebSocket chat, relay and echo server for the LAN, for teaching, and for tests.
 #[derive(Debug, Parser)]
@@ -104,15 +104,21 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("switchboard: {e}");
+            // Each cause once: the library's messages leave their sources out.
+            let mut line = format!("switchboard: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = Config::default();
-    config.listen = vec![args.listen];
+    let mut config = Config::default().listen(args.listen);
     config.allow_origins = args.allow_origin;
     config.max_connections = args.max_connections;
     config.max_connections_per_ip = args.max_connections_per_ip;
@@ -128,11 +134,11 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.trace = args.trace;
     let development_cert = args.cert.is_none();
     if !args.no_tls {
-        let identity = match (args.cert, args.key) {
+        config.tls_identity = match (args.cert, args.key) {
             (Some(cert), Some(key)) => Identity::Files { cert, key },
             _ => Identity::Development,
         };
-        config.tls = Some(TlsConfig::new(args.tls_listen, identity));
+        config.tls_listen.push(args.tls_listen);
     }
 
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
@@ -140,7 +146,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_tx.try_send(());
     })?;
     raise_open_file_limit(config.max_connections);
-    let server = Server::builder().config(config).start()?;
+    let server = Server::with_config(config).start()?;
     print_banner(&server, development_cert);
     // Wait for SIGINT or SIGTERM; a closed channel cannot happen while the handler lives.
     let _ = stop_rx.recv();

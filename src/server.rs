@@ -1,4 +1,4 @@
-//! Starting and stopping a server: the builder, the handle, and what the threads share.
+//! Starting and stopping a server: the builder and the handle.
 //!
 //! A running server is three kinds of thread: one accept loop (`listener`), one hub
 //! (`hub`), one thread per connection (`connection`). [`ServerHandle::shutdown`]
@@ -7,7 +7,7 @@
 //! sender of events is gone).
 
 use crate::base::Context;
-use crate::config::{Config, Identity, TlsConfig};
+use crate::config::{Config, DEFAULT_LISTEN};
 use crate::hub::{Hub, HubConfig};
 use crate::listener::{self, Listener};
 use crate::{Error, Result};
@@ -36,23 +36,36 @@ pub struct Server;
 impl Server {
     /// A builder with [`Config::default`].
     pub fn builder() -> ServerBuilder {
+        Self::with_config(Config::default())
+    }
+
+    /// A builder that starts from `config`; the builder's setters change it further.
+    ///
+    /// ```
+    /// use switchboard::{Config, Server};
+    ///
+    /// let config = Config::default().history(5).rate_per_sec(100);
+    /// let server = Server::with_config(config).listen("127.0.0.1:0").start()?;
+    /// server.shutdown();
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn with_config(config: Config) -> ServerBuilder {
         ServerBuilder {
-            config: Config::default(),
+            config,
             listeners: Vec::new(),
         }
     }
 
-    /// A builder that serves on a listener the caller already bound (for example to
-    /// pick the port itself). The configured listen addresses are then not bound.
+    /// A builder that serves plain `ws://` and `http://` on a listener the caller
+    /// already bound (for example to choose the port itself). Addresses given with
+    /// [`ServerBuilder::listen`] are served too; with none, only this listener is.
     pub fn from_listener(listener: TcpListener) -> ServerBuilder {
-        ServerBuilder {
-            config: Config::default(),
-            listeners: vec![listener],
-        }
+        Self::builder().listener(listener)
     }
 }
 
-/// Configures a server before it starts. Every setter takes and returns `self`.
+/// Configures a server before it starts. Every setter takes and returns `self`, and
+/// none undoes another: each one changes the one setting it names.
 #[derive(Debug)]
 #[must_use = "a builder does nothing until .start()"]
 pub struct ServerBuilder {
@@ -60,143 +73,111 @@ pub struct ServerBuilder {
     listeners: Vec<TcpListener>,
 }
 
+/// Builder setters that set the [`Config`] field of the same name.
+macro_rules! config_setters {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        #[doc = concat!("See [`Config::", stringify!($name), "`](field@Config::", stringify!($name), ").")]
+        pub fn $name(mut self, $($arg: $ty),*) -> Self {
+            self.config = self.config.$name($($arg),*);
+            self
+        }
+    )*};
+}
+
 impl ServerBuilder {
-    /// Replaces the whole configuration.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+    /// Also serves plain `ws://` and `http://` on `listener`, already bound.
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listeners.push(listener);
         self
     }
 
-    /// Listens on `addr` (for example `"127.0.0.1:0"`) instead of the default.
+    /// Also listens on `addr` (for example `"127.0.0.1:0"`) for `ws://` and `http://`.
+    /// With no address and no listener, the server listens on `0.0.0.0:3000`.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.config.listen = vec![addr.into()];
+        self.config = self.config.listen(addr);
         self
     }
 
-    /// Allows a browser origin besides the page's own (`*` allows all).
-    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.config.allow_origins.push(origin.into());
-        self
-    }
-
-    /// See [`Config::max_connections`].
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.config.max_connections = n;
-        self
-    }
-
-    /// See [`Config::max_connections_per_ip`].
-    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
-        self.config.max_connections_per_ip = n;
-        self
-    }
-
-    /// See [`Config::max_message_size`].
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.config.max_message_size = bytes;
-        self
-    }
-
-    /// See [`Config::handshake_timeout`].
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.handshake_timeout = timeout;
-        self
-    }
-
-    /// See [`Config::ping_interval`].
-    pub fn ping_interval(mut self, interval: Duration) -> Self {
-        self.config.ping_interval = interval;
-        self
-    }
-
-    /// See [`Config::history`].
-    pub fn history(mut self, messages: usize) -> Self {
-        self.config.history = messages;
-        self
-    }
-
-    /// See [`Config::outbox_messages`] and [`Config::outbox_bytes`].
-    pub fn outbox_limits(mut self, messages: usize, bytes: usize) -> Self {
-        self.config.outbox_messages = messages;
-        self.config.outbox_bytes = bytes;
-        self
-    }
-
-    /// Serves `wss://` and `https://` on `addr` too, with the certificate set by
+    /// Also serves `wss://` and `https://` on `addr`, with the certificate set by
     /// [`ServerBuilder::tls_identity`] (the built-in development one by default).
     pub fn tls_listen(mut self, addr: impl Into<String>) -> Self {
-        let identity = self
-            .config
-            .tls
-            .take()
-            .map_or(Identity::Development, |t| t.identity);
-        self.config.tls = Some(TlsConfig::new(addr, identity));
+        self.config = self.config.tls_listen(addr);
         self
     }
 
-    /// The certificate chain and PKCS#8 key (PEM files) for the TLS listeners.
-    pub fn tls_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        let identity = Identity::Files {
-            cert: cert.into(),
-            key: key.into(),
-        };
-        match &mut self.config.tls {
-            Some(tls) => tls.identity = identity,
-            None => {
-                self.config.tls = Some(TlsConfig {
-                    listen: Vec::new(),
-                    identity,
-                })
-            }
-        }
+    /// Also allows this browser origin besides the page's own (`*` allows all).
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.config = self.config.allow_origin(origin);
         self
     }
 
-    /// See [`Config::trace`].
-    pub fn trace(mut self, on: bool) -> Self {
-        self.config.trace = on;
-        self
+    config_setters! {
+        tls_identity(cert: impl Into<PathBuf>, key: impl Into<PathBuf>);
+        max_connections(n: usize);
+        max_connections_per_ip(n: usize);
+        max_message_size(bytes: usize);
+        handshake_timeout(timeout: Duration);
+        ping_interval(interval: Duration);
+        history(messages: usize);
+        max_text_len(bytes: usize);
+        rate_per_sec(requests: u32);
+        rate_burst(requests: u32);
+        outbox_messages(messages: usize);
+        outbox_bytes(bytes: usize);
+        close_timeout(timeout: Duration);
+        trace(on: bool);
+    }
+
+    /// See [`Config::outbox_messages`](field@Config::outbox_messages) and
+    /// [`Config::outbox_bytes`](field@Config::outbox_bytes).
+    pub fn outbox_limits(self, messages: usize, bytes: usize) -> Self {
+        self.outbox_messages(messages).outbox_bytes(bytes)
     }
 
     /// Binds, starts every thread, and returns once the server accepts connections.
+    ///
+    /// Fails, with nothing left running, if a setting is out of range, an address
+    /// cannot be bound, the certificate does not load, or a thread cannot start.
     pub fn start(self) -> Result<ServerHandle> {
-        let config = self.config;
-        validate(&config)?;
-        let mut listeners: Vec<Listener> = self
-            .listeners
+        let ServerBuilder {
+            mut config,
+            listeners,
+        } = self;
+        config.validate()?;
+        if config.listen.is_empty() && listeners.is_empty() {
+            config.listen.push(DEFAULT_LISTEN.to_owned());
+        }
+        let mut all: Vec<Listener> = listeners
             .into_iter()
             .map(|socket| Listener {
                 socket,
                 secure: false,
             })
             .collect();
-        if listeners.is_empty() {
-            for addr in &config.listen {
-                listeners.push(Listener {
+        for addr in &config.listen {
+            all.push(Listener {
+                socket: listener::bind(addr)?,
+                secure: false,
+            });
+        }
+        let tls = if config.tls_listen.is_empty() {
+            None
+        } else {
+            let acceptor = crate::tls::acceptor(&config.tls_identity)?;
+            for addr in &config.tls_listen {
+                all.push(Listener {
                     socket: listener::bind(addr)?,
-                    secure: false,
+                    secure: true,
                 });
             }
-        }
-        let tls = match &config.tls {
-            Some(tls) => {
-                let acceptor = crate::tls::acceptor(&tls.identity)?;
-                for addr in &tls.listen {
-                    listeners.push(Listener {
-                        socket: listener::bind(addr)?,
-                        secure: true,
-                    });
-                }
-                Some(acceptor)
-            }
-            None => None,
+            Some(acceptor)
         };
-        if listeners.is_empty() {
-            return Err(Error::BadConfig("no address to listen on".into()));
-        }
         let mut local_addrs = Vec::new();
         let mut tls_local_addrs = Vec::new();
-        for l in &listeners {
+        for l in &all {
+            // The accept loop polls them; a listener that cannot be non-blocking
+            // would stall it, so refuse to start instead.
+            l.socket.set_nonblocking(true)?;
             let addr = l.socket.local_addr()?;
             if l.secure {
                 tls_local_addrs.push(addr)
@@ -204,54 +185,42 @@ impl ServerBuilder {
                 local_addrs.push(addr)
             }
         }
-        let shared = Arc::new(Context::new(config, tls)?);
+        let ctx = Arc::new(Context::new(config, tls)?);
 
         let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
         let hub = Hub::new(
             HubConfig {
-                history: shared.config.history,
+                history: ctx.config.history,
             },
-            Arc::clone(&shared.metrics),
+            Arc::clone(&ctx.metrics),
         );
-        let hub_thread = thread::Builder::new()
-            .name("hub".into())
-            .spawn(move || hub.run(hub_rx))?;
-        let accept_shared = Arc::clone(&shared);
-        let accept_thread = thread::Builder::new()
-            .name("accept".into())
-            .spawn(move || listener::accept_loop(listeners, accept_shared, hub_tx))?;
+        let hub_thread = spawn("hub", move || hub.run(hub_rx))?;
+        let accept_ctx = Arc::clone(&ctx);
+        // If this fails, `hub_tx` is dropped with the closure, so the hub ends; join it
+        // before reporting, so that nothing is left running.
+        let accept_thread = match spawn("accept", move || {
+            listener::accept_loop(all, accept_ctx, hub_tx)
+        }) {
+            Ok(thread) => thread,
+            Err(e) => {
+                let _ = hub_thread.join();
+                return Err(e);
+            }
+        };
         Ok(ServerHandle {
             local_addrs,
             tls_local_addrs,
-            shared,
+            ctx,
             threads: vec![accept_thread, hub_thread],
         })
     }
 }
 
-fn validate(config: &Config) -> Result<()> {
-    let positive = [
-        (config.max_connections, "max connections"),
-        (config.max_connections_per_ip, "max connections per IP"),
-        (config.max_message_size, "max message size"),
-        (config.max_text_len, "chat text limit"),
-        (config.outbox_messages, "outbox messages"),
-        (config.outbox_bytes, "outbox bytes"),
-    ];
-    for (value, what) in positive {
-        if value == 0 {
-            return Err(Error::BadConfig(format!("{what} must be at least 1")));
-        }
-    }
-    if config.ping_interval.is_zero() || config.handshake_timeout.is_zero() {
-        return Err(Error::BadConfig("timeouts must be longer than zero".into()));
-    }
-    if config.rate_per_sec == 0 {
-        return Err(Error::BadConfig(
-            "chat rate limit must be at least 1 message a second".into(),
-        ));
-    }
-    Ok(())
+fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|source| Error::Thread { name, source })
 }
 
 /// A running server. Dropping it shuts the server down, as [`ServerHandle::shutdown`].
@@ -259,7 +228,7 @@ fn validate(config: &Config) -> Result<()> {
 pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     tls_local_addrs: Vec<SocketAddr>,
-    shared: Arc<Context>,
+    ctx: Arc<Context>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -267,7 +236,7 @@ impl ServerHandle {
     /// The first plain (`ws://`, `http://`) address the server listens on, with the
     /// real port; the first TLS one if it has no plain listener.
     pub fn local_addr(&self) -> SocketAddr {
-        // `start` refuses to run without any listener, so one of these exists.
+        // `start` always binds at least one plain listener, so this is never reached.
         self.local_addrs
             .first()
             .or(self.tls_local_addrs.first())
@@ -290,8 +259,14 @@ impl ServerHandle {
         &self.tls_local_addrs
     }
 
-    /// Stops accepting, sends every client Close 1001, waits up to the close timeout
-    /// for their replies, and returns once every thread of the server has ended.
+    /// Stops accepting, sends every client Close 1001, and returns once every thread
+    /// of the server has ended.
+    ///
+    /// A client that does not answer the Close is waited for up to
+    /// [`Config::close_timeout`](field@Config::close_timeout) (5 s by default), and one
+    /// still in its handshake is cut off at once. If threads are still running after
+    /// that, a warning names them, and this keeps waiting: it never returns with a
+    /// thread of the server left behind.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -301,7 +276,7 @@ impl ServerHandle {
             return;
         }
         log::info!("shutting down");
-        self.shared.shutdown.notify();
+        self.ctx.shutdown.notify();
         for thread in self.threads.drain(..) {
             let name = thread.thread().name().unwrap_or("?").to_owned();
             if thread.join().is_err() {

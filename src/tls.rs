@@ -66,9 +66,15 @@ pub(crate) fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
         }
         Identity::Files { cert, key } => (read(cert)?, read(key)?, cert.clone(), key.clone()),
     };
-    let bad = |path: &Path, reason: String| Error::Certificate {
+    let bad = |path: &Path, problem: String| Error::Certificate {
         path: path.to_owned(),
-        reason,
+        problem,
+        source: None,
+    };
+    let failed = |path: &Path, problem: &str, e: native_tls::Error| Error::Certificate {
+        path: path.to_owned(),
+        problem: problem.to_owned(),
+        source: Some(Box::new(e)),
     };
     match native_tls::Certificate::stack_from_pem(&cert) {
         Ok(chain) if !chain.is_empty() => {}
@@ -78,7 +84,7 @@ pub(crate) fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
                 "no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into(),
             ));
         }
-        Err(e) => return Err(bad(&cert_path, format!("not a PEM certificate: {e}"))),
+        Err(e) => return Err(failed(&cert_path, "not a PEM certificate", e)),
     }
     let key = trim_leading_whitespace(&key);
     if !key.starts_with(b"-----BEGIN PRIVATE KEY-----") {
@@ -92,17 +98,15 @@ pub(crate) fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
         return Err(bad(&key_path, reason.into()));
     }
     let identity = native_tls::Identity::from_pkcs8(&cert, key)
-        .map_err(|e| bad(&key_path, format!("cannot load the key: {e}")))?;
-    let acceptor =
-        TlsAcceptor::new(identity).map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))?;
-    self_handshake(&acceptor).map_err(|e| {
-        bad(
-            &key_path,
-            format!(
-                "does not work with the certificate {} (is it the matching key?): {e}",
-                cert_path.display()
-            ),
-        )
+        .map_err(|e| failed(&key_path, "cannot load the key", e))?;
+    let acceptor = TlsAcceptor::new(identity).map_err(Error::Tls)?;
+    self_handshake(&acceptor).map_err(|e| Error::Certificate {
+        path: key_path.clone(),
+        problem: format!(
+            "does not work with the certificate {} (is it the matching key?)",
+            cert_path.display()
+        ),
+        source: Some(Box::new(e)),
     })?;
     Ok(acceptor)
 }
@@ -110,7 +114,8 @@ pub(crate) fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Certificate {
         path: path.to_owned(),
-        reason: format!("cannot read it: {e}"),
+        problem: "cannot read it".to_owned(),
+        source: Some(Box::new(e)),
     })
 }
 

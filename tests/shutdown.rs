@@ -127,7 +127,7 @@ fn shutdown_gives_up_on_clients_that_never_answer_the_close() {
     let _serial = serial();
     let mut config = Config::default();
     config.close_timeout = Duration::from_millis(300);
-    let server = start_with(|b| b.config(config).listen("127.0.0.1:0"));
+    let server = start_with(|_| switchboard::Server::with_config(config).listen("127.0.0.1:0"));
     // Handshake done, then this client never reads again.
     let _mute = connect(server.local_addr(), "/ws/echo");
     within(Duration::from_secs(20), move || server.shutdown());

@@ -227,7 +227,7 @@ fn start_error(cert: PathBuf, key: PathBuf) -> Error {
 
 fn certificate_error(err: &Error) -> (PathBuf, String) {
     match err {
-        Error::Certificate { path, reason } => (path.clone(), reason.clone()),
+        Error::Certificate { path, problem, .. } => (path.clone(), problem.clone()),
         other => panic!("expected a certificate error, got {other:?}"),
     }
 }
