@@ -21,9 +21,6 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-
 /// Lets only one abuse test run at a time.
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());

@@ -337,10 +337,10 @@ fn body_hello_is_the_start_of_a_frame_that_fails_once_complete() {
 fn ping_messages_and_close_pipelined_with_the_head_are_answered_in_order() {
     let server = start();
     let mut bytes = upgrade_request("/ws/echo", "").into_bytes();
-    bytes.extend(masked(0x9, b"first"));
-    bytes.extend(masked(0x1, b"one"));
-    bytes.extend(masked(0x2, &[2, 2]));
-    bytes.extend(masked(0x8, &1000u16.to_be_bytes()));
+    bytes.extend(masked(PING, b"first"));
+    bytes.extend(masked(TEXT, b"one"));
+    bytes.extend(masked(BINARY, &[2, 2]));
+    bytes.extend(masked(CLOSE, &close_payload(1000, b"")));
     let (head, stream) = handshake(server.local_addr(), &bytes);
     assert_eq!(status(&head), 101, "{head}");
     let mut ws = client_on(stream);

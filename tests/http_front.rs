@@ -592,7 +592,7 @@ fn frame_pipelined_after_the_head_reaches_the_frame_parser() {
     let server = start();
     let mut stream = tcp(server.local_addr());
     let mut bytes = Upgrade::to("/ws/echo").head().into_bytes();
-    bytes.extend(masked(0x1, b"hello"));
+    bytes.extend(masked(TEXT, b"hello"));
     stream.write_all(&bytes).unwrap();
     let head = read_head(&mut stream);
     assert_eq!(status(&head), 101);

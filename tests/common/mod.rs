@@ -211,23 +211,58 @@ pub fn assert_echoes(ws: &mut Client, text: &str) {
     assert_eq!(next(ws), Message::text(text), "echoed back");
 }
 
-/// A final, masked client frame (RFC 6455 §5.2, §5.3) of any length, built by hand.
-pub fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x5c, 0x13, 0xe7, 0x08];
+// RFC 6455 §5.2 opcodes.
+/// Opcode of a continuation frame.
+pub const CONTINUATION: u8 = 0x0;
+/// Opcode of a text frame.
+pub const TEXT: u8 = 0x1;
+/// Opcode of a binary frame.
+pub const BINARY: u8 = 0x2;
+/// Opcode of a Close frame.
+pub const CLOSE: u8 = 0x8;
+/// Opcode of a Ping frame.
+pub const PING: u8 = 0x9;
+/// Opcode of a Pong frame.
+pub const PONG: u8 = 0xA;
+
+/// The masking key of every hand-built client frame; any four bytes do (§5.3).
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One frame on the wire, built by hand (RFC 6455 §5.2): `rsv` holds RSV1..3 as its
+/// three low bits, the length takes the 7-, 16- or 64-bit form its size needs, and
+/// `masked` frames are masked with [`MASK`].
+pub fn frame(fin: bool, rsv: u8, opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(0x80 | opcode);
+    out.push(u8::from(fin) << 7 | (rsv & 0b111) << 4 | (opcode & 0x0f));
+    let mask_bit = u8::from(masked) << 7;
     match payload.len() {
-        len @ 0..=125 => out.push(0x80 | len as u8),
+        len @ 0..=125 => out.push(mask_bit | len as u8),
         len @ 126..=0xffff => {
-            out.push(0x80 | 126);
+            out.push(mask_bit | 126);
             out.extend_from_slice(&(len as u16).to_be_bytes());
         }
         len => {
-            out.push(0x80 | 127);
+            out.push(mask_bit | 127);
             out.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    if masked {
+        out.extend_from_slice(&MASK);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
     out
+}
+
+/// A final, masked client frame of any length: what a well-behaved client sends.
+pub fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame(true, 0, opcode, true, payload)
+}
+
+/// A Close frame's payload: the code, then the reason (§5.5.1).
+pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason);
+    payload
 }
