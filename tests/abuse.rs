@@ -33,12 +33,7 @@ fn serial() -> MutexGuard<'static, ()> {
 /// Upgrades a raw socket to `path`. Returns the socket to write hand-made frames on,
 /// and a tungstenite client on a clone of it that the test only ever reads from.
 fn raw_ws(addr: SocketAddr, path: &str) -> (TcpStream, Client) {
-    let mut stream = tcp(addr);
-    stream
-        .write_all(upgrade_request(path, "").as_bytes())
-        .unwrap();
-    let head = read_head(&mut stream);
-    assert_eq!(status(&head), 101, "{head}");
+    let stream = upgraded(addr, path);
     let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
     let reader =
         WebSocket::from_raw_socket(stream.try_clone().unwrap(), Role::Client, Some(config));

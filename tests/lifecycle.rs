@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
 use std::thread;
 use std::time::Duration;
 use tungstenite::Message;
@@ -71,13 +70,7 @@ fn client_that_never_answers_pings_is_dropped_and_the_room_told_timeout() {
     let addr = server.local_addr();
     let (mut watcher, _) = chat(addr, "lobby", Some("watcher"));
     // A raw client that completes the handshake and then never reads or writes.
-    let mut silent = tcp(addr);
-    silent
-        .write_all(upgrade_request("/ws/chat/lobby?name=ghost", "").as_bytes())
-        .unwrap();
-    let mut head = [0u8; 12];
-    silent.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    let _silent = upgraded(addr, "/ws/chat/lobby?name=ghost");
     assert_eq!(next_of_type(&mut watcher, "join")["name"], "ghost");
     let leave = next_of_type(&mut watcher, "leave");
     assert_eq!(leave["name"], "ghost");

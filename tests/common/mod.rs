@@ -200,6 +200,13 @@ pub fn handshake(addr: SocketAddr, request: impl AsRef<[u8]>) -> (String, TcpStr
     (head, stream)
 }
 
+/// Upgrades a raw socket to `path`, asserting the `101`; ready for hand-built frames.
+pub fn upgraded(addr: SocketAddr, path: &str) -> TcpStream {
+    let (head, stream) = handshake(addr, upgrade_request(path, ""));
+    assert_eq!(status(&head), 101, "{head}");
+    stream
+}
+
 /// A tungstenite client on a stream whose handshake is already done.
 pub fn client_on(stream: TcpStream) -> Client {
     WebSocket::from_raw_socket(stream, Role::Client, None)
