@@ -15,7 +15,6 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 use switchboard::ServerHandle;
-use tungstenite::Message;
 
 // RFC 6455 §5.2 RSV bits, as the `rsv` argument of `frame` takes them.
 const RSV1: u8 = 0b100;
@@ -128,20 +127,10 @@ fn check_with(
 ) {
     let server = start_with(config);
     let mut bystander = connect(server.local_addr(), "/ws/echo");
-    let mut echo = |text: &str| {
-        bystander
-            .send(Message::text(text))
-            .expect("bystander sends");
-        assert_eq!(
-            next(&mut bystander),
-            Message::text(text),
-            "bystander served"
-        );
-    };
-    echo("before");
+    assert_echoes(&mut bystander, "before");
     let mut stream = open(&server);
     case(&mut stream);
-    echo("after");
+    assert_echoes(&mut bystander, "after");
 }
 
 /// [`check_with`] on a server with default settings.

@@ -28,31 +28,6 @@ fn assert_upgrades(server: &ServerHandle, request: &[u8]) {
     assert_echoes(&mut client_on(stream), "upgraded");
 }
 
-/// Sends `request` while an echo client is connected, checks the echo client still
-/// works, and returns the whole answer.
-fn answer_beside_bystander(server: &ServerHandle, request: &[u8]) -> String {
-    let addr = server.local_addr();
-    let mut bystander = connect(addr, "/ws/echo");
-    assert_echoes(&mut bystander, "before");
-    let response = raw(addr, request);
-    assert_echoes(&mut bystander, "after");
-    response
-}
-
-/// Asserts `request` is refused with `code` and a one-line reason, beside a bystander.
-fn assert_refused(request: &str, code: u16) -> String {
-    let server = start();
-    let response = answer_beside_bystander(&server, request.as_bytes());
-    assert_eq!(status(&response), code, "{response}");
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    assert_eq!(
-        body.trim_end().lines().count(),
-        1,
-        "one-line reason: {body:?}"
-    );
-    response
-}
-
 /// Asserts the server's side ends: a Close with `code`, then the end of the stream.
 fn assert_closed_with(ws: &mut Client, code: CloseCode) {
     let close = close_frame(ws).expect("a Close frame before the end");

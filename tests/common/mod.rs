@@ -79,6 +79,43 @@ pub fn upgrade_request(path: &str, extra: &str) -> String {
     )
 }
 
+/// The body of a whole HTTP response.
+pub fn body(response: &str) -> &str {
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_else(|| panic!("no end of head in {response:?}"))
+}
+
+/// Asserts a refusal explains itself in one line of text (README, SPEC §3).
+pub fn assert_one_line_reason(response: &str) {
+    let body = body(response);
+    assert!(body.ends_with('\n'), "reason ends its line: {body:?}");
+    assert!(!body.trim().is_empty(), "reason is not empty");
+    assert_eq!(body.trim_end().lines().count(), 1, "one line: {body:?}");
+}
+
+/// Sends `request` as raw bytes while an echo client is connected, checks that the
+/// echo client is served before and after, and returns the server's whole answer.
+pub fn answer_beside_bystander(server: &ServerHandle, request: impl AsRef<[u8]>) -> String {
+    let addr = server.local_addr();
+    let mut bystander = connect(addr, "/ws/echo");
+    assert_echoes(&mut bystander, "before");
+    let response = raw(addr, request.as_ref());
+    assert_echoes(&mut bystander, "after");
+    response
+}
+
+/// Asserts a default server refuses `request` with `code` and a one-line reason,
+/// beside a bystander; returns the whole answer.
+pub fn assert_refused(request: &str, code: u16) -> String {
+    let server = start();
+    let response = answer_beside_bystander(&server, request);
+    assert_eq!(status(&response), code, "{response}");
+    assert_one_line_reason(&response);
+    response
+}
+
 /// A plain GET, answered in full.
 pub fn get(addr: SocketAddr, path: &str) -> String {
     raw(
