@@ -16,15 +16,11 @@ use switchboard::ServerHandle;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-/// The RFC 6455 §1.3 example key and the accept value it must produce.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
 /// Asserts `request` upgrades with the right accept key, and the socket then echoes.
 fn assert_upgrades(server: &ServerHandle, request: &[u8]) {
     let (head, stream) = handshake(server.local_addr(), request);
     assert_eq!(status(&head), 101, "{head}");
-    assert_eq!(header(&head, "Sec-WebSocket-Accept"), Some(ACCEPT));
+    assert_eq!(header(&head, "Sec-WebSocket-Accept"), Some(EXAMPLE_ACCEPT));
     assert_echoes(&mut client_on(stream), "upgraded");
 }
 
@@ -47,7 +43,7 @@ fn assert_closed_with(ws: &mut Client, code: CloseCode) {
 fn all_uppercase_header_names_and_values_are_101() {
     let request = format!(
         "GET /ws/echo HTTP/1.1\r\nHOST: LOCALHOST\r\nUPGRADE: WEBSOCKET\r\nCONNECTION: UPGRADE\r\n\
-         SEC-WEBSOCKET-KEY: {KEY}\r\nSEC-WEBSOCKET-VERSION: 13\r\n\r\n"
+         SEC-WEBSOCKET-KEY: {EXAMPLE_KEY}\r\nSEC-WEBSOCKET-VERSION: 13\r\n\r\n"
     );
     assert_upgrades(&start(), request.as_bytes());
 }
@@ -56,7 +52,7 @@ fn all_uppercase_header_names_and_values_are_101() {
 fn all_lowercase_header_names_and_values_are_101() {
     let request = format!(
         "GET /ws/echo HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
-         sec-websocket-key: {KEY}\r\nsec-websocket-version: 13\r\n\r\n"
+         sec-websocket-key: {EXAMPLE_KEY}\r\nsec-websocket-version: 13\r\n\r\n"
     );
     assert_upgrades(&start(), request.as_bytes());
 }
@@ -67,7 +63,7 @@ fn connection_upgrade_on_a_second_header_line_is_101() {
     let request = format!(
         "GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
          Connection: keep-alive\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     assert_upgrades(&start(), request.as_bytes());
 }
@@ -77,7 +73,7 @@ fn connection_token_list_without_spaces_is_101() {
     let request = format!(
         "GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
          Connection: keep-alive,Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     assert_upgrades(&start(), request.as_bytes());
 }
@@ -133,14 +129,14 @@ fn two_host_headers_are_400() {
 #[test]
 fn identical_duplicate_keys_are_400() {
     assert_refused(
-        &upgrade_request("/ws/echo", &format!("Sec-WebSocket-Key: {KEY}\r\n")),
+        &upgrade_request("/ws/echo", &format!("Sec-WebSocket-Key: {EXAMPLE_KEY}\r\n")),
         400,
     );
 }
 
 /// The standard request with the key replaced by `key`.
 fn with_key(key: &str) -> String {
-    upgrade_request("/ws/echo", "").replace(KEY, key)
+    upgrade_request("/ws/echo", "").replace(EXAMPLE_KEY, key)
 }
 
 #[test]

@@ -38,7 +38,7 @@ impl Upgrade {
                 ("Host", "localhost"),
                 ("Upgrade", "websocket"),
                 ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Key", EXAMPLE_KEY),
                 ("Sec-WebSocket-Version", "13"),
             ]
             .into_iter()
@@ -365,10 +365,7 @@ fn switching_protocols_carries_the_rfc_example_accept_key() {
     let (head, _stream) = handshake(server.local_addr(), Upgrade::to("/ws/echo").head());
     assert_eq!(status(&head), 101);
     // RFC 6455 §1.3: the example key and its accept value.
-    assert_eq!(
-        header(&head, "Sec-WebSocket-Accept"),
-        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-    );
+    assert_eq!(header(&head, "Sec-WebSocket-Accept"), Some(EXAMPLE_ACCEPT));
 }
 
 #[test]

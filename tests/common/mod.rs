@@ -71,11 +71,17 @@ pub fn status(response: &str) -> u16 {
         .unwrap_or_else(|| panic!("no status line in {response:?}"))
 }
 
+/// The RFC 6455 §1.3 example key, which every hand-built upgrade request sends.
+pub const EXAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// The `Sec-WebSocket-Accept` value [`EXAMPLE_KEY`] must be answered with (§1.3).
+pub const EXAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
 /// A well-formed upgrade request for `path`, with `extra` header lines added.
 pub fn upgrade_request(path: &str, extra: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
 }
 
