@@ -50,21 +50,6 @@ fn rss_kib() -> u64 {
         .expect("a VmRSS line")
 }
 
-/// A metric, or `None` while `/metrics` itself is refused (a full server says 503).
-fn try_metric(addr: SocketAddr, name: &str) -> Option<u64> {
-    let response = get(addr, "/metrics");
-    if status(&response) != 200 {
-        return None;
-    }
-    response.lines().find_map(|line| {
-        line.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[test]
 fn ten_thousand_chat_messages_are_rate_limited_and_the_room_still_talks() {
     const FLOOD: usize = 10_000;

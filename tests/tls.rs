@@ -165,13 +165,7 @@ fn plain_http_to_the_tls_port_is_dropped_and_hurts_nobody() {
     bystander.send(Message::text("still fine")).unwrap();
     assert_eq!(bystander.read().unwrap(), Message::text("still fine"));
     // The socket closes as the handshake fails, a moment before the count goes up.
-    eventually(|| {
-        let failures = metric(
-            server.local_addr(),
-            "switchboard_handshake_failures_total{reason=\"tls\"}",
-        );
-        (failures >= 2).then_some(())
-    });
+    eventually(|| (handshake_failures(server.local_addr(), "tls") >= 2).then_some(()));
 }
 
 #[test]

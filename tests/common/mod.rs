@@ -199,10 +199,10 @@ pub fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// One metric's value from `/metrics`.
-pub fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let body = get(addr, "/metrics");
-    body.lines()
+/// One metric's value in a `/metrics` response; fails the test if it is missing.
+pub fn metric_in(response: &str, name: &str) -> u64 {
+    response
+        .lines()
         .find_map(|line| {
             line.strip_prefix(name)?
                 .strip_prefix(' ')?
@@ -210,7 +210,29 @@ pub fn metric(addr: SocketAddr, name: &str) -> u64 {
                 .parse()
                 .ok()
         })
-        .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+        .unwrap_or_else(|| panic!("no metric {name} in {response}"))
+}
+
+/// One metric's value from `/metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    metric_in(&get(addr, "/metrics"), name)
+}
+
+/// One metric's value, or `None` while `/metrics` itself is refused (a full server
+/// says 503).
+pub fn try_metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    let response = get(addr, "/metrics");
+    (status(&response) == 200).then(|| metric_in(&response, name))
+}
+
+/// The name of the handshake failure counter for `reason`.
+pub fn failure_metric(reason: &str) -> String {
+    format!("switchboard_handshake_failures_total{{reason=\"{reason}\"}}")
+}
+
+/// The handshake failure counter for `reason` in `/metrics`.
+pub fn handshake_failures(addr: SocketAddr, reason: &str) -> u64 {
+    metric(addr, &failure_metric(reason))
 }
 
 /// Reads a response head byte by byte, so that no frame byte after it is consumed.
