@@ -462,8 +462,7 @@ fn two_pages_chat_in_one_room() {
     bob.wait_entry("system", "You are now robert");
 
     // A departure too.
-    carol.close(None).expect("close");
-    close_frame(&mut carol);
+    close_politely(carol);
     alice.wait_entry("system", "carol left");
     alice.wait_members(&["alice", "robert"]);
 

@@ -160,9 +160,8 @@ fn normal_close_is_announced_as_leave_with_reason_closed() {
     let server = start();
     let addr = server.local_addr();
     let (mut alice, _) = chat(addr, "presence", Some("alice"));
-    let (mut bob, _) = chat(addr, "presence", Some("bob"));
-    bob.close(None).expect("close");
-    close_frame(&mut bob);
+    let (bob, _) = chat(addr, "presence", Some("bob"));
+    close_politely(bob);
     let leave = next_of_type(&mut alice, "leave");
     assert_eq!(leave["room"], "presence");
     assert_eq!(leave["name"], "bob");

@@ -80,12 +80,6 @@ impl Upgrade {
     }
 }
 
-/// Closes a WebSocket politely and waits for the server's side of the close.
-fn close(mut ws: Client) {
-    ws.close(None).expect("close");
-    let _ = close_frame(&mut ws);
-}
-
 /// Tries a full WebSocket handshake; `None` if the server refused it.
 fn try_connect(addr: SocketAddr, path: &str) -> Option<Client> {
     tungstenite::client(format!("ws://{addr}{path}"), tcp(addr))
@@ -642,7 +636,7 @@ fn assert_freed_slot_is_reused(server: &ServerHandle) {
     let first = connect(addr, "/ws/echo");
     let mut second = connect(addr, "/ws/echo");
     assert_echoes(&mut second, "two");
-    close(first);
+    close_politely(first);
     let mut third = eventually(|| try_connect(addr, "/ws/echo"));
     assert_echoes(&mut third, "three");
     assert_echoes(&mut second, "two, still");
@@ -676,7 +670,7 @@ fn server_full_refusals_are_counted() {
     let response = raw(addr, Upgrade::to("/ws/echo").head().as_bytes());
     assert_eq!(status(&response), 503);
     let mut refused = 1;
-    close(held);
+    close_politely(held);
     // /metrics itself needs the one slot; a 503 while it is still taken counts too.
     let counted = eventually(|| {
         let counted = try_metric(addr, &failure_metric("server_full"));

@@ -10,7 +10,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 use switchboard::Config;
-use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// The tests here count the process's threads, so they must not overlap.
@@ -63,18 +62,6 @@ fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
     rx.recv_timeout(limit).expect("finished instead of hanging");
 }
 
-/// Reads until the connection ends, answering the server's Close; returns its code.
-fn close_code_after_handshake(mut ws: Client) -> Option<CloseCode> {
-    let mut code = None;
-    loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => code = frame.map(|f| f.code),
-            Ok(_) => {}
-            Err(_) => return code,
-        }
-    }
-}
-
 #[test]
 fn shutdown_sends_1001_to_every_client_and_joins_every_thread() {
     let _serial = serial();
@@ -88,7 +75,7 @@ fn shutdown_sends_1001_to_every_client_and_joins_every_thread() {
     ];
     let readers: Vec<_> = clients
         .into_iter()
-        .map(|ws| thread::spawn(move || close_code_after_handshake(ws)))
+        .map(|ws| thread::spawn(move || answer_close(ws)))
         .collect();
     assert!(
         server_threads().len() >= 6,
@@ -140,7 +127,7 @@ fn dropping_the_handle_shuts_down_too() {
     let server = start();
     let addr = server.local_addr();
     let ws = connect(addr, "/ws/echo");
-    let reader = thread::spawn(move || close_code_after_handshake(ws));
+    let reader = thread::spawn(move || answer_close(ws));
     within(Duration::from_secs(20), move || drop(server));
     assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
     assert_no_server_threads();
@@ -160,7 +147,7 @@ fn many_servers_run_side_by_side_in_one_process() {
         1,
         "rooms are per server"
     );
-    let reader = thread::spawn(move || close_code_after_handshake(on_b));
+    let reader = thread::spawn(move || answer_close(on_b));
     b.shutdown();
     assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
     send_json(

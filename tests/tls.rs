@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard::{Error, Server, ServerHandle};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
 type TlsClient = WebSocket<TlsStream<TcpStream>>;
@@ -196,18 +197,10 @@ fn a_stalled_tls_handshake_is_cut_at_the_handshake_timeout() {
 #[test]
 fn shutdown_sends_1001_over_tls_too() {
     let server = start_tls();
-    let mut ws = wss(tls_addr(&server), "/ws/echo");
-    let reader = std::thread::spawn(move || {
-        loop {
-            match ws.read() {
-                Ok(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
-                Ok(_) => {}
-                Err(_) => break None,
-            }
-        }
-    });
+    let ws = wss(tls_addr(&server), "/ws/echo");
+    let reader = std::thread::spawn(move || answer_close(ws));
     server.shutdown();
-    assert_eq!(reader.join().unwrap(), Some(1001));
+    assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
 }
 
 fn start_error(cert: PathBuf, key: PathBuf) -> Error {

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerBuilder, ServerHandle};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
@@ -185,6 +186,31 @@ pub fn close_frame(ws: &mut Client) -> Option<CloseFrame> {
             Err(_) => return None,
         }
     }
+}
+
+/// Reads until the connection ends, answering the server's Close on the way; returns
+/// the code of that Close (`None` if none came).
+pub fn answer_close<S: Read + Write>(mut ws: WebSocket<S>) -> Option<CloseCode> {
+    let mut code = None;
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => code = frame.map(|f| f.code),
+            Ok(_) => {}
+            Err(_) => return code,
+        }
+    }
+}
+
+/// Closes a WebSocket politely and waits for the server's side of the close.
+pub fn close_politely(mut ws: Client) {
+    ws.close(None).expect("close");
+    let _ = close_frame(&mut ws);
+}
+
+/// Asserts `close` is the one a slow consumer gets: 1008, "slow consumer".
+pub fn assert_slow_consumer_close(close: &CloseFrame) {
+    assert_eq!(close.code, CloseCode::Policy, "{close:?}");
+    assert_eq!(close.reason.as_str(), "slow consumer");
 }
 
 /// Polls `f` until it returns `Some`, for at most the read timeout.
