@@ -66,11 +66,10 @@ fn tls_addr(server: &ServerHandle) -> SocketAddr {
 fn wss_echo_works_with_a_client_trusting_only_the_dev_ca() {
     let server = start_tls();
     let mut ws = wss(tls_addr(&server), "/ws/echo");
-    ws.send(Message::text("over TLS")).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("over TLS"));
+    assert_echoes(&mut ws, "over TLS");
     let big: Vec<u8> = (0..512 * 1024).map(|i| (i % 253) as u8).collect();
     ws.send(Message::binary(big.clone())).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::binary(big));
+    assert_eq!(next(&mut ws), Message::binary(big));
 }
 
 #[test]
@@ -84,7 +83,7 @@ fn many_messages_in_one_tls_write_are_all_answered() {
     }
     ws.flush().unwrap();
     for n in 0..200 {
-        assert_eq!(ws.read().unwrap(), Message::text(n.to_string()));
+        assert_eq!(next(&mut ws), Message::text(n.to_string()));
     }
 }
 
@@ -93,8 +92,7 @@ fn wss_chat_and_ws_chat_share_rooms() {
     let server = start_tls();
     let (mut plain, _) = chat(server.local_addr(), "mixed", Some("plain"));
     let mut secure = wss(tls_addr(&server), "/ws/chat/mixed?name=secure");
-    let welcome: serde_json::Value =
-        serde_json::from_str(secure.read().unwrap().to_text().unwrap()).unwrap();
+    let welcome = next_json(&mut secure);
     assert_eq!(welcome["members"], serde_json::json!(["plain", "secure"]));
     secure.send(Message::text("hello from wss")).unwrap();
     let msg = next_of_type(&mut plain, "message");
@@ -107,8 +105,7 @@ fn wss_chat_and_ws_chat_share_rooms() {
         serde_json::json!({"type": "message", "text": "hello from ws"}),
     );
     loop {
-        let m: serde_json::Value =
-            serde_json::from_str(secure.read().unwrap().to_text().unwrap()).unwrap();
+        let m = next_json(&mut secure);
         if m["type"] == "message" && m["from"] == "plain" {
             assert_eq!(m["text"], "hello from ws");
             break;
@@ -124,9 +121,7 @@ fn https_serves_the_page_and_healthz() {
         stream
             .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
             .unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let response = String::from_utf8_lossy(&response);
+        let response = read_to_close(&mut stream);
         assert_eq!(status(&response), 200);
         assert!(response.contains(expect), "{path}: {response}");
     }
@@ -141,9 +136,8 @@ fn https_origin_of_the_page_itself_is_allowed() {
     let request = upgrade_request("/ws/echo", &format!("Origin: https://{host}\r\n"))
         .replace("Host: localhost", &format!("Host: {host}"));
     stream.write_all(request.as_bytes()).unwrap();
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    let head = read_head(&mut stream);
+    assert_eq!(status(&head), 101, "{head}");
 }
 
 #[test]
@@ -163,8 +157,7 @@ fn plain_http_to_the_tls_port_is_dropped_and_hurts_nobody() {
         &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3, 4, 5],
     );
     assert!(garbage.is_empty() || !garbage.contains("HTTP"));
-    bystander.send(Message::text("still fine")).unwrap();
-    assert_eq!(bystander.read().unwrap(), Message::text("still fine"));
+    assert_echoes(&mut bystander, "still fine");
     // The socket closes as the handshake fails, a moment before the count goes up.
     eventually(|| (handshake_failures(server.local_addr(), "tls") >= 2).then_some(()));
 }
@@ -190,8 +183,7 @@ fn a_stalled_tls_handshake_is_cut_at_the_handshake_timeout() {
             "the server did not cut the stalled handshake"
         ),
     }
-    bystander.send(Message::text("unaffected")).unwrap();
-    assert_eq!(bystander.read().unwrap(), Message::text("unaffected"));
+    assert_echoes(&mut bystander, "unaffected");
 }
 
 #[test]
@@ -296,6 +288,5 @@ fn tls_port_in_use_is_a_bind_error() {
 fn the_built_in_development_certificate_is_the_default() {
     let server = start_with(|b| b.tls_listen("127.0.0.1:0"));
     let mut ws = wss(tls_addr(&server), "/ws/echo");
-    ws.send(Message::text("dev cert")).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("dev cert"));
+    assert_echoes(&mut ws, "dev cert");
 }

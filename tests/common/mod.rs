@@ -51,7 +51,7 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
 }
 
 /// Reads until end of stream (or the read timeout) and returns it as text.
-pub fn read_to_close(stream: &mut TcpStream) -> String {
+pub fn read_to_close(stream: &mut impl Read) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -132,7 +132,7 @@ pub fn get(addr: SocketAddr, path: &str) -> String {
 }
 
 /// The next data message, answering nothing and skipping pings and pongs.
-pub fn next(ws: &mut Client) -> Message {
+pub fn next<S: Read + Write>(ws: &mut WebSocket<S>) -> Message {
     loop {
         match ws.read().expect("a message") {
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -142,7 +142,7 @@ pub fn next(ws: &mut Client) -> Message {
 }
 
 /// The next text message as JSON.
-pub fn next_json(ws: &mut Client) -> Value {
+pub fn next_json<S: Read + Write>(ws: &mut WebSocket<S>) -> Value {
     match next(ws) {
         Message::Text(t) => serde_json::from_str(&t).expect("valid JSON"),
         other => panic!("expected text, got {other:?}"),
@@ -150,7 +150,7 @@ pub fn next_json(ws: &mut Client) -> Value {
 }
 
 /// Skips JSON messages until one of the given `type`, and returns it.
-pub fn next_of_type(ws: &mut Client, kind: &str) -> Value {
+pub fn next_of_type<S: Read + Write>(ws: &mut WebSocket<S>, kind: &str) -> Value {
     let deadline = Instant::now() + READ_TIMEOUT;
     while Instant::now() < deadline {
         let msg = next_json(ws);
@@ -172,13 +172,13 @@ pub fn chat(addr: SocketAddr, room: &str, name: Option<&str>) -> (Client, Value)
 }
 
 /// Sends a JSON value as a text frame.
-pub fn send_json(ws: &mut Client, value: Value) {
+pub fn send_json<S: Read + Write>(ws: &mut WebSocket<S>, value: Value) {
     ws.send(Message::text(value.to_string())).expect("send");
 }
 
 /// Reads until the server's Close frame arrives and returns it (`None` if the
 /// connection ended without one).
-pub fn close_frame(ws: &mut Client) -> Option<CloseFrame> {
+pub fn close_frame<S: Read + Write>(ws: &mut WebSocket<S>) -> Option<CloseFrame> {
     loop {
         match ws.read() {
             Ok(Message::Close(frame)) => return frame,
@@ -262,7 +262,7 @@ pub fn handshake_failures(addr: SocketAddr, reason: &str) -> u64 {
 }
 
 /// Reads a response head byte by byte, so that no frame byte after it is consumed.
-pub fn read_head(stream: &mut TcpStream) -> String {
+pub fn read_head(stream: &mut impl Read) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
@@ -304,7 +304,7 @@ pub fn client_on(stream: TcpStream) -> Client {
 }
 
 /// One echo round trip: the client is alive and served.
-pub fn assert_echoes(ws: &mut Client, text: &str) {
+pub fn assert_echoes<S: Read + Write>(ws: &mut WebSocket<S>, text: &str) {
     ws.send(Message::text(text)).expect("send");
     assert_eq!(next(ws), Message::text(text), "echoed back");
 }
