@@ -83,10 +83,7 @@ fn ten_thousand_chat_messages_are_rate_limited_and_the_room_still_talks() {
     let elapsed = started.elapsed();
 
     // Everything the hub let through is in Bob's queue before his own message.
-    send_json(
-        &mut bob,
-        serde_json::json!({"type": "message", "text": "bob here"}),
-    );
+    say(&mut bob, "bob here");
     let mut seen = 0;
     loop {
         let msg = next_of_type(&mut bob, "message");

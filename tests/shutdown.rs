@@ -150,9 +150,6 @@ fn many_servers_run_side_by_side_in_one_process() {
     let reader = thread::spawn(move || answer_close(on_b));
     b.shutdown();
     assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
-    send_json(
-        &mut on_a,
-        serde_json::json!({"type": "message", "text": "a lives on"}),
-    );
+    say(&mut on_a, "a lives on");
     assert_eq!(next_of_type(&mut on_a, "message")["text"], "a lives on");
 }

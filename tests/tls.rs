@@ -100,10 +100,7 @@ fn wss_chat_and_ws_chat_share_rooms() {
         (msg["from"].as_str(), msg["text"].as_str()),
         (Some("secure"), Some("hello from wss"))
     );
-    send_json(
-        &mut plain,
-        serde_json::json!({"type": "message", "text": "hello from ws"}),
-    );
+    say(&mut plain, "hello from ws");
     loop {
         let m = next_json(&mut secure);
         if m["type"] == "message" && m["from"] == "plain" {

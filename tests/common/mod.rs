@@ -161,19 +161,30 @@ pub fn next_of_type<S: Read + Write>(ws: &mut WebSocket<S>, kind: &str) -> Value
     panic!("no {kind} message in time");
 }
 
-/// Joins chat `room` as `name` (no `?name=` when `None`); returns the client and its
+/// Opens a chat WebSocket at `path` and reads its welcome; returns the client and the
 /// welcome.
-pub fn chat(addr: SocketAddr, room: &str, name: Option<&str>) -> (Client, Value) {
-    let query = name.map(|n| format!("?name={n}")).unwrap_or_default();
-    let mut ws = connect(addr, &format!("/ws/chat/{room}{query}"));
+pub fn chat_url(addr: SocketAddr, path: &str) -> (Client, Value) {
+    let mut ws = connect(addr, path);
     let welcome = next_json(&mut ws);
     assert_eq!(welcome["type"], "welcome", "first message is the welcome");
     (ws, welcome)
 }
 
+/// Joins chat `room` as `name` (no `?name=` when `None`); returns the client and its
+/// welcome.
+pub fn chat(addr: SocketAddr, room: &str, name: Option<&str>) -> (Client, Value) {
+    let query = name.map(|n| format!("?name={n}")).unwrap_or_default();
+    chat_url(addr, &format!("/ws/chat/{room}{query}"))
+}
+
 /// Sends a JSON value as a text frame.
 pub fn send_json<S: Read + Write>(ws: &mut WebSocket<S>, value: Value) {
     ws.send(Message::text(value.to_string())).expect("send");
+}
+
+/// Sends a chat message: `{"type":"message","text":…}`.
+pub fn say<S: Read + Write>(ws: &mut WebSocket<S>, text: &str) {
+    send_json(ws, serde_json::json!({"type": "message", "text": text}));
 }
 
 /// Reads until the server's Close frame arrives and returns it (`None` if the
