@@ -1,23 +1,15 @@
 //! Graceful shutdown. Each test checks the process's threads, so this file has one
-//! test per concern and they run one at a time (see `serial`).
+//! test per concern and they run one at a time (see `common::serial`).
 
 mod common;
 
 use common::*;
 use std::io::Write;
-use std::sync::Mutex;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 use switchboard::Config;
 use tungstenite::protocol::frame::coding::CloseCode;
-
-/// The tests here count the process's threads, so they must not overlap.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Names of this process's threads that belong to a server.
 fn server_threads() -> Vec<String> {

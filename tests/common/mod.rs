@@ -6,6 +6,7 @@
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerBuilder, ServerHandle};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -16,6 +17,15 @@ use tungstenite::{Message, WebSocket};
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type Client = WebSocket<TcpStream>;
+
+/// Makes the tests of one test binary that take it run one at a time, for tests that
+/// measure the whole process (its memory, its threads); a failed test frees it too.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A server with default settings on an ephemeral loopback port.
 pub fn start() -> ServerHandle {
