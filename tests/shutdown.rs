@@ -5,9 +5,10 @@ mod common;
 
 use common::*;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchboard::Config;
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -29,16 +30,13 @@ fn server_threads() -> Vec<String> {
 /// finished, a moment before the kernel drops it from `/proc/self/task`, so allow
 /// that moment.
 fn assert_no_server_threads() {
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let left = server_threads();
         if left.is_empty() {
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server threads left: {left:?}"
-        );
+        assert!(Instant::now() < deadline, "server threads left: {left:?}");
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -101,16 +99,48 @@ fn shutdown_does_not_wait_for_a_client_stuck_in_its_handshake() {
     assert_no_server_threads();
 }
 
-#[test]
-fn shutdown_gives_up_on_clients_that_never_answer_the_close() {
-    let _serial = serial();
+/// The `close_timeout` under test: far enough from the 5 s default to tell them apart.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Starts a server with `close_timeout` set to [`CLOSE_TIMEOUT`], opens a client with
+/// `open` that then never reads or answers again, and asserts that `shutdown()` waited
+/// that long for the client's Close reply, and no longer, before it gave up.
+fn assert_shutdown_gives_up_after_the_close_timeout(open: impl FnOnce(SocketAddr) -> Client) {
     let mut config = Config::default();
-    config.close_timeout = Duration::from_millis(300);
+    config.close_timeout = CLOSE_TIMEOUT;
     let server = start_with(|b| b.config(config).listen("127.0.0.1:0"));
-    // Handshake done, then this client never reads again.
-    let _mute = connect(server.local_addr(), "/ws/echo");
+    let mut mute = open(server.local_addr());
+    let started = Instant::now();
     within(Duration::from_secs(20), move || server.shutdown());
+    let took = started.elapsed();
+    assert!(
+        took >= CLOSE_TIMEOUT - Duration::from_millis(50),
+        "shutdown took {took:?}: it did not wait {CLOSE_TIMEOUT:?} for the Close reply"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "shutdown took {took:?}: close_timeout {CLOSE_TIMEOUT:?} was not honoured"
+    );
     assert_no_server_threads();
+    // What it waited for: the client was sent a Close 1001, which it never read.
+    assert_eq!(
+        close_frame(&mut mute).map(|f| f.code),
+        Some(CloseCode::Away)
+    );
+}
+
+#[test]
+fn shutdown_gives_up_on_a_mute_echo_client_after_the_close_timeout() {
+    let _serial = serial();
+    // Handshake done, then this client never reads again.
+    assert_shutdown_gives_up_after_the_close_timeout(|addr| connect(addr, "/ws/echo"));
+}
+
+#[test]
+fn shutdown_gives_up_on_a_mute_chat_member_after_the_close_timeout() {
+    let _serial = serial();
+    // In the room (its welcome read), then this client never reads again.
+    assert_shutdown_gives_up_after_the_close_timeout(|addr| chat(addr, "lobby", Some("mute")).0);
 }
 
 #[test]
