@@ -15,10 +15,6 @@ use tungstenite::{Message, WebSocket};
 
 type TlsClient = WebSocket<TlsStream<TcpStream>>;
 
-fn certs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
-}
-
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")

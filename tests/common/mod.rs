@@ -6,6 +6,8 @@
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerBuilder, ServerHandle};
@@ -37,6 +39,25 @@ pub fn start_with(f: impl FnOnce(ServerBuilder) -> ServerBuilder) -> ServerHandl
     f(Server::builder().listen("127.0.0.1:0"))
         .start()
         .expect("server starts")
+}
+
+/// The development certificates in `certs/` (`ca.pem`, `localhost.pem`, …).
+pub fn certs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+}
+
+/// Waits at most `limit` for `child` to exit; `None` if it is still running then.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A TCP connection with read and write timeouts.
