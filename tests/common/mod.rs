@@ -18,6 +18,7 @@ use tungstenite::{Message, WebSocket};
 /// The longest any single read in a test may wait.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A WebSocket client on plain TCP.
 pub type Client = WebSocket<TcpStream>;
 
 /// Makes the tests of one test binary that take it run one at a time, for tests that
@@ -60,18 +61,26 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Polls `f` until it returns `Some`, for at most the read timeout.
+pub fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "condition not met in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---- plain HTTP ----
+
 /// A TCP connection with read and write timeouts.
 pub fn tcp(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
     stream
-}
-
-/// Opens a WebSocket to `path` (e.g. `/ws/echo`).
-pub fn connect(addr: SocketAddr, path: &str) -> Client {
-    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), tcp(addr)).expect("handshake");
-    ws
 }
 
 /// Sends raw bytes and returns everything the server sends until it closes.
@@ -94,6 +103,27 @@ pub fn read_to_close(stream: &mut impl Read) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads a response head byte by byte, so that no frame byte after it is consumed.
+pub fn read_head(stream: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A plain GET, answered in full.
+pub fn get(addr: SocketAddr, path: &str) -> String {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+    )
+}
+
 /// The status code of a raw HTTP response.
 pub fn status(response: &str) -> u16 {
     response
@@ -103,18 +133,13 @@ pub fn status(response: &str) -> u16 {
         .unwrap_or_else(|| panic!("no status line in {response:?}"))
 }
 
-/// The RFC 6455 §1.3 example key, which every hand-built upgrade request sends.
-pub const EXAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
-/// The `Sec-WebSocket-Accept` value [`EXAMPLE_KEY`] must be answered with (§1.3).
-pub const EXAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-/// A well-formed upgrade request for `path`, with `extra` header lines added.
-pub fn upgrade_request(path: &str, extra: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    )
+/// The value of response header `name` (case-insensitive), if present.
+pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// The body of a whole HTTP response.
@@ -154,12 +179,50 @@ pub fn assert_refused(request: &str, code: u16) -> String {
     response
 }
 
-/// A plain GET, answered in full.
-pub fn get(addr: SocketAddr, path: &str) -> String {
-    raw(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
-    )
+// ---- metrics ----
+
+/// One metric's value in a `/metrics` response; fails the test if it is missing.
+pub fn metric_in(response: &str, name: &str) -> u64 {
+    response
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in {response}"))
+}
+
+/// One metric's value from `/metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    metric_in(&get(addr, "/metrics"), name)
+}
+
+/// One metric's value, or `None` while `/metrics` itself is refused (a full server
+/// says 503).
+pub fn try_metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    let response = get(addr, "/metrics");
+    (status(&response) == 200).then(|| metric_in(&response, name))
+}
+
+/// The name of the handshake failure counter for `reason`.
+pub fn failure_metric(reason: &str) -> String {
+    format!("switchboard_handshake_failures_total{{reason=\"{reason}\"}}")
+}
+
+/// The handshake failure counter for `reason` in `/metrics`.
+pub fn handshake_failures(addr: SocketAddr, reason: &str) -> u64 {
+    metric(addr, &failure_metric(reason))
+}
+
+// ---- WebSocket clients ----
+
+/// Opens a WebSocket to `path` (e.g. `/ws/echo`).
+pub fn connect(addr: SocketAddr, path: &str) -> Client {
+    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), tcp(addr)).expect("handshake");
+    ws
 }
 
 /// The next data message, answering nothing and skipping pings and pongs.
@@ -192,6 +255,19 @@ pub fn next_of_type<S: Read + Write>(ws: &mut WebSocket<S>, kind: &str) -> Value
     panic!("no {kind} message in time");
 }
 
+/// Sends a JSON value as a text frame.
+pub fn send_json<S: Read + Write>(ws: &mut WebSocket<S>, value: Value) {
+    ws.send(Message::text(value.to_string())).expect("send");
+}
+
+/// One echo round trip: the client is alive and served.
+pub fn assert_echoes<S: Read + Write>(ws: &mut WebSocket<S>, text: &str) {
+    ws.send(Message::text(text)).expect("send");
+    assert_eq!(next(ws), Message::text(text), "echoed back");
+}
+
+// ---- chat ----
+
 /// Opens a chat WebSocket at `path` and reads its welcome; returns the client and the
 /// welcome.
 pub fn chat_url(addr: SocketAddr, path: &str) -> (Client, Value) {
@@ -208,15 +284,12 @@ pub fn chat(addr: SocketAddr, room: &str, name: Option<&str>) -> (Client, Value)
     chat_url(addr, &format!("/ws/chat/{room}{query}"))
 }
 
-/// Sends a JSON value as a text frame.
-pub fn send_json<S: Read + Write>(ws: &mut WebSocket<S>, value: Value) {
-    ws.send(Message::text(value.to_string())).expect("send");
-}
-
 /// Sends a chat message: `{"type":"message","text":…}`.
 pub fn say<S: Read + Write>(ws: &mut WebSocket<S>, text: &str) {
     send_json(ws, serde_json::json!({"type": "message", "text": text}));
 }
+
+// ---- closing ----
 
 /// Reads until the server's Close frame arrives and returns it (`None` if the
 /// connection ended without one).
@@ -255,74 +328,20 @@ pub fn assert_slow_consumer_close(close: &CloseFrame) {
     assert_eq!(close.reason.as_str(), "slow consumer");
 }
 
-/// Polls `f` until it returns `Some`, for at most the read timeout.
-pub fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + READ_TIMEOUT;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "condition not met in time");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+// ---- the opening handshake by hand ----
 
-/// One metric's value in a `/metrics` response; fails the test if it is missing.
-pub fn metric_in(response: &str, name: &str) -> u64 {
-    response
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no metric {name} in {response}"))
-}
+/// The RFC 6455 §1.3 example key, which every hand-built upgrade request sends.
+pub const EXAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
-/// One metric's value from `/metrics`.
-pub fn metric(addr: SocketAddr, name: &str) -> u64 {
-    metric_in(&get(addr, "/metrics"), name)
-}
+/// The `Sec-WebSocket-Accept` value [`EXAMPLE_KEY`] must be answered with (§1.3).
+pub const EXAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-/// One metric's value, or `None` while `/metrics` itself is refused (a full server
-/// says 503).
-pub fn try_metric(addr: SocketAddr, name: &str) -> Option<u64> {
-    let response = get(addr, "/metrics");
-    (status(&response) == 200).then(|| metric_in(&response, name))
-}
-
-/// The name of the handshake failure counter for `reason`.
-pub fn failure_metric(reason: &str) -> String {
-    format!("switchboard_handshake_failures_total{{reason=\"{reason}\"}}")
-}
-
-/// The handshake failure counter for `reason` in `/metrics`.
-pub fn handshake_failures(addr: SocketAddr, reason: &str) -> u64 {
-    metric(addr, &failure_metric(reason))
-}
-
-/// Reads a response head byte by byte, so that no frame byte after it is consumed.
-pub fn read_head(stream: &mut impl Read) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// The value of response header `name` (case-insensitive), if present.
-pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    let head = response.split("\r\n\r\n").next()?;
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+/// A well-formed upgrade request for `path`, with `extra` header lines added.
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
 }
 
 /// Sends `request` in one write; returns the response head and the open stream.
@@ -345,13 +364,8 @@ pub fn client_on(stream: TcpStream) -> Client {
     WebSocket::from_raw_socket(stream, Role::Client, None)
 }
 
-/// One echo round trip: the client is alive and served.
-pub fn assert_echoes<S: Read + Write>(ws: &mut WebSocket<S>, text: &str) {
-    ws.send(Message::text(text)).expect("send");
-    assert_eq!(next(ws), Message::text(text), "echoed back");
-}
+// ---- frames by hand (RFC 6455 §5.2) ----
 
-// RFC 6455 §5.2 opcodes.
 /// Opcode of a continuation frame.
 pub const CONTINUATION: u8 = 0x0;
 /// Opcode of a text frame.
