@@ -130,7 +130,7 @@ fn healthz_counts_open_connections_and_rooms() {
     let _relay = connect(addr, "/ws/relay/health");
     // Two WebSockets plus the connection asking.
     let health = eventually(|| {
-        let health: Value = serde_json::from_str(body(&get(addr, "/healthz"))).unwrap();
+        let health = healthz(addr);
         (health["connections"] == 3 && health["rooms"] == 1).then_some(health)
     });
     assert_eq!(health["status"], "ok");

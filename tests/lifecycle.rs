@@ -97,9 +97,7 @@ fn healthz_counts_connections_and_rooms() {
     // The relay client's join is queued for the hub before its 101, but the gauge is
     // updated once the hub has handled it: a moment later.
     let health = eventually(|| {
-        let body = get(addr, "/healthz");
-        let json = body.split("\r\n\r\n").nth(1).expect("a body");
-        let health: serde_json::Value = serde_json::from_str(json).unwrap();
+        let health = healthz(addr);
         (health["rooms"] == 2).then_some(health)
     });
     assert_eq!(health["status"], "ok");

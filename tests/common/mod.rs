@@ -179,7 +179,12 @@ pub fn assert_refused(request: &str, code: u16) -> String {
     response
 }
 
-// ---- metrics ----
+// ---- health and metrics ----
+
+/// The JSON body `/healthz` answers with.
+pub fn healthz(addr: SocketAddr) -> Value {
+    serde_json::from_str(body(&get(addr, "/healthz"))).expect("JSON from /healthz")
+}
 
 /// One metric's value in a `/metrics` response; fails the test if it is missing.
 pub fn metric_in(response: &str, name: &str) -> u64 {
