@@ -13,35 +13,17 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
-
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-
-/// Lets only one abuse test run at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    // A failed test must not fail the others too.
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Upgrades a raw socket to `path`. Returns the socket to write hand-made frames on,
 /// and a tungstenite client on a clone of it that the test only ever reads from.
 fn raw_ws(addr: SocketAddr, path: &str) -> (TcpStream, Client) {
-    let mut stream = tcp(addr);
-    stream
-        .write_all(upgrade_request(path, "").as_bytes())
-        .unwrap();
-    let head = read_head(&mut stream);
-    assert_eq!(status(&head), 101, "{head}");
+    let stream = upgraded(addr, path);
     let config = WebSocketConfig::default().max_message_size(Some(64 << 20));
     let reader =
         WebSocket::from_raw_socket(stream.try_clone().unwrap(), Role::Client, Some(config));
@@ -56,21 +38,6 @@ fn rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("a VmRSS line")
-}
-
-/// A metric, or `None` while `/metrics` itself is refused (a full server says 503).
-fn try_metric(addr: SocketAddr, name: &str) -> Option<u64> {
-    let response = get(addr, "/metrics");
-    if status(&response) != 200 {
-        return None;
-    }
-    response.lines().find_map(|line| {
-        line.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }
 
 #[test]
@@ -107,10 +74,7 @@ fn ten_thousand_chat_messages_are_rate_limited_and_the_room_still_talks() {
     let elapsed = started.elapsed();
 
     // Everything the hub let through is in Bob's queue before his own message.
-    send_json(
-        &mut bob,
-        serde_json::json!({"type": "message", "text": "bob here"}),
-    );
+    say(&mut bob, "bob here");
     let mut seen = 0;
     loop {
         let msg = next_of_type(&mut bob, "message");
@@ -224,8 +188,7 @@ fn relay_flood_arrives_in_order_while_other_rooms_talk_and_the_flooder_stays_con
     // queue overflows, an ordered prefix and then Close 1008 (see the ignored
     // `relay_flood_reaches_a_normal_reader_whole_and_in_order`).
     if let Some(close) = &outcome.close {
-        assert_eq!(close.code, CloseCode::Policy, "{close:?}");
-        assert_eq!(close.reason.as_str(), "slow consumer");
+        assert_slow_consumer_close(close);
     } else {
         assert_eq!(outcome.delivered, FLOOD);
     }
@@ -430,9 +393,7 @@ fn reader_that_never_reads_is_closed_with_1008_in_bounded_memory_while_others_ge
     assert_eq!(got, sent, "every message reached the fast reader");
 
     // The stalled client finally reads: what was already on its way, then 1008.
-    let close = close_frame(&mut stalled).expect("a Close frame");
-    assert_eq!(close.code, CloseCode::Policy);
-    assert_eq!(close.reason.as_str(), "slow consumer");
+    assert_slow_consumer_close(&close_frame(&mut stalled).expect("a Close frame"));
     let growth_mib = peak.saturating_sub(before) / 1024;
     assert!(
         growth_mib < 64,

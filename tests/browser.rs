@@ -462,8 +462,7 @@ fn two_pages_chat_in_one_room() {
     bob.wait_entry("system", "You are now robert");
 
     // A departure too.
-    carol.close(None).expect("close");
-    close_frame(&mut carol);
+    close_politely(carol);
     alice.wait_entry("system", "carol left");
     alice.wait_members(&["alice", "robert"]);
 
@@ -512,10 +511,7 @@ fn page_reconnects_after_server_restart() {
     dana.send("after the restart");
     let before = events_until_message(&mut erin, "after the restart");
     assert!(before.is_empty(), "erin got {before:?} first");
-    send_json(
-        &mut erin,
-        json!({"type": "message", "text": "welcome back"}),
-    );
+    say(&mut erin, "welcome back");
     dana.wait_entry("message", "welcome back");
 
     // What was on screen stayed, once.
@@ -564,7 +560,7 @@ fn readme_screenshot() {
     let server = start();
     let addr = server.local_addr();
     let say = |ws: &mut Client, text: &str| {
-        send_json(ws, json!({"type": "message", "text": text}));
+        common::say(ws, text);
         std::thread::sleep(Duration::from_millis(30));
     };
     let (mut lena, _) = chat(addr, "office", Some("Lena"));

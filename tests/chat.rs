@@ -8,14 +8,8 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
-
-/// Sends `{"type":"message","text":…}`.
-fn say(ws: &mut Client, text: &str) {
-    send_json(ws, json!({"type": "message", "text": text}));
-}
 
 /// The next `message`, checked to be `text` from `from`.
 fn expect_message(ws: &mut Client, from: &str, text: &str) -> Value {
@@ -67,13 +61,6 @@ fn is_guest(name: &Value) -> bool {
     name.as_str()
         .and_then(|n| n.strip_prefix("guest-"))
         .is_some_and(|n| n.parse::<u64>().is_ok())
-}
-
-fn chat_url(addr: SocketAddr, path: &str) -> (Client, Value) {
-    let mut ws = connect(addr, path);
-    let welcome = next_json(&mut ws);
-    assert_eq!(welcome["type"], "welcome", "first message is the welcome");
-    (ws, welcome)
 }
 
 #[test]
@@ -160,9 +147,8 @@ fn normal_close_is_announced_as_leave_with_reason_closed() {
     let server = start();
     let addr = server.local_addr();
     let (mut alice, _) = chat(addr, "presence", Some("alice"));
-    let (mut bob, _) = chat(addr, "presence", Some("bob"));
-    bob.close(None).expect("close");
-    close_frame(&mut bob);
+    let (bob, _) = chat(addr, "presence", Some("bob"));
+    close_politely(bob);
     let leave = next_of_type(&mut alice, "leave");
     assert_eq!(leave["room"], "presence");
     assert_eq!(leave["name"], "bob");
@@ -389,10 +375,7 @@ fn join_switches_room_with_a_new_welcome_leave_switched_and_join() {
     let (mut alice, _) = chat(addr, "a", Some("alice"));
     let (mut bob, _) = chat(addr, "a", Some("bob"));
     let (mut carol, _) = chat(addr, "b", Some("carol"));
-    send_json(
-        &mut carol,
-        json!({"type": "message", "text": "b's history"}),
-    );
+    say(&mut carol, "b's history");
     expect_message(&mut carol, "carol", "b's history");
 
     send_json(&mut bob, json!({"type": "join", "room": "b"}));
@@ -581,8 +564,7 @@ fn answers_come_in_request_order_even_for_errors_found_on_the_connection() {
     let server = start();
     let (mut ws, _) = chat(server.local_addr(), "order", Some("asker"));
     // The message needs the hub; the two errors do not. They still come after it.
-    ws.send(Message::text(json!({"type": "members"}).to_string()))
-        .unwrap();
+    send_json(&mut ws, json!({"type": "members"}));
     say(&mut ws, "first");
     ws.send(Message::binary(vec![1u8, 2, 3])).unwrap();
     ws.send(Message::text("{nope")).unwrap();

@@ -64,7 +64,7 @@ fn unknown_flag_fails_with_usage() {
 
 #[test]
 fn bad_key_file_is_a_clear_error_and_a_failure_exit() {
-    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let certs = certs();
     let out = switchboard()
         .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
         .arg("--cert")
@@ -164,16 +164,7 @@ fn serve_prints_its_url_and_exits_cleanly_on_sigterm() {
     );
     assert_eq!(close_frame(&mut ws).map(|f| u16::from(f.code)), Some(1001));
     drop(ws);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server exits after SIGTERM"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status =
+        wait_exit(&mut child.0, Duration::from_secs(20)).expect("the server exits after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
 }

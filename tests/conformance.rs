@@ -15,61 +15,11 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 use switchboard::ServerHandle;
-use tungstenite::Message;
 
-// RFC 6455 §5.2 opcodes.
-const CONTINUATION: u8 = 0x0;
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
-
-// RFC 6455 §5.2 RSV bits, as the `rsv` argument of [`frame`] takes them.
+// RFC 6455 §5.2 RSV bits, as the `rsv` argument of `frame` takes them.
 const RSV1: u8 = 0b100;
 const RSV2: u8 = 0b010;
 const RSV3: u8 = 0b001;
-
-/// The masking key of every client frame; any four bytes do (§5.3).
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// One frame on the wire (§5.2): `rsv` holds RSV1..3 as its three low bits, the
-/// length takes the 7-, 16- or 64-bit form its size needs, and `masked` frames are
-/// masked with [`MASK`].
-fn frame(fin: bool, rsv: u8, opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![u8::from(fin) << 7 | (rsv & 0b111) << 4 | (opcode & 0x0f)];
-    let mask_bit = u8::from(masked) << 7;
-    match payload.len() {
-        len @ 0..=125 => out.push(mask_bit | len as u8),
-        len @ 126..=0xffff => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
-/// A masked, final frame: what a well-behaved client sends.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    frame(true, 0, opcode, true, payload)
-}
-
-/// A Close frame's payload: the code, then the reason (§5.5.1).
-fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason);
-    payload
-}
 
 /// Reads exactly `buf.len()` bytes, failing the test on a timeout or an early end.
 fn read_exact(stream: &mut TcpStream, buf: &mut [u8], what: &str) {
@@ -161,22 +111,10 @@ fn expect_message(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
 }
 
 /// Opens a WebSocket to `/ws/echo` by hand: the upgrade request, then the response
-/// head read byte by byte up to `\r\n\r\n`, so no frame byte is consumed with it.
+/// head read byte by byte, so no frame byte is consumed with it.
 fn open(server: &ServerHandle) -> TcpStream {
-    let mut stream = tcp(server.local_addr());
+    let stream = upgraded(server.local_addr(), "/ws/echo");
     stream.set_nodelay(true).unwrap();
-    stream
-        .write_all(upgrade_request("/ws/echo", "").as_bytes())
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        read_exact(&mut stream, &mut byte, "the response head");
-        head.push(byte[0]);
-        assert!(head.len() < 4096, "endless response head");
-    }
-    let head = String::from_utf8_lossy(&head);
-    assert_eq!(status(&head), 101, "{head}");
     stream
 }
 
@@ -189,20 +127,10 @@ fn check_with(
 ) {
     let server = start_with(config);
     let mut bystander = connect(server.local_addr(), "/ws/echo");
-    let mut echo = |text: &str| {
-        bystander
-            .send(Message::text(text))
-            .expect("bystander sends");
-        assert_eq!(
-            next(&mut bystander),
-            Message::text(text),
-            "bystander served"
-        );
-    };
-    echo("before");
+    assert_echoes(&mut bystander, "before");
     let mut stream = open(&server);
     case(&mut stream);
-    echo("after");
+    assert_echoes(&mut bystander, "after");
 }
 
 /// [`check_with`] on a server with default settings.
@@ -276,7 +204,7 @@ fn length_with_the_64_bit_top_bit_set_is_1002() {
 
 #[test]
 fn control_frame_payload_over_125_bytes_is_1002() {
-    fails_with(&client_frame(PING, &[b'p'; 126]), 1002);
+    fails_with(&masked(PING, &[b'p'; 126]), 1002);
 }
 
 #[test]
@@ -286,20 +214,20 @@ fn fragmented_ping_is_1002() {
 
 #[test]
 fn continuation_without_a_message_started_is_1002() {
-    fails_with(&client_frame(CONTINUATION, b"orphan"), 1002);
+    fails_with(&masked(CONTINUATION, b"orphan"), 1002);
 }
 
 #[test]
 fn text_frame_inside_an_unfinished_fragmented_message_is_1002() {
     let mut bytes = frame(false, 0, TEXT, true, b"first half");
-    bytes.extend(client_frame(TEXT, b"a new message"));
+    bytes.extend(masked(TEXT, b"a new message"));
     fails_with(&bytes, 1002);
 }
 
 #[test]
 fn binary_frame_inside_an_unfinished_fragmented_message_is_1002() {
     let mut bytes = frame(false, 0, BINARY, true, b"first half");
-    bytes.extend(client_frame(BINARY, b"a new message"));
+    bytes.extend(masked(BINARY, b"a new message"));
     fails_with(&bytes, 1002);
 }
 
@@ -308,7 +236,7 @@ fn ping_interleaved_in_a_fragmented_message_gets_its_pong_first_then_the_whole_m
     check(|s| {
         // §5.4: control frames MAY be injected in the middle of a fragmented message.
         let mut bytes = frame(false, 0, TEXT, true, b"Hel");
-        bytes.extend(client_frame(PING, b"in between"));
+        bytes.extend(masked(PING, b"in between"));
         bytes.extend(frame(false, 0, CONTINUATION, true, b"lo, "));
         bytes.extend(frame(true, 0, CONTINUATION, true, b"world"));
         s.write_all(&bytes).unwrap();
@@ -323,7 +251,7 @@ fn ping_interleaved_in_a_fragmented_message_gets_its_pong_first_then_the_whole_m
 
 #[test]
 fn invalid_utf8_in_a_whole_text_message_is_1007() {
-    fails_with(&client_frame(TEXT, b"caf\xc3\x28"), 1007);
+    fails_with(&masked(TEXT, b"caf\xc3\x28"), 1007);
 }
 
 #[test]
@@ -347,23 +275,20 @@ fn utf8_character_split_across_fragments_is_echoed_whole() {
 
 #[test]
 fn invalid_utf8_in_a_close_reason_is_1007() {
-    fails_with(
-        &client_frame(CLOSE, &close_payload(1000, b"bye \xff\xfe")),
-        1007,
-    );
+    fails_with(&masked(CLOSE, &close_payload(1000, b"bye \xff\xfe")), 1007);
 }
 
 // ---- §5.5.1, §7.4: closing ----
 
 #[test]
 fn close_with_a_one_byte_payload_is_1002() {
-    fails_with(&client_frame(CLOSE, &[0x03]), 1002);
+    fails_with(&masked(CLOSE, &[0x03]), 1002);
 }
 
 #[test]
 fn empty_close_is_answered_with_an_empty_close_or_1000() {
     check(|s| {
-        s.write_all(&client_frame(CLOSE, b"")).unwrap();
+        s.write_all(&masked(CLOSE, b"")).unwrap();
         let payload = read_close(s);
         assert!(
             payload.is_empty() || payload[..2] == 1000u16.to_be_bytes(),
@@ -377,7 +302,7 @@ macro_rules! invalid_close_codes_are_1002 {
     ($($name:ident: $code:expr,)*) => {$(
         #[test]
         fn $name() {
-            fails_with(&client_frame(CLOSE, &close_payload($code, b"")), 1002);
+            fails_with(&masked(CLOSE, &close_payload($code, b"")), 1002);
         }
     )*};
 }
@@ -398,7 +323,7 @@ invalid_close_codes_are_1002! {
 /// A Close with a code the RFC allows is echoed with the same code (§5.5.1).
 fn close_code_is_echoed(code: u16) {
     check(|s| {
-        s.write_all(&client_frame(CLOSE, &close_payload(code, b"bye")))
+        s.write_all(&masked(CLOSE, &close_payload(code, b"bye")))
             .unwrap();
         expect_close(s, code);
     });
@@ -432,7 +357,7 @@ valid_close_codes_are_echoed! {
 #[test]
 fn close_code_1014_is_answered_with_1002_as_stock_tungstenite_does() {
     check(|s| {
-        s.write_all(&client_frame(CLOSE, &close_payload(1014, b"bye")))
+        s.write_all(&masked(CLOSE, &close_payload(1014, b"bye")))
             .unwrap();
         expect_close(s, 1002);
     });
@@ -445,7 +370,7 @@ fn frame_delivered_one_byte_at_a_time_is_echoed() {
     check(|s| {
         // 130 bytes: the 16-bit length form, so the length itself is split too.
         let payload: Vec<u8> = (0..130u8).map(|i| b'a' + i % 26).collect();
-        for byte in client_frame(TEXT, &payload) {
+        for byte in masked(TEXT, &payload) {
             s.write_all(&[byte]).unwrap();
             thread::sleep(Duration::from_micros(500));
         }
@@ -465,7 +390,7 @@ fn many_frames_in_one_write_are_all_echoed_in_order() {
             .collect();
         let bytes: Vec<u8> = messages
             .iter()
-            .flat_map(|(opcode, payload)| client_frame(*opcode, payload))
+            .flat_map(|(opcode, payload)| masked(*opcode, payload))
             .collect();
         s.write_all(&bytes).unwrap();
         for (opcode, payload) in &messages {
@@ -478,7 +403,7 @@ fn many_frames_in_one_write_are_all_echoed_in_order() {
 fn message_with_a_64_bit_length_is_echoed() {
     check(|s| {
         let payload: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-        let bytes = client_frame(BINARY, &payload);
+        let bytes = masked(BINARY, &payload);
         assert_eq!(bytes[1], 0x80 | 127, "the 64-bit length form");
         s.write_all(&bytes).unwrap();
         expect_message(s, BINARY, &payload);
@@ -495,8 +420,7 @@ fn message_over_the_limit_in_one_frame_is_1009() {
     check_with(
         |b| b.max_message_size(LIMIT),
         |s| {
-            s.write_all(&client_frame(BINARY, &[7u8; LIMIT + 1]))
-                .unwrap();
+            s.write_all(&masked(BINARY, &[7u8; LIMIT + 1])).unwrap();
             expect_close(s, 1009);
         },
     );

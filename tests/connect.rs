@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -97,15 +96,8 @@ impl Client {
 
     /// Waits for the client to exit and collects the rest of its output.
     fn finish(mut self) -> Finished {
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                panic!("the client did not exit in time; {}", self.seen());
-            }
-            thread::sleep(Duration::from_millis(20));
+        let Some(status) = wait_exit(&mut self.child, TIMEOUT) else {
+            panic!("the client did not exit in time; {}", self.seen());
         };
         // The pipes close when the process is gone: read them to the end.
         for (rx, seen) in [(&self.stdout, &mut self.out), (&self.stderr, &mut self.err)] {
@@ -168,10 +160,7 @@ fn is_message_line(line: &str) -> bool {
 }
 
 fn ca_pem() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("certs/ca.pem")
-        .display()
-        .to_string()
+    certs().join("ca.pem").display().to_string()
 }
 
 #[test]

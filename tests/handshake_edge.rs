@@ -16,41 +16,12 @@ use switchboard::ServerHandle;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-/// The RFC 6455 §1.3 example key and the accept value it must produce.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
 /// Asserts `request` upgrades with the right accept key, and the socket then echoes.
 fn assert_upgrades(server: &ServerHandle, request: &[u8]) {
     let (head, stream) = handshake(server.local_addr(), request);
     assert_eq!(status(&head), 101, "{head}");
-    assert_eq!(header(&head, "Sec-WebSocket-Accept"), Some(ACCEPT));
+    assert_eq!(header(&head, "Sec-WebSocket-Accept"), Some(EXAMPLE_ACCEPT));
     assert_echoes(&mut client_on(stream), "upgraded");
-}
-
-/// Sends `request` while an echo client is connected, checks the echo client still
-/// works, and returns the whole answer.
-fn answer_beside_bystander(server: &ServerHandle, request: &[u8]) -> String {
-    let addr = server.local_addr();
-    let mut bystander = connect(addr, "/ws/echo");
-    assert_echoes(&mut bystander, "before");
-    let response = raw(addr, request);
-    assert_echoes(&mut bystander, "after");
-    response
-}
-
-/// Asserts `request` is refused with `code` and a one-line reason, beside a bystander.
-fn assert_refused(request: &str, code: u16) -> String {
-    let server = start();
-    let response = answer_beside_bystander(&server, request.as_bytes());
-    assert_eq!(status(&response), code, "{response}");
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    assert_eq!(
-        body.trim_end().lines().count(),
-        1,
-        "one-line reason: {body:?}"
-    );
-    response
 }
 
 /// Asserts the server's side ends: a Close with `code`, then the end of the stream.
@@ -72,7 +43,7 @@ fn assert_closed_with(ws: &mut Client, code: CloseCode) {
 fn all_uppercase_header_names_and_values_are_101() {
     let request = format!(
         "GET /ws/echo HTTP/1.1\r\nHOST: LOCALHOST\r\nUPGRADE: WEBSOCKET\r\nCONNECTION: UPGRADE\r\n\
-         SEC-WEBSOCKET-KEY: {KEY}\r\nSEC-WEBSOCKET-VERSION: 13\r\n\r\n"
+         SEC-WEBSOCKET-KEY: {EXAMPLE_KEY}\r\nSEC-WEBSOCKET-VERSION: 13\r\n\r\n"
     );
     assert_upgrades(&start(), request.as_bytes());
 }
@@ -81,7 +52,7 @@ fn all_uppercase_header_names_and_values_are_101() {
 fn all_lowercase_header_names_and_values_are_101() {
     let request = format!(
         "GET /ws/echo HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
-         sec-websocket-key: {KEY}\r\nsec-websocket-version: 13\r\n\r\n"
+         sec-websocket-key: {EXAMPLE_KEY}\r\nsec-websocket-version: 13\r\n\r\n"
     );
     assert_upgrades(&start(), request.as_bytes());
 }
@@ -92,7 +63,7 @@ fn connection_upgrade_on_a_second_header_line_is_101() {
     let request = format!(
         "GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
          Connection: keep-alive\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     assert_upgrades(&start(), request.as_bytes());
 }
@@ -102,7 +73,7 @@ fn connection_token_list_without_spaces_is_101() {
     let request = format!(
         "GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
          Connection: keep-alive,Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     assert_upgrades(&start(), request.as_bytes());
 }
@@ -158,14 +129,14 @@ fn two_host_headers_are_400() {
 #[test]
 fn identical_duplicate_keys_are_400() {
     assert_refused(
-        &upgrade_request("/ws/echo", &format!("Sec-WebSocket-Key: {KEY}\r\n")),
+        &upgrade_request("/ws/echo", &format!("Sec-WebSocket-Key: {EXAMPLE_KEY}\r\n")),
         400,
     );
 }
 
 /// The standard request with the key replaced by `key`.
 fn with_key(key: &str) -> String {
-    upgrade_request("/ws/echo", "").replace(KEY, key)
+    upgrade_request("/ws/echo", "").replace(EXAMPLE_KEY, key)
 }
 
 #[test]
@@ -337,10 +308,10 @@ fn body_hello_is_the_start_of_a_frame_that_fails_once_complete() {
 fn ping_messages_and_close_pipelined_with_the_head_are_answered_in_order() {
     let server = start();
     let mut bytes = upgrade_request("/ws/echo", "").into_bytes();
-    bytes.extend(masked(0x9, b"first"));
-    bytes.extend(masked(0x1, b"one"));
-    bytes.extend(masked(0x2, &[2, 2]));
-    bytes.extend(masked(0x8, &1000u16.to_be_bytes()));
+    bytes.extend(masked(PING, b"first"));
+    bytes.extend(masked(TEXT, b"one"));
+    bytes.extend(masked(BINARY, &[2, 2]));
+    bytes.extend(masked(CLOSE, &close_payload(1000, b"")));
     let (head, stream) = handshake(server.local_addr(), &bytes);
     assert_eq!(status(&head), 101, "{head}");
     let mut ws = client_on(stream);

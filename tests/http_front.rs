@@ -38,7 +38,7 @@ impl Upgrade {
                 ("Host", "localhost"),
                 ("Upgrade", "websocket"),
                 ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Key", EXAMPLE_KEY),
                 ("Sec-WebSocket-Version", "13"),
             ]
             .into_iter()
@@ -78,47 +78,6 @@ impl Upgrade {
         out.push_str("\r\n");
         out
     }
-}
-
-/// The body of a whole response.
-fn body(response: &str) -> &str {
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body)
-        .unwrap_or_else(|| panic!("no end of head in {response:?}"))
-}
-
-/// SPEC §3: a refusal explains itself in one line of text.
-fn assert_one_line_reason(response: &str) {
-    let body = body(response);
-    assert!(body.ends_with('\n'), "reason ends its line: {body:?}");
-    assert!(!body.trim().is_empty(), "reason is not empty");
-    assert_eq!(body.trim_end().lines().count(), 1, "one line: {body:?}");
-}
-
-/// Sends `request` as raw bytes while an echo client is connected, checks that the
-/// echo client still works afterwards, and returns the server's whole answer.
-fn answer_beside_bystander(server: &ServerHandle, request: &str) -> String {
-    let addr = server.local_addr();
-    let mut bystander = connect(addr, "/ws/echo");
-    assert_echoes(&mut bystander, "before");
-    let response = raw(addr, request.as_bytes());
-    assert_echoes(&mut bystander, "after");
-    response
-}
-
-/// The failure counter for `reason` in `/metrics`.
-fn failures(addr: SocketAddr, reason: &str) -> u64 {
-    metric(
-        addr,
-        &format!("switchboard_handshake_failures_total{{reason=\"{reason}\"}}"),
-    )
-}
-
-/// Closes a WebSocket politely and waits for the server's side of the close.
-fn close(mut ws: Client) {
-    ws.close(None).expect("close");
-    let _ = close_frame(&mut ws);
 }
 
 /// Tries a full WebSocket handshake; `None` if the server refused it.
@@ -171,7 +130,7 @@ fn healthz_counts_open_connections_and_rooms() {
     let _relay = connect(addr, "/ws/relay/health");
     // Two WebSockets plus the connection asking.
     let health = eventually(|| {
-        let health: Value = serde_json::from_str(body(&get(addr, "/healthz"))).unwrap();
+        let health = healthz(addr);
         (health["connections"] == 3 && health["rooms"] == 1).then_some(health)
     });
     assert_eq!(health["status"], "ok");
@@ -227,9 +186,9 @@ fn metrics_count_echoed_messages() {
 fn metrics_count_a_not_found_as_a_handshake_failure() {
     let server = start();
     let addr = server.local_addr();
-    let before = failures(addr, "not_found");
+    let before = handshake_failures(addr, "not_found");
     assert_eq!(status(&get(addr, "/nowhere")), 404);
-    assert_eq!(failures(addr, "not_found"), before + 1);
+    assert_eq!(handshake_failures(addr, "not_found"), before + 1);
 }
 
 #[test]
@@ -276,9 +235,9 @@ fn metrics_count_each_refusal_under_its_reason() {
         ("GET / HTTP/1.1\r\nHo".to_owned(), 408, "timeout"),
     ];
     for (request, code, reason) in cases {
-        let before = failures(addr, reason);
+        let before = handshake_failures(addr, reason);
         assert_eq!(status(&raw(addr, request.as_bytes())), code, "{reason}");
-        assert_eq!(failures(addr, reason), before + 1, "{reason}");
+        assert_eq!(handshake_failures(addr, reason), before + 1, "{reason}");
     }
 }
 
@@ -286,19 +245,13 @@ fn metrics_count_each_refusal_under_its_reason() {
 
 #[test]
 fn unknown_path_is_404() {
-    let server = start();
-    let response = answer_beside_bystander(
-        &server,
-        "GET /no/such/page HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    );
-    assert_eq!(status(&response), 404);
-    assert_one_line_reason(&response);
+    assert_refused("GET /no/such/page HTTP/1.1\r\nHost: localhost\r\n\r\n", 404);
 }
 
 #[test]
 fn upgrade_to_unknown_websocket_path_is_404() {
     let server = start();
-    let response = answer_beside_bystander(&server, &Upgrade::to("/ws/nope").head());
+    let response = answer_beside_bystander(&server, Upgrade::to("/ws/nope").head());
     assert_eq!(status(&response), 404);
 }
 
@@ -334,89 +287,62 @@ fn websocket_endpoint_without_upgrade_is_426_with_version_13() {
 fn websocket_version_8_is_426_with_version_13() {
     let server = start();
     let request = Upgrade::to("/ws/echo").set("Sec-WebSocket-Version", "8");
-    let response = answer_beside_bystander(&server, &request.head());
+    let response = answer_beside_bystander(&server, request.head());
     assert_eq!(status(&response), 426);
     assert_eq!(header(&response, "Sec-WebSocket-Version"), Some("13"));
 }
 
 #[test]
 fn missing_key_is_400() {
-    let server = start();
     let request = Upgrade::to("/ws/echo").without("Sec-WebSocket-Key");
-    let response = answer_beside_bystander(&server, &request.head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&request.head(), 400);
 }
 
 #[test]
 fn key_of_wrong_length_is_400() {
-    let server = start();
     // "abc": base64 that decodes to 3 bytes, not 16.
     let request = Upgrade::to("/ws/echo").set("Sec-WebSocket-Key", "YWJj");
-    let response = answer_beside_bystander(&server, &request.head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&request.head(), 400);
 }
 
 #[test]
 fn key_that_is_not_base64_is_400() {
-    let server = start();
     let request = Upgrade::to("/ws/echo").set("Sec-WebSocket-Key", "not base64 at all!!!!!==");
-    let response = answer_beside_bystander(&server, &request.head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&request.head(), 400);
 }
 
 #[test]
 fn duplicate_key_is_400() {
-    let server = start();
     let request = Upgrade::to("/ws/echo").with("Sec-WebSocket-Key", "AQIDBAUGBwgJCgsMDQ4PEA==");
-    let response = answer_beside_bystander(&server, &request.head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&request.head(), 400);
 }
 
 #[test]
 fn missing_host_is_400() {
-    let server = start();
     let request = Upgrade::to("/ws/echo").without("Host");
-    let response = answer_beside_bystander(&server, &request.head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&request.head(), 400);
 }
 
 #[test]
 fn connection_without_upgrade_token_is_400() {
-    let server = start();
     let request = Upgrade::to("/ws/echo").set("Connection", "keep-alive");
-    let response = answer_beside_bystander(&server, &request.head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&request.head(), 400);
 }
 
 #[test]
 fn http_1_0_upgrade_is_400() {
-    let server = start();
     let request = Upgrade::to("/ws/echo").http_version("HTTP/1.0");
-    let response = answer_beside_bystander(&server, &request.head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&request.head(), 400);
 }
 
 #[test]
 fn bad_relay_room_name_is_400() {
-    let server = start();
-    let response = answer_beside_bystander(&server, &Upgrade::to("/ws/relay/bad%20room").head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&Upgrade::to("/ws/relay/bad%20room").head(), 400);
 }
 
 #[test]
 fn bad_chat_room_name_is_400() {
-    let server = start();
-    let response = answer_beside_bystander(&server, &Upgrade::to("/ws/chat/bad%20room").head());
-    assert_eq!(status(&response), 400);
-    assert_one_line_reason(&response);
+    assert_refused(&Upgrade::to("/ws/chat/bad%20room").head(), 400);
 }
 
 #[test]
@@ -425,10 +351,7 @@ fn switching_protocols_carries_the_rfc_example_accept_key() {
     let (head, _stream) = handshake(server.local_addr(), Upgrade::to("/ws/echo").head());
     assert_eq!(status(&head), 101);
     // RFC 6455 §1.3: the example key and its accept value.
-    assert_eq!(
-        header(&head, "Sec-WebSocket-Accept"),
-        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-    );
+    assert_eq!(header(&head, "Sec-WebSocket-Accept"), Some(EXAMPLE_ACCEPT));
 }
 
 #[test]
@@ -493,7 +416,7 @@ fn absolute_form_target_is_accepted() {
 fn request_head_over_8_kib_is_431() {
     let server = start();
     let request = Upgrade::to("/ws/echo").with("X-Filler", &"a".repeat(9 * 1024));
-    let response = answer_beside_bystander(&server, &request.head());
+    let response = answer_beside_bystander(&server, request.head());
     assert_eq!(status(&response), 431);
 }
 
@@ -592,7 +515,7 @@ fn frame_pipelined_after_the_head_reaches_the_frame_parser() {
     let server = start();
     let mut stream = tcp(server.local_addr());
     let mut bytes = Upgrade::to("/ws/echo").head().into_bytes();
-    bytes.extend(masked(0x1, b"hello"));
+    bytes.extend(masked(TEXT, b"hello"));
     stream.write_all(&bytes).unwrap();
     let head = read_head(&mut stream);
     assert_eq!(status(&head), 101);
@@ -632,17 +555,14 @@ fn origin_on_another_port_of_the_host_is_403() {
             "Origin",
             &format!("http://localhost:{}", port.wrapping_add(1)),
         );
-    let response = answer_beside_bystander(&server, &request.head());
+    let response = answer_beside_bystander(&server, request.head());
     assert_eq!(status(&response), 403);
 }
 
 #[test]
 fn foreign_origin_is_403() {
-    let server = start();
     let request = Upgrade::to("/ws/echo").with("Origin", "http://evil.example");
-    let response = answer_beside_bystander(&server, &request.head());
-    assert_eq!(status(&response), 403);
-    assert_one_line_reason(&response);
+    assert_refused(&request.head(), 403);
 }
 
 #[test]
@@ -716,7 +636,7 @@ fn assert_freed_slot_is_reused(server: &ServerHandle) {
     let first = connect(addr, "/ws/echo");
     let mut second = connect(addr, "/ws/echo");
     assert_echoes(&mut second, "two");
-    close(first);
+    close_politely(first);
     let mut third = eventually(|| try_connect(addr, "/ws/echo"));
     assert_echoes(&mut third, "three");
     assert_echoes(&mut second, "two, still");
@@ -750,18 +670,14 @@ fn server_full_refusals_are_counted() {
     let response = raw(addr, Upgrade::to("/ws/echo").head().as_bytes());
     assert_eq!(status(&response), 503);
     let mut refused = 1;
-    close(held);
+    close_politely(held);
     // /metrics itself needs the one slot; a 503 while it is still taken counts too.
-    let body = eventually(|| {
-        let response = get(addr, "/metrics");
-        match status(&response) {
-            200 => Some(response),
-            _ => {
-                refused += 1;
-                None
-            }
+    let counted = eventually(|| {
+        let counted = try_metric(addr, &failure_metric("server_full"));
+        if counted.is_none() {
+            refused += 1;
         }
+        counted
     });
-    let line = format!("switchboard_handshake_failures_total{{reason=\"server_full\"}} {refused}");
-    assert!(body.lines().any(|l| l == line), "no {line:?} in {body}");
+    assert_eq!(counted, refused, "server_full refusals counted");
 }

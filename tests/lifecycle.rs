@@ -3,11 +3,9 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
 use std::thread;
 use std::time::Duration;
 use tungstenite::Message;
-use tungstenite::protocol::frame::coding::CloseCode;
 
 #[test]
 fn stalled_reader_is_closed_with_1008_while_a_fast_reader_gets_everything_in_order() {
@@ -43,9 +41,7 @@ fn stalled_reader_is_closed_with_1008_while_a_fast_reader_gets_everything_in_ord
     eventually(|| (metric(addr, "switchboard_slow_consumer_drops_total") == 1).then_some(()));
 
     // The stalled client finally reads: whatever was already on its way, then 1008.
-    let close = close_frame(&mut stalled).expect("a close frame");
-    assert_eq!(close.code, CloseCode::Policy);
-    assert_eq!(close.reason.as_str(), "slow consumer");
+    assert_slow_consumer_close(&close_frame(&mut stalled).expect("a close frame"));
 }
 
 #[test]
@@ -71,13 +67,7 @@ fn client_that_never_answers_pings_is_dropped_and_the_room_told_timeout() {
     let addr = server.local_addr();
     let (mut watcher, _) = chat(addr, "lobby", Some("watcher"));
     // A raw client that completes the handshake and then never reads or writes.
-    let mut silent = tcp(addr);
-    silent
-        .write_all(upgrade_request("/ws/chat/lobby?name=ghost", "").as_bytes())
-        .unwrap();
-    let mut head = [0u8; 12];
-    silent.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    let _silent = upgraded(addr, "/ws/chat/lobby?name=ghost");
     assert_eq!(next_of_type(&mut watcher, "join")["name"], "ghost");
     let leave = next_of_type(&mut watcher, "leave");
     assert_eq!(leave["name"], "ghost");
@@ -107,9 +97,7 @@ fn healthz_counts_connections_and_rooms() {
     // The relay client's join is queued for the hub before its 101, but the gauge is
     // updated once the hub has handled it: a moment later.
     let health = eventually(|| {
-        let body = get(addr, "/healthz");
-        let json = body.split("\r\n\r\n").nth(1).expect("a body");
-        let health: serde_json::Value = serde_json::from_str(json).unwrap();
+        let health = healthz(addr);
         (health["rooms"] == 2).then_some(health)
     });
     assert_eq!(health["status"], "ok");

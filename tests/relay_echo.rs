@@ -135,8 +135,7 @@ fn message_over_the_limit_closes_with_1009_and_spares_others() {
     ws.send(Message::binary(vec![7u8; 64 * 1024 + 1])).unwrap();
     let close = close_frame(&mut ws).expect("a close frame");
     assert_eq!(close.code, CloseCode::Size);
-    bystander.send(Message::text("still here")).unwrap();
-    assert_eq!(next(&mut bystander), Message::text("still here"));
+    assert_echoes(&mut bystander, "still here");
 }
 
 #[test]

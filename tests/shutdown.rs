@@ -1,24 +1,15 @@
 //! Graceful shutdown. Each test checks the process's threads, so this file has one
-//! test per concern and they run one at a time (see `serial`).
+//! test per concern and they run one at a time (see `common::serial`).
 
 mod common;
 
 use common::*;
 use std::io::Write;
-use std::sync::Mutex;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
-use switchboard::Config;
-use tungstenite::Message;
+use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
-
-/// The tests here count the process's threads, so they must not overlap.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Names of this process's threads that belong to a server.
 fn server_threads() -> Vec<String> {
@@ -38,16 +29,13 @@ fn server_threads() -> Vec<String> {
 /// finished, a moment before the kernel drops it from `/proc/self/task`, so allow
 /// that moment.
 fn assert_no_server_threads() {
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let left = server_threads();
         if left.is_empty() {
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server threads left: {left:?}"
-        );
+        assert!(Instant::now() < deadline, "server threads left: {left:?}");
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -63,18 +51,6 @@ fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
     rx.recv_timeout(limit).expect("finished instead of hanging");
 }
 
-/// Reads until the connection ends, answering the server's Close; returns its code.
-fn close_code_after_handshake(mut ws: Client) -> Option<CloseCode> {
-    let mut code = None;
-    loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => code = frame.map(|f| f.code),
-            Ok(_) => {}
-            Err(_) => return code,
-        }
-    }
-}
-
 #[test]
 fn shutdown_sends_1001_to_every_client_and_joins_every_thread() {
     let _serial = serial();
@@ -88,7 +64,7 @@ fn shutdown_sends_1001_to_every_client_and_joins_every_thread() {
     ];
     let readers: Vec<_> = clients
         .into_iter()
-        .map(|ws| thread::spawn(move || close_code_after_handshake(ws)))
+        .map(|ws| thread::spawn(move || answer_close(ws)))
         .collect();
     assert!(
         server_threads().len() >= 6,
@@ -122,16 +98,46 @@ fn shutdown_does_not_wait_for_a_client_stuck_in_its_handshake() {
     assert_no_server_threads();
 }
 
-#[test]
-fn shutdown_gives_up_on_clients_that_never_answer_the_close() {
-    let _serial = serial();
-    let mut config = Config::default();
-    config.close_timeout = Duration::from_millis(300);
-    let server = start_with(|_| switchboard::Server::with_config(config).listen("127.0.0.1:0"));
-    // Handshake done, then this client never reads again.
-    let _mute = connect(server.local_addr(), "/ws/echo");
+/// The `close_timeout` under test: far enough from the 5 s default to tell them apart.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Starts a server with `close_timeout` set to [`CLOSE_TIMEOUT`], opens a client with
+/// `open` that then never reads or answers again, and asserts that `shutdown()` waited
+/// that long for the client's Close reply, and no longer, before it gave up.
+fn assert_shutdown_gives_up_after_the_close_timeout(open: impl FnOnce(SocketAddr) -> Client) {
+    let server = start_with(|b| b.close_timeout(CLOSE_TIMEOUT));
+    let mut mute = open(server.local_addr());
+    let started = Instant::now();
     within(Duration::from_secs(20), move || server.shutdown());
+    let took = started.elapsed();
+    assert!(
+        took >= CLOSE_TIMEOUT - Duration::from_millis(50),
+        "shutdown took {took:?}: it did not wait {CLOSE_TIMEOUT:?} for the Close reply"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "shutdown took {took:?}: close_timeout {CLOSE_TIMEOUT:?} was not honoured"
+    );
     assert_no_server_threads();
+    // What it waited for: the client was sent a Close 1001, which it never read.
+    assert_eq!(
+        close_frame(&mut mute).map(|f| f.code),
+        Some(CloseCode::Away)
+    );
+}
+
+#[test]
+fn shutdown_gives_up_on_a_mute_echo_client_after_the_close_timeout() {
+    let _serial = serial();
+    // Handshake done, then this client never reads again.
+    assert_shutdown_gives_up_after_the_close_timeout(|addr| connect(addr, "/ws/echo"));
+}
+
+#[test]
+fn shutdown_gives_up_on_a_mute_chat_member_after_the_close_timeout() {
+    let _serial = serial();
+    // In the room (its welcome read), then this client never reads again.
+    assert_shutdown_gives_up_after_the_close_timeout(|addr| chat(addr, "lobby", Some("mute")).0);
 }
 
 #[test]
@@ -140,7 +146,7 @@ fn dropping_the_handle_shuts_down_too() {
     let server = start();
     let addr = server.local_addr();
     let ws = connect(addr, "/ws/echo");
-    let reader = thread::spawn(move || close_code_after_handshake(ws));
+    let reader = thread::spawn(move || answer_close(ws));
     within(Duration::from_secs(20), move || drop(server));
     assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
     assert_no_server_threads();
@@ -160,12 +166,9 @@ fn many_servers_run_side_by_side_in_one_process() {
         1,
         "rooms are per server"
     );
-    let reader = thread::spawn(move || close_code_after_handshake(on_b));
+    let reader = thread::spawn(move || answer_close(on_b));
     b.shutdown();
     assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
-    send_json(
-        &mut on_a,
-        serde_json::json!({"type": "message", "text": "a lives on"}),
-    );
+    say(&mut on_a, "a lives on");
     assert_eq!(next_of_type(&mut on_a, "message")["text"], "a lives on");
 }

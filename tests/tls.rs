@@ -10,13 +10,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard::{Error, Server, ServerHandle};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
 type TlsClient = WebSocket<TlsStream<TcpStream>>;
-
-fn certs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,11 +62,10 @@ fn tls_addr(server: &ServerHandle) -> SocketAddr {
 fn wss_echo_works_with_a_client_trusting_only_the_dev_ca() {
     let server = start_tls();
     let mut ws = wss(tls_addr(&server), "/ws/echo");
-    ws.send(Message::text("over TLS")).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("over TLS"));
+    assert_echoes(&mut ws, "over TLS");
     let big: Vec<u8> = (0..512 * 1024).map(|i| (i % 253) as u8).collect();
     ws.send(Message::binary(big.clone())).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::binary(big));
+    assert_eq!(next(&mut ws), Message::binary(big));
 }
 
 #[test]
@@ -83,7 +79,7 @@ fn many_messages_in_one_tls_write_are_all_answered() {
     }
     ws.flush().unwrap();
     for n in 0..200 {
-        assert_eq!(ws.read().unwrap(), Message::text(n.to_string()));
+        assert_eq!(next(&mut ws), Message::text(n.to_string()));
     }
 }
 
@@ -92,8 +88,7 @@ fn wss_chat_and_ws_chat_share_rooms() {
     let server = start_tls();
     let (mut plain, _) = chat(server.local_addr(), "mixed", Some("plain"));
     let mut secure = wss(tls_addr(&server), "/ws/chat/mixed?name=secure");
-    let welcome: serde_json::Value =
-        serde_json::from_str(secure.read().unwrap().to_text().unwrap()).unwrap();
+    let welcome = next_json(&mut secure);
     assert_eq!(welcome["members"], serde_json::json!(["plain", "secure"]));
     secure.send(Message::text("hello from wss")).unwrap();
     let msg = next_of_type(&mut plain, "message");
@@ -101,13 +96,9 @@ fn wss_chat_and_ws_chat_share_rooms() {
         (msg["from"].as_str(), msg["text"].as_str()),
         (Some("secure"), Some("hello from wss"))
     );
-    send_json(
-        &mut plain,
-        serde_json::json!({"type": "message", "text": "hello from ws"}),
-    );
+    say(&mut plain, "hello from ws");
     loop {
-        let m: serde_json::Value =
-            serde_json::from_str(secure.read().unwrap().to_text().unwrap()).unwrap();
+        let m = next_json(&mut secure);
         if m["type"] == "message" && m["from"] == "plain" {
             assert_eq!(m["text"], "hello from ws");
             break;
@@ -123,9 +114,7 @@ fn https_serves_the_page_and_healthz() {
         stream
             .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
             .unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let response = String::from_utf8_lossy(&response);
+        let response = read_to_close(&mut stream);
         assert_eq!(status(&response), 200);
         assert!(response.contains(expect), "{path}: {response}");
     }
@@ -140,9 +129,8 @@ fn https_origin_of_the_page_itself_is_allowed() {
     let request = upgrade_request("/ws/echo", &format!("Origin: https://{host}\r\n"))
         .replace("Host: localhost", &format!("Host: {host}"));
     stream.write_all(request.as_bytes()).unwrap();
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    let head = read_head(&mut stream);
+    assert_eq!(status(&head), 101, "{head}");
 }
 
 #[test]
@@ -162,16 +150,9 @@ fn plain_http_to_the_tls_port_is_dropped_and_hurts_nobody() {
         &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3, 4, 5],
     );
     assert!(garbage.is_empty() || !garbage.contains("HTTP"));
-    bystander.send(Message::text("still fine")).unwrap();
-    assert_eq!(bystander.read().unwrap(), Message::text("still fine"));
+    assert_echoes(&mut bystander, "still fine");
     // The socket closes as the handshake fails, a moment before the count goes up.
-    eventually(|| {
-        let failures = metric(
-            server.local_addr(),
-            "switchboard_handshake_failures_total{reason=\"tls\"}",
-        );
-        (failures >= 2).then_some(())
-    });
+    eventually(|| (handshake_failures(server.local_addr(), "tls") >= 2).then_some(()));
 }
 
 #[test]
@@ -195,25 +176,16 @@ fn a_stalled_tls_handshake_is_cut_at_the_handshake_timeout() {
             "the server did not cut the stalled handshake"
         ),
     }
-    bystander.send(Message::text("unaffected")).unwrap();
-    assert_eq!(bystander.read().unwrap(), Message::text("unaffected"));
+    assert_echoes(&mut bystander, "unaffected");
 }
 
 #[test]
 fn shutdown_sends_1001_over_tls_too() {
     let server = start_tls();
-    let mut ws = wss(tls_addr(&server), "/ws/echo");
-    let reader = std::thread::spawn(move || {
-        loop {
-            match ws.read() {
-                Ok(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
-                Ok(_) => {}
-                Err(_) => break None,
-            }
-        }
-    });
+    let ws = wss(tls_addr(&server), "/ws/echo");
+    let reader = std::thread::spawn(move || answer_close(ws));
     server.shutdown();
-    assert_eq!(reader.join().unwrap(), Some(1001));
+    assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
 }
 
 fn start_error(cert: PathBuf, key: PathBuf) -> Error {
@@ -309,6 +281,5 @@ fn tls_port_in_use_is_a_bind_error() {
 fn the_built_in_development_certificate_is_the_default() {
     let server = start_with(|b| b.tls_listen("127.0.0.1:0"));
     let mut ws = wss(tls_addr(&server), "/ws/echo");
-    ws.send(Message::text("dev cert")).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("dev cert"));
+    assert_echoes(&mut ws, "dev cert");
 }

@@ -6,15 +6,29 @@
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerBuilder, ServerHandle};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
 /// The longest any single read in a test may wait.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A WebSocket client on plain TCP.
 pub type Client = WebSocket<TcpStream>;
+
+/// Makes the tests of one test binary that take it run one at a time, for tests that
+/// measure the whole process (its memory, its threads); a failed test frees it too.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A server with default settings on an ephemeral loopback port.
 pub fn start() -> ServerHandle {
@@ -28,119 +42,22 @@ pub fn start_with(f: impl FnOnce(ServerBuilder) -> ServerBuilder) -> ServerHandl
         .expect("server starts")
 }
 
-/// A TCP connection with read and write timeouts.
-pub fn tcp(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream
+/// The development certificates in `certs/` (`ca.pem`, `localhost.pem`, …).
+pub fn certs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
 }
 
-/// Opens a WebSocket to `path` (e.g. `/ws/echo`).
-pub fn connect(addr: SocketAddr, path: &str) -> Client {
-    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), tcp(addr)).expect("handshake");
-    ws
-}
-
-/// Sends raw bytes and returns everything the server sends until it closes.
-pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = tcp(addr);
-    stream.write_all(request).unwrap();
-    read_to_close(&mut stream)
-}
-
-/// Reads until end of stream (or the read timeout) and returns it as text.
-pub fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
+/// Waits at most `limit` for `child` to exit; `None` if it is still running then.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
     loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            return Some(status);
         }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The status code of a raw HTTP response.
-pub fn status(response: &str) -> u16 {
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {response:?}"))
-}
-
-/// A well-formed upgrade request for `path`, with `extra` header lines added.
-pub fn upgrade_request(path: &str, extra: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    )
-}
-
-/// A plain GET, answered in full.
-pub fn get(addr: SocketAddr, path: &str) -> String {
-    raw(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
-    )
-}
-
-/// The next data message, answering nothing and skipping pings and pongs.
-pub fn next(ws: &mut Client) -> Message {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Ping(_) | Message::Pong(_) => continue,
-            msg => return msg,
+        if Instant::now() >= deadline {
+            return None;
         }
-    }
-}
-
-/// The next text message as JSON.
-pub fn next_json(ws: &mut Client) -> Value {
-    match next(ws) {
-        Message::Text(t) => serde_json::from_str(&t).expect("valid JSON"),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-/// Skips JSON messages until one of the given `type`, and returns it.
-pub fn next_of_type(ws: &mut Client, kind: &str) -> Value {
-    let deadline = Instant::now() + READ_TIMEOUT;
-    while Instant::now() < deadline {
-        let msg = next_json(ws);
-        if msg["type"] == kind {
-            return msg;
-        }
-    }
-    panic!("no {kind} message in time");
-}
-
-/// Joins chat `room` as `name` (no `?name=` when `None`); returns the client and its
-/// welcome.
-pub fn chat(addr: SocketAddr, room: &str, name: Option<&str>) -> (Client, Value) {
-    let query = name.map(|n| format!("?name={n}")).unwrap_or_default();
-    let mut ws = connect(addr, &format!("/ws/chat/{room}{query}"));
-    let welcome = next_json(&mut ws);
-    assert_eq!(welcome["type"], "welcome", "first message is the welcome");
-    (ws, welcome)
-}
-
-/// Sends a JSON value as a text frame.
-pub fn send_json(ws: &mut Client, value: Value) {
-    ws.send(Message::text(value.to_string())).expect("send");
-}
-
-/// Reads until the server's Close frame arrives and returns it (`None` if the
-/// connection ended without one).
-pub fn close_frame(ws: &mut Client) -> Option<CloseFrame> {
-    loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => return frame,
-            Ok(_) => continue,
-            Err(_) => return None,
-        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -156,22 +73,38 @@ pub fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// One metric's value from `/metrics`.
-pub fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let body = get(addr, "/metrics");
-    body.lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+// ---- plain HTTP ----
+
+/// A TCP connection with read and write timeouts.
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Sends raw bytes and returns everything the server sends until it closes.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = tcp(addr);
+    stream.write_all(request).unwrap();
+    read_to_close(&mut stream)
+}
+
+/// Reads until end of stream (or the read timeout) and returns it as text.
+pub fn read_to_close(stream: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads a response head byte by byte, so that no frame byte after it is consumed.
-pub fn read_head(stream: &mut TcpStream) -> String {
+pub fn read_head(stream: &mut impl Read) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
@@ -183,6 +116,23 @@ pub fn read_head(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// A plain GET, answered in full.
+pub fn get(addr: SocketAddr, path: &str) -> String {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+    )
+}
+
+/// The status code of a raw HTTP response.
+pub fn status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
 /// The value of response header `name` (case-insensitive), if present.
 pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
     let head = response.split("\r\n\r\n").next()?;
@@ -190,6 +140,213 @@ pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
         let (n, v) = line.split_once(':')?;
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// The body of a whole HTTP response.
+pub fn body(response: &str) -> &str {
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_else(|| panic!("no end of head in {response:?}"))
+}
+
+/// Asserts a refusal explains itself in one line of text (README, SPEC §3).
+pub fn assert_one_line_reason(response: &str) {
+    let body = body(response);
+    assert!(body.ends_with('\n'), "reason ends its line: {body:?}");
+    assert!(!body.trim().is_empty(), "reason is not empty");
+    assert_eq!(body.trim_end().lines().count(), 1, "one line: {body:?}");
+}
+
+/// Sends `request` as raw bytes while an echo client is connected, checks that the
+/// echo client is served before and after, and returns the server's whole answer.
+pub fn answer_beside_bystander(server: &ServerHandle, request: impl AsRef<[u8]>) -> String {
+    let addr = server.local_addr();
+    let mut bystander = connect(addr, "/ws/echo");
+    assert_echoes(&mut bystander, "before");
+    let response = raw(addr, request.as_ref());
+    assert_echoes(&mut bystander, "after");
+    response
+}
+
+/// Asserts a default server refuses `request` with `code` and a one-line reason,
+/// beside a bystander; returns the whole answer.
+pub fn assert_refused(request: &str, code: u16) -> String {
+    let server = start();
+    let response = answer_beside_bystander(&server, request);
+    assert_eq!(status(&response), code, "{response}");
+    assert_one_line_reason(&response);
+    response
+}
+
+// ---- health and metrics ----
+
+/// The JSON body `/healthz` answers with.
+pub fn healthz(addr: SocketAddr) -> Value {
+    serde_json::from_str(body(&get(addr, "/healthz"))).expect("JSON from /healthz")
+}
+
+/// One metric's value in a `/metrics` response; fails the test if it is missing.
+pub fn metric_in(response: &str, name: &str) -> u64 {
+    response
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in {response}"))
+}
+
+/// One metric's value from `/metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    metric_in(&get(addr, "/metrics"), name)
+}
+
+/// One metric's value, or `None` while `/metrics` itself is refused (a full server
+/// says 503).
+pub fn try_metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    let response = get(addr, "/metrics");
+    (status(&response) == 200).then(|| metric_in(&response, name))
+}
+
+/// The name of the handshake failure counter for `reason`.
+pub fn failure_metric(reason: &str) -> String {
+    format!("switchboard_handshake_failures_total{{reason=\"{reason}\"}}")
+}
+
+/// The handshake failure counter for `reason` in `/metrics`.
+pub fn handshake_failures(addr: SocketAddr, reason: &str) -> u64 {
+    metric(addr, &failure_metric(reason))
+}
+
+// ---- WebSocket clients ----
+
+/// Opens a WebSocket to `path` (e.g. `/ws/echo`).
+pub fn connect(addr: SocketAddr, path: &str) -> Client {
+    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), tcp(addr)).expect("handshake");
+    ws
+}
+
+/// The next data message, answering nothing and skipping pings and pongs.
+pub fn next<S: Read + Write>(ws: &mut WebSocket<S>) -> Message {
+    loop {
+        match ws.read().expect("a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            msg => return msg,
+        }
+    }
+}
+
+/// The next text message as JSON.
+pub fn next_json<S: Read + Write>(ws: &mut WebSocket<S>) -> Value {
+    match next(ws) {
+        Message::Text(t) => serde_json::from_str(&t).expect("valid JSON"),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Skips JSON messages until one of the given `type`, and returns it.
+pub fn next_of_type<S: Read + Write>(ws: &mut WebSocket<S>, kind: &str) -> Value {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while Instant::now() < deadline {
+        let msg = next_json(ws);
+        if msg["type"] == kind {
+            return msg;
+        }
+    }
+    panic!("no {kind} message in time");
+}
+
+/// Sends a JSON value as a text frame.
+pub fn send_json<S: Read + Write>(ws: &mut WebSocket<S>, value: Value) {
+    ws.send(Message::text(value.to_string())).expect("send");
+}
+
+/// One echo round trip: the client is alive and served.
+pub fn assert_echoes<S: Read + Write>(ws: &mut WebSocket<S>, text: &str) {
+    ws.send(Message::text(text)).expect("send");
+    assert_eq!(next(ws), Message::text(text), "echoed back");
+}
+
+// ---- chat ----
+
+/// Opens a chat WebSocket at `path` and reads its welcome; returns the client and the
+/// welcome.
+pub fn chat_url(addr: SocketAddr, path: &str) -> (Client, Value) {
+    let mut ws = connect(addr, path);
+    let welcome = next_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "first message is the welcome");
+    (ws, welcome)
+}
+
+/// Joins chat `room` as `name` (no `?name=` when `None`); returns the client and its
+/// welcome.
+pub fn chat(addr: SocketAddr, room: &str, name: Option<&str>) -> (Client, Value) {
+    let query = name.map(|n| format!("?name={n}")).unwrap_or_default();
+    chat_url(addr, &format!("/ws/chat/{room}{query}"))
+}
+
+/// Sends a chat message: `{"type":"message","text":…}`.
+pub fn say<S: Read + Write>(ws: &mut WebSocket<S>, text: &str) {
+    send_json(ws, serde_json::json!({"type": "message", "text": text}));
+}
+
+// ---- closing ----
+
+/// Reads until the server's Close frame arrives and returns it (`None` if the
+/// connection ended without one).
+pub fn close_frame<S: Read + Write>(ws: &mut WebSocket<S>) -> Option<CloseFrame> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame,
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Reads until the connection ends, answering the server's Close on the way; returns
+/// the code of that Close (`None` if none came).
+pub fn answer_close<S: Read + Write>(mut ws: WebSocket<S>) -> Option<CloseCode> {
+    let mut code = None;
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => code = frame.map(|f| f.code),
+            Ok(_) => {}
+            Err(_) => return code,
+        }
+    }
+}
+
+/// Closes a WebSocket politely and waits for the server's side of the close.
+pub fn close_politely(mut ws: Client) {
+    ws.close(None).expect("close");
+    let _ = close_frame(&mut ws);
+}
+
+/// Asserts `close` is the one a slow consumer gets: 1008, "slow consumer".
+pub fn assert_slow_consumer_close(close: &CloseFrame) {
+    assert_eq!(close.code, CloseCode::Policy, "{close:?}");
+    assert_eq!(close.reason.as_str(), "slow consumer");
+}
+
+// ---- the opening handshake by hand ----
+
+/// The RFC 6455 §1.3 example key, which every hand-built upgrade request sends.
+pub const EXAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// The `Sec-WebSocket-Accept` value [`EXAMPLE_KEY`] must be answered with (§1.3).
+pub const EXAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A well-formed upgrade request for `path`, with `extra` header lines added.
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
 }
 
 /// Sends `request` in one write; returns the response head and the open stream.
@@ -200,34 +357,71 @@ pub fn handshake(addr: SocketAddr, request: impl AsRef<[u8]>) -> (String, TcpStr
     (head, stream)
 }
 
+/// Upgrades a raw socket to `path`, asserting the `101`; ready for hand-built frames.
+pub fn upgraded(addr: SocketAddr, path: &str) -> TcpStream {
+    let (head, stream) = handshake(addr, upgrade_request(path, ""));
+    assert_eq!(status(&head), 101, "{head}");
+    stream
+}
+
 /// A tungstenite client on a stream whose handshake is already done.
 pub fn client_on(stream: TcpStream) -> Client {
     WebSocket::from_raw_socket(stream, Role::Client, None)
 }
 
-/// One echo round trip: the client is alive and served.
-pub fn assert_echoes(ws: &mut Client, text: &str) {
-    ws.send(Message::text(text)).expect("send");
-    assert_eq!(next(ws), Message::text(text), "echoed back");
-}
+// ---- frames by hand (RFC 6455 §5.2) ----
 
-/// A final, masked client frame (RFC 6455 §5.2, §5.3) of any length, built by hand.
-pub fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x5c, 0x13, 0xe7, 0x08];
+/// Opcode of a continuation frame.
+pub const CONTINUATION: u8 = 0x0;
+/// Opcode of a text frame.
+pub const TEXT: u8 = 0x1;
+/// Opcode of a binary frame.
+pub const BINARY: u8 = 0x2;
+/// Opcode of a Close frame.
+pub const CLOSE: u8 = 0x8;
+/// Opcode of a Ping frame.
+pub const PING: u8 = 0x9;
+/// Opcode of a Pong frame.
+pub const PONG: u8 = 0xA;
+
+/// The masking key of every hand-built client frame; any four bytes do (§5.3).
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One frame on the wire, built by hand (RFC 6455 §5.2): `rsv` holds RSV1..3 as its
+/// three low bits, the length takes the 7-, 16- or 64-bit form its size needs, and
+/// `masked` frames are masked with [`MASK`].
+pub fn frame(fin: bool, rsv: u8, opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(0x80 | opcode);
+    out.push(u8::from(fin) << 7 | (rsv & 0b111) << 4 | (opcode & 0x0f));
+    let mask_bit = u8::from(masked) << 7;
     match payload.len() {
-        len @ 0..=125 => out.push(0x80 | len as u8),
+        len @ 0..=125 => out.push(mask_bit | len as u8),
         len @ 126..=0xffff => {
-            out.push(0x80 | 126);
+            out.push(mask_bit | 126);
             out.extend_from_slice(&(len as u16).to_be_bytes());
         }
         len => {
-            out.push(0x80 | 127);
+            out.push(mask_bit | 127);
             out.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    if masked {
+        out.extend_from_slice(&MASK);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
     out
+}
+
+/// A final, masked client frame of any length: what a well-behaved client sends.
+pub fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame(true, 0, opcode, true, payload)
+}
+
+/// A Close frame's payload: the code, then the reason (§5.5.1).
+pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason);
+    payload
 }
