@@ -46,6 +46,7 @@ mod chat;
 mod config;
 mod connection;
 mod error;
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
