@@ -229,9 +229,9 @@ impl Config {
     }
 
     /// Checks every setting, naming the first one out of range.
-    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+    pub(crate) fn validate(&self) -> Result<(), crate::error::Error> {
         let bad = |setting: &'static str, problem: &str| {
-            Err(crate::Error::BadConfig {
+            Err(crate::error::Error::BadConfig {
                 setting,
                 problem: problem.to_owned(),
             })

@@ -11,6 +11,9 @@
 use std::path::PathBuf;
 use std::{fmt, io};
 
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Why a server could not start.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -59,8 +59,5 @@ mod tls;
 pub mod trace;
 
 pub use config::{Config, DEFAULT_LISTEN, Identity};
-pub use error::Error;
+pub use error::{Error, Result};
 pub use server::{Server, ServerBuilder, ServerHandle};
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -24,6 +24,7 @@
 
 use crate::base::Transport;
 use crate::base::{ConnId, Context, Peer, Wake};
+use crate::error::Error;
 use crate::http::{self, Admission};
 use crate::hub::HubEvent;
 use crate::metrics::{self, Rejection};
@@ -499,22 +500,22 @@ fn admit(
 }
 
 /// Binds one listening address, with a readable error.
-pub(crate) fn bind(addr: &str) -> Result<TcpListener, crate::Error> {
+pub(crate) fn bind(addr: &str) -> Result<TcpListener, Error> {
     use std::net::ToSocketAddrs;
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
-        .map_err(|source| crate::Error::BadAddress {
+        .map_err(|source| Error::BadAddress {
             addr: addr.to_owned(),
             source,
         })?
         .collect();
     if addrs.is_empty() {
-        return Err(crate::Error::BadAddress {
+        return Err(Error::BadAddress {
             addr: addr.to_owned(),
             source: io::Error::new(io::ErrorKind::NotFound, "it resolves to no address"),
         });
     }
-    TcpListener::bind(&addrs[..]).map_err(|source| crate::Error::Bind {
+    TcpListener::bind(&addrs[..]).map_err(|source| Error::Bind {
         addr: addr.to_owned(),
         source,
     })

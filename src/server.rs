@@ -8,9 +8,9 @@
 
 use crate::base::Context;
 use crate::config::{Config, DEFAULT_LISTEN};
+use crate::error::{Error, Result};
 use crate::hub::{Hub, HubConfig};
 use crate::listener::{self, Listener};
-use crate::{Error, Result};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 
 use crate::base::{Interest, Transport, Wake, wait};
 use crate::config::Identity;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 use native_tls::{HandshakeError, TlsAcceptor, TlsConnector, TlsStream};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
