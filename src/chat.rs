@@ -29,6 +29,8 @@ pub(crate) enum ClientMessage {
     Join { room: String },
     /// Ask for the current room's member list.
     Members,
+    /// Ask which chat rooms have people in them.
+    Rooms,
 }
 
 /// The machine-readable part of an `error` message.
@@ -92,11 +94,17 @@ struct RawRequest {
 /// Decodes one text frame from a chat client.
 ///
 /// A frame that does not start with `{` is plain text to the current room, so that
-/// people typing into `websocat` or `wscat` can just chat.
+/// people typing into `websocat` or `wscat` can just chat. Line-oriented clients send
+/// the line with its end (`websocat` does, unless told otherwise), so one trailing
+/// `\n` or `\r\n` is not part of the text.
 pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, ChatError> {
     if !frame.trim_start().starts_with('{') {
+        let line = match frame.strip_suffix('\n') {
+            Some(line) => line.strip_suffix('\r').unwrap_or(line),
+            None => frame,
+        };
         return Ok(ClientMessage::Message {
-            text: valid_text(frame.to_owned(), max_text_len)?,
+            text: valid_text(line.to_owned(), max_text_len)?,
         });
     }
     let raw: RawRequest = serde_json::from_str(frame)
@@ -128,6 +136,7 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
             room: valid_room(&field(raw.room, "room")?)?,
         }),
         "members" => Ok(ClientMessage::Members),
+        "rooms" => Ok(ClientMessage::Rooms),
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
             format!("unknown message type {:?}", truncate(other, 64)),
@@ -203,6 +212,13 @@ pub(crate) struct ChatLine {
     pub ts: u64,
 }
 
+/// One entry of a `rooms` answer.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct RoomInfo<'a> {
+    pub name: &'a str,
+    pub members: usize,
+}
+
 /// Everything the server sends to a chat client.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -240,6 +256,9 @@ pub(crate) enum ServerMessage<'a> {
         room: &'a str,
         members: Vec<&'a str>,
     },
+    Rooms {
+        rooms: Vec<RoomInfo<'a>>,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
@@ -271,6 +290,23 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_loses_one_line_end_only() {
+        let text = |s: &str| match decode(s, 4096) {
+            Ok(ClientMessage::Message { text }) => text,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(text("hi\n"), "hi");
+        assert_eq!(text("hi\r\n"), "hi");
+        assert_eq!(text("two\nlines\n\n"), "two\nlines\n");
+        assert_eq!(text("hi\r"), "hi\r", "a lone CR is not a line end");
+        assert_eq!(
+            decode("\n", 4096).unwrap_err().code,
+            ErrorCode::MissingField,
+            "an empty line is an empty text"
+        );
+    }
+
+    #[test]
     fn json_message_decodes() {
         assert_eq!(
             decode(r#"{"type":"direct","to":"bob","text":"psst"}"#, 4096),
@@ -282,6 +318,10 @@ mod tests {
         assert_eq!(
             decode(r#"{"type":"members"}"#, 4096),
             Ok(ClientMessage::Members)
+        );
+        assert_eq!(
+            decode(r#"{"type":"rooms"}"#, 4096),
+            Ok(ClientMessage::Rooms)
         );
     }
 

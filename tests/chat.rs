@@ -425,6 +425,53 @@ fn plain_text_frame_is_a_message() {
 }
 
 #[test]
+fn plain_text_line_arrives_without_its_line_end() {
+    let server = start();
+    let addr = server.local_addr();
+    let (mut alice, _) = chat(addr, "lines", Some("alice"));
+    let (mut bob, _) = chat(addr, "lines", Some("bob"));
+    // What websocat sends for a typed line, then what a Windows client would.
+    alice.send(Message::text("hi\n")).expect("send");
+    expect_message(&mut bob, "alice", "hi");
+    alice.send(Message::text("there\r\n")).expect("send");
+    expect_message(&mut bob, "alice", "there");
+    // Only the one line end goes: the rest of the text is the sender's.
+    alice.send(Message::text("two\nlines\n\n")).expect("send");
+    expect_message(&mut bob, "alice", "two\nlines\n");
+    // And the history a newcomer gets is the same.
+    let (_carol, welcome) = chat(addr, "lines", Some("carol"));
+    assert_eq!(welcome["history"][0]["text"], "hi");
+}
+
+#[test]
+fn rooms_request_lists_rooms_with_people_busiest_first() {
+    let server = start();
+    let addr = server.local_addr();
+    let (mut alice, _) = chat(addr, "quiet", Some("alice"));
+    let _b = chat(addr, "busy", Some("bob"));
+    let _c = chat(addr, "busy", Some("carol"));
+    let (mut dave, _) = chat(addr, "gone", Some("dave"));
+    say(&mut dave, "leaves history behind");
+    next_of_type(&mut dave, "message");
+    dave.close(None).expect("close");
+    // Asked until the hub has seen dave leave.
+    let rooms = eventually(|| {
+        send_json(&mut alice, serde_json::json!({"type": "rooms"}));
+        let answer = next_of_type(&mut alice, "rooms");
+        let rooms = answer["rooms"].clone();
+        (rooms.as_array().map(Vec::len) == Some(2)).then_some(rooms)
+    });
+    assert_eq!(
+        rooms,
+        serde_json::json!([
+            {"name": "busy", "members": 2},
+            {"name": "quiet", "members": 1},
+        ]),
+        "an empty room is not listed, even with history"
+    );
+}
+
+#[test]
 fn text_over_4_kib_is_text_too_long() {
     let server = start();
     let addr = server.local_addr();

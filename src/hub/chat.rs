@@ -8,7 +8,7 @@
 use super::members::Members;
 use super::{LeaveReason, Post};
 use crate::base::ConnId;
-use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, ServerMessage};
+use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
 use crate::metrics::{self, Metrics};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -81,7 +81,26 @@ impl ChatRooms {
                 });
                 post.deliver(members, id, Message::text(json));
             }
+            ClientMessage::Rooms => {
+                let json = chat::encode(&ServerMessage::Rooms { rooms: self.list() });
+                post.deliver(members, id, Message::text(json));
+            }
         }
+    }
+
+    /// The rooms with people in them, busiest first, then by name.
+    fn list(&self) -> Vec<RoomInfo<'_>> {
+        let mut rooms: Vec<RoomInfo<'_>> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| !room.members.is_empty())
+            .map(|(name, room)| RoomInfo {
+                name,
+                members: room.members.len(),
+            })
+            .collect();
+        rooms.sort_by(|a, b| b.members.cmp(&a.members).then(a.name.cmp(b.name)));
+        rooms
     }
 
     /// Puts `id` into a room: welcome to it, `join` to everyone else.
