@@ -128,14 +128,16 @@ impl Metrics {
                 "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\nswitchboard_{name} {value}\n"
             );
         };
+        // Gauges are named apart from the counters: under OpenMetrics a counter
+        // `x_total` belongs to the family `x`, which a gauge `x` would collide with.
         metric(
-            "connections",
+            "open_connections",
             "gauge",
             "TCP connections open now.",
             get(&self.connections),
         );
         metric(
-            "websockets",
+            "open_websockets",
             "gauge",
             "WebSocket sessions open now.",
             get(&self.websockets),

@@ -274,9 +274,9 @@ fn connection_flood_is_capped_per_ip_while_an_earlier_client_keeps_echoing() {
     drop(flood);
     eventually(|| {
         // The good client and the `/metrics` request itself.
-        (try_metric(addr, "switchboard_connections") == Some(2)).then_some(())
+        (try_metric(addr, "switchboard_open_connections") == Some(2)).then_some(())
     });
-    assert_eq!(try_metric(addr, "switchboard_websockets"), Some(1));
+    assert_eq!(try_metric(addr, "switchboard_open_websockets"), Some(1));
     assert_echoes(&mut good, "after");
 }
 

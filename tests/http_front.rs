@@ -145,7 +145,7 @@ fn metrics_answers_prometheus_text() {
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     let text = body(&response);
     for line in [
-        "# TYPE switchboard_connections gauge",
+        "# TYPE switchboard_open_connections gauge",
         "# TYPE switchboard_messages_in_total counter",
         "# TYPE switchboard_handshake_failures_total counter",
         "switchboard_handshake_failures_total{reason=\"not_found\"} 0",
@@ -153,7 +153,8 @@ fn metrics_answers_prometheus_text() {
         assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
     }
     for name in [
-        "switchboard_connections",
+        "switchboard_open_connections",
+        "switchboard_open_websockets",
         "switchboard_messages_in_total",
         "switchboard_messages_out_total",
         "switchboard_bytes_in_total",
@@ -161,6 +162,66 @@ fn metrics_answers_prometheus_text() {
         "switchboard_slow_consumer_drops_total",
     ] {
         metric(server.local_addr(), name);
+    }
+}
+
+/// The exposition is checked by Prometheus' own parser and linter, with some traffic
+/// counted first so that every family has a value.
+#[test]
+fn metrics_pass_promtool_check() {
+    let Some(promtool) = tool_or_skip(
+        "metrics_pass_promtool_check",
+        "promtool",
+        "SWITCHBOARD_REQUIRE_TOOLS",
+    ) else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let mut ws = connect(addr, "/ws/echo");
+    assert_echoes(&mut ws, "count me");
+    get(addr, "/nope");
+    let text = body(&get(addr, "/metrics")).to_owned();
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    check
+        .stdin
+        .take()
+        .expect("a pipe")
+        .write_all(text.as_bytes())
+        .expect("promtool reads");
+    let status = wait_exit(&mut check, Duration::from_secs(30)).expect("promtool finishes");
+    let output = check.wait_with_output().expect("promtool's output");
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(status.success(), "promtool check metrics: {said}\n{text}");
+    assert!(said.trim().is_empty(), "promtool has remarks: {said}");
+}
+
+/// Under OpenMetrics a counter `x_total` is the family `x`, so no gauge may be named
+/// `x` beside it (Python's prometheus_client would merge the two).
+#[test]
+fn no_gauge_shares_a_name_with_a_counter_family() {
+    let server = start();
+    let text = body(&get(server.local_addr(), "/metrics")).to_owned();
+    let typed: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    for (name, kind) in &typed {
+        if *kind == "counter" {
+            let family = name.strip_suffix("_total").expect("counters end in _total");
+            assert!(
+                !typed.iter().any(|(n, _)| *n == family),
+                "{family} is both a counter family and a metric of its own"
+            );
+        }
     }
 }
 
@@ -256,14 +317,52 @@ fn upgrade_to_unknown_websocket_path_is_404() {
 }
 
 #[test]
-fn post_is_405_with_allow_get() {
+fn post_is_405_with_allow_get_and_head() {
     let server = start();
     let response = answer_beside_bystander(
         &server,
         "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(status(&response), 405);
-    assert_eq!(header(&response, "Allow"), Some("GET"));
+    assert_eq!(header(&response, "Allow"), Some("GET, HEAD"));
+}
+
+/// Uptime monitors probe with HEAD: it gets what GET gets, head only (RFC 9110 §9.3.2).
+#[test]
+fn head_is_answered_like_get_without_the_body() {
+    let server = start();
+    let addr = server.local_addr();
+    for path in ["/", "/healthz", "/metrics"] {
+        let got = get(addr, path);
+        let head = raw(
+            addr,
+            format!("HEAD {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(status(&head), 200, "{path}");
+        assert_eq!(
+            header(&head, "Content-Type"),
+            header(&got, "Content-Type"),
+            "{path}"
+        );
+        let length: usize = header(&head, "Content-Length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_else(|| panic!("{path}: no Content-Length in {head:?}"));
+        assert!(length > 0, "{path}: the length of the GET body");
+        assert_eq!(body(&head), "", "{path}: no body");
+    }
+    // Where GET is refused, HEAD is refused the same way, and never upgrades.
+    let head = raw(
+        addr,
+        Upgrade::to("/ws/echo")
+            .head()
+            .replacen("GET", "HEAD", 1)
+            .as_bytes(),
+    );
+    assert_eq!(status(&head), 426);
+    assert_eq!(body(&head), "");
+    let head = raw(addr, b"HEAD /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(status(&head), 404);
+    assert_eq!(body(&head), "");
 }
 
 #[test]

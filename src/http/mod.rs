@@ -65,8 +65,17 @@ pub(crate) fn serve<S: Transport>(
             shared,
         );
     }
+    // RFC 9110 §9.3.2: HEAD is GET without the body.
+    let head_only = |response: Response| {
+        if req.method == "HEAD" {
+            response.head_only()
+        } else {
+            response
+        }
+    };
     match route(&req, config, &shared.metrics) {
         Routed::Respond(response) => {
+            let response = head_only(response);
             metrics::bump(&shared.metrics.http_requests_total);
             log::debug!(
                 "conn {} {}: {} {} -> {}",
@@ -79,7 +88,7 @@ pub(crate) fn serve<S: Transport>(
             respond(stream, &response, shared);
         }
         Routed::Reject(response, why, reason) => {
-            reject(stream, peer, response, why, &reason, shared)
+            reject(stream, peer, head_only(response), why, &reason, shared)
         }
         Routed::Upgrade(endpoint, response) => {
             upgrade(stream, rest, endpoint, response, peer, shared, hub)

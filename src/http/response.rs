@@ -8,6 +8,8 @@ pub(crate) struct Response {
     pub status: u16,
     headers: Vec<(&'static str, String)>,
     body: Cow<'static, [u8]>,
+    /// Only the head goes out (an answer to `HEAD`), with the body's length.
+    head_only: bool,
 }
 
 impl Response {
@@ -16,6 +18,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Cow::Borrowed(b""),
+            head_only: false,
         }
     }
 
@@ -35,6 +38,13 @@ impl Response {
     pub(crate) fn body(mut self, content_type: &str, body: impl Into<Cow<'static, [u8]>>) -> Self {
         self.headers.push(("Content-Type", content_type.to_owned()));
         self.body = body.into();
+        self
+    }
+
+    /// The same answer without its body, as `HEAD` wants it (RFC 9110 §9.3.2): the
+    /// headers, `Content-Length` included, stay those of the `GET`.
+    pub(crate) fn head_only(mut self) -> Self {
+        self.head_only = true;
         self
     }
 
@@ -59,7 +69,9 @@ impl Response {
             );
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        if !self.head_only {
+            out.extend_from_slice(&self.body);
+        }
         out
     }
 }

@@ -50,7 +50,9 @@ pub(crate) fn head_error_response(err: &HeadError) -> Option<(Response, Rejectio
 
 /// Decides what a request gets. `secure` says whether it came over TLS.
 pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed {
-    if req.method != "GET" {
+    // HEAD is answered wherever GET is (SPEC §3), without the body (the front drops
+    // it); it never upgrades, since RFC 6455 §4.1 makes the handshake a GET.
+    if req.method != "GET" && req.method != "HEAD" {
         let routed = reject(
             405,
             Rejection::MethodNotAllowed,
@@ -58,7 +60,7 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
         );
         return match routed {
             Routed::Reject(resp, why, reason) => {
-                Routed::Reject(resp.header("Allow", "GET"), why, reason)
+                Routed::Reject(resp.header("Allow", "GET, HEAD"), why, reason)
             }
             other => other,
         };
@@ -126,7 +128,7 @@ fn chat_endpoint(room: &str, query: Option<&str>) -> Endpoint {
 
 /// Checks the opening handshake (RFC 6455 §4.2.1) and builds the `101`.
 fn upgrade(req: &Request, config: &Config, endpoint: Endpoint) -> Routed {
-    if !req.has_token("Upgrade", "websocket") {
+    if req.method == "HEAD" || !req.has_token("Upgrade", "websocket") {
         let routed = reject(
             426,
             Rejection::UpgradeRequired,
@@ -317,7 +319,18 @@ mod tests {
     fn other_methods_are_405_with_allow() {
         let (status, why, response) = refusal(routed("POST / HTTP/1.1\r\nHost: x\r\n\r\n"));
         assert_eq!((status, why), (405, Rejection::MethodNotAllowed));
-        assert!(has_header(&response, "Allow", "GET"));
+        assert!(has_header(&response, "Allow", "GET, HEAD"));
+    }
+
+    #[test]
+    fn head_is_routed_like_get_but_never_upgrades() {
+        match routed("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n") {
+            Routed::Respond(response) => assert_eq!(response.status, 200),
+            other => panic!("{other:?}"),
+        }
+        let head = upgrade_head("/ws/echo", "").replacen("GET", "HEAD", 1);
+        let (status, why, _) = refusal(routed(&head));
+        assert_eq!((status, why), (426, Rejection::UpgradeRequired));
     }
 
     #[test]

@@ -425,3 +425,30 @@ pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
     payload.extend_from_slice(reason);
     payload
 }
+
+// ---- outside programs ----
+
+/// The path of `program` (looked up on `PATH`), or `None` after saying the test was
+/// skipped. A program that `.ci/run` installs must be there in CI: with `require`
+/// (an environment variable such as `SWITCHBOARD_REQUIRE_TOOLS`) set, a missing one
+/// fails the test instead.
+pub fn tool_or_skip(test: &str, program: &str, require: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{test}: {require} is set but {program} is not on PATH"
+        );
+        // Straight to stderr: the harness swallows print!() output of passing tests,
+        // and a skipped test should be visible.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped {test}: {program} is not installed (.ci/run installs it)"
+        );
+    }
+    found
+}
