@@ -44,6 +44,13 @@ pub struct Config {
     /// The certificate the TLS listeners present. Default: the built-in development
     /// certificate, so `wss://` works out of the box on `localhost`.
     pub tls_identity: Identity,
+    /// What people elsewhere on the network open to reach this server, the one to
+    /// share first (e.g. `http://192.168.1.20:3000/`). The page's invite link and QR
+    /// code use them when the page itself was opened on loopback, where its own
+    /// address would be useless to anyone else; `GET /info` lists them. Default: none,
+    /// and the page uses its own address. The binary lists the machine's LAN
+    /// addresses.
+    pub public_urls: Vec<String>,
     /// Browser origins allowed besides the page's own host (`*` allows every origin).
     /// Default: none, which blocks cross-site WebSocket hijacking.
     pub allow_origins: Vec<String>,
@@ -102,6 +109,7 @@ impl Default for Config {
             tls_listen: Vec::new(),
             tls_identity: Identity::Development,
             allow_origins: Vec::new(),
+            public_urls: Vec::new(),
             max_connections: 10_000,
             max_connections_per_ip: 256,
             max_message_size: 1 << 20,
@@ -147,6 +155,13 @@ impl Config {
     /// Also allows this browser origin (`*`: all). See [`Config::allow_origins`].
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
         self.allow_origins.push(origin.into());
+        self
+    }
+
+    /// Also lists `url` as an address to share. See
+    /// [`Config::public_urls`](field@Config::public_urls).
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_urls.push(url.into());
         self
     }
 

@@ -105,6 +105,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Also lists `url` as an address to share with people elsewhere on the network.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.config = self.config.public_url(url);
+        self
+    }
+
     /// Also allows this browser origin besides the page's own (`*` allows all).
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
         self.config = self.config.allow_origin(origin);

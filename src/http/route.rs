@@ -77,6 +77,16 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
                 Response::new(200).body("application/json", metrics.health_json().into_bytes()),
             );
         }
+        "/info" => {
+            let info = serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "urls": config.public_urls,
+            });
+            return Routed::Respond(
+                Response::new(200).body("application/json", info.to_string().into_bytes()),
+            );
+        }
+        "/qr.svg" => return qr_svg(query),
         "/metrics" => {
             return Routed::Respond(Response::new(200).body(
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -102,6 +112,45 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
         }
     };
     upgrade(req, config, endpoint)
+}
+
+/// Longest text `/qr.svg` encodes: a long invite link fits, a novel does not.
+const MAX_QR_TEXT: usize = 512;
+
+/// `/qr.svg?text=…`: the QR code of `text` as an SVG image, so that the page can show
+/// the invite link to a phone's camera with nothing fetched from elsewhere.
+fn qr_svg(query: Option<&str>) -> Routed {
+    let text = match request::query_param(query, "text") {
+        Some(Some(text)) if !text.is_empty() && text.len() <= MAX_QR_TEXT => text,
+        Some(Some(text)) if !text.is_empty() => {
+            return reject(
+                400,
+                Rejection::BadRequest,
+                format!(
+                    "text is {} bytes, at most {MAX_QR_TEXT} make a QR code",
+                    text.len()
+                ),
+            );
+        }
+        _ => {
+            return reject(
+                400,
+                Rejection::BadRequest,
+                "/qr.svg needs ?text= with the text to encode, as UTF-8",
+            );
+        }
+    };
+    // Cannot fail for text this short: version 40 holds ~1,200 bytes even at the
+    // highest error correction.
+    let Ok(code) = qrcode::QrCode::with_error_correction_level(&text, qrcode::EcLevel::M) else {
+        return reject(400, Rejection::BadRequest, "text too long for a QR code");
+    };
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    Routed::Respond(Response::new(200).body("image/svg+xml", svg.into_bytes()))
 }
 
 fn chat_endpoint(room: &str, query: Option<&str>) -> Endpoint {
