@@ -144,7 +144,7 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
             end.exit_code()
         }
         Err(e) => {
-            eprintln!("switchboard connect: {e}");
+            eprintln!("switchboard connect: {}", crate::error_chain(&*e));
             ExitCode::from(1)
         }
     }

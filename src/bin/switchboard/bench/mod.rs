@@ -15,6 +15,7 @@
 //! when the server is busiest. Each scenario reports the generator's own CPU use and
 //! says so when it comes near a full core.
 
+use crate::limits::raise_open_file_limit;
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use rustix::buffer::spare_capacity;
@@ -185,6 +186,8 @@ pub(crate) struct ConnectArgs {
 type BoxError = Box<dyn std::error::Error>;
 
 pub(crate) fn run(scenario: Scenario) -> Result<(), BoxError> {
+    // Many systems start programs at 1,024 open files, too few for a thousand
+    // receivers.
     raise_open_file_limit();
     match scenario {
         Scenario::Fanout(args) => fanout(&args),
@@ -193,20 +196,6 @@ pub(crate) fn run(scenario: Scenario) -> Result<(), BoxError> {
         Scenario::Idle(args) => idle(&args),
         Scenario::ConnectRate(args) => connect_rate(&args),
     }
-}
-
-/// Raises this process's soft limit on open files to the hard limit (many systems
-/// start programs at 1,024, too few for a thousand receivers), and returns the limit.
-fn raise_open_file_limit() -> Option<u64> {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        limit.current = limit.maximum;
-        if setrlimit(Resource::Nofile, limit).is_err() {
-            limit = getrlimit(Resource::Nofile);
-        }
-    }
-    limit.current
 }
 
 type Client = WebSocket<TcpStream>;
@@ -1187,7 +1176,7 @@ struct IdleReport {
 
 fn idle(args: &IdleArgs) -> Result<(), BoxError> {
     check_bounds(args.connections, args.duration)?;
-    let open_file_limit = raise_open_file_limit();
+    let (open_file_limit, _) = raise_open_file_limit();
     let rss_before = args.pid.and_then(rss_kib);
     let mut held = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
