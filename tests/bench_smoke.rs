@@ -6,27 +6,62 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest one scenario may take. Each runs for about a second, so one still running
+/// after this hangs, and would otherwise hang the test run with it.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs one scenario with `--json` and returns its JSON line.
 fn bench(url: &str, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("bench")
         .args(args)
         .args(["--url", url, "--json"])
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench {args:?} failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Both pipes are read on threads, so that a child with much to say never blocks on
+    // a full pipe while we wait for it.
+    let stdout = read_on_a_thread(child.stdout.take().unwrap());
+    let stderr = read_on_a_thread(child.stderr.take().unwrap());
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "bench {args:?} still running after {} s, killed: {}",
+                DEADLINE.as_secs(),
+                stderr.join().unwrap()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(status.success(), "bench {args:?} failed: {stdout} {stderr}");
     let line = stdout
         .lines()
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON in {stdout}"));
     serde_json::from_str(line).unwrap()
+}
+
+/// All of `pipe`, as text, once the child closes it.
+fn read_on_a_thread(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }
 
 fn number(v: &Value, key: &str) -> f64 {

@@ -1,11 +1,11 @@
 //! `switchboard connect URL`: an interactive WebSocket client, built like the server.
 //!
 //! One thread — the main one — owns the socket and its `WebSocket`, and sleeps in
-//! `poll(2)` on two descriptors: the socket, and an `eventfd` that the stdin thread
-//! writes after each line it puts in the channel (the wake-up the server's outbox
-//! uses). So the owner wakes exactly when the server sent something, a line was typed,
-//! or a write that blocked can go on: no read timeout to tune, no busy loop, no lock
-//! around the socket.
+//! `poll(2)` on two descriptors: the socket, and one end of a Unix socket pair whose
+//! other end the stdin thread writes after each line it puts in the channel (the same
+//! idea as the server's outbox wake-up, without borrowing the library's). So the owner
+//! wakes exactly when the server sent something, a line was typed, or a write that
+//! blocked can go on: no read timeout to tune, no busy loop, no lock around the socket.
 //!
 //! The end of stdin (Ctrl-D, or the end of a pipe) shows up as the channel
 //! disconnecting, and means "close": we send Close 1000 and wait a bounded time for
@@ -15,13 +15,13 @@
 
 use clap::Args;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec, eventfd, poll};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use std::borrow::Cow;
 use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -144,7 +144,7 @@ pub(crate) fn run(args: ConnectArgs) -> ExitCode {
             end.exit_code()
         }
         Err(e) => {
-            eprintln!("switchboard connect: {e}");
+            eprintln!("switchboard connect: {}", crate::error_chain(&*e));
             ExitCode::from(1)
         }
     }
@@ -418,30 +418,37 @@ fn spawn_stdin_reader(tx: Sender<String>, wake: Arc<Wake>) -> io::Result<()> {
         .map(drop)
 }
 
-/// A wake-up the owner thread can `poll(2)` on together with its socket: an `eventfd`
-/// that turns readable when written and stays so until cleared.
-struct Wake(OwnedFd);
+/// A wake-up the owner thread can `poll(2)` on together with its socket: a connected
+/// pair of Unix sockets, whose reading end turns readable when the other end is
+/// written and stays so until cleared.
+struct Wake {
+    /// Polled and drained by the owner.
+    rx: UnixStream,
+    /// Written by whoever has news.
+    tx: UnixStream,
+}
 
 impl Wake {
     fn new() -> io::Result<Self> {
-        Ok(Self(eventfd(
-            0,
-            EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC,
-        )?))
+        let (rx, tx) = UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        Ok(Self { rx, tx })
     }
 
     fn notify(&self) {
-        // Adding 1 fails only if the counter would overflow, which it cannot between
-        // two clears at the rate people type or pipes deliver.
-        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
+        // WouldBlock only when the socket buffer is full of earlier wake-ups: then the
+        // reading end is readable already, and this one is not needed.
+        let _ = (&self.tx).write(&[1]);
     }
 
     /// Call it before looking for the news: a notification racing with the look then
     /// costs one extra wake-up at worst, and is never lost.
     fn clear(&self) {
-        let mut buf = [0u8; 8];
-        // EAGAIN when nothing was written: fine.
-        let _ = rustix::io::read(&self.0, &mut buf);
+        let mut buf = [0u8; 64];
+        // Until WouldBlock: every byte written so far is one piece of news already
+        // being looked at.
+        while matches!((&self.rx).read(&mut buf), Ok(1..)) {}
     }
 }
 
@@ -574,7 +581,7 @@ impl<S: Stream> Client<S> {
         });
         let mut fds = [
             PollFd::new(self.ws.get_ref().tcp(), want),
-            PollFd::new(&self.wake.0, PollFlags::IN),
+            PollFd::new(&self.wake.rx, PollFlags::IN),
         ];
         match poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}

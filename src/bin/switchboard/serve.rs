@@ -1,0 +1,115 @@
+//! `switchboard` and `switchboard serve`: the flags, the [`Config`] they make, and the
+//! loop that runs the server until SIGINT or SIGTERM.
+
+use crate::{banner, limits};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+use switchboard::{Config, Identity, Server};
+
+/// The flags of `switchboard serve`, also taken by `switchboard` alone.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address for ws:// and http://.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3000")]
+    listen: String,
+    /// Address for wss:// and https://.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3443")]
+    tls_listen: String,
+    /// PEM certificate chain for TLS (default: the built-in development certificate,
+    /// valid for localhost only).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PKCS#8 PEM private key for --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Serve plain ws:// and http:// only.
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    no_tls: bool,
+    /// A browser origin allowed besides the page's own; repeat it for more, `*` for all.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Connections open at once, in total; more get 503.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Connections open at once from one IP address; more get 503.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Largest message or frame accepted; larger ones close the connection with 1009.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_message_size)]
+    max_message_size: usize,
+    /// Seconds a client has to send its request head.
+    #[arg(long, value_name = "SECS", default_value_t = Config::default().handshake_timeout.as_secs())]
+    handshake_timeout: u64,
+    /// Seconds of silence before a Ping, and again before the client is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = Config::default().ping_interval.as_secs())]
+    ping_interval: u64,
+    /// Chat messages each room remembers for newcomers.
+    #[arg(long, value_name = "N", default_value_t = Config::default().history)]
+    history: usize,
+    /// Longest chat text in bytes; longer gets the error text_too_long.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_text_len)]
+    max_text_len: usize,
+    /// Chat messages per second a connection may send, sustained.
+    #[arg(long, value_name = "N", default_value_t = Config::default().rate_per_sec)]
+    rate_limit: u32,
+    /// Chat messages a connection may send in one burst.
+    #[arg(long, value_name = "N", default_value_t = Config::default().rate_burst)]
+    rate_burst: u32,
+    /// Messages queued for one client before it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "N", default_value_t = Config::default().outbox_messages)]
+    outbox_messages: usize,
+    /// Bytes queued for one client before it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().outbox_bytes)]
+    outbox_bytes: usize,
+    /// Log every request and every message crossing the wire.
+    #[arg(long)]
+    trace: bool,
+}
+
+impl ServeArgs {
+    /// The library's configuration these flags describe.
+    fn into_config(self) -> Config {
+        let mut config = Config::default().listen(self.listen);
+        config.allow_origins = self.allow_origin;
+        config.max_connections = self.max_connections;
+        config.max_connections_per_ip = self.max_connections_per_ip;
+        config.max_message_size = self.max_message_size;
+        config.handshake_timeout = Duration::from_secs(self.handshake_timeout);
+        config.ping_interval = Duration::from_secs(self.ping_interval);
+        config.history = self.history;
+        config.max_text_len = self.max_text_len;
+        config.rate_per_sec = self.rate_limit;
+        config.rate_burst = self.rate_burst;
+        config.outbox_messages = self.outbox_messages;
+        config.outbox_bytes = self.outbox_bytes;
+        config.trace = self.trace;
+        if !self.no_tls {
+            config.tls_listen.push(self.tls_listen);
+            if let (Some(cert), Some(key)) = (self.cert, self.key) {
+                config.tls_identity = Identity::Files { cert, key };
+            }
+        }
+        config
+    }
+}
+
+/// Starts the server, prints the banner, and shuts down cleanly on SIGINT or SIGTERM.
+pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = args.into_config();
+    let development_cert =
+        !config.tls_listen.is_empty() && config.tls_identity == Identity::Development;
+
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })?;
+    limits::raise_for_server(config.max_connections);
+    let server = Server::with_config(config).start()?;
+    banner::print(&server, development_cert);
+    // Wait for SIGINT or SIGTERM; a closed channel cannot happen while the handler lives.
+    let _ = stop_rx.recv();
+    server.shutdown();
+    log::info!("bye");
+    Ok(())
+}
