@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -167,4 +167,213 @@ fn serve_prints_its_url_and_exits_cleanly_on_sigterm() {
     let status =
         wait_exit(&mut child.0, Duration::from_secs(20)).expect("the server exits after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn bad_flag_values_name_the_flag_and_the_accepted_range() {
+    let cases = [
+        ("--ping-interval", "0", "at least 1 second"),
+        ("--handshake-timeout", "0", "at least 1 second"),
+        ("--max-connections", "0", "at least 1"),
+        ("--max-connections-per-ip", "0", "at least 1"),
+        ("--max-message-size", "0", "at least 1"),
+        ("--max-text-len", "0", "at least 1"),
+        ("--rate-limit", "0", "at least 1"),
+        ("--rate-burst", "0", "at least 1"),
+        ("--outbox-messages", "0", "at least 1"),
+        ("--outbox-bytes", "0", "at least 1"),
+        ("--ping-interval", "soon", "at least 1 second"),
+        ("--max-connections", "-3", "at least 1"),
+    ];
+    for (flag, value, range) in cases {
+        let out = switchboard()
+            .args(["--listen", "127.0.0.1:0", "--no-tls"])
+            .arg(format!("{flag}={value}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(range),
+            "{flag} {value}: the error names the flag and {range:?}: {stderr}"
+        );
+    }
+}
+
+/// Runs the binary under `script`, which gives it a pseudo-terminal as stdout, until
+/// its banner is complete; returns what it printed.
+fn banner_in_a_terminal(extra: &[&str]) -> Option<String> {
+    let script = tool_or_skip(
+        "banner_in_a_terminal",
+        "script",
+        "SWITCHBOARD_REQUIRE_TOOLS",
+    )?;
+    let mut command = vec![
+        env!("CARGO_BIN_EXE_switchboard").to_owned(),
+        "--listen".into(),
+        "0.0.0.0:0".into(),
+        "--no-tls".into(),
+    ];
+    command.extend(extra.iter().map(|s| s.to_string()));
+    let mut child = Running(
+        Command::new(script)
+            .args([
+                "--quiet",
+                "--return",
+                "--command",
+                &command.join(" "),
+                "/dev/null",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut banner = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("Press Ctrl-C to stop.") {
+                let _ = tx.send(banner);
+                return;
+            }
+        }
+    });
+    let banner = rx.recv_timeout(READ_TIMEOUT).expect("a whole banner");
+    Some(banner)
+}
+
+/// The QR code drawn with half-block characters between the share line and "Also
+/// here:", as a PBM image (light glyphs are light modules), scaled up for a reader.
+fn qr_as_pbm(banner: &str) -> Option<String> {
+    let lines: Vec<&str> = banner
+        .lines()
+        .skip_while(|l| !l.starts_with("Share this address"))
+        .skip(2)
+        .take_while(|l| !l.starts_with("Also here:"))
+        .map(|l| l.trim_end_matches('\r'))
+        .collect();
+    let width = lines.first()?.chars().count();
+    const SCALE: usize = 4;
+    let mut rows: Vec<Vec<bool>> = Vec::new();
+    for line in &lines {
+        let (mut top, mut bottom) = (Vec::new(), Vec::new());
+        for c in line.chars() {
+            // Drawn = light, as terminals are usually dark.
+            let (t, b) = match c {
+                '█' => (true, true),
+                '▀' => (true, false),
+                '▄' => (false, true),
+                _ => (false, false),
+            };
+            top.push(!t);
+            bottom.push(!b);
+        }
+        rows.push(top);
+        rows.push(bottom);
+    }
+    let mut pbm = format!("P1\n{} {}\n", width * SCALE, rows.len() * SCALE);
+    for row in &rows {
+        let line: String = row
+            .iter()
+            .flat_map(|&black| std::iter::repeat_n(if black { "1 " } else { "0 " }, SCALE))
+            .collect();
+        for _ in 0..SCALE {
+            pbm.push_str(&line);
+            pbm.push('\n');
+        }
+    }
+    Some(pbm)
+}
+
+#[test]
+fn banner_in_a_terminal_shows_the_share_address_first_with_its_qr_code() {
+    let Some(banner) = banner_in_a_terminal(&[]) else {
+        return;
+    };
+    if banner.contains("no LAN address to share") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped the QR check: this machine has no LAN address\n{banner}"
+        );
+        return;
+    }
+    let share = banner
+        .lines()
+        .skip_while(|l| !l.starts_with("Share this address"))
+        .nth(1)
+        .map(|l| l.trim().to_owned())
+        .expect("the address to share, on the line after the heading");
+    assert!(
+        share.starts_with("http://") && !share.contains("127.0.0.1"),
+        "{banner}"
+    );
+    let pbm = qr_as_pbm(&banner).expect("a QR code under the share address");
+    let file = std::env::temp_dir().join(format!("switchboard-banner-{}.pbm", std::process::id()));
+    std::fs::write(&file, pbm).unwrap();
+    let Some(zbarimg) = tool_or_skip(
+        "banner_in_a_terminal_shows_the_share_address_first_with_its_qr_code",
+        "zbarimg",
+        "SWITCHBOARD_REQUIRE_TOOLS",
+    ) else {
+        return;
+    };
+    let out = Command::new(zbarimg)
+        .args(["--quiet", "--raw"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "zbarimg read no QR code in\n{banner}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), share);
+    // The LAN address comes first; loopback follows, for this machine only.
+    let also: Vec<&str> = banner
+        .lines()
+        .skip_while(|l| !l.starts_with("Also here:"))
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| l.starts_with("http"))
+        .collect();
+    assert!(also.iter().any(|u| u.contains("127.0.0.1")), "{banner}");
+}
+
+#[test]
+fn no_qr_turns_the_qr_code_off() {
+    let Some(banner) = banner_in_a_terminal(&["--no-qr"]) else {
+        return;
+    };
+    assert!(!banner.contains('█'), "no QR code with --no-qr:\n{banner}");
+}
+
+#[test]
+fn banner_to_a_pipe_has_no_qr_code() {
+    let mut child = Running(
+        switchboard()
+            .args(["--listen", "0.0.0.0:0", "--no-tls"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut banner = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("Press Ctrl-C to stop.") {
+                let _ = tx.send(banner);
+                return;
+            }
+        }
+    });
+    let banner = rx.recv_timeout(READ_TIMEOUT).expect("a whole banner");
+    assert!(!banner.contains('█'), "no QR code into a pipe:\n{banner}");
+    assert!(banner.contains("http://127.0.0.1:"), "{banner}");
 }

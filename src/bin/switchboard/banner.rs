@@ -1,36 +1,116 @@
-//! The start-up banner: where to point a browser, LAN addresses included.
+//! The start-up banner: the address to share first (a LAN address, with its QR code for
+//! phones), then every other address this machine answers on.
 
-use std::net::{IpAddr, SocketAddr};
+use qrcode::QrCode;
+use qrcode::render::unicode::Dense1x2;
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use switchboard::ServerHandle;
 
-/// Tells people where to point their browser, LAN addresses included.
-pub(crate) fn print(server: &ServerHandle, development_cert: bool) {
-    println!(
-        "switchboard {} is running. Open one of these in a browser:",
-        env!("CARGO_PKG_VERSION")
-    );
-    let schemes = [
-        ("http", "ws", server.local_addrs()),
-        ("https", "wss", server.tls_local_addrs()),
-    ];
-    for (http, _, addrs) in &schemes {
-        for addr in addrs.iter().flat_map(|&a| reachable_addrs(a)) {
-            println!("  {http}://{addr}/");
+/// What the banner shows besides the addresses.
+pub(crate) struct Options {
+    /// The built-in development certificate is in use.
+    pub development_cert: bool,
+    /// Print the QR code of the address to share (when stdout is a terminal).
+    pub qr: bool,
+}
+
+/// Tells people where to point their browser: the LAN address first, marked as the one
+/// to share.
+pub(crate) fn print(server: &ServerHandle, options: &Options) {
+    println!("switchboard {} is running.", env!("CARGO_PKG_VERSION"));
+    let http = urls("http", server.local_addrs());
+    let https = urls("https", server.tls_local_addrs());
+    let (lan, local): (Vec<_>, Vec<_>) = http.iter().chain(&https).partition(|u| u.lan);
+    match lan.first() {
+        Some(share) => {
+            println!("Share this address; anyone on your network can open it:");
+            println!("  {}", share.url);
+            if options.qr && std::io::stdout().is_terminal() {
+                print_qr(&share.url);
+            }
+            println!("Also here:");
+            for url in lan.iter().skip(1).chain(&local) {
+                println!("  {}", url.url);
+            }
+        }
+        None => {
+            println!("Open one of these in a browser on this machine (no LAN address to share):");
+            for url in &local {
+                println!("  {}", url.url);
+            }
         }
     }
-    for (_, ws, addrs) in &schemes {
-        // The last reachable address: a LAN address when there is one.
-        if let Some(addr) = addrs.first().and_then(|&a| reachable_addrs(a).pop()) {
-            println!("WebSocket: {ws}://{addr}/ws/chat, /ws/relay/{{room}}, /ws/echo");
+    let ws = |http: &[Url]| {
+        http.iter()
+            .find(|u| u.lan)
+            .or(http.first())
+            .map(|u| u.url.clone())
+    };
+    for (scheme, url) in [("ws", ws(&http)), ("wss", ws(&https))] {
+        if let Some(url) = url
+            && let Some(rest) = url.split_once("://").map(|(_, rest)| rest)
+        {
+            println!("WebSocket: {scheme}://{rest}ws/chat, /ws/relay/{{room}}, /ws/echo");
         }
     }
-    if development_cert && !server.tls_local_addrs().is_empty() {
+    if options.development_cert && !server.tls_local_addrs().is_empty() {
         println!(
             "TLS uses the built-in development certificate (localhost only; trust certs/ca.pem, \
              or pass --cert and --key)."
         );
     }
     println!("Press Ctrl-C to stop.");
+}
+
+/// The QR code of `url`, two modules per character cell, light on dark as terminals
+/// usually are.
+fn print_qr(url: &str) {
+    let Ok(code) = QrCode::new(url) else {
+        return;
+    };
+    let image = code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    println!("{image}");
+}
+
+/// An address to open, and whether other machines can reach it.
+#[derive(Debug, Clone)]
+struct Url {
+    url: String,
+    lan: bool,
+}
+
+fn urls(scheme: &str, addrs: &[SocketAddr]) -> Vec<Url> {
+    addrs
+        .iter()
+        .flat_map(|&a| reachable_addrs(a))
+        .map(|addr| Url {
+            url: format!("{scheme}://{addr}/"),
+            lan: !addr.ip().is_loopback(),
+        })
+        .collect()
+}
+
+/// The addresses of the machine that other machines on the LAN can use to reach a
+/// server listening on `listen` (resolved like `--listen`), as URLs with `scheme`;
+/// none when it listens on loopback only, or on port 0 (not known before binding).
+pub(crate) fn lan_urls(scheme: &str, listen: &str) -> Vec<String> {
+    let Some(addr) = listen.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return Vec::new();
+    };
+    if addr.port() == 0 {
+        return Vec::new();
+    }
+    urls(scheme, &[addr])
+        .into_iter()
+        .filter(|u| u.lan)
+        .map(|u| u.url)
+        .collect()
 }
 
 /// The addresses someone could type to reach `addr`: itself, or for a wildcard
@@ -40,15 +120,12 @@ fn reachable_addrs(addr: SocketAddr) -> Vec<SocketAddr> {
         return vec![addr];
     }
     let want_v6 = addr.is_ipv6();
-    let mut out = vec![SocketAddr::new(
-        if want_v6 {
-            "::1".parse().ok()
-        } else {
-            "127.0.0.1".parse().ok()
-        }
-        .unwrap_or(IpAddr::from([127, 0, 0, 1])),
-        addr.port(),
-    )];
+    let loopback = if want_v6 {
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+    };
+    let mut out = vec![SocketAddr::new(loopback, addr.port())];
     if let Ok(interfaces) = if_addrs::get_if_addrs() {
         for iface in interfaces {
             let ip = iface.ip();

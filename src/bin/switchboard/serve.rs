@@ -30,47 +30,73 @@ pub(crate) struct ServeArgs {
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origin: Vec<String>,
     /// Connections open at once, in total; more get 503.
-    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections)]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_connections)]
     max_connections: usize,
     /// Connections open at once from one IP address; more get 503.
-    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections_per_ip)]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_connections_per_ip)]
     max_connections_per_ip: usize,
     /// Largest message or frame accepted; larger ones close the connection with 1009.
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_message_size)]
+    #[arg(long, value_name = "BYTES", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_message_size)]
     max_message_size: usize,
     /// Seconds a client has to send its request head.
-    #[arg(long, value_name = "SECS", default_value_t = Config::default().handshake_timeout.as_secs())]
+    #[arg(long, value_name = "SECS", value_parser = at_least_one_second, default_value_t = Config::default().handshake_timeout.as_secs())]
     handshake_timeout: u64,
     /// Seconds of silence before a Ping, and again before the client is dropped.
-    #[arg(long, value_name = "SECS", default_value_t = Config::default().ping_interval.as_secs())]
+    #[arg(long, value_name = "SECS", value_parser = at_least_one_second, default_value_t = Config::default().ping_interval.as_secs())]
     ping_interval: u64,
     /// Chat messages each room remembers for newcomers.
     #[arg(long, value_name = "N", default_value_t = Config::default().history)]
     history: usize,
     /// Longest chat text in bytes; longer gets the error text_too_long.
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_text_len)]
+    #[arg(long, value_name = "BYTES", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_text_len)]
     max_text_len: usize,
     /// Chat messages per second a connection may send, sustained.
-    #[arg(long, value_name = "N", default_value_t = Config::default().rate_per_sec)]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u32>, default_value_t = Config::default().rate_per_sec)]
     rate_limit: u32,
     /// Chat messages a connection may send in one burst.
-    #[arg(long, value_name = "N", default_value_t = Config::default().rate_burst)]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u32>, default_value_t = Config::default().rate_burst)]
     rate_burst: u32,
     /// Messages queued for one client before it is closed as a slow consumer (1008).
-    #[arg(long, value_name = "N", default_value_t = Config::default().outbox_messages)]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().outbox_messages)]
     outbox_messages: usize,
     /// Bytes queued for one client before it is closed as a slow consumer (1008).
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().outbox_bytes)]
+    #[arg(long, value_name = "BYTES", value_parser = at_least_one::<usize>, default_value_t = Config::default().outbox_bytes)]
     outbox_bytes: usize,
     /// Log every request and every message crossing the wire.
     #[arg(long)]
     trace: bool,
+    /// Do not print the QR code of the address to share (it is printed only when
+    /// stdout is a terminal anyway).
+    #[arg(long)]
+    no_qr: bool,
+}
+
+/// A count that must be at least 1, for clap: the error names the flag and the range.
+fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(value: &str) -> Result<T, String> {
+    match value.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        Ok(_) => Err("must be at least 1".to_owned()),
+        Err(_) => Err("must be a whole number, at least 1".to_owned()),
+    }
+}
+
+/// Whole seconds, at least 1.
+fn at_least_one_second(value: &str) -> Result<u64, String> {
+    at_least_one::<u64>(value).map_err(|_| "must be at least 1 second (a whole number)".to_owned())
+}
+
+/// The flag that sets a [`Config`] field, for an error the library found.
+fn flag_for(setting: &str) -> String {
+    match setting {
+        "rate_per_sec" => "--rate-limit".to_owned(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
 }
 
 impl ServeArgs {
     /// The library's configuration these flags describe.
     fn into_config(self) -> Config {
-        let mut config = Config::default().listen(self.listen);
+        let mut config = Config::default().listen(&self.listen);
         config.allow_origins = self.allow_origin;
         config.max_connections = self.max_connections;
         config.max_connections_per_ip = self.max_connections_per_ip;
@@ -84,7 +110,11 @@ impl ServeArgs {
         config.outbox_messages = self.outbox_messages;
         config.outbox_bytes = self.outbox_bytes;
         config.trace = self.trace;
+        config.public_urls = banner::lan_urls("http", &self.listen);
         if !self.no_tls {
+            config
+                .public_urls
+                .extend(banner::lan_urls("https", &self.tls_listen));
             config.tls_listen.push(self.tls_listen);
             if let (Some(cert), Some(key)) = (self.cert, self.key) {
                 config.tls_identity = Identity::Files { cert, key };
@@ -96,6 +126,7 @@ impl ServeArgs {
 
 /// Starts the server, prints the banner, and shuts down cleanly on SIGINT or SIGTERM.
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let qr = !args.no_qr;
     let config = args.into_config();
     let development_cert =
         !config.tls_listen.is_empty() && config.tls_identity == Identity::Development;
@@ -105,8 +136,23 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_tx.try_send(());
     })?;
     limits::raise_for_server(config.max_connections);
-    let server = Server::with_config(config).start()?;
-    banner::print(&server, development_cert);
+    let server =
+        Server::with_config(config)
+            .start()
+            .map_err(|e| -> Box<dyn std::error::Error> {
+                match e {
+                    // Named as the user named it: by its flag.
+                    switchboard::Error::BadConfig { setting, problem } => {
+                        format!("{} {problem}", flag_for(setting)).into()
+                    }
+                    other => Box::new(other),
+                }
+            })?;
+    let options = banner::Options {
+        development_cert,
+        qr,
+    };
+    banner::print(&server, &options);
     // Wait for SIGINT or SIGTERM; a closed channel cannot happen while the handler lives.
     let _ = stop_rx.recv();
     server.shutdown();
