@@ -145,7 +145,7 @@ fn wscat_chats_with_the_readme_command() {
 
 #[test]
 fn websocat_chats_with_the_readme_command_and_exits_when_the_server_stops() {
-    let Some((server, mut websocat)) = chats_both_ways("websocat", "SWITCHBOARD_REQUIRE_WEBSOCAT")
+    let Some((server, mut websocat)) = chats_both_ways("websocat", "SWITCHBOARD_REQUIRE_TOOLS")
     else {
         return;
     };
