@@ -1,0 +1,138 @@
+//! The library's rooms point one way: each stage of the data path imports only the
+//! stages below it, so no two modules can import each other in a circle. This reads
+//! every `crate::…` path in `src/` (the binary in `src/bin/` is not the library) and
+//! checks it against the order below, so a change that breaks the layering fails here.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The library's top-level modules, from the top of the data path to the bottom. A
+/// module may use the modules after it in this list, never one before it; modules on
+/// one line are peers that use none of each other.
+const LAYERS: &[&[&str]] = &[
+    &["server", "fuzzing"],
+    &["listener"],
+    &["tls"],
+    &["http"],
+    &["connection"],
+    &["hub"],
+    &["outbox"],
+    &["base"],
+    &["config"],
+    &["chat", "error", "metrics", "trace"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src/ is readable").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "bin") {
+                sources(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level modules a file names with `crate::…` (in `use` or in a path), with
+/// comments left out.
+fn imports(code: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for line in code.lines() {
+        let line = line.split("//").next().unwrap_or("");
+        let mut rest = line;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group
+                    .split('}')
+                    .next()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .collect(),
+                None => vec![rest],
+            };
+            for name in names {
+                let module: String = name
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !module.is_empty() {
+                    found.insert(module);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_module_imports_only_modules_below_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files.sort();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src/");
+        let module = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .map(|c| c.trim_end_matches(".rs").to_owned())
+            .expect("a module name");
+        if module == "lib" {
+            continue; // declares the modules and re-exports the API
+        }
+        let Some(own) = layer_of(&module) else {
+            panic!(
+                "{}: module {module} is in no layer of LAYERS",
+                relative.display()
+            );
+        };
+        let code = std::fs::read_to_string(file).expect("readable source");
+        for used in imports(&code) {
+            // Items the crate root re-exports from a leaf are named by their leaf.
+            let target = match used.as_str() {
+                "Error" | "Result" => "error".to_owned(),
+                "Config" | "Identity" => "config".to_owned(),
+                other => other.to_owned(),
+            };
+            if target == module {
+                continue;
+            }
+            match layer_of(&target) {
+                Some(layer) if layer > own => {}
+                Some(_) => wrong.push(format!(
+                    "{} ({module}) uses crate::{used}, which is not below it",
+                    relative.display()
+                )),
+                None => wrong.push(format!(
+                    "{} uses crate::{used}, which is in no layer",
+                    relative.display()
+                )),
+            }
+        }
+        checked += 1;
+    }
+    assert!(
+        checked > 20,
+        "only {checked} files read: is src/ where it was?"
+    );
+    assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_checker_sees_grouped_and_inline_paths_and_skips_comments() {
+    let code = "use crate::base::{Context, Wake};\nuse crate::{hub, outbox::Inbox};\n\
+                let x = crate::metrics::bump(&m); // crate::server is only mentioned\n";
+    let found: Vec<String> = imports(code).into_iter().collect();
+    assert_eq!(found, ["base", "hub", "metrics", "outbox"]);
+}
