@@ -38,6 +38,7 @@ const PHONE: (u32, u32) = (390, 844);
 const DESCRIBE: &str = "return {
     url: location.href,
     status: document.querySelector('[data-testid=status]').dataset.state,
+    title: document.title,
     members: [...document.querySelectorAll('[data-testid=members] .name')].map(n => n.textContent),
     log: [...document.querySelectorAll('#log > li')].map(li =>
         `${li.dataset.kind} ${li.dataset.from || ''}: ${li.querySelector('[data-part=text]')?.textContent}`),
@@ -77,39 +78,70 @@ struct Page {
 impl Page {
     /// Opens `url` in a fresh browser and joins the chat as `name` through the join
     /// form, the way a first-time visitor does.
-    fn join(driver: &Driver, url: &str, name: &'static str, (w, h): (u32, u32)) -> Page {
-        let page = Page {
+    fn join(driver: &Driver, url: &str, name: &'static str, size: (u32, u32)) -> Page {
+        let page = Page::blank(driver, name, size);
+        page.join_at(url);
+        page
+    }
+
+    /// A fresh browser for `name` that has not loaded anything yet, for a test to
+    /// prepare (permissions, scripts that run before the page's) before
+    /// [`Page::join_at`].
+    fn blank(driver: &Driver, name: &'static str, (w, h): (u32, u32)) -> Page {
+        Page {
             session: driver.session(w, h),
             who: name,
-        };
-        page.session.goto(url);
-        page.wait(
+        }
+    }
+
+    /// Opens `url` and joins the chat through the join form.
+    fn join_at(&self, url: &str) {
+        self.session.goto(url);
+        self.wait(
             "the join form of a first visit",
             "!document.querySelector('[data-testid=join]').hidden",
             json!([]),
         );
-        page.screenshot(&format!("join-{name}.png"));
-        page.session
-            .type_into("[data-testid=join-name]", &format!("{name}{ENTER}"));
-        page.wait_online();
-        page
+        self.screenshot(&format!("join-{}.png", self.who));
+        self.session
+            .type_into("[data-testid=join-name]", &format!("{}{ENTER}", self.who));
+        self.wait_online();
+    }
+
+    /// Runs `source` in every document this browser loads from now on, before the
+    /// page's own scripts.
+    fn before_scripts(&self, source: &str) {
+        self.session.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": source }),
+        );
     }
 
     /// Polls the JavaScript `expression` until it is truthy. On a time-out it saves a
     /// screenshot and fails with what the page shows.
     fn wait(&self, what: &str, expression: &str, args: Value) -> Value {
-        match self.session.wait(expression, &args) {
+        self.wait_up_to(WAIT, what, expression, args)
+    }
+
+    /// [`Page::wait`] with a time limit of its own.
+    fn wait_up_to(&self, limit: Duration, what: &str, expression: &str, args: Value) -> Value {
+        match self.session.wait(limit, expression, &args) {
             Ok(value) => value,
             Err(TimedOut) => {
                 let state = self.session.execute(DESCRIBE, json!([]));
                 let shot = self.save_screenshot(&format!("failed-{}.png", self.who));
                 panic!(
-                    "timed out after {WAIT:?} waiting for {what} on {}'s page ({}); it shows {state:#}",
+                    "timed out after {limit:?} waiting for {what} on {}'s page ({}); it shows {state:#}",
                     self.who,
                     shot.display()
                 );
             }
         }
+    }
+
+    /// Runs `script` (a function body) on the page and returns what it returns.
+    fn run(&self, script: &str) -> Value {
+        self.session.execute(script, json!([]))
     }
 
     fn wait_online(&self) {
@@ -258,6 +290,45 @@ fn restart_on(addr: SocketAddr) -> ServerHandle {
             }
         }
     }
+}
+
+/// The share panel's invite link (the text field).
+const SHARE_LINK: &str = "document.querySelector('[data-testid=share-link]').value";
+
+/// The text the share panel's QR `<img>` asks `/qr.svg` to draw, once the image has
+/// loaded (`null` before).
+const QR_TEXT: &str = "(() => {
+    const img = document.querySelector('[data-testid=share-qr]');
+    return img.complete && img.naturalWidth > 0 && !img.hidden
+        ? new URL(img.src).searchParams.get('text') : null;
+})()";
+
+/// Decodes the QR code in the PNG `png` (saved as `target/tmp/browser/{file}`) with
+/// `zbarimg`; fails the test if it finds none.
+fn decode_qr(zbarimg: &Path, png: &[u8], file: &str) -> String {
+    let path = write_screenshot(file, png);
+    let mut child = std::process::Command::new(zbarimg)
+        .args(["--quiet", "--raw"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("zbarimg runs");
+    let Some(exit) = wait_exit(&mut child, Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("zbarimg did not finish reading {} in 30 s", path.display());
+    };
+    let output = child.wait_with_output().expect("zbarimg's output");
+    assert!(
+        exit.success(),
+        "zbarimg found no QR code in {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_owned()
 }
 
 /// What a plain client `ws` receives until the room message `text`: the events
@@ -547,6 +618,178 @@ fn page_over_https_connects_with_wss() {
     page.send("over TLS");
     assert_eq!(next_of_type(&mut plain, "message")["text"], "over TLS");
     page.screenshot("https.png");
+}
+
+#[test]
+fn share_panel_on_loopback_invites_with_the_lan_address() {
+    let test = "share_panel_on_loopback_invites_with_the_lan_address";
+    let Some(driver) = driver_or_skip(test) else {
+        return;
+    };
+    let zbarimg = tool_or_skip(test, "zbarimg", "SWITCHBOARD_REQUIRE_TOOLS");
+    // Listed https first: a page opened over http shares the http address.
+    let server = start_with(|b| {
+        b.public_url("https://192.168.1.20:3443/")
+            .public_url("http://192.168.1.20:3000/")
+    });
+    let port = server.local_addr().port();
+    let invite = "http://192.168.1.20:3000/#plans";
+
+    let alice = Page::join(
+        &driver,
+        &format!("http://127.0.0.1:{port}/#plans"),
+        "alice",
+        DESKTOP,
+    );
+    alice.session.click("[data-testid=share-toggle]");
+    alice.wait(
+        "the share panel open",
+        "document.querySelector('[data-testid=share]').open",
+        json!([]),
+    );
+    alice.wait(
+        "the LAN invite link",
+        &format!("{SHARE_LINK} === arguments[0]"),
+        json!([invite]),
+    );
+    assert_eq!(
+        alice.run("return document.querySelector('[data-testid=share-note]').textContent;"),
+        "You opened this page on this machine; people elsewhere use http://192.168.1.20:3000/"
+    );
+    assert_eq!(
+        alice.run("return document.getElementById('invite').href;"),
+        invite,
+        "the side panel's invite link is the same"
+    );
+    alice.wait(
+        "the QR code of the invite link",
+        &format!("{QR_TEXT} === arguments[0]"),
+        json!([invite]),
+    );
+    alice.screenshot("share-desktop.png");
+    if let Some(zbarimg) = &zbarimg {
+        let png = webdriver::base64_decode(
+            &alice
+                .session
+                .element_screenshot_base64("[data-testid=share]"),
+        );
+        assert_eq!(decode_qr(zbarimg, &png, "share-panel-qr.png"), invite);
+    }
+
+    // Copy puts the link on the clipboard.
+    alice.session.cdp(
+        "Browser.grantPermissions",
+        json!({"origin": format!("http://127.0.0.1:{port}"),
+               "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}),
+    );
+    alice.session.click("[data-testid=share-copy]");
+    alice.wait(
+        "the copy confirmed",
+        "document.querySelector('[data-testid=share-status]').textContent === 'Copied the link.'",
+        json!([]),
+    );
+    let clipboard = alice.session.execute_async(
+        "const done = arguments[0];
+         navigator.clipboard.readText().then(done, e => done('error: ' + e));",
+        json!([]),
+    );
+    assert_eq!(clipboard, invite, "the clipboard holds the invite link");
+
+    // Escape closes the panel; the link and its QR code follow a change of room.
+    alice.session.type_into("[data-testid=share-link]", ESCAPE);
+    alice.wait(
+        "the share panel closed",
+        "!document.querySelector('[data-testid=share]').open",
+        json!([]),
+    );
+    alice.send("/join garden");
+    alice.wait_entry(
+        "system",
+        "You joined #garden as alice. Nobody else is here yet.",
+    );
+    let moved = "http://192.168.1.20:3000/#garden";
+    alice.wait(
+        "the invite link of the new room",
+        &format!("{SHARE_LINK} === arguments[0] && {QR_TEXT} === arguments[0]"),
+        json!([moved]),
+    );
+
+    // On a phone in dark mode the panel fits the screen, is dark, and its code
+    // still reads.
+    let bob = Page::blank(&driver, "bob", PHONE);
+    bob.session.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    );
+    bob.join_at(&format!("http://127.0.0.1:{port}/#garden"));
+    bob.session.click("[data-testid=share-toggle]");
+    bob.wait(
+        "the phone's QR code",
+        &format!("{QR_TEXT} === arguments[0]"),
+        json!([moved]),
+    );
+    let fit = bob.run(
+        "const r = document.querySelector('[data-testid=share]').getBoundingClientRect();
+         const bg = getComputedStyle(document.querySelector('[data-testid=share]')).backgroundColor;
+         const [red, green, blue] = bg.match(/\\d+/g).map(Number);
+         return {inside: r.left >= 0 && r.top >= 0 && r.right <= innerWidth && r.bottom <= innerHeight,
+                 dark: red + green + blue < 3 * 80, bg};",
+    );
+    assert_eq!(
+        fit["inside"], true,
+        "the panel fits a phone's screen: {fit}"
+    );
+    assert_eq!(fit["dark"], true, "the panel is dark in dark mode: {fit}");
+    let shot = bob.screenshot("share-phone-dark.png");
+    if let Some(zbarimg) = &zbarimg {
+        let png = std::fs::read(&shot).expect("read the screenshot");
+        assert_eq!(decode_qr(zbarimg, &png, "share-phone-dark-qr.png"), moved);
+    }
+}
+
+#[test]
+fn share_panel_without_an_address_to_share_offers_the_page_address() {
+    let Some(driver) =
+        driver_or_skip("share_panel_without_an_address_to_share_offers_the_page_address")
+    else {
+        return;
+    };
+    // An embedded server lists no addresses: on loopback the page says its link
+    // only works on this machine.
+    let server = start();
+    let own = format!("http://{}/#solo", server.local_addr());
+    let cara = Page::join(&driver, &own, "cara", DESKTOP);
+    cara.session.click("[data-testid=share-toggle]");
+    cara.wait(
+        "the page's own invite link and its QR code",
+        &format!("{SHARE_LINK} === arguments[0] && {QR_TEXT} === arguments[0]"),
+        json!([own]),
+    );
+    cara.wait(
+        "the note that the link only works here",
+        "document.querySelector('[data-testid=share-note]').textContent
+            .startsWith('You opened this page on this machine, so this link only works here.')",
+        json!([]),
+    );
+
+    // A server from before /info: the page's own address, and chat works.
+    let dirk = Page::blank(&driver, "dirk", DESKTOP);
+    dirk.before_scripts(
+        "const realFetch = window.fetch;
+         window.fetch = (url, ...rest) => String(url).endsWith('/info')
+             ? Promise.resolve(new Response('nothing at /info', {status: 404}))
+             : realFetch(url, ...rest);",
+    );
+    dirk.join_at(&own);
+    dirk.session.click("[data-testid=share-toggle]");
+    dirk.wait(
+        "the page's own invite link without /info",
+        &format!("{SHARE_LINK} === arguments[0] && {QR_TEXT} === arguments[0]"),
+        json!([own]),
+    );
+    dirk.session.type_into("[data-testid=share-link]", ESCAPE);
+    dirk.send("still chatting");
+    cara.wait_entry("message", "still chatting");
 }
 
 /// Regenerates `docs/screenshot.png`: a desktop page in the middle of a realistic

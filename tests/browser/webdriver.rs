@@ -143,7 +143,7 @@ impl Drop for Driver {
     }
 }
 
-/// A condition on the page did not come true within [`WAIT`].
+/// A condition on the page did not come true in time.
 #[derive(Debug)]
 pub struct TimedOut;
 
@@ -204,10 +204,10 @@ impl Session {
 
     /// Polls `expression` (a JavaScript expression that may use `arguments`, which
     /// holds `args`) until it is truthy and returns its value, or gives up after
-    /// [`WAIT`].
-    pub fn wait(&self, expression: &str, args: &Value) -> Result<Value, TimedOut> {
+    /// `limit` ([`WAIT`], unless the page acts on a timer of its own).
+    pub fn wait(&self, limit: Duration, expression: &str, args: &Value) -> Result<Value, TimedOut> {
         let script = format!("return ({expression});");
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + limit;
         loop {
             let value = self.execute(&script, args.clone());
             let truthy = match &value {
@@ -266,6 +266,16 @@ impl Session {
     /// A PNG of the viewport, base64-encoded as WebDriver sends it.
     pub fn screenshot_base64(&self) -> String {
         let encoded = self.must("GET", "/screenshot", None);
+        encoded
+            .as_str()
+            .expect("screenshot is a base64 string")
+            .to_owned()
+    }
+
+    /// A PNG of just the element `css` (scrolled into view), base64-encoded.
+    pub fn element_screenshot_base64(&self, css: &str) -> String {
+        let id = self.element(css);
+        let encoded = self.must("GET", &format!("/element/{id}/screenshot"), None);
         encoded
             .as_str()
             .expect("screenshot is a base64 string")
