@@ -40,6 +40,7 @@ const DESCRIBE: &str = "return {
     status: document.querySelector('[data-testid=status]').dataset.state,
     title: document.title,
     members: [...document.querySelectorAll('[data-testid=members] .name')].map(n => n.textContent),
+    rooms: [...document.querySelectorAll('[data-testid=rooms] button')].map(b => `${b.dataset.room} ${b.dataset.members}`),
     log: [...document.querySelectorAll('#log > li')].map(li =>
         `${li.dataset.kind} ${li.dataset.from || ''}: ${li.querySelector('[data-part=text]')?.textContent}`),
 };";
@@ -302,6 +303,12 @@ const QR_TEXT: &str = "(() => {
     return img.complete && img.naturalWidth > 0 && !img.hidden
         ? new URL(img.src).searchParams.get('text') : null;
 })()";
+
+/// The room list: `[name, members]` of each entry, in the order shown.
+const ROOM_LIST: &str =
+    "JSON.stringify([...document.querySelectorAll('[data-testid=rooms] button')]
+    .map(b => [b.querySelector('[data-part=name]').textContent,
+               Number(b.querySelector('[data-part=count]').textContent)]))";
 
 /// Decodes the QR code in the PNG `png` (saved as `target/tmp/browser/{file}`) with
 /// `zbarimg`; fails the test if it finds none.
@@ -790,6 +797,65 @@ fn share_panel_without_an_address_to_share_offers_the_page_address() {
     dirk.session.type_into("[data-testid=share-link]", ESCAPE);
     dirk.send("still chatting");
     cara.wait_entry("message", "still chatting");
+}
+
+#[test]
+fn room_list_follows_joins_and_switches_rooms() {
+    let Some(driver) = driver_or_skip("room_list_follows_joins_and_switches_rooms") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let alice = Page::join(&driver, &format!("http://{addr}/#home"), "alice", DESKTOP);
+    let rooms_are = |rooms: Value, limit: Duration| {
+        alice.wait_up_to(
+            limit,
+            &format!("the room list {rooms}"),
+            &format!("{ROOM_LIST} === arguments[0]"),
+            json!([rooms.to_string()]),
+        );
+    };
+    rooms_are(json!([["home", 1]]), WAIT);
+
+    // Someone joining alice's room: she is told, and the list follows at once.
+    let (mut bob, _) = chat(addr, "home", Some("bob"));
+    rooms_are(json!([["home", 2]]), WAIT);
+
+    // Someone in another room: nobody in alice's room is told, so the list picks
+    // it up on its next refresh, every ~10 s.
+    let (_carol, _) = chat(addr, "other", Some("carol"));
+    rooms_are(json!([["home", 2], ["other", 1]]), Duration::from_secs(15));
+
+    // Bob moving over: busiest first.
+    send_json(&mut bob, json!({"type": "join", "room": "other"}));
+    rooms_are(json!([["other", 2], ["home", 1]]), WAIT);
+    assert_eq!(
+        alice.run(
+            "return [...document.querySelectorAll('[data-testid=rooms] [aria-current=true]')]
+                .map(b => b.dataset.room);"
+        ),
+        json!(["home"]),
+        "alice's own room is marked"
+    );
+    alice.screenshot("rooms-desktop.png");
+
+    // Clicking a room goes there, like /join.
+    alice
+        .session
+        .click("[data-testid=rooms] button[data-room=other]");
+    alice.wait_entry("system", "You joined #other as alice. 2 others are here.");
+    assert_eq!(alice.run("return location.hash;"), "#other");
+    assert_eq!(next_of_type(&mut bob, "join")["name"], "alice");
+    rooms_are(json!([["other", 3]]), WAIT);
+    assert_eq!(
+        alice.run(
+            "return [...document.querySelectorAll('[data-testid=rooms] [aria-current=true]')]
+                .map(b => b.dataset.room);"
+        ),
+        json!(["other"])
+    );
+    say(&mut bob, "welcome over");
+    alice.wait_entry("message", "welcome over");
 }
 
 /// Regenerates `docs/screenshot.png`: a desktop page in the middle of a realistic
