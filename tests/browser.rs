@@ -858,6 +858,133 @@ fn room_list_follows_joins_and_switches_rooms() {
     alice.wait_entry("message", "welcome over");
 }
 
+/// Records what the page does with `Notification` instead of showing anything: every
+/// notification constructed (`window.__notify.shown`) and each permission request
+/// (`window.__notify.asked`). Until the page asks, permission reads as "default" (a
+/// first visit); after, it is the browser's real answer.
+const RECORD_NOTIFICATIONS: &str = "(() => {
+    const Real = window.Notification;
+    const record = { asked: 0, shown: [] };
+    window.__notify = record;
+    class Recorded {
+        constructor(title, options = {}) { record.shown.push({ title, body: options.body }); }
+        close() {}
+        static get permission() { return record.asked ? Real.permission : 'default'; }
+        static requestPermission() { record.asked += 1; return Real.requestPermission(); }
+    }
+    window.Notification = Recorded;
+})();";
+
+/// Makes the page believe its tab is in the background (`true`) or in front again.
+fn set_hidden(page: &Page, hidden: bool) {
+    page.session.execute(
+        "if (arguments[0]) {
+             Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+             Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+         } else {
+             delete document.hidden;
+             delete document.visibilityState;
+         }
+         document.dispatchEvent(new Event('visibilitychange'));",
+        json!([hidden]),
+    );
+}
+
+#[test]
+fn hidden_tab_notifies_of_direct_messages_and_mentions() {
+    let Some(driver) = driver_or_skip("hidden_tab_notifies_of_direct_messages_and_mentions") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.session.cdp(
+        "Browser.grantPermissions",
+        json!({"origin": format!("http://{addr}"), "permissions": ["notifications"]}),
+    );
+    alice.before_scripts(RECORD_NOTIFICATIONS);
+    alice.join_at(&format!("http://{addr}/#news"));
+    let shown = || alice.run("return window.__notify.shown;");
+
+    // Nothing is asked on load, nor on joining: only the click asks, once.
+    assert_eq!(alice.run("return window.__notify.asked;"), 0);
+    assert_eq!(
+        alice.run("return document.querySelector('[data-testid=notify-toggle]').ariaPressed;"),
+        "false"
+    );
+    alice.session.click("[data-testid=notify-toggle]");
+    alice.wait(
+        "notifications turned on",
+        "document.querySelector('[data-testid=notify-toggle]').ariaPressed === 'true'",
+        json!([]),
+    );
+    assert_eq!(alice.run("return window.__notify.asked;"), 1);
+
+    let (mut bob, _) = chat(addr, "news", Some("bob"));
+    alice.wait_entry("system", "bob joined");
+    set_hidden(&alice, true);
+
+    // A private message and a mention (any case, with @) notify, titled by sender.
+    send_json(
+        &mut bob,
+        json!({"type": "direct", "to": "alice", "text": "psst, lunch?"}),
+    );
+    say(&mut bob, "@Alice the build is green");
+    alice.wait(
+        "two notifications",
+        "window.__notify.shown.length >= 2",
+        json!([]),
+    );
+    assert_eq!(
+        shown(),
+        json!([
+            {"title": "bob", "body": "psst, lunch?"},
+            {"title": "bob", "body": "@Alice the build is green"},
+        ])
+    );
+    let title = alice.run("return document.title;");
+    assert!(
+        title.as_str().is_some_and(|t| t.starts_with("(2) ")),
+        "the title counts two unread: {title}"
+    );
+
+    // A message that does not mention her counts as unread but does not notify,
+    // nor does her name inside another word.
+    say(&mut bob, "no malice meant, the build is red");
+    alice.wait(
+        "three unread in the title",
+        "document.title.startsWith('(3) ')",
+        json!([]),
+    );
+    // Her own messages, even naming herself, neither notify nor count.
+    alice.send("alice says hi");
+    alice.send("/msg alice note to self");
+    alice.wait_entry("direct", "note to self");
+    assert_eq!(shown().as_array().map(Vec::len), Some(2), "{}", shown());
+    assert!(
+        alice
+            .run("return document.title;")
+            .as_str()
+            .is_some_and(|t| t.starts_with("(3) ")),
+        "own messages are not unread"
+    );
+
+    // Back in front: the count is gone, and nothing more notifies.
+    set_hidden(&alice, false);
+    alice.wait(
+        "the title without a count",
+        "document.title === '#news · switchboard'",
+        json!([]),
+    );
+    send_json(
+        &mut bob,
+        json!({"type": "direct", "to": "alice", "text": "seen it?"}),
+    );
+    alice.wait_entry("direct", "seen it?");
+    assert_eq!(shown().as_array().map(Vec::len), Some(2), "{}", shown());
+    assert_eq!(alice.run("return window.__notify.asked;"), 1, "asked once");
+}
+
 /// Regenerates `docs/screenshot.png`: a desktop page in the middle of a realistic
 /// conversation. Run it by hand after changing the page's look.
 #[test]
