@@ -31,7 +31,12 @@ pub(crate) enum ClientMessage {
     Members,
     /// Ask which chat rooms have people in them.
     Rooms,
+    /// Ask for older messages of the current room (SPEC §10, scroll-back).
+    History { before: Option<u64>, limit: usize },
 }
+
+/// Messages a `history` request gets when it names no `limit`.
+pub(crate) const DEFAULT_PAGE: usize = 50;
 
 /// The machine-readable part of an `error` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +52,8 @@ pub(crate) enum ErrorCode {
     BadRoom,
     RateLimited,
     BinaryNotSupported,
+    /// The store could not keep the message (or read the history): nothing was sent.
+    Unavailable,
 }
 
 /// An error to report to the client; the connection stays open.
@@ -89,6 +96,8 @@ struct RawRequest {
     to: Option<String>,
     name: Option<String>,
     room: Option<String>,
+    before: Option<u64>,
+    limit: Option<u64>,
 }
 
 /// Decodes one text frame from a chat client.
@@ -137,6 +146,13 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
         }),
         "members" => Ok(ClientMessage::Members),
         "rooms" => Ok(ClientMessage::Rooms),
+        // Larger pages are cut to the store's maximum rather than refused.
+        "history" => Ok(ClientMessage::History {
+            before: raw.before,
+            limit: raw.limit.map_or(DEFAULT_PAGE, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX).max(1)
+            }),
+        }),
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
             format!("unknown message type {:?}", truncate(other, 64)),
@@ -228,6 +244,17 @@ pub(crate) enum ServerMessage<'a> {
         room: &'a str,
         members: Vec<&'a str>,
         history: Vec<&'a ChatLine>,
+        /// Names the store the ids belong to (SPEC §10).
+        epoch: &'a str,
+        /// The room's newest id.
+        last_id: u64,
+        /// `history` is exactly what the client missed since `?since=`.
+        resumed: bool,
+    },
+    History {
+        room: &'a str,
+        messages: Vec<&'a ChatLine>,
+        more: bool,
     },
     Join {
         room: &'a str,
@@ -377,10 +404,13 @@ mod tests {
             room: "lobby",
             members: vec!["a"],
             history: vec![&line],
+            epoch: "e1",
+            last_id: 1,
+            resumed: false,
         });
         assert_eq!(
             json,
-            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}]}"#
+            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false}"#
         );
         assert_eq!(
             encode(&line),

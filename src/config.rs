@@ -72,9 +72,17 @@ pub struct Config {
     /// which it drops the client. Default: 30 s, well under the idle timeouts of
     /// home routers and proxies.
     pub ping_interval: Duration,
-    /// Chat messages a room remembers for newcomers' `welcome`. Default: 50, a
-    /// screenful of context.
+    /// Chat messages a newcomer's `welcome` carries. Default: 50, a screenful of
+    /// context.
     pub history: usize,
+    /// Where chat history is kept: `chat.sqlite3` in this directory (created if
+    /// missing), so that it survives a restart, even `kill -9`. Default: none, for the
+    /// library: history is kept in memory and a test leaves no files behind. The
+    /// binary keeps it in `$XDG_DATA_HOME/switchboard` unless told `--no-persist`.
+    pub data_dir: Option<PathBuf>,
+    /// The newest chat messages kept per room; older ones are deleted in the
+    /// background. Default: 100,000, months of a busy LAN chat in a few tens of MB.
+    pub retain: usize,
     /// Longest chat text, in bytes of UTF-8. Default: 4 KiB, a long paragraph; longer
     /// texts get `error` `text_too_long`.
     pub max_text_len: usize,
@@ -116,6 +124,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             history: 50,
+            data_dir: None,
+            retain: 100_000,
             max_text_len: 4 * 1024,
             rate_per_sec: 20,
             rate_burst: 40,
@@ -201,6 +211,18 @@ impl Config {
         self
     }
 
+    /// Keeps chat history in `dir`. See [`Config::data_dir`](field@Config::data_dir).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// See [`Config::retain`](field@Config::retain).
+    pub fn retain(mut self, messages: usize) -> Self {
+        self.retain = messages;
+        self
+    }
+
     /// See [`Config::max_text_len`](field@Config::max_text_len).
     pub fn max_text_len(mut self, bytes: usize) -> Self {
         self.max_text_len = bytes;
@@ -260,6 +282,7 @@ impl Config {
             (self.outbox_bytes, "outbox_bytes"),
             (self.rate_per_sec as usize, "rate_per_sec"),
             (self.rate_burst as usize, "rate_burst"),
+            (self.retain, "retain"),
         ];
         for (value, setting) in at_least_one {
             if value == 0 {

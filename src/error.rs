@@ -41,6 +41,16 @@ pub enum Error {
         /// The underlying error, when there is one (I/O, OpenSSL).
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The store (the data directory or its `chat.sqlite3`) cannot be used: not
+    /// SQLite, unreadable, in use by another running server, or from a newer version.
+    Store {
+        /// The file or directory at fault (empty for an in-memory store).
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// The underlying error, when there is one (I/O, SQLite).
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// TLS could not be set up for another reason.
     Tls(native_tls::Error),
     /// A setting is out of range.
@@ -69,6 +79,10 @@ impl fmt::Display for Error {
             Error::Certificate { path, problem, .. } => {
                 write!(f, "{}: {problem}", path.display())
             }
+            Error::Store { path, problem, .. } if path.as_os_str().is_empty() => {
+                write!(f, "store: {problem}")
+            }
+            Error::Store { path, problem, .. } => write!(f, "{}: {problem}", path.display()),
             Error::Tls(_) => write!(f, "cannot set up tls"),
             Error::BadConfig { setting, problem } => write!(f, "{setting} {problem}"),
             Error::Thread { name, .. } => write!(f, "cannot start the {name} thread"),
@@ -84,7 +98,7 @@ impl std::error::Error for Error {
             | Error::Bind { source, .. }
             | Error::Thread { source, .. }
             | Error::Io(source) => Some(source),
-            Error::Certificate { source, .. } => source
+            Error::Certificate { source, .. } | Error::Store { source, .. } => source
                 .as_deref()
                 .map(|e| e as &(dyn std::error::Error + 'static)),
             Error::Tls(source) => Some(source),

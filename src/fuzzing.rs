@@ -10,6 +10,7 @@ use crate::base::{Context, Peer};
 use crate::config::Config;
 use crate::http::{self, Admission};
 use crate::hub::{Hub, HubConfig};
+use crate::store::{self, Location, Store, StoreConfig};
 use std::io::Write;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
@@ -46,9 +47,25 @@ pub fn connection(data: &[u8]) {
     let Ok((server_end, client_end)) = UnixStream::pair() else {
         return;
     };
+    let Ok(store) = Store::open(StoreConfig {
+        location: Location::Memory,
+        retain: 1000,
+        history: 50,
+    }) else {
+        return;
+    };
+    let (store_tx, store_rx) = crossbeam_channel::bounded(store::QUEUE);
+    let (answers_tx, answers_rx) = crossbeam_channel::bounded(store::QUEUE);
     let (hub_tx, hub_rx) = crossbeam_channel::bounded(256);
-    let hub = Hub::new(HubConfig { history: 50 }, Arc::clone(&ctx.metrics));
-    let Ok(hub_thread) = thread::Builder::new().spawn(move || hub.run(hub_rx)) else {
+    let config = HubConfig {
+        epoch: store.epoch().to_owned(),
+    };
+    let hub = Hub::new(config, Arc::clone(&ctx.metrics), store_tx);
+    let Ok(store_thread) = thread::Builder::new().spawn(move || store.run(store_rx, answers_tx))
+    else {
+        return;
+    };
+    let Ok(hub_thread) = thread::Builder::new().spawn(move || hub.run(hub_rx, answers_rx)) else {
         return;
     };
     // The client: sends everything, says it is done, and reads every answer, so the
@@ -70,6 +87,7 @@ pub fn connection(data: &[u8]) {
     http::serve(server_end, peer, Admission::Admit, deadline, &ctx, &hub_tx);
     drop(hub_tx);
     let _ = hub_thread.join();
+    let _ = store_thread.join();
     if let Ok(client) = client {
         let _ = client.join();
     }

@@ -241,6 +241,7 @@ mod listener;
 mod metrics;
 mod outbox;
 mod server;
+mod store;
 mod tls;
 pub mod trace;
 

@@ -79,6 +79,9 @@ pub(crate) struct Metrics {
     pub protocol_errors: AtomicU64,
     pub ping_timeouts: AtomicU64,
     pub chat_errors: AtomicU64,
+    /// Chat messages refused and history reads failed because the store could not
+    /// do it (`error` `unavailable`).
+    pub store_errors: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -100,6 +103,7 @@ impl Metrics {
             protocol_errors: AtomicU64::new(0),
             ping_timeouts: AtomicU64::new(0),
             chat_errors: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -213,6 +217,12 @@ impl Metrics {
             "counter",
             "Error messages sent to chat clients.",
             get(&self.chat_errors),
+        );
+        metric(
+            "store_errors_total",
+            "counter",
+            "Chat messages refused and history reads failed because the store could not do them.",
+            get(&self.store_errors),
         );
         out.push_str(
             "# HELP switchboard_handshake_failures_total Connections that ended before becoming a WebSocket, by reason.\n\

@@ -11,6 +11,7 @@ use crate::config::{Config, DEFAULT_LISTEN};
 use crate::error::{Error, Result};
 use crate::hub::{Hub, HubConfig};
 use crate::listener::{self, Listener};
+use crate::store::{self, Location, Store, StoreConfig};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -125,6 +126,8 @@ impl ServerBuilder {
         handshake_timeout(timeout: Duration);
         ping_interval(interval: Duration);
         history(messages: usize);
+        data_dir(dir: impl Into<PathBuf>);
+        retain(messages: usize);
         max_text_len(bytes: usize);
         rate_per_sec(requests: u32);
         rate_burst(requests: u32);
@@ -150,6 +153,15 @@ impl ServerBuilder {
             listeners,
         } = self;
         config.validate()?;
+        // First, so that a store in use or broken stops the server before it binds.
+        let store = Store::open(StoreConfig {
+            location: config
+                .data_dir
+                .clone()
+                .map_or(Location::Memory, Location::Dir),
+            retain: config.retain,
+            history: config.history,
+        })?;
         if config.listen.is_empty() && listeners.is_empty() {
             config.listen.push(DEFAULT_LISTEN.to_owned());
         }
@@ -192,32 +204,46 @@ impl ServerBuilder {
             }
         }
         let ctx = Arc::new(Context::new(config, tls)?);
+        let store_path = store.path().map(PathBuf::from);
 
-        let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
+        // Each thread ends when the one before it does: the accept loop drops the
+        // hub's last event sender, and the hub drops the store's request sender. If a
+        // thread cannot start, its closure (and the sender in it) is dropped, so the
+        // threads already running end too, and are joined before the error returns.
+        let (store_tx, store_rx) = crossbeam_channel::bounded(store::QUEUE);
+        let (answers_tx, answers_rx) = crossbeam_channel::bounded(store::QUEUE);
         let hub = Hub::new(
             HubConfig {
-                history: ctx.config.history,
+                epoch: store.epoch().to_owned(),
             },
             Arc::clone(&ctx.metrics),
+            store_tx,
         );
-        let hub_thread = spawn("hub", move || hub.run(hub_rx))?;
-        let accept_ctx = Arc::clone(&ctx);
-        // If this fails, `hub_tx` is dropped with the closure, so the hub ends; join it
-        // before reporting, so that nothing is left running.
-        let accept_thread = match spawn("accept", move || {
-            listener::accept_loop(all, accept_ctx, hub_tx)
-        }) {
-            Ok(thread) => thread,
+        let store_thread = spawn("store", move || store.run(store_rx, answers_tx))?;
+        let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
+        let mut threads = vec![store_thread];
+        let started = spawn("hub", move || hub.run(hub_rx, answers_rx)).and_then(|hub| {
+            threads.insert(0, hub);
+            let accept_ctx = Arc::clone(&ctx);
+            spawn("accept", move || {
+                listener::accept_loop(all, accept_ctx, hub_tx)
+            })
+        });
+        match started {
+            Ok(accept) => threads.insert(0, accept),
             Err(e) => {
-                let _ = hub_thread.join();
+                for thread in threads {
+                    let _ = thread.join();
+                }
                 return Err(e);
             }
-        };
+        }
         Ok(ServerHandle {
             local_addrs,
             tls_local_addrs,
+            store_path,
             ctx,
-            threads: vec![accept_thread, hub_thread],
+            threads,
         })
     }
 }
@@ -234,6 +260,7 @@ fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHa
 pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     tls_local_addrs: Vec<SocketAddr>,
+    store_path: Option<PathBuf>,
     ctx: Arc<Context>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -263,6 +290,12 @@ impl ServerHandle {
     /// Every TLS (`wss://`, `https://`) address the server listens on.
     pub fn tls_local_addrs(&self) -> &[SocketAddr] {
         &self.tls_local_addrs
+    }
+
+    /// The file the chat history is kept in, or `None` when it is kept in memory
+    /// (no [`Config::data_dir`](field@Config::data_dir)).
+    pub fn store_path(&self) -> Option<&std::path::Path> {
+        self.store_path.as_deref()
     }
 
     /// Stops accepting, sends every client Close 1001, and returns once every thread

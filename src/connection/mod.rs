@@ -32,6 +32,7 @@ use crate::chat::ChatError;
 use crate::hub::{HubEvent, LeaveReason};
 use crate::metrics::{self, add, bump};
 use crate::outbox::{self, Inbox};
+use crate::store::Since;
 use chat::ChatPolicy;
 use crossbeam_channel::Sender;
 use std::io;
@@ -57,6 +58,8 @@ pub(crate) enum Endpoint {
         room: String,
         name: Option<String>,
         name_error: Option<ChatError>,
+        /// `?since=ID&epoch=E`: where a reconnecting client left off.
+        since: Option<Since>,
     },
     /// `/ws/relay/{room}`: raw forwarding to the rest of the room.
     Relay { room: String },
@@ -161,6 +164,7 @@ pub(crate) fn join<'a>(
             room,
             name,
             name_error,
+            since,
         } => {
             let (outbox, inbox) = new_outbox()?;
             let event = HubEvent::JoinChat {
@@ -168,6 +172,7 @@ pub(crate) fn join<'a>(
                 room,
                 name,
                 name_error,
+                since,
                 outbox,
             };
             (Handler::Chat(ChatPolicy::new(config)), event, inbox)

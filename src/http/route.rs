@@ -8,6 +8,7 @@ use crate::chat::{self, ChatError};
 use crate::config::Config;
 use crate::connection::Endpoint;
 use crate::metrics::{Metrics, Rejection};
+use crate::store::Since;
 
 /// The browser chat page, embedded so the binary is all a LAN needs.
 const PAGE: &str = include_str!("page.html");
@@ -168,10 +169,19 @@ fn chat_endpoint(room: &str, query: Option<&str>) -> Endpoint {
             Err(e) => (None, Some(e)),
         },
     };
+    // Both or neither: an id means nothing without the store it came from.
+    let since = match (
+        request::query_param(query, "since"),
+        request::query_param(query, "epoch"),
+    ) {
+        (Some(Some(id)), Some(Some(epoch))) => id.parse().ok().map(|id| Since { id, epoch }),
+        _ => None,
+    };
     Endpoint::Chat {
         room: room.to_owned(),
         name,
         name_error,
+        since,
     }
 }
 
@@ -401,11 +411,20 @@ mod tests {
     fn each_endpoint_is_reached_with_its_room() {
         let (chat, _) = endpoint(routed(&upgrade_head("/ws/chat", "")));
         assert!(
-            matches!(chat, Endpoint::Chat { ref room, name: None, name_error: None } if room == "lobby")
+            matches!(chat, Endpoint::Chat { ref room, name: None, name_error: None, since: None } if room == "lobby")
         );
         let (chat, _) = endpoint(routed(&upgrade_head("/ws/chat/rust?name=al%20ice", "")));
         assert!(
             matches!(chat, Endpoint::Chat { ref room, name: Some(ref n), .. } if room == "rust" && n == "al ice")
+        );
+        let (resume, _) = endpoint(routed(&upgrade_head("/ws/chat?since=41&epoch=e1", "")));
+        assert!(
+            matches!(resume, Endpoint::Chat { since: Some(Since { id: 41, ref epoch }), .. } if epoch == "e1")
+        );
+        let (half, _) = endpoint(routed(&upgrade_head("/ws/chat?since=41", "")));
+        assert!(
+            matches!(half, Endpoint::Chat { since: None, .. }),
+            "no epoch, no resume"
         );
         let (relay, _) = endpoint(routed(&upgrade_head("/ws/relay/r1", "")));
         assert_eq!(relay, Endpoint::Relay { room: "r1".into() });

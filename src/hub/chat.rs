@@ -1,51 +1,74 @@
-//! Chat rooms (SPEC §4): who is in each, the room's message numbering, its history,
-//! and what each chat request does.
+//! Chat rooms (SPEC §4): who is in each, and what each chat request does.
 //!
-//! A room's `id`s are assigned here, in the one hub thread, so every member sees a
-//! room's messages in the same order with the same numbers. A message is encoded to
-//! JSON once and the same bytes are queued for every member.
+//! A room's messages live in the store (SPEC §9). A message goes to the store first
+//! and reaches the room only once the store says it is committed, with its id; the
+//! store answers in the order it was asked, so every member sees a room's messages in
+//! the same order with the same numbers. A message is encoded to JSON once and the
+//! same bytes are queued for every member.
+//!
+//! A member's `welcome` carries history, which the store reads; until it comes back
+//! the member's other news is held (see `Post`), so the welcome is always first.
 
 use super::members::Members;
 use super::{LeaveReason, Post};
 use crate::base::ConnId;
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
 use crate::metrics::{self, Metrics};
-use std::collections::{HashMap, VecDeque};
+use crate::store::{self, Answer, NewMessage, Since, StoreError};
+use crossbeam_channel::Sender;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tungstenite::Message;
-
-/// Empty chat rooms kept for their history, at most. Past this the room emptied
-/// longest ago is forgotten, so creating rooms cannot grow memory without bound.
-const MAX_IDLE_ROOMS: usize = 1024;
 
 #[derive(Debug, Default)]
 struct ChatRoom {
     /// In order of arrival, which is the order of the member list.
     members: Vec<ConnId>,
-    next_id: u64,
-    history: VecDeque<Arc<ChatLine>>,
 }
 
-/// Every chat room of the server.
+/// Every chat room with people in it. An empty room is forgotten: its messages are
+/// in the store.
 #[derive(Debug)]
 pub(super) struct ChatRooms {
     rooms: HashMap<String, ChatRoom>,
-    /// Empty rooms kept for their history, emptied longest ago first.
-    idle: VecDeque<String>,
-    /// Messages each room keeps for newcomers.
-    history: usize,
+    /// Requests to the store writer; `None` once it is gone.
+    store: Option<Sender<store::Request>>,
+    /// The store's epoch, for every welcome.
+    epoch: String,
+    /// Numbers each member's loads, so that a stale answer is told from the latest.
+    loads: u64,
     metrics: Arc<Metrics>,
 }
 
 impl ChatRooms {
-    pub(super) fn new(history: usize, metrics: Arc<Metrics>) -> Self {
+    pub(super) fn new(epoch: String, store: Sender<store::Request>, metrics: Arc<Metrics>) -> Self {
         Self {
             rooms: HashMap::new(),
-            idle: VecDeque::new(),
-            history,
+            store: Some(store),
+            epoch,
+            loads: 0,
             metrics,
         }
+    }
+
+    /// The store thread is gone: every later request that needs it is `unavailable`.
+    pub(super) fn store_gone(&mut self) {
+        self.store = None;
+    }
+
+    /// Queues a request for the store without waiting; `false` when it cannot take it
+    /// (it is behind, or gone).
+    fn ask(&self, request: store::Request) -> bool {
+        self.store
+            .as_ref()
+            .is_some_and(|store| store.try_send(request).is_ok())
+    }
+
+    fn unavailable(&self, members: &Members, post: &mut Post, id: ConnId, what: &str) {
+        metrics::bump(&self.metrics.store_errors);
+        let error = ChatError::new(ErrorCode::Unavailable, what);
+        self.send_error(members, post, id, &error);
     }
 
     pub(super) fn len(&self) -> usize {
@@ -65,14 +88,45 @@ impl ChatRooms {
         };
         let (name, room) = (name.to_owned(), room.to_owned());
         match msg {
-            ClientMessage::Message { text } => self.say(members, post, &room, name, text),
+            ClientMessage::Message { text } => {
+                let msg = NewMessage {
+                    sender: id,
+                    room,
+                    from: name,
+                    text,
+                    ts: now_ms(),
+                };
+                if self.ask(store::Request::Append(msg)) {
+                    post.begin(id);
+                } else {
+                    self.unavailable(
+                        members,
+                        post,
+                        id,
+                        "the message could not be stored, try again",
+                    );
+                }
+            }
             ClientMessage::Direct { to, text } => self.direct(members, post, id, &to, &text),
             ClientMessage::Rename { name: to } => self.rename(members, post, id, &room, &name, to),
-            ClientMessage::Join { room: to } if to == room => self.welcome(members, post, id),
+            ClientMessage::Join { room: to } if to == room => self.load(members, post, id, None),
             ClientMessage::Join { room: to } => {
                 self.leave(members, post, id, &room, &name, LeaveReason::Switched);
                 members.move_to(id, &to);
-                self.enter(members, post, id, &to);
+                self.enter(members, post, id, &to, None);
+            }
+            ClientMessage::History { before, limit } => {
+                let page = store::Request::Page {
+                    member: id,
+                    room,
+                    before,
+                    limit: limit.min(store::MAX_PAGE),
+                };
+                if self.ask(page) {
+                    post.begin(id);
+                } else {
+                    self.unavailable(members, post, id, "older messages cannot be read now");
+                }
             }
             ClientMessage::Members => {
                 let json = chat::encode(&ServerMessage::Members {
@@ -103,14 +157,22 @@ impl ChatRooms {
         rooms
     }
 
-    /// Puts `id` into a room: welcome to it, `join` to everyone else.
-    pub(super) fn enter(&mut self, members: &Members, post: &mut Post, id: ConnId, name: &str) {
-        let room = self.rooms.entry(name.to_owned()).or_default();
-        if room.members.is_empty() {
-            self.idle.retain(|r| r != name);
-        }
-        room.members.push(id);
-        self.welcome(members, post, id);
+    /// Puts `id` into a room: welcome to it (once the store has read its history),
+    /// `join` to everyone else.
+    pub(super) fn enter(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        name: &str,
+        since: Option<Since>,
+    ) {
+        self.rooms
+            .entry(name.to_owned())
+            .or_default()
+            .members
+            .push(id);
+        self.load(members, post, id, since);
         if let Some((member, _)) = members.chat_member(id) {
             let json = chat::encode(&ServerMessage::Join {
                 room: name,
@@ -136,16 +198,7 @@ impl ChatRooms {
         };
         room.members.retain(|&m| m != id);
         if room.members.is_empty() {
-            if room.history.is_empty() {
-                self.rooms.remove(room_name);
-            } else {
-                self.idle.push_back(room_name.to_owned());
-                if self.idle.len() > MAX_IDLE_ROOMS
-                    && let Some(oldest) = self.idle.pop_front()
-                {
-                    self.rooms.remove(&oldest);
-                }
-            }
+            self.rooms.remove(room_name);
             return;
         }
         let json = chat::encode(&ServerMessage::Leave {
@@ -167,41 +220,6 @@ impl ChatRooms {
     ) {
         metrics::bump(&self.metrics.chat_errors);
         post.deliver(members, id, Message::text(error.to_json()));
-    }
-
-    fn say(
-        &mut self,
-        members: &Members,
-        post: &mut Post,
-        room_name: &str,
-        from: String,
-        text: String,
-    ) {
-        let Some(room) = self.rooms.get_mut(room_name) else {
-            return;
-        };
-        room.next_id += 1;
-        let line = Arc::new(ChatLine {
-            id: room.next_id,
-            room: room_name.to_owned(),
-            from,
-            text,
-            ts: now_ms(),
-        });
-        if self.history > 0 {
-            if room.history.len() == self.history {
-                room.history.pop_front();
-            }
-            room.history.push_back(Arc::clone(&line));
-        }
-        log::debug!(
-            "hub: {room_name} #{} from {}: encoded once, queued for {} members",
-            line.id,
-            line.from,
-            room.members.len()
-        );
-        let json = Message::text(chat::encode(&*line));
-        self.broadcast(members, post, room_name, None, &json);
     }
 
     /// `direct` goes to the named user, wherever it is, with a copy to the sender.
@@ -251,22 +269,136 @@ impl ChatRooms {
         self.broadcast(members, post, room, None, &Message::text(json));
     }
 
-    /// The `welcome` for member `id`: its name, room, the members, and the history.
-    fn welcome(&self, members: &Members, post: &mut Post, id: ConnId) {
-        let Some((name, room)) = members.chat_member(id) else {
+    /// Asks the store for member `id`'s welcome history, holding its other news
+    /// until the answer comes.
+    fn load(&mut self, members: &Members, post: &mut Post, id: ConnId, since: Option<Since>) {
+        let Some((_, room)) = members.chat_member(id) else {
             return;
         };
-        let history = self
-            .rooms
-            .get(room)
-            .map(|r| r.history.iter().map(|l| &**l).collect());
-        let json = chat::encode(&ServerMessage::Welcome {
-            name,
-            room,
-            members: self.names(members, room),
-            history: history.unwrap_or_default(),
-        });
-        post.deliver(members, id, Message::text(json));
+        self.loads += 1;
+        let seq = self.loads;
+        post.hold(id, seq);
+        let request = store::Request::Load {
+            member: id,
+            seq,
+            room: room.to_owned(),
+            since,
+        };
+        if !self.ask(request) {
+            // No history to be had now: a welcome without it, and why.
+            let answer = Answer::Loaded {
+                member: id,
+                seq,
+                room: room.to_owned(),
+                history: Vec::new(),
+                last_id: 0,
+                resumed: false,
+                failed: true,
+            };
+            self.answer(members, post, answer);
+        }
+    }
+
+    /// Carries out what the store answered.
+    pub(super) fn answer(&mut self, members: &Members, post: &mut Post, answer: Answer) {
+        match answer {
+            Answer::Committed(lines) => {
+                for (sender, line) in lines {
+                    match line {
+                        Ok(line) => self.deliver_stored(members, post, &line),
+                        Err(StoreError::Failed) => self.unavailable(
+                            members,
+                            post,
+                            sender,
+                            "the message could not be stored, so nobody got it; try again",
+                        ),
+                    }
+                    post.settle(members, sender);
+                }
+            }
+            Answer::Loaded {
+                member,
+                seq,
+                room,
+                history,
+                last_id,
+                resumed,
+                failed,
+            } => {
+                // A member that moved on since asked again; only the latest counts.
+                let Some(held) = post.release(member, seq) else {
+                    return;
+                };
+                let Some((name, current)) = members.chat_member(member) else {
+                    return;
+                };
+                if current != room {
+                    return;
+                }
+                let json = chat::encode(&ServerMessage::Welcome {
+                    name,
+                    room: &room,
+                    members: self.names(members, &room),
+                    history: history.iter().map(|l| &**l).collect(),
+                    epoch: &self.epoch,
+                    last_id,
+                    resumed,
+                });
+                post.deliver(members, member, Message::text(json));
+                for msg in held {
+                    post.deliver(members, member, msg);
+                }
+                if failed {
+                    self.unavailable(
+                        members,
+                        post,
+                        member,
+                        "the room's history cannot be read now",
+                    );
+                }
+            }
+            Answer::Page {
+                member,
+                room,
+                messages,
+                more,
+                failed,
+            } => {
+                // Ahead of what waited behind it: the page answers an earlier request.
+                let json = if failed {
+                    metrics::bump(&self.metrics.store_errors);
+                    let error =
+                        ChatError::new(ErrorCode::Unavailable, "older messages cannot be read now");
+                    error.to_json()
+                } else {
+                    chat::encode(&ServerMessage::History {
+                        room: &room,
+                        messages: messages.iter().map(|l| &**l).collect(),
+                        more,
+                    })
+                };
+                post.deliver_answer(members, member, Message::text(json));
+                post.settle(members, member);
+            }
+        }
+    }
+
+    /// A stored message, to everyone in its room.
+    fn deliver_stored(&self, members: &Members, post: &mut Post, line: &ChatLine) {
+        let Some(room) = self.rooms.get(&line.room) else {
+            return;
+        };
+        log::debug!(
+            "hub: {} #{} from {}: stored, encoded once, queued for {} members",
+            line.room,
+            line.id,
+            line.from,
+            room.members.len()
+        );
+        let msg = Message::text(chat::encode(line));
+        for &id in &room.members {
+            post.deliver_stored(members, id, msg.clone());
+        }
     }
 
     /// The names of a room's members, in order of arrival.

@@ -24,10 +24,12 @@ use crate::base::ConnId;
 use crate::chat::{ChatError, ClientMessage};
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, Owed, SendError};
+use crate::store::{self, Answer, Since};
 use chat::ChatRooms;
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender, select};
 use members::{Members, Role};
 use relay::RelayRooms;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tungstenite::Message;
@@ -46,6 +48,8 @@ pub(crate) enum HubEvent {
         name: Option<String>,
         /// Why the requested name was refused, to report after the welcome.
         name_error: Option<ChatError>,
+        /// Where a reconnecting client left off (`?since=&epoch=`).
+        since: Option<Since>,
         outbox: Outbox,
     },
     /// A relay client finished its handshake.
@@ -100,8 +104,19 @@ impl LeaveReason {
 /// The hub's own settings.
 #[derive(Debug, Clone)]
 pub(crate) struct HubConfig {
-    pub history: usize,
+    /// The store's epoch, told to every client in its `welcome`.
+    pub epoch: String,
 }
+
+/// What woke the hub.
+enum Next {
+    Event(Option<HubEvent>),
+    Answer(Option<Answer>),
+}
+
+/// Messages held for one client at most while its `welcome` is on its way from the
+/// store; past this it is treated as a slow consumer.
+const MAX_HELD: usize = 1024;
 
 /// What was queued for whom while handling the current batch of events.
 #[derive(Debug, Default)]
@@ -110,12 +125,84 @@ struct Post {
     overflowed: Vec<ConnId>,
     /// Wake-ups owed to connection threads, given at the end of a batch.
     owed: Vec<Owed>,
+    /// Members waiting for their `welcome` (its history is being read): what is for
+    /// them meanwhile waits here, since the welcome must come first. The number
+    /// tells their latest load from an earlier one.
+    held: HashMap<ConnId, (u64, Vec<Message>)>,
+    /// Members with requests at the store (a message to commit, a page to read), and
+    /// what else is for them meanwhile: it waits behind the answers, so that a client
+    /// gets its answers in the order of its requests.
+    waiting: HashMap<ConnId, (usize, Vec<Message>)>,
 }
 
 impl Post {
     /// Queues `msg` for member `id`, without ever blocking. A full outbox marks the
     /// member for eviction once the current event is handled.
     fn deliver(&mut self, members: &Members, id: ConnId, msg: Message) {
+        let queue = match (self.held.get_mut(&id), self.waiting.get_mut(&id)) {
+            (Some((_, held)), _) => held,
+            (None, Some((_, waiting))) => waiting,
+            (None, None) => return self.send(members, id, msg),
+        };
+        if queue.len() < MAX_HELD {
+            queue.push(msg);
+        } else if !self.overflowed.contains(&id) {
+            self.overflowed.push(id);
+        }
+    }
+
+    /// The store's answer to a request of member `id`: ahead of what waits behind the
+    /// request, never ahead of a pending welcome.
+    fn deliver_answer(&mut self, members: &Members, id: ConnId, msg: Message) {
+        match self.held.get_mut(&id) {
+            Some(_) => self.deliver(members, id, msg),
+            None => self.send(members, id, msg),
+        }
+    }
+
+    /// Member `id` has one more request at the store.
+    fn begin(&mut self, id: ConnId) {
+        self.waiting.entry(id).or_default().0 += 1;
+    }
+
+    /// One of member `id`'s requests at the store was answered (the answer itself is
+    /// already queued); with none left, what waited behind them goes out.
+    fn settle(&mut self, members: &Members, id: ConnId) {
+        let Some((count, _)) = self.waiting.get_mut(&id) else {
+            return;
+        };
+        *count = count.saturating_sub(1);
+        if *count == 0
+            && let Some((_, waited)) = self.waiting.remove(&id)
+        {
+            for msg in waited {
+                self.deliver(members, id, msg);
+            }
+        }
+    }
+
+    /// Queues a room's stored message for member `id`, unless the member waits for a
+    /// welcome: its history is read after this message was stored, so it is in it.
+    fn deliver_stored(&mut self, members: &Members, id: ConnId, msg: Message) {
+        if !self.held.contains_key(&id) {
+            self.send(members, id, msg);
+        }
+    }
+
+    /// Holds what is for `id` until [`Post::release`] with the same `seq`.
+    fn hold(&mut self, id: ConnId, seq: u64) {
+        self.held.entry(id).or_default().0 = seq;
+    }
+
+    /// What was held for `id`, if `seq` is its latest load; it is no longer held.
+    fn release(&mut self, id: ConnId, seq: u64) -> Option<Vec<Message>> {
+        match self.held.get(&id) {
+            Some((latest, _)) if *latest == seq => self.held.remove(&id).map(|(_, held)| held),
+            _ => None,
+        }
+    }
+
+    fn send(&mut self, members: &Members, id: ConnId, msg: Message) {
         let Some(member) = members.get(id) else {
             return;
         };
@@ -147,9 +234,14 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>) -> Self {
+    /// A hub whose chat rooms keep their messages in the store behind `store`.
+    pub(crate) fn new(
+        config: HubConfig,
+        metrics: Arc<Metrics>,
+        store: Sender<store::Request>,
+    ) -> Self {
         Self {
-            chat: ChatRooms::new(config.history, Arc::clone(&metrics)),
+            chat: ChatRooms::new(config.epoch, store, Arc::clone(&metrics)),
             metrics,
             members: Members::default(),
             relay: RelayRooms::default(),
@@ -164,15 +256,55 @@ impl Hub {
     /// end of each batch. When the hub keeps up, a batch is one event and nothing
     /// waits; when it falls behind, each wake-up carries many messages, which is
     /// what lets a busy room catch up.
-    pub(crate) fn run(mut self, events: Receiver<HubEvent>) {
-        while let Ok(first) = events.recv() {
-            self.apply(first);
-            for event in events.try_iter().take(MAX_BATCH - 1) {
-                self.apply(event);
+    ///
+    /// The store's answers come on a channel of their own, so that the store thread's
+    /// sender does not keep the hub alive: the hub ends when the connections' events
+    /// channel closes, and its own sender to the store goes with it.
+    pub(crate) fn run(mut self, events: Receiver<HubEvent>, answers: Receiver<Answer>) {
+        let mut answers = Some(answers);
+        loop {
+            let next = match &answers {
+                Some(answers) => select! {
+                    recv(events) -> event => Next::Event(event.ok()),
+                    recv(answers) -> answer => Next::Answer(answer.ok()),
+                },
+                None => Next::Event(events.recv().ok()),
+            };
+            match next {
+                Next::Event(Some(event)) => self.apply(event),
+                Next::Event(None) => break,
+                Next::Answer(Some(answer)) => self.answer(answer),
+                Next::Answer(None) => {
+                    // The store thread ended early (it panicked): from now on chat
+                    // messages get `unavailable`, and nothing else changes.
+                    answers = None;
+                    self.chat.store_gone();
+                }
+            }
+            for _ in 0..MAX_BATCH - 1 {
+                if let Some(answer) = answers.as_ref().and_then(|a| a.try_recv().ok()) {
+                    self.answer(answer);
+                } else if let Ok(event) = events.try_recv() {
+                    self.apply(event);
+                } else {
+                    break;
+                }
             }
             self.post.wake_all();
         }
         log::debug!("hub: every connection is gone, stopping");
+    }
+
+    /// Handles what the store answered.
+    fn answer(&mut self, answer: Answer) {
+        let Hub {
+            members,
+            chat,
+            post,
+            ..
+        } = self;
+        chat.answer(members, post, answer);
+        self.evict_overflowed();
     }
 
     /// Handles one event and wakes whoever got news.
@@ -197,10 +329,11 @@ impl Hub {
                 room,
                 name,
                 name_error,
+                since,
                 outbox,
             } => {
                 members.join_chat(id, name, &room, outbox);
-                chat.enter(members, post, id, &room);
+                chat.enter(members, post, id, &room, since);
                 if let Some(error) = name_error {
                     chat.send_error(members, post, id, &error);
                 }
@@ -214,6 +347,11 @@ impl Hub {
             HubEvent::Reply { id, msg } => post.deliver(members, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
         }
+        self.evict_overflowed();
+    }
+
+    /// Evicts every member whose outbox overflowed, as a slow consumer.
+    fn evict_overflowed(&mut self) {
         while let Some(id) = self.post.overflowed.pop() {
             if let Some(member) = self.members.get(id) {
                 // Logged by the connection thread, not here: a log line can block on
@@ -229,6 +367,8 @@ impl Hub {
 
     /// Forgets a member entirely, and tells its chat room why it left.
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
+        self.post.held.remove(&id);
+        self.post.waiting.remove(&id);
         let Some(member) = self.members.remove(id) else {
             return;
         };
@@ -246,18 +386,64 @@ impl Hub {
 mod tests {
     use super::*;
     use crate::outbox::{Inbox, outbox};
+    use crate::store::{Location, Store, StoreConfig};
 
-    fn hub() -> Hub {
-        Hub::new(HubConfig { history: 2 }, Arc::new(Metrics::new()))
+    /// A hub and its store, run step by step on the test's thread.
+    struct TestHub {
+        hub: Hub,
+        store: Store,
+        requests: Receiver<store::Request>,
+        answers_tx: Sender<Answer>,
+        answers: Receiver<Answer>,
     }
 
-    fn join(hub: &mut Hub, id: ConnId, room: &str, name: &str) -> Inbox {
+    impl TestHub {
+        /// Handles `event`, then everything it asked of the store, to the end.
+        fn handle(&mut self, event: HubEvent) {
+            self.hub.handle(event);
+            loop {
+                let batch: Vec<_> = self.requests.try_iter().collect();
+                if batch.is_empty() {
+                    return;
+                }
+                assert!(self.store.serve(batch, &self.answers_tx));
+                for answer in self.answers.try_iter() {
+                    self.hub.answer(answer);
+                }
+                self.hub.post.wake_all();
+            }
+        }
+    }
+
+    fn hub() -> TestHub {
+        let store = Store::open(StoreConfig {
+            location: Location::Memory,
+            retain: 100,
+            history: 2,
+        })
+        .unwrap();
+        let (store_tx, requests) = crossbeam_channel::unbounded();
+        let (answers_tx, answers) = crossbeam_channel::unbounded();
+        let config = HubConfig {
+            epoch: store.epoch().to_owned(),
+        };
+        TestHub {
+            hub: Hub::new(config, Arc::new(Metrics::new()), store_tx),
+            store,
+            requests,
+            answers_tx,
+            answers,
+        }
+    }
+
+    fn join(hub: &mut TestHub, id: ConnId, room: &str, name: &str) -> Inbox {
         let (tx, rx) = outbox(8, 1 << 20).unwrap();
         hub.handle(HubEvent::JoinChat {
             id,
             room: room.into(),
             name: Some(name.into()),
             name_error: None,
+            since: None,
             outbox: tx,
         });
         rx
@@ -323,7 +509,7 @@ mod tests {
             .find(|m| m["type"] == "leave")
             .unwrap();
         assert_eq!(leave["reason"], "closed");
-        assert_eq!(metrics::get(&hub.metrics.slow_consumer_drops), 0);
+        assert_eq!(metrics::get(&hub.hub.metrics.slow_consumer_drops), 0);
     }
 
     #[test]
@@ -341,8 +527,8 @@ mod tests {
             drain(&fast);
         }
         assert!(slow.is_evicted());
-        assert!(hub.members.get(2).is_none());
-        assert!(hub.members.get(1).is_some());
+        assert!(hub.hub.members.get(2).is_none());
+        assert!(hub.hub.members.get(1).is_some());
         assert!(!fast.is_evicted());
     }
 }

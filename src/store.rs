@@ -1,0 +1,653 @@
+//! The store: every chat room's messages, kept in SQLite and owned by one thread.
+//!
+//! The hub never touches the disk. It sends the store writer [`Request`]s over a
+//! bounded channel (with `try_send`: a full queue means the store is behind, and the
+//! hub answers `unavailable` instead of waiting) and gets [`Answer`]s back on a channel
+//! of its own. The writer takes whatever requests are queued as one batch and commits
+//! every message in it in one transaction (group commit), then answers in the order
+//! it was asked. Because a message is delivered to its room only once its answer says
+//! it was committed, a message anyone received survives `kill -9` (SPEC §9).
+//!
+//! Ids are assigned here, per room, in the order the hub sent the messages, which is
+//! the order it delivers them in. A batch that fails to commit gives its ids back:
+//! nobody ever saw them.
+//!
+//! Without a data directory the same code runs on an in-memory SQLite database, so a
+//! test or `--no-persist` behaves exactly like the durable server, minus the file.
+//!
+//! The file is opened with an exclusive lock (WAL journal, `locking_mode=EXCLUSIVE`),
+//! so a second server on the same directory stops at start instead of interleaving
+//! ids. The schema's version is SQLite's `user_version`; older files are migrated.
+
+use crate::base::ConnId;
+use crate::chat::ChatLine;
+use crate::error::Error;
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The schema this build writes. 1: messages; 2: messages record `via` (who posted
+/// through what: `api` for the HTTP API, nothing for a chat client).
+const SCHEMA_VERSION: i64 = 2;
+
+/// The store file's name in the data directory.
+pub(crate) const FILE_NAME: &str = "chat.sqlite3";
+
+/// Requests queued for the writer before the hub gets `unavailable` (a few seconds of
+/// a very busy server; the writer commits thousands a second).
+pub(crate) const QUEUE: usize = 4096;
+
+/// Most messages a resume (`?since=`) returns; more is treated as a gap (SPEC §10).
+pub(crate) const MAX_RESUME: usize = 1000;
+
+/// Most messages one `history` page holds.
+pub(crate) const MAX_PAGE: usize = 200;
+
+/// Messages deleted per room per batch when enforcing retention, so that a big
+/// backlog (a lowered `--retain`) is worked off without stalling commits.
+const RETENTION_CHUNK: u64 = 1000;
+
+/// How long a commit waits for a lock before it fails. The file is ours alone, so
+/// this only matters if the disk stalls.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A message to store, as the hub sent it.
+#[derive(Debug, Clone)]
+pub(crate) struct NewMessage {
+    /// Who sent it, to answer if it cannot be stored.
+    pub sender: ConnId,
+    pub room: String,
+    pub from: String,
+    pub text: String,
+    pub ts: u64,
+}
+
+/// What the hub asks of the store.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Store a chat message and give it the room's next id.
+    Append(NewMessage),
+    /// The history for a `welcome`: the messages after `since` when the client can
+    /// resume, else the last `history`. `seq` tells this load from a later one.
+    Load {
+        member: ConnId,
+        seq: u64,
+        room: String,
+        since: Option<Since>,
+    },
+    /// A page of older messages (`history` request).
+    Page {
+        member: ConnId,
+        room: String,
+        before: Option<u64>,
+        limit: usize,
+    },
+}
+
+/// Where a reconnecting client left off (SPEC §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Since {
+    pub id: u64,
+    pub epoch: String,
+}
+
+/// Why a message was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreError {
+    /// The commit failed (disk full, I/O error); nothing of the batch was stored.
+    Failed,
+}
+
+/// What the store tells the hub, in the order it was asked.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// One batch of `Append`s, in order: each stored with its id, or not at all.
+    Committed(Vec<(ConnId, Result<Arc<ChatLine>, StoreError>)>),
+    /// The answer to a `Load`.
+    Loaded {
+        member: ConnId,
+        seq: u64,
+        room: String,
+        history: Vec<Arc<ChatLine>>,
+        last_id: u64,
+        resumed: bool,
+        /// The read failed: the history is empty, and the client is told.
+        failed: bool,
+    },
+    /// The answer to a `Page`.
+    Page {
+        member: ConnId,
+        room: String,
+        messages: Vec<Arc<ChatLine>>,
+        more: bool,
+        failed: bool,
+    },
+}
+
+/// Where the messages live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
+    /// An in-memory database, gone with the process.
+    Memory,
+    /// `chat.sqlite3` in this directory (created if missing).
+    Dir(PathBuf),
+}
+
+/// The store's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreConfig {
+    pub location: Location,
+    /// Newest messages kept per room.
+    pub retain: usize,
+    /// Messages in a plain `welcome`.
+    pub history: usize,
+}
+
+/// An open store, before its thread runs.
+pub(crate) struct Store {
+    db: Connection,
+    config: StoreConfig,
+    epoch: String,
+    /// Each room's newest id, committed.
+    last_ids: HashMap<String, u64>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating, migrating) the store, or says what is wrong with its file.
+    pub(crate) fn open(config: StoreConfig) -> Result<Store, Error> {
+        let (db, path) = match &config.location {
+            Location::Memory => (
+                Connection::open_in_memory().map_err(|e| store_error(None, "cannot open", e))?,
+                None,
+            ),
+            Location::Dir(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Store {
+                    path: dir.clone(),
+                    problem: "cannot create the data directory".into(),
+                    source: Some(Box::new(e)),
+                })?;
+                let path = dir.join(FILE_NAME);
+                let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let db = Connection::open_with_flags(&path, flags)
+                    .map_err(|e| store_error(Some(&path), "cannot open it", e))?;
+                (db, Some(path))
+            }
+        };
+        let at = path.as_deref();
+        if path.is_some() {
+            // Exclusive: the lock is taken by the first write below and held until the
+            // process ends, so a second server on the same file is refused, not
+            // interleaved. WAL: a commit appends, which is what group commit wants.
+            let text = |row: &rusqlite::Row<'_>| row.get::<_, String>(0);
+            db.pragma_update_and_check(None, "locking_mode", "EXCLUSIVE", text)
+                .and_then(|_| db.pragma_update_and_check(None, "journal_mode", "WAL", text))
+                .and_then(|_| db.pragma_update(None, "synchronous", "NORMAL"))
+                .map_err(|e| store_error(at, "is not a switchboard store (SQLite)", e))?;
+        }
+        let version: i64 = db
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| store_error(at, "is not a switchboard store (SQLite)", e))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Store {
+                path: path.clone().unwrap_or_default(),
+                problem: format!(
+                    "was written by a newer switchboard (schema {version}, this one knows {SCHEMA_VERSION})"
+                ),
+                source: None,
+            });
+        }
+        // Refused at once when another server holds the file.
+        db.busy_timeout(Duration::ZERO)
+            .map_err(|e| store_error(at, "cannot set it up", e))?;
+        migrate(&db, version).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                store_error(at, "is in use by another running server", e)
+            }
+            _ => store_error(at, "cannot be set up", e),
+        })?;
+        db.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| store_error(at, "cannot set it up", e))?;
+        let epoch = epoch(&db).map_err(|e| store_error(at, "cannot be read", e))?;
+        let last_ids = last_ids(&db).map_err(|e| store_error(at, "cannot be read", e))?;
+        Ok(Store {
+            db,
+            config,
+            epoch,
+            last_ids,
+            path,
+        })
+    }
+
+    /// The string that names this store's history (SPEC §10).
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The file, when there is one.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Serves requests until the channel closes, then commits what is left and ends.
+    pub(crate) fn run(mut self, requests: Receiver<Request>, answers: Sender<Answer>) {
+        while let Ok(first) = requests.recv() {
+            let mut batch = vec![first];
+            batch.extend(requests.try_iter().take(QUEUE));
+            if !self.serve(batch, &answers) {
+                break;
+            }
+        }
+    }
+
+    /// Serves one batch in order: runs of appends are committed together, reads in
+    /// between see every append before them. `false` once nobody listens any more.
+    pub(crate) fn serve(&mut self, batch: Vec<Request>, answers: &Sender<Answer>) -> bool {
+        let mut appends = Vec::new();
+        for request in batch {
+            match request {
+                Request::Append(msg) => appends.push(msg),
+                read => {
+                    if !appends.is_empty() && !self.commit(std::mem::take(&mut appends), answers) {
+                        return false;
+                    }
+                    let answer = match read {
+                        Request::Load {
+                            member,
+                            seq,
+                            room,
+                            since,
+                        } => self.load(member, seq, room, since),
+                        Request::Page {
+                            member,
+                            room,
+                            before,
+                            limit,
+                        } => self.page(member, room, before, limit),
+                        Request::Append(_) => continue,
+                    };
+                    if answers.send(answer).is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+        appends.is_empty() || self.commit(appends, answers)
+    }
+
+    /// Stores `messages` in one transaction and answers with their ids.
+    fn commit(&mut self, messages: Vec<NewMessage>, answers: &Sender<Answer>) -> bool {
+        // Each room's id before this batch, to give the ids back if it fails.
+        let mut before: Vec<(String, u64)> = Vec::new();
+        let lines: Vec<Arc<ChatLine>> = messages
+            .iter()
+            .map(|m| {
+                let id = self.last_ids.entry(m.room.clone()).or_insert(0);
+                if !before.iter().any(|(room, _)| *room == m.room) {
+                    before.push((m.room.clone(), *id));
+                }
+                *id += 1;
+                Arc::new(ChatLine {
+                    id: *id,
+                    room: m.room.clone(),
+                    from: m.from.clone(),
+                    text: m.text.clone(),
+                    ts: m.ts,
+                })
+            })
+            .collect();
+        let stored = self.insert(&lines);
+        let answer = match stored {
+            Ok(()) => {
+                self.enforce_retention(&lines);
+                messages
+                    .iter()
+                    .zip(lines)
+                    .map(|(m, line)| (m.sender, Ok(line)))
+                    .collect()
+            }
+            Err(e) => {
+                for (room, id) in before {
+                    self.last_ids.insert(room, id);
+                }
+                log::warn!(
+                    "store: {} messages not stored, their senders are told: {e}",
+                    messages.len()
+                );
+                messages
+                    .iter()
+                    .map(|m| (m.sender, Err(StoreError::Failed)))
+                    .collect()
+            }
+        };
+        answers.send(Answer::Committed(answer)).is_ok()
+    }
+
+    fn insert(&mut self, lines: &[Arc<ChatLine>]) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (room, id, sender, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for line in lines {
+                insert.execute(params![line.room, line.id, line.from, line.text, line.ts])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Deletes, a chunk at a time, what is older than the newest `retain` of each room
+    /// the batch wrote to. A failure only delays it to the next batch.
+    fn enforce_retention(&mut self, lines: &[Arc<ChatLine>]) {
+        let retain = self.config.retain as u64;
+        let mut rooms: Vec<&str> = lines.iter().map(|l| l.room.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        for room in rooms {
+            let last = self.last_ids.get(room).copied().unwrap_or(0);
+            let Some(cutoff) = last.checked_sub(retain) else {
+                continue;
+            };
+            let oldest: Option<u64> = self
+                .db
+                .query_row(
+                    "SELECT MIN(id) FROM messages WHERE room = ?1",
+                    [room],
+                    |row| row.get(0),
+                )
+                .unwrap_or(None);
+            let Some(oldest) = oldest.filter(|&o| o <= cutoff) else {
+                continue;
+            };
+            let upto = cutoff.min(oldest + RETENTION_CHUNK - 1);
+            if let Err(e) = self.db.execute(
+                "DELETE FROM messages WHERE room = ?1 AND id <= ?2",
+                params![room, upto],
+            ) {
+                log::warn!("store: retention of {room} delayed: {e}");
+            }
+        }
+    }
+
+    fn load(&self, member: ConnId, seq: u64, room: String, since: Option<Since>) -> Answer {
+        let last_id = self.last_ids.get(&room).copied().unwrap_or(0);
+        let result = (|| -> rusqlite::Result<(Vec<Arc<ChatLine>>, bool)> {
+            if let Some(since) = since.filter(|s| s.epoch == self.epoch && s.id <= last_id) {
+                let oldest: Option<u64> = self.db.query_row(
+                    "SELECT MIN(id) FROM messages WHERE room = ?1",
+                    [&room],
+                    |row| row.get(0),
+                )?;
+                // Every message after `since` must still be here, and not too many.
+                let kept = oldest.is_none_or(|o| o <= since.id + 1);
+                if kept {
+                    let missed = self.select(
+                        "SELECT id, sender, text, ts FROM messages WHERE room = ?1 AND id > ?2 \
+                         ORDER BY id LIMIT ?3",
+                        &room,
+                        since.id,
+                        MAX_RESUME + 1,
+                    )?;
+                    if missed.len() <= MAX_RESUME {
+                        return Ok((missed, true));
+                    }
+                }
+            }
+            let mut recent = self.select(
+                "SELECT id, sender, text, ts FROM messages WHERE room = ?1 AND id <= ?2 \
+                 ORDER BY id DESC LIMIT ?3",
+                &room,
+                u64::MAX >> 1,
+                self.config.history,
+            )?;
+            recent.reverse();
+            Ok((recent, false))
+        })();
+        let (history, resumed, failed) = match result {
+            Ok((history, resumed)) => (history, resumed, false),
+            Err(e) => {
+                log::warn!("store: history of {room} unavailable: {e}");
+                (Vec::new(), false, true)
+            }
+        };
+        Answer::Loaded {
+            member,
+            seq,
+            room,
+            history,
+            last_id,
+            resumed,
+            failed,
+        }
+    }
+
+    fn page(&self, member: ConnId, room: String, before: Option<u64>, limit: usize) -> Answer {
+        let before = before.unwrap_or(u64::MAX >> 1);
+        let limit = limit.clamp(1, MAX_PAGE);
+        let result = self.select(
+            "SELECT id, sender, text, ts FROM messages WHERE room = ?1 AND id < ?2 \
+             ORDER BY id DESC LIMIT ?3",
+            &room,
+            before,
+            limit + 1,
+        );
+        let (mut messages, failed) = match result {
+            Ok(messages) => (messages, false),
+            Err(e) => {
+                log::warn!("store: older messages of {room} unavailable: {e}");
+                (Vec::new(), true)
+            }
+        };
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        messages.reverse();
+        Answer::Page {
+            member,
+            room,
+            messages,
+            more,
+            failed,
+        }
+    }
+
+    /// Runs a query of `(id, sender, text, ts)` rows with parameters (room, id, limit).
+    fn select(
+        &self,
+        sql: &str,
+        room: &str,
+        id: u64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<Arc<ChatLine>>> {
+        let mut statement = self.db.prepare_cached(sql)?;
+        let rows = statement.query_map(params![room, id, limit as u64], |row| {
+            Ok(Arc::new(ChatLine {
+                id: row.get(0)?,
+                room: room.to_owned(),
+                from: row.get(1)?,
+                text: row.get(2)?,
+                ts: row.get(3)?,
+            }))
+        })?;
+        rows.collect()
+    }
+}
+
+/// Brings a file of schema `version` up to [`SCHEMA_VERSION`], in one transaction.
+fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
+    // BEGIN IMMEDIATE takes the write lock now, so that a file in use by another
+    // server is refused here, even when there is nothing to migrate.
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    let steps = || -> rusqlite::Result<()> {
+        if version < 1 {
+            db.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE messages (
+                     room TEXT NOT NULL,
+                     id INTEGER NOT NULL,
+                     sender TEXT NOT NULL,
+                     text TEXT NOT NULL,
+                     ts INTEGER NOT NULL,
+                     PRIMARY KEY (room, id)
+                 ) WITHOUT ROWID;",
+            )?;
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('epoch', ?1)",
+                [new_epoch()],
+            )?;
+        }
+        if version < 2 {
+            db.execute_batch("ALTER TABLE messages ADD COLUMN via TEXT;")?;
+        }
+        db.pragma_update(None, "user_version", SCHEMA_VERSION)
+    };
+    match steps() {
+        Ok(()) => db.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = db.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn epoch(db: &Connection) -> rusqlite::Result<String> {
+    let epoch: Option<String> = db
+        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    match epoch {
+        Some(epoch) => Ok(epoch),
+        None => {
+            let epoch = new_epoch();
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('epoch', ?1)",
+                [&epoch],
+            )?;
+            Ok(epoch)
+        }
+    }
+}
+
+fn last_ids(db: &Connection) -> rusqlite::Result<HashMap<String, u64>> {
+    let mut statement = db.prepare("SELECT room, MAX(id) FROM messages GROUP BY room")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
+/// A new epoch: random, so that two stores never share one.
+fn new_epoch() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: the time and the process still tell stores apart.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = (now ^ u64::from(std::process::id()).rotate_left(32)).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn store_error(path: Option<&Path>, problem: &str, e: rusqlite::Error) -> Error {
+    Error::Store {
+        path: path.map(Path::to_owned).unwrap_or_default(),
+        problem: problem.to_owned(),
+        source: Some(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> Store {
+        Store::open(StoreConfig {
+            location: Location::Memory,
+            retain: 3,
+            history: 2,
+        })
+        .unwrap()
+    }
+
+    fn append(store: &mut Store, room: &str, text: &str) -> Arc<ChatLine> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let msg = NewMessage {
+            sender: 1,
+            room: room.into(),
+            from: "a".into(),
+            text: text.into(),
+            ts: 0,
+        };
+        assert!(store.serve(vec![Request::Append(msg)], &tx));
+        match rx.try_recv() {
+            Ok(Answer::Committed(mut lines)) => lines.remove(0).1.unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_count_per_room_and_retention_keeps_the_newest() {
+        let mut store = memory();
+        for i in 1..=5 {
+            assert_eq!(append(&mut store, "r", &i.to_string()).id, i);
+        }
+        assert_eq!(append(&mut store, "other", "x").id, 1);
+        let Answer::Page { messages, more, .. } = store.page(1, "r".into(), None, 10) else {
+            panic!()
+        };
+        let ids: Vec<u64> = messages.iter().map(|l| l.id).collect();
+        assert_eq!(ids, [3, 4, 5], "retain 3");
+        assert!(!more);
+    }
+
+    #[test]
+    fn resume_returns_exactly_what_was_missed_or_says_it_cannot() {
+        let mut store = memory();
+        for i in 1..=3 {
+            append(&mut store, "r", &i.to_string());
+        }
+        let epoch = store.epoch().to_owned();
+        let load = |store: &Store, since: Option<Since>| match store.load(1, 0, "r".into(), since) {
+            Answer::Loaded {
+                history, resumed, ..
+            } => (history.iter().map(|l| l.id).collect::<Vec<_>>(), resumed),
+            other => panic!("{other:?}"),
+        };
+        let since = |id| {
+            Some(Since {
+                id,
+                epoch: epoch.clone(),
+            })
+        };
+        assert_eq!(load(&store, since(1)), (vec![2, 3], true));
+        assert_eq!(load(&store, since(3)), (vec![], true));
+        assert_eq!(load(&store, None), (vec![2, 3], false), "history 2");
+        let other_epoch = Some(Since {
+            id: 1,
+            epoch: "other".into(),
+        });
+        assert_eq!(load(&store, other_epoch), (vec![2, 3], false));
+        assert_eq!(
+            load(&store, since(9)),
+            (vec![2, 3], false),
+            "ahead of the room"
+        );
+        append(&mut store, "r", "4");
+        append(&mut store, "r", "5");
+        // Retention (3) dropped 1 and 2: a client that saw only 1 has a gap.
+        assert_eq!(load(&store, since(1)), (vec![4, 5], false));
+    }
+}
