@@ -10,10 +10,22 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+/// The binary, logging warnings only, with its default data directory in a temp dir
+/// of its own (`$XDG_DATA_HOME`), so no test touches the user's history or another's.
 fn switchboard() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.env("RUST_LOG", "warn");
+    cmd.env("XDG_DATA_HOME", data_home());
     cmd
+}
+
+/// A data home for one test run of the binary; left for the OS to clean (it holds
+/// at most one small store).
+fn data_home() -> std::path::PathBuf {
+    let dir = TempDir::new("cli");
+    let path = dir.path().to_owned();
+    std::mem::forget(dir);
+    path
 }
 
 #[test]
@@ -225,6 +237,7 @@ fn banner_in_a_terminal(extra: &[&str]) -> Option<String> {
                 "/dev/null",
             ])
             .env("RUST_LOG", "warn")
+            .env("XDG_DATA_HOME", data_home())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

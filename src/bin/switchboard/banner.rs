@@ -60,6 +60,10 @@ pub(crate) fn print(server: &ServerHandle, options: &Options) {
              or pass --cert and --key)."
         );
     }
+    match server.store_path() {
+        Some(path) => println!("Chat history is kept in {}.", path.display()),
+        None => println!("Chat history is kept in memory only: it is gone when the server stops."),
+    }
     println!("Press Ctrl-C to stop.");
 }
 

@@ -44,9 +44,19 @@ pub(crate) struct ServeArgs {
     /// Seconds of silence before a Ping, and again before the client is dropped.
     #[arg(long, value_name = "SECS", value_parser = at_least_one_second, default_value_t = Config::default().ping_interval.as_secs())]
     ping_interval: u64,
-    /// Chat messages each room remembers for newcomers.
+    /// Chat messages a newcomer's welcome carries.
     #[arg(long, value_name = "N", default_value_t = Config::default().history)]
     history: usize,
+    /// Where chat history is kept (file chat.sqlite3, created if missing) [default:
+    /// $XDG_DATA_HOME/switchboard, else ~/.local/share/switchboard].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_persist")]
+    data: Option<PathBuf>,
+    /// Keep chat history in memory only: it is gone when the server stops.
+    #[arg(long)]
+    no_persist: bool,
+    /// The newest chat messages kept per room; older ones are deleted.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().retain)]
+    retain: usize,
     /// Longest chat text in bytes; longer gets the error text_too_long.
     #[arg(long, value_name = "BYTES", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_text_len)]
     max_text_len: usize,
@@ -85,10 +95,24 @@ fn at_least_one_second(value: &str) -> Result<u64, String> {
     at_least_one::<u64>(value).map_err(|_| "must be at least 1 second (a whole number)".to_owned())
 }
 
+/// `$XDG_DATA_HOME/switchboard`, else `~/.local/share/switchboard` (the XDG Base
+/// Directory default); `None` with neither variable set.
+fn default_data_dir() -> Option<PathBuf> {
+    let non_empty = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    non_empty("XDG_DATA_HOME")
+        .or_else(|| non_empty("HOME").map(|home| home.join(".local").join("share")))
+        .map(|data| data.join("switchboard"))
+}
+
 /// The flag that sets a [`Config`] field, for an error the library found.
 fn flag_for(setting: &str) -> String {
     match setting {
         "rate_per_sec" => "--rate-limit".to_owned(),
+        "data_dir" => "--data".to_owned(),
         other => format!("--{}", other.replace('_', "-")),
     }
 }
@@ -104,6 +128,10 @@ impl ServeArgs {
         config.handshake_timeout = Duration::from_secs(self.handshake_timeout);
         config.ping_interval = Duration::from_secs(self.ping_interval);
         config.history = self.history;
+        config.retain = self.retain;
+        if !self.no_persist {
+            config.data_dir = self.data.or_else(default_data_dir);
+        }
         config.max_text_len = self.max_text_len;
         config.rate_per_sec = self.rate_limit;
         config.rate_burst = self.rate_burst;
