@@ -326,9 +326,9 @@ impl ChatRooms {
                 failed,
             } => {
                 // A member that moved on since asked again; only the latest counts.
-                let Some(held) = post.release(member, seq) else {
+                if !post.is_latest_load(member, seq) {
                     return;
-                };
+                }
                 let Some((name, current)) = members.chat_member(member) else {
                     return;
                 };
@@ -344,10 +344,7 @@ impl ChatRooms {
                     last_id,
                     resumed,
                 });
-                post.deliver(members, member, Message::text(json));
-                for msg in held {
-                    post.deliver(members, member, msg);
-                }
+                post.release(members, member, Message::text(json));
                 if failed {
                     self.unavailable(
                         members,

@@ -194,11 +194,22 @@ impl Post {
         self.held.entry(id).or_default().0 = seq;
     }
 
-    /// What was held for `id`, if `seq` is its latest load; it is no longer held.
-    fn release(&mut self, id: ConnId, seq: u64) -> Option<Vec<Message>> {
-        match self.held.get(&id) {
-            Some((latest, _)) if *latest == seq => self.held.remove(&id).map(|(_, held)| held),
-            _ => None,
+    /// Whether `seq` is member `id`'s latest load.
+    fn is_latest_load(&self, id: ConnId, seq: u64) -> bool {
+        self.held.get(&id).is_some_and(|(latest, _)| *latest == seq)
+    }
+
+    /// Sends member `id` its welcome, first of all, then what was held for it (behind
+    /// its requests still at the store, if any). Nothing is held for it any more.
+    fn release(&mut self, members: &Members, id: ConnId, welcome: Message) {
+        let held = self
+            .held
+            .remove(&id)
+            .map(|(_, held)| held)
+            .unwrap_or_default();
+        self.send(members, id, welcome);
+        for msg in held {
+            self.deliver(members, id, msg);
         }
     }
 
@@ -307,6 +318,12 @@ impl Hub {
         self.evict_overflowed();
     }
 
+    /// Handles one event, leaving what it asked of the store unanswered.
+    #[cfg(test)]
+    pub(crate) fn apply_only(&mut self, event: HubEvent) {
+        self.apply(event);
+    }
+
     /// Handles one event and wakes whoever got news.
     #[cfg(test)]
     pub(crate) fn handle(&mut self, event: HubEvent) {
@@ -401,6 +418,11 @@ mod tests {
         /// Handles `event`, then everything it asked of the store, to the end.
         fn handle(&mut self, event: HubEvent) {
             self.hub.handle(event);
+            self.settle();
+        }
+
+        /// Lets the store answer everything asked so far, in order.
+        fn settle(&mut self) {
             loop {
                 let batch: Vec<_> = self.requests.try_iter().collect();
                 if batch.is_empty() {
@@ -453,6 +475,41 @@ mod tests {
         std::iter::from_fn(|| rx.try_recv())
             .map(|m| serde_json::from_str(m.to_text().unwrap()).unwrap())
             .collect()
+    }
+
+    /// The welcome's history is read while the client already talks: its welcome still
+    /// comes first, and its answers keep the order of its requests.
+    #[test]
+    fn welcome_first_and_answers_in_order_while_the_store_is_busy() {
+        let mut hub = hub();
+        let (tx, rx) = outbox(16, 1 << 20).unwrap();
+        hub.hub.apply_only(HubEvent::JoinChat {
+            id: 1,
+            room: "r".into(),
+            name: Some("quick".into()),
+            name_error: None,
+            since: None,
+            outbox: tx,
+        });
+        hub.hub.apply_only(HubEvent::Chat {
+            id: 1,
+            msg: ClientMessage::Message { text: "hi".into() },
+        });
+        hub.hub.apply_only(HubEvent::Chat {
+            id: 1,
+            msg: ClientMessage::Members,
+        });
+        hub.hub.apply_only(HubEvent::Reply {
+            id: 1,
+            msg: Message::text(r#"{"type":"error","code":"bad_json","message":"x"}"#),
+        });
+        assert!(rx.try_recv().is_none(), "nothing before the welcome");
+        hub.settle();
+        let kinds: Vec<String> = drain(&rx)
+            .iter()
+            .map(|m| m["type"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(kinds, ["welcome", "message", "members", "error"]);
     }
 
     #[test]
