@@ -234,6 +234,23 @@ fn a_file_that_is_not_sqlite_is_refused_naming_it() {
 }
 
 #[test]
+fn a_store_that_cannot_be_read_is_refused_naming_it() {
+    // Root reads every file, so unreadable is made the one way that works for root
+    // too: something that is not a file stands where the store should be.
+    let dir = TempDir::new("unreadable");
+    std::fs::create_dir(dir.path().join("chat.sqlite3")).unwrap();
+    let err = Server::builder()
+        .listen("127.0.0.1:0")
+        .data_dir(dir.path())
+        .start()
+        .expect_err("a directory is no store");
+    assert!(
+        matches!(&err, Error::Store { path, .. } if path.ends_with("chat.sqlite3")),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn a_store_from_a_newer_version_is_refused() {
     let dir = TempDir::new("newer");
     {
