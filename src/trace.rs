@@ -124,6 +124,7 @@ impl Decoder {
                     let head = std::mem::take(head);
                     let text = String::from_utf8_lossy(&head[..end]);
                     for line in text.split("\r\n") {
+                        let line = redact(line);
                         lines.push(format!("{} {line}", self.direction.arrow()));
                     }
                     self.phase = if upgrades(&text) {
@@ -383,9 +384,54 @@ impl<S: Write> Write for Traced<S> {
     }
 }
 
+/// Header lines whose values are secrets: what they carry never reaches a log.
+const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+];
+
+/// The head line with a secret header's value replaced: `Authorization: [redacted]`.
+/// The scheme of an `Authorization` (`Bearer`, `Basic`) stays, since it says how the
+/// client authenticated without saying with what.
+fn redact(line: &str) -> std::borrow::Cow<'_, str> {
+    let Some((name, value)) = line.split_once(':') else {
+        return line.into();
+    };
+    if !SECRET_HEADERS
+        .iter()
+        .any(|h| name.trim().eq_ignore_ascii_case(h))
+    {
+        return line.into();
+    }
+    let value = value.trim();
+    let scheme = value
+        .split_once(' ')
+        .filter(|_| name.trim().to_ascii_lowercase().ends_with("authorization"))
+        .map(|(scheme, _)| format!("{scheme} "))
+        .unwrap_or_default();
+    format!("{name}: {scheme}[redacted]").into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_heads_are_redacted() {
+        assert_eq!(
+            redact("Authorization: Bearer s3cret"),
+            "Authorization: Bearer [redacted]"
+        );
+        assert_eq!(redact("cookie: session=abc; x=y"), "cookie: [redacted]");
+        assert_eq!(
+            redact("Set-Cookie: sid=1; HttpOnly"),
+            "Set-Cookie: [redacted]"
+        );
+        assert_eq!(redact("Host: example.com"), "Host: example.com");
+        assert_eq!(redact("GET /ws/chat HTTP/1.1"), "GET /ws/chat HTTP/1.1");
+    }
 
     fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
         let key = [1, 2, 3, 4];
