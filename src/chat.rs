@@ -226,6 +226,9 @@ pub(crate) struct ChatLine {
     pub from: String,
     pub text: String,
     pub ts: u64,
+    /// How it was posted, when not from a chat client: `api` (SPEC §11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
 }
 
 /// One entry of a `rooms` answer.
@@ -398,6 +401,7 @@ mod tests {
             from: "a".into(),
             text: "hi".into(),
             ts: 5,
+            via: None,
         };
         let json = encode(&ServerMessage::Welcome {
             name: "a",

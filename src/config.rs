@@ -103,6 +103,11 @@ pub struct Config {
     /// client that never answers holds up [`crate::ServerHandle::shutdown`] this long.
     /// Default: 5 s, enough for a phone on a weak link to answer.
     pub close_timeout: Duration,
+    /// The token `POST /api/rooms/{room}/messages` needs, as
+    /// `Authorization: Bearer TOKEN`. Default: none, and the endpoint answers `403`
+    /// saying how to set one: nobody can post from outside until the operator decides
+    /// they may.
+    pub api_token: Option<Secret>,
     /// Log, decoded from the bytes on the wire, every connection's HTTP head and
     /// response and every frame both ways, under the `log` target
     /// `switchboard::trace` (see [`crate::trace`]). Default: off: it is a teaching and
@@ -132,6 +137,7 @@ impl Default for Config {
             outbox_messages: 1024,
             outbox_bytes: 8 << 20,
             close_timeout: Duration::from_secs(5),
+            api_token: None,
             trace: false,
         }
     }
@@ -259,6 +265,12 @@ impl Config {
         self
     }
 
+    /// See [`Config::api_token`](field@Config::api_token).
+    pub fn api_token(mut self, token: impl Into<String>) -> Self {
+        self.api_token = Some(Secret::new(token));
+        self
+    }
+
     /// See [`Config::trace`](field@Config::trace).
     pub fn trace(mut self, on: bool) -> Self {
         self.trace = on;
@@ -300,6 +312,31 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// A secret (a token, a password): kept as given, never shown by `Debug`, compared in
+/// constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// Whether `offered` is this secret, taking the same time whatever it is
+    /// (`subtle`), so that timing tells an attacker nothing about how close it was.
+    pub fn matches(&self, offered: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(offered).into()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
     }
 }
 

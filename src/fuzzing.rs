@@ -59,6 +59,7 @@ pub fn connection(data: &[u8]) {
     let (hub_tx, hub_rx) = crossbeam_channel::bounded(256);
     let config = HubConfig {
         epoch: store.epoch().to_owned(),
+        api_rate: (20, 40),
     };
     let hub = Hub::new(config, Arc::clone(&ctx.metrics), store_tx);
     let Ok(store_thread) = thread::Builder::new().spawn(move || store.run(store_rx, answers_tx))

@@ -245,6 +245,6 @@ mod store;
 mod tls;
 pub mod trace;
 
-pub use config::{Config, DEFAULT_LISTEN, Identity};
+pub use config::{Config, DEFAULT_LISTEN, Identity, Secret};
 pub use error::{Error, Result};
 pub use server::{Server, ServerBuilder, ServerHandle};

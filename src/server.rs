@@ -134,6 +134,7 @@ impl ServerBuilder {
         outbox_messages(messages: usize);
         outbox_bytes(bytes: usize);
         close_timeout(timeout: Duration);
+        api_token(token: impl Into<String>);
         trace(on: bool);
     }
 
@@ -215,6 +216,7 @@ impl ServerBuilder {
         let hub = Hub::new(
             HubConfig {
                 epoch: store.epoch().to_owned(),
+                api_rate: (ctx.config.rate_per_sec, ctx.config.rate_burst),
             },
             Arc::clone(&ctx.metrics),
             store_tx,

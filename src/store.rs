@@ -54,15 +54,52 @@ const RETENTION_CHUNK: u64 = 1000;
 /// this only matters if the disk stalls.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Who posted a message, and so who hears what became of it.
+#[derive(Debug, Clone)]
+pub(crate) enum Author {
+    /// A chat member: told only if it fails (it sees its message in the room).
+    Member(ConnId),
+    /// An HTTP API request, waiting on its connection thread for the answer.
+    Api(Sender<ApiAnswer>),
+}
+
 /// A message to store, as the hub sent it.
 #[derive(Debug, Clone)]
 pub(crate) struct NewMessage {
-    /// Who sent it, to answer if it cannot be stored.
-    pub sender: ConnId,
+    pub author: Author,
     pub room: String,
     pub from: String,
     pub text: String,
     pub ts: u64,
+    /// `Some("api")` for a message posted through the HTTP API.
+    pub via: Option<&'static str>,
+}
+
+/// A room as `GET /api/rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct RoomSummary {
+    pub name: String,
+    pub members: usize,
+    pub last_id: u64,
+}
+
+/// What an HTTP API request gets back, on its own channel.
+#[derive(Debug)]
+pub(crate) enum ApiAnswer {
+    /// The message was stored (and delivered) as this.
+    Posted(Arc<ChatLine>),
+    /// `GET /api/rooms`.
+    Rooms(Vec<RoomSummary>),
+    /// `GET /api/rooms/{room}/messages`.
+    Messages {
+        room: String,
+        messages: Vec<Arc<ChatLine>>,
+        more: bool,
+    },
+    /// Too many posts from this address.
+    RateLimited,
+    /// The store could not do it.
+    Unavailable,
 }
 
 /// What the hub asks of the store.
@@ -85,6 +122,19 @@ pub(crate) enum Request {
         before: Option<u64>,
         limit: usize,
     },
+    /// `GET /api/rooms`: rooms with people (counted by the hub) or messages.
+    Rooms {
+        members: Vec<(String, usize)>,
+        reply: Sender<ApiAnswer>,
+    },
+    /// `GET /api/rooms/{room}/messages`.
+    Messages {
+        room: String,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+        reply: Sender<ApiAnswer>,
+    },
 }
 
 /// Where a reconnecting client left off (SPEC §10).
@@ -105,7 +155,7 @@ pub(crate) enum StoreError {
 #[derive(Debug)]
 pub(crate) enum Answer {
     /// One batch of `Append`s, in order: each stored with its id, or not at all.
-    Committed(Vec<(ConnId, Result<Arc<ChatLine>, StoreError>)>),
+    Committed(Vec<(Author, Result<Arc<ChatLine>, StoreError>)>),
     /// The answer to a `Load`.
     Loaded {
         member: ConnId,
@@ -277,6 +327,22 @@ impl Store {
                             before,
                             limit,
                         } => self.page(member, room, before, limit),
+                        // Answered straight to the waiting HTTP thread; one that gave
+                        // up waiting is no reason to stop.
+                        Request::Rooms { members, reply } => {
+                            let _ = reply.send(self.rooms(members));
+                            continue;
+                        }
+                        Request::Messages {
+                            room,
+                            before,
+                            after,
+                            limit,
+                            reply,
+                        } => {
+                            let _ = reply.send(self.messages(room, before, after, limit));
+                            continue;
+                        }
                         Request::Append(_) => continue,
                     };
                     if answers.send(answer).is_err() {
@@ -306,6 +372,7 @@ impl Store {
                     from: m.from.clone(),
                     text: m.text.clone(),
                     ts: m.ts,
+                    via: m.via,
                 })
             })
             .collect();
@@ -316,7 +383,7 @@ impl Store {
                 messages
                     .iter()
                     .zip(lines)
-                    .map(|(m, line)| (m.sender, Ok(line)))
+                    .map(|(m, line)| (m.author.clone(), Ok(line)))
                     .collect()
             }
             Err(e) => {
@@ -329,7 +396,7 @@ impl Store {
                 );
                 messages
                     .iter()
-                    .map(|m| (m.sender, Err(StoreError::Failed)))
+                    .map(|m| (m.author.clone(), Err(StoreError::Failed)))
                     .collect()
             }
         };
@@ -340,10 +407,13 @@ impl Store {
         let tx = self.db.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (room, id, sender, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO messages (room, id, sender, text, ts, via) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for line in lines {
-                insert.execute(params![line.room, line.id, line.from, line.text, line.ts])?;
+                insert.execute(params![
+                    line.room, line.id, line.from, line.text, line.ts, line.via
+                ])?;
             }
         }
         tx.commit()
@@ -395,7 +465,7 @@ impl Store {
                 let kept = oldest.is_none_or(|o| o <= since.id + 1);
                 if kept {
                     let missed = self.select(
-                        "SELECT id, sender, text, ts FROM messages WHERE room = ?1 AND id > ?2 \
+                        "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id > ?2 \
                          ORDER BY id LIMIT ?3",
                         &room,
                         since.id,
@@ -407,7 +477,7 @@ impl Store {
                 }
             }
             let mut recent = self.select(
-                "SELECT id, sender, text, ts FROM messages WHERE room = ?1 AND id <= ?2 \
+                "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id <= ?2 \
                  ORDER BY id DESC LIMIT ?3",
                 &room,
                 u64::MAX >> 1,
@@ -438,7 +508,7 @@ impl Store {
         let before = before.unwrap_or(u64::MAX >> 1);
         let limit = limit.clamp(1, MAX_PAGE);
         let result = self.select(
-            "SELECT id, sender, text, ts FROM messages WHERE room = ?1 AND id < ?2 \
+            "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id < ?2 \
              ORDER BY id DESC LIMIT ?3",
             &room,
             before,
@@ -463,7 +533,100 @@ impl Store {
         }
     }
 
-    /// Runs a query of `(id, sender, text, ts)` rows with parameters (room, id, limit).
+    /// Rooms with people in them or messages kept, with their newest id.
+    fn rooms(&self, members: Vec<(String, usize)>) -> ApiAnswer {
+        let mut rooms: HashMap<String, RoomSummary> = self
+            .last_ids
+            .iter()
+            .map(|(name, &last_id)| {
+                let summary = RoomSummary {
+                    name: name.clone(),
+                    members: 0,
+                    last_id,
+                };
+                (name.clone(), summary)
+            })
+            .collect();
+        for (name, count) in members {
+            rooms
+                .entry(name.clone())
+                .or_insert(RoomSummary {
+                    name,
+                    members: 0,
+                    last_id: 0,
+                })
+                .members = count;
+        }
+        let mut rooms: Vec<RoomSummary> = rooms.into_values().collect();
+        rooms.sort_by(|a, b| b.members.cmp(&a.members).then(a.name.cmp(&b.name)));
+        ApiAnswer::Rooms(rooms)
+    }
+
+    /// Messages of `room` between `after` and `before` (both exclusive), oldest first:
+    /// the oldest ones after `after` when it is given, else the newest before `before`.
+    fn messages(
+        &self,
+        room: String,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> ApiAnswer {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let before = before.unwrap_or(u64::MAX >> 1);
+        let result = match after {
+            Some(after) => self
+                .select_between(&room, after, before, limit + 1, true)
+                .map(|mut m| {
+                    let more = m.len() > limit;
+                    m.truncate(limit);
+                    (m, more)
+                }),
+            None => self
+                .select_between(&room, 0, before, limit + 1, false)
+                .map(|mut m| {
+                    let more = m.len() > limit;
+                    m.truncate(limit);
+                    m.reverse();
+                    (m, more)
+                }),
+        };
+        match result {
+            Ok((messages, more)) => ApiAnswer::Messages {
+                room,
+                messages,
+                more,
+            },
+            Err(e) => {
+                log::warn!("store: messages of {room} unavailable: {e}");
+                ApiAnswer::Unavailable
+            }
+        }
+    }
+
+    fn select_between(
+        &self,
+        room: &str,
+        after: u64,
+        before: u64,
+        limit: usize,
+        oldest_first: bool,
+    ) -> rusqlite::Result<Vec<Arc<ChatLine>>> {
+        let sql = if oldest_first {
+            "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id > ?2 \
+             AND id < ?3 ORDER BY id LIMIT ?4"
+        } else {
+            "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id > ?2 \
+             AND id < ?3 ORDER BY id DESC LIMIT ?4"
+        };
+        let mut statement = self.db.prepare_cached(sql)?;
+        let rows = statement.query_map(params![room, after, before, limit as u64], |row| {
+            line(room, row)
+        })?;
+        rows.collect()
+    }
+
+    /// Runs a query of `(id, sender, text, ts, via)` rows with parameters (room, id,
+    /// limit).
     fn select(
         &self,
         sql: &str,
@@ -472,17 +635,22 @@ impl Store {
         limit: usize,
     ) -> rusqlite::Result<Vec<Arc<ChatLine>>> {
         let mut statement = self.db.prepare_cached(sql)?;
-        let rows = statement.query_map(params![room, id, limit as u64], |row| {
-            Ok(Arc::new(ChatLine {
-                id: row.get(0)?,
-                room: room.to_owned(),
-                from: row.get(1)?,
-                text: row.get(2)?,
-                ts: row.get(3)?,
-            }))
-        })?;
+        let rows = statement.query_map(params![room, id, limit as u64], |row| line(room, row))?;
         rows.collect()
     }
+}
+
+/// A message from a row of `(id, sender, text, ts, via)`.
+fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> {
+    let via: Option<String> = row.get(4)?;
+    Ok(Arc::new(ChatLine {
+        id: row.get(0)?,
+        room: room.to_owned(),
+        from: row.get(1)?,
+        text: row.get(2)?,
+        ts: row.get(3)?,
+        via: via.filter(|v| v == "api").map(|_| "api"),
+    }))
 }
 
 /// Brings a file of schema `version` up to [`SCHEMA_VERSION`], in one transaction.
@@ -595,11 +763,12 @@ mod tests {
     fn append(store: &mut Store, room: &str, text: &str) -> Arc<ChatLine> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let msg = NewMessage {
-            sender: 1,
+            author: Author::Member(1),
             room: room.into(),
             from: "a".into(),
             text: text.into(),
             ts: 0,
+            via: None,
         };
         assert!(store.serve(vec![Request::Append(msg)], &tx));
         match rx.try_recv() {

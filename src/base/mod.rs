@@ -4,9 +4,11 @@
 //! the server context every thread reads ([`Context`]).
 
 mod context;
+mod rate;
 mod transport;
 mod wake;
 
 pub(crate) use context::{ConnId, Context, Peer};
+pub(crate) use rate::RateLimit;
 pub(crate) use transport::{Interest, Transport, linger, wait};
 pub(crate) use wake::Wake;

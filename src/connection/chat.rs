@@ -7,12 +7,11 @@
 //! *through* the hub ([`HubEvent::Reply`]), so a client gets every answer in the
 //! order of its requests.
 
-use crate::base::ConnId;
+use crate::base::{ConnId, RateLimit};
 use crate::chat::{self, ChatError, ErrorCode};
 use crate::config::Config;
 use crate::hub::HubEvent;
 use crate::metrics::{Metrics, bump};
-use std::time::Instant;
 use tungstenite::Message;
 
 /// What a chat connection holds between messages.
@@ -58,51 +57,9 @@ impl ChatPolicy {
     }
 }
 
-/// A token bucket: `rate` per second sustained, `burst` at once (SPEC §5).
-struct RateLimit {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            tokens: burst,
-            rate: f64::from(rate),
-            burst,
-            last: Instant::now(),
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn rate_limit_allows_the_burst_then_the_rate() {
-        let mut rate = RateLimit::new(20, 40);
-        assert_eq!((0..100).filter(|_| rate.allow()).count(), 40);
-        rate.last -= Duration::from_millis(500);
-        assert_eq!((0..100).filter(|_| rate.allow()).count(), 10);
-    }
 
     #[test]
     fn binary_and_bad_json_become_error_replies() {

@@ -7,6 +7,8 @@
 //! hands the stream to the frame loop ([`crate::connection`]). Everything here is
 //! generic over [`Transport`], so TLS adds a handshake in front and nothing else.
 
+mod api;
+mod body;
 pub(crate) mod request;
 pub(crate) mod response;
 mod route;
@@ -93,6 +95,20 @@ pub(crate) fn serve<S: Transport>(
         Routed::Upgrade(endpoint, response) => {
             upgrade(stream, rest, endpoint, response, peer, shared, hub)
         }
+        Routed::Api(call) => {
+            metrics::bump(&shared.metrics.http_requests_total);
+            let ip = peer.addr.ip();
+            let response = api::serve(&mut stream, (&req, rest), call, ip, deadline, shared, hub);
+            log::debug!(
+                "conn {} {}: {} {} -> {}",
+                peer.id,
+                peer.addr,
+                req.method,
+                req.target,
+                response.status
+            );
+            respond(stream, &head_only(response), shared);
+        }
     }
 }
 
@@ -137,7 +153,7 @@ fn upgrade<S: Transport>(
 }
 
 /// Sleeps until the stream may have bytes for the request head.
-fn wait_for_bytes<S: Transport>(
+pub(super) fn wait_for_bytes<S: Transport>(
     stream: &mut S,
     deadline: Instant,
     shared: &Context,

@@ -22,6 +22,8 @@ pub(crate) enum Routed {
     Reject(Response, Rejection, String),
     /// Send the `101` and hand the connection to the frame loop.
     Upgrade(Endpoint, Response),
+    /// An HTTP API request (SPEC §11), which may have a body still to read.
+    Api(super::api::Call),
 }
 
 fn reject(status: u16, why: Rejection, reason: impl Into<String>) -> Routed {
@@ -51,6 +53,13 @@ pub(crate) fn head_error_response(err: &HeadError) -> Option<(Response, Rejectio
 
 /// Decides what a request gets. `secure` says whether it came over TLS.
 pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed {
+    let (path, query) = req.path_and_query();
+    if path == "/api" || path.starts_with("/api/") {
+        return match super::api::route(&req.method, path, query) {
+            Ok(call) => Routed::Api(call),
+            Err(response) => Routed::Respond(response),
+        };
+    }
     // HEAD is answered wherever GET is (SPEC §3), without the body (the front drops
     // it); it never upgrades, since RFC 6455 §4.1 makes the handshake a GET.
     if req.method != "GET" && req.method != "HEAD" {
@@ -66,7 +75,6 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
             other => other,
         };
     }
-    let (path, query) = req.path_and_query();
     let endpoint = match path {
         "/" | "/index.html" => {
             return Routed::Respond(

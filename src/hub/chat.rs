@@ -12,11 +12,14 @@
 use super::members::Members;
 use super::{LeaveReason, Post};
 use crate::base::ConnId;
+use crate::base::RateLimit;
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
+use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
-use crate::store::{self, Answer, NewMessage, Since, StoreError};
+use crate::store::{self, Answer, ApiAnswer, Author, NewMessage, Since, StoreError};
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tungstenite::Message;
@@ -38,17 +41,85 @@ pub(super) struct ChatRooms {
     epoch: String,
     /// Numbers each member's loads, so that a stale answer is told from the latest.
     loads: u64,
+    /// API posts allowed per address, and each address's bucket.
+    api_rate: (u32, u32),
+    api_buckets: HashMap<IpAddr, RateLimit>,
     metrics: Arc<Metrics>,
 }
 
 impl ChatRooms {
-    pub(super) fn new(epoch: String, store: Sender<store::Request>, metrics: Arc<Metrics>) -> Self {
+    pub(super) fn new(
+        epoch: String,
+        store: Sender<store::Request>,
+        api_rate: (u32, u32),
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             rooms: HashMap::new(),
             store: Some(store),
             epoch,
             loads: 0,
+            api_rate,
+            api_buckets: HashMap::new(),
             metrics,
+        }
+    }
+
+    /// Carries out an HTTP API request: reads go to the store, which answers the
+    /// waiting HTTP thread itself; a post is rate-limited per address, then stored and
+    /// delivered like a chat message, marked `via: api`.
+    pub(super) fn api(&mut self, ip: IpAddr, call: ApiCall, reply: Sender<ApiAnswer>) {
+        let request = match call {
+            ApiCall::Rooms => {
+                let members = self
+                    .rooms
+                    .iter()
+                    .map(|(name, room)| (name.clone(), room.members.len()))
+                    .collect();
+                store::Request::Rooms {
+                    members,
+                    reply: reply.clone(),
+                }
+            }
+            ApiCall::Messages {
+                room,
+                before,
+                after,
+                limit,
+            } => store::Request::Messages {
+                room,
+                before,
+                after,
+                limit,
+                reply: reply.clone(),
+            },
+            ApiCall::Post { room, from, text } => {
+                if self.api_buckets.len() > 4096 {
+                    // Forget the addresses that have not posted lately: bounded memory.
+                    self.api_buckets.retain(|_, bucket| !bucket.is_full());
+                }
+                let (rate, burst) = self.api_rate;
+                let bucket = self
+                    .api_buckets
+                    .entry(ip)
+                    .or_insert_with(|| RateLimit::new(rate, burst));
+                if !bucket.allow() {
+                    let _ = reply.send(ApiAnswer::RateLimited);
+                    return;
+                }
+                store::Request::Append(NewMessage {
+                    author: Author::Api(reply.clone()),
+                    room,
+                    from,
+                    text,
+                    ts: now_ms(),
+                    via: Some("api"),
+                })
+            }
+        };
+        if !self.ask(request) {
+            metrics::bump(&self.metrics.store_errors);
+            let _ = reply.send(ApiAnswer::Unavailable);
         }
     }
 
@@ -90,11 +161,12 @@ impl ChatRooms {
         match msg {
             ClientMessage::Message { text } => {
                 let msg = NewMessage {
-                    sender: id,
+                    author: Author::Member(id),
                     room,
                     from: name,
                     text,
                     ts: now_ms(),
+                    via: None,
                 };
                 if self.ask(store::Request::Append(msg)) {
                     post.begin(id);
@@ -303,17 +375,31 @@ impl ChatRooms {
     pub(super) fn answer(&mut self, members: &Members, post: &mut Post, answer: Answer) {
         match answer {
             Answer::Committed(lines) => {
-                for (sender, line) in lines {
-                    match line {
-                        Ok(line) => self.deliver_stored(members, post, &line),
-                        Err(StoreError::Failed) => self.unavailable(
-                            members,
-                            post,
-                            sender,
-                            "the message could not be stored, so nobody got it; try again",
-                        ),
+                for (author, line) in lines {
+                    if let Ok(line) = &line {
+                        self.deliver_stored(members, post, line);
                     }
-                    post.settle(members, sender);
+                    match (author, line) {
+                        (Author::Member(sender), Ok(_)) => post.settle(members, sender),
+                        (Author::Member(sender), Err(StoreError::Failed)) => {
+                            self.unavailable(
+                                members,
+                                post,
+                                sender,
+                                "the message could not be stored, so nobody got it; try again",
+                            );
+                            post.settle(members, sender);
+                        }
+                        // The HTTP thread may have given up waiting; the message is
+                        // delivered all the same.
+                        (Author::Api(reply), Ok(line)) => {
+                            let _ = reply.send(ApiAnswer::Posted(line));
+                        }
+                        (Author::Api(reply), Err(StoreError::Failed)) => {
+                            metrics::bump(&self.metrics.store_errors);
+                            let _ = reply.send(ApiAnswer::Unavailable);
+                        }
+                    }
                 }
             }
             Answer::Loaded {

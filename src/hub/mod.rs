@@ -24,12 +24,13 @@ use crate::base::ConnId;
 use crate::chat::{ChatError, ClientMessage};
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, Owed, SendError};
-use crate::store::{self, Answer, Since};
+use crate::store::{self, Answer, ApiAnswer, Since};
 use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
 use members::{Members, Role};
 use relay::RelayRooms;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tungstenite::Message;
@@ -68,6 +69,32 @@ pub(crate) enum HubEvent {
     Reply { id: ConnId, msg: Message },
     /// The connection is gone.
     Leave { id: ConnId, reason: LeaveReason },
+    /// A request to the HTTP API, from `ip`; the answer goes to `reply`.
+    Api {
+        ip: IpAddr,
+        call: ApiCall,
+        reply: Sender<ApiAnswer>,
+    },
+}
+
+/// What an HTTP API request asks of the hub (SPEC §11).
+#[derive(Debug)]
+pub(crate) enum ApiCall {
+    /// `GET /api/rooms`.
+    Rooms,
+    /// `GET /api/rooms/{room}/messages`.
+    Messages {
+        room: String,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    },
+    /// `POST /api/rooms/{room}/messages`, validated.
+    Post {
+        room: String,
+        from: String,
+        text: String,
+    },
 }
 
 /// Why a member left, as shown in the `leave` event.
@@ -106,6 +133,8 @@ impl LeaveReason {
 pub(crate) struct HubConfig {
     /// The store's epoch, told to every client in its `welcome`.
     pub epoch: String,
+    /// HTTP API posts allowed per address: per second, and in one burst.
+    pub api_rate: (u32, u32),
 }
 
 /// What woke the hub.
@@ -252,7 +281,7 @@ impl Hub {
         store: Sender<store::Request>,
     ) -> Self {
         Self {
-            chat: ChatRooms::new(config.epoch, store, Arc::clone(&metrics)),
+            chat: ChatRooms::new(config.epoch, store, config.api_rate, Arc::clone(&metrics)),
             metrics,
             members: Members::default(),
             relay: RelayRooms::default(),
@@ -363,6 +392,7 @@ impl Hub {
             HubEvent::Relay { id, msg } => relay.forward(members, post, id, msg),
             HubEvent::Reply { id, msg } => post.deliver(members, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
+            HubEvent::Api { ip, call, reply } => chat.api(ip, call, reply),
         }
         self.evict_overflowed();
     }
@@ -448,6 +478,7 @@ mod tests {
         let (answers_tx, answers) = crossbeam_channel::unbounded();
         let config = HubConfig {
             epoch: store.epoch().to_owned(),
+            api_rate: (20, 40),
         };
         TestHub {
             hub: Hub::new(config, Arc::new(Metrics::new()), store_tx),

@@ -75,6 +75,11 @@ pub(crate) struct ServeArgs {
     /// Log every request and every message crossing the wire.
     #[arg(long)]
     trace: bool,
+    /// A file holding the token that POST /api/rooms/{room}/messages needs (as
+    /// `Authorization: Bearer TOKEN`); or set SWITCHBOARD_API_TOKEN. Never on the
+    /// command line, where every user of the machine could read it.
+    #[arg(long, value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
     /// Do not print the QR code of the address to share (it is printed only when
     /// stdout is a terminal anyway).
     #[arg(long)]
@@ -93,6 +98,24 @@ fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(value: &str) -> Re
 /// Whole seconds, at least 1.
 fn at_least_one_second(value: &str) -> Result<u64, String> {
     at_least_one::<u64>(value).map_err(|_| "must be at least 1 second (a whole number)".to_owned())
+}
+
+/// The API token from `--api-token-file` or `SWITCHBOARD_API_TOKEN`, if either is set.
+/// A file's last line end is not part of it; an empty token is refused.
+fn api_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--api-token-file {}: cannot read it: {e}", path.display()))?,
+        None => match std::env::var("SWITCHBOARD_API_TOKEN") {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim_end_matches(['\n', '\r']).to_owned();
+    if token.trim().is_empty() {
+        return Err("the API token is empty (--api-token-file or SWITCHBOARD_API_TOKEN)".into());
+    }
+    Ok(Some(token))
 }
 
 /// `$XDG_DATA_HOME/switchboard`, else `~/.local/share/switchboard` (the XDG Base
@@ -155,7 +178,9 @@ impl ServeArgs {
 /// Starts the server, prints the banner, and shuts down cleanly on SIGINT or SIGTERM.
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let qr = !args.no_qr;
-    let config = args.into_config();
+    let token = api_token(args.api_token_file.as_deref())?;
+    let mut config = args.into_config();
+    config.api_token = token.map(switchboard::Secret::new);
     let development_cert =
         !config.tls_listen.is_empty() && config.tls_identity == Identity::Development;
 

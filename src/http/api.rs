@@ -1,0 +1,273 @@
+//! The HTTP API (SPEC §11): rooms and their messages as JSON, and server push, a
+//! message posted into a room by a script with one `curl`.
+//!
+//! The request is read and checked here, on the connection thread: the route, the
+//! token (compared in constant time), the content type, the body (bounded, read under
+//! the handshake deadline). Then it goes to the hub as an event like any chat
+//! request, and this thread waits (bounded) for the answer on a channel of its own.
+//! A posted message is stored and delivered like a chat client's, marked
+//! `"via":"api"`.
+
+use super::body::{self, BodyError};
+use super::request::{self, HeadError, Request};
+use super::response::Response;
+use crate::base::{Context, Transport};
+use crate::chat::{self, ChatLine};
+use crate::hub::{ApiCall, HubEvent};
+use crate::store::{ApiAnswer, MAX_PAGE};
+use crossbeam_channel::Sender;
+use serde_json::json;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Largest body a post may have: a whole chat text in JSON with room to spare.
+const MAX_BODY: usize = 64 * 1024;
+
+/// An API request, routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Call {
+    Rooms,
+    Messages {
+        room: String,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    },
+    Post {
+        room: String,
+    },
+}
+
+/// An API error: `{"error":code,"message":…}` with its status.
+fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": code, "message": message.into()}).to_string();
+    Response::new(status).body("application/json", body.into_bytes())
+}
+
+fn json_response(status: u16, value: &serde_json::Value) -> Response {
+    Response::new(status).body("application/json", value.to_string().into_bytes())
+}
+
+/// What a request for a path under `/api/` is, or the error it gets.
+pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Call, Response> {
+    let read = method == "GET" || method == "HEAD";
+    let not_allowed = |allow: &'static str| {
+        error(405, "method_not_allowed", format!("{path} takes {allow}")).header("Allow", allow)
+    };
+    if path == "/api/rooms" {
+        return if read {
+            Ok(Call::Rooms)
+        } else {
+            Err(not_allowed("GET, HEAD"))
+        };
+    }
+    let Some(room) = path
+        .strip_prefix("/api/rooms/")
+        .and_then(|rest| rest.strip_suffix("/messages"))
+    else {
+        return Err(error(404, "not_found", format!("nothing at {path}")));
+    };
+    let room = chat::valid_room(room).map_err(|e| error(404, "bad_room", e.message))?;
+    match method {
+        "POST" => Ok(Call::Post { room }),
+        _ if read => {
+            let number = |key| match request::query_param(query, key) {
+                None => Ok(None),
+                Some(Some(v)) => v.parse::<u64>().map(Some).map_err(|_| {
+                    error(400, "bad_request", format!("{key} must be a whole number"))
+                }),
+                Some(None) => Err(error(400, "bad_request", format!("{key} is not valid"))),
+            };
+            let limit = number("limit")?.map_or(50, |n| n as usize);
+            if limit == 0 || limit > MAX_PAGE {
+                return Err(error(
+                    400,
+                    "bad_request",
+                    format!("limit is 1 to {MAX_PAGE}"),
+                ));
+            }
+            Ok(Call::Messages {
+                room,
+                before: number("before")?,
+                after: number("after")?,
+                limit,
+            })
+        }
+        _ => Err(not_allowed("GET, HEAD, POST")),
+    }
+}
+
+/// Answers an API request; the caller writes the response.
+pub(crate) fn serve<S: Transport>(
+    stream: &mut S,
+    (req, rest): (&Request, Vec<u8>),
+    call: Call,
+    ip: IpAddr,
+    deadline: Instant,
+    ctx: &Context,
+    hub: &Sender<HubEvent>,
+) -> Response {
+    let call = match call {
+        Call::Rooms => ApiCall::Rooms,
+        Call::Messages {
+            room,
+            before,
+            after,
+            limit,
+        } => ApiCall::Messages {
+            room,
+            before,
+            after,
+            limit,
+        },
+        Call::Post { room } => match post(stream, (req, rest), room, deadline, ctx) {
+            Ok(call) => call,
+            Err(response) => return response,
+        },
+    };
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let event = HubEvent::Api { ip, call, reply };
+    if hub.send(event).is_err() {
+        return error(503, "unavailable", "the server is shutting down");
+    }
+    let timeout = ctx.config.handshake_timeout;
+    match answer.recv_timeout(timeout) {
+        Ok(ApiAnswer::Posted(line)) => json_response(201, &message_json(&line)),
+        Ok(ApiAnswer::Rooms(rooms)) => json_response(200, &json!({ "rooms": rooms })),
+        Ok(ApiAnswer::Messages {
+            room,
+            messages,
+            more,
+        }) => {
+            let messages: Vec<_> = messages.iter().map(|l| message_json(l)).collect();
+            json_response(
+                200,
+                &json!({"room": room, "messages": messages, "more": more}),
+            )
+        }
+        Ok(ApiAnswer::RateLimited) => error(
+            429,
+            "rate_limited",
+            format!(
+                "slow down: at most {} posts a second from one address",
+                ctx.config.rate_per_sec
+            ),
+        )
+        .header("Retry-After", "1"),
+        Ok(ApiAnswer::Unavailable) | Err(_) => error(
+            503,
+            "unavailable",
+            "the store cannot do it now; nothing was posted, try again",
+        )
+        .header("Retry-After", "1"),
+    }
+}
+
+/// A stored message as JSON, exactly as chat clients get it.
+fn message_json(line: &ChatLine) -> serde_json::Value {
+    serde_json::to_value(line).unwrap_or_default()
+}
+
+/// Checks a post: token, content type, body, text and sender name.
+fn post<S: Transport>(
+    stream: &mut S,
+    (req, rest): (&Request, Vec<u8>),
+    room: String,
+    deadline: Instant,
+    ctx: &Context,
+) -> Result<ApiCall, Response> {
+    let Some(token) = &ctx.config.api_token else {
+        return Err(error(
+            403,
+            "forbidden",
+            "posting is off: start the server with --api-token-file FILE or \
+             SWITCHBOARD_API_TOKEN set, and send Authorization: Bearer TOKEN",
+        ));
+    };
+    let offered = req
+        .header("Authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if !offered.is_some_and(|t| token.matches(t.as_bytes())) {
+        return Err(error(
+            401,
+            "unauthorized",
+            "send Authorization: Bearer TOKEN with the right token",
+        )
+        .header("WWW-Authenticate", "Bearer"));
+    }
+    let content_type = req
+        .header("Content-Type")
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let json = match content_type.as_str() {
+        "application/json" => true,
+        // What `curl -d` sends: the body is the text, as it is.
+        "text/plain" | "application/x-www-form-urlencoded" | "" => false,
+        other => {
+            return Err(error(
+                415,
+                "unsupported_media_type",
+                format!("{other} is not taken: send application/json or text/plain"),
+            ));
+        }
+    };
+    if req.has_token("Expect", "100-continue") {
+        // curl waits a second for this before a large body.
+        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
+    let body = body::read(stream, rest, req, MAX_BODY, deadline, wait).map_err(|e| match e {
+        BodyError::TooLarge => error(
+            413,
+            "too_large",
+            format!("a body is at most {MAX_BODY} bytes"),
+        ),
+        BodyError::Malformed(why) => error(400, "bad_request", why),
+        BodyError::Head(HeadError::Timeout { .. }) => {
+            error(408, "timeout", "the body did not arrive in time")
+        }
+        BodyError::Head(_) => error(400, "bad_request", "the body ended early"),
+    })?;
+    let Ok(body) = String::from_utf8(body) else {
+        return Err(error(400, "bad_body", "the body is not UTF-8"));
+    };
+    let (text, from) = if json {
+        #[derive(serde::Deserialize)]
+        struct Post {
+            text: Option<String>,
+            from: Option<String>,
+        }
+        let post: Post = serde_json::from_str(&body)
+            .map_err(|e| error(400, "bad_json", format!("not a valid post: {e}")))?;
+        let text = post
+            .text
+            .ok_or_else(|| error(400, "missing_field", "a post needs a \"text\""))?;
+        (text, post.from)
+    } else {
+        (body, None)
+    };
+    let text = text.strip_suffix('\n').unwrap_or(&text).to_owned();
+    if text.trim().is_empty() {
+        return Err(error(400, "missing_field", "the text is empty"));
+    }
+    let limit = ctx.config.max_text_len;
+    if text.len() > limit {
+        return Err(error(
+            413,
+            "text_too_long",
+            format!("text is {} bytes, the limit is {limit}", text.len()),
+        ));
+    }
+    let from = match from {
+        Some(name) => chat::valid_name(&name).map_err(|e| error(400, "bad_name", e.message))?,
+        None => "api".to_owned(),
+    };
+    Ok(ApiCall::Post { room, from, text })
+}

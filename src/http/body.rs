@@ -1,0 +1,204 @@
+//! Reading a request body: `Content-Length` or `Transfer-Encoding: chunked` (RFC 9112
+//! §6), bounded in size and read under the same deadline as the head, so a client
+//! that lies about its length cannot hold the thread. Chunk sizes are parsed by
+//! `httparse`.
+
+use super::request::{HeadError, Request};
+use std::io::{self, Read};
+use std::time::Instant;
+
+/// Why no body could be had.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Longer than the limit (`413`).
+    TooLarge,
+    /// Framing that cannot be read: a bad `Content-Length`, both framings, bad chunks.
+    Malformed(&'static str),
+    /// The deadline passed, the peer closed, or the server is shutting down.
+    Head(HeadError),
+}
+
+/// Reads the body of `req`, of which `rest` already arrived behind the head. `wait`
+/// blocks until the stream may have bytes (or fails at the deadline or shutdown).
+pub(crate) fn read<S: Read>(
+    stream: &mut S,
+    rest: Vec<u8>,
+    req: &Request,
+    max: usize,
+    deadline: Instant,
+    mut wait: impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
+) -> Result<Vec<u8>, BodyError> {
+    let chunked = req.has_token("Transfer-Encoding", "chunked");
+    let lengths: Vec<&[u8]> = req.header_values("Content-Length").collect();
+    if chunked && !lengths.is_empty() {
+        return Err(BodyError::Malformed(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    let mut input = Input {
+        stream,
+        buf: rest,
+        deadline,
+    };
+    if chunked {
+        return dechunk(&mut input, max, &mut wait);
+    }
+    let length = match lengths.as_slice() {
+        [] => 0,
+        [one] => std::str::from_utf8(one)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<usize>().ok())
+            .ok_or(BodyError::Malformed("Content-Length is not a number"))?,
+        _ => return Err(BodyError::Malformed("more than one Content-Length")),
+    };
+    if length > max {
+        return Err(BodyError::TooLarge);
+    }
+    input.fill_to(length, &mut wait)?;
+    input.buf.truncate(length);
+    Ok(input.buf)
+}
+
+/// Bytes of the body that have arrived, and where more come from.
+struct Input<'a, S> {
+    stream: &'a mut S,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+impl<S: Read> Input<'_, S> {
+    /// Reads until at least `len` bytes are buffered.
+    fn fill_to(
+        &mut self,
+        len: usize,
+        wait: &mut impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
+    ) -> Result<(), BodyError> {
+        let mut scratch = [0u8; 4096];
+        while self.buf.len() < len {
+            if Instant::now() >= self.deadline {
+                return Err(BodyError::Head(HeadError::Timeout { partial: true }));
+            }
+            wait(self.stream, self.deadline).map_err(|e| match e {
+                HeadError::Timeout { .. } => BodyError::Head(HeadError::Timeout { partial: true }),
+                other => BodyError::Head(other),
+            })?;
+            let want = (len - self.buf.len()).min(scratch.len());
+            match self.stream.read(&mut scratch[..want]) {
+                Ok(0) => return Err(BodyError::Head(HeadError::Closed { partial: true })),
+                Ok(n) => self.buf.extend_from_slice(&scratch[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(BodyError::Head(HeadError::Io(e))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1), trailers ignored.
+fn dechunk<S: Read>(
+    input: &mut Input<'_, S>,
+    max: usize,
+    wait: &mut impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let (header, size) = loop {
+            match httparse::parse_chunk_size(&input.buf[at..]) {
+                Ok(httparse::Status::Complete((header, size))) => break (header, size),
+                Ok(httparse::Status::Partial) if input.buf.len() - at > 1024 => {
+                    return Err(BodyError::Malformed("chunk size line too long"));
+                }
+                Ok(httparse::Status::Partial) => {
+                    let have = input.buf.len();
+                    input.fill_to(have + 1, wait)?;
+                }
+                Err(_) => return Err(BodyError::Malformed("bad chunk size")),
+            }
+        };
+        let size = usize::try_from(size).map_err(|_| BodyError::TooLarge)?;
+        if body.len().saturating_add(size) > max {
+            return Err(BodyError::TooLarge);
+        }
+        at += header;
+        if size == 0 {
+            // The last chunk, then trailers up to an empty line. Nothing of them is
+            // used; reading them is not worth waiting for.
+            return Ok(body);
+        }
+        input.fill_to(at + size + 2, wait)?;
+        body.extend_from_slice(&input.buf[at..at + size]);
+        if input.buf.get(at + size..at + size + 2) != Some(b"\r\n") {
+            return Err(BodyError::Malformed("a chunk does not end with CRLF"));
+        }
+        at += size + 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{Parsed, parse};
+    use std::time::Duration;
+
+    fn body(raw: &[u8], max: usize) -> Result<Vec<u8>, BodyError> {
+        let Ok(Parsed::Complete(req, len)) = parse(raw) else {
+            panic!("no head");
+        };
+        let rest = raw[len..].to_vec();
+        let mut empty: &[u8] = &[];
+        let deadline = Instant::now() + Duration::from_millis(50);
+        read(&mut empty, rest, &req, max, deadline, |_, _| {
+            Err(HeadError::Timeout { partial: true })
+        })
+    }
+
+    #[test]
+    fn content_length_and_chunked_bodies_are_read_whole() {
+        let plain = body(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 100);
+        assert_eq!(plain.unwrap(), b"hello");
+        let chunked = body(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+            100,
+        );
+        assert_eq!(chunked.unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn bad_framing_is_refused_and_a_short_body_times_out() {
+        let refused = |raw: &[u8]| matches!(body(raw, 100), Err(BodyError::Malformed(_)));
+        assert!(refused(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"));
+        assert!(refused(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na"
+        ));
+        assert!(refused(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\na"
+        ));
+        assert!(refused(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        ));
+        assert!(matches!(
+            body(b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 100),
+            Err(BodyError::TooLarge)
+        ));
+        assert!(matches!(
+            body(
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n",
+                100
+            ),
+            Err(BodyError::TooLarge)
+        ));
+        // Says 10, sends 3: the deadline ends it.
+        assert!(matches!(
+            body(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 100),
+            Err(BodyError::Head(HeadError::Timeout { partial: true }))
+        ));
+    }
+}
