@@ -21,9 +21,10 @@ mod webdriver;
 
 use common::*;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerHandle};
 use webdriver::{Driver, ENTER, ESCAPE, Session, TimedOut, WAIT};
@@ -191,6 +192,38 @@ impl Page {
             .collect()
     }
 
+    /// `(id, text)` of every room message in the log, in the order shown.
+    fn numbered(&self) -> Vec<(u64, String)> {
+        let list = self.run(
+            "return [...document.querySelectorAll('#log > li[data-kind=message]')].map(li =>
+                [Number(li.dataset.id), li.querySelector('[data-part=text]').textContent]);",
+        );
+        serde_json::from_value(list).expect("[id, text] pairs")
+    }
+
+    /// A data attribute of `#log`: `epoch` or `resumed`.
+    fn log_says(&self, attribute: &str) -> String {
+        let value = self.session.execute(
+            "return document.querySelector('[data-testid=log]').dataset[arguments[0]] ?? null;",
+            json!([attribute]),
+        );
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("#log has no data-{attribute} on {}'s page", self.who))
+            .to_owned()
+    }
+
+    /// Waits for the connection status `state` (`online`, `reconnecting`, …), for at
+    /// most `limit`.
+    fn wait_status(&self, limit: Duration, state: &str) {
+        self.wait_up_to(
+            limit,
+            &format!("status {state}"),
+            "document.querySelector('[data-testid=status]').dataset.state === arguments[0]",
+            json!([state]),
+        );
+    }
+
     /// Waits for an entry of `kind` whose text is exactly `text`.
     fn wait_entry(&self, kind: &str, text: &str) {
         self.wait(
@@ -292,6 +325,135 @@ fn restart_on(addr: SocketAddr) -> ServerHandle {
         }
     }
 }
+
+/// A free loopback port: bound, read and let go, for a server that must come back
+/// on the same port. Another process could take it in between; the start would then
+/// fail, loudly.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Whether `GET /healthz` on `addr` answers 200 (within a second or two).
+fn healthy(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// The `switchboard` binary serving plain http and ws on a loopback port, with its
+/// history in a data directory. Dropping it kills it (SIGKILL) and reaps it, so a
+/// failing test leaves no server behind.
+struct Binary {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Binary {
+    /// Starts the binary on `port` with `--data data` and waits until `/healthz`
+    /// answers. A start that fails (the port not yet let go by a server just killed)
+    /// is tried again, up to [`WAIT`]. Its output goes to `server.log` in `data`.
+    fn start(port: u16, data: &Path) -> Binary {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let log = data.join("server.log");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("open the server log");
+            let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+                .arg("--listen")
+                .arg(addr.to_string())
+                .args(["--no-tls", "--no-qr", "--data"])
+                .arg(data)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("the server log"))
+                .stderr(out)
+                .spawn()
+                .expect("the switchboard binary runs");
+            // The guard from here on: a panic below kills the child.
+            let mut server = Binary {
+                child,
+                addr,
+                log: log.clone(),
+            };
+            loop {
+                if healthy(addr) {
+                    return server;
+                }
+                if server
+                    .child
+                    .try_wait()
+                    .expect("the server's status")
+                    .is_some()
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "switchboard on {addr} does not answer /healthz in {WAIT:?}; it said:\n{}",
+                    server.output()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "switchboard on {addr} keeps exiting at start; it said:\n{}",
+                server.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the server printed, for failure messages.
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL, as a crash or `kill -9` would, and reaps it.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lets a test take a page's network away and give it back: while
+/// `window.__network.down` is true, every WebSocket the page opens goes to a path
+/// the server refuses, so the page stays offline and keeps retrying as it would
+/// without a network. `window.__network.urls` records the URLs the page asked for.
+const NETWORK_SWITCH: &str = "(() => {
+    const Real = window.WebSocket;
+    const network = { down: false, urls: [] };
+    window.__network = network;
+    window.WebSocket = class extends Real {
+        constructor(url, protocols) {
+            network.urls.push(String(url));
+            super(network.down ? new URL('/offline', url).href : url, protocols);
+        }
+    };
+})();";
 
 /// The share panel's invite link (the text field).
 const SHARE_LINK: &str = "document.querySelector('[data-testid=share-link]').value";
@@ -592,17 +754,158 @@ fn page_reconnects_after_server_restart() {
     say(&mut erin, "welcome back");
     dana.wait_entry("message", "welcome back");
 
-    // What was on screen stayed, once.
+    // The restarted server keeps its history in memory: a new store, whose ids
+    // start again. The page says so and shows what that store has, each once; the
+    // message from before is gone with the old store.
+    dana.wait_entry(
+        "system",
+        "The server started with a new history: earlier messages are no longer there.",
+    );
     assert_eq!(
         dana.messages(),
-        [
-            ("dana", "before the restart"),
-            ("dana", "after the restart"),
-            ("erin", "welcome back")
-        ]
-        .map(|(f, t)| (f.to_owned(), t.to_owned()))
+        [("dana", "after the restart"), ("erin", "welcome back")]
+            .map(|(f, t)| (f.to_owned(), t.to_owned()))
+    );
+    assert_eq!(
+        dana.numbered(),
+        [(1, "after the restart"), (2, "welcome back")].map(|(id, t)| (id, t.to_owned()))
     );
     dana.screenshot("restart-back-online.png");
+    drop(server);
+}
+
+#[test]
+fn page_resumes_after_sigkill_and_restart_with_every_message_once() {
+    let Some(driver) =
+        driver_or_skip("page_resumes_after_sigkill_and_restart_with_every_message_once")
+    else {
+        return;
+    };
+    let data = TempDir::new("browser-resume");
+    let port = free_port();
+    let server = Binary::start(port, data.path());
+    let addr = server.addr;
+    let url = format!("http://{addr}/#durable");
+
+    // Alice on a desktop and Bob on a phone talk; Bob's network can be cut.
+    let alice = Page::join(&driver, &url, "alice", DESKTOP);
+    let bob = Page::blank(&driver, "bob", PHONE);
+    bob.before_scripts(NETWORK_SWITCH);
+    bob.join_at(&url);
+    alice.wait_entry("system", "bob joined");
+    alice.send("one");
+    bob.wait_entry("message", "one");
+    bob.send("two");
+    alice.wait_entry("message", "two");
+    alice.send("three");
+    bob.wait_entry("message", "three");
+    let epoch = alice.log_says("epoch");
+    assert!(!epoch.is_empty(), "the welcome names its store");
+    assert_eq!(bob.log_says("epoch"), epoch);
+    let before: Vec<(u64, String)> = [(1, "one"), (2, "two"), (3, "three")]
+        .map(|(id, t)| (id, t.to_owned()))
+        .to_vec();
+    assert_eq!(alice.numbered(), before);
+    assert_eq!(bob.numbered(), before);
+
+    // Bob loses his network; the server is killed, and nothing is said for a moment.
+    bob.run("window.__network.down = true;");
+    server.kill();
+    for page in [&alice, &bob] {
+        page.wait_status(WAIT, "reconnecting");
+        page.wait_entry("error", "Connection lost. Reconnecting…");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The server comes back on the same port and data; alice reconnects by herself
+    // (the backoff may be a few seconds by now) and resumes where she was.
+    let server = Binary::start(port, data.path());
+    alice.wait_status(Duration::from_secs(15), "online");
+    alice.wait_entry("system", "Back online.");
+    assert_eq!(alice.log_says("resumed"), "true", "alice resumed");
+    assert_eq!(alice.numbered(), before, "alice's page after her resume");
+
+    // While bob is still offline, carol (a plain client) and alice speak.
+    let (mut carol, welcome) = chat(addr, "durable", Some("carol"));
+    assert_eq!(
+        welcome["epoch"],
+        epoch.as_str(),
+        "the same store after SIGKILL"
+    );
+    assert_eq!(welcome["last_id"], 3, "{welcome}");
+    let kept: Vec<&str> = welcome["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(
+        kept,
+        ["one", "two", "three"],
+        "what was said survived SIGKILL"
+    );
+    say(&mut carol, "while bob was away");
+    alice.wait_entry("message", "while bob was away");
+    alice.send("bob missed this too");
+    alice.wait_entry("message", "bob missed this too");
+    assert_eq!(
+        bob.run("return document.querySelector('[data-testid=status]').dataset.state;"),
+        "reconnecting",
+        "bob is still offline"
+    );
+    assert_eq!(bob.numbered(), before, "bob has not seen the new messages");
+
+    // His network comes back: he asks for what came after the newest message he
+    // shows, in the same store, and gets exactly that.
+    bob.run("window.__network.down = false; window.dispatchEvent(new Event('online'));");
+    bob.wait_status(Duration::from_secs(15), "online");
+    bob.wait_entry("message", "bob missed this too");
+    let asked = bob.run(
+        "const u = new URL(document.querySelector('[data-testid=status]').dataset.url);
+         return [u.pathname, u.searchParams.get('name'), u.searchParams.get('since'),
+                 u.searchParams.get('epoch')];",
+    );
+    assert_eq!(asked, json!(["/ws/chat/durable", "bob", "3", epoch]));
+    assert_eq!(bob.log_says("resumed"), "true", "bob resumed");
+
+    // A message after the resume reaches everyone once too.
+    bob.send("glad to be back");
+    alice.wait_entry("message", "glad to be back");
+    bob.wait_entry("message", "glad to be back");
+    for text in [
+        "while bob was away",
+        "bob missed this too",
+        "glad to be back",
+    ] {
+        assert_eq!(next_of_type(&mut carol, "message")["text"], text);
+    }
+
+    // Both pages show the same, complete conversation, each message once, in order.
+    let want: Vec<(u64, String)> = [
+        (1, "one"),
+        (2, "two"),
+        (3, "three"),
+        (4, "while bob was away"),
+        (5, "bob missed this too"),
+        (6, "glad to be back"),
+    ]
+    .map(|(id, t)| (id, t.to_owned()))
+    .to_vec();
+    assert_eq!(alice.numbered(), want, "alice's page");
+    assert_eq!(bob.numbered(), want, "bob's page");
+    for page in [&alice, &bob] {
+        let notes = page.entries();
+        assert!(
+            !notes
+                .iter()
+                .any(|e| e.text.starts_with("The server started with")
+                    || e.text.starts_with("More happened while you were away")),
+            "{}'s page did not resume: {notes:?}",
+            page.who
+        );
+    }
+    alice.screenshot("resume-alice-desktop.png");
+    bob.screenshot("resume-bob-phone.png");
     drop(server);
 }
 
