@@ -201,7 +201,7 @@ impl Page {
         serde_json::from_value(list).expect("[id, text] pairs")
     }
 
-    /// A data attribute of `#log`: `epoch` or `resumed`.
+    /// A data attribute of `#log`: `epoch`, `resumed` or `more`.
     fn log_says(&self, attribute: &str) -> String {
         let value = self.session.execute(
             "return document.querySelector('[data-testid=log]').dataset[arguments[0]] ?? null;",
@@ -454,6 +454,22 @@ const NETWORK_SWITCH: &str = "(() => {
         }
     };
 })();";
+
+/// Records every frame the page sends on a WebSocket in `window.__sent`.
+const RECORD_SENT: &str = "(() => {
+    const sent = [];
+    window.__sent = sent;
+    const realSend = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+        sent.push(String(data));
+        return realSend.call(this, data);
+    };
+})();";
+
+/// The `history` requests a page with [`RECORD_SENT`] has sent, in order.
+const HISTORY_SENT: &str =
+    "return window.__sent.map(s => { try { return JSON.parse(s); } catch { return null; } })
+    .filter(r => r && r.type === 'history');";
 
 /// The share panel's invite link (the text field).
 const SHARE_LINK: &str = "document.querySelector('[data-testid=share-link]').value";
@@ -907,6 +923,117 @@ fn page_resumes_after_sigkill_and_restart_with_every_message_once() {
     alice.screenshot("resume-alice-desktop.png");
     bob.screenshot("resume-bob-phone.png");
     drop(server);
+}
+
+#[test]
+fn page_loads_older_messages_when_scrolled_to_the_top() {
+    let Some(driver) = driver_or_skip("page_loads_older_messages_when_scrolled_to_the_top") else {
+        return;
+    };
+    // 120 messages in a room before anyone opens the page, sent faster than the
+    // default rate limit allows.
+    let server = start_with(|b| b.rate_per_sec(1000).rate_burst(1000));
+    let addr = server.local_addr();
+    let (mut bot, _) = chat(addr, "archive", Some("archivist"));
+    for n in 1..=120 {
+        say(&mut bot, &format!("message {n}"));
+    }
+    events_until_message(&mut bot, "message 120");
+    let all: Vec<(u64, String)> = (1..=120).map(|n| (n, format!("message {n}"))).collect();
+
+    let page = Page::blank(&driver, "reader", DESKTOP);
+    page.before_scripts(RECORD_SENT);
+    page.join_at(&format!("http://{addr}/#archive"));
+    page.wait_entry(
+        "system",
+        "You joined #archive as reader. archivist is here.",
+    );
+    assert_eq!(page.numbered(), all[70..], "the welcome's last 50");
+    assert_eq!(
+        page.run(HISTORY_SENT),
+        json!([]),
+        "nothing asked before scrolling"
+    );
+    assert_eq!(page.log_says("more"), "true");
+
+    // Scrolling to the top asks once for the 50 before the oldest shown, however
+    // many scroll events there are, and keeps what the reader looked at in place.
+    let scroll_to_top = "const scroller = document.getElementById('scroller');
+        scroller.scrollTop = 0;
+        for (let i = 0; i < 5; i++) scroller.dispatchEvent(new Event('scroll'));
+        return document.querySelector('#log > li[data-id=\"' + arguments[0] + '\"]')
+            .getBoundingClientRect().top;";
+    // Where message `id` is on screen now, against where it `was` (a scroll offset
+    // is whole device pixels, so up to one pixel off).
+    let stayed = |id: u64, was: Value| {
+        let now = page.session.execute(
+            "return document.querySelector('#log > li[data-id=\"' + arguments[0] + '\"]')
+                .getBoundingClientRect().top;",
+            json!([id]),
+        );
+        let moved = now.as_f64().expect("a position") - was.as_f64().expect("a position");
+        assert!(
+            moved.abs() <= 1.0,
+            "message {id} moved by {moved} px on screen (from {was} to {now})"
+        );
+    };
+    let count_is = |n: usize| {
+        page.wait(
+            &format!("{n} messages"),
+            "document.querySelectorAll('#log > li[data-kind=message]').length === arguments[0]",
+            json!([n]),
+        );
+    };
+    let was = page.session.execute(scroll_to_top, json!([72]));
+    count_is(100);
+    stayed(72, was);
+    assert_eq!(page.numbered(), all[20..]);
+    assert_eq!(page.log_says("more"), "true");
+    assert!(
+        page.run("return document.getElementById('scroller').scrollTop;")
+            .as_f64()
+            > Some(500.0),
+        "the older messages went in above the view"
+    );
+
+    // Again: the last 20, and the server says there are no more.
+    let was = page.session.execute(scroll_to_top, json!([22]));
+    count_is(120);
+    page.wait(
+        "no more to load",
+        "document.querySelector('[data-testid=log]').dataset.more === 'false'",
+        json!([]),
+    );
+    stayed(22, was);
+    assert_eq!(page.numbered(), all, "every message once, in order");
+    assert_eq!(
+        page.run(HISTORY_SENT),
+        json!([
+            {"type": "history", "before": 71, "limit": 50},
+            {"type": "history", "before": 21, "limit": 50},
+        ]),
+        "one request per page"
+    );
+    page.wait(
+        "the loading note hidden",
+        "document.querySelector('[data-testid=older]').hidden",
+        json!([]),
+    );
+    page.screenshot("older-loaded.png");
+
+    // At the start of the room, scrolling up asks for nothing more.
+    page.session.execute(scroll_to_top, json!([1]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(page.run(HISTORY_SENT).as_array().map(Vec::len), Some(2));
+    assert_eq!(page.numbered(), all);
+
+    // New messages still arrive at the end.
+    say(&mut bot, "message 121");
+    page.wait_entry("message", "message 121");
+    assert_eq!(
+        page.numbered().last(),
+        Some(&(121, "message 121".to_owned()))
+    );
 }
 
 #[test]
