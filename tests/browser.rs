@@ -471,6 +471,30 @@ const HISTORY_SENT: &str =
     "return window.__sent.map(s => { try { return JSON.parse(s); } catch { return null; } })
     .filter(r => r && r.type === 'history');";
 
+/// Makes the page see its first own message whose text is `window.__failText` come
+/// back as the error a server sends when its store could not keep a message, as if
+/// the disk had failed (a real failure cannot be forced from here).
+const FAIL_STORE: &str = "(() => {
+    const Real = window.WebSocket;
+    window.__failText = null;
+    const unavailable = JSON.stringify({type: 'error', code: 'unavailable',
+        message: 'the message could not be stored, so nobody got it; try again'});
+    window.WebSocket = class extends Real {
+        set onmessage(handler) {
+            super.onmessage = (e) => {
+                let m = null;
+                try { m = JSON.parse(e.data); } catch { /* not JSON */ }
+                if (m && m.type === 'message' && m.text === window.__failText) {
+                    window.__failText = null;
+                    return handler(new MessageEvent('message', {data: unavailable}));
+                }
+                return handler(e);
+            };
+        }
+        get onmessage() { return super.onmessage; }
+    };
+})();";
+
 /// The share panel's invite link (the text field).
 const SHARE_LINK: &str = "document.querySelector('[data-testid=share-link]').value";
 
@@ -1034,6 +1058,44 @@ fn page_loads_older_messages_when_scrolled_to_the_top() {
         page.numbered().last(),
         Some(&(121, "message 121".to_owned()))
     );
+}
+
+#[test]
+fn page_puts_a_message_the_server_could_not_store_back_in_the_box() {
+    let Some(driver) =
+        driver_or_skip("page_puts_a_message_the_server_could_not_store_back_in_the_box")
+    else {
+        return;
+    };
+    let server = start();
+    let page = Page::blank(&driver, "fran", DESKTOP);
+    page.before_scripts(FAIL_STORE);
+    page.join_at(&format!("http://{}/#flaky", server.local_addr()));
+    page.send("first, stored");
+    page.wait_entry("message", "first, stored");
+
+    page.run("window.__failText = 'lost on the way';");
+    page.send("lost on the way");
+    page.wait_entry(
+        "error",
+        "Not sent: the server could not store your message, so nobody got it. \
+         It is back in the message box: press Enter to send it again.",
+    );
+    assert_eq!(
+        page.run("return document.querySelector('[data-testid=text]').value;"),
+        "lost on the way"
+    );
+    assert_eq!(
+        page.numbered(),
+        [(1, "first, stored".to_owned())],
+        "an unstored message is not shown as sent"
+    );
+
+    // Enter sends it again; this time it is stored and shown, once.
+    page.session.type_into("[data-testid=text]", ENTER);
+    page.wait_entry("message", "lost on the way");
+    let texts: Vec<String> = page.numbered().into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["first, stored", "lost on the way"]);
 }
 
 #[test]
