@@ -25,6 +25,10 @@ struct Shared {
     queued_bytes: AtomicUsize,
     /// Messages queued and not yet taken.
     queued_messages: AtomicUsize,
+    /// Messages for this client the hub holds back for now (behind its welcome, or
+    /// behind its requests at the store): not queued yet, but counted as if they
+    /// were, so that a client that asks faster than it is answered is pushed back.
+    held: AtomicUsize,
     max_bytes: usize,
     /// Set by the hub when it evicted this client as a slow consumer.
     evicted: AtomicBool,
@@ -36,7 +40,8 @@ struct Shared {
 
 impl Shared {
     fn is_congested(&self) -> bool {
-        self.queued_messages.load(Ordering::Acquire) * 2 > self.max_messages
+        (self.queued_messages.load(Ordering::Acquire) + self.held.load(Ordering::Acquire)) * 2
+            > self.max_messages
             || self.queued_bytes.load(Ordering::Acquire) * 2 > self.max_bytes
     }
 }
@@ -87,6 +92,7 @@ pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbo
         wake: Wake::new()?,
         queued_bytes: AtomicUsize::new(0),
         queued_messages: AtomicUsize::new(0),
+        held: AtomicUsize::new(0),
         max_bytes,
         evicted: AtomicBool::new(false),
         throttled: AtomicBool::new(false),
@@ -154,6 +160,27 @@ impl Outbox {
     /// is falling behind, and whoever feeds it should slow down.
     pub(crate) fn is_congested(&self) -> bool {
         self.shared.is_congested()
+    }
+
+    /// Counts one more message the hub holds back for this client; `false` when that
+    /// would make more than the outbox's bound, held and queued together.
+    pub(crate) fn hold_one(&self) -> bool {
+        let held = self.shared.held.load(Ordering::Acquire);
+        if held + self.shared.queued_messages.load(Ordering::Acquire) >= self.shared.max_messages {
+            return false;
+        }
+        self.shared.held.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// `n` held messages are being queued now (or dropped with their member).
+    pub(crate) fn unhold(&self, n: usize) {
+        let _ = self
+            .shared
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                Some(h.saturating_sub(n))
+            });
     }
 
     /// Asks this client's connection thread to pause reading from its socket for a

@@ -20,7 +20,7 @@ mod chat;
 mod members;
 mod relay;
 
-use crate::base::ConnId;
+use crate::base::{ConnId, RateLimit};
 use crate::chat::{ChatError, ClientMessage};
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, Owed, SendError};
@@ -69,6 +69,8 @@ pub(crate) enum HubEvent {
     Reply { id: ConnId, msg: Message },
     /// The connection is gone.
     Leave { id: ConnId, reason: LeaveReason },
+    /// A sign-in from `ip`: may it try (answered on `reply`), or it just failed.
+    Login { ip: IpAddr, attempt: LoginAttempt },
     /// A request to the HTTP API, from `ip`; the answer goes to `reply`.
     Api {
         ip: IpAddr,
@@ -76,6 +78,20 @@ pub(crate) enum HubEvent {
         reply: Sender<ApiAnswer>,
     },
 }
+
+/// One step of a sign-in, for the per-address limit on failed attempts.
+#[derive(Debug)]
+pub(crate) enum LoginAttempt {
+    /// May this address try now? `false` while it is over the limit.
+    May(Sender<bool>),
+    /// The password was wrong: one attempt spent.
+    Failed,
+}
+
+/// Failed sign-ins an address may make in a row, and then one every this many
+/// seconds: enough for typing mistakes, far too few to guess a password.
+const LOGIN_BURST: u32 = 5;
+const LOGIN_EVERY_SECS: f64 = 12.0;
 
 /// What an HTTP API request asks of the hub (SPEC §11).
 #[derive(Debug)]
@@ -143,10 +159,6 @@ enum Next {
     Answer(Option<Answer>),
 }
 
-/// Messages held for one client at most while its `welcome` is on its way from the
-/// store; past this it is treated as a slow consumer.
-const MAX_HELD: usize = 1024;
-
 /// What was queued for whom while handling the current batch of events.
 #[derive(Debug, Default)]
 struct Post {
@@ -173,10 +185,23 @@ impl Post {
             (None, Some((_, waiting))) => waiting,
             (None, None) => return self.send(members, id, msg),
         };
-        if queue.len() < MAX_HELD {
+        // Counted against the client's outbox, which makes its thread stop reading
+        // requests while the hub holds too much for it; past the bound it is a slow
+        // consumer like any other.
+        if members.get(id).is_some_and(|m| m.outbox.hold_one()) {
             queue.push(msg);
         } else if !self.overflowed.contains(&id) {
             self.overflowed.push(id);
+        }
+    }
+
+    /// Queues messages that were held for `id`, no longer counted as held.
+    fn unhold(&mut self, members: &Members, id: ConnId, messages: Vec<Message>) {
+        if let Some(member) = members.get(id) {
+            member.outbox.unhold(messages.len());
+        }
+        for msg in messages {
+            self.deliver(members, id, msg);
         }
     }
 
@@ -204,9 +229,7 @@ impl Post {
         if *count == 0
             && let Some((_, waited)) = self.waiting.remove(&id)
         {
-            for msg in waited {
-                self.deliver(members, id, msg);
-            }
+            self.unhold(members, id, waited);
         }
     }
 
@@ -237,9 +260,7 @@ impl Post {
             .map(|(_, held)| held)
             .unwrap_or_default();
         self.send(members, id, welcome);
-        for msg in held {
-            self.deliver(members, id, msg);
-        }
+        self.unhold(members, id, held);
     }
 
     fn send(&mut self, members: &Members, id: ConnId, msg: Message) {
@@ -271,6 +292,8 @@ pub(crate) struct Hub {
     chat: ChatRooms,
     relay: RelayRooms,
     post: Post,
+    /// Failed sign-ins per address.
+    logins: HashMap<IpAddr, RateLimit>,
 }
 
 impl Hub {
@@ -286,6 +309,7 @@ impl Hub {
             members: Members::default(),
             relay: RelayRooms::default(),
             post: Post::default(),
+            logins: HashMap::new(),
         }
     }
 
@@ -393,6 +417,23 @@ impl Hub {
             HubEvent::Reply { id, msg } => post.deliver(members, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
             HubEvent::Api { ip, call, reply } => chat.api(ip, call, reply),
+            HubEvent::Login { ip, attempt } => {
+                if self.logins.len() > 4096 {
+                    self.logins.retain(|_, bucket| !bucket.is_full());
+                }
+                let bucket = self
+                    .logins
+                    .entry(ip)
+                    .or_insert_with(|| RateLimit::every(LOGIN_EVERY_SECS, LOGIN_BURST));
+                match attempt {
+                    LoginAttempt::May(reply) => {
+                        let _ = reply.send(bucket.has_one());
+                    }
+                    LoginAttempt::Failed => {
+                        bucket.allow();
+                    }
+                }
+            }
         }
         self.evict_overflowed();
     }
