@@ -471,22 +471,38 @@ const HISTORY_SENT: &str =
     "return window.__sent.map(s => { try { return JSON.parse(s); } catch { return null; } })
     .filter(r => r && r.type === 'history');";
 
-/// Makes the page see its first own message whose text is `window.__failText` come
-/// back as the error a server sends when its store could not keep a message, as if
-/// the disk had failed (a real failure cannot be forced from here).
+/// Makes the page see what a server sends when its store fails, as if the disk had
+/// (a real failure cannot be forced from here): its first own message whose text is
+/// `window.__failText` comes back as the error `unavailable`; with
+/// `window.__failWelcome` set, the next welcome comes without its history, as when
+/// the store could not read it, followed by that error. `window.__sockets` holds the
+/// page's sockets, for a test to close one as a network drop would.
 const FAIL_STORE: &str = "(() => {
     const Real = window.WebSocket;
+    const sockets = [];
+    window.__sockets = sockets;
     window.__failText = null;
-    const unavailable = JSON.stringify({type: 'error', code: 'unavailable',
-        message: 'the message could not be stored, so nobody got it; try again'});
+    window.__failWelcome = false;
+    const error = (message) => new MessageEvent('message',
+        {data: JSON.stringify({type: 'error', code: 'unavailable', message})});
     window.WebSocket = class extends Real {
+        constructor(...args) {
+            super(...args);
+            sockets.push(this);
+        }
         set onmessage(handler) {
             super.onmessage = (e) => {
                 let m = null;
                 try { m = JSON.parse(e.data); } catch { /* not JSON */ }
                 if (m && m.type === 'message' && m.text === window.__failText) {
                     window.__failText = null;
-                    return handler(new MessageEvent('message', {data: unavailable}));
+                    return handler(error('the message could not be stored, so nobody got it; try again'));
+                }
+                if (m && m.type === 'welcome' && window.__failWelcome) {
+                    window.__failWelcome = false;
+                    const failed = {...m, history: [], last_id: 0, resumed: false};
+                    handler(new MessageEvent('message', {data: JSON.stringify(failed)}));
+                    return handler(error(\"the room's history cannot be read now\"));
                 }
                 return handler(e);
             };
@@ -1096,6 +1112,56 @@ fn page_puts_a_message_the_server_could_not_store_back_in_the_box() {
     page.wait_entry("message", "lost on the way");
     let texts: Vec<String> = page.numbered().into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["first, stored", "lost on the way"]);
+}
+
+#[test]
+fn page_keeps_its_messages_when_the_server_cannot_read_the_history() {
+    let Some(driver) =
+        driver_or_skip("page_keeps_its_messages_when_the_server_cannot_read_the_history")
+    else {
+        return;
+    };
+    let server = start();
+    let page = Page::blank(&driver, "gus", DESKTOP);
+    page.before_scripts(FAIL_STORE);
+    page.join_at(&format!("http://{}/#shaky", server.local_addr()));
+    page.send("kept one");
+    page.send("kept two");
+    page.wait_entry("message", "kept two");
+    let shown: Vec<(u64, String)> = [(1, "kept one"), (2, "kept two")]
+        .map(|(id, t)| (id, t.to_owned()))
+        .to_vec();
+
+    // The connection drops; on the way back the store cannot read the history.
+    page.run("window.__failWelcome = true; window.__sockets.at(-1).close();");
+    page.wait_entry("error", "the room's history cannot be read now");
+    page.wait_online();
+    assert_eq!(
+        page.numbered(),
+        shown,
+        "an unreadable history wipes nothing"
+    );
+    assert!(
+        !page
+            .entries()
+            .iter()
+            .any(|e| e.text.starts_with("More happened while you were away")),
+        "not taken for a gap"
+    );
+
+    // The next reconnect resumes from the newest message shown.
+    page.run("window.__sockets.at(-1).close();");
+    page.wait_entry("system", "Back online.");
+    page.wait(
+        "a resumed welcome",
+        "document.querySelector('[data-testid=log]').dataset.resumed === 'true'
+            && new URL(document.querySelector('[data-testid=status]').dataset.url)
+                .searchParams.get('since') === '2'",
+        json!([]),
+    );
+    page.send("and on");
+    page.wait_entry("message", "and on");
+    assert_eq!(page.numbered().len(), 3, "{:?}", page.numbered());
 }
 
 #[test]
