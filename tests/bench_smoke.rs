@@ -72,7 +72,12 @@ fn number(v: &Value, key: &str) -> f64 {
 
 #[test]
 fn every_bench_scenario_runs_and_reports() {
-    let server = start_with(|b| b.max_connections_per_ip(1000));
+    // The chat scenarios send faster than the default 20 messages a second.
+    let server = start_with(|b| {
+        b.max_connections_per_ip(1000)
+            .rate_per_sec(100_000)
+            .rate_burst(100_000)
+    });
     let url = format!("ws://{}", server.local_addr());
 
     let fanout = bench(
@@ -124,4 +129,39 @@ fn every_bench_scenario_runs_and_reports() {
 
     let idle = bench(&url, &["idle", "--connections", "20", "--duration", "1"]);
     assert_eq!(number(&idle, "held"), 20.0, "{idle}");
+}
+
+#[test]
+fn chat_bench_scenarios_run_and_report() {
+    // An in-memory store: the same code as on disk, without the disk.
+    let server = start_with(|b| {
+        b.max_connections_per_ip(1000)
+            .rate_per_sec(100_000)
+            .rate_burst(100_000)
+    });
+    let url = format!("ws://{}", server.local_addr());
+
+    let fanout = bench(
+        &url,
+        &[
+            "chat-fanout",
+            "--receivers",
+            "5",
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+            "--grace-ms",
+            "500",
+        ],
+    );
+    assert_eq!(number(&fanout, "lost"), 0.0, "{fanout}");
+    assert_eq!(
+        number(&fanout, "deliveries"),
+        5.0 * number(&fanout, "messages")
+    );
+    assert_eq!(number(&fanout, "unavailable"), 0.0, "{fanout}");
+    assert_eq!(number(&fanout, "rate_limited"), 0.0, "{fanout}");
+    assert_eq!(number(&fanout, "out_of_order"), 0.0, "{fanout}");
+    assert!(number(&fanout, "p99_us") > 0.0);
 }

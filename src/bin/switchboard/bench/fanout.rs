@@ -1,8 +1,8 @@
 //! `bench fanout`: 1 sender and N receivers in a relay room at a fixed rate, for
-//! one-way latency.
+//! one-way latency. The paced sender is [`paced`], which `chat-fanout` shares.
 
-use super::relay::{Fanout, FanoutReport};
-use super::{BoxError, check_bounds, histogram};
+use super::room::{Fanout, FanoutReport, RoomArgs, Wire};
+use super::{BoxError, histogram};
 use clap::Args;
 use std::sync::Arc;
 use std::thread;
@@ -10,39 +10,30 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub(crate) struct FanoutArgs {
-    /// Server base URL.
-    #[arg(long, default_value = "ws://127.0.0.1:3000")]
-    url: String,
-    /// Receivers in the room.
-    #[arg(long, default_value_t = 100)]
-    receivers: usize,
     /// Messages per second from the sender.
     #[arg(long, default_value_t = 1000)]
     rate: u32,
-    /// Seconds of sending.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Payload bytes per message (at least 16: sequence number and send time).
-    #[arg(long, default_value_t = 64)]
-    size: usize,
-    /// Milliseconds to wait after the last send before counting what is missing as lost.
-    #[arg(long, default_value_t = 1000)]
-    grace_ms: u64,
-    /// Threads reading the receivers' sockets (epoll).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// Print one JSON line instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    room: RoomArgs,
 }
 
 pub(super) fn fanout(args: &FanoutArgs) -> Result<(), BoxError> {
-    check_bounds(args.receivers + 1, args.duration)?;
-    if args.rate == 0 {
+    paced("fanout", Wire::Relay, &args.room, args.rate)?.print(args.room.json)
+}
+
+/// Runs a room whose sender sends `rate` messages a second for the run's duration.
+pub(super) fn paced(
+    scenario: &'static str,
+    wire: Wire,
+    args: &RoomArgs,
+    rate: u32,
+) -> Result<FanoutReport, BoxError> {
+    args.check()?;
+    if rate == 0 {
         return Err("a rate of at least 1 message per second, please".into());
     }
-    let total = u64::from(args.rate) * args.duration;
-    let mut run = Fanout::open(&args.url, args.receivers, args.threads, args.size)?;
+    let total = u64::from(rate) * args.duration;
+    let mut run = Fanout::open(args, wire)?;
     let room = Arc::clone(&run.room);
     // Message i is due at start + i / rate, whatever happened to message i - 1, so
     // scheduling delays do not add up; how late the sender ran is reported.
@@ -54,9 +45,7 @@ pub(super) fn fanout(args: &FanoutArgs) -> Result<(), BoxError> {
     let mut outcome = Ok(());
     while sent < total {
         let due = start
-            + Duration::from_nanos(
-                (u128::from(sent) * 1_000_000_000 / u128::from(args.rate)) as u64,
-            );
+            + Duration::from_nanos((u128::from(sent) * 1_000_000_000 / u128::from(rate)) as u64);
         let now = Instant::now();
         if let Some(wait) = due.checked_duration_since(now) {
             thread::sleep(wait);
@@ -76,16 +65,15 @@ pub(super) fn fanout(args: &FanoutArgs) -> Result<(), BoxError> {
     let totals = run.join()?;
     outcome?;
     let mut report = FanoutReport::new(
-        "fanout",
-        args.receivers,
-        args.size,
-        args.duration,
+        scenario,
+        wire,
+        args,
         (sent, first_send_ns, last_send_ns),
         &totals,
     );
-    report.rate = Some(args.rate);
+    report.rate = Some(rate);
     report.unsent = Some(total - sent);
     report.sender_lag_p99_us = Some((lag.value_at_quantile(0.99) as f64 / 100.0).round() / 10.0);
     report.sender_lag_max_us = Some((lag.max() as f64 / 100.0).round() / 10.0);
-    report.print(args.json)
+    Ok(report)
 }

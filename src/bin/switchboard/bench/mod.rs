@@ -1,11 +1,11 @@
 //! `switchboard bench`: a load generator for any WebSocket server with `/ws/relay/{room}`
-//! and `/ws/echo` endpoints.
+//! and `/ws/echo` endpoints, and for switchboard's chat (`/ws/chat/{room}`).
 //!
 //! Every scenario is bounded in count and time and talks only to the URL it is given.
-//! Latencies are one-way for the relay scenarios (sender and receivers live in this
-//! process and share a clock) and round trips for echo; they go into HDR histograms.
-//! A relayed message not received by the end of sending plus a grace period is
-//! counted lost, never hidden.
+//! Latencies are one-way for the fanout scenarios (sender and receivers live in this
+//! process and share a clock), round trips for echo, and send to echo for a chat
+//! sender's own message; they go into HDR histograms. A message not received by the
+//! end of sending plus a grace period is counted lost, never hidden.
 //!
 //! The generator must not be what is measured. A relay receiver therefore costs no
 //! thread of its own: the receivers are non-blocking sockets shared by one or two
@@ -15,17 +15,20 @@
 //! when the server is busiest. Each scenario reports the generator's own CPU use and
 //! says so when it comes near a full core.
 //!
-//! One file per scenario; [`relay`] is the room both fanout scenarios share, [`proc`]
-//! reads CPU and memory figures from `/proc`, and this file holds what every scenario
-//! uses: the bounds, the clients, the histograms and the report pieces.
+//! One file per scenario; [`room`] is the room the three fanout scenarios share (relay
+//! or chat), [`chat`] what the chat scenarios say and hear, [`proc`] reads CPU and
+//! memory figures from `/proc`, and this file holds what every scenario uses: the
+//! bounds, the clients, the histograms and the report pieces.
 
+mod chat;
+mod chat_fanout;
 mod connect_rate;
 mod echo;
 mod fanout;
 mod fanout_max;
 mod idle;
 mod proc;
-mod relay;
+mod room;
 
 use crate::limits::raise_open_file_limit;
 use clap::Subcommand;
@@ -58,6 +61,9 @@ pub(crate) enum Scenario {
     /// 1 sender and N receivers in a relay room, sending as fast as a window of
     /// unacknowledged messages allows: deliveries per second.
     FanoutMax(fanout_max::FanoutMaxArgs),
+    /// 1 sender and N receivers in a chat room at a fixed rate: one-way latency, each
+    /// message stored before it is delivered.
+    ChatFanout(chat_fanout::ChatFanoutArgs),
     /// C clients doing send-and-wait round trips on /ws/echo.
     Echo(echo::EchoArgs),
     /// K connections opened and held: the server's memory and CPU while idle.
@@ -75,6 +81,7 @@ pub(crate) fn run(scenario: Scenario) -> Result<(), BoxError> {
     match scenario {
         Scenario::Fanout(args) => fanout::fanout(&args),
         Scenario::FanoutMax(args) => fanout_max::fanout_max(&args),
+        Scenario::ChatFanout(args) => chat_fanout::chat_fanout(&args),
         Scenario::Echo(args) => echo::echo(&args),
         Scenario::Idle(args) => idle::idle(&args),
         Scenario::ConnectRate(args) => connect_rate::connect_rate(&args),
