@@ -164,4 +164,41 @@ fn chat_bench_scenarios_run_and_report() {
     assert_eq!(number(&fanout, "rate_limited"), 0.0, "{fanout}");
     assert_eq!(number(&fanout, "out_of_order"), 0.0, "{fanout}");
     assert!(number(&fanout, "p99_us") > 0.0);
+
+    let max = bench(
+        &url,
+        &[
+            "chat-max",
+            "--senders",
+            "2",
+            "--window",
+            "16",
+            "--duration",
+            "1",
+            "--grace-ms",
+            "500",
+        ],
+    );
+    assert!(number(&max, "committed_per_sec") > 0.0, "{max}");
+    assert_eq!(number(&max, "committed"), number(&max, "messages"), "{max}");
+    assert_eq!(number(&max, "unanswered"), 0.0, "{max}");
+    assert!(number(&max, "p50_us") > 0.0);
+
+    // The server's rate limit is told apart from the store.
+    let limited = start_with(|b| b.rate_per_sec(5).rate_burst(5));
+    let limited_url = format!("ws://{}", limited.local_addr());
+    let max = bench(
+        &limited_url,
+        &[
+            "chat-max",
+            "--senders",
+            "1",
+            "--window",
+            "4",
+            "--duration",
+            "1",
+        ],
+    );
+    assert!(number(&max, "rate_limited") > 0.0, "{max}");
+    assert_eq!(number(&max, "unavailable"), 0.0, "{max}");
 }

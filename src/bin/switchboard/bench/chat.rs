@@ -139,6 +139,12 @@ impl Refusals {
         }
     }
 
+    pub(super) fn add(&mut self, other: Self) {
+        self.unavailable += other.unavailable;
+        self.rate_limited += other.rate_limited;
+        self.other_errors += other.other_errors;
+    }
+
     pub(super) fn line(&self) -> String {
         format!(
             "{} unavailable, {} rate-limited, {} other errors",

@@ -22,6 +22,7 @@
 
 mod chat;
 mod chat_fanout;
+mod chat_max;
 mod connect_rate;
 mod echo;
 mod fanout;
@@ -64,6 +65,9 @@ pub(crate) enum Scenario {
     /// 1 sender and N receivers in a chat room at a fixed rate: one-way latency, each
     /// message stored before it is delivered.
     ChatFanout(chat_fanout::ChatFanoutArgs),
+    /// C chat senders, each sending as fast as a window of messages not yet back
+    /// allows: messages committed per second.
+    ChatMax(chat_max::ChatMaxArgs),
     /// C clients doing send-and-wait round trips on /ws/echo.
     Echo(echo::EchoArgs),
     /// K connections opened and held: the server's memory and CPU while idle.
@@ -82,6 +86,7 @@ pub(crate) fn run(scenario: Scenario) -> Result<(), BoxError> {
         Scenario::Fanout(args) => fanout::fanout(&args),
         Scenario::FanoutMax(args) => fanout_max::fanout_max(&args),
         Scenario::ChatFanout(args) => chat_fanout::chat_fanout(&args),
+        Scenario::ChatMax(args) => chat_max::chat_max(&args),
         Scenario::Echo(args) => echo::echo(&args),
         Scenario::Idle(args) => idle::idle(&args),
         Scenario::ConnectRate(args) => connect_rate::connect_rate(&args),
