@@ -129,6 +129,20 @@ fn every_bench_scenario_runs_and_reports() {
 
     let idle = bench(&url, &["idle", "--connections", "20", "--duration", "1"]);
     assert_eq!(number(&idle, "held"), 20.0, "{idle}");
+
+    let chat_idle = bench(
+        &url,
+        &[
+            "idle",
+            "--path",
+            "/ws/chat/idle-{i}",
+            "--connections",
+            "20",
+            "--duration",
+            "1",
+        ],
+    );
+    assert_eq!(number(&chat_idle, "held"), 20.0, "{chat_idle}");
 }
 
 #[test]

@@ -14,6 +14,10 @@ pub(crate) struct IdleArgs {
     /// Server base URL.
     #[arg(long, default_value = "ws://127.0.0.1:3000")]
     url: String,
+    /// The endpoint every connection opens; `{i}` becomes the connection's number
+    /// (for example `/ws/chat/idle-{i}`: chat connections, each in a room of its own).
+    #[arg(long, default_value = "/ws/echo")]
+    path: String,
     /// Connections to open and hold (at most 15,000).
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -31,6 +35,7 @@ pub(crate) struct IdleArgs {
 #[derive(Debug, Serialize)]
 struct IdleReport {
     scenario: &'static str,
+    path: String,
     connections: usize,
     held: usize,
     open_file_limit: Option<u64>,
@@ -41,11 +46,14 @@ struct IdleReport {
 
 pub(super) fn idle(args: &IdleArgs) -> Result<(), BoxError> {
     check_bounds(args.connections, args.duration)?;
+    if !args.path.starts_with('/') {
+        return Err("a --path that starts with /, please".into());
+    }
     let (open_file_limit, _) = raise_open_file_limit();
     let rss_before = args.pid.and_then(rss_kib);
     let mut held = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        match connect(&args.url, "/ws/echo") {
+        match connect(&args.url, &args.path.replace("{i}", &i.to_string())) {
             Ok(ws) => held.push(ws),
             Err(e) => {
                 eprintln!("connection {i} failed, holding the {i} opened: {e}");
@@ -62,6 +70,7 @@ pub(super) fn idle(args: &IdleArgs) -> Result<(), BoxError> {
     let round4 = |v: f64| (v * 10_000.0).round() / 10_000.0;
     let report = IdleReport {
         scenario: "idle",
+        path: args.path.clone(),
         connections: args.connections,
         held: held.len(),
         open_file_limit,
@@ -76,9 +85,10 @@ pub(super) fn idle(args: &IdleArgs) -> Result<(), BoxError> {
     } else {
         let fmt = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.4}"));
         println!(
-            "idle: {} of {} connections held for {} s (open-file limit {})",
+            "idle: {} of {} connections to {} held for {} s (open-file limit {})",
             report.held,
             report.connections,
+            report.path,
             report.idle_secs,
             open_file_limit.map_or("unlimited".to_owned(), |n| n.to_string())
         );

@@ -70,7 +70,8 @@ pub(crate) enum Scenario {
     ChatMax(chat_max::ChatMaxArgs),
     /// C clients doing send-and-wait round trips on /ws/echo.
     Echo(echo::EchoArgs),
-    /// K connections opened and held: the server's memory and CPU while idle.
+    /// K connections opened and held (echo, or any --path): the server's memory and
+    /// CPU while idle.
     Idle(idle::IdleArgs),
     /// C clients in parallel, each opening, handshaking and closing in a loop.
     ConnectRate(connect_rate::ConnectArgs),
