@@ -108,6 +108,14 @@ pub struct Config {
     /// saying how to set one: nobody can post from outside until the operator decides
     /// they may.
     pub api_token: Option<Secret>,
+    /// The password that keeps strangers out: with one, every WebSocket endpoint and
+    /// every `/api` read needs a session cookie from `POST /login` or
+    /// `Authorization: Bearer PASSWORD`. Default: none, an open LAN chat.
+    pub password: Option<Secret>,
+    /// Serve `/metrics` to everyone even while a password is set. Default: off, so
+    /// that a password-protected server shows its numbers only to loopback (where a
+    /// local Prometheus or an SSH tunnel scrapes).
+    pub metrics_public: bool,
     /// Log, decoded from the bytes on the wire, every connection's HTTP head and
     /// response and every frame both ways, under the `log` target
     /// `switchboard::trace` (see [`crate::trace`]). Default: off: it is a teaching and
@@ -138,6 +146,8 @@ impl Default for Config {
             outbox_bytes: 8 << 20,
             close_timeout: Duration::from_secs(5),
             api_token: None,
+            password: None,
+            metrics_public: false,
             trace: false,
         }
     }
@@ -268,6 +278,18 @@ impl Config {
     /// See [`Config::api_token`](field@Config::api_token).
     pub fn api_token(mut self, token: impl Into<String>) -> Self {
         self.api_token = Some(Secret::new(token));
+        self
+    }
+
+    /// See [`Config::password`](field@Config::password).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(Secret::new(password));
+        self
+    }
+
+    /// See [`Config::metrics_public`](field@Config::metrics_public).
+    pub fn metrics_public(mut self, on: bool) -> Self {
+        self.metrics_public = on;
         self
     }
 

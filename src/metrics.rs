@@ -23,10 +23,11 @@ pub(crate) enum Rejection {
     ServerFull,
     Tls,
     Io,
+    Unauthorized,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 11] = [
+    const ALL: [Rejection; 12] = [
         Rejection::BadRequest,
         Rejection::MethodNotAllowed,
         Rejection::NotFound,
@@ -38,6 +39,7 @@ impl Rejection {
         Rejection::ServerFull,
         Rejection::Tls,
         Rejection::Io,
+        Rejection::Unauthorized,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Rejection {
             Rejection::ServerFull => "server_full",
             Rejection::Tls => "tls",
             Rejection::Io => "io",
+            Rejection::Unauthorized => "unauthorized",
         }
     }
 }

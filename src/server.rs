@@ -135,6 +135,8 @@ impl ServerBuilder {
         outbox_bytes(bytes: usize);
         close_timeout(timeout: Duration);
         api_token(token: impl Into<String>);
+        password(password: impl Into<String>);
+        metrics_public(on: bool);
         trace(on: bool);
     }
 

@@ -27,10 +27,18 @@ impl log::Log for Capture {
 
 static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
 
+/// Installs the capture, once for the whole test process.
+fn capture() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        log::set_logger(&CAPTURE).unwrap();
+        log::set_max_level(log::LevelFilter::Info);
+    });
+}
+
 #[test]
 fn trace_shows_heads_and_every_frame_decoded() {
-    log::set_logger(&CAPTURE).unwrap();
-    log::set_max_level(log::LevelFilter::Info);
+    capture();
     let server = start_with(|b| b.trace(true));
     let mut ws = connect(server.local_addr(), "/ws/echo");
     ws.send(Message::text("Hello")).unwrap();
@@ -90,4 +98,43 @@ fn trace_shows_heads_and_every_frame_decoded() {
         "code=1000 reason=\"done\""
     ]));
     assert!(has(&["-> frame", "CLOSE(0x8) MASK=0", "code=1000"]));
+}
+
+#[test]
+fn trace_never_shows_a_token_or_a_cookie() {
+    capture();
+    let token = "tr4ce-secret-token";
+    let server = start_with(|b| b.trace(true).api_token(token));
+    let response = raw(
+        server.local_addr(),
+        format!(
+            "POST /api/rooms/traced/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Cookie: session=cookie-secret-value\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status(&response), 201, "{response}");
+    let lines = eventually(|| {
+        let lines = CAPTURE.0.lock().unwrap().clone();
+        lines
+            .iter()
+            .any(|l| l.contains("<- POST /api/rooms/traced/messages"))
+            .then_some(lines)
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("<- Authorization: Bearer [redacted]")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with("<- Cookie: [redacted]")),
+        "{lines:#?}"
+    );
+    for line in &lines {
+        assert!(
+            !line.contains(token) && !line.contains("cookie-secret-value"),
+            "a secret in the trace: {line}"
+        );
+    }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Context {
     pub ws_config: WebSocketConfig,
     /// Set when the server has TLS listeners.
     pub tls: Option<native_tls::TlsAcceptor>,
+    /// Signs session cookies; made at random for every start.
+    pub session_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Context {
@@ -68,6 +70,14 @@ impl Context {
             ws_config,
             config,
             tls,
+            session_key: random_key()?,
         })
     }
+}
+
+/// 32 bytes from the operating system's random source.
+fn random_key() -> std::io::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(key)
 }

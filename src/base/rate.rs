@@ -22,6 +22,19 @@ impl RateLimit {
         }
     }
 
+    /// One token every `secs` seconds, `burst` at once.
+    pub(crate) fn every(secs: f64, burst: u32) -> Self {
+        let mut limit = Self::new(0, burst);
+        limit.rate = 1.0 / secs.max(f64::MIN_POSITIVE);
+        limit
+    }
+
+    /// Whether a token is there, without taking it.
+    pub(crate) fn has_one(&mut self) -> bool {
+        self.refill();
+        self.tokens >= 1.0
+    }
+
     /// Whether the bucket has filled up again (nothing was taken for a while).
     pub(crate) fn is_full(&mut self) -> bool {
         self.refill();

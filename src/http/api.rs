@@ -38,8 +38,15 @@ pub(crate) enum Call {
     },
 }
 
+impl Call {
+    /// Whether it posts (guarded by the API token, not the password).
+    pub(crate) fn is_post(&self) -> bool {
+        matches!(self, Call::Post { .. })
+    }
+}
+
 /// An API error: `{"error":code,"message":…}` with its status.
-fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
+pub(super) fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
     let body = json!({"error": code, "message": message.into()}).to_string();
     Response::new(status).body("application/json", body.into_bytes())
 }

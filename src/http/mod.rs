@@ -8,7 +8,9 @@
 //! generic over [`Transport`], so TLS adds a handshake in front and nothing else.
 
 mod api;
+mod auth;
 mod body;
+mod login;
 pub(crate) mod request;
 pub(crate) mod response;
 mod route;
@@ -18,7 +20,7 @@ use crate::connection::{self, Endpoint, JoinError};
 use crate::hub::HubEvent;
 use crate::metrics::{self, Rejection};
 use crossbeam_channel::Sender;
-pub(crate) use request::HeadError;
+pub(crate) use request::{HeadError, Request};
 pub(crate) use response::Response;
 pub(crate) use route::{Routed, head_error_response, route};
 use std::time::{Duration, Instant};
@@ -75,7 +77,20 @@ pub(crate) fn serve<S: Transport>(
             response
         }
     };
-    match route(&req, config, &shared.metrics) {
+    let routed = guard(route(&req, config, &shared.metrics), &req, peer, shared);
+    match routed {
+        Routed::Info => respond(stream, &head_only(info(&req, shared)), shared),
+        Routed::Login => {
+            metrics::bump(&shared.metrics.http_requests_total);
+            let response = login::serve(&mut stream, (&req, rest), peer, deadline, shared, hub);
+            log::info!(
+                "conn {} {}: sign-in -> {}",
+                peer.id,
+                peer.addr,
+                response.status
+            );
+            respond(stream, &response, shared);
+        }
         Routed::Respond(response) => {
             let response = head_only(response);
             metrics::bump(&shared.metrics.http_requests_total);
@@ -110,6 +125,61 @@ pub(crate) fn serve<S: Transport>(
             respond(stream, &head_only(response), shared);
         }
     }
+}
+
+/// With a password set, what it guards needs a signed-in request: every WebSocket
+/// endpoint and every `/api` read get `401` without one, and `/metrics` answers only
+/// loopback unless told `metrics_public`. Posting to the API has its own token.
+fn guard(routed: Routed, req: &Request, peer: Peer, ctx: &Context) -> Routed {
+    if ctx.config.password.is_none() {
+        return routed;
+    }
+    let signed_in = || auth::allows(req, ctx);
+    match routed {
+        Routed::Upgrade(..) if !signed_in() => {
+            let reason =
+                "this chat needs a password: sign in at / or send Authorization: Bearer PASSWORD";
+            Routed::Reject(
+                Response::text(401, reason).header("WWW-Authenticate", "Bearer"),
+                Rejection::Unauthorized,
+                reason.to_owned(),
+            )
+        }
+        Routed::Api(call) if !call.is_post() && !signed_in() => Routed::Respond(
+            api::error(
+                401,
+                "unauthorized",
+                "sign in first: POST /login, or Authorization: Bearer PASSWORD",
+            )
+            .header("WWW-Authenticate", "Bearer"),
+        ),
+        Routed::Respond(_)
+            if req.path_and_query().0 == "/metrics"
+                && !ctx.config.metrics_public
+                && !peer.addr.ip().is_loopback() =>
+        {
+            let reason =
+                "metrics are for this machine only while a password is set (--metrics-public)";
+            Routed::Reject(
+                Response::text(403, reason),
+                Rejection::Forbidden,
+                reason.to_owned(),
+            )
+        }
+        other => other,
+    }
+}
+
+/// `GET /info`: the version, the addresses to share, and whether a password guards
+/// the chat and this request is signed in, so that the page knows what to show.
+fn info(req: &Request, ctx: &Context) -> Response {
+    let info = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "urls": ctx.config.public_urls,
+        "password": ctx.config.password.is_some(),
+        "signed_in": auth::allows(req, ctx),
+    });
+    Response::new(200).body("application/json", info.to_string().into_bytes())
 }
 
 /// Joins the hub, sends the `101`, and runs the session.
@@ -218,5 +288,44 @@ fn reject<S: Transport>(
 fn respond<S: Transport>(mut stream: S, response: &Response, shared: &Context) {
     if stream.write_all(&response.to_bytes()).is_ok() {
         base::linger(&mut stream, Instant::now() + HTTP_LINGER, &shared.shutdown);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::http::request::{Parsed, parse};
+
+    fn request(head: &str) -> Request {
+        match parse(head.as_bytes()) {
+            Ok(Parsed::Complete(req, _)) => req,
+            _ => panic!("no head"),
+        }
+    }
+
+    /// Tests only ever talk to loopback, so the one rule that depends on the client's
+    /// address is checked here, with made-up peers.
+    #[test]
+    fn metrics_are_for_loopback_only_while_a_password_is_set() {
+        let peer = |addr: &str| Peer {
+            id: 1,
+            addr: addr.parse().unwrap(),
+            secure: false,
+        };
+        let req = request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let status = |config: Config, from: &str| {
+            let ctx = Context::new(config, None).unwrap();
+            match guard(route(&req, &ctx.config, &ctx.metrics), &req, peer(from), &ctx) {
+                Routed::Respond(r) | Routed::Reject(r, ..) => r.status,
+                other => panic!("{other:?}"),
+            }
+        };
+        let guarded = || Config::default().password("pw");
+        assert_eq!(status(guarded(), "192.168.1.7:5000"), 403);
+        assert_eq!(status(guarded(), "127.0.0.1:5000"), 200);
+        assert_eq!(status(guarded(), "[::1]:5000"), 200);
+        assert_eq!(status(guarded().metrics_public(true), "192.168.1.7:5000"), 200);
+        assert_eq!(status(Config::default(), "192.168.1.7:5000"), 200, "no password: open");
     }
 }

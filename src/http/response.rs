@@ -59,14 +59,12 @@ impl Response {
         for (name, value) in &self.headers {
             out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
+        // RFC 9110 §8.6: no Content-Length on a 101 or a 204.
+        if self.status != 101 && self.status != 204 {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        }
         if self.status != 101 {
-            out.extend_from_slice(
-                format!(
-                    "Content-Length: {}\r\nConnection: close\r\n",
-                    self.body.len()
-                )
-                .as_bytes(),
-            );
+            out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
         if !self.head_only {
@@ -80,12 +78,19 @@ fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        303 => "See Other",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

@@ -24,6 +24,10 @@ pub(crate) enum Routed {
     Upgrade(Endpoint, Response),
     /// An HTTP API request (SPEC §11), which may have a body still to read.
     Api(super::api::Call),
+    /// `POST /login`, with a body still to read.
+    Login,
+    /// `GET /info`, which says whether this request is signed in.
+    Info,
 }
 
 fn reject(status: u16, why: Rejection, reason: impl Into<String>) -> Routed {
@@ -54,6 +58,18 @@ pub(crate) fn head_error_response(err: &HeadError) -> Option<(Response, Rejectio
 /// Decides what a request gets. `secure` says whether it came over TLS.
 pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed {
     let (path, query) = req.path_and_query();
+    if path == "/login" {
+        return if req.method == "POST" {
+            Routed::Login
+        } else {
+            match reject(405, Rejection::MethodNotAllowed, "sign in with POST /login") {
+                Routed::Reject(resp, why, reason) => {
+                    Routed::Reject(resp.header("Allow", "POST"), why, reason)
+                }
+                other => other,
+            }
+        };
+    }
     if path == "/api" || path.starts_with("/api/") {
         return match super::api::route(&req.method, path, query) {
             Ok(call) => Routed::Api(call),
@@ -86,15 +102,7 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
                 Response::new(200).body("application/json", metrics.health_json().into_bytes()),
             );
         }
-        "/info" => {
-            let info = serde_json::json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "urls": config.public_urls,
-            });
-            return Routed::Respond(
-                Response::new(200).body("application/json", info.to_string().into_bytes()),
-            );
-        }
+        "/info" => return Routed::Info,
         "/qr.svg" => return qr_svg(query),
         "/metrics" => {
             return Routed::Respond(Response::new(200).body(

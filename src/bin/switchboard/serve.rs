@@ -80,6 +80,14 @@ pub(crate) struct ServeArgs {
     /// command line, where every user of the machine could read it.
     #[arg(long, value_name = "FILE")]
     api_token_file: Option<PathBuf>,
+    /// A file holding the password that keeps strangers out of the chat; or set
+    /// SWITCHBOARD_PASSWORD. Never on the command line.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Serve /metrics to everyone even while a password is set (by default only to
+    /// this machine then).
+    #[arg(long)]
+    metrics_public: bool,
     /// Do not print the QR code of the address to share (it is printed only when
     /// stdout is a terminal anyway).
     #[arg(long)]
@@ -100,22 +108,23 @@ fn at_least_one_second(value: &str) -> Result<u64, String> {
     at_least_one::<u64>(value).map_err(|_| "must be at least 1 second (a whole number)".to_owned())
 }
 
-/// The API token from `--api-token-file` or `SWITCHBOARD_API_TOKEN`, if either is set.
-/// A file's last line end is not part of it; an empty token is refused.
-fn api_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
-    let token = match file {
+/// A secret from its file flag or its environment variable, if either is set. A
+/// file's last line end is not part of it; an empty secret is refused. Its value is
+/// never printed.
+fn secret(file: Option<&std::path::Path>, flag: &str, var: &str) -> Result<Option<String>, String> {
+    let value = match file {
         Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("--api-token-file {}: cannot read it: {e}", path.display()))?,
-        None => match std::env::var("SWITCHBOARD_API_TOKEN") {
-            Ok(token) => token,
+            .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?,
+        None => match std::env::var(var) {
+            Ok(value) => value,
             Err(_) => return Ok(None),
         },
     };
-    let token = token.trim_end_matches(['\n', '\r']).to_owned();
-    if token.trim().is_empty() {
-        return Err("the API token is empty (--api-token-file or SWITCHBOARD_API_TOKEN)".into());
+    let value = value.trim_end_matches(['\n', '\r']).to_owned();
+    if value.trim().is_empty() {
+        return Err(format!("{flag} (or {var}) holds nothing"));
     }
-    Ok(Some(token))
+    Ok(Some(value))
 }
 
 /// `$XDG_DATA_HOME/switchboard`, else `~/.local/share/switchboard` (the XDG Base
@@ -161,6 +170,7 @@ impl ServeArgs {
         config.outbox_messages = self.outbox_messages;
         config.outbox_bytes = self.outbox_bytes;
         config.trace = self.trace;
+        config.metrics_public = self.metrics_public;
         config.public_urls = banner::lan_urls("http", &self.listen);
         if !self.no_tls {
             config
@@ -178,9 +188,19 @@ impl ServeArgs {
 /// Starts the server, prints the banner, and shuts down cleanly on SIGINT or SIGTERM.
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let qr = !args.no_qr;
-    let token = api_token(args.api_token_file.as_deref())?;
+    let token = secret(
+        args.api_token_file.as_deref(),
+        "--api-token-file",
+        "SWITCHBOARD_API_TOKEN",
+    )?;
+    let password = secret(
+        args.password_file.as_deref(),
+        "--password-file",
+        "SWITCHBOARD_PASSWORD",
+    )?;
     let mut config = args.into_config();
     config.api_token = token.map(switchboard::Secret::new);
+    config.password = password.map(switchboard::Secret::new);
     let development_cert =
         !config.tls_listen.is_empty() && config.tls_identity == Identity::Development;
 
