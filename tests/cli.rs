@@ -212,6 +212,24 @@ fn bad_flag_values_name_the_flag_and_the_accepted_range() {
     }
 }
 
+/// What the server prints up to the end of its banner, read with a timeout.
+fn read_banner(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut banner = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("Press Ctrl-C to stop.") {
+                let _ = tx.send(banner);
+                return;
+            }
+        }
+    });
+    rx.recv_timeout(READ_TIMEOUT).expect("a whole banner")
+}
+
 /// Runs the binary under `script`, which gives it a pseudo-terminal as stdout, until
 /// its banner is complete; returns what it printed.
 fn banner_in_a_terminal(extra: &[&str]) -> Option<String> {
@@ -244,20 +262,7 @@ fn banner_in_a_terminal(extra: &[&str]) -> Option<String> {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut banner = String::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.contains("Press Ctrl-C to stop.") {
-                let _ = tx.send(banner);
-                return;
-            }
-        }
-    });
-    let banner = rx.recv_timeout(READ_TIMEOUT).expect("a whole banner");
+    let banner = read_banner(&mut child.0);
     Some(banner)
 }
 
@@ -373,20 +378,7 @@ fn banner_to_a_pipe_has_no_qr_code() {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut banner = String::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.contains("Press Ctrl-C to stop.") {
-                let _ = tx.send(banner);
-                return;
-            }
-        }
-    });
-    let banner = rx.recv_timeout(READ_TIMEOUT).expect("a whole banner");
+    let banner = read_banner(&mut child.0);
     assert!(!banner.contains('█'), "no QR code into a pipe:\n{banner}");
     assert!(banner.contains("http://127.0.0.1:"), "{banner}");
 }

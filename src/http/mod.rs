@@ -91,19 +91,7 @@ pub(crate) fn serve<S: Transport>(
             );
             respond(stream, &response, shared);
         }
-        Routed::Respond(response) => {
-            let response = head_only(response);
-            metrics::bump(&shared.metrics.http_requests_total);
-            log::debug!(
-                "conn {} {}: {} {} -> {}",
-                peer.id,
-                peer.addr,
-                req.method,
-                req.target,
-                response.status
-            );
-            respond(stream, &response, shared);
-        }
+        Routed::Respond(response) => answer(stream, &req, peer, head_only(response), shared),
         Routed::Reject(response, why, reason) => {
             reject(stream, peer, head_only(response), why, &reason, shared)
         }
@@ -111,20 +99,25 @@ pub(crate) fn serve<S: Transport>(
             upgrade(stream, rest, endpoint, response, peer, shared, hub)
         }
         Routed::Api(call) => {
-            metrics::bump(&shared.metrics.http_requests_total);
             let ip = peer.addr.ip();
             let response = api::serve(&mut stream, (&req, rest), call, ip, deadline, shared, hub);
-            log::debug!(
-                "conn {} {}: {} {} -> {}",
-                peer.id,
-                peer.addr,
-                req.method,
-                req.target,
-                response.status
-            );
-            respond(stream, &head_only(response), shared);
+            answer(stream, &req, peer, head_only(response), shared);
         }
     }
+}
+
+/// Answers a plain HTTP request, counted and logged.
+fn answer<S: Transport>(stream: S, req: &Request, peer: Peer, response: Response, ctx: &Context) {
+    metrics::bump(&ctx.metrics.http_requests_total);
+    log::debug!(
+        "conn {} {}: {} {} -> {}",
+        peer.id,
+        peer.addr,
+        req.method,
+        req.target,
+        response.status
+    );
+    respond(stream, &response, ctx);
 }
 
 /// With a password set, what it guards needs a signed-in request: every WebSocket
@@ -316,7 +309,12 @@ mod tests {
         let req = request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         let status = |config: Config, from: &str| {
             let ctx = Context::new(config, None).unwrap();
-            match guard(route(&req, &ctx.config, &ctx.metrics), &req, peer(from), &ctx) {
+            match guard(
+                route(&req, &ctx.config, &ctx.metrics),
+                &req,
+                peer(from),
+                &ctx,
+            ) {
                 Routed::Respond(r) | Routed::Reject(r, ..) => r.status,
                 other => panic!("{other:?}"),
             }
@@ -325,7 +323,14 @@ mod tests {
         assert_eq!(status(guarded(), "192.168.1.7:5000"), 403);
         assert_eq!(status(guarded(), "127.0.0.1:5000"), 200);
         assert_eq!(status(guarded(), "[::1]:5000"), 200);
-        assert_eq!(status(guarded().metrics_public(true), "192.168.1.7:5000"), 200);
-        assert_eq!(status(Config::default(), "192.168.1.7:5000"), 200, "no password: open");
+        assert_eq!(
+            status(guarded().metrics_public(true), "192.168.1.7:5000"),
+            200
+        );
+        assert_eq!(
+            status(Config::default(), "192.168.1.7:5000"),
+            200,
+            "no password: open"
+        );
     }
 }
