@@ -780,3 +780,50 @@ fn server_full_refusals_are_counted() {
     });
     assert_eq!(counted, refused, "server_full refusals counted");
 }
+
+#[test]
+fn every_answer_says_nosniff() {
+    let server = start();
+    let addr = server.local_addr();
+    for path in ["/", "/healthz", "/metrics", "/info", "/nowhere", "/ws/echo"] {
+        let response = get(addr, path);
+        assert_eq!(
+            header(&response, "X-Content-Type-Options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+}
+
+/// SPEC §11: the page runs only its own inline script and style, allowed by hash,
+/// talks only to this server, and cannot be framed.
+#[test]
+fn the_page_allows_only_its_own_script_and_style_by_hash() {
+    use sha2::Digest;
+    let server = start();
+    let response = get(server.local_addr(), "/");
+    let policy = header(&response, "Content-Security-Policy").expect("a CSP");
+    let page = body(&response);
+    let hash = |tag: &str| {
+        let inner = page
+            .split_once(&format!("<{tag}>"))
+            .and_then(|(_, rest)| rest.split_once(&format!("</{tag}>")))
+            .map(|(inner, _)| inner)
+            .unwrap_or_else(|| panic!("a <{tag}> in the page"));
+        let digest = sha2::Sha256::digest(inner.as_bytes());
+        format!("'sha256-{}'", data_encoding::BASE64.encode(&digest))
+    };
+    for directive in [
+        "default-src 'none'".to_owned(),
+        format!("script-src {}", hash("script")),
+        format!("style-src {}", hash("style")),
+        "connect-src 'self'".to_owned(),
+        "frame-ancestors 'none'".to_owned(),
+    ] {
+        assert!(
+            policy.split(';').any(|d| d.trim() == directive),
+            "{directive} in {policy}"
+        );
+    }
+    assert_eq!(header(&response, "Referrer-Policy"), Some("no-referrer"));
+}

@@ -59,6 +59,11 @@ impl Response {
         for (name, value) in &self.headers {
             out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
+        // SPEC §11: no answer is ever sniffed into something else (a text reason
+        // into HTML, say).
+        if self.status != 101 {
+            out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
+        }
         // RFC 9110 §8.6: no Content-Length on a 101 or a 204.
         if self.status != 101 && self.status != 204 {
             out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());

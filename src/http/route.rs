@@ -94,7 +94,10 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
     let endpoint = match path {
         "/" | "/index.html" => {
             return Routed::Respond(
-                Response::new(200).body("text/html; charset=utf-8", PAGE.as_bytes()),
+                Response::new(200)
+                    .header("Content-Security-Policy", page_policy())
+                    .header("Referrer-Policy", "no-referrer")
+                    .body("text/html; charset=utf-8", PAGE.as_bytes()),
             );
         }
         "/healthz" => {
@@ -129,6 +132,33 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
         }
     };
     upgrade(req, config, endpoint)
+}
+
+/// The page's Content-Security-Policy (SPEC §11): its own inline script and style,
+/// allowed by their SHA-256 hashes, and nothing else but connections and images from
+/// this server; it cannot be framed (clickjacking). Computed once, from the page the
+/// binary carries, so it always matches it.
+fn page_policy() -> &'static str {
+    static POLICY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let hash = |tag: &str| {
+            let open = format!("<{tag}>");
+            let close = format!("</{tag}>");
+            let body = PAGE
+                .split_once(&open)
+                .and_then(|(_, rest)| rest.split_once(&close))
+                .map_or("", |(body, _)| body);
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(body.as_bytes());
+            format!("'sha256-{}'", data_encoding::BASE64.encode(&digest))
+        };
+        format!(
+            "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; \
+             img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+            hash("script"),
+            hash("style")
+        )
+    });
+    &POLICY
 }
 
 /// Longest text `/qr.svg` encodes: a long invite link fits, a novel does not.
