@@ -32,8 +32,12 @@ use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// Largest window: the store's queue (4,096 requests), past which one sender alone
-/// gets `unavailable` by construction.
+/// gets `unavailable` by construction. (Past the server's `--outbox-messages`, 1,024
+/// by default, a sender is closed with 1008 long before: the store may commit more
+/// than that of its messages in one batch, and their echoes overflow its outbox.)
 const MAX_WINDOW: u64 = 4096;
+/// A sender filling its window reads what came back after this many messages.
+const READ_EVERY: u64 = 32;
 
 #[derive(Debug, Args)]
 pub(crate) struct ChatMaxArgs {
@@ -43,7 +47,8 @@ pub(crate) struct ChatMaxArgs {
     /// Senders, each in a room of its own unless --shared-room.
     #[arg(long, default_value_t = 4)]
     senders: usize,
-    /// Messages each sender has sent but not yet seen come back (or refused), at most.
+    /// Messages each sender has sent but not yet seen come back (or refused), at most
+    /// (more than the server's --outbox-messages gets a sender closed with 1008).
     #[arg(long, default_value_t = 256)]
     window: u64,
     /// Seconds of sending.
@@ -267,9 +272,14 @@ impl Tally {
 }
 
 impl Sender {
-    /// Sends until the window is full or the socket would take no more.
+    /// Sends until the window is full or the socket would take no more, reading what
+    /// came back every few messages: a client that only writes while its window is
+    /// large lets the server's queue for it fill (and gets closed with 1008).
     fn fill(&mut self, epoch: Instant, window: u64, size: usize, tally: &mut Tally) {
         while self.open && !self.unflushed && self.in_flight < window {
+            if self.next_seq % READ_EVERY == READ_EVERY - 1 {
+                self.read(epoch, tally);
+            }
             let sent_ns = epoch.elapsed().as_nanos() as u64;
             if tally.sent == 0 {
                 tally.first_send_ns = sent_ns;
