@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerHandle};
+use tungstenite::client::IntoClientRequest;
 use webdriver::{Driver, ENTER, ESCAPE, Session, TimedOut, WAIT};
 
 /// The page as built into the binary.
@@ -1541,6 +1542,317 @@ fn hidden_tab_notifies_of_direct_messages_and_mentions() {
     alice.wait_entry("direct", "seen it?");
     assert_eq!(shown().as_array().map(Vec::len), Some(2), "{}", shown());
     assert_eq!(alice.run("return window.__notify.asked;"), 1, "asked once");
+}
+
+// ---- a chat behind a password ----
+
+/// The password of the guarded servers below.
+const PASSWORD: &str = "open sesame";
+
+/// A server that asks for [`PASSWORD`].
+fn guarded() -> ServerHandle {
+    start_with(|b| b.password(PASSWORD))
+}
+
+/// A plain client in chat `room` as `name` that signs in with
+/// `Authorization: Bearer PASSWORD`, as a script would; returns it and its welcome.
+fn bearer_chat(addr: SocketAddr, room: &str, name: &str) -> (Client, Value) {
+    let mut request = format!("ws://{addr}/ws/chat/{room}?name={name}")
+        .into_client_request()
+        .expect("a WebSocket request");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {PASSWORD}")
+            .parse()
+            .expect("a header value"),
+    );
+    let (mut ws, _) =
+        tungstenite::client(request, tcp(addr)).expect("the password lets a client in");
+    let welcome = next_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "first message is the welcome");
+    (ws, welcome)
+}
+
+/// The join card is up and asks for the password.
+const ASKS_FOR_PASSWORD: &str = "!document.querySelector('[data-testid=join]').hidden
+    && !document.querySelector('[data-testid=join-password-row]').hidden";
+
+/// What of the chat a page shows or has asked the server for: its sockets (with
+/// [`NETWORK_SWITCH`]), the log, members and rooms, the QR code, and every request
+/// other than the page itself, `/info` and `/login`.
+const CHAT_SHOWN: &str = "return {
+    sockets: window.__network.urls,
+    log: document.querySelectorAll('#log > li').length,
+    members: document.querySelectorAll('[data-testid=members] li').length,
+    rooms: document.querySelectorAll('[data-testid=rooms] li').length,
+    qr: document.querySelector('[data-testid=share-qr]').getAttribute('src'),
+    requested: performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)
+        .filter(p => p !== '/info' && p !== '/login'),
+};";
+
+/// The password field's `error` line.
+const PASSWORD_ERROR: &str =
+    "document.querySelector('[data-testid=join-password-error]').textContent";
+
+impl Page {
+    /// Waits for the join card to ask for the password.
+    fn wait_password_prompt(&self) {
+        self.wait(
+            "the join card asking for the password",
+            ASKS_FOR_PASSWORD,
+            json!([]),
+        );
+    }
+
+    /// Opens `url`, waits for the password prompt, and signs in as `self.who` with
+    /// `password`, the way a person would: a name, the password, Enter.
+    fn sign_in_at(&self, url: &str, password: &str) {
+        self.session.goto(url);
+        self.wait_password_prompt();
+        self.session.type_into("[data-testid=join-name]", self.who);
+        self.session
+            .type_into("[data-testid=join-password]", &format!("{password}{ENTER}"));
+        self.wait_online();
+    }
+
+    /// The names of this browser's cookies for the page's origin (HttpOnly ones too,
+    /// which the page's scripts cannot see).
+    fn cookie_names(&self, url: &str) -> Vec<String> {
+        let cookies = self
+            .session
+            .cdp("Network.getCookies", json!({ "urls": [url] }));
+        cookies["cookies"]
+            .as_array()
+            .expect("a list of cookies")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+#[test]
+fn password_page_signs_in_and_chats() {
+    let Some(driver) = driver_or_skip("password_page_signs_in_and_chats") else {
+        return;
+    };
+    let server = guarded();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#locked");
+    let (mut carol, _) = bearer_chat(addr, "locked", "carol");
+    say(&mut carol, "said before anyone signed in");
+    assert_eq!(next_of_type(&mut carol, "message")["id"], 1, "stored");
+
+    // The join card asks for a password, and nothing of the chat is there: no
+    // socket, no history, no people, no rooms, no QR code, nothing asked for.
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.before_scripts(NETWORK_SWITCH);
+    alice.session.goto(&url);
+    alice.wait_password_prompt();
+    assert_eq!(
+        alice.run(
+            "const f = document.querySelector('[data-testid=join-password]');
+             return {type: f.type, autocomplete: f.autocomplete, disabled: f.disabled,
+                     shown: f.getClientRects().length > 0, label: f.labels[0]?.textContent,
+                     focused: document.activeElement === document.querySelector('[data-testid=join-name]')};"
+        ),
+        json!({"type": "password", "autocomplete": "current-password", "disabled": false,
+               "shown": true, "label": "Password", "focused": true}),
+        "the password field"
+    );
+    let nothing =
+        json!({"sockets": [], "log": 0, "members": 0, "rooms": 0, "qr": null, "requested": []});
+    assert_eq!(alice.run(CHAT_SHOWN), nothing, "before signing in");
+    assert_eq!(
+        alice.run("return document.body.innerText.includes('said before anyone signed in');"),
+        false
+    );
+    alice.screenshot("password-join.png");
+
+    // A wrong password: "wrong password" beside the field, which is cleared; the
+    // name and room stay; still no socket.
+    alice.session.type_into("[data-testid=join-name]", "alice");
+    alice
+        .session
+        .type_into("[data-testid=join-password]", &format!("not it{ENTER}"));
+    let said = alice.wait(
+        "the wrong password to be refused",
+        &format!("{PASSWORD_ERROR}.toLowerCase().includes('wrong password') && {PASSWORD_ERROR}"),
+        json!([]),
+    );
+    assert_eq!(said, "Wrong password.");
+    assert_eq!(
+        alice.run(
+            "const v = (id) => document.querySelector(`[data-testid=${id}]`).value;
+             return {name: v('join-name'), room: v('join-room'), password: v('join-password'),
+                     invalid: document.querySelector('[data-testid=join-password]').getAttribute('aria-invalid'),
+                     focused: document.activeElement.dataset.testid,
+                     join: !document.querySelector('[data-testid=join]').hidden};"
+        ),
+        json!({"name": "alice", "room": "locked", "password": "", "invalid": "true",
+               "focused": "join-password", "join": true})
+    );
+    // Give a socket opened by mistake time to show up before looking.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(alice.run(CHAT_SHOWN), nothing, "after a wrong password");
+    alice.screenshot("password-wrong.png");
+
+    // The right one: one socket, after signing in, and the chat as usual.
+    alice
+        .session
+        .type_into("[data-testid=join-password]", &format!("{PASSWORD}{ENTER}"));
+    alice.wait_online();
+    alice.wait_entry("system", "You joined #locked as alice. carol is here.");
+    alice.wait_entry("message", "said before anyone signed in");
+    assert_eq!(next_of_type(&mut carol, "join")["name"], "alice");
+    let sockets = alice.run("return window.__network.urls;");
+    assert_eq!(
+        sockets,
+        json!([format!("ws://{addr}/ws/chat/locked?name=alice")]),
+        "one socket, opened after signing in"
+    );
+    alice.send("hello carol");
+    let before = events_until_message(&mut carol, "hello carol");
+    assert!(before.is_empty(), "carol got {before:?} first");
+    say(&mut carol, "hi alice");
+    alice.wait_entry("message", "hi alice");
+    alice.wait_members(&["alice", "carol"]);
+    assert_eq!(
+        alice.messages(),
+        [
+            ("carol", "said before anyone signed in"),
+            ("alice", "hello carol"),
+            ("carol", "hi alice"),
+        ]
+        .map(|(f, t)| (f.to_owned(), t.to_owned()))
+    );
+
+    // Signed in by an HttpOnly cookie; the password is nowhere the page keeps things.
+    assert_eq!(alice.cookie_names(&url), ["switchboard_session"]);
+    let kept = alice.run(
+        "return [location.href, document.cookie, JSON.stringify({...localStorage}),
+                 JSON.stringify({...sessionStorage}),
+                 document.querySelector('[data-testid=join-password]').value].join(' ');",
+    );
+    assert!(
+        !kept.as_str().unwrap_or_default().contains(PASSWORD),
+        "the password is kept somewhere: {kept}"
+    );
+    alice.screenshot("password-signed-in.png");
+}
+
+#[test]
+fn without_the_password_a_second_browser_context_cannot_open_the_websocket() {
+    let Some(driver) =
+        driver_or_skip("without_the_password_a_second_browser_context_cannot_open_the_websocket")
+    else {
+        return;
+    };
+    let server = guarded();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#locked");
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.sign_in_at(&url, PASSWORD);
+    let (mut carol, _) = bearer_chat(addr, "locked", "carol");
+    alice.wait_entry("system", "carol joined");
+
+    // Another browser, with a profile of its own: a phone in dark mode. It has no
+    // cookie, so it gets the password prompt, laid out for the small dark screen.
+    let mallory = Page::blank(&driver, "mallory", PHONE);
+    mallory.session.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    );
+    mallory.session.goto(&url);
+    mallory.wait_password_prompt();
+    assert_eq!(alice.cookie_names(&url), ["switchboard_session"]);
+    assert_eq!(
+        mallory.cookie_names(&url),
+        Vec::<String>::new(),
+        "no cookie shared"
+    );
+    assert_eq!(
+        mallory.run(
+            "const f = document.querySelector('[data-testid=join-password]').getBoundingClientRect();
+             return {fits: f.left >= 0 && f.right <= innerWidth,
+                     scrolls: document.documentElement.scrollWidth > innerWidth,
+                     panel: getComputedStyle(document.querySelector('[data-testid=join-form]')).backgroundColor,
+                     log: document.querySelectorAll('#log > li').length};"
+        ),
+        json!({"fits": true, "scrolls": false, "panel": "rgb(22, 26, 32)", "log": 0}),
+        "the password card on a dark phone"
+    );
+    mallory.screenshot("password-phone-dark.png");
+
+    // Guessing: five wrong passwords, then the server makes this address wait, and
+    // the page says so (and does not ask again before the wait is over).
+    mallory
+        .session
+        .type_into("[data-testid=join-name]", "mallory");
+    let guess = |n: usize| {
+        mallory
+            .run("document.querySelector('[data-testid=join-password-error]').textContent = '';");
+        mallory
+            .session
+            .type_into("[data-testid=join-password]", &format!("guess {n}{ENTER}"));
+        mallory.wait(
+            &format!("the answer to guess {n}"),
+            PASSWORD_ERROR,
+            json!([]),
+        )
+    };
+    for n in 1..=5 {
+        assert_eq!(guess(n), "Wrong password.", "guess {n}");
+    }
+    let wait = "Too many wrong passwords. Wait 12 s, then try again.";
+    assert_eq!(guess(6), wait);
+    let said = guess(7);
+    assert!(
+        said.as_str()
+            .is_some_and(|s| s.starts_with("Too many wrong passwords. Wait ")),
+        "{said}"
+    );
+    assert_eq!(
+        mallory.run(
+            "return performance.getEntriesByType('resource')
+                .filter(e => new URL(e.name).pathname === '/login').length;"
+        ),
+        6,
+        "the seventh try waited instead of asking"
+    );
+    mallory.screenshot("password-rate-limited.png");
+
+    // A socket opened by script, past the page: refused, never open.
+    for path in ["/ws/chat", "/ws/chat/locked?name=mallory"] {
+        let events = mallory.session.execute_async(
+            "const [url, done] = arguments;
+             const events = [];
+             const ws = new WebSocket(url);
+             ws.onopen = () => events.push('open');
+             ws.onmessage = (e) => events.push('message ' + e.data);
+             ws.onerror = () => events.push('error');
+             ws.onclose = () => { events.push('close'); done(events); };
+             setTimeout(() => done(events.concat('no close in 5 s')), 5000);",
+            json!([format!("ws://{addr}{path}")]),
+        );
+        assert_eq!(events, json!(["error", "close"]), "{path}");
+    }
+
+    // Alice and carol chat on, and never hear of mallory.
+    alice.send("still here");
+    let before = events_until_message(&mut carol, "still here");
+    assert!(before.is_empty(), "carol got {before:?} first");
+    say(&mut carol, "me too");
+    alice.wait_entry("message", "me too");
+    alice.wait_members(&["alice", "carol"]);
+    assert!(
+        !alice.entries().iter().any(|e| e.text.contains("mallory")),
+        "alice heard of mallory: {:?}",
+        alice.entries()
+    );
+    assert!(
+        handshake_failures(addr, "unauthorized") >= 2,
+        "the server refused mallory's sockets"
+    );
 }
 
 /// Regenerates `docs/screenshot.png`: a desktop page in the middle of a realistic
