@@ -1554,6 +1554,28 @@ fn guarded() -> ServerHandle {
     start_with(|b| b.password(PASSWORD))
 }
 
+/// A guarded server on `addr` again, retrying while the old socket lets go. Every
+/// start signs everyone out: the new server has a new key for its cookies.
+fn restart_guarded_on(addr: SocketAddr) -> ServerHandle {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Server::builder()
+            .listen(addr.to_string())
+            .password(PASSWORD)
+            .start()
+        {
+            Ok(server) => return server,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot listen on {addr} again: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 /// A plain client in chat `room` as `name` that signs in with
 /// `Authorization: Bearer PASSWORD`, as a script would; returns it and its welcome.
 fn bearer_chat(addr: SocketAddr, room: &str, name: &str) -> (Client, Value) {
@@ -1853,6 +1875,68 @@ fn without_the_password_a_second_browser_context_cannot_open_the_websocket() {
         handshake_failures(addr, "unauthorized") >= 2,
         "the server refused mallory's sockets"
     );
+}
+
+#[test]
+fn page_asks_for_the_password_again_after_a_restart_signs_it_out() {
+    let Some(driver) =
+        driver_or_skip("page_asks_for_the_password_again_after_a_restart_signs_it_out")
+    else {
+        return;
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let server = restart_guarded_on(addr);
+    let url = format!("http://{addr}/#locked");
+    let dana = Page::blank(&driver, "dana", DESKTOP);
+    dana.before_scripts(NETWORK_SWITCH);
+    dana.sign_in_at(&url, PASSWORD);
+    dana.send("before the restart");
+    dana.wait_entry("message", "before the restart");
+
+    // A new start, a new key: the page's cookie no longer counts. It asks for the
+    // password again instead of knocking on the door for ever.
+    server.shutdown();
+    dana.wait_status(WAIT, "reconnecting");
+    let server = restart_guarded_on(addr);
+    dana.wait_up_to(
+        2 * WAIT,
+        "the password prompt after the restart",
+        ASKS_FOR_PASSWORD,
+        json!([]),
+    );
+    dana.wait_status(WAIT, "signed-out");
+    assert_eq!(
+        dana.run(
+            "return {name: document.querySelector('[data-testid=join-name]').value,
+                     focused: document.activeElement.dataset.testid,
+                     lede: document.querySelector('[data-testid=join-lede]').textContent};"
+        ),
+        json!({"name": "dana", "focused": "join-password",
+               "lede": "You were signed out, perhaps because the server restarted. Enter the password to carry on."})
+    );
+    dana.wait_entry(
+        "error",
+        "Signed out: the server asks for the password again.",
+    );
+    let tries = || dana.run("return window.__network.urls.length;");
+    let asked = tries();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(tries(), asked, "no socket while signed out");
+    dana.screenshot("password-signed-out.png");
+
+    // Signed in again, the page carries on where it was.
+    dana.session
+        .type_into("[data-testid=join-password]", &format!("{PASSWORD}{ENTER}"));
+    dana.wait_online();
+    dana.wait_entry("system", "Back online.");
+    let (mut erin, welcome) = bearer_chat(addr, "locked", "erin");
+    assert_eq!(welcome["members"], json!(["dana", "erin"]));
+    dana.send("after the restart");
+    let before = events_until_message(&mut erin, "after the restart");
+    assert!(before.is_empty(), "erin got {before:?} first");
+    say(&mut erin, "welcome back");
+    dana.wait_entry("message", "welcome back");
+    drop(server);
 }
 
 /// Regenerates `docs/screenshot.png`: a desktop page in the middle of a realistic
