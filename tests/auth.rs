@@ -188,6 +188,29 @@ fn wrong_passwords_are_limited_per_address_with_429() {
 }
 
 #[test]
+fn wrong_bearer_passwords_at_the_websocket_door_count_against_the_same_limit() {
+    let server = guarded();
+    let addr = server.local_addr();
+    for _ in 0..5 {
+        assert_eq!(
+            open_with(addr, "/ws/echo", &[("Authorization", "Bearer guess")]).err(),
+            Some(401)
+        );
+    }
+    assert_eq!(
+        open_with(addr, "/ws/echo", &[("Authorization", "Bearer guess")]).err(),
+        Some(429)
+    );
+    assert_eq!(status(&get(addr, "/api/rooms")), 401, "no guess, no count");
+    let limited = login(addr, "application/json", r#"{"password":"correct horse"}"#);
+    assert_eq!(
+        status(&limited),
+        429,
+        "the form door is closed too: {limited}"
+    );
+}
+
+#[test]
 fn login_without_a_password_set_is_404_and_get_login_is_405() {
     let server = start();
     let addr = server.local_addr();

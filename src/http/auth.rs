@@ -24,11 +24,7 @@ pub(crate) fn allows(req: &Request, ctx: &Context) -> bool {
     let Some(password) = &ctx.config.password else {
         return true;
     };
-    let bearer = req
-        .header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if bearer.is_some_and(|offered| password.matches(offered.as_bytes())) {
+    if bearer(req).is_some_and(|offered| password.matches(offered.as_bytes())) {
         return true;
     }
     req.header_values("Cookie")
@@ -36,6 +32,13 @@ pub(crate) fn allows(req: &Request, ctx: &Context) -> bool {
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
         .any(|c| c.name() == COOKIE && valid_session(c.value(), &ctx.session_key))
+}
+
+/// What an `Authorization: Bearer …` header offers, if there is one.
+pub(crate) fn bearer(req: &Request) -> Option<&str> {
+    req.header("Authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// The `Set-Cookie` value that signs a browser in: `HttpOnly` (no script reads it),

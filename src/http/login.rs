@@ -19,6 +19,36 @@ use std::time::Instant;
 /// Largest sign-in body.
 const MAX_BODY: usize = 4096;
 
+/// Seconds to wait after too many wrong passwords (one more try comes back in that).
+pub(crate) const RETRY_AFTER: &str = "12";
+
+/// Whether the address of `peer` may try a password now.
+fn may_try(peer: Peer, ctx: &Context, hub: &Sender<HubEvent>) -> bool {
+    let (may, answer) = crossbeam_channel::bounded(1);
+    let attempt = LoginAttempt::May(may);
+    hub.send(HubEvent::Login {
+        ip: peer.addr.ip(),
+        attempt,
+    })
+    .is_ok()
+        && answer
+            .recv_timeout(ctx.config.handshake_timeout)
+            .unwrap_or(false)
+}
+
+/// Counts a wrong password from `peer`; `false` when its address was already over
+/// the limit (then nothing is counted: the attempt is simply refused).
+pub(crate) fn spend(peer: Peer, ctx: &Context, hub: &Sender<HubEvent>) -> bool {
+    if !may_try(peer, ctx, hub) {
+        return false;
+    }
+    let _ = hub.send(HubEvent::Login {
+        ip: peer.addr.ip(),
+        attempt: LoginAttempt::Failed,
+    });
+    true
+}
+
 /// Checks a sign-in and answers it; the caller writes the response.
 pub(crate) fn serve<S: Transport>(
     stream: &mut S,
@@ -31,23 +61,13 @@ pub(crate) fn serve<S: Transport>(
     let Some(password) = &ctx.config.password else {
         return error(404, "not_found", "this server has no password: just open /");
     };
-    let ip = peer.addr.ip();
-    let (may, answer) = crossbeam_channel::bounded(1);
-    let asked = hub.send(HubEvent::Login {
-        ip,
-        attempt: LoginAttempt::May(may),
-    });
-    if asked.is_err()
-        || !answer
-            .recv_timeout(ctx.config.handshake_timeout)
-            .unwrap_or(false)
-    {
+    if !may_try(peer, ctx, hub) {
         return error(
             429,
             "rate_limited",
             "too many wrong passwords: wait a little",
         )
-        .header("Retry-After", "12");
+        .header("Retry-After", RETRY_AFTER);
     }
     let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
     let Ok(body) = body::read(stream, rest, req, MAX_BODY, deadline, wait) else {
@@ -75,7 +95,7 @@ pub(crate) fn serve<S: Transport>(
     };
     if !password.matches(offered.as_bytes()) {
         let _ = hub.send(HubEvent::Login {
-            ip,
+            ip: peer.addr.ip(),
             attempt: LoginAttempt::Failed,
         });
         return error(401, "wrong_password", "wrong password");

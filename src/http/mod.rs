@@ -77,7 +77,13 @@ pub(crate) fn serve<S: Transport>(
             response
         }
     };
-    let routed = guard(route(&req, config, &shared.metrics), &req, peer, shared);
+    let routed = guard(
+        route(&req, config, &shared.metrics),
+        &req,
+        peer,
+        shared,
+        hub,
+    );
     match routed {
         Routed::Info => respond(stream, &head_only(info(&req, shared)), shared),
         Routed::Login => {
@@ -123,11 +129,31 @@ fn answer<S: Transport>(stream: S, req: &Request, peer: Peer, response: Response
 /// With a password set, what it guards needs a signed-in request: every WebSocket
 /// endpoint and every `/api` read get `401` without one, and `/metrics` answers only
 /// loopback unless told `metrics_public`. Posting to the API has its own token.
-fn guard(routed: Routed, req: &Request, peer: Peer, ctx: &Context) -> Routed {
+///
+/// A wrong `Authorization: Bearer` is a wrong password like one sent to `/login`: it
+/// counts against the address's sign-in limit, so the WebSocket door is no way around
+/// it (`429` past the limit).
+fn guard(
+    routed: Routed,
+    req: &Request,
+    peer: Peer,
+    ctx: &Context,
+    hub: &Sender<HubEvent>,
+) -> Routed {
     if ctx.config.password.is_none() {
         return routed;
     }
     let signed_in = || auth::allows(req, ctx);
+    let guarded = matches!(&routed, Routed::Upgrade(..))
+        || matches!(&routed, Routed::Api(call) if !call.is_post());
+    if guarded && !signed_in() && auth::bearer(req).is_some() && !login::spend(peer, ctx, hub) {
+        let reason = "too many wrong passwords from this address: wait a little";
+        return Routed::Reject(
+            Response::text(429, reason).header("Retry-After", login::RETRY_AFTER),
+            Rejection::Unauthorized,
+            reason.to_owned(),
+        );
+    }
     match routed {
         Routed::Upgrade(..) if !signed_in() => {
             let reason =
@@ -309,12 +335,9 @@ mod tests {
         let req = request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         let status = |config: Config, from: &str| {
             let ctx = Context::new(config, None).unwrap();
-            match guard(
-                route(&req, &ctx.config, &ctx.metrics),
-                &req,
-                peer(from),
-                &ctx,
-            ) {
+            let (hub, _events) = crossbeam_channel::unbounded();
+            let routed = route(&req, &ctx.config, &ctx.metrics);
+            match guard(routed, &req, peer(from), &ctx, &hub) {
                 Routed::Respond(r) | Routed::Reject(r, ..) => r.status,
                 other => panic!("{other:?}"),
             }
