@@ -23,19 +23,12 @@ use std::time::Instant;
 /// Largest body a post may have: a whole chat text in JSON with room to spare.
 const MAX_BODY: usize = 64 * 1024;
 
-/// An API request, routed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An API request, routed: a read, ready for the hub, or a post whose body is still
+/// to be read and checked.
+#[derive(Debug)]
 pub(crate) enum Call {
-    Rooms,
-    Messages {
-        room: String,
-        before: Option<u64>,
-        after: Option<u64>,
-        limit: usize,
-    },
-    Post {
-        room: String,
-    },
+    Read(ApiCall),
+    Post { room: String },
 }
 
 impl Call {
@@ -63,7 +56,7 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
     };
     if path == "/api/rooms" {
         return if read {
-            Ok(Call::Rooms)
+            Ok(Call::Read(ApiCall::Rooms))
         } else {
             Err(not_allowed("GET, HEAD"))
         };
@@ -93,12 +86,12 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
                     format!("limit is 1 to {MAX_PAGE}"),
                 ));
             }
-            Ok(Call::Messages {
+            Ok(Call::Read(ApiCall::Messages {
                 room,
                 before: number("before")?,
                 after: number("after")?,
                 limit,
-            })
+            }))
         }
         _ => Err(not_allowed("GET, HEAD, POST")),
     }
@@ -115,18 +108,7 @@ pub(crate) fn serve<S: Transport>(
     hub: &Sender<HubEvent>,
 ) -> Response {
     let call = match call {
-        Call::Rooms => ApiCall::Rooms,
-        Call::Messages {
-            room,
-            before,
-            after,
-            limit,
-        } => ApiCall::Messages {
-            room,
-            before,
-            after,
-            limit,
-        },
+        Call::Read(read) => read,
         Call::Post { room } => match post(stream, (req, rest), room, deadline, ctx) {
             Ok(call) => call,
             Err(response) => return response,
