@@ -400,3 +400,40 @@ fn reader_that_never_reads_is_closed_with_1008_in_bounded_memory_while_others_ge
         "resident memory grew by {growth_mib} MiB (evicted after {evicted_at} messages)"
     );
 }
+
+/// A client may have far more messages at the store than its outbox holds: the store
+/// commits them in big batches and all their echoes come back at once. It is pushed
+/// back by TCP while its requests are in flight, never closed as a slow consumer
+/// while it reads.
+#[test]
+fn thousands_of_messages_in_flight_from_a_reading_client_are_all_echoed_without_1008() {
+    const SENT: usize = 5_000;
+    let _serial = serial();
+    let server = start_with(|b| b.rate_per_sec(1_000_000).rate_burst(1_000_000));
+    let addr = server.local_addr();
+    let (mut tx, mut rx) = raw_ws(addr, "/ws/chat/inflight?name=fast");
+    assert_eq!(next_json(&mut rx)["type"], "welcome");
+    let reader = thread::spawn(move || {
+        let mut echoed = 0;
+        while echoed < SENT {
+            match rx.read() {
+                Ok(Message::Text(t)) => {
+                    let m: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    assert_eq!(m["type"], "message", "{m}");
+                    echoed += 1;
+                }
+                Ok(Message::Close(frame)) => panic!("closed after {echoed}: {frame:?}"),
+                Ok(_) => {}
+                Err(e) => panic!("after {echoed} echoes: {e}"),
+            }
+        }
+        echoed
+    });
+    let flood: Vec<u8> = (0..SENT)
+        .flat_map(|i| masked(TEXT, format!("m{i}").as_bytes()))
+        .collect();
+    tx.write_all(&flood)
+        .expect("the server takes them all, at its pace");
+    assert_eq!(reader.join().expect("every message echoed"), SENT);
+    assert_eq!(metric(addr, "switchboard_slow_consumer_drops_total"), 0);
+}

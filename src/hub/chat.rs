@@ -169,7 +169,7 @@ impl ChatRooms {
                     via: None,
                 };
                 if self.ask(store::Request::Append(msg)) {
-                    post.begin(id);
+                    post.begin(members, id);
                 } else {
                     self.unavailable(
                         members,
@@ -195,7 +195,7 @@ impl ChatRooms {
                     limit: limit.min(store::MAX_PAGE),
                 };
                 if self.ask(page) {
-                    post.begin(id);
+                    post.begin(members, id);
                 } else {
                     self.unavailable(members, post, id, "older messages cannot be read now");
                 }

@@ -215,8 +215,17 @@ impl Post {
     }
 
     /// Member `id` has one more request at the store.
-    fn begin(&mut self, id: ConnId) {
+    ///
+    /// The answer will be queued for the member all at once (a batch of commits can
+    /// hold a thousand of one client's messages), so a request at the store counts
+    /// against its outbox like a message held for it: a client with many requests in
+    /// flight is pushed back by TCP before its own answers could overflow it.
+    fn begin(&mut self, members: &Members, id: ConnId) {
         self.waiting.entry(id).or_default().0 += 1;
+        let counted = members.get(id).is_some_and(|m| m.outbox.hold_one());
+        if !counted && !self.overflowed.contains(&id) {
+            self.overflowed.push(id);
+        }
     }
 
     /// One of member `id`'s requests at the store was answered (the answer itself is
@@ -225,6 +234,9 @@ impl Post {
         let Some((count, _)) = self.waiting.get_mut(&id) else {
             return;
         };
+        if let Some(member) = members.get(id) {
+            member.outbox.unhold(1);
+        }
         *count = count.saturating_sub(1);
         if *count == 0
             && let Some((_, waited)) = self.waiting.remove(&id)
