@@ -206,7 +206,9 @@ impl ServerBuilder {
                 local_addrs.push(addr)
             }
         }
-        let ctx = Arc::new(Context::new(config, tls)?);
+        let mut ctx = Context::new(config, tls)?;
+        ctx.session_key = store.session_key();
+        let ctx = Arc::new(ctx);
         let store_path = store.path().map(PathBuf::from);
 
         // Each thread ends when the one before it does: the accept loop drops the

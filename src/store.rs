@@ -201,6 +201,7 @@ pub(crate) struct Store {
     db: Connection,
     config: StoreConfig,
     epoch: String,
+    session_key: [u8; 32],
     /// Each room's newest id, committed.
     last_ids: HashMap<String, u64>,
     path: Option<PathBuf>,
@@ -271,15 +272,34 @@ impl Store {
         migrate(&db, version).map_err(|e| store_error(at, "cannot be set up", e))?;
         db.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| store_error(at, "cannot set it up", e))?;
-        let epoch = epoch(&db).map_err(|e| store_error(at, "cannot be read", e))?;
+        let epoch =
+            meta(&db, "epoch", new_epoch).map_err(|e| store_error(at, "cannot be read", e))?;
+        // Signs session cookies (SPEC §11): kept with the history, so that a restart
+        // on the same data directory keeps everyone signed in.
+        let fresh = random_hex32()?;
+        let session_key = meta(&db, "session_key", || fresh)
+            .map_err(|e| store_error(at, "cannot be read", e))
+            .and_then(|hex| {
+                key_bytes(&hex).ok_or_else(|| Error::Store {
+                    path: path.clone().unwrap_or_default(),
+                    problem: "holds a broken session key".into(),
+                    source: None,
+                })
+            })?;
         let last_ids = last_ids(&db).map_err(|e| store_error(at, "cannot be read", e))?;
         Ok(Store {
             db,
             config,
             epoch,
+            session_key,
             last_ids,
             path,
         })
+    }
+
+    /// The key that signs session cookies: the same for as long as the store lives.
+    pub(crate) fn session_key(&self) -> [u8; 32] {
+        self.session_key
     }
 
     /// The string that names this store's history (SPEC §10).
@@ -690,23 +710,43 @@ fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
     }
 }
 
-fn epoch(db: &Connection) -> rusqlite::Result<String> {
-    let epoch: Option<String> = db
-        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |row| {
+/// The value of `key` in the store's `meta` table, set to `fresh` if it has none.
+fn meta(db: &Connection, key: &str, fresh: impl FnOnce() -> String) -> rusqlite::Result<String> {
+    let value: Option<String> = db
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
             row.get(0)
         })
         .optional()?;
-    match epoch {
-        Some(epoch) => Ok(epoch),
+    match value {
+        Some(value) => Ok(value),
         None => {
-            let epoch = new_epoch();
+            let value = fresh();
             db.execute(
-                "INSERT INTO meta (key, value) VALUES ('epoch', ?1)",
-                [&epoch],
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                [key, &value],
             )?;
-            Ok(epoch)
+            Ok(value)
         }
     }
+}
+
+/// 32 bytes from the operating system's random source, as hex.
+fn random_hex32() -> std::io::Result<String> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A key of 64 hex digits as bytes.
+fn key_bytes(hex: &str) -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
 }
 
 fn last_ids(db: &Connection) -> rusqlite::Result<HashMap<String, u64>> {

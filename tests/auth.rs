@@ -211,6 +211,26 @@ fn wrong_bearer_passwords_at_the_websocket_door_count_against_the_same_limit() {
 }
 
 #[test]
+fn a_sign_in_outlives_a_restart_on_the_same_data_dir() {
+    let dir = TempDir::new("signed-in");
+    let server = start_with(|b| b.password(PASSWORD).data_dir(dir.path()));
+    let cookie = session(&login(
+        server.local_addr(),
+        "application/json",
+        r#"{"password":"correct horse"}"#,
+    ));
+    server.shutdown();
+    let server = start_with(|b| b.password(PASSWORD).data_dir(dir.path()));
+    let mut ws = open_with(
+        server.local_addr(),
+        "/ws/chat?name=back",
+        &[("Cookie", &cookie)],
+    )
+    .expect("still signed in");
+    assert_eq!(next_json(&mut ws)["type"], "welcome");
+}
+
+#[test]
 fn login_without_a_password_set_is_404_and_get_login_is_405() {
     let server = start();
     let addr = server.local_addr();

@@ -34,7 +34,8 @@ pub(crate) struct Context {
     pub ws_config: WebSocketConfig,
     /// Set when the server has TLS listeners.
     pub tls: Option<native_tls::TlsAcceptor>,
-    /// Signs session cookies; made at random for every start.
+    /// Signs session cookies: random, and the server replaces it with the one its
+    /// store keeps, so that sign-ins outlive a restart on the same data directory.
     pub session_key: [u8; 32],
 }
 

@@ -3,9 +3,10 @@
 //! as `Authorization: Bearer PASSWORD` (for wscat, websocat, scripts).
 //!
 //! A session cookie is `EXPIRY.MAC`: the expiry (Unix seconds) and an HMAC-SHA256 of
-//! it under a key made at random when the server starts, so the server keeps no
-//! session table, a cookie cannot be forged or extended, and a restart signs everyone
-//! out. Every comparison is constant-time.
+//! it under a random key the store keeps, so the server keeps no session table, a
+//! cookie cannot be forged or extended, and it survives a restart on the same data
+//! directory (without one, every start signs everyone out). Every comparison is
+//! constant-time.
 
 use super::request::Request;
 use crate::base::Context;
