@@ -180,6 +180,10 @@ impl Post {
     /// Queues `msg` for member `id`, without ever blocking. A full outbox marks the
     /// member for eviction once the current event is handled.
     fn deliver(&mut self, members: &Members, id: ConnId, msg: Message) {
+        // The common case, and every relay delivery: nobody is held at all.
+        if self.held.is_empty() && self.waiting.is_empty() {
+            return self.send(members, id, msg);
+        }
         let queue = match (self.held.get_mut(&id), self.waiting.get_mut(&id)) {
             (Some((_, held)), _) => held,
             (None, Some((_, waiting))) => waiting,
@@ -248,7 +252,7 @@ impl Post {
     /// Queues a room's stored message for member `id`, unless the member waits for a
     /// welcome: its history is read after this message was stored, so it is in it.
     fn deliver_stored(&mut self, members: &Members, id: ConnId, msg: Message) {
-        if !self.held.contains_key(&id) {
+        if self.held.is_empty() || !self.held.contains_key(&id) {
             self.send(members, id, msg);
         }
     }
