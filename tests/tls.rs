@@ -283,3 +283,33 @@ fn the_built_in_development_certificate_is_the_default() {
     let mut ws = wss(tls_addr(&server), "/ws/echo");
     assert_echoes(&mut ws, "dev cert");
 }
+
+/// SPEC §11: over https the session cookie is `Secure`, so a browser never sends it
+/// over plain http.
+#[test]
+fn a_sign_in_over_https_sets_a_secure_cookie() {
+    let server = start_with(|b| {
+        b.tls_listen("127.0.0.1:0")
+            .tls_identity(
+                certs().join("localhost.pem"),
+                certs().join("localhost-key.pem"),
+            )
+            .password("over tls")
+    });
+    let body = r#"{"password":"over tls"}"#;
+    let mut stream = tls(tls_addr(&server));
+    stream
+        .write_all(
+            format!(
+                "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let response = read_to_close(&mut stream);
+    assert_eq!(status(&response), 204, "{response}");
+    let cookie = header(&response, "Set-Cookie").expect("a cookie");
+    assert!(cookie.split(';').any(|a| a.trim() == "Secure"), "{cookie}");
+}
