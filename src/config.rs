@@ -83,6 +83,10 @@ pub struct Config {
     /// The newest chat messages kept per room; older ones are deleted in the
     /// background. Default: 100,000, months of a busy LAN chat in a few tens of MB.
     pub retain: usize,
+    /// Several nodes, one chat (SPEC §12): the Redis that keeps the messages (in place
+    /// of `data_dir`), the names and who is where, and carries every event between the
+    /// nodes, e.g. `redis://127.0.0.1:6379/0`. Default: none, a single node.
+    pub redis: Option<String>,
     /// Longest chat text, in bytes of UTF-8. Default: 4 KiB, a long paragraph; longer
     /// texts get `error` `text_too_long`.
     pub max_text_len: usize,
@@ -139,6 +143,7 @@ impl Default for Config {
             history: 50,
             data_dir: None,
             retain: 100_000,
+            redis: None,
             max_text_len: 4 * 1024,
             rate_per_sec: 20,
             rate_burst: 40,
@@ -236,6 +241,12 @@ impl Config {
     /// See [`Config::retain`](field@Config::retain).
     pub fn retain(mut self, messages: usize) -> Self {
         self.retain = messages;
+        self
+    }
+
+    /// Joins the cluster on the Redis at `url`. See [`Config::redis`](field@Config::redis).
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some(url.into());
         self
     }
 

@@ -229,6 +229,7 @@
 
 mod base;
 mod chat;
+mod cluster;
 mod config;
 mod connection;
 mod error;

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["connection"],
     &["hub"],
+    &["cluster"],
     &["store"],
     &["outbox"],
     &["base"],

@@ -425,6 +425,8 @@ impl<S: Transport> Session<'_, S> {
             );
             // The hub has already removed the member and told the room.
             self.start_close(CloseCode::Policy, LeaveReason::SlowConsumer);
+        } else if self.inbox.as_ref().is_some_and(Inbox::must_reconnect) {
+            self.start_close(CloseCode::Restart, LeaveReason::Error);
         } else if self.ctx.shutdown.is_notified() {
             self.start_close(CloseCode::Away, LeaveReason::Shutdown);
         }
@@ -643,6 +645,7 @@ fn close_reason_text(code: CloseCode) -> &'static str {
         CloseCode::Invalid => "invalid UTF-8",
         CloseCode::Policy => "slow consumer",
         CloseCode::Size => "message too big",
+        CloseCode::Restart => "reconnect, please",
         _ => "internal error",
     }
 }

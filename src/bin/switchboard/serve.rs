@@ -54,6 +54,10 @@ pub(crate) struct ServeArgs {
     /// Keep chat history in memory only: it is gone when the server stops.
     #[arg(long)]
     no_persist: bool,
+    /// Join a cluster: several nodes on this Redis are one chat, and Redis keeps the
+    /// history instead of --data (e.g. redis://127.0.0.1:6379/0).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data", "no_persist"])]
+    redis: Option<String>,
     /// The newest chat messages kept per room; older ones are deleted.
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().retain)]
     retain: usize,
@@ -161,7 +165,9 @@ impl ServeArgs {
         config.ping_interval = Duration::from_secs(self.ping_interval);
         config.history = self.history;
         config.retain = self.retain;
-        if !self.no_persist {
+        if self.redis.is_some() {
+            config.redis = self.redis;
+        } else if !self.no_persist {
             config.data_dir = self.data.or_else(default_data_dir);
         }
         config.max_text_len = self.max_text_len;
@@ -203,6 +209,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.password = password.map(switchboard::Secret::new);
     let development_cert =
         !config.tls_listen.is_empty() && config.tls_identity == Identity::Development;
+    let cluster = config.redis.is_some();
 
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
@@ -224,6 +231,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let options = banner::Options {
         development_cert,
         qr,
+        cluster,
     };
     banner::print(&server, &options);
     // Wait for SIGINT or SIGTERM; a closed channel cannot happen while the handler lives.
