@@ -161,7 +161,7 @@ impl ChatRooms {
     /// A new member of ours asks the cluster for a name and its room's history.
     pub(super) fn cluster_join(
         &mut self,
-        members: &Members,
+        members: &mut Members,
         post: &mut Post,
         id: ConnId,
         room: &str,
@@ -190,7 +190,7 @@ impl ChatRooms {
     /// A member of ours moves to `room`, or asks for its own room's history again.
     pub(super) fn cluster_switch(
         &mut self,
-        members: &Members,
+        members: &mut Members,
         post: &mut Post,
         id: ConnId,
         room: &str,
@@ -339,7 +339,7 @@ impl ChatRooms {
             }
             Event::CatchUp { lines } => {
                 for line in lines {
-                    self.deliver_line(members, post, &line);
+                    self.deliver_line(members, post, &line, true);
                 }
             }
             Event::Presence(present) => self.presence(members, post, present),
@@ -354,7 +354,7 @@ impl ChatRooms {
         match bus {
             Bus::Msg { .. } => {
                 if let Some(line) = bus.line() {
-                    self.deliver_line(members, post, &line);
+                    self.deliver_line(members, post, &line, false);
                 }
             }
             Bus::Join {
@@ -533,8 +533,16 @@ impl ChatRooms {
         }
     }
 
-    /// A room's message, to its members here (once, and not to whom it was history).
-    fn deliver_line(&mut self, members: &Members, post: &mut Post, line: &ChatLine) {
+    /// A room's message, to its members here: once, and not to whom it was history.
+    /// A message from the bus in its order is after every member's join; only a
+    /// catch-up (or a member between its join and its welcome) needs looking at.
+    fn deliver_line(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        line: &ChatLine,
+        catch_up: bool,
+    ) {
         let (Some(cluster), Some(room)) = (&mut self.cluster, self.rooms.get(&line.room)) else {
             return;
         };
@@ -543,22 +551,34 @@ impl ChatRooms {
             return;
         }
         *delivered = line.id;
+        let check = catch_up || !cluster.pending.is_empty();
         let msg = Message::text(chat::encode(line));
         for &id in &room.members {
-            let known = cluster
-                .floors
-                .get(&id)
-                .is_some_and(|&floor| line.id <= floor);
-            if !known && !cluster.is_muted(id) && members.outbox(id).is_some() {
+            let skip = check
+                && (cluster.is_muted(id)
+                    || cluster
+                        .floors
+                        .get(&id)
+                        .is_some_and(|&floor| line.id <= floor));
+            if !skip {
+                // A member of another node has no outbox: nothing is queued.
                 post.deliver(members, id, msg.clone());
             }
         }
     }
 
     /// A join or move could not be made: the member is told, then asked to reconnect.
-    fn join_failed(&mut self, members: &Members, post: &mut Post, id: ConnId) {
+    fn join_failed(&mut self, members: &mut Members, post: &mut Post, id: ConnId) {
         if let Some(cluster) = &mut self.cluster {
             cluster.pending.remove(&id);
+        }
+        let unnamed = members
+            .chat_member(id)
+            .is_some_and(|(name, _)| name.is_empty());
+        if unnamed && members.outbox(id).is_none() {
+            // Gone before Redis ever heard of it: nothing to wait for.
+            members.remove(id);
+            return;
         }
         let error = ChatError::new(
             ErrorCode::Unavailable,

@@ -526,18 +526,19 @@ impl Hub {
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
         self.post.held.remove(&id);
         self.post.waiting.remove(&id);
-        let chat_member = matches!(
-            self.members.get(id),
-            Some(members::Member {
+        if self.chat.cluster.is_some()
+            && let Some(members::Member {
                 role: Role::Chat { .. },
-                outbox: Some(_)
-            })
-        );
-        if self.chat.cluster.is_some() && chat_member {
-            // It leaves when the bus says so, on every node at once.
-            return self
-                .chat
-                .cluster_leave(&mut self.members, &mut self.post, id, reason);
+                outbox,
+            }) = self.members.get(id)
+        {
+            // It leaves when the bus says so, on every node at once; a member already
+            // leaving (evicted, then its thread ended) is not told twice.
+            if outbox.is_some() {
+                self.chat
+                    .cluster_leave(&mut self.members, &mut self.post, id, reason);
+            }
+            return;
         }
         let Some(member) = self.members.remove(id) else {
             return;
