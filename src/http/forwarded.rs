@@ -101,31 +101,16 @@ fn walk(hops: &[Hop], peer: SocketAddr, trusted: &Trusted) -> (SocketAddr, Optio
 
 /// Makes the request read as the client sent it to the proxy, so that every check
 /// after this one (the Origin check above all, SPEC §3) needs to know nothing about
-/// proxies: `Host` becomes the forwarded host, and when the scheme is known and the
-/// host has no port, it gets the scheme's default port, so that an `http://` origin
-/// does not pass for an `https://` site.
+/// proxies: `Host` becomes the forwarded host, and the scheme is noted, so that an
+/// `http://` origin does not pass for an `https://` page.
 pub(crate) fn apply(req: &mut Request, forwarded: &Forwarded) {
-    let host = match &forwarded.host {
-        Some(host) => Some(host.clone()),
-        None => {
-            let mut hosts = req.header_values("Host");
-            match (hosts.next(), hosts.next()) {
-                (Some(only), None) => std::str::from_utf8(only).ok().map(|h| h.trim().to_owned()),
-                _ => None,
-            }
-        }
-    };
-    let Some(mut host) = host else {
-        return;
-    };
-    if let Some(secure) = forwarded.secure
-        && !has_port(&host)
-    {
-        host.push_str(if secure { ":443" } else { ":80" });
+    req.forwarded_secure = forwarded.secure;
+    if let Some(host) = &forwarded.host {
+        req.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("Host"));
+        req.headers
+            .push(("Host".to_owned(), host.clone().into_bytes()));
     }
-    req.headers
-        .retain(|(name, _)| !name.eq_ignore_ascii_case("Host"));
-    req.headers.push(("Host".to_owned(), host.into_bytes()));
 }
 
 /// Every value of header `name`, joined by commas as RFC 9110 §5.3 allows; `None`
@@ -252,14 +237,6 @@ fn sane_host(host: &str) -> bool {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~:[]".contains(&b))
-}
-
-/// Whether a `Host` value names a port: `h:1`, `[::1]:1`, not `h` or `[::1]`.
-fn has_port(host: &str) -> bool {
-    match host.rsplit_once(']') {
-        Some((_, after)) => after.starts_with(':'),
-        None => host.contains(':'),
-    }
 }
 
 #[cfg(test)]
@@ -413,27 +390,23 @@ mod tests {
 
     #[test]
     fn the_request_then_reads_as_sent_to_the_proxy() {
-        let host = |headers: &str| {
+        let applied = |headers: &str| {
             let mut r = req(headers);
             let f = resolve(&r, PROXY.parse().unwrap(), &trusted(&["127.0.0.1"])).unwrap();
             apply(&mut r, &f);
             assert_eq!(r.header_values("Host").count(), 1);
-            r.header("Host").map(str::to_owned)
+            (r.header("Host").map(str::to_owned), r.forwarded_secure)
         };
         assert_eq!(
-            host("X-Forwarded-Host: chat.example.com\r\nX-Forwarded-Proto: https\r\n").as_deref(),
-            Some("chat.example.com:443")
+            applied("X-Forwarded-Host: chat.example.com\r\nX-Forwarded-Proto: https\r\n"),
+            (Some("chat.example.com".to_owned()), Some(true))
         );
         assert_eq!(
-            host("X-Forwarded-Host: [::1]:8443\r\nX-Forwarded-Proto: https\r\n").as_deref(),
-            Some("[::1]:8443")
+            applied("X-Forwarded-Proto: http\r\n"),
+            (Some("proxy.internal".to_owned()), Some(false)),
+            "no forwarded host: our own Host"
         );
-        assert_eq!(
-            host("X-Forwarded-Proto: http\r\n").as_deref(),
-            Some("proxy.internal:80"),
-            "no forwarded host: our own Host, with the scheme's port"
-        );
-        assert_eq!(host("").as_deref(), Some("proxy.internal"));
+        assert_eq!(applied(""), (Some("proxy.internal".to_owned()), None));
     }
 
     #[test]
@@ -445,7 +418,5 @@ mod tests {
             split_outside_quotes("for=\"a,b\";x, for=c", ','),
             ["for=\"a,b\";x", " for=c"]
         );
-        assert!(has_port("h:1") && has_port("[::1]:1"));
-        assert!(!has_port("h") && !has_port("[::1]"));
     }
 }
