@@ -447,3 +447,57 @@ fn forwarding_headers_change_nothing_without_trust_proxy() {
     let (head, _) = upgrade_from([127, 0, 0, 8], at, "X-Forwarded-For: 10.0.0.2\r\n");
     assert_eq!(status(&head), 503, "{head}");
 }
+
+/// Collects the server's log lines in this test process, with their target.
+struct Capture(std::sync::Mutex<Vec<(String, String)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        meta.target().starts_with("switchboard")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let line = (record.target().to_owned(), record.args().to_string());
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(std::sync::Mutex::new(Vec::new()));
+
+#[test]
+fn logs_and_trace_name_the_forwarded_client() {
+    let test = "logs_and_trace_name_the_forwarded_client";
+    log::set_logger(&CAPTURE).unwrap();
+    log::set_max_level(log::LevelFilter::Debug);
+    let Some((_server, nginx)) = behind_nginx_with(test, |b| b.trace(true), &Options::default())
+    else {
+        return;
+    };
+    let stream = tcp_from([127, 0, 0, 9], nginx.http_addr());
+    let url = format!("ws://{}/ws/echo", nginx.http_addr());
+    let (mut client, _) = tungstenite::client(url, stream).expect("handshake via nginx");
+    assert_echoes(&mut client, "who am I");
+    close_politely(client);
+    let lines = CAPTURE.0.lock().unwrap().clone();
+    let ours: Vec<&(String, String)> = lines
+        .iter()
+        .filter(|(_, line)| line.contains(" 127.0.0.9:0"))
+        .collect();
+    assert!(
+        ours.iter()
+            .any(|(target, line)| target == switchboard::trace::TARGET
+                && line.contains(" via 127.0.0.1:")
+                && line.contains("who am I")),
+        "the frames are traced under the client's address: {lines:#?}"
+    );
+    assert!(
+        ours.iter()
+            .any(|(target, line)| target != switchboard::trace::TARGET
+                && line.contains("forwarded by 127.0.0.1:")),
+        "a log line ties the client to the proxy's connection: {lines:#?}"
+    );
+}
