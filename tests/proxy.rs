@@ -501,3 +501,58 @@ fn logs_and_trace_name_the_forwarded_client() {
         "a log line ties the client to the proxy's connection: {lines:#?}"
     );
 }
+
+#[test]
+fn the_origin_check_believes_only_a_trusted_proxys_host_and_scheme() {
+    let server = start_with(|b| b.trust_proxy(NGINX_PEER));
+    let at = server.local_addr();
+    let upgrade = |from, extra: &str| {
+        let request = format!(
+            "GET /ws/echo HTTP/1.1\r\nHost: 10.0.0.11:3000\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {EXAMPLE_KEY}\r\n\
+             Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+        );
+        let mut stream = tcp_from(from, at);
+        stream.write_all(request.as_bytes()).unwrap();
+        status(&read_head(&mut stream))
+    };
+    let forwarded = "X-Forwarded-Host: chat.example.com\r\nX-Forwarded-Proto: https\r\n";
+    let page = "Origin: https://chat.example.com\r\n";
+    let nginx = [127, 0, 0, 1];
+    assert_eq!(upgrade(nginx, &format!("{forwarded}{page}")), 101);
+    assert_eq!(
+        upgrade(
+            nginx,
+            &format!("{forwarded}Origin: http://chat.example.com\r\n")
+        ),
+        403,
+        "an http page is another origin than the https one the proxy served"
+    );
+    let rfc7239 = "Forwarded: for=192.0.2.1;proto=https;host=chat.example.com\r\n";
+    assert_eq!(upgrade(nginx, &format!("{rfc7239}{page}")), 101);
+    assert_eq!(
+        upgrade([127, 0, 0, 10], &format!("{forwarded}{page}")),
+        403,
+        "from anyone else the headers are ignored, and Host is 10.0.0.11:3000"
+    );
+}
+
+#[test]
+fn a_sign_in_over_https_at_the_proxy_gets_a_secure_cookie() {
+    let server = start_with(|b| b.trust_proxy(NGINX_PEER).password("sesame"));
+    let login = |proto: &str| {
+        let body = r#"{"password":"sesame"}"#;
+        let request = format!(
+            "POST /login HTTP/1.1\r\nHost: chat.example.com\r\nX-Forwarded-Proto: {proto}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let response = raw(server.local_addr(), request.as_bytes());
+        assert_eq!(status(&response), 204, "{response}");
+        header(&response, "Set-Cookie")
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(login("https").contains("Secure"), "https at the proxy");
+    assert!(!login("http").contains("Secure"), "plain http at the proxy");
+}
