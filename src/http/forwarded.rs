@@ -17,6 +17,7 @@
 //! parse is simply not believed.
 
 use super::request::Request;
+use crate::base::{Context, Peer, Transport};
 use crate::cidr::Trusted;
 use std::net::{IpAddr, SocketAddr};
 
@@ -38,6 +39,42 @@ struct Hop {
     node: Option<(IpAddr, u16)>,
     secure: Option<bool>,
     host: Option<String>,
+}
+
+/// `peer` as the rest of the front should see it: the client a trusted proxy names,
+/// with the scheme it used, and `req` made to read as that client sent it
+/// ([`apply`]); `peer` itself when it is no trusted proxy. The trace, if on, goes on
+/// under the client's name.
+pub(crate) fn client_of<S: Transport>(
+    stream: &mut S,
+    req: &mut Request,
+    peer: Peer,
+    ctx: &Context,
+) -> Peer {
+    let Some(forwarded) = resolve(req, peer.addr, &ctx.trusted) else {
+        return peer;
+    };
+    apply(req, &forwarded);
+    let secure = forwarded.secure.unwrap_or(peer.secure);
+    let client = forwarded.client;
+    log::debug!(
+        "conn {} {client}: forwarded by {} ({})",
+        peer.id,
+        peer.addr,
+        if secure { "https" } else { "http" }
+    );
+    if ctx.config.trace {
+        let transport = if peer.secure { "tls" } else { "tcp" };
+        stream.relabel(format!(
+            "conn {} {client} via {} {transport}",
+            peer.id, peer.addr
+        ));
+    }
+    Peer {
+        addr: client,
+        secure,
+        ..peer
+    }
 }
 
 /// What the forwarding headers of `req` say, if `peer` is a trusted proxy; `None`

@@ -77,32 +77,7 @@ pub(crate) fn serve<S: Transport>(
         Err(err) => return refuse_head(stream, peer, &err, shared),
     };
     // From here on, behind a trusted proxy, the peer is the client it names.
-    let peer = match forwarded::resolve(&req, peer.addr, &shared.trusted) {
-        Some(client) => {
-            forwarded::apply(&mut req, &client);
-            let secure = client.secure.unwrap_or(peer.secure);
-            log::debug!(
-                "conn {} {}: forwarded by {} ({})",
-                peer.id,
-                client.client,
-                peer.addr,
-                if secure { "https" } else { "http" }
-            );
-            if config.trace {
-                let scheme = if peer.secure { "tls" } else { "tcp" };
-                stream.relabel(format!(
-                    "conn {} {} via {} {scheme}",
-                    peer.id, client.client, peer.addr
-                ));
-            }
-            Peer {
-                addr: client.client,
-                secure,
-                ..peer
-            }
-        }
-        None => peer,
-    };
+    let peer = forwarded::client_of(&mut stream, &mut req, peer, shared);
     let full = match admission {
         Admission::Admit => false,
         Admission::Full => true,
