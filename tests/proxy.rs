@@ -378,6 +378,31 @@ fn the_sign_in_limit_applies_to_each_forwarded_client() {
 }
 
 #[test]
+fn the_api_post_limit_applies_to_each_forwarded_client() {
+    let test = "the_api_post_limit_applies_to_each_forwarded_client";
+    let limited = |b: ServerBuilder| b.api_token("ci-token").rate_per_sec(1).rate_burst(2);
+    let Some((_server, nginx)) = behind_nginx_with(test, limited, &Options::default()) else {
+        return;
+    };
+    let post = |from| {
+        let mut stream = tcp_from(from, nginx.http_addr());
+        let body = "build passed";
+        write!(
+            stream,
+            "POST /api/rooms/ci/messages HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Authorization: Bearer ci-token\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        status(&read_to_close(&mut stream))
+    };
+    let ci: Vec<u16> = (0..3).map(|_| post([127, 0, 0, 12])).collect();
+    assert_eq!(ci, [201, 201, 429], "one client's burst");
+    assert_eq!(post([127, 0, 0, 13]), 201, "another client has its own");
+}
+
+#[test]
 fn the_origin_check_uses_the_forwarded_host_and_scheme() {
     let Some((_server, nginx)) =
         behind_nginx("the_origin_check_uses_the_forwarded_host_and_scheme")
