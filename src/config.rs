@@ -20,7 +20,7 @@
 //! ```
 //!
 //! No setter undoes another: the ones for lists (`listen`, `tls_listen`,
-//! `allow_origin`) add to them.
+//! `allow_origin`, `trust_proxy`) add to them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,6 +125,13 @@ pub struct Config {
     /// `switchboard::trace` (see [`crate::trace`]). Default: off: it is a teaching and
     /// debugging aid, and costs a line per frame.
     pub trace: bool,
+    /// Address ranges of reverse proxies (CIDR, e.g. `127.0.0.1/32`, `10.0.0.0/8`,
+    /// `::1/128`; a bare address is itself alone) whose `Forwarded` and
+    /// `X-Forwarded-For`/`-Proto`/`-Host` headers are believed: for a connection from
+    /// one of them, the client they name is the one per-IP limits, logs and the Origin
+    /// check see (SPEC §13). Default: none, so nobody can claim to be someone else by
+    /// writing a header; behind nginx, name nginx's address here.
+    pub trust_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -154,6 +161,7 @@ impl Default for Config {
             password: None,
             metrics_public: false,
             trace: false,
+            trust_proxies: Vec::new(),
         }
     }
 }
@@ -310,6 +318,13 @@ impl Config {
         self
     }
 
+    /// Also believes the forwarding headers of peers in `cidr`. See
+    /// [`Config::trust_proxies`](field@Config::trust_proxies).
+    pub fn trust_proxy(mut self, cidr: impl Into<String>) -> Self {
+        self.trust_proxies.push(cidr.into());
+        self
+    }
+
     /// Checks every setting, naming the first one out of range.
     pub(crate) fn validate(&self) -> Result<(), crate::error::Error> {
         let bad = |setting: &'static str, problem: &str| {
@@ -343,6 +358,9 @@ impl Config {
             if value.is_zero() {
                 return bad(setting, "must be longer than zero");
             }
+        }
+        if let Err(problem) = crate::cidr::Trusted::parse_all(&self.trust_proxies) {
+            return bad("trust_proxy", &problem);
         }
         Ok(())
     }

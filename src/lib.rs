@@ -229,6 +229,7 @@
 
 mod base;
 mod chat;
+mod cidr;
 mod cluster;
 mod config;
 mod connection;

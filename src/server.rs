@@ -120,6 +120,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Also believes the `Forwarded` / `X-Forwarded-*` headers of peers in `cidr`
+    /// (for example `"127.0.0.1/32"`, nginx on the same machine).
+    pub fn trust_proxy(mut self, cidr: impl Into<String>) -> Self {
+        self.config = self.config.trust_proxy(cidr);
+        self
+    }
+
     config_setters! {
         tls_identity(cert: impl Into<PathBuf>, key: impl Into<PathBuf>);
         max_connections(n: usize);

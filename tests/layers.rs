@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["outbox"],
     &["base"],
     &["config"],
-    &["chat", "error", "metrics", "trace"],
+    &["chat", "cidr", "error", "metrics", "trace"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -33,6 +33,10 @@ pub(crate) trait Transport: Read + Write + Send {
 
     /// Ends our direction of the stream (TCP FIN; TLS close_notify first).
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Names the connection anew in whatever this stream logs (only the trace tap
+    /// logs), once the request head said who the client behind a proxy is.
+    fn relabel(&mut self, _label: String) {}
 }
 
 impl Transport for TcpStream {
@@ -93,6 +97,10 @@ impl<S: Transport> Transport for crate::trace::Traced<S> {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.get_mut().shutdown_write()
+    }
+
+    fn relabel(&mut self, label: String) {
+        self.set_label(label);
     }
 }
 

@@ -92,6 +92,10 @@ pub(crate) struct ServeArgs {
     /// this machine then).
     #[arg(long)]
     metrics_public: bool,
+    /// Believe Forwarded and X-Forwarded-For/-Proto/-Host from peers in this address
+    /// range (e.g. 127.0.0.1/32 for nginx on this machine); repeat it for more.
+    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = cidr)]
+    trust_proxy: Vec<String>,
     /// Do not print the QR code of the address to share (it is printed only when
     /// stdout is a terminal anyway).
     #[arg(long)]
@@ -104,6 +108,17 @@ fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(value: &str) -> Re
         Ok(n) if n >= T::from(1) => Ok(n),
         Ok(_) => Err("must be at least 1".to_owned()),
         Err(_) => Err("must be a whole number, at least 1".to_owned()),
+    }
+}
+
+/// An address range (`10.0.0.0/8`, `::1/128`) or one address, as the library takes
+/// it; checked here so that clap names the flag and exits 2 like for any bad value.
+fn cidr(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.parse::<ipnet::IpNet>().is_ok() || value.parse::<std::net::IpAddr>().is_ok() {
+        Ok(value.to_owned())
+    } else {
+        Err("must be an address range such as 10.0.0.0/8, ::1/128 or 127.0.0.1".to_owned())
     }
 }
 
@@ -177,6 +192,7 @@ impl ServeArgs {
         config.outbox_bytes = self.outbox_bytes;
         config.trace = self.trace;
         config.metrics_public = self.metrics_public;
+        config.trust_proxies = self.trust_proxy;
         config.public_urls = banner::lan_urls("http", &self.listen);
         if !self.no_tls {
             config
