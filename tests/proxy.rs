@@ -583,3 +583,104 @@ fn a_sign_in_over_https_at_the_proxy_gets_a_secure_cookie() {
     assert!(login("https").contains("Secure"), "https at the proxy");
     assert!(!login("http").contains("Secure"), "plain http at the proxy");
 }
+
+/// Two nodes of one cluster (SPEC §12) behind one nginx: clients spread over both by
+/// the repo's `least_conn` upstream are one chat, and when a node stops, its clients
+/// come back through nginx to the other and resume.
+#[test]
+fn two_nodes_on_one_redis_behind_one_nginx_are_one_chat() {
+    let Some(redis) = common::redis::Redis::start("two_nodes_behind_nginx") else {
+        return;
+    };
+    let node = || {
+        start_with(|b| {
+            b.trust_proxy(NGINX_PEER)
+                .redis(redis.url())
+                .close_timeout(Duration::from_secs(1))
+        })
+    };
+    let (a, b) = (node(), node());
+    let Some(nginx) = Nginx::start("two_nodes_behind_nginx", &[a.local_addr(), b.local_addr()])
+    else {
+        return;
+    };
+    let mut clients = Vec::new();
+    let mut names = Vec::new();
+    let mut epoch = String::new();
+    for i in 0..4 {
+        let mut ws = ws(&nginx, &format!("/ws/chat/floor?name=user{i}"));
+        let welcome = next_json(&mut ws);
+        assert_eq!(welcome["type"], "welcome");
+        welcome["epoch"]
+            .as_str()
+            .unwrap_or_default()
+            .clone_into(&mut epoch);
+        names.push(welcome["name"].as_str().unwrap_or_default().to_owned());
+        clients.push(ws);
+    }
+    assert_eq!(names, ["user0", "user1", "user2", "user3"]);
+    // nginx spread them: both nodes hold some (least_conn, two at a time).
+    let on = |n: &ServerHandle| metric(n.local_addr(), "switchboard_open_websockets");
+    assert!(on(&a) >= 1 && on(&b) >= 1, "a: {}, b: {}", on(&a), on(&b));
+    for ws in clients.iter_mut().take(3) {
+        next_of_type(ws, "join");
+    }
+    say(&mut clients[0], "one chat");
+    let mut last = 0;
+    for ws in &mut clients {
+        let msg = next_of_type(ws, "message");
+        assert_eq!(msg["text"], "one chat");
+        last = msg["id"].as_u64().expect("an id");
+    }
+    send_json(&mut clients[3], serde_json::json!({"type": "members"}));
+    let members = next_of_type(&mut clients[3], "members");
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(4));
+
+    // Node A stops: its clients get 1001 through nginx, the others see them leave.
+    a.shutdown();
+    let mut survivors = Vec::new();
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline, "neither 1001 nor a leave");
+            match ws.read() {
+                Ok(Message::Close(Some(frame))) => {
+                    assert_eq!(frame.code, CloseCode::Away);
+                    break;
+                }
+                Ok(Message::Text(t)) if t.contains(r#""type":"leave""#) => {
+                    assert!(t.contains(r#""reason":"shutdown""#), "{t}");
+                    survivors.push(i);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+    assert!(
+        !survivors.is_empty() && survivors.len() < 4,
+        "{survivors:?}"
+    );
+    say(&mut clients[survivors[0]], "still here");
+    for &i in &survivors {
+        assert_eq!(
+            next_of_type(&mut clients[i], "message")["text"],
+            "still here"
+        );
+    }
+    // Back through nginx, on node B: resumed, with exactly what was missed.
+    let mut back = ws(
+        &nginx,
+        &format!("/ws/chat/floor?name=user0&since={last}&epoch={epoch}"),
+    );
+    let welcome = next_json(&mut back);
+    assert_eq!(welcome["resumed"], true);
+    let texts: Vec<&str> = welcome["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["still here"]);
+}
