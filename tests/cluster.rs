@@ -525,3 +525,38 @@ fn redis_restarted_empty_starts_a_new_epoch_and_clients_are_told_to_refresh() {
     assert_eq!(welcome["resumed"], false, "a new epoch: refresh");
     assert_eq!(welcome["name"], "ann");
 }
+
+#[test]
+fn the_binary_takes_its_redis_url_from_the_environment_too() {
+    let Some(redis) = Redis::start("redis_from_env") else {
+        return;
+    };
+    let peer = node(&redis);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let data = TempDir::new("redis-env");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", &addr.to_string(), "--no-tls", "--no-qr"])
+        .env("SWITCHBOARD_REDIS", redis.url())
+        .env("XDG_DATA_HOME", data.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    eventually(|| std::net::TcpStream::connect(addr).ok());
+    let (mut here, _) = chat(peer.local_addr(), "r", Some("here"));
+    let (_there, welcome) = chat(addr, "r", Some("there"));
+    assert_eq!(
+        names(&welcome),
+        ["here", "there"],
+        "one chat with the other node"
+    );
+    assert_eq!(next_of_type(&mut here, "join")["name"], "there");
+    assert!(
+        std::fs::read_dir(data.path()).map_or(true, |mut d| d.next().is_none()),
+        "no SQLite store beside Redis"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -55,7 +55,8 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     no_persist: bool,
     /// Join a cluster: several nodes on this Redis are one chat, and Redis keeps the
-    /// history instead of --data (e.g. redis://127.0.0.1:6379/0).
+    /// history instead of --data (e.g. redis://127.0.0.1:6379/0); or set
+    /// SWITCHBOARD_REDIS, which keeps a Redis password off the command line.
     #[arg(long, value_name = "URL", conflicts_with_all = ["data", "no_persist"])]
     redis: Option<String>,
     /// The newest chat messages kept per room; older ones are deleted.
@@ -221,6 +222,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "SWITCHBOARD_PASSWORD",
     )?;
     let mut config = args.into_config();
+    if config.redis.is_none()
+        && let Ok(url) = std::env::var("SWITCHBOARD_REDIS")
+        && !url.trim().is_empty()
+    {
+        config.redis = Some(url.trim().to_owned());
+        config.data_dir = None;
+    }
     config.api_token = token.map(switchboard::Secret::new);
     config.password = password.map(switchboard::Secret::new);
     let development_cert =
