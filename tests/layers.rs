@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["connection"],
     &["hub"],
-    &["store"],
+    &["store", "wire"],
     &["outbox"],
     &["base"],
     &["config"],

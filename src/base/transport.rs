@@ -33,6 +33,10 @@ pub(crate) trait Transport: Read + Write + Send {
 
     /// Ends our direction of the stream (TCP FIN; TLS close_notify first).
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Stops any trace tap in the stack from logging this connection (a wire viewer's
+    /// own traffic is not traced, SPEC §14).
+    fn untrace(&mut self) {}
 }
 
 impl Transport for TcpStream {
@@ -92,7 +96,13 @@ impl<S: Transport> Transport for crate::trace::Traced<S> {
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutting_down();
         self.get_mut().shutdown_write()
+    }
+
+    fn untrace(&mut self) {
+        self.mute();
+        self.get_mut().untrace();
     }
 }
 

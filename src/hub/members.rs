@@ -6,6 +6,7 @@
 use crate::base::ConnId;
 use crate::chat;
 use crate::outbox::Outbox;
+use crate::wire::Door;
 use std::collections::HashMap;
 
 /// What a member does.
@@ -21,6 +22,8 @@ pub(super) enum Role {
 pub(super) struct Member {
     pub outbox: Outbox,
     pub role: Role,
+    /// How a chat member's traffic can be watched (SPEC §14).
+    pub wire: Option<Door>,
 }
 
 /// The name asked for belongs to someone else.
@@ -46,6 +49,7 @@ impl Members {
         wanted: Option<String>,
         room: &str,
         outbox: Outbox,
+        wire: Option<Door>,
     ) {
         let name = self.unique_name(wanted);
         self.names.insert(name.to_lowercase(), id);
@@ -53,7 +57,7 @@ impl Members {
             name,
             room: room.to_owned(),
         };
-        self.by_id.insert(id, Member { outbox, role });
+        self.by_id.insert(id, Member { outbox, role, wire });
     }
 
     /// Adds a relay member.
@@ -61,7 +65,8 @@ impl Members {
         let role = Role::Relay {
             room: room.to_owned(),
         };
-        self.by_id.insert(id, Member { outbox, role });
+        let wire = None;
+        self.by_id.insert(id, Member { outbox, role, wire });
     }
 
     pub(super) fn get(&self, id: ConnId) -> Option<&Member> {
@@ -160,7 +165,7 @@ mod tests {
 
     fn join(members: &mut Members, id: ConnId, name: Option<&str>) -> String {
         let (tx, _rx) = outbox(8, 1024).unwrap();
-        members.join_chat(id, name.map(str::to_owned), "lobby", tx);
+        members.join_chat(id, name.map(str::to_owned), "lobby", tx, None);
         members.chat_member(id).unwrap().0.to_owned()
     }
 

@@ -25,6 +25,7 @@ use crate::chat::{ChatError, ClientMessage};
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, Owed, SendError};
 use crate::store::{self, Answer, ApiAnswer, Since};
+use crate::wire::Door;
 use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
 use members::{Members, Role};
@@ -52,6 +53,8 @@ pub(crate) enum HubEvent {
         /// Where a reconnecting client left off (`?since=&epoch=`).
         since: Option<Since>,
         outbox: Outbox,
+        /// How its traffic can be watched (SPEC §14).
+        wire: Option<Door>,
     },
     /// A relay client finished its handshake.
     JoinRelay {
@@ -71,6 +74,14 @@ pub(crate) enum HubEvent {
     Leave { id: ConnId, reason: LeaveReason },
     /// A sign-in from `ip`: may it try (answered on `reply`), or it just failed.
     Login { ip: IpAddr, attempt: LoginAttempt },
+    /// A wire viewer asks to watch connection `id` with `key` (SPEC §14); `reply`
+    /// says whether it was let in.
+    Watch {
+        id: ConnId,
+        key: crate::wire::Key,
+        viewer: Outbox,
+        reply: Sender<bool>,
+    },
     /// A request to the HTTP API, from `ip`; the answer goes to `reply`.
     Api {
         ip: IpAddr,
@@ -417,8 +428,9 @@ impl Hub {
                 name_error,
                 since,
                 outbox,
+                wire,
             } => {
-                members.join_chat(id, name, &room, outbox);
+                members.join_chat(id, name, &room, outbox, wire);
                 chat.enter(members, post, id, &room, since);
                 if let Some(error) = name_error {
                     chat.send_error(members, post, id, &error);
@@ -433,6 +445,22 @@ impl Hub {
             HubEvent::Reply { id, msg } => post.deliver(members, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
             HubEvent::Api { ip, call, reply } => chat.api(ip, call, reply),
+            HubEvent::Watch {
+                id,
+                key,
+                viewer,
+                reply,
+            } => {
+                // The key is compared in constant time; a wrong one and an unknown id
+                // get the same answer.
+                let member = members.get(id);
+                let door = member.and_then(|m| m.wire.as_ref());
+                let let_in = door.is_some_and(|d| d.opens_with(&key) && d.let_in(viewer));
+                if let_in && let Some(owed) = member.and_then(|m| m.outbox.nudge()) {
+                    post.owed.push(owed);
+                }
+                let _ = reply.send(let_in);
+            }
             HubEvent::Login { ip, attempt } => {
                 if self.logins.len() > 4096 {
                     self.logins.retain(|_, bucket| !bucket.is_full());
@@ -555,6 +583,7 @@ mod tests {
             name_error: None,
             since: None,
             outbox: tx,
+            wire: None,
         });
         rx
     }
@@ -578,6 +607,7 @@ mod tests {
             name_error: None,
             since: None,
             outbox: tx,
+            wire: None,
         });
         hub.hub.apply_only(HubEvent::Chat {
             id: 1,

@@ -39,6 +39,7 @@ impl RelayRooms {
         let Some(Member {
             role: Role::Relay { room },
             outbox: sender,
+            ..
         }) = members.get(id)
         else {
             return;
