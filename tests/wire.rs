@@ -196,13 +196,6 @@ fn a_wrong_key_or_unknown_id_is_refused_with_403_and_the_chat_carries_on() {
         let (head, _stream) = handshake(addr, upgrade_request(&path, ""));
         assert_eq!(status(&head), 403, "{path}: {head}");
     }
-    // A relay or echo connection has no wire to watch.
-    let _echo = connect(addr, "/ws/echo");
-    let (head, _stream) = handshake(
-        addr,
-        upgrade_request(&format!("/ws/wire/{}?key={key}", id + 1), ""),
-    );
-    assert_eq!(status(&head), 403);
     say(&mut ws, "still here");
     assert_eq!(next_of_type(&mut ws, "message")["text"], "still here");
 }
