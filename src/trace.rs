@@ -280,8 +280,18 @@ impl Decoder {
     /// Consumes frame bytes; returns how many it used.
     fn frame_bytes(&mut self, bytes: &[u8], out: &mut Vec<Seen>) -> usize {
         let Some((frame, report)) = &mut self.head else {
-            // Still reading the header: take one byte at a time up to what it needs.
-            self.header.push(bytes[0]);
+            // Still reading the header: the first two bytes say how long it is (2 to
+            // 14 bytes), so it takes at most two steps whatever the pieces.
+            let have = self.header.len();
+            let b1 = match have {
+                0 => bytes.get(1),
+                1 => bytes.first(),
+                _ => self.header.get(1),
+            };
+            let need = b1.map_or(2, |&b1| header_len(b1));
+            // Never 0: the header is parsed as soon as it is complete.
+            let take = need.saturating_sub(have).clamp(1, bytes.len());
+            self.header.extend_from_slice(&bytes[..take]);
             if let Some(frame) = parse_header(&self.header) {
                 self.header.clear();
                 self.left = frame.len;
@@ -292,7 +302,7 @@ impl Decoder {
                     self.finish(out);
                 }
             }
-            return 1;
+            return take;
         };
         let take = usize::try_from(self.left)
             .unwrap_or(usize::MAX)
@@ -345,6 +355,17 @@ fn upgrades(head: &str) -> bool {
                 && value.trim().eq_ignore_ascii_case("websocket")
         })
     })
+}
+
+/// The length of a frame header whose second byte is `b1`: 2, then 2 or 8 bytes of
+/// extended length, then 4 of masking key (RFC 6455 §5.2).
+fn header_len(b1: u8) -> usize {
+    let ext = match b1 & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    2 + ext + if b1 & 0x80 != 0 { 4 } else { 0 }
 }
 
 /// A complete frame header, or `None` if more bytes are needed (RFC 6455 §5.2).
