@@ -157,8 +157,9 @@ impl Viewer {
 struct Wire {
     inbound: Decoder,
     outbound: Decoder,
-    /// The handshake's lines, as events, for a viewer that comes later.
-    replay: Vec<Value>,
+    /// The handshake's lines, for a viewer that comes later: when, which way, what.
+    /// Kept as text, not as events, since thousands of idle chat sessions hold them.
+    replay: Vec<(u64, Direction, String)>,
     /// Set once the connection is a chat session that can be watched.
     hatch: Option<Hatch>,
     viewer: Option<Viewer>,
@@ -192,8 +193,8 @@ impl Wire {
             }
             let mut viewer = Viewer { outbox, dropped: 0 };
             let mut here = true;
-            for event in &self.replay {
-                here &= viewer.push(event);
+            for (t, direction, line) in &self.replay {
+                here &= viewer.push(&http_event(*t, *direction, line));
             }
             if here {
                 self.viewer = Some(viewer);
@@ -230,14 +231,14 @@ impl Wire {
         let t = now_ms();
         for seen in std::mem::take(&mut self.seen) {
             let event = match seen {
-                Seen::Line(line) | Seen::Stopped(line) => {
-                    let event =
-                        json!({"t": t, "dir": direction.as_str(), "kind": "http", "line": line});
-                    if self.replay.len() < MAX_REPLAY && self.viewer.is_none() {
-                        self.replay.push(event.clone());
+                // The head comes before anyone can watch: kept for the replay.
+                Seen::Line(line) | Seen::Stopped(line) if self.viewer.is_none() => {
+                    if self.replay.len() < MAX_REPLAY {
+                        self.replay.push((t, direction, line));
                     }
-                    event
+                    continue;
                 }
+                Seen::Line(line) | Seen::Stopped(line) => http_event(t, direction, &line),
                 Seen::Frame(frame) => frame_event(t, direction, &frame),
             };
             if let Some(viewer) = &mut self.viewer
@@ -263,6 +264,11 @@ impl Drop for Wire {
             viewer.outbox.finish();
         }
     }
+}
+
+/// One line of an HTTP head as the wire stream shows it (SPEC §14).
+fn http_event(t: u64, direction: Direction, line: &str) -> Value {
+    json!({"t": t, "dir": direction.as_str(), "kind": "http", "line": line})
 }
 
 /// One frame as the wire stream shows it (SPEC §14).
