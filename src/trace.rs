@@ -211,6 +211,20 @@ impl Decoder {
         }
     }
 
+    /// A decoder for what follows the HTTP head `head` (its bytes, up to the blank
+    /// line): frames if it asked for or agreed to an upgrade, nothing otherwise.
+    pub fn after_head(direction: Direction, head: &[u8]) -> Self {
+        let phase = if upgrades(&String::from_utf8_lossy(head)) {
+            Phase::Frames
+        } else {
+            Phase::Off
+        };
+        Self {
+            phase,
+            ..Self::new(direction)
+        }
+    }
+
     /// Stops (or starts again) reporting frames; see the type's docs.
     pub fn set_quiet(&mut self, quiet: bool) {
         self.quiet = quiet;

@@ -41,8 +41,8 @@ use tungstenite::Message;
 pub(crate) const VIEWER_EVENTS: usize = 512;
 /// Bytes of events queued for one viewer, likewise.
 pub(crate) const VIEWER_BYTES: usize = 1 << 20;
-/// Head lines kept for the replay; a real handshake has about a dozen.
-const MAX_REPLAY: usize = 100;
+/// Longest HTTP head kept for the replay: the server reads at most 8 KiB of one.
+const MAX_HEAD: usize = 16 * 1024;
 
 /// A key as a viewer sent it: never shown in a log line, even at debug.
 #[derive(Clone, PartialEq, Eq)]
@@ -152,14 +152,76 @@ impl Viewer {
     }
 }
 
+/// One direction of the tapped stream.
+#[derive(Debug)]
+struct Side {
+    direction: Direction,
+    /// The HTTP head's bytes, as they came: kept, not decoded, until a viewer wants
+    /// them (most connections never have one, and every connection has a head).
+    head: Vec<u8>,
+    /// When the head ended, in ms.
+    t: u64,
+    /// Follows the frames once the head is over; `None` until then.
+    frames: Option<Decoder>,
+}
+
+impl Side {
+    fn new(direction: Direction) -> Self {
+        Self {
+            direction,
+            head: Vec::new(),
+            t: 0,
+            frames: None,
+        }
+    }
+
+    /// Takes bytes of the head; once it is complete, what follows goes to a decoder
+    /// of frames (or of nothing, when the head was no upgrade).
+    #[cold]
+    fn take_head(&mut self, bytes: &[u8], quiet: bool, seen: &mut Vec<Seen>) {
+        let before = self.head.len();
+        self.head.extend_from_slice(bytes);
+        let from = before.saturating_sub(3);
+        let end = self.head[from..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| from + at + 4);
+        let rest = match end {
+            Some(end) => self.head.split_off(end),
+            None if self.head.len() > MAX_HEAD => {
+                // No head at all: nothing to follow, nothing to replay.
+                self.head = Vec::new();
+                let mut off = Decoder::frames(self.direction);
+                off.stop();
+                self.frames = Some(off);
+                return;
+            }
+            None => return,
+        };
+        self.t = now_ms();
+        if !quiet {
+            // Watched already (a viewer can only come after the `101`, but still).
+            Decoder::new(self.direction).decode(&self.head, seen);
+        }
+        let mut decoder = Decoder::after_head(self.direction, &self.head);
+        decoder.set_quiet(quiet);
+        decoder.decode(&rest, seen);
+        self.frames = Some(decoder);
+    }
+
+    /// The head's lines, decoded now by the `--trace` decoder.
+    fn head_lines(&self) -> Vec<Seen> {
+        let mut lines = Vec::new();
+        Decoder::new(self.direction).decode(&self.head, &mut lines);
+        lines
+    }
+}
+
 /// What the tap holds besides the stream.
 #[derive(Debug)]
 struct Wire {
-    inbound: Decoder,
-    outbound: Decoder,
-    /// The handshake's lines, for a viewer that comes later: when, which way, what.
-    /// Kept as text, not as events, since thousands of idle chat sessions hold them.
-    replay: Vec<(u64, Direction, String)>,
+    inbound: Side,
+    outbound: Side,
     /// Set once the connection is a chat session that can be watched.
     hatch: Option<Hatch>,
     viewer: Option<Viewer>,
@@ -180,6 +242,7 @@ impl Wire {
         }
     }
 
+    /// A viewer's first events: the handshake, replayed.
     #[cold]
     fn admit(&mut self) {
         let Some(hatch) = &self.hatch else { return };
@@ -193,8 +256,12 @@ impl Wire {
             }
             let mut viewer = Viewer { outbox, dropped: 0 };
             let mut here = true;
-            for (t, direction, line) in &self.replay {
-                here &= viewer.push(&http_event(*t, *direction, line));
+            for side in [&self.inbound, &self.outbound] {
+                for seen in side.head_lines() {
+                    if let Seen::Line(line) | Seen::Stopped(line) = seen {
+                        here &= viewer.push(&http_event(side.t, side.direction, &line));
+                    }
+                }
             }
             if here {
                 self.viewer = Some(viewer);
@@ -205,8 +272,11 @@ impl Wire {
 
     fn set_quiet(&mut self) {
         let quiet = self.viewer.is_none();
-        self.inbound.set_quiet(quiet);
-        self.outbound.set_quiet(quiet);
+        for side in [&mut self.inbound, &mut self.outbound] {
+            if let Some(frames) = &mut side.frames {
+                frames.set_quiet(quiet);
+            }
+        }
     }
 
     /// Bytes went `direction`: decode them (quietly unless watched) and pass on what
@@ -217,11 +287,14 @@ impl Wire {
             return;
         }
         self.check_knock();
-        let decoder = match direction {
+        let side = match direction {
             Direction::In => &mut self.inbound,
             Direction::Out => &mut self.outbound,
         };
-        decoder.decode(bytes, &mut self.seen);
+        match &mut side.frames {
+            Some(frames) => frames.decode(bytes, &mut self.seen),
+            None => side.take_head(bytes, self.viewer.is_none(), &mut self.seen),
+        }
         if !self.seen.is_empty() {
             self.pass_on(direction);
         }
@@ -229,15 +302,9 @@ impl Wire {
 
     fn pass_on(&mut self, direction: Direction) {
         let t = now_ms();
-        for seen in std::mem::take(&mut self.seen) {
+        let mut seen = std::mem::take(&mut self.seen);
+        for seen in seen.drain(..) {
             let event = match seen {
-                // The head comes before anyone can watch: kept for the replay.
-                Seen::Line(line) | Seen::Stopped(line) if self.viewer.is_none() => {
-                    if self.replay.len() < MAX_REPLAY {
-                        self.replay.push((t, direction, line));
-                    }
-                    continue;
-                }
                 Seen::Line(line) | Seen::Stopped(line) => http_event(t, direction, &line),
                 Seen::Frame(frame) => frame_event(t, direction, &frame),
             };
@@ -248,6 +315,7 @@ impl Wire {
                 self.set_quiet();
             }
         }
+        self.seen = seen;
     }
 }
 
@@ -331,28 +399,24 @@ fn now_ms() -> u64 {
 #[derive(Debug)]
 pub(crate) struct Tap<S> {
     inner: S,
-    wire: Wire,
+    /// Boxed: the tap is moved down the handshake's calls with the stream, and only
+    /// a pointer of it should be.
+    wire: Box<Wire>,
 }
 
 impl<S> Tap<S> {
     /// Wraps a stream whose HTTP head is still to come.
     pub(crate) fn new(inner: S) -> Self {
-        let mut inbound = Decoder::new(Direction::In);
-        let mut outbound = Decoder::new(Direction::Out);
-        // Frames are followed, not reported, until someone watches.
-        inbound.set_quiet(true);
-        outbound.set_quiet(true);
         Self {
             inner,
-            wire: Wire {
-                inbound,
-                outbound,
-                replay: Vec::new(),
+            wire: Box::new(Wire {
+                inbound: Side::new(Direction::In),
+                outbound: Side::new(Direction::Out),
                 hatch: None,
                 viewer: None,
                 seen: Vec::new(),
                 closer: None,
-            },
+            }),
         }
     }
 
