@@ -1959,7 +1959,8 @@ fn wire_panel_shows_the_page_its_own_frames() {
     let Some(driver) = driver_or_skip("wire_panel_shows_the_page_its_own_frames") else {
         return;
     };
-    let server = start();
+    // Pings after a second of quiet, for the panel to show the browser's pongs.
+    let server = start_with(|b| b.ping_interval(Duration::from_secs(1)));
     let addr = server.local_addr();
     let page = Page::join(&driver, &format!("http://{addr}/#lab"), "Ada", PHONE);
     page.session.click("[data-testid=wire-toggle]");
@@ -2005,6 +2006,15 @@ fn wire_panel_shows_the_page_its_own_frames() {
         "the message coming back",
         "[...document.querySelectorAll('[data-testid=wire-frame]')].some(li =>
             li.dataset.dir === 'out' && li.dataset.masked === '0' && li.dataset.lenBits === '16')",
+        json!([]),
+    );
+    page.wait(
+        "the server's ping and the browser's pong",
+        "(() => {
+            const f = [...document.querySelectorAll('[data-testid=wire-frame]')];
+            return f.some(li => li.dataset.dir === 'out' && li.dataset.opcode === 'PING' && li.dataset.masked === '0')
+                && f.some(li => li.dataset.dir === 'in' && li.dataset.opcode === 'PONG' && li.dataset.masked === '1');
+         })()",
         json!([]),
     );
     // The legend names every field with its section.
