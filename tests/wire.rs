@@ -185,7 +185,9 @@ fn a_wrong_key_or_unknown_id_is_refused_with_403_and_the_chat_carries_on() {
     let (mut ws, welcome) = chat(addr, "lobby", Some("bo"));
     let id = welcome["wire"]["id"].as_u64().unwrap();
     let key = welcome["wire"]["key"].as_str().unwrap();
-    let wrong = format!("{}0", &key[..31]);
+    // The key with its last digit changed.
+    let last = if key.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &key[..31]);
     for path in [
         format!("/ws/wire/{id}?key={wrong}"),
         format!("/ws/wire/{id}?key="),

@@ -452,9 +452,12 @@ impl<S: Transport> Session<'_, S> {
 
     /// Whether the client's own outbox is more than half full (see `read_all`). Not
     /// while closing: the outbox is no longer drained then, and the peer's Close must
-    /// still be read.
+    /// still be read. A wire viewer is never held back: it asks nothing, and its
+    /// pongs must be read even while it is behind.
     fn backlogged(&self) -> bool {
-        self.phase.is_open() && self.inbox.as_ref().is_some_and(Inbox::is_congested)
+        self.phase.is_open()
+            && !matches!(self.handler, Handler::Wire)
+            && self.inbox.as_ref().is_some_and(Inbox::is_congested)
     }
 
     /// What the hub is told when the connection ends in the current phase.
