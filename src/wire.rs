@@ -2,10 +2,11 @@
 //! streamed to whoever holds its key.
 //!
 //! Every connection's stream goes through a [`Tap`] while its HTTP head is read: the
-//! tap decodes the head with the `--trace` [`Decoder`] and keeps its lines, to replay
-//! them later. A chat session keeps the tap (opened with its [`Hatch`]); every other
-//! connection gets its bare stream back once the head is done, so echo and relay pay
-//! nothing at all.
+//! tap keeps the head's bytes, both ways, to replay them later, decoded by the
+//! `--trace` [`Decoder`] only when a viewer comes (most connections never have one).
+//! A chat session keeps the tap (opened with its [`Hatch`]); every other connection
+//! gets its bare stream back once the head is done, so echo and relay pay nothing
+//! after their handshake.
 //!
 //! Who may watch is the hub's business, since the hub knows the members: it keeps the
 //! [`Door`] (the connection's key and a way to pass it a viewer), and answers a
