@@ -238,6 +238,14 @@ pub(crate) struct RoomInfo<'a> {
     pub members: usize,
 }
 
+/// `"wire":{"id":N,"key":"…"}`: `GET /ws/wire/{id}?key=…` streams the connection's
+/// traffic (SPEC §14).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct WireRef<'a> {
+    pub id: u64,
+    pub key: &'a str,
+}
+
 /// Everything the server sends to a chat client.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -253,6 +261,9 @@ pub(crate) enum ServerMessage<'a> {
         last_id: u64,
         /// `history` is exactly what the client missed since `?since=`.
         resumed: bool,
+        /// Where this connection's own traffic can be watched (SPEC §14).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wire: Option<WireRef<'a>>,
     },
     History {
         room: &'a str,
@@ -411,6 +422,7 @@ mod tests {
             epoch: "e1",
             last_id: 1,
             resumed: false,
+            wire: None,
         });
         assert_eq!(
             json,

@@ -246,6 +246,7 @@ mod server;
 mod store;
 mod tls;
 pub mod trace;
+mod wire;
 
 pub use config::{Config, DEFAULT_LISTEN, Identity, Secret};
 pub use error::{Error, Result};

@@ -37,6 +37,9 @@ struct Shared {
     /// Set by the hub when what this client sends is piling up in someone else's
     /// outbox: the client should pause reading for a moment (relay backpressure).
     throttled: AtomicBool,
+    /// Set by the only sender of a wire viewer's outbox when nothing more will come:
+    /// the connection it watched has ended.
+    finished: AtomicBool,
     max_messages: usize,
 }
 
@@ -99,6 +102,7 @@ pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbo
         evicted: AtomicBool::new(false),
         reconnect: AtomicBool::new(false),
         throttled: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
         max_messages: max_messages.max(1),
     });
     Ok((
@@ -207,6 +211,22 @@ impl Outbox {
         self.shared.reconnect.store(true, Ordering::Release);
         self.shared.wake.notify();
     }
+
+    /// Wakes the connection thread with nothing queued (it has news elsewhere: a wire
+    /// viewer at its door); the [`Owed`] does it when given.
+    pub(crate) fn nudge(&self) -> Option<Owed> {
+        self.shared
+            .wake
+            .claim()
+            .then(|| Owed(Arc::clone(&self.shared)))
+    }
+
+    /// Nothing more will be queued: once what is queued is sent, the connection
+    /// thread closes normally (a wire viewer whose connection ended).
+    pub(crate) fn finish(&self) {
+        self.shared.finished.store(true, Ordering::Release);
+        self.shared.wake.notify();
+    }
 }
 
 impl Inbox {
@@ -238,6 +258,11 @@ impl Inbox {
     /// Whether the hub asked this client to pause; clears the request.
     pub(crate) fn take_throttle(&self) -> bool {
         self.shared.throttled.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether everything was queued and taken (see [`Outbox::finish`]).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.shared.finished.load(Ordering::Acquire) && self.rx.is_empty()
     }
 
     /// Whether the hub evicted this client (see [`Outbox::evict`]).

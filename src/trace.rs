@@ -39,6 +39,14 @@ impl Direction {
             Direction::Out => "->",
         }
     }
+
+    /// `"in"` or `"out"`, as the wire stream names it (SPEC §14).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -51,32 +59,134 @@ enum Phase {
     Off,
 }
 
-/// A frame header, once complete.
-#[derive(Debug, Clone)]
-struct Head {
-    fin: bool,
-    rsv: u8,
-    opcode: u8,
-    mask: Option<[u8; 4]>,
-    len: u64,
-    encoding: &'static str,
+/// One complete WebSocket frame as it crossed the wire (RFC 6455 §5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// FIN: the last frame of its message.
+    pub fin: bool,
+    /// RSV1, RSV2, RSV3 as three bits (`0b100` is RSV1).
+    pub rsv: u8,
+    /// The opcode: 0x0 continuation, 0x1 text, 0x2 binary, 0x8 close, 0x9 ping, 0xA pong.
+    pub opcode: u8,
+    /// The masking key, when MASK was set (every client frame, RFC 6455 §5.3).
+    pub mask: Option<[u8; 4]>,
+    /// The payload length.
+    pub len: u64,
+    /// Which length encoding carried it: 7, 16 or 64 bits (RFC 6455 §5.2).
+    pub len_bits: u8,
+    /// The first payload bytes, unmasked: up to 96 for a data frame, all of a control
+    /// frame (at most 125).
+    pub preview: Vec<u8>,
+}
+
+impl Frame {
+    /// The opcode's name: `TEXT`, `PING`, …; `RESERVED` for the unassigned ones.
+    pub fn opcode_name(&self) -> &'static str {
+        match self.opcode {
+            0x0 => "CONTINUATION",
+            0x1 => "TEXT",
+            0x2 => "BINARY",
+            0x8 => "CLOSE",
+            0x9 => "PING",
+            0xA => "PONG",
+            _ => "RESERVED",
+        }
+    }
+
+    /// The RSV bits as written in the header: `"000"`.
+    pub fn rsv_bits(&self) -> String {
+        format!(
+            "{}{}{}",
+            (self.rsv >> 2) & 1,
+            (self.rsv >> 1) & 1,
+            self.rsv & 1
+        )
+    }
+
+    /// The masking key in hex, as sent.
+    pub fn key_hex(&self) -> Option<String> {
+        self.mask
+            .map(|k| format!("{:02x}{:02x}{:02x}{:02x}", k[0], k[1], k[2], k[3]))
+    }
+
+    /// A Close frame's status code and reason (RFC 6455 §5.5.1), when it has them.
+    pub fn close(&self) -> Option<(u16, String)> {
+        match (self.opcode, self.preview.as_slice()) {
+            (0x8, [a, b, reason @ ..]) => Some((
+                u16::from_be_bytes([*a, *b]),
+                String::from_utf8_lossy(reason).into_owned(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether the payload is longer than [`Frame::preview`].
+    pub fn truncated(&self) -> bool {
+        self.len > self.preview.len() as u64
+    }
+
+    /// The payload, shortly: text in quotes, or the first bytes in hex.
+    pub fn describe_payload(&self) -> String {
+        describe_payload(self.opcode, &self.preview, self.len)
+    }
+
+    /// The trace line of this frame, without the arrow.
+    fn line(&self) -> String {
+        let mut line = format!(
+            "frame FIN={} RSV={} {}(0x{:x})",
+            u8::from(self.fin),
+            self.rsv_bits(),
+            self.opcode_name(),
+            self.opcode
+        );
+        match self.key_hex() {
+            Some(key) => {
+                let _ = write!(line, " MASK=1 key={key}");
+            }
+            None => line.push_str(" MASK=0"),
+        }
+        let _ = write!(line, " len={} ({}-bit)", self.len, self.len_bits);
+        if self.opcode == 8 {
+            line.push_str(&describe_close(&self.preview));
+        } else if self.len > 0 {
+            line.push(' ');
+            line.push_str(&self.describe_payload());
+        }
+        line
+    }
+}
+
+/// What the decoder made of the bytes it was fed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// One line of an HTTP head, secrets redacted.
+    Line(String),
+    /// One whole frame.
+    Frame(Frame),
+    /// Decoding stopped, and why.
+    Stopped(String),
 }
 
 /// Decodes one direction of a connection, incrementally: feed it bytes in whatever
-/// pieces they came, get back finished trace lines.
+/// pieces they came, get back what they completed.
+///
+/// A *quiet* decoder still follows the frames (it must know where the next one
+/// starts) but keeps no payload and reports none of them: that is all the wire tap
+/// does for a connection nobody watches. A frame reports what the decoder was when
+/// its header ended.
 #[derive(Debug)]
 pub struct Decoder {
     direction: Direction,
     phase: Phase,
+    quiet: bool,
     /// Header bytes of the frame in progress (at most 14).
     header: Vec<u8>,
-    head: Option<Head>,
+    /// The frame in progress, once its header is complete, and whether to report it.
+    head: Option<(Frame, bool)>,
     /// Payload bytes of the frame in progress still to come.
     left: u64,
     /// Payload bytes seen so far of the frame in progress.
     seen: u64,
-    /// The first payload bytes, unmasked.
-    preview: Vec<u8>,
 }
 
 impl Decoder {
@@ -85,11 +195,11 @@ impl Decoder {
         Self {
             direction,
             phase: Phase::Http(Vec::new()),
+            quiet: false,
             header: Vec::with_capacity(14),
             head: None,
             left: 0,
             seen: 0,
-            preview: Vec::new(),
         }
     }
 
@@ -101,9 +211,50 @@ impl Decoder {
         }
     }
 
-    /// Takes the next bytes and returns the lines they completed.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Vec<String> {
-        let mut lines = Vec::new();
+    /// A decoder for what follows the HTTP head `head` (its bytes, up to the blank
+    /// line): frames if it asked for or agreed to an upgrade, nothing otherwise.
+    pub fn after_head(direction: Direction, head: &[u8]) -> Self {
+        let phase = if upgrades(&String::from_utf8_lossy(head)) {
+            Phase::Frames
+        } else {
+            Phase::Off
+        };
+        Self {
+            phase,
+            ..Self::new(direction)
+        }
+    }
+
+    /// Stops (or starts again) reporting frames; see the type's docs.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+    }
+
+    /// Stops decoding for good.
+    pub fn stop(&mut self) {
+        self.phase = Phase::Off;
+    }
+
+    /// Whether the HTTP head is behind and frames are being decoded.
+    pub fn in_frames(&self) -> bool {
+        matches!(self.phase, Phase::Frames)
+    }
+
+    /// Takes the next bytes and returns the trace lines they completed.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut seen = Vec::new();
+        self.decode(bytes, &mut seen);
+        let arrow = self.direction.arrow();
+        seen.into_iter()
+            .map(|s| match s {
+                Seen::Line(line) | Seen::Stopped(line) => format!("{arrow} {line}"),
+                Seen::Frame(frame) => format!("{arrow} {}", frame.line()),
+            })
+            .collect()
+    }
+
+    /// Takes the next bytes and appends to `out` what they completed.
+    pub fn decode(&mut self, mut bytes: &[u8], out: &mut Vec<Seen>) {
         while !bytes.is_empty() {
             match &mut self.phase {
                 Phase::Off => break,
@@ -112,10 +263,9 @@ impl Decoder {
                     head.extend_from_slice(bytes);
                     let Some(end) = find(head, b"\r\n\r\n") else {
                         if head.len() > MAX_HEAD {
-                            lines.push(format!(
-                                "{} (HTTP head over {MAX_HEAD} bytes; trace stops)",
-                                self.direction.arrow()
-                            ));
+                            out.push(Seen::Stopped(format!(
+                                "(HTTP head over {MAX_HEAD} bytes; trace stops)"
+                            )));
                             self.phase = Phase::Off;
                         }
                         break;
@@ -124,8 +274,7 @@ impl Decoder {
                     let head = std::mem::take(head);
                     let text = String::from_utf8_lossy(&head[..end]);
                     for line in text.split("\r\n") {
-                        let line = redact(line);
-                        lines.push(format!("{} {line}", self.direction.arrow()));
+                        out.push(Seen::Line(redact(line).into_owned()));
                     }
                     self.phase = if upgrades(&text) {
                         Phase::Frames
@@ -135,80 +284,71 @@ impl Decoder {
                     bytes = &bytes[taken..];
                 }
                 Phase::Frames => {
-                    let used = self.frame_bytes(bytes, &mut lines);
+                    let used = self.frame_bytes(bytes, out);
                     bytes = &bytes[used..];
                 }
             }
         }
-        lines
     }
 
     /// Consumes frame bytes; returns how many it used.
-    fn frame_bytes(&mut self, bytes: &[u8], lines: &mut Vec<String>) -> usize {
-        let Some(head) = &self.head else {
-            // Still reading the header: take one byte at a time up to what it needs.
-            self.header.push(bytes[0]);
-            if let Some(head) = parse_header(&self.header) {
+    fn frame_bytes(&mut self, bytes: &[u8], out: &mut Vec<Seen>) -> usize {
+        let Some((frame, report)) = &mut self.head else {
+            // Still reading the header: the first two bytes say how long it is (2 to
+            // 14 bytes), so it takes at most two steps whatever the pieces.
+            let have = self.header.len();
+            let b1 = match have {
+                0 => bytes.get(1),
+                1 => bytes.first(),
+                _ => self.header.get(1),
+            };
+            let need = b1.map_or(2, |&b1| header_len(b1));
+            // Never 0: the header is parsed as soon as it is complete.
+            let take = need.saturating_sub(have).clamp(1, bytes.len());
+            self.header.extend_from_slice(&bytes[..take]);
+            if let Some(frame) = parse_header(&self.header) {
                 self.header.clear();
-                self.left = head.len;
+                self.left = frame.len;
                 self.seen = 0;
-                self.preview.clear();
-                let empty = head.len == 0;
-                self.head = Some(head);
+                let empty = frame.len == 0;
+                self.head = Some((frame, !self.quiet));
                 if empty {
-                    self.finish(lines);
+                    self.finish(out);
                 }
             }
-            return 1;
+            return take;
         };
         let take = usize::try_from(self.left)
             .unwrap_or(usize::MAX)
             .min(bytes.len());
-        let limit = if head.opcode >= 8 { 125 } else { PREVIEW };
-        for (i, &b) in bytes[..take].iter().enumerate() {
-            let at = self.seen + i as u64;
-            if (at as usize) < limit {
-                let key = head.mask.map_or(0, |k| k[(at % 4) as usize]);
-                self.preview.push(b ^ key);
+        if *report {
+            // Only the bytes that make the preview are looked at.
+            let limit: u64 = if frame.opcode >= 8 {
+                125
+            } else {
+                PREVIEW as u64
+            };
+            let wanted = usize::try_from(limit.saturating_sub(self.seen))
+                .unwrap_or(0)
+                .min(take);
+            for (i, &b) in bytes[..wanted].iter().enumerate() {
+                let at = self.seen + i as u64;
+                let key = frame.mask.map_or(0, |k| k[(at % 4) as usize]);
+                frame.preview.push(b ^ key);
             }
         }
         self.seen += take as u64;
         self.left -= take as u64;
         if self.left == 0 {
-            self.finish(lines);
+            self.finish(out);
         }
         take
     }
 
-    fn finish(&mut self, lines: &mut Vec<String>) {
-        let Some(head) = self.head.take() else { return };
-        let mut line = format!(
-            "{} frame FIN={} RSV={}{}{} {}",
-            self.direction.arrow(),
-            u8::from(head.fin),
-            (head.rsv >> 2) & 1,
-            (head.rsv >> 1) & 1,
-            head.rsv & 1,
-            opcode_name(head.opcode),
-        );
-        match head.mask {
-            Some(k) => {
-                let _ = write!(
-                    line,
-                    " MASK=1 key={:02x}{:02x}{:02x}{:02x}",
-                    k[0], k[1], k[2], k[3]
-                );
-            }
-            None => line.push_str(" MASK=0"),
+    fn finish(&mut self, out: &mut Vec<Seen>) {
+        if let Some((frame, true)) = self.head.take() {
+            out.push(Seen::Frame(frame));
         }
-        let _ = write!(line, " len={} ({})", head.len, head.encoding);
-        if head.opcode == 8 {
-            line.push_str(&describe_close(&self.preview));
-        } else if head.len > 0 {
-            line.push(' ');
-            line.push_str(&describe_payload(head.opcode, &self.preview, head.len));
-        }
-        lines.push(line);
     }
 }
 
@@ -231,22 +371,29 @@ fn upgrades(head: &str) -> bool {
     })
 }
 
+/// The length of a frame header whose second byte is `b1`: 2, then 2 or 8 bytes of
+/// extended length, then 4 of masking key (RFC 6455 §5.2).
+fn header_len(b1: u8) -> usize {
+    let ext = match b1 & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    2 + ext + if b1 & 0x80 != 0 { 4 } else { 0 }
+}
+
 /// A complete frame header, or `None` if more bytes are needed (RFC 6455 §5.2).
-fn parse_header(h: &[u8]) -> Option<Head> {
+fn parse_header(h: &[u8]) -> Option<Frame> {
     let (&b0, &b1) = (h.first()?, h.get(1)?);
     let len7 = b1 & 0x7f;
-    let (len, encoding, ext) = match len7 {
+    let (len, len_bits, ext) = match len7 {
         126 => (
             u64::from(u16::from_be_bytes(h.get(2..4)?.try_into().ok()?)),
-            "16-bit",
+            16,
             2,
         ),
-        127 => (
-            u64::from_be_bytes(h.get(2..10)?.try_into().ok()?),
-            "64-bit",
-            8,
-        ),
-        n => (u64::from(n), "7-bit", 0),
+        127 => (u64::from_be_bytes(h.get(2..10)?.try_into().ok()?), 64, 8),
+        n => (u64::from(n), 7, 0),
     };
     let masked = b1 & 0x80 != 0;
     let mask = if masked {
@@ -255,27 +402,15 @@ fn parse_header(h: &[u8]) -> Option<Head> {
     } else {
         None
     };
-    Some(Head {
+    Some(Frame {
         fin: b0 & 0x80 != 0,
         rsv: (b0 >> 4) & 0x07,
         opcode: b0 & 0x0f,
         mask,
         len,
-        encoding,
+        len_bits,
+        preview: Vec::new(),
     })
-}
-
-fn opcode_name(op: u8) -> String {
-    let name = match op {
-        0x0 => "CONTINUATION",
-        0x1 => "TEXT",
-        0x2 => "BINARY",
-        0x8 => "CLOSE",
-        0x9 => "PING",
-        0xA => "PONG",
-        _ => "RESERVED",
-    };
-    format!("{name}(0x{op:x})")
 }
 
 fn describe_payload(opcode: u8, preview: &[u8], len: u64) -> String {
@@ -313,6 +448,15 @@ fn describe_close(payload: &[u8]) -> String {
     }
 }
 
+/// Which side ended a TCP connection first: the one whose FIN came first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closer {
+    /// The peer: a read returned the end of the stream before we shut ours.
+    Peer,
+    /// This side: we shut our direction down, or simply hung up.
+    Us,
+}
+
 /// A stream that logs, decoded, everything read from and written to it.
 #[derive(Debug)]
 pub struct Traced<S> {
@@ -320,26 +464,37 @@ pub struct Traced<S> {
     label: String,
     inbound: Decoder,
     outbound: Decoder,
+    /// Who closed first, once known.
+    closer: Option<Closer>,
+    /// Stopped: nothing more is logged, not even the end.
+    muted: bool,
 }
 
 impl<S> Traced<S> {
     /// Wraps `inner`; every line is prefixed with `label` (e.g. the peer address).
     pub fn new(inner: S, label: impl Into<String>) -> Self {
-        Self {
-            inner,
-            label: label.into(),
-            inbound: Decoder::new(Direction::In),
-            outbound: Decoder::new(Direction::Out),
-        }
+        let (inbound, outbound) = (Decoder::new(Direction::In), Decoder::new(Direction::Out));
+        Self::with(inner, label.into(), inbound, outbound)
     }
 
     /// Wraps `inner` whose HTTP handshake is already over: frames only.
     pub fn frames_only(inner: S, label: impl Into<String>) -> Self {
+        let (inbound, outbound) = (
+            Decoder::frames(Direction::In),
+            Decoder::frames(Direction::Out),
+        );
+        Self::with(inner, label.into(), inbound, outbound)
+    }
+
+    fn with(inner: S, label: String, inbound: Decoder, outbound: Decoder) -> Self {
+        log::info!(target: TARGET, "{label} TCP connection open");
         Self {
             inner,
-            label: label.into(),
-            inbound: Decoder::frames(Direction::In),
-            outbound: Decoder::frames(Direction::Out),
+            label,
+            inbound,
+            outbound,
+            closer: None,
+            muted: false,
         }
     }
 
@@ -359,6 +514,22 @@ impl<S> Traced<S> {
         &mut self.inner
     }
 
+    /// Logs nothing more about this connection: a wire viewer's own stream would
+    /// only repeat, frame by frame, what it shows (SPEC §14).
+    pub fn mute(&mut self) {
+        if !self.muted {
+            log::info!(target: TARGET, "{} a wire viewer: not traced further", self.label);
+        }
+        self.muted = true;
+        self.inbound.stop();
+        self.outbound.stop();
+    }
+
+    /// We are shutting our direction down (TCP FIN).
+    pub fn shutting_down(&mut self) {
+        self.closer.get_or_insert(Closer::Us);
+    }
+
     fn log(label: &str, lines: Vec<String>) {
         for line in lines {
             log::info!(target: TARGET, "{label} {line}");
@@ -366,9 +537,26 @@ impl<S> Traced<S> {
     }
 }
 
+/// The last line: who ended the TCP connection.
+impl<S> Drop for Traced<S> {
+    fn drop(&mut self) {
+        if self.muted {
+            return;
+        }
+        let who = match self.closer.unwrap_or(Closer::Us) {
+            Closer::Peer => "by the peer (its FIN came first)",
+            Closer::Us => "by us",
+        };
+        log::info!(target: TARGET, "{} TCP connection closed {who}", self.label);
+    }
+}
+
 impl<S: Read> Read for Traced<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.closer.get_or_insert(Closer::Peer);
+        }
         if let Some(read) = buf.get(..n) {
             Self::log(&self.label, self.inbound.feed(read));
         }
@@ -401,7 +589,12 @@ const SECRET_HEADERS: [&str; 4] = [
 /// The head line with a secret header's value replaced: `Authorization: [redacted]`.
 /// The scheme of an `Authorization` (`Bearer`, `Basic`) stays, since it says how the
 /// client authenticated without saying with what.
+///
+/// A request line's `key=` (the wire endpoint's secret, SPEC §14) is redacted too.
 fn redact(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.contains(": ") && line.contains("key=") {
+        return redact_key(line).into();
+    }
     let Some((name, value)) = line.split_once(':') else {
         return line.into();
     };
@@ -418,6 +611,25 @@ fn redact(line: &str) -> std::borrow::Cow<'_, str> {
         .map(|(scheme, _)| format!("{scheme} "))
         .unwrap_or_default();
     format!("{name}: {scheme}[redacted]").into()
+}
+
+/// `GET /ws/wire/3?key=abc HTTP/1.1` → `GET /ws/wire/3?key=[redacted] HTTP/1.1`.
+fn redact_key(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find("key=") {
+        let after = at + "key=".len();
+        let boundary = at == 0 || matches!(rest.as_bytes()[at - 1], b'?' | b'&');
+        out.push_str(&rest[..after]);
+        rest = &rest[after..];
+        if boundary {
+            let end = rest.find(['&', ' ', '#']).unwrap_or(rest.len());
+            out.push_str("[redacted]");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -437,6 +649,11 @@ mod tests {
         );
         assert_eq!(redact("Host: example.com"), "Host: example.com");
         assert_eq!(redact("GET /ws/chat HTTP/1.1"), "GET /ws/chat HTTP/1.1");
+        assert_eq!(
+            redact("GET /ws/wire/3?x=1&key=00ff HTTP/1.1"),
+            "GET /ws/wire/3?x=1&key=[redacted] HTTP/1.1"
+        );
+        assert_eq!(redact("GET /?monkey=1 HTTP/1.1"), "GET /?monkey=1 HTTP/1.1");
     }
 
     fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {

@@ -1941,6 +1941,146 @@ fn page_asks_for_the_password_again_after_a_restart_signs_it_out() {
 
 /// Regenerates `docs/screenshot.png`: a desktop page in the middle of a realistic
 /// conversation. Run it by hand after changing the page's look.
+/// The frame rows of the Wire panel: `[dir, opcode, masked, len, len_bits, text]`.
+fn wire_frames(page: &Page) -> Vec<Value> {
+    let rows = page.run(
+        "return [...document.querySelectorAll('[data-testid=wire-log] [data-testid=wire-frame]')]
+            .map(li => [li.dataset.dir, li.dataset.opcode, li.dataset.masked,
+                        Number(li.dataset.len), Number(li.dataset.lenBits), li.textContent]);",
+    );
+    rows.as_array().cloned().unwrap_or_default()
+}
+
+/// The issue's "done when": on a phone, the Wire panel shows the page's own
+/// handshake, then a 200-character message as a masked frame with a 16-bit length;
+/// rejoining shows the closing handshake.
+#[test]
+fn wire_panel_shows_the_page_its_own_frames() {
+    let Some(driver) = driver_or_skip("wire_panel_shows_the_page_its_own_frames") else {
+        return;
+    };
+    // Pings after a second of quiet, for the panel to show the browser's pongs.
+    let server = start_with(|b| b.ping_interval(Duration::from_secs(1)));
+    let addr = server.local_addr();
+    let page = Page::join(&driver, &format!("http://{addr}/#lab"), "Ada", PHONE);
+    page.session.click("[data-testid=wire-toggle]");
+    page.wait(
+        "the handshake in the Wire panel",
+        "[...document.querySelectorAll('[data-testid=wire-http]')].some(li =>
+            li.textContent.includes('Sec-WebSocket-Accept:'))
+         && [...document.querySelectorAll('[data-testid=wire-http]')].some(li =>
+            li.textContent.includes('Sec-WebSocket-Key:'))",
+        json!([]),
+    );
+    let text = "x".repeat(200);
+    page.send(&text);
+    // The page sends it as JSON: 200 characters of text make a 228-byte payload.
+    page.wait(
+        "the 200-character message as a frame",
+        "[...document.querySelectorAll('[data-testid=wire-frame]')].some(li =>
+            li.dataset.dir === 'in' && Number(li.dataset.len) > 200 && li.dataset.lenBits === '16')",
+        json!([]),
+    );
+    let frames = wire_frames(&page);
+    let sent = frames
+        .iter()
+        .find(|f| {
+            f[0] == "in" && f[1] == "TEXT" && f[5].as_str().unwrap_or("").contains("xxxxxxxx")
+        })
+        .unwrap_or_else(|| panic!("no frame of the message: {frames:#?}"));
+    assert_eq!(sent[2], "1", "the browser masks what it sends: {sent}");
+    assert!(sent[5].as_str().unwrap().contains("MASK=1"), "{sent}");
+    assert!(sent[5].as_str().unwrap().contains("key="), "{sent}");
+    assert_eq!(
+        sent[4], 16,
+        "a payload over 125 bytes takes the 16-bit length: {sent}"
+    );
+    let len = sent[3].as_u64().unwrap();
+    assert_eq!(
+        len,
+        json!({"type": "message", "text": text}).to_string().len() as u64,
+        "the page sends the message as JSON: {sent}"
+    );
+    // What comes back: unmasked, 16-bit too.
+    page.wait(
+        "the message coming back",
+        "[...document.querySelectorAll('[data-testid=wire-frame]')].some(li =>
+            li.dataset.dir === 'out' && li.dataset.masked === '0' && li.dataset.lenBits === '16')",
+        json!([]),
+    );
+    page.wait(
+        "the server's ping and the browser's pong",
+        "(() => {
+            const f = [...document.querySelectorAll('[data-testid=wire-frame]')];
+            return f.some(li => li.dataset.dir === 'out' && li.dataset.opcode === 'PING' && li.dataset.masked === '0')
+                && f.some(li => li.dataset.dir === 'in' && li.dataset.opcode === 'PONG' && li.dataset.masked === '1');
+         })()",
+        json!([]),
+    );
+    // The legend names every field with its section.
+    page.run("document.querySelector('[data-testid=wire-legend]').open = true;");
+    let legend =
+        page.run("return document.querySelector('[data-testid=wire-legend]').textContent;");
+    for needle in [
+        "FIN", "RSV", "opcode", "MASK", "key", "16-bit", "64-bit", "§5.2", "§5.3",
+    ] {
+        assert!(
+            legend.as_str().unwrap().contains(needle),
+            "legend lacks {needle}"
+        );
+    }
+    // It fits the phone: nothing wider than the screen.
+    let overflow = page.run(
+        "const w = document.querySelector('[data-testid=wire]');
+         return [w.scrollWidth <= w.clientWidth + 1, document.documentElement.scrollWidth <= innerWidth + 1];",
+    );
+    assert_eq!(overflow, json!([true, true]), "the panel fits 390 px");
+    page.screenshot("wire-phone.png");
+
+    // Rejoining closes with a closing handshake, then watches the new connection.
+    page.session.click("[data-testid=wire-rejoin]");
+    page.wait(
+        "the closing handshake",
+        "(() => {
+            const f = [...document.querySelectorAll('[data-testid=wire-frame]')];
+            return f.some(li => li.dataset.dir === 'in' && li.dataset.opcode === 'CLOSE' && li.dataset.masked === '1')
+                && f.some(li => li.dataset.dir === 'out' && li.dataset.opcode === 'CLOSE');
+         })()",
+        json!([]),
+    );
+    page.wait_online();
+    page.wait(
+        "the new connection's handshake",
+        "[...document.querySelectorAll('[data-testid=wire-note]')].filter(li =>
+            li.textContent.includes('watching')).length === 2",
+        json!([]),
+    );
+}
+
+#[test]
+#[ignore = "writes docs/wire-panel.png; run by hand after changing the panel"]
+fn wire_panel_screenshot() {
+    let Some(driver) = driver_or_skip("wire_panel_screenshot") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let page = Page::join(&driver, &format!("http://{addr}/#lab"), "Ada", PHONE);
+    page.session.click("[data-testid=wire-toggle]");
+    page.send("hello, wire");
+    page.send(&"A long message takes the 16-bit length. ".repeat(5));
+    page.wait(
+        "the long message",
+        "[...document.querySelectorAll('[data-testid=wire-frame]')].some(li =>
+            li.dataset.dir === 'out' && li.dataset.lenBits === '16')",
+        json!([]),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let shot = page.screenshot("wire-panel.png");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/wire-panel.png");
+    std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
+}
+
 #[test]
 #[ignore = "writes docs/screenshot.png; run by hand after changing the page"]
 fn readme_screenshot() {

@@ -292,6 +292,75 @@ fn trace_shows_the_handshake_and_masked_client_frames() {
     assert_eq!(done.status.code(), Some(0));
 }
 
+/// `/frag 3 …`: one message in three frames, each masked with its own key, a ping
+/// between each two; the server answers the pings in the middle and echoes the
+/// message whole. `--trace-plain` prints the trace lines behind the time of day only.
+#[test]
+fn frag_sends_one_message_in_n_frames_with_pings_between() {
+    let server = start();
+    let url = format!("ws://{}/ws/echo", server.local_addr());
+    let mut client = Client::spawn_with_log(&["--trace-plain", &url], "switchboard::trace=info");
+    client.write("/frag 3 hello wörld\n");
+    client.wait_stdout("< hello wörld");
+    client.close_stdin();
+    let done = client.finish();
+    let sent: Vec<&str> = done
+        .stderr
+        .lines()
+        .filter(|l| l.contains("client -> frame") && !l.contains("CLOSE"))
+        .collect();
+    let expected = [
+        ("FIN=0 RSV=000 TEXT(0x1) MASK=1", "len=4 (7-bit) \"hell\""),
+        (
+            "FIN=1 RSV=000 PING(0x9) MASK=1",
+            "\"between fragments 1 and 2\"",
+        ),
+        (
+            "FIN=0 RSV=000 CONTINUATION(0x0) MASK=1",
+            "len=5 (7-bit) \"o wö\"",
+        ),
+        (
+            "FIN=1 RSV=000 PING(0x9) MASK=1",
+            "\"between fragments 2 and 3\"",
+        ),
+        (
+            "FIN=1 RSV=000 CONTINUATION(0x0) MASK=1",
+            "len=3 (7-bit) \"rld\"",
+        ),
+    ];
+    assert_eq!(sent.len(), expected.len(), "{}", done.stderr);
+    for (line, (head, tail)) in sent.iter().zip(expected) {
+        assert!(line.contains(head) && line.contains(tail), "{line}");
+        // `HH:MM:SS.mmm client -> …`: no log prefix.
+        assert_eq!(&line[2..3], ":", "{line}");
+        assert_eq!(&line[8..9], ".", "{line}");
+        assert!(!line.contains("INFO"), "{line}");
+    }
+    let keys: std::collections::HashSet<&str> = sent
+        .iter()
+        .filter_map(|l| l.split("key=").nth(1)?.split(' ').next())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        5,
+        "a fresh masking key for every frame: {sent:#?}"
+    );
+    let pongs = done
+        .stderr
+        .lines()
+        .filter(|l| l.contains("client <- frame") && l.contains("PONG(0xa) MASK=0"))
+        .count();
+    assert_eq!(pongs, 2, "{}", done.stderr);
+    assert!(
+        done.stderr
+            .lines()
+            .any(|l| l.contains("client <- frame FIN=1 RSV=000 TEXT(0x1) MASK=0 len=12")),
+        "echoed whole: {}",
+        done.stderr
+    );
+    assert_eq!(done.status.code(), Some(0));
+}
+
 #[test]
 fn header_and_origin_flags_go_into_the_request() {
     let server = start_with(|b| b.allow_origin("http://example.test"));

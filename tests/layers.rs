@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["connection"],
     &["hub"],
     &["cluster"],
-    &["store"],
+    &["store", "wire"],
     &["outbox"],
     &["base"],
     &["config"],

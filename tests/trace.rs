@@ -41,6 +41,7 @@ fn trace_shows_heads_and_every_frame_decoded() {
     capture();
     let server = start_with(|b| b.trace(true));
     let mut ws = connect(server.local_addr(), "/ws/echo");
+    let port = ws.get_ref().local_addr().unwrap().port();
     ws.send(Message::text("Hello")).unwrap();
     assert_eq!(next(&mut ws), Message::text("Hello"));
     for len in [125usize, 126, 70_000] {
@@ -57,8 +58,9 @@ fn trace_shows_heads_and_every_frame_decoded() {
 
     // The server writes its last frame before we read it, so the trace is complete
     // once the close reply arrived; wait for the lines to be logged all the same.
+    // Only this connection's lines: the other tests of this process trace too.
     let lines = eventually(|| {
-        let lines = CAPTURE.0.lock().unwrap().clone();
+        let lines = lines_of(&CAPTURE.0.lock().unwrap(), port);
         lines
             .iter()
             .any(|l| l.contains("-> frame") && l.contains("CLOSE(0x8)"))
@@ -137,4 +139,94 @@ fn trace_never_shows_a_token_or_a_cookie() {
             "a secret in the trace: {line}"
         );
     }
+}
+
+/// The trace lines of the connection from local `port`.
+fn lines_of(lines: &[String], port: u16) -> Vec<String> {
+    let tag = format!(":{port} ");
+    lines.iter().filter(|l| l.contains(&tag)).cloned().collect()
+}
+
+#[test]
+fn trace_says_when_a_connection_opens_and_who_closed_it() {
+    capture();
+    let server = start_with(|b| b.trace(true));
+    // The client hangs up first: its FIN comes first.
+    let stream = tcp(server.local_addr());
+    let port = stream.local_addr().unwrap().port();
+    drop(stream);
+    let lines = eventually(|| {
+        let lines = lines_of(&CAPTURE.0.lock().unwrap(), port);
+        lines
+            .iter()
+            .any(|l| l.contains("TCP connection closed"))
+            .then_some(lines)
+    });
+    assert!(lines[0].ends_with("TCP connection open"), "{lines:#?}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .ends_with("TCP connection closed by the peer (its FIN came first)"),
+        "{lines:#?}"
+    );
+
+    // After a closing handshake the server closes the TCP connection (RFC 6455 §7.1.1).
+    let mut ws = connect(server.local_addr(), "/ws/echo");
+    let port = ws.get_ref().local_addr().unwrap().port();
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .unwrap();
+    assert!(close_frame(&mut ws).is_some());
+    let lines = eventually(|| {
+        let lines = lines_of(&CAPTURE.0.lock().unwrap(), port);
+        lines
+            .iter()
+            .any(|l| l.contains("TCP connection closed"))
+            .then_some(lines)
+    });
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .ends_with("TCP connection closed by us"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_wire_viewer_is_not_traced_and_its_key_never_logged() {
+    capture();
+    let server = start_with(|b| b.trace(true));
+    let (mut chat, welcome) = chat(server.local_addr(), "traced", Some("wa"));
+    let (id, key) = (
+        &welcome["wire"]["id"],
+        welcome["wire"]["key"].as_str().unwrap(),
+    );
+    let mut viewer = connect(server.local_addr(), &format!("/ws/wire/{id}?key={key}"));
+    let port = viewer.get_ref().local_addr().unwrap().port();
+    say(&mut chat, "watched");
+    assert_eq!(next_of_type(&mut chat, "message")["text"], "watched");
+    // The viewer gets its frames; none of its own traffic is logged after its head.
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    while !matches!(next(&mut viewer), Message::Text(t) if t.contains("watched")) {
+        assert!(std::time::Instant::now() < deadline);
+    }
+    let lines = lines_of(&CAPTURE.0.lock().unwrap(), port);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("a wire viewer: not traced further")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains("frame")), "{lines:#?}");
+    let all = CAPTURE.0.lock().unwrap().clone();
+    assert!(all.iter().all(|l| !l.contains(key)), "the key in the trace");
+    assert!(
+        all.iter()
+            .any(|l| l.contains(&format!("<- GET /ws/wire/{id}?key=[redacted] HTTP/1.1"))),
+        "{all:#?}"
+    );
 }

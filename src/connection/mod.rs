@@ -27,12 +27,13 @@
 
 mod chat;
 
-use crate::base::{self, Context, Interest, Peer, Transport};
+use crate::base::{self, ConnId, Context, Interest, Peer, Transport};
 use crate::chat::ChatError;
 use crate::hub::{HubEvent, LeaveReason};
 use crate::metrics::{self, add, bump};
 use crate::outbox::{self, Inbox};
 use crate::store::Since;
+use crate::wire::{self, Hatch, Tap};
 use chat::ChatPolicy;
 use crossbeam_channel::Sender;
 use std::io;
@@ -65,6 +66,8 @@ pub(crate) enum Endpoint {
     Relay { room: String },
     /// `/ws/echo`: everything straight back.
     Echo,
+    /// `/ws/wire/{id}?key=…`: watch connection `id` (SPEC §14).
+    Wire { id: ConnId, key: wire::Key },
 }
 
 /// What the frame loop does with a text or binary message.
@@ -72,6 +75,9 @@ enum Handler {
     Chat(ChatPolicy),
     Relay,
     Echo,
+    /// A wire viewer: what it sends is ignored; its outbox is fed by the tap of the
+    /// connection it watches.
+    Wire,
 }
 
 /// Where a WebSocket is in its life (RFC 6455 §7).
@@ -129,6 +135,8 @@ pub(crate) struct Joined<'a> {
     handler: Handler,
     inbox: Option<Inbox>,
     membership: Option<Membership<'a>>,
+    /// A chat session's side of its wire door: its tap stays on.
+    hatch: Option<Hatch>,
 }
 
 /// Why a session could not be set up.
@@ -138,6 +146,8 @@ pub(crate) enum JoinError {
     Overloaded(io::Error),
     /// The hub is gone: the server is shutting down.
     ShuttingDown,
+    /// A wire viewer with a wrong key, or for no connection that can be watched.
+    Forbidden,
 }
 
 /// Registers the client of `endpoint` with the hub, if the endpoint has rooms.
@@ -152,14 +162,17 @@ pub(crate) fn join<'a>(
         outbox::outbox(config.outbox_messages, config.outbox_bytes).map_err(JoinError::Overloaded)
     };
     let id = peer.id;
+    let mut hatch = None;
     let (handler, event, inbox) = match endpoint {
         Endpoint::Echo => {
             return Ok(Joined {
                 handler: Handler::Echo,
                 inbox: None,
                 membership: None,
+                hatch: None,
             });
         }
+        Endpoint::Wire { id: watched, key } => return watch(watched, key, hub),
         Endpoint::Chat {
             room,
             name,
@@ -167,6 +180,8 @@ pub(crate) fn join<'a>(
             since,
         } => {
             let (outbox, inbox) = new_outbox()?;
+            let (door, opened) = wire::door().map_err(JoinError::Overloaded)?;
+            hatch = Some(opened);
             let event = HubEvent::JoinChat {
                 id,
                 room,
@@ -174,6 +189,7 @@ pub(crate) fn join<'a>(
                 name_error,
                 since,
                 outbox,
+                wire: Some(door),
             };
             (Handler::Chat(ChatPolicy::new(config)), event, inbox)
         }
@@ -195,12 +211,65 @@ pub(crate) fn join<'a>(
             hub,
             reason: LeaveReason::Closed,
         }),
+        hatch,
     })
+}
+
+/// Asks the hub to let a wire viewer watch connection `id`. The viewer is no member
+/// of the hub: once let in, only the watched connection's tap feeds its outbox.
+fn watch<'a>(id: ConnId, key: wire::Key, hub: &Sender<HubEvent>) -> Result<Joined<'a>, JoinError> {
+    let (viewer, inbox) =
+        outbox::outbox(wire::VIEWER_EVENTS, wire::VIEWER_BYTES).map_err(JoinError::Overloaded)?;
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    hub.send(HubEvent::Watch {
+        id,
+        key,
+        viewer,
+        reply,
+    })
+    .map_err(|_| JoinError::ShuttingDown)?;
+    // The hub answers at once: it never blocks.
+    match answer.recv() {
+        Ok(true) => Ok(Joined {
+            handler: Handler::Wire,
+            inbox: Some(inbox),
+            membership: None,
+            hatch: None,
+        }),
+        Ok(false) => Err(JoinError::Forbidden),
+        Err(_) => Err(JoinError::ShuttingDown),
+    }
 }
 
 /// Runs a WebSocket session on a stream whose handshake is done. `rest` holds bytes
 /// the client sent right after its request head.
+///
+/// A chat session keeps the wire tap on its stream; every other session runs on the
+/// bare stream, and a wire viewer's is taken out of `--trace` as well.
 pub(crate) fn run<S: Transport>(
+    mut stream: Tap<S>,
+    rest: Vec<u8>,
+    mut joined: Joined<'_>,
+    peer: Peer,
+    ctx: &Context,
+    hub: &Sender<HubEvent>,
+) {
+    match joined.hatch.take() {
+        Some(hatch) => {
+            stream.open(hatch);
+            run_on(stream, rest, joined, peer, ctx, hub);
+        }
+        None => {
+            let mut stream = stream.into_inner();
+            if matches!(joined.handler, Handler::Wire) {
+                stream.untrace();
+            }
+            run_on(stream, rest, joined, peer, ctx, hub);
+        }
+    }
+}
+
+fn run_on<S: Transport>(
     stream: S,
     rest: Vec<u8>,
     joined: Joined<'_>,
@@ -212,6 +281,7 @@ pub(crate) fn run<S: Transport>(
         handler,
         inbox,
         membership,
+        hatch: _,
     } = joined;
     if let Err(e) = stream.set_nonblocking(true) {
         log::debug!(
@@ -327,13 +397,28 @@ impl<S: Transport> Session<'_, S> {
         {
             self.phase = Phase::Open;
         }
+        if self.write_blocked {
+            // The socket may have drained: finish that flush first, so that what
+            // came into the outbox meanwhile (its wake-up spent while we could not
+            // take it) is taken in this pass, not at the next news.
+            self.flush()?;
+        }
         if self.readable && self.may_read() {
             self.read_all()?;
         }
         if self.may_drain() {
             self.drain_outbox()?;
+            if self.inbox.as_ref().is_some_and(Inbox::is_finished) {
+                // A wire viewer whose connection ended: everything is sent.
+                self.start_close(CloseCode::Normal, LeaveReason::Closed);
+            }
         }
         self.heartbeat()?;
+        self.flush()
+    }
+
+    /// Writes out what is buffered, as far as the socket takes it.
+    fn flush(&mut self) -> Step {
         match self.ws.flush() {
             Ok(()) => self.write_blocked = false,
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -367,9 +452,12 @@ impl<S: Transport> Session<'_, S> {
 
     /// Whether the client's own outbox is more than half full (see `read_all`). Not
     /// while closing: the outbox is no longer drained then, and the peer's Close must
-    /// still be read.
+    /// still be read. A wire viewer is never held back: it asks nothing, and its
+    /// pongs must be read even while it is behind.
     fn backlogged(&self) -> bool {
-        self.phase.is_open() && self.inbox.as_ref().is_some_and(Inbox::is_congested)
+        self.phase.is_open()
+            && !matches!(self.handler, Handler::Wire)
+            && self.inbox.as_ref().is_some_and(Inbox::is_congested)
     }
 
     /// What the hub is told when the connection ends in the current phase.
@@ -573,6 +661,7 @@ impl<S: Transport> Session<'_, S> {
         let id = self.peer.id;
         let event = match &mut self.handler {
             Handler::Echo => return self.send(msg),
+            Handler::Wire => return Ok(()),
             Handler::Relay => HubEvent::Relay { id, msg },
             Handler::Chat(policy) => policy.on_message(id, msg, metrics),
         };
@@ -646,6 +735,7 @@ fn close_reason_text(code: CloseCode) -> &'static str {
         CloseCode::Policy => "slow consumer",
         CloseCode::Size => "message too big",
         CloseCode::Restart => "reconnect, please",
+        CloseCode::Normal => "the watched connection ended",
         _ => "internal error",
     }
 }

@@ -20,6 +20,7 @@ use crate::base::{self, Context, Interest, Peer, Transport};
 use crate::connection::{self, Endpoint, JoinError};
 use crate::hub::HubEvent;
 use crate::metrics::{self, Rejection};
+use crate::wire::Tap;
 use crossbeam_channel::Sender;
 pub(crate) use request::{HeadError, Request};
 pub(crate) use response::Response;
@@ -58,7 +59,7 @@ impl std::fmt::Debug for Seat {
 
 /// Serves one connection whose transport is ready.
 pub(crate) fn serve<S: Transport>(
-    mut stream: S,
+    stream: S,
     peer: Peer,
     admission: Admission,
     deadline: Instant,
@@ -66,6 +67,8 @@ pub(crate) fn serve<S: Transport>(
     hub: &Sender<HubEvent>,
 ) {
     let config = &shared.config;
+    // Through the wire tap until the head is done: a chat session keeps it (SPEC §14).
+    let mut stream = Tap::new(stream);
     // Bound every blocking write of the handshake too: a client that never reads
     // must not hold the thread past the handshake timeout.
     let _ = stream.set_write_timeout(Some(config.handshake_timeout));
@@ -228,7 +231,7 @@ fn info(req: &Request, ctx: &Context) -> Response {
 
 /// Joins the hub, sends the `101`, and runs the session.
 fn upgrade<S: Transport>(
-    mut stream: S,
+    mut stream: Tap<S>,
     rest: Vec<u8>,
     endpoint: Endpoint,
     response: Response,
@@ -236,6 +239,7 @@ fn upgrade<S: Transport>(
     shared: &Context,
     hub: &Sender<HubEvent>,
 ) {
+    use std::io::Write as _;
     log::debug!("conn {} {}: websocket {endpoint:?}", peer.id, peer.addr);
     let joined = match connection::join(endpoint, peer, shared, hub) {
         Ok(joined) => joined,
@@ -243,6 +247,11 @@ fn upgrade<S: Transport>(
             let reason = match e {
                 JoinError::Overloaded(e) => format!("server overloaded: {e}"),
                 JoinError::ShuttingDown => "server shutting down".to_owned(),
+                JoinError::Forbidden => {
+                    let reason = "no such connection, or the wrong key";
+                    let response = Response::text(403, reason);
+                    return reject(stream, peer, response, Rejection::Forbidden, reason, shared);
+                }
             };
             let response = Response::text(503, &reason).header("Retry-After", "1");
             return reject(

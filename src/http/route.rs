@@ -121,6 +121,22 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
                     Ok(room) => chat_endpoint(&room, query),
                     Err(e) => return reject(400, Rejection::BadRequest, e.message),
                 }
+            } else if let Some(id) = path.strip_prefix("/ws/wire/") {
+                // A malformed id or key is refused like a wrong one: 403 (SPEC §14).
+                let key = request::query_param(query, "key").flatten();
+                match (id.parse(), key) {
+                    (Ok(id), Some(key)) => Endpoint::Wire {
+                        id,
+                        key: crate::wire::Key(key),
+                    },
+                    _ => {
+                        return reject(
+                            403,
+                            Rejection::Forbidden,
+                            "no such connection, or the wrong key".to_owned(),
+                        );
+                    }
+                }
             } else if let Some(room) = path.strip_prefix("/ws/relay/") {
                 match chat::valid_room(room) {
                     Ok(room) => Endpoint::Relay { room },

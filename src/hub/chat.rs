@@ -491,6 +491,13 @@ impl ChatRooms {
                     epoch: &self.epoch,
                     last_id,
                     resumed,
+                    wire: members
+                        .get(member)
+                        .and_then(|m| m.wire.as_ref())
+                        .map(|door| chat::WireRef {
+                            id: member,
+                            key: door.key(),
+                        }),
                 });
                 post.release(members, member, Message::text(json));
                 if failed {

@@ -6,6 +6,7 @@
 use crate::base::ConnId;
 use crate::chat;
 use crate::outbox::Outbox;
+use crate::wire::Door;
 use std::collections::HashMap;
 
 /// What a member does.
@@ -23,6 +24,8 @@ pub(super) struct Member {
     /// connection is gone while the cluster has not yet heard it leave.
     pub outbox: Option<Outbox>,
     pub role: Role,
+    /// How a chat member's traffic can be watched (SPEC §14).
+    pub wire: Option<Door>,
 }
 
 /// The name asked for belongs to someone else.
@@ -48,6 +51,7 @@ impl Members {
         wanted: Option<String>,
         room: &str,
         outbox: Outbox,
+        wire: Option<Door>,
     ) {
         let name = self.unique_name(wanted);
         self.names.insert(name.to_lowercase(), id);
@@ -60,13 +64,20 @@ impl Members {
             Member {
                 outbox: Some(outbox),
                 role,
+                wire,
             },
         );
     }
 
     /// Adds a chat member of this node whose name the cluster has yet to give it; it
     /// is in no room's list and has no name until then.
-    pub(super) fn join_unnamed(&mut self, id: ConnId, room: &str, outbox: Outbox) {
+    pub(super) fn join_unnamed(
+        &mut self,
+        id: ConnId,
+        room: &str,
+        outbox: Outbox,
+        wire: Option<Door>,
+    ) {
         let role = Role::Chat {
             name: String::new(),
             room: room.to_owned(),
@@ -76,6 +87,7 @@ impl Members {
             Member {
                 outbox: Some(outbox),
                 role,
+                wire,
             },
         );
     }
@@ -92,7 +104,8 @@ impl Members {
         match self.by_id.get_mut(&id) {
             Some(member) => member.role = role,
             None => {
-                self.by_id.insert(id, Member { outbox: None, role });
+                let (outbox, wire) = (None, None);
+                self.by_id.insert(id, Member { outbox, role, wire });
             }
         }
     }
@@ -112,7 +125,9 @@ impl Members {
     /// Drops the outbox of member `id`: its connection is gone, but the cluster
     /// still counts it until its leave comes back on the bus.
     pub(super) fn detach(&mut self, id: ConnId) -> Option<Outbox> {
-        self.by_id.get_mut(&id)?.outbox.take()
+        let member = self.by_id.get_mut(&id)?;
+        member.wire = None;
+        member.outbox.take()
     }
 
     /// The outbox of member `id`, if it is connected here.
@@ -138,6 +153,7 @@ impl Members {
             Member {
                 outbox: Some(outbox),
                 role,
+                wire: None,
             },
         );
     }
@@ -235,7 +251,7 @@ mod tests {
 
     fn join(members: &mut Members, id: ConnId, name: Option<&str>) -> String {
         let (tx, _rx) = outbox(8, 1024).unwrap();
-        members.join_chat(id, name.map(str::to_owned), "lobby", tx);
+        members.join_chat(id, name.map(str::to_owned), "lobby", tx, None);
         members.chat_member(id).unwrap().0.to_owned()
     }
 

@@ -27,6 +27,7 @@ use crate::cluster::Event;
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, Owed, SendError};
 use crate::store::{self, Answer, ApiAnswer, Since};
+use crate::wire::Door;
 use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
 use members::{Members, Role};
@@ -54,6 +55,8 @@ pub(crate) enum HubEvent {
         /// Where a reconnecting client left off (`?since=&epoch=`).
         since: Option<Since>,
         outbox: Outbox,
+        /// How its traffic can be watched (SPEC §14).
+        wire: Option<Door>,
     },
     /// A relay client finished its handshake.
     JoinRelay {
@@ -73,6 +76,14 @@ pub(crate) enum HubEvent {
     Leave { id: ConnId, reason: LeaveReason },
     /// A sign-in from `ip`: may it try (answered on `reply`), or it just failed.
     Login { ip: IpAddr, attempt: LoginAttempt },
+    /// A wire viewer asks to watch connection `id` with `key` (SPEC §14); `reply`
+    /// says whether it was let in.
+    Watch {
+        id: ConnId,
+        key: crate::wire::Key,
+        viewer: Outbox,
+        reply: Sender<bool>,
+    },
     /// A request to the HTTP API, from `ip`; the answer goes to `reply`.
     Api {
         ip: IpAddr,
@@ -462,12 +473,13 @@ impl Hub {
                 name_error,
                 since,
                 outbox,
+                wire,
             } => {
                 if chat.cluster.is_some() {
-                    members.join_unnamed(id, &room, outbox);
+                    members.join_unnamed(id, &room, outbox, wire);
                     chat.cluster_join(members, post, id, &room, name, since);
                 } else {
-                    members.join_chat(id, name, &room, outbox);
+                    members.join_chat(id, name, &room, outbox, wire);
                     chat.enter(members, post, id, &room, since);
                 }
                 if let Some(error) = name_error {
@@ -486,6 +498,26 @@ impl Hub {
             HubEvent::Reply { id, msg } => post.deliver(members, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
             HubEvent::Api { ip, call, reply } => chat.api(ip, call, reply),
+            HubEvent::Watch {
+                id,
+                key,
+                viewer,
+                reply,
+            } => {
+                // The key is compared in constant time; a wrong one and an unknown id
+                // get the same answer.
+                let member = members.get(id);
+                let door = member.and_then(|m| m.wire.as_ref());
+                let let_in = door.is_some_and(|d| d.opens_with(&key) && d.let_in(viewer));
+                if let_in
+                    && let Some(owed) = member
+                        .and_then(|m| m.outbox.as_ref())
+                        .and_then(Outbox::nudge)
+                {
+                    post.owed.push(owed);
+                }
+                let _ = reply.send(let_in);
+            }
             HubEvent::Login { ip, attempt } => {
                 if self.logins.len() > 4096 {
                     self.logins.retain(|_, bucket| !bucket.is_full());
@@ -530,6 +562,7 @@ impl Hub {
             && let Some(members::Member {
                 role: Role::Chat { .. },
                 outbox,
+                ..
             }) = self.members.get(id)
         {
             // It leaves when the bus says so, on every node at once; a member already
@@ -626,6 +659,7 @@ mod tests {
             name_error: None,
             since: None,
             outbox: tx,
+            wire: None,
         });
         rx
     }
@@ -649,6 +683,7 @@ mod tests {
             name_error: None,
             since: None,
             outbox: tx,
+            wire: None,
         });
         hub.hub.apply_only(HubEvent::Chat {
             id: 1,

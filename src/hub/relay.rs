@@ -47,6 +47,7 @@ impl RelayRooms {
         let Some(Member {
             role: Role::Relay { room },
             outbox: Some(sender),
+            ..
         }) = members.get(id)
         else {
             return;

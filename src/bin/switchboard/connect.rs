@@ -54,6 +54,8 @@ const MAX_CONTROL_PAYLOAD: usize = 125;
 
 const COMMANDS: &str = "\
 commands: TEXT sends a text message; //TEXT sends /TEXT; /binary HEX; /ping [TEXT]; \
+/frag N TEXT sends TEXT as one message in N frames (a TEXT frame, then CONTINUATION \
+frames, FIN on the last) with a ping between each two, as RFC 6455 §5.4 allows; \
 /close [CODE [REASON]]; end of input (Ctrl-D) closes with 1000";
 
 /// The flags of `switchboard connect`.
@@ -106,6 +108,16 @@ pub(crate) struct ConnectArgs {
     /// switchboard::trace, level info).
     #[arg(long)]
     trace: bool,
+    /// Like --trace, with the trace lines printed plainly (time, then the line).
+    #[arg(long)]
+    trace_plain: bool,
+}
+
+impl ConnectArgs {
+    /// Whether trace lines are printed without the log prefix (`--trace-plain`).
+    pub(crate) fn trace_plain(&self) -> bool {
+        self.trace_plain
+    }
 }
 
 /// One `--header`.
@@ -159,7 +171,9 @@ fn connect(args: &ConnectArgs) -> Result<End, BoxError> {
     if !secure && (args.ca.is_some() || args.insecure) {
         eprintln!("switchboard connect: --ca and --insecure only matter for wss://");
     }
-    if args.trace && !log::log_enabled!(target: trace::TARGET, log::Level::Info) {
+    if (args.trace || args.trace_plain)
+        && !log::log_enabled!(target: trace::TARGET, log::Level::Info)
+    {
         eprintln!(
             "switchboard connect: RUST_LOG hides the --trace lines; add {}=info to it",
             trace::TARGET
@@ -292,7 +306,7 @@ fn handshake<S: Stream>(
     request: tungstenite::handshake::client::Request,
     args: &ConnectArgs,
 ) -> Result<End, BoxError> {
-    if args.trace {
+    if args.trace || args.trace_plain {
         session(Traced::new(stream, "client"), request)
     } else {
         session(stream, request)
@@ -610,6 +624,11 @@ impl<S: Stream> Client<S> {
     fn on_line(&mut self, line: &str) {
         match parse_line(line) {
             Ok(Command::Send(msg)) => self.send(msg),
+            Ok(Command::SendAll(frames)) => {
+                for frame in frames {
+                    self.send(frame);
+                }
+            }
             Ok(Command::Close(code, reason)) => self.start_close(code, &reason),
             Ok(Command::Help) => eprintln!("{COMMANDS}"),
             Err(e) => eprintln!("{e}"),
@@ -727,6 +746,8 @@ impl<S: Stream> Client<S> {
 #[derive(Debug, PartialEq)]
 enum Command {
     Send(Message),
+    /// Frames to send one after another: a fragmented message.
+    SendAll(Vec<Message>),
     Close(CloseCode, String),
     Help,
 }
@@ -755,9 +776,50 @@ fn parse_line(line: &str) -> Result<Command, String> {
             )))
         }
         "close" => parse_close(rest),
+        "frag" => parse_frag(rest),
         "help" => Ok(Command::Help),
         _ => Err(format!("unknown command /{name}; {COMMANDS}")),
     }
+}
+
+/// Most fragments `/frag` sends: plenty to watch, and no way to flood a server.
+const MAX_FRAGMENTS: usize = 64;
+
+/// `/frag N TEXT`: the text in `N` frames of about equal length, never splitting a
+/// character (each fragment of a text message need not be valid UTF-8 by itself,
+/// RFC 6455 §5.6, but whole characters read better in a trace), with a Ping between
+/// each two: control frames may be injected in the middle of a fragmented message
+/// (§5.4). tungstenite masks each frame with a fresh key, as a client must (§5.3).
+fn parse_frag(args: &str) -> Result<Command, String> {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    let usage = "usage: /frag N TEXT (N from 1 to 64, at most one frame per character)";
+    let (n, text) = args.trim_start().split_once(' ').ok_or(usage)?;
+    let n: usize = n.parse().map_err(|_| usage)?;
+    let chars: Vec<char> = text.chars().collect();
+    if n == 0 || n > MAX_FRAGMENTS || n > chars.len() {
+        return Err(usage.to_owned());
+    }
+    let mut frames = Vec::with_capacity(2 * n);
+    let (each, extra) = (chars.len() / n, chars.len() % n);
+    let mut at = 0;
+    for i in 0..n {
+        let len = each + usize::from(i < extra);
+        let piece: String = chars[at..at + len].iter().collect();
+        at += len;
+        let opcode = if i == 0 { Data::Text } else { Data::Continue };
+        let last = i + 1 == n;
+        frames.push(Message::Frame(Frame::message(
+            piece.into_bytes(),
+            OpCode::Data(opcode),
+            last,
+        )));
+        if !last {
+            let ping = format!("between fragments {} and {}", i + 1, i + 2);
+            frames.push(Message::Ping(ping.into_bytes().into()));
+        }
+    }
+    Ok(Command::SendAll(frames))
 }
 
 fn parse_close(args: &str) -> Result<Command, String> {
@@ -864,6 +926,45 @@ mod tests {
             parse_line("//close 1000"),
             Ok(Command::Send(Message::text("/close 1000")))
         );
+    }
+
+    #[test]
+    fn frag_splits_on_characters_with_pings_between() {
+        let Ok(Command::SendAll(frames)) = parse_line("/frag 3 hello wörld") else {
+            panic!("no frames");
+        };
+        let shown: Vec<String> = frames
+            .iter()
+            .map(|m| match m {
+                Message::Frame(f) => format!(
+                    "{}:{}:{}",
+                    f.header().opcode,
+                    f.header().is_final,
+                    String::from_utf8_lossy(f.payload())
+                ),
+                Message::Ping(p) => format!("PING:{}", String::from_utf8_lossy(p)),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "TEXT:false:hell",
+                "PING:between fragments 1 and 2",
+                "CONTINUE:false:o wö",
+                "PING:between fragments 2 and 3",
+                "CONTINUE:true:rld",
+            ]
+        );
+        for bad in [
+            "/frag",
+            "/frag x hi",
+            "/frag 0 hi",
+            "/frag 3 hi",
+            "/frag 65 hello",
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -41,7 +41,13 @@ enum Command {
 /// its own, for how the connection ended.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let trace_plain = match &cli.command {
+        Some(Command::Serve(args)) => args.trace_plain(),
+        Some(Command::Connect(args)) => args.trace_plain(),
+        Some(Command::Bench { .. }) => false,
+        None => cli.serve.trace_plain(),
+    };
+    start_logging(trace_plain);
     let result = match cli.command {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Bench { scenario }) => bench::run(scenario),
@@ -55,6 +61,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Log lines to stderr with millisecond timestamps (a trace is read frame by frame).
+/// With `trace_plain`, trace lines are just the time of day and the line:
+/// `01:27:29.123 conn 1 127.0.0.1:51234 tcp <- GET /ws/chat HTTP/1.1`.
+fn start_logging(trace_plain: bool) {
+    use std::io::Write as _;
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    builder.format_timestamp_millis();
+    if trace_plain {
+        builder.format(|buf, record| {
+            let stamp = buf.timestamp_millis().to_string();
+            if record.target() == switchboard::trace::TARGET {
+                // RFC 3339, `2026-12-02T01:27:29.123Z`: the time of day is enough.
+                let time = stamp.get(11..23).unwrap_or(&stamp);
+                writeln!(buf, "{time} {}", record.args())
+            } else {
+                let (level, target) = (record.level(), record.target());
+                writeln!(buf, "[{stamp} {level} {target}] {}", record.args())
+            }
+        });
+    }
+    builder.init();
 }
 
 /// `e`, then `: {source}` for each error in its source chain, so that the cause is

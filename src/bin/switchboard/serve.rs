@@ -80,6 +80,10 @@ pub(crate) struct ServeArgs {
     /// Log every request and every message crossing the wire.
     #[arg(long)]
     trace: bool,
+    /// Like --trace, with the trace lines printed plainly (time, then the line) instead
+    /// of behind the log prefix: easier to read on a projector.
+    #[arg(long)]
+    trace_plain: bool,
     /// A file holding the token that POST /api/rooms/{room}/messages needs (as
     /// `Authorization: Bearer TOKEN`); or set SWITCHBOARD_API_TOKEN. Never on the
     /// command line, where every user of the machine could read it.
@@ -170,6 +174,11 @@ fn flag_for(setting: &str) -> String {
 }
 
 impl ServeArgs {
+    /// Whether trace lines are printed without the log prefix (`--trace-plain`).
+    pub(crate) fn trace_plain(&self) -> bool {
+        self.trace_plain
+    }
+
     /// The library's configuration these flags describe.
     fn into_config(self) -> Config {
         let mut config = Config::default().listen(&self.listen);
@@ -191,7 +200,7 @@ impl ServeArgs {
         config.rate_burst = self.rate_burst;
         config.outbox_messages = self.outbox_messages;
         config.outbox_bytes = self.outbox_bytes;
-        config.trace = self.trace;
+        config.trace = self.trace || self.trace_plain;
         config.metrics_public = self.metrics_public;
         config.trust_proxies = self.trust_proxy;
         config.public_urls = banner::lan_urls("http", &self.listen);

@@ -1,0 +1,582 @@
+//! The wire, live (SPEC §14): a chat connection's own traffic, decoded from its bytes,
+//! streamed to whoever holds its key.
+//!
+//! Every connection's stream goes through a [`Tap`] while its HTTP head is read: the
+//! tap keeps the head's bytes, both ways, to replay them later, decoded by the
+//! `--trace` [`Decoder`] only when a viewer comes (most connections never have one).
+//! A chat session keeps the tap (opened with its [`Hatch`]); every other connection
+//! gets its bare stream back once the head is done, so echo and relay pay nothing
+//! after their handshake.
+//!
+//! Who may watch is the hub's business, since the hub knows the members: it keeps the
+//! [`Door`] (the connection's key and a way to pass it a viewer), and answers a
+//! viewer's request to watch after comparing the key in constant time. Then the viewer
+//! reaches the tap through the door's channel, and a flag tells the tap to look:
+//!
+//! - nobody watching: each read and write costs one atomic load, and the decoder only
+//!   follows the frame headers to know where the next frame starts (no payload is
+//!   looked at, nothing is formatted or allocated);
+//! - watched: each frame in and out becomes one JSON event in the viewer's bounded
+//!   [`Outbox`], with `try_queue`. A viewer that falls behind loses events and is told
+//!   how many (`{"kind":"dropped","count":N}`) once there is room again; the chat
+//!   connection never waits for it and is never evicted because of it.
+//!
+//! The viewer's own connection is not tapped: it gets its bare stream back like the
+//! others, and is taken out of `--trace` ([`Transport::untrace`]).
+
+use crate::base::Transport;
+use crate::outbox::{Outbox, SendError};
+use crate::trace::{Closer, Decoder, Direction, Frame, Seen};
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::{Value, json};
+use std::io::{self, Read, Write};
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+use tungstenite::Message;
+
+/// Events queued for one viewer before it counts as behind and loses the next ones:
+/// a few seconds of a busy room, while a phone on Wi-Fi catches up.
+pub(crate) const VIEWER_EVENTS: usize = 512;
+/// Bytes of events queued for one viewer, likewise.
+pub(crate) const VIEWER_BYTES: usize = 1 << 20;
+/// Longest HTTP head kept for the replay: the server reads at most 8 KiB of one.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A key as a viewer sent it: never shown in a log line, even at debug.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Key(pub String);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// What the hub keeps of a connection that can be watched: its key, and the way to
+/// hand it a viewer.
+#[derive(Debug)]
+pub(crate) struct Door {
+    key: String,
+    viewers: Sender<Outbox>,
+    knock: Arc<AtomicBool>,
+}
+
+/// The tap's side of a [`Door`].
+#[derive(Debug)]
+pub(crate) struct Hatch {
+    viewers: Receiver<Outbox>,
+    knock: Arc<AtomicBool>,
+}
+
+/// A door with a fresh random key (128 bits, in hex) and its hatch.
+pub(crate) fn door() -> io::Result<(Door, Hatch)> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
+    let key = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // Room for one viewer on its way: a second one while the first has not been
+    // taken in yet is refused, which the page never does.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let knock = Arc::new(AtomicBool::new(false));
+    Ok((
+        Door {
+            key,
+            viewers: tx,
+            knock: Arc::clone(&knock),
+        },
+        Hatch { viewers: rx, knock },
+    ))
+}
+
+impl Door {
+    /// The key, for the member's `welcome`.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether `key` is this door's, compared in constant time.
+    pub(crate) fn opens_with(&self, key: &Key) -> bool {
+        self.key.as_bytes().ct_eq(key.0.as_bytes()).into()
+    }
+
+    /// Hands `viewer` to the connection without waiting; `false` if it cannot take it
+    /// (gone, or another viewer is still on its way). The connection's thread must
+    /// then be woken, so that it takes the viewer in even while its client is quiet.
+    pub(crate) fn let_in(&self, viewer: Outbox) -> bool {
+        if self.viewers.try_send(viewer).is_err() {
+            return false;
+        }
+        self.knock.store(true, Ordering::Release);
+        true
+    }
+}
+
+/// A viewer's queue, and how many events it lost since it last got one.
+#[derive(Debug)]
+struct Viewer {
+    outbox: Outbox,
+    dropped: u64,
+}
+
+impl Viewer {
+    /// Queues `event`; `false` when the viewer is gone.
+    fn push(&mut self, event: &Value) -> bool {
+        if self.dropped > 0 {
+            let notice = json!({"t": now_ms(), "kind": "dropped", "count": self.dropped});
+            match self.try_queue(&notice) {
+                Ok(()) => self.dropped = 0,
+                Err(SendError::Full) => {
+                    self.dropped += 1;
+                    return true;
+                }
+                Err(SendError::Gone) => return false,
+            }
+        }
+        match self.try_queue(event) {
+            Ok(()) => true,
+            // Behind: this event is lost, and counted. Never wait, never evict.
+            Err(SendError::Full) => {
+                self.dropped += 1;
+                true
+            }
+            Err(SendError::Gone) => false,
+        }
+    }
+
+    fn try_queue(&self, event: &Value) -> Result<(), SendError> {
+        if let Some(owed) = self.outbox.try_queue(Message::text(event.to_string()))? {
+            owed.give();
+        }
+        Ok(())
+    }
+}
+
+/// One direction of the tapped stream.
+#[derive(Debug)]
+struct Side {
+    direction: Direction,
+    /// The HTTP head's bytes, as they came: kept, not decoded, until a viewer wants
+    /// them (most connections never have one, and every connection has a head).
+    head: Vec<u8>,
+    /// When the head ended, in ms.
+    t: u64,
+    /// Follows the frames once the head is over; `None` until then.
+    frames: Option<Decoder>,
+}
+
+impl Side {
+    fn new(direction: Direction) -> Self {
+        Self {
+            direction,
+            head: Vec::new(),
+            t: 0,
+            frames: None,
+        }
+    }
+
+    /// Takes bytes of the head; once it is complete, what follows goes to a decoder
+    /// of frames (or of nothing, when the head was no upgrade).
+    #[cold]
+    fn take_head(&mut self, bytes: &[u8], quiet: bool, seen: &mut Vec<Seen>) {
+        let before = self.head.len();
+        self.head.extend_from_slice(bytes);
+        let from = before.saturating_sub(3);
+        let end = self.head[from..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| from + at + 4);
+        let rest = match end {
+            Some(end) => self.head.split_off(end),
+            None if self.head.len() > MAX_HEAD => {
+                // No head at all: nothing to follow, nothing to replay.
+                self.head = Vec::new();
+                let mut off = Decoder::frames(self.direction);
+                off.stop();
+                self.frames = Some(off);
+                return;
+            }
+            None => return,
+        };
+        self.t = now_ms();
+        if !quiet {
+            // Watched already (a viewer can only come after the `101`, but still).
+            Decoder::new(self.direction).decode(&self.head, seen);
+        }
+        let mut decoder = Decoder::after_head(self.direction, &self.head);
+        decoder.set_quiet(quiet);
+        decoder.decode(&rest, seen);
+        self.frames = Some(decoder);
+    }
+
+    /// The head's lines, decoded now by the `--trace` decoder.
+    fn head_lines(&self) -> Vec<Seen> {
+        let mut lines = Vec::new();
+        Decoder::new(self.direction).decode(&self.head, &mut lines);
+        lines
+    }
+}
+
+/// What the tap holds besides the stream.
+#[derive(Debug)]
+struct Wire {
+    inbound: Side,
+    outbound: Side,
+    /// Set once the connection is a chat session that can be watched.
+    hatch: Option<Hatch>,
+    viewer: Option<Viewer>,
+    /// Scratch for what the decoder saw, kept to save an allocation per read.
+    seen: Vec<Seen>,
+    closer: Option<Closer>,
+}
+
+impl Wire {
+    /// Takes in a viewer the hub let in, if any: the cheap check of every read and
+    /// write.
+    #[inline]
+    fn check_knock(&mut self) {
+        if let Some(hatch) = &self.hatch
+            && hatch.knock.load(Ordering::Relaxed)
+        {
+            self.admit();
+        }
+    }
+
+    /// A viewer's first events: the handshake, replayed.
+    #[cold]
+    fn admit(&mut self) {
+        let Some(hatch) = &self.hatch else { return };
+        hatch.knock.store(false, Ordering::Relaxed);
+        // The door stores the flag after the send: seeing it, the viewer is there.
+        std::sync::atomic::fence(Ordering::Acquire);
+        while let Ok(outbox) = hatch.viewers.try_recv() {
+            // A new viewer replaces the old one (a page that reconnected its panel).
+            if let Some(old) = self.viewer.take() {
+                old.outbox.finish();
+            }
+            let mut viewer = Viewer { outbox, dropped: 0 };
+            let mut here = true;
+            for side in [&self.inbound, &self.outbound] {
+                for seen in side.head_lines() {
+                    if let Seen::Line(line) | Seen::Stopped(line) = seen {
+                        here &= viewer.push(&http_event(side.t, side.direction, &line));
+                    }
+                }
+            }
+            if here {
+                self.viewer = Some(viewer);
+            }
+        }
+        self.set_quiet();
+    }
+
+    fn set_quiet(&mut self) {
+        let quiet = self.viewer.is_none();
+        for side in [&mut self.inbound, &mut self.outbound] {
+            if let Some(frames) = &mut side.frames {
+                frames.set_quiet(quiet);
+            }
+        }
+    }
+
+    /// Bytes went `direction`: decode them (quietly unless watched) and pass on what
+    /// they completed.
+    #[inline]
+    fn saw(&mut self, direction: Direction, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.check_knock();
+        let side = match direction {
+            Direction::In => &mut self.inbound,
+            Direction::Out => &mut self.outbound,
+        };
+        match &mut side.frames {
+            Some(frames) => frames.decode(bytes, &mut self.seen),
+            None => side.take_head(bytes, self.viewer.is_none(), &mut self.seen),
+        }
+        if !self.seen.is_empty() {
+            self.pass_on(direction);
+        }
+    }
+
+    fn pass_on(&mut self, direction: Direction) {
+        let t = now_ms();
+        let mut seen = std::mem::take(&mut self.seen);
+        for seen in seen.drain(..) {
+            let event = match seen {
+                Seen::Line(line) | Seen::Stopped(line) => http_event(t, direction, &line),
+                Seen::Frame(frame) => frame_event(t, direction, &frame),
+            };
+            if let Some(viewer) = &mut self.viewer
+                && !viewer.push(&event)
+            {
+                self.viewer = None;
+                self.set_quiet();
+            }
+        }
+        self.seen = seen;
+    }
+}
+
+impl Drop for Wire {
+    /// The last event: the TCP connection is over, and who ended it. Then the viewer's
+    /// session closes too.
+    fn drop(&mut self) {
+        if let Some(mut viewer) = self.viewer.take() {
+            let by = match self.closer.unwrap_or(Closer::Us) {
+                Closer::Peer => "client",
+                Closer::Us => "server",
+            };
+            viewer.push(&json!({"t": now_ms(), "kind": "tcp", "event": "closed", "by": by}));
+            viewer.outbox.finish();
+        }
+    }
+}
+
+/// One line of an HTTP head as the wire stream shows it (SPEC §14).
+fn http_event(t: u64, direction: Direction, line: &str) -> Value {
+    json!({"t": t, "dir": direction.as_str(), "kind": "http", "line": line})
+}
+
+/// One frame as the wire stream shows it (SPEC §14).
+fn frame_event(t: u64, direction: Direction, frame: &Frame) -> Value {
+    let mut event = json!({
+        "t": t,
+        "dir": direction.as_str(),
+        "kind": "frame",
+        "fin": frame.fin,
+        "rsv": frame.rsv_bits(),
+        "opcode": frame.opcode_name(),
+        "op": frame.opcode,
+        "masked": frame.mask.is_some(),
+        "key": frame.key_hex(),
+        "len": frame.len,
+        "len_bits": frame.len_bits,
+        "preview": preview(frame),
+        "truncated": frame.truncated(),
+    });
+    if let Some((code, reason)) = frame.close() {
+        event["close_code"] = code.into();
+        event["close_reason"] = reason.into();
+    }
+    event
+}
+
+/// The start of the payload: as text when it reads as UTF-8 (a text frame, its
+/// continuations, most pings), else as hex bytes.
+fn preview(frame: &Frame) -> String {
+    if frame.opcode == 0x8 {
+        return frame.close().map(|(_, reason)| reason).unwrap_or_default();
+    }
+    let bytes = &frame.preview;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => Some(text),
+        // Cut in the middle of a character by the preview's end: the whole ones.
+        Err(e) if e.error_len().is_none() && frame.truncated() => {
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()
+        }
+        Err(_) => None,
+    };
+    match text {
+        Some(text) if frame.opcode != 0x2 => text.to_owned(),
+        _ => bytes
+            .iter()
+            .take(32)
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A stream whose bytes can be shown, decoded, to a viewer (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Tap<S> {
+    inner: S,
+    /// Boxed: the tap is moved down the handshake's calls with the stream, and only
+    /// a pointer of it should be.
+    wire: Box<Wire>,
+}
+
+impl<S> Tap<S> {
+    /// Wraps a stream whose HTTP head is still to come.
+    pub(crate) fn new(inner: S) -> Self {
+        Self {
+            inner,
+            wire: Box::new(Wire {
+                inbound: Side::new(Direction::In),
+                outbound: Side::new(Direction::Out),
+                hatch: None,
+                viewer: None,
+                seen: Vec::new(),
+                closer: None,
+            }),
+        }
+    }
+
+    /// Makes the connection watchable through the door of `hatch`.
+    pub(crate) fn open(&mut self, hatch: Hatch) {
+        self.wire.hatch = Some(hatch);
+    }
+
+    /// The bare stream: this connection is not watchable.
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Read> Read for Tap<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match buf.get(..n) {
+            Some([]) if !buf.is_empty() => {
+                self.wire.closer.get_or_insert(Closer::Peer);
+            }
+            Some(read) => self.wire.saw(Direction::In, read),
+            None => {}
+        }
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Tap<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(written) = buf.get(..n) {
+            self.wire.saw(Direction::Out, written);
+        }
+        Ok(n)
+    }
+
+    /// Also where a viewer is taken in while the client is quiet: the frame loop
+    /// flushes on every wake-up, and the hub wakes it when it lets a viewer in.
+    fn flush(&mut self) -> io::Result<()> {
+        self.wire.check_knock();
+        self.inner.flush()
+    }
+}
+
+/// The tap is transparent to the connection code.
+impl<S: Transport> Transport for Tap<S> {
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.inner.socket()
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.inner.set_nonblocking(on)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+
+    fn has_buffered(&self) -> bool {
+        self.inner.has_buffered()
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.wire.closer.get_or_insert(Closer::Us);
+        self.inner.shutdown_write()
+    }
+
+    fn relabel(&mut self, label: String) {
+        self.inner.relabel(label);
+    }
+
+    fn untrace(&mut self) {
+        self.inner.untrace();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::outbox;
+
+    fn events(inbox: &crate::outbox::Inbox) -> Vec<Value> {
+        std::iter::from_fn(|| inbox.try_recv())
+            .map(|m| serde_json::from_str(m.to_text().unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_key_opens_only_its_door() {
+        let (door, _hatch) = door().unwrap();
+        assert_eq!(door.key().len(), 32);
+        assert!(door.opens_with(&Key(door.key().to_owned())));
+        assert!(!door.opens_with(&Key("00".into())));
+        assert!(!door.opens_with(&Key("0".repeat(32))));
+        assert_eq!(format!("{:?}", Key("s3cret".into())), "[redacted]");
+    }
+
+    #[test]
+    fn a_viewer_gets_the_replay_then_live_frames() {
+        let (door, hatch) = door().unwrap();
+        let mut tap = Tap::new(io::Cursor::new(
+            b"GET /ws/chat HTTP/1.1\r\nUpgrade: websocket\r\nCookie: s=1\r\n\r\n\x81\x82\x01\x02\x03\x04\x69\x6b".to_vec(),
+        ));
+        let mut buf = [0u8; 100];
+        let n = tap.read(&mut buf).unwrap();
+        assert!(n > 0);
+        tap.open(hatch);
+        let (tx, rx) = outbox(16, 1 << 20).unwrap();
+        assert!(door.let_in(tx));
+        tap.flush().unwrap();
+        let seen = events(&rx);
+        let lines: Vec<&str> = seen.iter().filter_map(|e| e["line"].as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /ws/chat HTTP/1.1",
+                "Upgrade: websocket",
+                "Cookie: [redacted]"
+            ]
+        );
+        assert_eq!(
+            seen.len(),
+            3,
+            "the frame before the viewer came is not shown"
+        );
+        // Live: a server frame out.
+        let mut out = Tap::new(Vec::new());
+        out.wire = tap.wire;
+        out.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x02hi")
+            .unwrap();
+        let seen = events(&rx);
+        assert_eq!(seen[0]["line"], "HTTP/1.1 101 Switching Protocols");
+        assert_eq!(seen[1]["kind"], "frame");
+        assert_eq!(seen[1]["dir"], "out");
+        assert_eq!(seen[1]["preview"], "hi");
+        assert_eq!(seen[1]["len_bits"], 7);
+        assert_eq!(seen[1]["masked"], false);
+    }
+
+    #[test]
+    fn a_viewer_that_falls_behind_is_told_how_much_it_lost() {
+        let (door, hatch) = door().unwrap();
+        let mut tap = Tap::new(Vec::new());
+        tap.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            .unwrap();
+        tap.open(hatch);
+        let (tx, rx) = outbox(2, 1 << 20).unwrap();
+        assert!(door.let_in(tx));
+        tap.flush().unwrap();
+        assert_eq!(events(&rx).len(), 1, "the replay");
+        for _ in 0..5 {
+            tap.write_all(b"\x89\x00").unwrap();
+        }
+        assert_eq!(events(&rx).len(), 2, "two fit, three were lost");
+        tap.write_all(b"\x89\x00").unwrap();
+        let seen = events(&rx);
+        assert_eq!(seen[0]["kind"], "dropped");
+        assert_eq!(seen[0]["count"], 3);
+        assert_eq!(seen[1]["opcode"], "PING");
+    }
+}
