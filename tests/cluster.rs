@@ -560,3 +560,30 @@ fn the_binary_takes_its_redis_url_from_the_environment_too() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_cluster_node_shows_a_member_its_own_wire() {
+    let Some(redis) = Redis::start("cluster_wire") else {
+        return;
+    };
+    let a = node(&redis);
+    let (mut ann, welcome) = chat(a.local_addr(), "r", Some("ann"));
+    let (id, key) = (&welcome["wire"]["id"], &welcome["wire"]["key"]);
+    let key = key.as_str().expect("a wire key in the welcome");
+    let mut viewer = connect(a.local_addr(), &format!("/ws/wire/{id}?key={key}"));
+    let first = next_json(&mut viewer);
+    assert_eq!(
+        (&first["kind"], &first["dir"]),
+        (&json!("http"), &json!("in"))
+    );
+    say(&mut ann, "watched");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no frame of the message");
+        let event = next_json(&mut viewer);
+        if event["kind"] == "frame" && event["dir"] == "in" && event["masked"] == true {
+            assert_eq!(event["opcode"], "TEXT");
+            break;
+        }
+    }
+}
