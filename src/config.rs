@@ -20,7 +20,7 @@
 //! ```
 //!
 //! No setter undoes another: the ones for lists (`listen`, `tls_listen`,
-//! `allow_origin`) add to them.
+//! `allow_origin`, `trust_proxy`) add to them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,6 +83,10 @@ pub struct Config {
     /// The newest chat messages kept per room; older ones are deleted in the
     /// background. Default: 100,000, months of a busy LAN chat in a few tens of MB.
     pub retain: usize,
+    /// Several nodes, one chat (SPEC §12): the Redis that keeps the messages (in place
+    /// of `data_dir`), the names and who is where, and carries every event between the
+    /// nodes, e.g. `redis://127.0.0.1:6379/0`. Default: none, a single node.
+    pub redis: Option<String>,
     /// Longest chat text, in bytes of UTF-8. Default: 4 KiB, a long paragraph; longer
     /// texts get `error` `text_too_long`.
     pub max_text_len: usize,
@@ -121,6 +125,13 @@ pub struct Config {
     /// `switchboard::trace` (see [`crate::trace`]). Default: off: it is a teaching and
     /// debugging aid, and costs a line per frame.
     pub trace: bool,
+    /// Address ranges of reverse proxies (CIDR, e.g. `127.0.0.1/32`, `10.0.0.0/8`,
+    /// `::1/128`; a bare address is itself alone) whose `Forwarded` and
+    /// `X-Forwarded-For`/`-Proto`/`-Host` headers are believed: for a connection from
+    /// one of them, the client they name is the one per-IP limits, logs and the Origin
+    /// check see (SPEC §13). Default: none, so nobody can claim to be someone else by
+    /// writing a header; behind nginx, name nginx's address here.
+    pub trust_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -139,6 +150,7 @@ impl Default for Config {
             history: 50,
             data_dir: None,
             retain: 100_000,
+            redis: None,
             max_text_len: 4 * 1024,
             rate_per_sec: 20,
             rate_burst: 40,
@@ -149,6 +161,7 @@ impl Default for Config {
             password: None,
             metrics_public: false,
             trace: false,
+            trust_proxies: Vec::new(),
         }
     }
 }
@@ -239,6 +252,12 @@ impl Config {
         self
     }
 
+    /// Joins the cluster on the Redis at `url`. See [`Config::redis`](field@Config::redis).
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some(url.into());
+        self
+    }
+
     /// See [`Config::max_text_len`](field@Config::max_text_len).
     pub fn max_text_len(mut self, bytes: usize) -> Self {
         self.max_text_len = bytes;
@@ -299,6 +318,13 @@ impl Config {
         self
     }
 
+    /// Also believes the forwarding headers of peers in `cidr`. See
+    /// [`Config::trust_proxies`](field@Config::trust_proxies).
+    pub fn trust_proxy(mut self, cidr: impl Into<String>) -> Self {
+        self.trust_proxies.push(cidr.into());
+        self
+    }
+
     /// Checks every setting, naming the first one out of range.
     pub(crate) fn validate(&self) -> Result<(), crate::error::Error> {
         let bad = |setting: &'static str, problem: &str| {
@@ -332,6 +358,9 @@ impl Config {
             if value.is_zero() {
                 return bad(setting, "must be longer than zero");
             }
+        }
+        if let Err(problem) = crate::cidr::Trusted::parse_all(&self.trust_proxies) {
+            return bad("trust_proxy", &problem);
         }
         Ok(())
     }

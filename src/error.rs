@@ -51,6 +51,13 @@ pub enum Error {
         /// The underlying error, when there is one (I/O, SQLite).
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// Redis (`--redis`, SPEC §12) cannot be reached or used at start.
+    Redis {
+        /// The URL as given, with any password masked.
+        url: String,
+        /// What went wrong.
+        problem: String,
+    },
     /// TLS could not be set up for another reason.
     Tls(native_tls::Error),
     /// A setting is out of range.
@@ -83,6 +90,7 @@ impl fmt::Display for Error {
                 write!(f, "store: {problem}")
             }
             Error::Store { path, problem, .. } => write!(f, "{}: {problem}", path.display()),
+            Error::Redis { url, problem } => write!(f, "redis at {url}: {problem}"),
             Error::Tls(_) => write!(f, "cannot set up tls"),
             Error::BadConfig { setting, problem } => write!(f, "{setting} {problem}"),
             Error::Thread { name, .. } => write!(f, "cannot start the {name} thread"),
@@ -102,7 +110,7 @@ impl std::error::Error for Error {
                 .as_deref()
                 .map(|e| e as &(dyn std::error::Error + 'static)),
             Error::Tls(source) => Some(source),
-            Error::BadConfig { .. } => None,
+            Error::BadConfig { .. } | Error::Redis { .. } => None,
         }
     }
 }

@@ -9,7 +9,7 @@
 use crate::base::{Context, Peer};
 use crate::config::Config;
 use crate::http::{self, Admission};
-use crate::hub::{Hub, HubConfig};
+use crate::hub::{Backend, Hub, HubConfig};
 use crate::store::{self, Location, Store, StoreConfig};
 use std::io::Write;
 use std::net::Shutdown;
@@ -61,12 +61,14 @@ pub fn connection(data: &[u8]) {
         epoch: store.epoch().to_owned(),
         api_rate: (20, 40),
     };
-    let hub = Hub::new(config, Arc::clone(&ctx.metrics), store_tx);
+    let hub = Hub::new(config, Arc::clone(&ctx.metrics), Backend::Store(store_tx));
     let Ok(store_thread) = thread::Builder::new().spawn(move || store.run(store_rx, answers_tx))
     else {
         return;
     };
-    let Ok(hub_thread) = thread::Builder::new().spawn(move || hub.run(hub_rx, answers_rx)) else {
+    let Ok(hub_thread) = thread::Builder::new()
+        .spawn(move || hub.run(hub_rx, answers_rx, crossbeam_channel::never()))
+    else {
         return;
     };
     // The client: sends everything, says it is done, and reads every answer, so the

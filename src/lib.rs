@@ -229,6 +229,8 @@
 
 mod base;
 mod chat;
+mod cidr;
+mod cluster;
 mod config;
 mod connection;
 mod error;

@@ -17,6 +17,14 @@
 //! the "a report came" wake-up. On shutdown it stops accepting, then waits for every
 //! connection to end and joins every thread.
 //!
+//! Behind a reverse proxy every client has the proxy's address, so a connection from
+//! a trusted proxy (`--trust-proxy`) is counted in the total only, and takes its
+//! per-IP seat later, when its request head has named the client: the connection
+//! thread asks this loop ([`Report::Seat`]) and waits for the answer. The loop keeps
+//! which address each such connection sits under, and frees that seat when the
+//! connection's end is reported, which always comes after the request (one thread
+//! sends both, in order, on one channel): no seat can be taken twice or left behind.
+//!
 //! A connection thread runs the stages in the order a byte meets them: the TLS
 //! handshake on a TLS listener ([`crate::tls`]), the trace tap when tracing is on
 //! ([`crate::trace`]), then the HTTP front ([`crate::http`]), which may hand the
@@ -25,7 +33,7 @@
 use crate::base::Transport;
 use crate::base::{ConnId, Context, Peer, Wake};
 use crate::error::Error;
-use crate::http::{self, Admission};
+use crate::http::{self, Admission, Seat};
 use crate::hub::HubEvent;
 use crate::metrics::{self, Rejection};
 use crate::tls::{self, AcceptError};
@@ -60,7 +68,9 @@ pub(crate) struct Listener {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Ended {
     id: ConnId,
-    ip: IpAddr,
+    /// The address it was counted under at accept; `None` for one from a trusted
+    /// proxy, whose seat (if it took one) the loop remembers.
+    ip: Option<IpAddr>,
     admitted: bool,
 }
 
@@ -85,15 +95,21 @@ struct Counts {
     admitted: usize,
     refusing: usize,
     per_ip: HashMap<IpAddr, usize>,
+    /// Connections from trusted proxies that took a seat, and the client address
+    /// they took it under.
+    seated: HashMap<ConnId, IpAddr>,
 }
 
 impl Counts {
-    fn ended(&mut self, Ended { ip, admitted, .. }: Ended) {
+    fn ended(&mut self, Ended { id, ip, admitted }: Ended) {
         if !admitted {
             self.refusing -= 1;
             return;
         }
         self.admitted -= 1;
+        let Some(ip) = ip.or_else(|| self.seated.remove(&id)) else {
+            return;
+        };
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
@@ -105,6 +121,18 @@ impl Counts {
     fn total(&self) -> usize {
         self.admitted + self.refusing
     }
+
+    /// Seats proxied connection `id` under its client's address `ip`, if that
+    /// address has fewer than `limit` connections.
+    fn seat(&mut self, id: ConnId, ip: IpAddr, limit: usize) -> bool {
+        let n = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if n >= limit || self.seated.contains_key(&id) {
+            return false;
+        }
+        self.per_ip.insert(ip, n + 1);
+        self.seated.insert(id, ip);
+        true
+    }
 }
 
 /// How long a connection thread with nothing to do waits for another connection.
@@ -115,10 +143,17 @@ const IDLE_KEEP: Duration = Duration::from_secs(10);
 const MAX_IDLE: usize = 64;
 
 /// What the accept loop hears from connections and threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Report {
     /// A connection ended (sent by its [`Ticket`]).
     Ended(Ended),
+    /// A connection from a trusted proxy asks to be counted under its client's
+    /// address; the answer says whether it had room.
+    Seat {
+        id: ConnId,
+        ip: IpAddr,
+        reply: Sender<bool>,
+    },
     /// A thread is about to exit and can be joined.
     ThreadExited(u64),
 }
@@ -134,6 +169,8 @@ struct Job {
 /// The connection threads of a server: counted, reused, and joined as they exit.
 struct Threads {
     counts: Counts,
+    /// `Config::max_connections_per_ip`, for the seats of proxied connections.
+    per_ip_limit: usize,
     threads: HashMap<u64, JoinHandle<()>>,
     next_thread: u64,
     /// Threads waiting for a job and not yet promised one.
@@ -146,11 +183,12 @@ struct Threads {
 }
 
 impl Threads {
-    fn new() -> Self {
+    fn new(per_ip_limit: usize) -> Self {
         let (jobs_tx, jobs_rx) = unbounded();
         let (reports_tx, reports_rx) = unbounded();
         Self {
             counts: Counts::default(),
+            per_ip_limit,
             threads: HashMap::new(),
             next_thread: 0,
             idle: Arc::new(AtomicUsize::new(0)),
@@ -208,6 +246,12 @@ impl Threads {
     fn take(&mut self, report: Report) {
         match report {
             Report::Ended(ended) => self.counts.ended(ended),
+            Report::Seat { id, ip, reply } => {
+                let seated = self.counts.seat(id, ip, self.per_ip_limit);
+                // Bounded by one and sent once: never blocks. A thread that gave up
+                // waiting still has its seat, freed when its end is reported.
+                let _ = reply.try_send(seated);
+            }
             Report::ThreadExited(id) => {
                 // The report is the last thing the thread does, so this join is
                 // immediate.
@@ -373,7 +417,7 @@ fn traced_or_not<S: Transport>(
 /// Accepts until shutdown, then waits for every connection thread to end.
 pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Context>, hub: Sender<HubEvent>) {
     // `start` made every listener non-blocking before it spawned this thread.
-    let mut threads = Threads::new();
+    let mut threads = Threads::new(shared.config.max_connections_per_ip);
     let mut next_id = 0u64;
     while !shared.shutdown.is_notified() {
         let ready = match wait_for_listeners(&listeners, &shared.shutdown, &shared.thread_ended) {
@@ -454,32 +498,38 @@ fn admit(
 ) {
     let config = &shared.config;
     let counts = &mut threads.counts;
-    let ip = peer.addr.ip();
+    let ip = peer.addr.ip().to_canonical();
+    // A proxy carries many clients: its own address is no limit on them.
+    let proxied = !shared.trusted.is_empty() && shared.trusted.contains(ip);
     let per_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
-    let admission =
-        if counts.admitted >= config.max_connections || per_ip >= config.max_connections_per_ip {
-            if counts.refusing >= MAX_REFUSERS {
-                shared.metrics.reject(Rejection::ServerFull);
-                log::debug!(
-                    "conn {} {}: full and too busy refusing, dropped",
-                    peer.id,
-                    peer.addr
-                );
-                return;
-            }
-            counts.refusing += 1;
-            Admission::Full
-        } else {
-            counts.admitted += 1;
-            *counts.per_ip.entry(ip).or_insert(0) += 1;
-            Admission::Admit
-        };
+    let admission = if counts.admitted >= config.max_connections
+        || (!proxied && per_ip >= config.max_connections_per_ip)
+    {
+        if counts.refusing >= MAX_REFUSERS {
+            shared.metrics.reject(Rejection::ServerFull);
+            log::debug!(
+                "conn {} {}: full and too busy refusing, dropped",
+                peer.id,
+                peer.addr
+            );
+            return;
+        }
+        counts.refusing += 1;
+        Admission::Full
+    } else if proxied {
+        counts.admitted += 1;
+        Admission::Proxied(seat(peer.id, threads.reports_tx.clone(), shared))
+    } else {
+        counts.admitted += 1;
+        *counts.per_ip.entry(ip).or_insert(0) += 1;
+        Admission::Admit
+    };
     metrics::bump(&shared.metrics.connections_total);
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let ended = Ended {
         id: peer.id,
-        ip,
-        admitted: admission == Admission::Admit,
+        ip: matches!(admission, Admission::Admit).then_some(ip),
+        admitted: !matches!(admission, Admission::Full),
     };
     let ticket = Ticket {
         ended,
@@ -497,6 +547,22 @@ fn admit(
         shared,
         hub,
     );
+}
+
+/// How the thread of proxied connection `id` asks for its client's seat: through the
+/// same channel its end will be reported on, so the loop always sees the request
+/// first, then wakes the loop.
+fn seat(id: ConnId, reports: Sender<Report>, shared: &Arc<Context>) -> Seat {
+    let shared = Arc::clone(shared);
+    Seat(Box::new(move |ip, deadline| {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let ip = ip.to_canonical();
+        if reports.send(Report::Seat { id, ip, reply }).is_err() {
+            return false;
+        }
+        shared.thread_ended.notify();
+        answer.recv_deadline(deadline).unwrap_or(false)
+    }))
 }
 
 /// Binds one listening address, with a readable error.
@@ -534,7 +600,7 @@ mod tests {
         let ip = IpAddr::from([127, 0, 0, 1]);
         let report = Ended {
             id: 1,
-            ip,
+            ip: Some(ip),
             admitted: true,
         };
         let ticket = Ticket {
@@ -548,7 +614,7 @@ mod tests {
         })
         .join();
         assert!(outcome.is_err());
-        assert_eq!(ended.try_recv(), Ok(Report::Ended(report)));
+        assert!(matches!(ended.try_recv(), Ok(Report::Ended(r)) if r == report));
         assert_eq!(metrics::get(&shared.metrics.connections), 0);
         assert!(
             shared.thread_ended.is_notified(),
@@ -560,7 +626,7 @@ mod tests {
     fn a_thread_waits_for_the_next_connection_then_gives_up_its_place() {
         let shared = Arc::new(Context::new(Config::default(), None).unwrap());
         let (hub, _events) = unbounded();
-        let mut threads = Threads::new();
+        let mut threads = Threads::new(256);
         let worker = Worker {
             id: 9,
             jobs: threads.jobs_rx.clone(),
@@ -584,7 +650,7 @@ mod tests {
         let (stream, addr) = listener.accept().unwrap();
         let ended = Ended {
             id: 5,
-            ip: addr.ip(),
+            ip: Some(addr.ip()),
             admitted: true,
         };
         let ticket = Ticket {
@@ -614,10 +680,10 @@ mod tests {
         threads.jobs_tx = None;
         assert!(worker.wait_for_work().is_none());
         drop(worker);
-        assert_eq!(
+        assert!(matches!(
             threads.reports_rx.try_iter().last(),
             Some(Report::ThreadExited(9))
-        );
+        ));
     }
 
     #[test]
@@ -629,12 +695,12 @@ mod tests {
         counts.refusing = 1;
         counts.ended(Ended {
             id: 1,
-            ip,
+            ip: Some(ip),
             admitted: true,
         });
         counts.ended(Ended {
             id: 2,
-            ip,
+            ip: Some(ip),
             admitted: false,
         });
         assert_eq!(counts.total(), 0);
@@ -642,5 +708,32 @@ mod tests {
             counts.per_ip.is_empty(),
             "no entry is kept for an IP with no connection"
         );
+    }
+
+    #[test]
+    fn a_proxied_connection_holds_its_clients_seat_until_it_ends() {
+        let mut counts = Counts::default();
+        let alice = IpAddr::from([203, 0, 113, 1]);
+        let bob = IpAddr::from([203, 0, 113, 2]);
+        let proxied = |id| Ended {
+            id,
+            ip: None,
+            admitted: true,
+        };
+        counts.admitted = 4;
+        assert!(counts.seat(1, alice, 1));
+        assert!(!counts.seat(2, alice, 1), "alice is at her limit");
+        assert!(counts.seat(3, bob, 1), "bob has a limit of his own");
+        assert!(!counts.seat(1, bob, 1), "one connection, one seat");
+        // 2 was refused, and 4 ended before its head named anyone: no seat to free.
+        for id in [2, 4] {
+            counts.ended(proxied(id));
+        }
+        assert_eq!(counts.per_ip.get(&alice), Some(&1));
+        counts.ended(proxied(1));
+        counts.ended(proxied(3));
+        assert_eq!(counts.total(), 0);
+        assert!(counts.per_ip.is_empty() && counts.seated.is_empty());
+        assert!(counts.seat(5, alice, 1), "alice's seat is free again");
     }
 }

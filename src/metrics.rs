@@ -85,6 +85,10 @@ pub(crate) struct Metrics {
     /// Chat messages refused and history reads failed because the store could not
     /// do it (`error` `unavailable`).
     pub store_errors: AtomicU64,
+    /// Gauge: 1 while this node's connection to Redis (`--redis`) is up.
+    pub redis_up: AtomicU64,
+    /// Times this node lost its connection to Redis.
+    pub redis_errors: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -107,6 +111,8 @@ impl Metrics {
             ping_timeouts: AtomicU64::new(0),
             chat_errors: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
+            redis_up: AtomicU64::new(0),
+            redis_errors: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -226,6 +232,18 @@ impl Metrics {
             "counter",
             "Chat messages refused and history reads failed because the store could not do them.",
             get(&self.store_errors),
+        );
+        metric(
+            "redis_up",
+            "gauge",
+            "1 while this node is connected to Redis (--redis), else 0.",
+            get(&self.redis_up),
+        );
+        metric(
+            "redis_errors_total",
+            "counter",
+            "Times this node lost its connection to Redis.",
+            get(&self.redis_errors),
         );
         out.push_str(
             "# HELP switchboard_handshake_failures_total Connections that ended before becoming a WebSocket, by reason.\n\

@@ -32,6 +32,8 @@ struct Shared {
     max_bytes: usize,
     /// Set by the hub when it evicted this client as a slow consumer.
     evicted: AtomicBool,
+    /// Set by the hub when the client should reconnect (see [`Outbox::reconnect`]).
+    reconnect: AtomicBool,
     /// Set by the hub when what this client sends is piling up in someone else's
     /// outbox: the client should pause reading for a moment (relay backpressure).
     throttled: AtomicBool,
@@ -98,6 +100,7 @@ pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbo
         held: AtomicUsize::new(0),
         max_bytes,
         evicted: AtomicBool::new(false),
+        reconnect: AtomicBool::new(false),
         throttled: AtomicBool::new(false),
         finished: AtomicBool::new(false),
         max_messages: max_messages.max(1),
@@ -216,12 +219,25 @@ impl Outbox {
         self.shared.finished.store(true, Ordering::Release);
         self.shared.wake.notify();
     }
+
+    /// Tells the connection thread to close with 1012 (service restart): what the
+    /// client knows no longer matches the server (the cluster's Redis lost its data,
+    /// or the node could not put the member back), and a reconnect sets it right.
+    pub(crate) fn reconnect(&self) {
+        self.shared.reconnect.store(true, Ordering::Release);
+        self.shared.wake.notify();
+    }
 }
 
 impl Inbox {
     /// The descriptor that turns readable when there is news.
     pub(crate) fn wake(&self) -> &Wake {
         &self.shared.wake
+    }
+
+    /// Whether the hub asked the client to reconnect (see [`Outbox::reconnect`]).
+    pub(crate) fn must_reconnect(&self) -> bool {
+        self.shared.reconnect.load(Ordering::Acquire)
     }
 
     /// Takes the next queued message, if any.

@@ -7,10 +7,12 @@
 //! sender of events is gone).
 
 use crate::base::Context;
+use crate::cluster::{self, Bridge};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::error::{Error, Result};
-use crate::hub::{Hub, HubConfig};
+use crate::hub::{Backend, Hub, HubConfig};
 use crate::listener::{self, Listener};
+use crate::metrics::Metrics;
 use crate::store::{self, Location, Store, StoreConfig};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -118,6 +120,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Also believes the `Forwarded` / `X-Forwarded-*` headers of peers in `cidr`
+    /// (for example `"127.0.0.1/32"`, nginx on the same machine).
+    pub fn trust_proxy(mut self, cidr: impl Into<String>) -> Self {
+        self.config = self.config.trust_proxy(cidr);
+        self
+    }
+
     config_setters! {
         tls_identity(cert: impl Into<PathBuf>, key: impl Into<PathBuf>);
         max_connections(n: usize);
@@ -128,6 +137,7 @@ impl ServerBuilder {
         history(messages: usize);
         data_dir(dir: impl Into<PathBuf>);
         retain(messages: usize);
+        redis(url: impl Into<String>);
         max_text_len(bytes: usize);
         rate_per_sec(requests: u32);
         rate_burst(requests: u32);
@@ -156,15 +166,25 @@ impl ServerBuilder {
             listeners,
         } = self;
         config.validate()?;
-        // First, so that a store in use or broken stops the server before it binds.
-        let store = Store::open(StoreConfig {
-            location: config
-                .data_dir
-                .clone()
-                .map_or(Location::Memory, Location::Dir),
-            retain: config.retain,
-            history: config.history,
-        })?;
+        let metrics = Arc::new(Metrics::new());
+        // First, so that a store in use or broken (or a Redis out of reach) stops the
+        // server before it binds.
+        let backend = match &config.redis {
+            Some(url) => Opened::Cluster(Bridge::connect(
+                url,
+                config.retain,
+                config.history,
+                Arc::clone(&metrics),
+            )?),
+            None => Opened::Store(Store::open(StoreConfig {
+                location: config
+                    .data_dir
+                    .clone()
+                    .map_or(Location::Memory, Location::Dir),
+                retain: config.retain,
+                history: config.history,
+            })?),
+        };
         if config.listen.is_empty() && listeners.is_empty() {
             config.listen.push(DEFAULT_LISTEN.to_owned());
         }
@@ -207,34 +227,91 @@ impl ServerBuilder {
             }
         }
         let mut ctx = Context::new(config, tls)?;
-        ctx.session_key = store.session_key();
+        ctx.metrics = metrics;
+        let (epoch, session_key, store_path) = match &backend {
+            Opened::Store(store) => (
+                store.epoch().to_owned(),
+                store.session_key(),
+                store.path().map(PathBuf::from),
+            ),
+            Opened::Cluster(bridge) => (bridge.epoch().to_owned(), bridge.session_key(), None),
+        };
+        ctx.session_key = session_key;
         let ctx = Arc::new(ctx);
-        let store_path = store.path().map(PathBuf::from);
+        let hub_config = HubConfig {
+            epoch,
+            api_rate: (ctx.config.rate_per_sec, ctx.config.rate_burst),
+        };
+        let metrics = Arc::clone(&ctx.metrics);
 
         // Each thread ends when the one before it does: the accept loop drops the
-        // hub's last event sender, and the hub drops the store's request sender. If a
-        // thread cannot start, its closure (and the sender in it) is dropped, so the
-        // threads already running end too, and are joined before the error returns.
-        let (store_tx, store_rx) = crossbeam_channel::bounded(store::QUEUE);
+        // hub's last event sender, and the hub drops the store's (or the bridge's)
+        // request sender; the bridge stops its subscriber. If a thread cannot start,
+        // its closure (and the sender in it) is dropped, so the threads already
+        // running end too, and are joined before the error returns.
         let (answers_tx, answers_rx) = crossbeam_channel::bounded(store::QUEUE);
-        let hub = Hub::new(
-            HubConfig {
-                epoch: store.epoch().to_owned(),
-                api_rate: (ctx.config.rate_per_sec, ctx.config.rate_burst),
-            },
-            Arc::clone(&ctx.metrics),
-            store_tx,
-        );
-        let store_thread = spawn("store", move || store.run(store_rx, answers_tx))?;
+        let (cluster_tx, cluster_rx) = crossbeam_channel::bounded(cluster::QUEUE);
+        let mut threads = Vec::new();
+        let hub = match backend {
+            Opened::Store(store) => {
+                let (store_tx, store_rx) = crossbeam_channel::bounded(store::QUEUE);
+                threads.push(spawn("store", move || store.run(store_rx, answers_tx))?);
+                Hub::new(hub_config, metrics, Backend::Store(store_tx))
+            }
+            Opened::Cluster(bridge) => {
+                let (bridge_tx, bridge_rx) = crossbeam_channel::bounded(cluster::QUEUE);
+                let node = bridge.node().to_owned();
+                let (client, stop) = (bridge.client(), bridge.stop_flag());
+                let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+                let events = cluster_tx.clone();
+                threads.push(spawn("cluster", move || {
+                    bridge.run(bridge_rx, answers_tx, cluster_tx)
+                })?);
+                let listen_stop = Arc::clone(&stop);
+                let subscribed = spawn("cluster-bus", move || {
+                    cluster::listen(client, events, listen_stop, ready_tx)
+                })
+                .and_then(|thread| {
+                    threads.push(thread);
+                    // Nobody may join before this node hears the bus: its own join
+                    // comes back on it.
+                    match ready_rx.recv_timeout(Duration::from_secs(5)) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("no answer to SUBSCRIBE".to_owned()),
+                    }
+                    .map_err(|problem| Error::Redis {
+                        url: cluster::masked(ctx.config.redis.as_deref().unwrap_or_default()),
+                        problem: format!("cannot subscribe ({problem})"),
+                    })
+                });
+                if let Err(e) = subscribed {
+                    stop.store(true, std::sync::atomic::Ordering::Release);
+                    drop(bridge_tx);
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
+                    return Err(e);
+                }
+                Hub::new(
+                    hub_config,
+                    metrics,
+                    Backend::Cluster {
+                        node,
+                        bridge: bridge_tx,
+                    },
+                )
+            }
+        };
         let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
-        let mut threads = vec![store_thread];
-        let started = spawn("hub", move || hub.run(hub_rx, answers_rx)).and_then(|hub| {
-            threads.insert(0, hub);
-            let accept_ctx = Arc::clone(&ctx);
-            spawn("accept", move || {
-                listener::accept_loop(all, accept_ctx, hub_tx)
-            })
-        });
+        let started =
+            spawn("hub", move || hub.run(hub_rx, answers_rx, cluster_rx)).and_then(|hub| {
+                threads.insert(0, hub);
+                let accept_ctx = Arc::clone(&ctx);
+                spawn("accept", move || {
+                    listener::accept_loop(all, accept_ctx, hub_tx)
+                })
+            });
         match started {
             Ok(accept) => threads.insert(0, accept),
             Err(e) => {
@@ -252,6 +329,14 @@ impl ServerBuilder {
             threads,
         })
     }
+}
+
+/// What keeps the messages, opened before anything else starts. Built once per
+/// server, so the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Opened {
+    Store(Store),
+    Cluster(Bridge),
 }
 
 fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {

@@ -555,31 +555,8 @@ impl Store {
 
     /// Rooms with people in them or messages kept, with their newest id.
     fn rooms(&self, members: Vec<(String, usize)>) -> ApiAnswer {
-        let mut rooms: HashMap<String, RoomSummary> = self
-            .last_ids
-            .iter()
-            .map(|(name, &last_id)| {
-                let summary = RoomSummary {
-                    name: name.clone(),
-                    members: 0,
-                    last_id,
-                };
-                (name.clone(), summary)
-            })
-            .collect();
-        for (name, count) in members {
-            rooms
-                .entry(name.clone())
-                .or_insert(RoomSummary {
-                    name,
-                    members: 0,
-                    last_id: 0,
-                })
-                .members = count;
-        }
-        let mut rooms: Vec<RoomSummary> = rooms.into_values().collect();
-        rooms.sort_by(|a, b| b.members.cmp(&a.members).then(a.name.cmp(&b.name)));
-        ApiAnswer::Rooms(rooms)
+        let last_ids = self.last_ids.iter().map(|(name, &id)| (name.clone(), id));
+        ApiAnswer::Rooms(summaries(last_ids, members))
     }
 
     /// Messages of `room` between `after` and `before` (both exclusive), oldest first:
@@ -673,6 +650,37 @@ fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> 
     }))
 }
 
+/// `GET /api/rooms`: rooms with messages (their newest id) or people (counted by the
+/// hub), busiest first, then by name.
+pub(crate) fn summaries(
+    last_ids: impl Iterator<Item = (String, u64)>,
+    members: Vec<(String, usize)>,
+) -> Vec<RoomSummary> {
+    let mut rooms: HashMap<String, RoomSummary> = last_ids
+        .map(|(name, last_id)| {
+            let summary = RoomSummary {
+                name: name.clone(),
+                members: 0,
+                last_id,
+            };
+            (name, summary)
+        })
+        .collect();
+    for (name, count) in members {
+        rooms
+            .entry(name.clone())
+            .or_insert(RoomSummary {
+                name,
+                members: 0,
+                last_id: 0,
+            })
+            .members = count;
+    }
+    let mut rooms: Vec<RoomSummary> = rooms.into_values().collect();
+    rooms.sort_by(|a, b| b.members.cmp(&a.members).then(a.name.cmp(&b.name)));
+    rooms
+}
+
 /// Brings a file of schema `version` up to [`SCHEMA_VERSION`], in one transaction.
 fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
     // BEGIN IMMEDIATE takes the write lock now, so that a file in use by another
@@ -731,14 +739,14 @@ fn meta(db: &Connection, key: &str, fresh: impl FnOnce() -> String) -> rusqlite:
 }
 
 /// 32 bytes from the operating system's random source, as hex.
-fn random_hex32() -> std::io::Result<String> {
+pub(crate) fn random_hex32() -> std::io::Result<String> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(key.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A key of 64 hex digits as bytes.
-fn key_bytes(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn key_bytes(hex: &str) -> Option<[u8; 32]> {
     let mut key = [0u8; 32];
     if hex.len() != 64 || !hex.is_ascii() {
         return None;
@@ -756,7 +764,7 @@ fn last_ids(db: &Connection) -> rusqlite::Result<HashMap<String, u64>> {
 }
 
 /// A new epoch: random, so that two stores never share one.
-fn new_epoch() -> String {
+pub(crate) fn new_epoch() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // No randomness: the time and the process still tell stores apart.

@@ -498,6 +498,12 @@ impl<S> Traced<S> {
         }
     }
 
+    /// Prefixes every line from now on with `label` instead (once the head has named
+    /// the client behind a proxy, for example).
+    pub fn set_label(&mut self, label: impl Into<String>) {
+        self.label = label.into();
+    }
+
     /// The wrapped stream.
     pub fn get_ref(&self) -> &S {
         &self.inner

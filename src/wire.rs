@@ -489,6 +489,10 @@ impl<S: Transport> Transport for Tap<S> {
     fn untrace(&mut self) {
         self.inner.untrace();
     }
+
+    fn relabel(&mut self, label: String) {
+        self.inner.relabel(label);
+    }
 }
 
 #[cfg(test)]

@@ -196,6 +196,8 @@ fn bad_flag_values_name_the_flag_and_the_accepted_range() {
         ("--outbox-bytes", "0", "at least 1"),
         ("--ping-interval", "soon", "at least 1 second"),
         ("--max-connections", "-3", "at least 1"),
+        ("--trust-proxy", "10.0.0.0/33", "address range"),
+        ("--trust-proxy", "localhost", "address range"),
     ];
     for (flag, value, range) in cases {
         let out = switchboard()

@@ -16,11 +16,12 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["connection"],
     &["hub"],
+    &["cluster"],
     &["store", "wire"],
     &["outbox"],
     &["base"],
     &["config"],
-    &["chat", "error", "metrics", "trace"],
+    &["chat", "cidr", "error", "metrics", "trace"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

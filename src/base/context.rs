@@ -5,6 +5,7 @@
 //! lock. Nothing here is global: each server has its own, and many run in one process.
 
 use super::Wake;
+use crate::cidr::Trusted;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub(crate) struct Context {
     /// Signs session cookies: random, and the server replaces it with the one its
     /// store keeps, so that sign-ins outlive a restart on the same data directory.
     pub session_key: [u8; 32],
+    /// The proxies whose forwarding headers are believed (`Config::trust_proxies`).
+    pub trusted: Trusted,
 }
 
 impl std::fmt::Debug for Context {
@@ -64,7 +67,10 @@ impl Context {
             .write_buffer_size(16 * 1024)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));
+        let trusted = Trusted::parse_all(&config.trust_proxies)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         Ok(Self {
+            trusted,
             metrics: Arc::new(Metrics::new()),
             shutdown: Wake::new()?,
             thread_ended: Wake::new()?,

@@ -37,6 +37,10 @@ pub(crate) trait Transport: Read + Write + Send {
     /// Stops any trace tap in the stack from logging this connection (a wire viewer's
     /// own traffic is not traced, SPEC §14).
     fn untrace(&mut self) {}
+
+    /// Names the connection anew in whatever this stream logs (only the trace tap
+    /// logs), once the request head said who the client behind a proxy is.
+    fn relabel(&mut self, _label: String) {}
 }
 
 impl Transport for TcpStream {
@@ -103,6 +107,10 @@ impl<S: Transport> Transport for crate::trace::Traced<S> {
     fn untrace(&mut self) {
         self.mute();
         self.get_mut().untrace();
+    }
+
+    fn relabel(&mut self, label: String) {
+        self.set_label(label);
     }
 }
 

@@ -513,6 +513,8 @@ impl<S: Transport> Session<'_, S> {
             );
             // The hub has already removed the member and told the room.
             self.start_close(CloseCode::Policy, LeaveReason::SlowConsumer);
+        } else if self.inbox.as_ref().is_some_and(Inbox::must_reconnect) {
+            self.start_close(CloseCode::Restart, LeaveReason::Error);
         } else if self.ctx.shutdown.is_notified() {
             self.start_close(CloseCode::Away, LeaveReason::Shutdown);
         }
@@ -733,6 +735,7 @@ fn close_reason_text(code: CloseCode) -> &'static str {
         CloseCode::Policy => "slow consumer",
         CloseCode::Size => "message too big",
         CloseCode::Normal => "the watched connection ended",
+        CloseCode::Restart => "reconnect, please",
         _ => "internal error",
     }
 }

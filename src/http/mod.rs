@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod body;
+mod forwarded;
 mod login;
 pub(crate) mod request;
 pub(crate) mod response;
@@ -24,6 +25,7 @@ use crossbeam_channel::Sender;
 pub(crate) use request::{HeadError, Request};
 pub(crate) use response::Response;
 pub(crate) use route::{Routed, head_error_response, route};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// How long to keep reading after answering a plain HTTP request, so that the answer
@@ -31,12 +33,28 @@ use std::time::{Duration, Instant};
 const HTTP_LINGER: Duration = Duration::from_secs(1);
 
 /// What the accept loop decided before the request was even read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Admission {
     /// Serve the request.
     Admit,
     /// Read the request, then answer `503`: too many connections.
     Full,
+    /// From a trusted proxy, which carries many clients: counted in the total only.
+    /// Once the head names the client, its address takes a seat of its own, or the
+    /// request gets `503` like any client over its limit.
+    Proxied(Seat),
+}
+
+/// Asks the accept loop, which alone keeps the counts, to count a proxied connection
+/// against its client's address: `true` if that address had room (then the slot is
+/// its until the connection ends), `false` if not or if no answer came by the
+/// deadline.
+pub(crate) struct Seat(pub Box<dyn FnOnce(IpAddr, Instant) -> bool + Send>);
+
+impl std::fmt::Debug for Seat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seat")
+    }
 }
 
 /// Serves one connection whose transport is ready.
@@ -57,11 +75,18 @@ pub(crate) fn serve<S: Transport>(
     let head = request::read_head(&mut stream, deadline, |s, deadline| {
         wait_for_bytes(s, deadline, shared)
     });
-    let (req, rest) = match head {
+    let (mut req, rest) = match head {
         Ok(head) => head,
         Err(err) => return refuse_head(stream, peer, &err, shared),
     };
-    if admission == Admission::Full {
+    // From here on, behind a trusted proxy, the peer is the client it names.
+    let peer = forwarded::client_of(&mut stream, &mut req, peer, shared);
+    let full = match admission {
+        Admission::Admit => false,
+        Admission::Full => true,
+        Admission::Proxied(Seat(take)) => !take(peer.addr.ip(), deadline),
+    };
+    if full {
         let reason = "server full, try again later";
         return reject(
             stream,

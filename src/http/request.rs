@@ -18,6 +18,9 @@ pub(crate) struct Request {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// Whether the client spoke https to a trusted proxy in front of us, when that
+    /// proxy said (SPEC §13); `None` otherwise.
+    pub forwarded_secure: Option<bool>,
 }
 
 impl Request {
@@ -111,6 +114,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, HeadError> {
                 target: target.to_owned(),
                 version,
                 headers,
+                forwarded_secure: None,
             };
             Ok(Parsed::Complete(request, len))
         }

@@ -299,7 +299,7 @@ fn upgrade(req: &Request, config: &Config, endpoint: Endpoint) -> Routed {
         Err(e) => return reject(400, Rejection::BadRequest, e),
     };
     if let Some(origin) = req.header("Origin")
-        && !origin_allowed(origin, host, &config.allow_origins)
+        && !origin_allowed(origin, host, req.forwarded_secure, &config.allow_origins)
     {
         return reject(
             403,
@@ -359,8 +359,10 @@ fn is_valid_key(key: &str) -> bool {
         && body.last().and_then(value).is_some_and(|v| v & 0x0f == 0)
 }
 
-/// The origin policy (SPEC §3): same host:port as the request, or listed.
-fn origin_allowed(origin: &str, host: &str, allowed: &[String]) -> bool {
+/// The origin policy (SPEC §3): same host:port as the request, or listed. `secure`
+/// is the scheme the client used, when a trusted proxy said (SPEC §13): then the
+/// origin's scheme must be that one too.
+fn origin_allowed(origin: &str, host: &str, secure: Option<bool>, allowed: &[String]) -> bool {
     let origin = origin.trim_end_matches('/');
     if allowed
         .iter()
@@ -371,11 +373,14 @@ fn origin_allowed(origin: &str, host: &str, allowed: &[String]) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" => ":80",
-        "https" => ":443",
+    let (default_port, https) = match scheme.to_ascii_lowercase().as_str() {
+        "http" => (":80", false),
+        "https" => (":443", true),
         _ => return false,
     };
+    if secure.is_some_and(|secure| secure != https) {
+        return false;
+    }
     let normal = |a: &str| {
         let a = a.to_ascii_lowercase();
         a.strip_suffix(default_port).map(str::to_owned).unwrap_or(a)
@@ -593,22 +598,60 @@ mod tests {
         assert!(origin_allowed(
             "http://127.0.0.1:3000",
             "127.0.0.1:3000",
+            None,
             &[]
         ));
-        assert!(origin_allowed("http://Example.com", "example.com:80", &[]));
-        assert!(origin_allowed("https://example.com", "example.com", &[]));
-        assert!(!origin_allowed("http://evil.com", "example.com", &[]));
+        assert!(origin_allowed(
+            "http://Example.com",
+            "example.com:80",
+            None,
+            &[]
+        ));
+        assert!(origin_allowed(
+            "https://example.com",
+            "example.com",
+            None,
+            &[]
+        ));
+        assert!(!origin_allowed("http://evil.com", "example.com", None, &[]));
         assert!(!origin_allowed(
             "http://example.com:3001",
             "example.com:3000",
+            None,
             &[]
         ));
-        assert!(!origin_allowed("null", "example.com", &[]));
+        assert!(!origin_allowed("null", "example.com", None, &[]));
         assert!(origin_allowed(
             "http://evil.com",
             "example.com",
+            None,
             &["http://evil.com/".into()]
         ));
-        assert!(origin_allowed("null", "example.com", &["*".into()]));
+        assert!(origin_allowed("null", "example.com", None, &["*".into()]));
+        // Behind a proxy that said how the page was loaded, the scheme counts too.
+        assert!(origin_allowed(
+            "https://example.com",
+            "example.com",
+            Some(true),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            "http://example.com:8080",
+            "example.com:8080",
+            Some(true),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            "https://example.com:8080",
+            "example.com:8080",
+            Some(false),
+            &[]
+        ));
+        assert!(origin_allowed(
+            "http://example.com:8080",
+            "example.com:8080",
+            Some(false),
+            &[]
+        ));
     }
 }

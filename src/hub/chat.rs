@@ -9,11 +9,13 @@
 //! A member's `welcome` carries history, which the store reads; until it comes back
 //! the member's other news is held (see `Post`), so the welcome is always first.
 
+use super::cluster::Cluster;
 use super::members::Members;
-use super::{LeaveReason, Post};
+use super::{Backend, LeaveReason, Post};
 use crate::base::ConnId;
 use crate::base::RateLimit;
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
+use crate::cluster;
 use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
 use crate::store::{self, Answer, ApiAnswer, Author, NewMessage, Since, StoreError};
@@ -25,22 +27,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tungstenite::Message;
 
 #[derive(Debug, Default)]
-struct ChatRoom {
+pub(super) struct ChatRoom {
     /// In order of arrival, which is the order of the member list.
-    members: Vec<ConnId>,
+    pub(super) members: Vec<ConnId>,
 }
 
 /// Every chat room with people in it. An empty room is forgotten: its messages are
 /// in the store.
 #[derive(Debug)]
 pub(super) struct ChatRooms {
-    rooms: HashMap<String, ChatRoom>,
-    /// Requests to the store writer; `None` once it is gone.
+    pub(super) rooms: HashMap<String, ChatRoom>,
+    /// Requests to the store writer; `None` once it is gone, and on a cluster node.
     store: Option<Sender<store::Request>>,
+    /// On a cluster node (SPEC §12), the bridge to Redis and what the hub keeps of
+    /// the cluster; `None` on a single node.
+    pub(super) cluster: Option<Cluster>,
     /// The store's epoch, for every welcome.
-    epoch: String,
+    pub(super) epoch: String,
     /// Numbers each member's loads, so that a stale answer is told from the latest.
-    loads: u64,
+    pub(super) loads: u64,
     /// API posts allowed per address, and each address's bucket.
     api_rate: (u32, u32),
     api_buckets: HashMap<IpAddr, RateLimit>,
@@ -50,13 +55,18 @@ pub(super) struct ChatRooms {
 impl ChatRooms {
     pub(super) fn new(
         epoch: String,
-        store: Sender<store::Request>,
+        backend: Backend,
         api_rate: (u32, u32),
         metrics: Arc<Metrics>,
     ) -> Self {
+        let (store, cluster) = match backend {
+            Backend::Store(store) => (Some(store), None),
+            Backend::Cluster { node, bridge } => (None, Some(Cluster::new(node, bridge))),
+        };
         Self {
             rooms: HashMap::new(),
-            store: Some(store),
+            store,
+            cluster,
             epoch,
             loads: 0,
             api_rate,
@@ -126,17 +136,23 @@ impl ChatRooms {
     /// The store thread is gone: every later request that needs it is `unavailable`.
     pub(super) fn store_gone(&mut self) {
         self.store = None;
+        if let Some(cluster) = &mut self.cluster {
+            cluster.gone();
+        }
     }
 
     /// Queues a request for the store without waiting; `false` when it cannot take it
     /// (it is behind, or gone).
     fn ask(&self, request: store::Request) -> bool {
+        if let Some(cluster) = &self.cluster {
+            return cluster.ask(cluster::Request::Store(request));
+        }
         self.store
             .as_ref()
             .is_some_and(|store| store.try_send(request).is_ok())
     }
 
-    fn unavailable(&self, members: &Members, post: &mut Post, id: ConnId, what: &str) {
+    pub(super) fn unavailable(&self, members: &Members, post: &mut Post, id: ConnId, what: &str) {
         metrics::bump(&self.metrics.store_errors);
         let error = ChatError::new(ErrorCode::Unavailable, what);
         self.send_error(members, post, id, &error);
@@ -154,10 +170,24 @@ impl ChatRooms {
         id: ConnId,
         msg: ClientMessage,
     ) {
+        let Some(msg) = self.cluster_early(members, post, id, msg) else {
+            return;
+        };
         let Some((name, room)) = members.chat_member(id) else {
             return;
         };
         let (name, room) = (name.to_owned(), room.to_owned());
+        if self.cluster.is_some() {
+            match msg {
+                ClientMessage::Rename { name: to } => {
+                    return self.cluster_rename(members, post, id, to);
+                }
+                ClientMessage::Join { room: to } => {
+                    return self.cluster_switch(members, post, id, &to);
+                }
+                _ => {}
+            }
+        }
         match msg {
             ClientMessage::Message { text } => {
                 let msg = NewMessage {
@@ -183,7 +213,14 @@ impl ChatRooms {
             ClientMessage::Rename { name: to } => self.rename(members, post, id, &room, &name, to),
             ClientMessage::Join { room: to } if to == room => self.load(members, post, id, None),
             ClientMessage::Join { room: to } => {
-                self.leave(members, post, id, &room, &name, LeaveReason::Switched);
+                self.leave(
+                    members,
+                    post,
+                    id,
+                    &room,
+                    &name,
+                    LeaveReason::Switched.as_str(),
+                );
                 members.move_to(id, &to);
                 self.enter(members, post, id, &to, None);
             }
@@ -263,7 +300,7 @@ impl ChatRooms {
         id: ConnId,
         room_name: &str,
         name: &str,
-        reason: LeaveReason,
+        reason: &str,
     ) {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return;
@@ -271,12 +308,15 @@ impl ChatRooms {
         room.members.retain(|&m| m != id);
         if room.members.is_empty() {
             self.rooms.remove(room_name);
+            if let Some(cluster) = &mut self.cluster {
+                cluster.room_gone(room_name);
+            }
             return;
         }
         let json = chat::encode(&ServerMessage::Leave {
             room: room_name,
             name,
-            reason: reason.as_str(),
+            reason,
             ts: now_ms(),
         });
         self.broadcast(members, post, room_name, None, &Message::text(json));
@@ -313,7 +353,22 @@ impl ChatRooms {
             ts: now_ms(),
         });
         let msg = Message::text(json);
-        post.deliver(members, target, msg.clone());
+        if let Some(cluster) = &self.cluster
+            && members.outbox(target).is_none()
+        {
+            let to = cluster.key(target);
+            let json = msg.to_text().unwrap_or_default().to_owned();
+            let direct = cluster::Request::Direct { from: id, to, json };
+            if !cluster.ask(direct) {
+                let error = ChatError::new(
+                    ErrorCode::Unavailable,
+                    "the direct message could not be sent, try again",
+                );
+                return self.send_error(members, post, id, &error);
+            }
+        } else {
+            post.deliver(members, target, msg.clone());
+        }
         if target != id {
             post.deliver(members, id, msg);
         }
@@ -376,7 +431,11 @@ impl ChatRooms {
         match answer {
             Answer::Committed(lines) => {
                 for (author, line) in lines {
-                    if let Ok(line) = &line {
+                    // On a cluster node, a message reaches the room from the bus, in
+                    // the order Redis gave every node.
+                    if let Ok(line) = &line
+                        && self.cluster.is_none()
+                    {
                         self.deliver_stored(members, post, line);
                     }
                     match (author, line) {
@@ -401,6 +460,9 @@ impl ChatRooms {
                         }
                     }
                 }
+            }
+            loaded @ Answer::Loaded { .. } if self.cluster.is_some() => {
+                self.cluster_loaded(members, post, loaded);
             }
             Answer::Loaded {
                 member,
@@ -429,13 +491,7 @@ impl ChatRooms {
                     epoch: &self.epoch,
                     last_id,
                     resumed,
-                    wire: members
-                        .get(member)
-                        .and_then(|m| m.wire.as_ref())
-                        .map(|door| chat::WireRef {
-                            id: member,
-                            key: door.key(),
-                        }),
+                    wire: members.wire(member),
                 });
                 post.release(members, member, Message::text(json));
                 if failed {
@@ -492,7 +548,7 @@ impl ChatRooms {
     }
 
     /// The names of a room's members, in order of arrival.
-    fn names<'m>(&self, members: &'m Members, room: &str) -> Vec<&'m str> {
+    pub(super) fn names<'m>(&self, members: &'m Members, room: &str) -> Vec<&'m str> {
         let Some(room) = self.rooms.get(room) else {
             return Vec::new();
         };
@@ -502,7 +558,7 @@ impl ChatRooms {
             .collect()
     }
 
-    fn broadcast(
+    pub(super) fn broadcast(
         &self,
         members: &Members,
         post: &mut Post,
@@ -521,7 +577,7 @@ impl ChatRooms {
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

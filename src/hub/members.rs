@@ -20,7 +20,9 @@ pub(super) enum Role {
 
 #[derive(Debug)]
 pub(super) struct Member {
-    pub outbox: Outbox,
+    /// `None` for a member on another node (SPEC §12), and for one of ours whose
+    /// connection is gone while the cluster has not yet heard it leave.
+    pub outbox: Option<Outbox>,
     pub role: Role,
     /// How a chat member's traffic can be watched (SPEC §14).
     pub wire: Option<Door>,
@@ -57,7 +59,74 @@ impl Members {
             name,
             room: room.to_owned(),
         };
+        let outbox = Some(outbox);
         self.by_id.insert(id, Member { outbox, role, wire });
+    }
+
+    /// Adds a chat member of this node whose name the cluster has yet to give it; it
+    /// is in no room's list and has no name until then.
+    pub(super) fn join_unnamed(
+        &mut self,
+        id: ConnId,
+        room: &str,
+        outbox: Outbox,
+        wire: Option<Door>,
+    ) {
+        let role = Role::Chat {
+            name: String::new(),
+            room: room.to_owned(),
+        };
+        let outbox = Some(outbox);
+        self.by_id.insert(id, Member { outbox, role, wire });
+    }
+
+    /// Adds a chat member of another node, or names one of ours, as the cluster says:
+    /// `name` is unique across the cluster already.
+    pub(super) fn join_named(&mut self, id: ConnId, name: &str, room: &str) {
+        self.unname(id);
+        self.names.insert(name.to_lowercase(), id);
+        let role = Role::Chat {
+            name: name.to_owned(),
+            room: room.to_owned(),
+        };
+        match self.by_id.get_mut(&id) {
+            Some(member) => member.role = role,
+            None => {
+                let (outbox, wire) = (None, None);
+                self.by_id.insert(id, Member { outbox, role, wire });
+            }
+        }
+    }
+
+    /// Frees the name of chat member `id`, keeping the member.
+    pub(super) fn unname(&mut self, id: ConnId) {
+        if let Some(Member {
+            role: Role::Chat { name, .. },
+            ..
+        }) = self.by_id.get(&id)
+            && self.names.get(&name.to_lowercase()) == Some(&id)
+        {
+            self.names.remove(&name.to_lowercase());
+        }
+    }
+
+    /// Drops the outbox of member `id`: its connection is gone, but the cluster
+    /// still counts it until its leave comes back on the bus.
+    pub(super) fn detach(&mut self, id: ConnId) -> Option<Outbox> {
+        self.by_id.get_mut(&id)?.outbox.take()
+    }
+
+    /// The outbox of member `id`, if it is connected here.
+    pub(super) fn outbox(&self, id: ConnId) -> Option<&Outbox> {
+        self.by_id.get(&id)?.outbox.as_ref()
+    }
+
+    /// Every member connected here, with its role.
+    pub(super) fn local(&self) -> impl Iterator<Item = (ConnId, &Role)> {
+        self.by_id
+            .iter()
+            .filter(|(_, m)| m.outbox.is_some())
+            .map(|(&id, m)| (id, &m.role))
     }
 
     /// Adds a relay member.
@@ -65,8 +134,17 @@ impl Members {
         let role = Role::Relay {
             room: room.to_owned(),
         };
-        let wire = None;
+        let (outbox, wire) = (Some(outbox), None);
         self.by_id.insert(id, Member { outbox, role, wire });
+    }
+
+    /// Where chat member `id`'s traffic can be watched, for its `welcome`.
+    pub(super) fn wire(&self, id: ConnId) -> Option<chat::WireRef<'_>> {
+        let door = self.by_id.get(&id)?.wire.as_ref()?;
+        Some(chat::WireRef {
+            id,
+            key: door.key(),
+        })
     }
 
     pub(super) fn get(&self, id: ConnId) -> Option<&Member> {
@@ -121,11 +199,8 @@ impl Members {
 
     /// Forgets member `id`, freeing its name.
     pub(super) fn remove(&mut self, id: ConnId) -> Option<Member> {
-        let member = self.by_id.remove(&id)?;
-        if let Role::Chat { name, .. } = &member.role {
-            self.names.remove(&name.to_lowercase());
-        }
-        Some(member)
+        self.unname(id);
+        self.by_id.remove(&id)
     }
 
     /// A name nobody has: the wanted one, else it with `-2`, `-3`, …; `guest-N` when
@@ -151,7 +226,7 @@ impl Members {
 }
 
 /// `base-n`, shortening `base` so the result stays a valid name.
-fn with_suffix(base: &str, n: u64) -> String {
+pub(super) fn with_suffix(base: &str, n: u64) -> String {
     let suffix = format!("-{n}");
     let keep = chat::MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
     let base: String = base.chars().take(keep).collect();

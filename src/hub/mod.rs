@@ -17,11 +17,13 @@
 //! is queued for whom during one batch of events is the [`Post`]'s business.
 
 mod chat;
+mod cluster;
 mod members;
 mod relay;
 
 use crate::base::{ConnId, RateLimit};
 use crate::chat::{ChatError, ClientMessage};
+use crate::cluster::Event;
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, Owed, SendError};
 use crate::store::{self, Answer, ApiAnswer, Since};
@@ -155,6 +157,19 @@ impl LeaveReason {
     }
 }
 
+/// Where chat messages are kept, and who else must hear of each change.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    /// A single node: the store writer.
+    Store(Sender<store::Request>),
+    /// A cluster node (SPEC §12): the bridge to Redis, which is the store and the bus;
+    /// `node` is this node's name there.
+    Cluster {
+        node: String,
+        bridge: Sender<crate::cluster::Request>,
+    },
+}
+
 /// The hub's own settings.
 #[derive(Debug, Clone)]
 pub(crate) struct HubConfig {
@@ -168,6 +183,7 @@ pub(crate) struct HubConfig {
 enum Next {
     Event(Option<HubEvent>),
     Answer(Option<Answer>),
+    Cluster(Option<Event>),
 }
 
 /// What was queued for whom while handling the current batch of events.
@@ -203,7 +219,7 @@ impl Post {
         // Counted against the client's outbox, which makes its thread stop reading
         // requests while the hub holds too much for it; past the bound it is a slow
         // consumer like any other.
-        if members.get(id).is_some_and(|m| m.outbox.hold_one()) {
+        if members.outbox(id).is_some_and(Outbox::hold_one) {
             queue.push(msg);
         } else if !self.overflowed.contains(&id) {
             self.overflowed.push(id);
@@ -212,8 +228,8 @@ impl Post {
 
     /// Queues messages that were held for `id`, no longer counted as held.
     fn unhold(&mut self, members: &Members, id: ConnId, messages: Vec<Message>) {
-        if let Some(member) = members.get(id) {
-            member.outbox.unhold(messages.len());
+        if let Some(outbox) = members.outbox(id) {
+            outbox.unhold(messages.len());
         }
         for msg in messages {
             self.deliver(members, id, msg);
@@ -237,7 +253,7 @@ impl Post {
     /// flight is pushed back by TCP before its own answers could overflow it.
     fn begin(&mut self, members: &Members, id: ConnId) {
         self.waiting.entry(id).or_default().0 += 1;
-        let counted = members.get(id).is_some_and(|m| m.outbox.hold_one());
+        let counted = members.outbox(id).is_some_and(Outbox::hold_one);
         if !counted && !self.overflowed.contains(&id) {
             self.overflowed.push(id);
         }
@@ -249,8 +265,8 @@ impl Post {
         let Some((count, _)) = self.waiting.get_mut(&id) else {
             return;
         };
-        if let Some(member) = members.get(id) {
-            member.outbox.unhold(1);
+        if let Some(outbox) = members.outbox(id) {
+            outbox.unhold(1);
         }
         *count = count.saturating_sub(1);
         if *count == 0
@@ -291,10 +307,10 @@ impl Post {
     }
 
     fn send(&mut self, members: &Members, id: ConnId, msg: Message) {
-        let Some(member) = members.get(id) else {
+        let Some(outbox) = members.outbox(id) else {
             return;
         };
-        match member.outbox.try_queue(msg) {
+        match outbox.try_queue(msg) {
             Ok(Some(wake)) => self.owed.push(wake),
             Ok(None) => {}
             Err(SendError::Full) if !self.overflowed.contains(&id) => self.overflowed.push(id),
@@ -325,13 +341,9 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// A hub whose chat rooms keep their messages in the store behind `store`.
-    pub(crate) fn new(
-        config: HubConfig,
-        metrics: Arc<Metrics>,
-        store: Sender<store::Request>,
-    ) -> Self {
+    pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>, backend: Backend) -> Self {
         Self {
-            chat: ChatRooms::new(config.epoch, store, config.api_rate, Arc::clone(&metrics)),
+            chat: ChatRooms::new(config.epoch, backend, config.api_rate, Arc::clone(&metrics)),
             metrics,
             members: Members::default(),
             relay: RelayRooms::default(),
@@ -351,15 +363,23 @@ impl Hub {
     /// The store's answers come on a channel of their own, so that the store thread's
     /// sender does not keep the hub alive: the hub ends when the connections' events
     /// channel closes, and its own sender to the store goes with it.
-    pub(crate) fn run(mut self, events: Receiver<HubEvent>, answers: Receiver<Answer>) {
+    ///
+    /// A cluster node's bus (`cluster`, [`crossbeam_channel::never`] on a single node)
+    /// is the third source, and no more a reason to live than the store's answers.
+    pub(crate) fn run(
+        mut self,
+        events: Receiver<HubEvent>,
+        answers: Receiver<Answer>,
+        cluster: Receiver<Event>,
+    ) {
+        let (no_answers, no_news) = (crossbeam_channel::never(), crossbeam_channel::never());
         let mut answers = Some(answers);
+        let mut cluster = Some(cluster);
         loop {
-            let next = match &answers {
-                Some(answers) => select! {
-                    recv(events) -> event => Next::Event(event.ok()),
-                    recv(answers) -> answer => Next::Answer(answer.ok()),
-                },
-                None => Next::Event(events.recv().ok()),
+            let next = select! {
+                recv(events) -> event => Next::Event(event.ok()),
+                recv(answers.as_ref().unwrap_or(&no_answers)) -> answer => Next::Answer(answer.ok()),
+                recv(cluster.as_ref().unwrap_or(&no_news)) -> event => Next::Cluster(event.ok()),
             };
             match next {
                 Next::Event(Some(event)) => self.apply(event),
@@ -371,10 +391,14 @@ impl Hub {
                     answers = None;
                     self.chat.store_gone();
                 }
+                Next::Cluster(Some(event)) => self.cluster(event),
+                Next::Cluster(None) => cluster = None,
             }
             for _ in 0..MAX_BATCH - 1 {
                 if let Some(answer) = answers.as_ref().and_then(|a| a.try_recv().ok()) {
                     self.answer(answer);
+                } else if let Some(event) = cluster.as_ref().and_then(|c| c.try_recv().ok()) {
+                    self.cluster(event);
                 } else if let Ok(event) = events.try_recv() {
                     self.apply(event);
                 } else {
@@ -384,6 +408,27 @@ impl Hub {
             self.post.wake_all();
         }
         log::debug!("hub: every connection is gone, stopping");
+    }
+
+    /// Handles news from the cluster: the bus, in Redis's order, and what became of
+    /// the hub's requests.
+    fn cluster(&mut self, event: Event) {
+        let Hub {
+            members,
+            chat,
+            relay,
+            post,
+            ..
+        } = self;
+        match event {
+            Event::Relay { from, room, msg } => {
+                if !chat.is_ours(&from) {
+                    relay.deliver(members, post, &room, &msg);
+                }
+            }
+            event => chat.cluster_event(members, post, event),
+        }
+        self.evict_overflowed();
     }
 
     /// Handles what the store answered.
@@ -430,8 +475,13 @@ impl Hub {
                 outbox,
                 wire,
             } => {
-                members.join_chat(id, name, &room, outbox, wire);
-                chat.enter(members, post, id, &room, since);
+                if chat.cluster.is_some() {
+                    members.join_unnamed(id, &room, outbox, wire);
+                    chat.cluster_join(members, post, id, &room, name, since);
+                } else {
+                    members.join_chat(id, name, &room, outbox, wire);
+                    chat.enter(members, post, id, &room, since);
+                }
                 if let Some(error) = name_error {
                     chat.send_error(members, post, id, &error);
                 }
@@ -441,7 +491,10 @@ impl Hub {
                 relay.enter(id, &room);
             }
             HubEvent::Chat { id, msg } => chat.handle(members, post, id, msg),
-            HubEvent::Relay { id, msg } => relay.forward(members, post, id, msg),
+            HubEvent::Relay { id, msg } => {
+                chat.publish_relay(members, id, &msg);
+                relay.forward(members, post, id, msg);
+            }
             HubEvent::Reply { id, msg } => post.deliver(members, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
             HubEvent::Api { ip, call, reply } => chat.api(ip, call, reply),
@@ -456,7 +509,7 @@ impl Hub {
                 let member = members.get(id);
                 let door = member.and_then(|m| m.wire.as_ref());
                 let let_in = door.is_some_and(|d| d.opens_with(&key) && d.let_in(viewer));
-                if let_in && let Some(owed) = member.and_then(|m| m.outbox.nudge()) {
+                if let_in && let Some(owed) = member.and_then(|m| m.outbox.as_ref()?.nudge()) {
                     post.owed.push(owed);
                 }
                 let _ = reply.send(let_in);
@@ -485,10 +538,10 @@ impl Hub {
     /// Evicts every member whose outbox overflowed, as a slow consumer.
     fn evict_overflowed(&mut self) {
         while let Some(id) = self.post.overflowed.pop() {
-            if let Some(member) = self.members.get(id) {
+            if let Some(outbox) = self.members.outbox(id) {
                 // Logged by the connection thread, not here: a log line can block on
                 // a full stderr, and the hub must never block.
-                member.outbox.evict();
+                outbox.evict();
                 metrics::bump(&self.metrics.slow_consumer_drops);
                 self.remove(id, LeaveReason::SlowConsumer);
             }
@@ -501,14 +554,33 @@ impl Hub {
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
         self.post.held.remove(&id);
         self.post.waiting.remove(&id);
+        if self.chat.cluster.is_some()
+            && let Some(members::Member {
+                role: Role::Chat { .. },
+                outbox,
+                ..
+            }) = self.members.get(id)
+        {
+            // It leaves when the bus says so, on every node at once; a member already
+            // leaving (evicted, then its thread ended) is not told twice.
+            if outbox.is_some() {
+                self.chat
+                    .cluster_leave(&mut self.members, &mut self.post, id, reason);
+            }
+            return;
+        }
         let Some(member) = self.members.remove(id) else {
             return;
         };
         match member.role {
-            Role::Chat { name, room } => {
-                self.chat
-                    .leave(&self.members, &mut self.post, id, &room, &name, reason)
-            }
+            Role::Chat { name, room } => self.chat.leave(
+                &self.members,
+                &mut self.post,
+                id,
+                &room,
+                &name,
+                reason.as_str(),
+            ),
             Role::Relay { room } => self.relay.leave(id, &room),
         }
     }
@@ -566,7 +638,7 @@ mod tests {
             api_rate: (20, 40),
         };
         TestHub {
-            hub: Hub::new(config, Arc::new(Metrics::new()), store_tx),
+            hub: Hub::new(config, Arc::new(Metrics::new()), Backend::Store(store_tx)),
             store,
             requests,
             answers_tx,

@@ -4,6 +4,7 @@
 use super::Post;
 use super::members::{Member, Members, Role};
 use crate::base::ConnId;
+use crate::outbox::Outbox;
 use std::collections::HashMap;
 use tungstenite::Message;
 
@@ -31,6 +32,13 @@ impl RelayRooms {
         }
     }
 
+    /// Delivers a message from a member on another node to everyone in `room` here.
+    pub(super) fn deliver(&self, members: &Members, post: &mut Post, room: &str, msg: &Message) {
+        for &id in self.rooms.get(room).into_iter().flatten() {
+            post.deliver(members, id, msg.clone());
+        }
+    }
+
     /// Forwards a message from `id` to the rest of its room. If a recipient's outbox
     /// is more than half full, the sender is asked to pause: a burst from one member
     /// turns into TCP backpressure on that member, instead of evicting readers that
@@ -38,7 +46,7 @@ impl RelayRooms {
     pub(super) fn forward(&self, members: &Members, post: &mut Post, id: ConnId, msg: Message) {
         let Some(Member {
             role: Role::Relay { room },
-            outbox: sender,
+            outbox: Some(sender),
             ..
         }) = members.get(id)
         else {
@@ -50,7 +58,7 @@ impl RelayRooms {
         let mut congested = false;
         for &other in room.iter().filter(|&&other| other != id) {
             post.deliver(members, other, msg.clone());
-            congested |= members.get(other).is_some_and(|m| m.outbox.is_congested());
+            congested |= members.outbox(other).is_some_and(Outbox::is_congested);
         }
         if congested {
             sender.throttle();

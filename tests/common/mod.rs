@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod nginx;
+pub mod redis;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -428,16 +431,17 @@ pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
 
 // ---- outside programs ----
 
-/// The path of `program` (looked up on `PATH`), or `None` after saying the test was
-/// skipped. A program that `.ci/run` installs must be there in CI: with `require`
-/// (an environment variable such as `SWITCHBOARD_REQUIRE_TOOLS`) set, a missing one
-/// fails the test instead.
+/// The path of `program` (looked up on `PATH`, then in `/usr/sbin` and `/sbin`, where
+/// Debian puts daemons such as nginx and a user's `PATH` often does not reach), or
+/// `None` after saying the test was skipped. A program that `.ci/run` installs must
+/// be there in CI: with `require` (an environment variable such as
+/// `SWITCHBOARD_REQUIRE_TOOLS`) set, a missing one fails the test instead.
 pub fn tool_or_skip(test: &str, program: &str, require: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    });
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file());
     if found.is_none() {
         assert!(
             std::env::var_os(require).is_none(),

@@ -13,6 +13,8 @@ pub(crate) struct Options {
     pub development_cert: bool,
     /// Print the QR code of the address to share (when stdout is a terminal).
     pub qr: bool,
+    /// The node is one of a cluster on Redis (`--redis`).
+    pub cluster: bool,
 }
 
 /// Tells people where to point their browser: the LAN address first, marked as the one
@@ -62,6 +64,9 @@ pub(crate) fn print(server: &ServerHandle, options: &Options) {
     }
     match server.store_path() {
         Some(path) => println!("Chat history is kept in {}.", path.display()),
+        None if options.cluster => {
+            println!("Chat history is kept in Redis, shared by every node of the cluster.")
+        }
         None => println!("Chat history is kept in memory only: it is gone when the server stops."),
     }
     println!("Press Ctrl-C to stop.");

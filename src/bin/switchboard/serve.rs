@@ -54,6 +54,11 @@ pub(crate) struct ServeArgs {
     /// Keep chat history in memory only: it is gone when the server stops.
     #[arg(long)]
     no_persist: bool,
+    /// Join a cluster: several nodes on this Redis are one chat, and Redis keeps the
+    /// history instead of --data (e.g. redis://127.0.0.1:6379/0); or set
+    /// SWITCHBOARD_REDIS, which keeps a Redis password off the command line.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data", "no_persist"])]
+    redis: Option<String>,
     /// The newest chat messages kept per room; older ones are deleted.
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().retain)]
     retain: usize,
@@ -92,6 +97,10 @@ pub(crate) struct ServeArgs {
     /// this machine then).
     #[arg(long)]
     metrics_public: bool,
+    /// Believe Forwarded and X-Forwarded-For/-Proto/-Host from peers in this address
+    /// range (e.g. 127.0.0.1/32 for nginx on this machine); repeat it for more.
+    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = cidr)]
+    trust_proxy: Vec<String>,
     /// Do not print the QR code of the address to share (it is printed only when
     /// stdout is a terminal anyway).
     #[arg(long)]
@@ -104,6 +113,17 @@ fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(value: &str) -> Re
         Ok(n) if n >= T::from(1) => Ok(n),
         Ok(_) => Err("must be at least 1".to_owned()),
         Err(_) => Err("must be a whole number, at least 1".to_owned()),
+    }
+}
+
+/// An address range (`10.0.0.0/8`, `::1/128`) or one address, as the library takes
+/// it; checked here so that clap names the flag and exits 2 like for any bad value.
+fn cidr(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.parse::<ipnet::IpNet>().is_ok() || value.parse::<std::net::IpAddr>().is_ok() {
+        Ok(value.to_owned())
+    } else {
+        Err("must be an address range such as 10.0.0.0/8, ::1/128 or 127.0.0.1".to_owned())
     }
 }
 
@@ -170,7 +190,9 @@ impl ServeArgs {
         config.ping_interval = Duration::from_secs(self.ping_interval);
         config.history = self.history;
         config.retain = self.retain;
-        if !self.no_persist {
+        if self.redis.is_some() {
+            config.redis = self.redis;
+        } else if !self.no_persist {
             config.data_dir = self.data.or_else(default_data_dir);
         }
         config.max_text_len = self.max_text_len;
@@ -180,6 +202,7 @@ impl ServeArgs {
         config.outbox_bytes = self.outbox_bytes;
         config.trace = self.trace || self.trace_plain;
         config.metrics_public = self.metrics_public;
+        config.trust_proxies = self.trust_proxy;
         config.public_urls = banner::lan_urls("http", &self.listen);
         if !self.no_tls {
             config
@@ -208,10 +231,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "SWITCHBOARD_PASSWORD",
     )?;
     let mut config = args.into_config();
+    if config.redis.is_none()
+        && let Ok(url) = std::env::var("SWITCHBOARD_REDIS")
+        && !url.trim().is_empty()
+    {
+        config.redis = Some(url.trim().to_owned());
+        config.data_dir = None;
+    }
     config.api_token = token.map(switchboard::Secret::new);
     config.password = password.map(switchboard::Secret::new);
     let development_cert =
         !config.tls_listen.is_empty() && config.tls_identity == Identity::Development;
+    let cluster = config.redis.is_some();
 
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
@@ -233,6 +264,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let options = banner::Options {
         development_cert,
         qr,
+        cluster,
     };
     banner::print(&server, &options);
     // Wait for SIGINT or SIGTERM; a closed channel cannot happen while the handler lives.

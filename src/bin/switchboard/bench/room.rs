@@ -36,6 +36,10 @@ pub(crate) struct RoomArgs {
     /// Server base URL.
     #[arg(long, default_value = "ws://127.0.0.1:3000")]
     pub(super) url: String,
+    /// Where the sender connects instead, e.g. another node of a cluster on the same
+    /// Redis (`--redis`): the latency then includes the trip through Redis.
+    #[arg(long, value_name = "URL")]
+    pub(super) sender_url: Option<String>,
     /// Receivers in the room.
     #[arg(long, default_value_t = 100)]
     pub(super) receivers: usize,
@@ -329,10 +333,11 @@ pub(super) struct FanoutTotals {
 impl Fanout {
     pub(super) fn open(args: &RoomArgs, wire: Wire) -> Result<Self, BoxError> {
         let room_name = format!("bench-{}", std::process::id());
-        let join = |name: &str| match wire {
-            Wire::Relay => connect(&args.url, &format!("/ws/relay/{room_name}")),
-            Wire::Chat => chat::join(&args.url, &room_name, name),
+        let join_at = |url: &str, name: &str| match wire {
+            Wire::Relay => connect(url, &format!("/ws/relay/{room_name}")),
+            Wire::Chat => chat::join(url, &room_name, name),
         };
+        let join = |name: &str| join_at(&args.url, name);
         let mut groups: Vec<Vec<Client>> = (0..args.threads.min(args.receivers))
             .map(|_| vec![])
             .collect();
@@ -341,7 +346,8 @@ impl Fanout {
             let n = groups.len();
             groups[i % n].push(ws);
         }
-        let sender = join("tx").map_err(|e| format!("sender: {e}"))?;
+        let sender_url = args.sender_url.as_deref().unwrap_or(&args.url);
+        let sender = join_at(sender_url, "tx").map_err(|e| format!("sender: {e}"))?;
         match wire {
             Wire::Relay => sender.get_ref().set_write_timeout(Some(SEND_TIMEOUT))?,
             // A chat sender hears back every message it sends, and must read it, or

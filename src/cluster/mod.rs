@@ -1,0 +1,984 @@
+//! The cluster bridge (SPEC §12): several nodes on one Redis are one chat.
+//!
+//! Redis is the store and the bus. Each room's messages are a Redis Stream, with ids
+//! from Redis; every change to shared state (a message, a join, a name) is one Lua
+//! script that also publishes the change on one channel, `switchboard:bus`, so every
+//! node sees every change in the one order Redis made them in. Relay traffic goes on
+//! `switchboard:relay`, as bytes.
+//!
+//! The hub never waits on the network: it hands [`Request`]s to the bridge thread
+//! over a bounded channel with `try_send`, and hears back on channels of its own:
+//! store-like [`Answer`]s, and [`Event`]s (the bus, in order, from the subscriber,
+//! and what became of cluster requests). Both Redis connections belong to the bridge:
+//! the commands are sent from its thread, the subscription is read by a thread of its
+//! own ([`listen`]), because a blocking read of a socket cannot also wait on a channel.
+//!
+//! Each node beats every second in `switchboard:nodes`; a node silent for
+//! [`NODE_TTL`] has its members leave with reason `node_lost`, by whichever node
+//! notices first. A node that loses Redis refuses what needs it (`unavailable`),
+//! reconnects with backoff, and then catches up: the messages it missed, who came and
+//! went, and its own members, in case it was taken for dead meanwhile.
+
+mod listen;
+mod scripts;
+
+pub(crate) use listen::listen;
+
+use crate::base::ConnId;
+use crate::chat::ChatLine;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::store::{self, Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, Since, StoreError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use redis::{Connection, RedisResult, Script};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tungstenite::Message;
+
+/// Requests the bridge queues before the hub is told `unavailable`.
+pub(crate) const QUEUE: usize = 4096;
+/// The channel every change to shared chat state is published on.
+const BUS: &str = "switchboard:bus";
+/// The channel relay messages go on.
+const RELAY: &str = "switchboard:relay";
+/// How often a node says it is alive.
+const BEAT: Duration = Duration::from_secs(1);
+/// How long a node may be silent before its members are taken to be gone: five
+/// missed beats, longer than the longest wait between reconnection attempts.
+pub(crate) const NODE_TTL: Duration = Duration::from_secs(5);
+/// The longest wait for Redis to connect or to answer.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection attempts start this far apart and double up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What the hub asks of the bridge.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// What a single node asks its store: appends, pages, the API's reads.
+    Store(store::Request),
+    /// A chat member joins the cluster: the first free of `names` (name and lower
+    /// case), else a guest name. Its history follows as an [`Answer::Loaded`].
+    Join {
+        member: ConnId,
+        seq: u64,
+        names: Vec<(String, String)>,
+        room: String,
+        since: Option<Since>,
+    },
+    /// A member moves to `room`, or asks for its own room's history again.
+    Switch {
+        member: ConnId,
+        seq: u64,
+        room: String,
+    },
+    Leave {
+        member: ConnId,
+        reason: &'static str,
+    },
+    Rename {
+        member: ConnId,
+        to: String,
+        lower: String,
+    },
+    /// A direct message (its JSON as the client gets it) for a member elsewhere.
+    Direct {
+        from: ConnId,
+        to: String,
+        json: String,
+    },
+    /// A relay message from `member` to the rest of `room`, on every node.
+    Relay {
+        member: ConnId,
+        room: String,
+        msg: Message,
+    },
+    /// After a gap in the bus: put this node's members (id, name, room) back, then
+    /// send what each room missed since the id given, and who is where now. Only for
+    /// the `epoch` the hub knew: members of a lost epoch are not put back.
+    Resync {
+        epoch: String,
+        members: Vec<(ConnId, String, String)>,
+        rooms: Vec<(String, u64)>,
+    },
+}
+
+/// A change to shared chat state, as published on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub(crate) enum Bus {
+    Msg {
+        room: String,
+        id: u64,
+        from: String,
+        text: String,
+        ts: u64,
+        #[serde(default)]
+        via: String,
+    },
+    /// `last`: the room's newest id at the join; later messages have higher ids.
+    Join {
+        m: String,
+        name: String,
+        room: String,
+        last: u64,
+        ts: u64,
+        /// Put back after Redis was away: news only to who did not know it.
+        #[serde(default)]
+        restore: bool,
+    },
+    Switch {
+        m: String,
+        room: String,
+        last: u64,
+        ts: u64,
+    },
+    Leave {
+        m: String,
+        reason: String,
+        ts: u64,
+    },
+    Rename {
+        m: String,
+        to: String,
+        ts: u64,
+    },
+    Direct {
+        to: String,
+        json: String,
+    },
+}
+
+impl Bus {
+    /// The message, as the store would have given it.
+    pub(crate) fn line(&self) -> Option<ChatLine> {
+        match self {
+            Bus::Msg {
+                room,
+                id,
+                from,
+                text,
+                ts,
+                via,
+            } => Some(ChatLine {
+                id: *id,
+                room: room.clone(),
+                from: from.clone(),
+                text: text.clone(),
+                ts: *ts,
+                via: (via == "api").then_some("api"),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A member as Redis lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Present {
+    pub key: String,
+    pub name: String,
+    pub room: String,
+}
+
+/// What the bridge tells the hub, besides store-like answers.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A change, in bus order.
+    Bus(Bus),
+    /// A relay message from member `from` (on another node, or this one).
+    Relay {
+        from: String,
+        room: String,
+        msg: Message,
+    },
+    /// The subscription was lost and is back: what was published meanwhile was
+    /// missed.
+    Resubscribed,
+    /// Redis is reachable again after an outage, or had forgotten this node.
+    Reconnected,
+    /// Redis lost its data: a new epoch, and nobody's ids mean anything any more.
+    NewEpoch(String),
+    /// A member's join or move could not be made (Redis is away).
+    JoinFailed { member: ConnId },
+    /// A member's request could not be carried out; `what` says which.
+    Failed { member: ConnId, what: &'static str },
+    /// The name a member asked for is someone else's.
+    NameTaken { member: ConnId, to: String },
+    /// What a room missed during a gap in the bus.
+    CatchUp { lines: Vec<Arc<ChatLine>> },
+    /// Everyone in the cluster, after a gap.
+    Presence(Vec<Present>),
+}
+
+/// The bridge, connected, before its thread runs.
+pub(crate) struct Bridge {
+    client: redis::Client,
+    con: Option<Connection>,
+    /// This node's name in Redis: new for every start.
+    node: String,
+    epoch: String,
+    session_key: [u8; 32],
+    retain: usize,
+    history: usize,
+    metrics: Arc<Metrics>,
+    /// Set when the bridge ends, so that the subscriber ends too.
+    stop: Arc<AtomicBool>,
+    /// The wait before the next reconnection attempt.
+    backoff: Duration,
+    next_beat: Instant,
+    /// Since when the current connection is up: a node does not reap others until it
+    /// has been up for a [`NODE_TTL`], so that after Redis restarts, nodes that have
+    /// not reconnected yet are not taken for dead.
+    up_since: Instant,
+    /// A resync that waits for Redis to be back.
+    resync: Option<Request>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    append: Script,
+    join: Script,
+    switch: Script,
+    leave: Script,
+    rename: Script,
+    beat: Script,
+    restore: Script,
+    goodbye: Script,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("node", &self.node)
+            .field("epoch", &self.epoch)
+            .field("up", &self.con.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with its password, if any, masked: fit for a log line or an error.
+pub(crate) fn masked(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(name, _)| name);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn open(client: &redis::Client) -> RedisResult<Connection> {
+    let con = client.get_connection_with_timeout(TIMEOUT)?;
+    con.set_read_timeout(Some(TIMEOUT))?;
+    con.set_write_timeout(Some(TIMEOUT))?;
+    Ok(con)
+}
+
+/// The value of `key`, set to `fresh()` by whichever node asks first.
+fn shared(con: &mut Connection, key: &str, fresh: String) -> RedisResult<String> {
+    redis::cmd("SET").arg(key).arg(fresh).arg("NX").exec(con)?;
+    redis::cmd("GET").arg(key).query(con)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The member `id` of `node` as Redis names it.
+pub(crate) fn member_key(node: &str, id: ConnId) -> String {
+    format!("{node}.{id}")
+}
+
+impl Bridge {
+    /// Connects to the Redis at `url`, or says why it cannot (naming the URL).
+    pub(crate) fn connect(
+        url: &str,
+        retain: usize,
+        history: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Bridge, Error> {
+        let fail = |problem: String| Error::Redis {
+            url: masked(url),
+            problem,
+        };
+        let client =
+            redis::Client::open(url).map_err(|e| fail(format!("not a Redis URL ({e})")))?;
+        let mut con = open(&client).map_err(|e| fail(format!("cannot connect ({e})")))?;
+        let key = store::random_hex32().map_err(|e| fail(format!("no randomness ({e})")))?;
+        let (epoch, key) = shared(&mut con, "switchboard:epoch", store::new_epoch())
+            .and_then(|epoch| Ok((epoch, shared(&mut con, "switchboard:session_key", key)?)))
+            .map_err(|e| fail(format!("cannot be used ({e})")))?;
+        let session_key = store::key_bytes(&key).ok_or_else(|| {
+            fail("holds a switchboard:session_key that is not 64 hex digits".into())
+        })?;
+        let scripts = Scripts {
+            append: Script::new(scripts::APPEND),
+            join: Script::new(scripts::JOIN),
+            switch: Script::new(scripts::SWITCH),
+            leave: Script::new(&scripts::leave()),
+            rename: Script::new(scripts::RENAME),
+            beat: Script::new(&scripts::beat()),
+            restore: Script::new(&scripts::restore()),
+            goodbye: Script::new(scripts::GOODBYE),
+        };
+        let mut bridge = Bridge {
+            client,
+            con: None,
+            node: store::new_epoch(),
+            epoch,
+            session_key,
+            retain: retain.max(1),
+            history,
+            metrics,
+            stop: Arc::new(AtomicBool::new(false)),
+            backoff: MIN_BACKOFF,
+            next_beat: Instant::now() + BEAT,
+            up_since: Instant::now(),
+            resync: None,
+            scripts,
+        };
+        bridge
+            .heartbeat(&mut con)
+            .map_err(|e| fail(format!("cannot be used ({e})")))?;
+        bridge.con = Some(con);
+        bridge.metrics.redis_up.store(1, Ordering::Relaxed);
+        log::info!(
+            "cluster: node {} on Redis {} (epoch {})",
+            bridge.node,
+            masked(url),
+            bridge.epoch
+        );
+        Ok(bridge)
+    }
+
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub(crate) fn session_key(&self) -> [u8; 32] {
+        self.session_key
+    }
+
+    /// A client of the same Redis, for the subscriber.
+    pub(crate) fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// The flag that tells the subscriber to end.
+    pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Serves requests until the hub is gone, beating every second meanwhile; then
+    /// takes the node out of the cluster and stops the subscriber.
+    pub(crate) fn run(
+        mut self,
+        requests: Receiver<Request>,
+        answers: Sender<Answer>,
+        events: Sender<Event>,
+    ) {
+        loop {
+            let wait = self.next_beat.saturating_duration_since(Instant::now());
+            match requests.recv_timeout(wait) {
+                Ok(request) => self.serve(request, &answers, &events),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= self.next_beat {
+                self.tick(&events);
+            }
+        }
+        if let Some(con) = self.con.as_mut() {
+            let _ = self.scripts.goodbye.arg(&self.node).invoke::<i64>(con);
+        }
+        self.stop.store(true, Ordering::Release);
+        log::debug!("cluster: node {} left", self.node);
+    }
+
+    /// The heartbeat, or a reconnection attempt while Redis is away.
+    fn tick(&mut self, events: &Sender<Event>) {
+        let Some(mut con) = self.con.take() else {
+            self.reconnect(events);
+            return;
+        };
+        self.next_beat = Instant::now() + BEAT;
+        match self.heartbeat(&mut con) {
+            Ok(true) => self.con = Some(con),
+            Ok(false) => {
+                // Redis had forgotten this node: the others took it for dead.
+                log::warn!("cluster: Redis had forgotten this node; putting its members back");
+                self.con = Some(con);
+                let _ = events.send(Event::Reconnected);
+            }
+            Err(e) => self.lost(&e),
+        }
+    }
+
+    /// Beats; `false` when Redis did not know this node.
+    fn heartbeat(&self, con: &mut Connection) -> RedisResult<bool> {
+        let reap = self.up_since.elapsed() >= NODE_TTL;
+        let known: i64 = self
+            .scripts
+            .beat
+            .arg(&self.node)
+            .arg(NODE_TTL.as_millis() as u64)
+            .arg(if reap { "1" } else { "0" })
+            .invoke(con)?;
+        Ok(known == 1)
+    }
+
+    fn lost(&mut self, e: &redis::RedisError) {
+        self.con = None;
+        self.metrics.redis_up.store(0, Ordering::Relaxed);
+        crate::metrics::bump(&self.metrics.redis_errors);
+        log::warn!("cluster: lost Redis ({e}); refusing chat messages until it is back");
+        self.backoff = MIN_BACKOFF;
+        self.next_beat = Instant::now() + self.backoff;
+    }
+
+    fn reconnect(&mut self, events: &Sender<Event>) {
+        let attempt = open(&self.client).and_then(|mut con| {
+            let epoch = shared(&mut con, "switchboard:epoch", store::new_epoch())?;
+            Ok((con, epoch))
+        });
+        match attempt {
+            Ok((con, epoch)) => {
+                log::info!("cluster: Redis is back");
+                self.con = Some(con);
+                self.up_since = Instant::now();
+                self.next_beat = Instant::now();
+                self.metrics.redis_up.store(1, Ordering::Relaxed);
+                if epoch != self.epoch {
+                    log::warn!(
+                        "cluster: Redis lost its data (epoch {} is now {epoch})",
+                        self.epoch
+                    );
+                    self.epoch.clone_from(&epoch);
+                    self.resync = None;
+                    let _ = events.send(Event::NewEpoch(epoch));
+                } else {
+                    let _ = events.send(Event::Reconnected);
+                }
+            }
+            Err(e) => {
+                log::debug!("cluster: Redis still away ({e})");
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.next_beat = Instant::now() + self.backoff;
+            }
+        }
+    }
+
+    /// Carries out one request; when Redis is away, says so to whoever waits.
+    fn serve(&mut self, request: Request, answers: &Sender<Answer>, events: &Sender<Event>) {
+        let Some(mut con) = self.con.take() else {
+            return self.refuse(request, answers, events);
+        };
+        match self.carry_out(&mut con, &request, answers, events) {
+            Ok(()) => self.con = Some(con),
+            Err(e) => {
+                self.lost(&e);
+                self.refuse(request, answers, events);
+            }
+        }
+    }
+
+    /// Tells whoever waits for `request` that it cannot be done now.
+    fn refuse(&mut self, request: Request, answers: &Sender<Answer>, events: &Sender<Event>) {
+        let _ = match request {
+            Request::Store(request) => {
+                refuse_store(request, answers);
+                Ok(())
+            }
+            Request::Join { member, .. } | Request::Switch { member, .. } => {
+                events.send(Event::JoinFailed { member })
+            }
+            Request::Rename { member, .. } => events.send(Event::Failed {
+                member,
+                what: "names cannot be changed now, try again",
+            }),
+            Request::Direct { from, .. } => events.send(Event::Failed {
+                member: from,
+                what: "the direct message could not be sent, try again",
+            }),
+            // Put right by the next resync.
+            Request::Leave { .. } | Request::Relay { .. } => Ok(()),
+            resync @ Request::Resync { .. } => {
+                self.resync = Some(resync);
+                Ok(())
+            }
+        };
+    }
+
+    /// Carries out `request` (after a resync that waited for Redis, if any).
+    fn carry_out(
+        &mut self,
+        con: &mut Connection,
+        request: &Request,
+        answers: &Sender<Answer>,
+        events: &Sender<Event>,
+    ) -> RedisResult<()> {
+        if let Some(resync) = self.resync.take()
+            && let Err(e) = self.resync(con, &resync, events)
+        {
+            self.resync = Some(resync);
+            return Err(e);
+        }
+        match request {
+            Request::Store(store) => self.store(con, store, answers),
+            Request::Join {
+                member,
+                seq,
+                names,
+                room,
+                since,
+            } => self.join(con, *member, *seq, names, room, since.clone(), answers),
+            Request::Switch { member, seq, room } => {
+                self.switch(con, *member, *seq, room, answers, events)
+            }
+            Request::Leave { member, reason } => self
+                .scripts
+                .leave
+                .arg(member_key(&self.node, *member))
+                .arg(*reason)
+                .arg(now_ms())
+                .arg(&self.node)
+                .invoke::<i64>(con)
+                .map(drop),
+            Request::Rename { member, to, lower } => {
+                let done: RedisResult<i64> = self
+                    .scripts
+                    .rename
+                    .arg(member_key(&self.node, *member))
+                    .arg(to)
+                    .arg(lower)
+                    .arg(now_ms())
+                    .invoke(con);
+                done.map(|done| {
+                    if done == 0 {
+                        let _ = events.send(Event::NameTaken {
+                            member: *member,
+                            to: to.clone(),
+                        });
+                    }
+                })
+            }
+            Request::Direct { to, json, .. } => {
+                let payload = serde_json::json!({"k": "direct", "to": to, "json": json});
+                redis::cmd("PUBLISH")
+                    .arg(BUS)
+                    .arg(payload.to_string())
+                    .exec(con)
+            }
+            Request::Relay { member, room, msg } => {
+                let from = member_key(&self.node, *member);
+                redis::cmd("PUBLISH")
+                    .arg(RELAY)
+                    .arg(listen::relay_payload(&from, room, msg))
+                    .exec(con)
+            }
+            Request::Resync { .. } => self.resync(con, request, events),
+        }
+    }
+
+    fn store(
+        &mut self,
+        con: &mut Connection,
+        request: &store::Request,
+        answers: &Sender<Answer>,
+    ) -> RedisResult<()> {
+        match request {
+            store::Request::Append(msg) => {
+                let id: u64 = self
+                    .scripts
+                    .append
+                    .key(stream(&msg.room))
+                    .arg(&msg.room)
+                    .arg(self.retain)
+                    .arg(&msg.from)
+                    .arg(&msg.text)
+                    .arg(msg.ts)
+                    .arg(msg.via.unwrap_or(""))
+                    .invoke(con)?;
+                let line = Arc::new(ChatLine {
+                    id,
+                    room: msg.room.clone(),
+                    from: msg.from.clone(),
+                    text: msg.text.clone(),
+                    ts: msg.ts,
+                    via: msg.via,
+                });
+                let _ = answers.send(Answer::Committed(vec![(msg.author.clone(), Ok(line))]));
+            }
+            store::Request::Load {
+                member,
+                seq,
+                room,
+                since,
+            } => {
+                let last: Option<u64> = redis::cmd("HGET")
+                    .arg("switchboard:ids")
+                    .arg(room)
+                    .query(con)?;
+                let last = last.unwrap_or(0);
+                let (history, resumed) = self.history(con, room, since.clone(), last)?;
+                let _ = answers.send(loaded(*member, *seq, room, history, last, resumed));
+            }
+            store::Request::Page {
+                member,
+                room,
+                before,
+                limit,
+            } => {
+                let limit = (*limit).clamp(1, MAX_PAGE);
+                let end = before.map_or("+".to_owned(), |b| format!("({b}-0"));
+                let mut messages = range(con, "XREVRANGE", room, &end, "-", limit + 1)?;
+                let more = messages.len() > limit;
+                messages.truncate(limit);
+                messages.reverse();
+                let _ = answers.send(Answer::Page {
+                    member: *member,
+                    room: room.clone(),
+                    messages,
+                    more,
+                    failed: false,
+                });
+            }
+            store::Request::Rooms { members, reply } => {
+                let ids: Vec<(String, u64)> =
+                    redis::cmd("HGETALL").arg("switchboard:ids").query(con)?;
+                let rooms = store::summaries(ids.into_iter(), members.clone());
+                let _ = reply.send(ApiAnswer::Rooms(rooms));
+            }
+            store::Request::Messages {
+                room,
+                before,
+                after,
+                limit,
+                reply,
+            } => {
+                let limit = (*limit).clamp(1, MAX_PAGE);
+                let end = before.map_or("+".to_owned(), |b| format!("({b}-0"));
+                let mut messages = match after {
+                    Some(after) => {
+                        range(con, "XRANGE", room, &format!("({after}-0"), &end, limit + 1)?
+                    }
+                    None => range(con, "XREVRANGE", room, &end, "-", limit + 1)?,
+                };
+                let more = messages.len() > limit;
+                messages.truncate(limit);
+                if after.is_none() {
+                    messages.reverse();
+                }
+                let _ = reply.send(ApiAnswer::Messages {
+                    room: room.clone(),
+                    messages,
+                    more,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &mut self,
+        con: &mut Connection,
+        member: ConnId,
+        seq: u64,
+        names: &[(String, String)],
+        room: &str,
+        since: Option<Since>,
+        answers: &Sender<Answer>,
+    ) -> RedisResult<()> {
+        let mut join = self.scripts.join.prepare_invoke();
+        join.arg(member_key(&self.node, member))
+            .arg(room)
+            .arg(now_ms())
+            .arg(&self.node);
+        for (name, lower) in names {
+            join.arg(name).arg(lower);
+        }
+        let (_name, last): (String, u64) = join.invoke(con)?;
+        let (history, resumed) = self.history(con, room, since, last)?;
+        let _ = answers.send(loaded(member, seq, room, history, last, resumed));
+        Ok(())
+    }
+
+    fn switch(
+        &mut self,
+        con: &mut Connection,
+        member: ConnId,
+        seq: u64,
+        room: &str,
+        answers: &Sender<Answer>,
+        events: &Sender<Event>,
+    ) -> RedisResult<()> {
+        let last: i64 = self
+            .scripts
+            .switch
+            .arg(member_key(&self.node, member))
+            .arg(room)
+            .arg(now_ms())
+            .invoke(con)?;
+        let Ok(last) = u64::try_from(last) else {
+            // Redis does not know the member (it was away): the next resync puts it
+            // back; until then it cannot move.
+            let _ = events.send(Event::JoinFailed { member });
+            return Ok(());
+        };
+        let (history, resumed) = self.history(con, room, None, last)?;
+        let _ = answers.send(loaded(member, seq, room, history, last, resumed));
+        Ok(())
+    }
+
+    /// The history for a welcome, up to the room's id `last` at the join: what came
+    /// after `since` when the client can resume, else the newest `history`.
+    fn history(
+        &self,
+        con: &mut Connection,
+        room: &str,
+        since: Option<Since>,
+        last: u64,
+    ) -> RedisResult<(Vec<Arc<ChatLine>>, bool)> {
+        let end = format!("{last}-0");
+        if let Some(since) = since.filter(|s| s.epoch == self.epoch && s.id <= last) {
+            let oldest = range(con, "XRANGE", room, "-", "+", 1)?;
+            // Every message after `since` must still be here, and not too many.
+            if oldest.first().is_none_or(|o| o.id <= since.id + 1) {
+                let start = format!("({}-0", since.id);
+                let missed = range(con, "XRANGE", room, &start, &end, MAX_RESUME + 1)?;
+                if missed.len() <= MAX_RESUME {
+                    return Ok((missed, true));
+                }
+            }
+        }
+        if self.history == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let mut recent = range(con, "XREVRANGE", room, &end, "-", self.history)?;
+        recent.reverse();
+        Ok((recent, false))
+    }
+
+    /// After a gap: this node's members back into Redis, then what each room missed
+    /// and who is where now.
+    fn resync(
+        &mut self,
+        con: &mut Connection,
+        request: &Request,
+        events: &Sender<Event>,
+    ) -> RedisResult<()> {
+        let Request::Resync {
+            epoch,
+            members,
+            rooms,
+        } = request
+        else {
+            return Ok(());
+        };
+        if *epoch != self.epoch {
+            return Ok(());
+        }
+        let mut restore = self.scripts.restore.prepare_invoke();
+        restore.arg(&self.node).arg(now_ms());
+        for (id, name, room) in members {
+            restore
+                .arg(member_key(&self.node, *id))
+                .arg(name)
+                .arg(name.to_lowercase())
+                .arg(room);
+        }
+        restore.invoke::<i64>(con)?;
+        for (room, after) in rooms {
+            let start = format!("({after}-0");
+            let lines = range(con, "XRANGE", room, &start, "+", MAX_RESUME)?;
+            if !lines.is_empty() {
+                let _ = events.send(Event::CatchUp { lines });
+            }
+        }
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg("switchboard:members")
+            .query(con)?;
+        let present = all
+            .into_iter()
+            .filter_map(|(key, record)| {
+                let record: Record = serde_json::from_str(&record).ok()?;
+                Some(Present {
+                    key,
+                    name: record.name,
+                    room: record.room,
+                })
+            })
+            .collect();
+        let _ = events.send(Event::Presence(present));
+        Ok(())
+    }
+}
+
+/// A member's record in `switchboard:members`.
+#[derive(Deserialize)]
+struct Record {
+    name: String,
+    room: String,
+}
+
+fn loaded(
+    member: ConnId,
+    seq: u64,
+    room: &str,
+    history: Vec<Arc<ChatLine>>,
+    last_id: u64,
+    resumed: bool,
+) -> Answer {
+    Answer::Loaded {
+        member,
+        seq,
+        room: room.to_owned(),
+        history,
+        last_id,
+        resumed,
+        failed: false,
+    }
+}
+
+/// Answers a store request that cannot be carried out now.
+fn refuse_store(request: store::Request, answers: &Sender<Answer>) {
+    let _ = match request {
+        store::Request::Append(msg) => answers.send(Answer::Committed(vec![(
+            msg.author,
+            Err(StoreError::Failed),
+        )])),
+        store::Request::Load {
+            member, seq, room, ..
+        } => answers.send(Answer::Loaded {
+            member,
+            seq,
+            room,
+            history: Vec::new(),
+            last_id: 0,
+            resumed: false,
+            failed: true,
+        }),
+        store::Request::Page { member, room, .. } => answers.send(Answer::Page {
+            member,
+            room,
+            messages: Vec::new(),
+            more: false,
+            failed: true,
+        }),
+        store::Request::Rooms { reply, .. } | store::Request::Messages { reply, .. } => {
+            let _ = reply.send(ApiAnswer::Unavailable);
+            Ok(())
+        }
+    };
+}
+
+/// The stream of `room`.
+fn stream(room: &str) -> String {
+    format!("switchboard:room:{room}")
+}
+
+/// Up to `count` messages of `room` by `XRANGE` or `XREVRANGE` from `start` to `end`.
+fn range(
+    con: &mut Connection,
+    command: &str,
+    room: &str,
+    start: &str,
+    end: &str,
+    count: usize,
+) -> RedisResult<Vec<Arc<ChatLine>>> {
+    let entries: Vec<(String, Vec<String>)> = redis::cmd(command)
+        .arg(stream(room))
+        .arg(start)
+        .arg(end)
+        .arg("COUNT")
+        .arg(count)
+        .query(con)?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(id, fields)| entry(room, &id, &fields))
+        .map(Arc::new)
+        .collect())
+}
+
+/// A stream entry `{id}-0` with fields `f`, `t`, `ts`, `v` as a message.
+fn entry(room: &str, id: &str, fields: &[String]) -> Option<ChatLine> {
+    let id = id.split_once('-')?.0.parse().ok()?;
+    let mut line = ChatLine {
+        id,
+        room: room.to_owned(),
+        from: String::new(),
+        text: String::new(),
+        ts: 0,
+        via: None,
+    };
+    for pair in fields.chunks_exact(2) {
+        let [field, value] = pair else { continue };
+        match field.as_str() {
+            "f" => line.from.clone_from(value),
+            "t" => line.text.clone_from(value),
+            "ts" => line.ts = value.parse().unwrap_or(0),
+            "v" if value == "api" => line.via = Some("api"),
+            _ => {}
+        }
+    }
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show_in_a_url() {
+        assert_eq!(
+            masked("redis://:hunter2@10.0.0.5:6379/0"),
+            "redis://:***@10.0.0.5:6379/0"
+        );
+        assert_eq!(masked("redis://user:pw@host/1"), "redis://user:***@host/1");
+        assert_eq!(masked("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn bus_events_parse_as_the_scripts_publish_them() {
+        let msg: Bus = serde_json::from_str(
+            r#"{"k":"msg","room":"lobby","id":7,"from":"ann","text":"hi\/there","ts":1764640000123,"via":""}"#,
+        )
+        .unwrap();
+        let line = msg.line().unwrap();
+        assert_eq!(
+            (line.id, line.text.as_str(), line.via),
+            (7, "hi/there", None)
+        );
+        let join: Bus = serde_json::from_str(
+            r#"{"k":"join","m":"ab.3","name":"bo","room":"r","last":0,"ts":1}"#,
+        )
+        .unwrap();
+        assert!(matches!(join, Bus::Join { restore: false, .. }));
+    }
+
+    #[test]
+    fn stream_entries_become_messages() {
+        let fields: Vec<String> = ["f", "ann", "t", "hello", "ts", "5", "v", "api"]
+            .map(String::from)
+            .to_vec();
+        let line = entry("r", "12-0", &fields).unwrap();
+        assert_eq!(
+            (line.id, line.from.as_str(), line.via),
+            (12, "ann", Some("api"))
+        );
+        assert!(entry("r", "junk", &fields).is_none());
+    }
+}

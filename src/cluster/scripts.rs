@@ -1,0 +1,176 @@
+//! The Lua scripts that change shared state. Redis runs each one atomically, so every
+//! step that must not interleave with another node's (an id and its message, a name
+//! and its owner, a join and the room's newest id) is one script, and its event is
+//! published from inside it: the order of the events on the bus is the order of the
+//! changes.
+//!
+//! Keys (all under `switchboard:`): `epoch` and `session_key` (strings), `ids` (hash:
+//! room → newest id), `room:{room}` (a stream per room, entry ids `{id}-0`), `names`
+//! (hash: lower-case name → member), `members` (hash: member → `{name,lower,room}`),
+//! `nodes` (sorted set: node → last heartbeat, ms), `node:{node}` (set of members).
+//! A member is `{node}.{connection id}`.
+
+/// Gives the room's next id to a message, keeps it (trimmed to `retain`) and
+/// publishes it. KEYS: the room's stream. ARGV: room, retain, from, text, ts, via.
+pub(super) const APPEND: &str = r"
+local id = redis.call('HINCRBY', 'switchboard:ids', ARGV[1], 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], id .. '-0',
+  'f', ARGV[3], 't', ARGV[4], 'ts', ARGV[5], 'v', ARGV[6])
+redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'msg', room = ARGV[1], id = id,
+  from = ARGV[3], text = ARGV[4], ts = tonumber(ARGV[5]), via = ARGV[6]}))
+return id
+";
+
+/// A member joins: the first free of the names offered (pairs of name and lower
+/// case), else `guest-N`. Returns the name and the room's newest id, which splits
+/// the room's messages into those before the join (its history) and those after
+/// (delivered live). ARGV: member, room, ts, node, name, lower, name, lower, ….
+pub(super) const JOIN: &str = r"
+local name, lower
+for i = 5, #ARGV, 2 do
+  if redis.call('HSETNX', 'switchboard:names', ARGV[i + 1], ARGV[1]) == 1 then
+    name, lower = ARGV[i], ARGV[i + 1]
+    break
+  end
+end
+if not name then
+  repeat
+    name = 'guest-' .. redis.call('INCR', 'switchboard:guests')
+    lower = name
+  until redis.call('HSETNX', 'switchboard:names', lower, ARGV[1]) == 1
+end
+redis.call('HSET', 'switchboard:members', ARGV[1],
+  cjson.encode({name = name, lower = lower, room = ARGV[2]}))
+redis.call('SADD', 'switchboard:node:' .. ARGV[4], ARGV[1])
+local last = tonumber(redis.call('HGET', 'switchboard:ids', ARGV[2]) or 0)
+redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'join', m = ARGV[1], name = name,
+  room = ARGV[2], last = last, ts = tonumber(ARGV[3])}))
+return {name, last}
+";
+
+/// A member moves to a room (or asks for its own room again): returns the room's
+/// newest id, or -1 for a member Redis does not know. ARGV: member, room, ts.
+pub(super) const SWITCH: &str = r"
+local rec = redis.call('HGET', 'switchboard:members', ARGV[1])
+if not rec then return -1 end
+rec = cjson.decode(rec)
+rec.room = ARGV[2]
+redis.call('HSET', 'switchboard:members', ARGV[1], cjson.encode(rec))
+local last = tonumber(redis.call('HGET', 'switchboard:ids', ARGV[2]) or 0)
+redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'switch', m = ARGV[1],
+  room = ARGV[2], last = last, ts = tonumber(ARGV[3])}))
+return last
+";
+
+/// Forgets a member and frees its name. The function `forget` is shared by the
+/// scripts that remove members.
+const FORGET: &str = r"
+local function forget(key, reason, ts)
+  local rec = redis.call('HGET', 'switchboard:members', key)
+  if not rec then return 0 end
+  rec = cjson.decode(rec)
+  if redis.call('HGET', 'switchboard:names', rec.lower) == key then
+    redis.call('HDEL', 'switchboard:names', rec.lower)
+  end
+  redis.call('HDEL', 'switchboard:members', key)
+  redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'leave', m = key,
+    reason = reason, ts = ts}))
+  return 1
+end
+";
+
+/// A member left. ARGV: member, reason, ts, node.
+pub(super) fn leave() -> String {
+    format!(
+        "{FORGET}
+redis.call('SREM', 'switchboard:node:' .. ARGV[4], ARGV[1])
+return forget(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+"
+    )
+}
+
+/// A member takes a new name, unless someone else has it: 1 done, 0 taken, -1 an
+/// unknown member. ARGV: member, name, lower case, ts.
+pub(super) const RENAME: &str = r"
+local rec = redis.call('HGET', 'switchboard:members', ARGV[1])
+if not rec then return -1 end
+local owner = redis.call('HGET', 'switchboard:names', ARGV[3])
+if owner and owner ~= ARGV[1] then return 0 end
+rec = cjson.decode(rec)
+if rec.lower ~= ARGV[3] then redis.call('HDEL', 'switchboard:names', rec.lower) end
+redis.call('HSET', 'switchboard:names', ARGV[3], ARGV[1])
+rec.name, rec.lower = ARGV[2], ARGV[3]
+redis.call('HSET', 'switchboard:members', ARGV[1], cjson.encode(rec))
+redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'rename', m = ARGV[1],
+  to = ARGV[2], ts = tonumber(ARGV[4])}))
+return 1
+";
+
+/// This node's heartbeat, by Redis's clock; with `reap` 1, every node silent for
+/// longer than `ttl` ms has its members leave with reason `node_lost`. Returns 1 if
+/// Redis knew this node, 0 if it did not (its data was lost, or the node was reaped
+/// while it could not reach Redis). ARGV: node, ttl, reap.
+pub(super) fn beat() -> String {
+    format!(
+        "{FORGET}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local known = redis.call('ZSCORE', 'switchboard:nodes', ARGV[1])
+redis.call('ZADD', 'switchboard:nodes', now, ARGV[1])
+if ARGV[3] == '1' then
+  local dead = redis.call('ZRANGEBYSCORE', 'switchboard:nodes', '-inf',
+    now - tonumber(ARGV[2]))
+  for _, node in ipairs(dead) do
+    local set = 'switchboard:node:' .. node
+    for _, key in ipairs(redis.call('SMEMBERS', set)) do
+      forget(key, 'node_lost', now)
+    end
+    redis.call('DEL', set)
+    redis.call('ZREM', 'switchboard:nodes', node)
+  end
+end
+if known then return 1 else return 0 end
+"
+    )
+}
+
+/// Makes Redis's list of this node's members what the node says it is, after Redis
+/// was out of reach: who left meanwhile leaves now, who is missing (the node was
+/// reaped, or Redis lost its data) joins again (`restore`, not shown as news to the
+/// node's own members). ARGV: node, ts, then member, name, lower, room for each.
+pub(super) fn restore() -> String {
+    format!(
+        "{FORGET}
+local set = 'switchboard:node:' .. ARGV[1]
+local ts = tonumber(ARGV[2])
+local keep = {{}}
+for i = 3, #ARGV, 4 do keep[ARGV[i]] = true end
+for _, key in ipairs(redis.call('SMEMBERS', set)) do
+  if not keep[key] then
+    forget(key, 'closed', ts)
+    redis.call('SREM', set, key)
+  end
+end
+for i = 3, #ARGV, 4 do
+  local key, name, lower, room = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if not redis.call('HGET', 'switchboard:members', key) then
+    redis.call('HSETNX', 'switchboard:names', lower, key)
+    redis.call('HSET', 'switchboard:members', key,
+      cjson.encode({{name = name, lower = lower, room = room}}))
+    redis.call('SADD', set, key)
+    local last = tonumber(redis.call('HGET', 'switchboard:ids', room) or 0)
+    redis.call('PUBLISH', 'switchboard:bus', cjson.encode({{k = 'join', m = key,
+      name = name, room = room, last = last, ts = ts, restore = true}}))
+  end
+end
+return 1
+"
+    )
+}
+
+/// A node that stops cleanly leaves the list of nodes. ARGV: node.
+pub(super) const GOODBYE: &str = r"
+redis.call('DEL', 'switchboard:node:' .. ARGV[1])
+redis.call('ZREM', 'switchboard:nodes', ARGV[1])
+return 1
+";

@@ -1,0 +1,742 @@
+//! What the hub does differently on a cluster node (SPEC §12).
+//!
+//! Shared state changes only when the bus says so: a local request (join, move,
+//! rename, leave, a message) goes to the bridge, Redis makes the change and publishes
+//! it, and every node, this one included, applies it when it comes back on the bus.
+//! So every node holds the same rooms, names and messages in the same order, and a
+//! member on another node is a member like any other, only without an outbox.
+//!
+//! A join (or a move) is published with the room's newest id at that moment: the
+//! member's history is everything up to it, read by the bridge, and what the bus
+//! brings after it is live. The welcome goes out once both the history and that
+//! event are here, whichever comes first; the member's other news waits behind it.
+
+use super::chat::{ChatRooms, now_ms};
+use super::members::{Members, Role, with_suffix};
+use super::{LeaveReason, Post};
+use crate::base::ConnId;
+use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, ServerMessage};
+use crate::cluster::{Bus, Event, Present, Request, member_key};
+use crate::store::{Answer, Since};
+use crossbeam_channel::Sender;
+use std::collections::{HashMap, HashSet};
+use std::mem;
+use tungstenite::Message;
+
+/// Name variants offered for a join: the name, then `name-2` up to this.
+const NAME_VARIANTS: u64 = 50;
+/// Requests a member may send before the cluster has named it; more get `error`.
+const MAX_EARLY: usize = 64;
+/// Ids given to members of other nodes start here, far above this node's own.
+const FIRST_REMOTE: ConnId = 1 << 62;
+
+/// A member of ours between its join (or move) and its welcome.
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    /// Its join came back on the bus: what the bus brings now is for it.
+    marked: bool,
+    /// The history the bridge read for it.
+    loaded: Option<Answer>,
+    /// What it asked before it had a name.
+    early: Vec<ClientMessage>,
+}
+
+/// What the hub keeps of the cluster.
+#[derive(Debug)]
+pub(super) struct Cluster {
+    node: String,
+    bridge: Sender<Request>,
+    /// The bridge thread is gone.
+    gone: bool,
+    pending: HashMap<ConnId, Pending>,
+    /// Per member of ours, the room's id at its join: older messages are in its
+    /// welcome already.
+    floors: HashMap<ConnId, u64>,
+    /// Per room with members, the newest id delivered: a message that comes twice
+    /// (the bus and a catch-up) is delivered once.
+    delivered: HashMap<String, u64>,
+    /// Members of other nodes: their name in Redis ↔ their id here.
+    remote: HashMap<String, ConnId>,
+    keys: HashMap<ConnId, String>,
+    next_remote: ConnId,
+}
+
+impl Cluster {
+    pub(super) fn new(node: String, bridge: Sender<Request>) -> Self {
+        Self {
+            node,
+            bridge,
+            gone: false,
+            pending: HashMap::new(),
+            floors: HashMap::new(),
+            delivered: HashMap::new(),
+            remote: HashMap::new(),
+            keys: HashMap::new(),
+            next_remote: FIRST_REMOTE,
+        }
+    }
+
+    /// Queues a request for the bridge without waiting; `false` if it cannot take it.
+    pub(super) fn ask(&self, request: Request) -> bool {
+        !self.gone && self.bridge.try_send(request).is_ok()
+    }
+
+    pub(super) fn gone(&mut self) {
+        self.gone = true;
+    }
+
+    /// A room nobody is in any more.
+    pub(super) fn room_gone(&mut self, room: &str) {
+        self.delivered.remove(room);
+    }
+
+    fn ours<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.node.as_str())?.strip_prefix('.')
+    }
+
+    /// The id here of the member `key` names, if it is known.
+    fn id(&self, key: &str) -> Option<ConnId> {
+        match self.ours(key) {
+            Some(id) => id.parse().ok(),
+            None => self.remote.get(key).copied(),
+        }
+    }
+
+    /// The id of a member of another node, new if it was not known.
+    fn remote_id(&mut self, key: &str) -> ConnId {
+        if let Some(&id) = self.remote.get(key) {
+            return id;
+        }
+        let id = self.next_remote;
+        self.next_remote += 1;
+        self.remote.insert(key.to_owned(), id);
+        self.keys.insert(id, key.to_owned());
+        id
+    }
+
+    /// The name in Redis of member `id`.
+    pub(super) fn key(&self, id: ConnId) -> String {
+        self.keys
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| member_key(&self.node, id))
+    }
+
+    fn forget(&mut self, id: ConnId) {
+        self.pending.remove(&id);
+        self.floors.remove(&id);
+        if let Some(key) = self.keys.remove(&id) {
+            self.remote.remove(&key);
+        }
+    }
+
+    fn is_muted(&self, id: ConnId) -> bool {
+        self.pending.get(&id).is_some_and(|p| !p.marked)
+    }
+}
+
+/// The names a join offers: the one asked for and variants of it, with their lower
+/// case; none for a guest.
+fn offered(wanted: Option<String>) -> Vec<(String, String)> {
+    let Some(base) = wanted else {
+        return Vec::new();
+    };
+    let variants = (2..=NAME_VARIANTS).map(|n| with_suffix(&base, n));
+    std::iter::once(base.clone())
+        .chain(variants)
+        .map(|name| {
+            let lower = name.to_lowercase();
+            (name, lower)
+        })
+        .collect()
+}
+
+impl ChatRooms {
+    /// Whether `key` names a member of this node.
+    pub(super) fn is_ours(&self, key: &str) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.ours(key).is_some())
+    }
+
+    /// A new member of ours asks the cluster for a name and its room's history.
+    pub(super) fn cluster_join(
+        &mut self,
+        members: &mut Members,
+        post: &mut Post,
+        id: ConnId,
+        room: &str,
+        wanted: Option<String>,
+        since: Option<Since>,
+    ) {
+        self.loads += 1;
+        let seq = self.loads;
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        post.hold(id, seq);
+        cluster.pending.insert(id, pending(seq));
+        let join = Request::Join {
+            member: id,
+            seq,
+            names: offered(wanted),
+            room: room.to_owned(),
+            since,
+        };
+        if !cluster.ask(join) {
+            self.join_failed(members, post, id);
+        }
+    }
+
+    /// A member of ours moves to `room`, or asks for its own room's history again.
+    pub(super) fn cluster_switch(
+        &mut self,
+        members: &mut Members,
+        post: &mut Post,
+        id: ConnId,
+        room: &str,
+    ) {
+        self.loads += 1;
+        let seq = self.loads;
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        post.hold(id, seq);
+        cluster.pending.insert(id, pending(seq));
+        let switch = Request::Switch {
+            member: id,
+            seq,
+            room: room.to_owned(),
+        };
+        if !cluster.ask(switch) {
+            self.join_failed(members, post, id);
+        }
+    }
+
+    /// A member of ours asks for a new name; it is its once the bus says so.
+    pub(super) fn cluster_rename(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        to: String,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        if members.find(&to).is_some_and(|(owner, _)| owner != id) {
+            let error = ChatError::new(ErrorCode::NameTaken, format!("{to} is already taken"));
+            return self.send_error(members, post, id, &error);
+        }
+        let lower = to.to_lowercase();
+        if !cluster.ask(Request::Rename {
+            member: id,
+            to,
+            lower,
+        }) {
+            self.unavailable(members, post, id, "names cannot be changed now, try again");
+        }
+    }
+
+    /// A member of ours is gone: it stays in its room, without an outbox, until the
+    /// bus brings its leave to every node.
+    pub(super) fn cluster_leave(
+        &mut self,
+        members: &mut Members,
+        post: &mut Post,
+        id: ConnId,
+        reason: LeaveReason,
+    ) {
+        members.detach(id);
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.pending.remove(&id);
+        let leave = Request::Leave {
+            member: id,
+            reason: reason.as_str(),
+        };
+        if !cluster.ask(leave) {
+            // Redis cannot be told now: gone here at once; the next resync tells
+            // the others.
+            self.drop_member(members, post, id, reason.as_str());
+        }
+    }
+
+    /// Sends a relay message of member `id` to the other nodes.
+    pub(super) fn publish_relay(&self, members: &Members, id: ConnId, msg: &Message) {
+        let (Some(cluster), Some(member)) = (&self.cluster, members.get(id)) else {
+            return;
+        };
+        if let Role::Relay { room } = &member.role {
+            let relay = Request::Relay {
+                member: id,
+                room: room.clone(),
+                msg: msg.clone(),
+            };
+            // Relay is best effort, like the network it stands for.
+            let _ = cluster.ask(relay);
+        }
+    }
+
+    /// A request of a member that has no name yet waits for it; `Some` gives it back
+    /// to be handled now.
+    pub(super) fn cluster_early(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        msg: ClientMessage,
+    ) -> Option<ClientMessage> {
+        let Some(pending) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.pending.get_mut(&id))
+            .filter(|p| !p.marked)
+        else {
+            return Some(msg);
+        };
+        if pending.early.len() < MAX_EARLY {
+            pending.early.push(msg);
+        } else {
+            let error = ChatError::new(ErrorCode::RateLimited, "wait for the welcome");
+            self.send_error(members, post, id, &error);
+        }
+        None
+    }
+
+    /// The history the bridge read for a member of ours.
+    pub(super) fn cluster_loaded(&mut self, members: &Members, post: &mut Post, loaded: Answer) {
+        let Answer::Loaded { member, seq, .. } = &loaded else {
+            return;
+        };
+        let member = *member;
+        let Some(pending) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.pending.get_mut(&member))
+            .filter(|p| p.seq == *seq)
+        else {
+            return;
+        };
+        pending.loaded = Some(loaded);
+        if pending.marked {
+            self.welcome(members, post, member);
+        }
+    }
+
+    /// Everything else the bridge says.
+    pub(super) fn cluster_event(&mut self, members: &mut Members, post: &mut Post, event: Event) {
+        match event {
+            Event::Bus(bus) => self.bus(members, post, bus),
+            Event::Relay { .. } => {}
+            Event::Resubscribed | Event::Reconnected => self.resync(members),
+            Event::NewEpoch(epoch) => self.new_epoch(members, epoch),
+            Event::JoinFailed { member } => self.join_failed(members, post, member),
+            Event::Failed { member, what } => self.unavailable(members, post, member, what),
+            Event::NameTaken { member, to } => {
+                let error = ChatError::new(ErrorCode::NameTaken, format!("{to} is already taken"));
+                self.send_error(members, post, member, &error);
+            }
+            Event::CatchUp { lines } => {
+                for line in lines {
+                    self.deliver_line(members, post, &line, true);
+                }
+            }
+            Event::Presence(present) => self.presence(members, post, present),
+        }
+    }
+
+    /// Applies one change from the bus.
+    fn bus(&mut self, members: &mut Members, post: &mut Post, bus: Bus) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        match bus {
+            Bus::Msg { .. } => {
+                if let Some(line) = bus.line() {
+                    self.deliver_line(members, post, &line, false);
+                }
+            }
+            Bus::Join {
+                m,
+                name,
+                room,
+                last,
+                ts,
+                restore,
+            } => {
+                let id = match cluster.ours(&m) {
+                    Some(id) => match id.parse() {
+                        Ok(id) if members.get(id).is_some() => id,
+                        _ => return,
+                    },
+                    None if restore && cluster.remote.contains_key(&m) => return,
+                    None => cluster.remote_id(&m),
+                };
+                let ours = cluster.ours(&m).is_some();
+                let listed = self
+                    .rooms
+                    .get(&room)
+                    .is_some_and(|r| r.members.contains(&id));
+                if restore && listed {
+                    return;
+                }
+                members.join_named(id, &name, &room);
+                self.rooms.entry(room.clone()).or_default().members.push(id);
+                self.announce_join(members, post, id, &room, &name, ts);
+                if ours && !restore {
+                    self.marked(members, post, id, last);
+                }
+            }
+            Bus::Switch { m, room, last, ts } => {
+                let Some(id) = cluster.id(&m) else {
+                    return;
+                };
+                let ours = cluster.ours(&m).is_some();
+                let Some((name, old)) = members.chat_member(id) else {
+                    return;
+                };
+                let (name, old) = (name.to_owned(), old.to_owned());
+                if old != room {
+                    self.leave(
+                        members,
+                        post,
+                        id,
+                        &old,
+                        &name,
+                        LeaveReason::Switched.as_str(),
+                    );
+                    members.move_to(id, &room);
+                    self.rooms.entry(room.clone()).or_default().members.push(id);
+                    self.announce_join(members, post, id, &room, &name, ts);
+                }
+                if ours {
+                    self.marked(members, post, id, last);
+                }
+            }
+            Bus::Leave { m, reason, .. } => {
+                if let Some(id) = cluster.id(&m) {
+                    self.drop_member(members, post, id, &reason);
+                }
+            }
+            Bus::Rename { m, to, ts } => {
+                let Some(id) = cluster.id(&m) else {
+                    return;
+                };
+                let Some((from, room)) = members.chat_member(id) else {
+                    return;
+                };
+                let (from, room) = (from.to_owned(), room.to_owned());
+                members.join_named(id, &to, &room);
+                let json = chat::encode(&ServerMessage::Rename {
+                    room: &room,
+                    from: &from,
+                    to: &to,
+                    ts,
+                });
+                self.broadcast(members, post, &room, None, &Message::text(json));
+            }
+            Bus::Direct { to, json } => {
+                if let (Some(_), Some(id)) = (cluster.ours(&to), cluster.id(&to)) {
+                    post.deliver(members, id, Message::text(json));
+                }
+            }
+        }
+    }
+
+    /// A member leaves its room, as the bus (or the lack of Redis) says.
+    fn drop_member(&mut self, members: &mut Members, post: &mut Post, id: ConnId, reason: &str) {
+        if let Some((name, room)) = members.chat_member(id) {
+            let (name, room) = (name.to_owned(), room.to_owned());
+            self.leave(members, post, id, &room, &name, reason);
+        }
+        if members.outbox(id).is_some() {
+            // Still connected here (the cluster took this node for dead): it keeps
+            // its connection, and the resync puts it back.
+            members.unname(id);
+        } else {
+            members.remove(id);
+            if let Some(cluster) = &mut self.cluster {
+                cluster.forget(id);
+            }
+        }
+    }
+
+    fn announce_join(
+        &self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        room: &str,
+        name: &str,
+        ts: u64,
+    ) {
+        let json = chat::encode(&ServerMessage::Join { room, name, ts });
+        self.broadcast(members, post, room, Some(id), &Message::text(json));
+    }
+
+    /// The join (or move) of a member of ours is back from the bus: messages after
+    /// `last` are live for it.
+    fn marked(&mut self, members: &mut Members, post: &mut Post, id: ConnId, last: u64) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.floors.insert(id, last);
+        let Some(pending) = cluster.pending.get_mut(&id) else {
+            return;
+        };
+        pending.marked = true;
+        let early = mem::take(&mut pending.early);
+        if pending.loaded.is_some() {
+            self.welcome(members, post, id);
+        }
+        for msg in early {
+            self.handle(members, post, id, msg);
+        }
+    }
+
+    /// Sends member `id` its welcome, now that both its history and its join are here.
+    fn welcome(&mut self, members: &Members, post: &mut Post, id: ConnId) {
+        let Some(Pending {
+            loaded:
+                Some(Answer::Loaded {
+                    room,
+                    history,
+                    last_id,
+                    resumed,
+                    failed,
+                    ..
+                }),
+            ..
+        }) = self.cluster.as_mut().and_then(|c| c.pending.remove(&id))
+        else {
+            return;
+        };
+        let Some((name, current)) = members.chat_member(id) else {
+            return;
+        };
+        if current != room {
+            return;
+        }
+        let json = chat::encode(&ServerMessage::Welcome {
+            name,
+            room: &room,
+            members: self.names(members, &room),
+            history: history.iter().map(|l| &**l).collect(),
+            epoch: &self.epoch,
+            last_id,
+            resumed,
+            wire: members.wire(id),
+        });
+        post.release(members, id, Message::text(json));
+        if failed {
+            self.unavailable(members, post, id, "the room's history cannot be read now");
+        }
+    }
+
+    /// A room's message, to its members here: once, and not to whom it was history.
+    /// A message from the bus in its order is after every member's join; only a
+    /// catch-up (or a member between its join and its welcome) needs looking at.
+    fn deliver_line(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        line: &ChatLine,
+        catch_up: bool,
+    ) {
+        let (Some(cluster), Some(room)) = (&mut self.cluster, self.rooms.get(&line.room)) else {
+            return;
+        };
+        let delivered = cluster.delivered.entry(line.room.clone()).or_insert(0);
+        if line.id <= *delivered {
+            return;
+        }
+        *delivered = line.id;
+        let check = catch_up || !cluster.pending.is_empty();
+        let msg = Message::text(chat::encode(line));
+        for &id in &room.members {
+            let skip = check
+                && (cluster.is_muted(id)
+                    || cluster
+                        .floors
+                        .get(&id)
+                        .is_some_and(|&floor| line.id <= floor));
+            if !skip {
+                // A member of another node has no outbox: nothing is queued.
+                post.deliver(members, id, msg.clone());
+            }
+        }
+    }
+
+    /// A join or move could not be made: the member is told, then asked to reconnect.
+    fn join_failed(&mut self, members: &mut Members, post: &mut Post, id: ConnId) {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.pending.remove(&id);
+        }
+        let unnamed = members
+            .chat_member(id)
+            .is_some_and(|(name, _)| name.is_empty());
+        if unnamed && members.outbox(id).is_none() {
+            // Gone before Redis ever heard of it: nothing to wait for.
+            members.remove(id);
+            return;
+        }
+        let error = ChatError::new(
+            ErrorCode::Unavailable,
+            "the chat cannot be joined now; reconnect in a moment",
+        );
+        post.release(members, id, Message::text(error.to_json()));
+        if let Some(outbox) = members.outbox(id) {
+            outbox.reconnect();
+        }
+    }
+
+    /// After a gap on the bus: ask for this node's members to be put back, for what
+    /// each room missed, and for who is where now.
+    fn resync(&self, members: &Members) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let ours: Vec<(ConnId, String, String)> = members
+            .local()
+            .filter_map(|(id, role)| match role {
+                Role::Chat { name, room } if !name.is_empty() => {
+                    Some((id, name.clone(), room.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut rooms: HashMap<String, u64> = HashMap::new();
+        for (id, _, room) in &ours {
+            let after = cluster
+                .delivered
+                .get(room)
+                .copied()
+                .or_else(|| cluster.floors.get(id).copied())
+                .unwrap_or(0);
+            let entry = rooms.entry(room.clone()).or_insert(after);
+            *entry = (*entry).max(after);
+        }
+        let resync = Request::Resync {
+            epoch: self.epoch.clone(),
+            members: ours,
+            rooms: rooms.into_iter().collect(),
+        };
+        if !cluster.ask(resync) {
+            log::debug!("hub: the bridge is busy; the next reconnection resyncs");
+        }
+    }
+
+    /// Redis lost its data: ids start again, so every chat client here reconnects
+    /// (it gets `resumed: false`), and nothing of the old cluster is kept.
+    fn new_epoch(&mut self, members: &mut Members, epoch: String) {
+        self.epoch = epoch;
+        let chat: Vec<ConnId> = self
+            .rooms
+            .values()
+            .flat_map(|room| room.members.iter().copied())
+            .chain(self.cluster.iter().flat_map(|c| c.pending.keys().copied()))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for id in chat {
+            if let Some(outbox) = members.outbox(id) {
+                outbox.reconnect();
+            }
+            members.remove(id);
+        }
+        self.rooms.clear();
+        if let Some(cluster) = &mut self.cluster {
+            cluster.pending.clear();
+            cluster.floors.clear();
+            cluster.delivered.clear();
+            cluster.remote.clear();
+            cluster.keys.clear();
+        }
+    }
+
+    /// Who is in the cluster, after a gap: the members of other nodes are made to
+    /// match, with the news told as joins, moves and leaves.
+    fn presence(&mut self, members: &mut Members, post: &mut Post, present: Vec<Present>) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let listed: HashSet<&str> = present.iter().map(|p| p.key.as_str()).collect();
+        let gone: Vec<String> = cluster
+            .remote
+            .keys()
+            .filter(|key| !listed.contains(key.as_str()))
+            .cloned()
+            .collect();
+        let mut changes: Vec<Bus> = gone
+            .into_iter()
+            .map(|m| Bus::Leave {
+                m,
+                reason: "closed".into(),
+                ts: now_ms(),
+            })
+            .collect();
+        for p in present {
+            if cluster.ours(&p.key).is_some() {
+                continue;
+            }
+            let known = cluster
+                .remote
+                .get(&p.key)
+                .and_then(|&id| members.chat_member(id));
+            match known {
+                None => changes.push(Bus::Join {
+                    m: p.key,
+                    name: p.name,
+                    room: p.room,
+                    last: 0,
+                    ts: now_ms(),
+                    restore: false,
+                }),
+                Some((name, room)) => {
+                    if room != p.room {
+                        changes.push(Bus::Switch {
+                            m: p.key.clone(),
+                            room: p.room,
+                            last: 0,
+                            ts: now_ms(),
+                        });
+                    }
+                    if name != p.name {
+                        changes.push(Bus::Rename {
+                            m: p.key,
+                            to: p.name,
+                            ts: now_ms(),
+                        });
+                    }
+                }
+            }
+        }
+        for change in changes {
+            self.bus(members, post, change);
+        }
+    }
+}
+
+fn pending(seq: u64) -> Pending {
+    Pending {
+        seq,
+        marked: false,
+        loaded: None,
+        early: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_offers_the_name_then_numbered_variants_in_lower_case_too() {
+        let names = offered(Some("Ann".into()));
+        assert_eq!(names[0], ("Ann".into(), "ann".into()));
+        assert_eq!(names[1], ("Ann-2".into(), "ann-2".into()));
+        assert_eq!(names.len() as u64, NAME_VARIANTS);
+        assert!(offered(None).is_empty());
+    }
+}

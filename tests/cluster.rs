@@ -1,0 +1,562 @@
+//! SPEC §12: several nodes on one real Redis behave as one server. Every test starts
+//! its own `redis-server` on a free loopback port (see `common/redis.rs`) and two or
+//! three `Server`s in this process on it.
+
+mod common;
+
+use common::redis::{Redis, free_port};
+use common::*;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use switchboard::{Server, ServerHandle};
+use tungstenite::Message;
+
+/// A node of the cluster on `redis`, on an ephemeral loopback port.
+fn node(redis: &Redis) -> ServerHandle {
+    Server::builder()
+        .listen("127.0.0.1:0")
+        .redis(redis.url())
+        .api_token("t0ken")
+        .start()
+        .expect("node starts")
+}
+
+/// Reads chat messages until `n` of type `message` came; returns them.
+fn messages(ws: &mut Client, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages",
+            out.len()
+        );
+        let msg = next_json(ws);
+        if msg["type"] == "message" {
+            out.push(msg);
+        }
+    }
+    out
+}
+
+fn names(msg: &Value) -> Vec<String> {
+    msg["members"]
+        .as_array()
+        .expect("a member list")
+        .iter()
+        .map(|n| n.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn three_nodes_give_every_member_the_same_messages_in_the_same_order() {
+    let Some(redis) = Redis::start("three_nodes_order") else {
+        return;
+    };
+    let nodes: Vec<ServerHandle> = (0..3).map(|_| node(&redis)).collect();
+    let mut clients: Vec<Client> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| chat(n.local_addr(), "town", Some(&format!("p{i}"))).0)
+        .collect();
+    // Everyone is in before anyone speaks: each sees the later joins.
+    for (i, ws) in clients.iter_mut().enumerate() {
+        for _ in i + 1..3 {
+            next_of_type(ws, "join");
+        }
+    }
+    // All at once, from every node.
+    for round in 0..20 {
+        for (i, ws) in clients.iter_mut().enumerate() {
+            say(ws, &format!("{i}:{round}"));
+        }
+    }
+    let seen: Vec<Vec<(u64, String)>> = clients
+        .iter_mut()
+        .map(|ws| {
+            messages(ws, 60)
+                .iter()
+                .map(|m| {
+                    let id = m["id"].as_u64().expect("an id");
+                    (id, m["text"].as_str().unwrap_or_default().to_owned())
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(seen[0], seen[1], "node 1 saw node 0's order");
+    assert_eq!(seen[0], seen[2], "node 2 saw node 0's order");
+    let ids: Vec<u64> = seen[0].iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (1..=60).collect::<Vec<_>>(),
+        "ids from Redis, one room's run"
+    );
+    for i in 0..3 {
+        let own: Vec<&String> = seen[0]
+            .iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.starts_with(&format!("{i}:")))
+            .collect();
+        let sent: Vec<String> = (0..20).map(|r| format!("{i}:{r}")).collect();
+        assert_eq!(
+            own,
+            sent.iter().collect::<Vec<_>>(),
+            "each sender's order kept"
+        );
+    }
+}
+
+#[test]
+fn names_are_unique_and_presence_spans_the_nodes() {
+    let Some(redis) = Redis::start("names_and_presence") else {
+        return;
+    };
+    let (a, b, c) = (node(&redis), node(&redis), node(&redis));
+    let (mut alice, welcome) = chat(a.local_addr(), "hall", Some("alice"));
+    assert_eq!(welcome["name"], "alice");
+    let (mut other, welcome) = chat(b.local_addr(), "hall", Some("Alice"));
+    assert_eq!(
+        welcome["name"], "Alice-2",
+        "taken on node A, suffixed on node B"
+    );
+    assert_eq!(names(&welcome), ["alice", "Alice-2"]);
+    let join = next_of_type(&mut alice, "join");
+    assert_eq!(join["name"], "Alice-2");
+
+    // Who is where, asked on a third node.
+    let (mut carol, welcome) = chat(c.local_addr(), "kitchen", Some("carol"));
+    assert_eq!(names(&welcome), ["carol"]);
+    send_json(&mut carol, json!({"type": "rooms"}));
+    let rooms = next_of_type(&mut carol, "rooms");
+    assert_eq!(
+        rooms["rooms"],
+        json!([{"name": "hall", "members": 2}, {"name": "kitchen", "members": 1}])
+    );
+    let api = body(&get_with(c.local_addr(), "/api/rooms", "")).to_owned();
+    let api: Value = serde_json::from_str(&api).expect("JSON");
+    assert_eq!(api["rooms"][0]["name"], "hall");
+    assert_eq!(api["rooms"][0]["members"], 2);
+
+    // A rename to a name taken on another node is refused; a free one is news there.
+    send_json(&mut carol, json!({"type": "rename", "name": "ALICE"}));
+    let error = next_of_type(&mut carol, "error");
+    assert_eq!(error["code"], "name_taken");
+    send_json(&mut other, json!({"type": "rename", "name": "bob"}));
+    let rename = next_of_type(&mut alice, "rename");
+    assert_eq!(
+        (&rename["from"], &rename["to"]),
+        (&json!("Alice-2"), &json!("bob"))
+    );
+
+    // Moving rooms and leaving are seen on the other nodes.
+    send_json(&mut carol, json!({"type": "join", "room": "hall"}));
+    let welcome = next_of_type(&mut carol, "welcome");
+    assert_eq!(names(&welcome), ["alice", "bob", "carol"]);
+    assert_eq!(next_of_type(&mut alice, "join")["name"], "carol");
+    close_politely(other);
+    let leave = next_of_type(&mut alice, "leave");
+    assert_eq!(
+        (&leave["name"], &leave["reason"]),
+        (&json!("bob"), &json!("closed"))
+    );
+    assert_eq!(next_of_type(&mut carol, "leave")["name"], "bob");
+    send_json(&mut alice, json!({"type": "members"}));
+    assert_eq!(
+        names(&next_of_type(&mut alice, "members")),
+        ["alice", "carol"]
+    );
+    // The name is free again, on any node.
+    let (_bob, welcome) = chat(c.local_addr(), "hall", Some("Bob"));
+    assert_eq!(welcome["name"], "Bob");
+}
+
+/// An HTTP request with extra header lines; the whole answer.
+fn get_with(addr: SocketAddr, path: &str, headers: &str) -> String {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+#[test]
+fn direct_messages_relay_and_the_api_reach_every_node() {
+    let Some(redis) = Redis::start("direct_relay_api") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = chat(a.local_addr(), "ops", Some("ann"));
+    let (mut ben, _) = chat(b.local_addr(), "lobby", Some("ben"));
+
+    send_json(
+        &mut ann,
+        json!({"type": "direct", "to": "BEN", "text": "psst"}),
+    );
+    let direct = next_of_type(&mut ben, "direct");
+    assert_eq!(
+        (&direct["from"], &direct["to"], &direct["text"]),
+        (&json!("ann"), &json!("ben"), &json!("psst"))
+    );
+    assert_eq!(
+        next_of_type(&mut ann, "direct")["text"],
+        "psst",
+        "the sender's copy"
+    );
+    send_json(
+        &mut ben,
+        json!({"type": "direct", "to": "nobody", "text": "?"}),
+    );
+    assert_eq!(next_of_type(&mut ben, "error")["code"], "no_such_user");
+
+    // Relay: binary payloads intact across nodes, and not echoed to the sender.
+    let mut r1 = connect(a.local_addr(), "/ws/relay/pipe");
+    let mut r2 = connect(b.local_addr(), "/ws/relay/pipe");
+    let mut r3 = connect(b.local_addr(), "/ws/relay/pipe");
+    let payload: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    // Relay has no welcome to wait for: a join reaches its node's hub just after the
+    // handshake, with nothing to order it before traffic from another node. Give
+    // the joins a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    r1.send(Message::binary(payload.clone())).expect("send");
+    let got = next(&mut r2);
+    assert_eq!(
+        got,
+        Message::binary(payload.clone()),
+        "binary intact on node B"
+    );
+    assert_eq!(next(&mut r3), Message::binary(payload.clone()));
+    r2.send(Message::text("back")).expect("send");
+    assert_eq!(next(&mut r1), Message::text("back"));
+    assert_eq!(next(&mut r3), Message::text("back"));
+    assert!(Instant::now() < deadline);
+
+    // POST on node B reaches ann on node A, stored once, via the API.
+    let (mut ann2, _) = chat(b.local_addr(), "ops", Some("ann2"));
+    let post = "deploy finished";
+    let answer = raw(
+        b.local_addr(),
+        format!(
+            "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{post}",
+            post.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status(&answer), 201, "{answer}");
+    for ws in [&mut ann, &mut ann2] {
+        let msg = next_of_type(ws, "message");
+        assert_eq!((&msg["text"], &msg["via"]), (&json!(post), &json!("api")));
+    }
+    let page = get_with(a.local_addr(), "/api/rooms/ops/messages", "");
+    let page: Value = serde_json::from_str(body(&page)).expect("JSON");
+    assert_eq!(page["messages"][0]["text"], post, "readable on node A too");
+}
+
+#[test]
+fn resume_and_scroll_back_work_on_any_node() {
+    let Some(redis) = Redis::start("resume_any_node") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut talker, _) = chat(a.local_addr(), "r", Some("talker"));
+    let (mut reader, welcome) = chat(b.local_addr(), "r", Some("reader"));
+    let epoch = welcome["epoch"].as_str().expect("an epoch").to_owned();
+    for i in 1..=5 {
+        say(&mut talker, &format!("m{i}"));
+    }
+    let got = messages(&mut reader, 5);
+    let seen = got[1]["id"].as_u64().expect("an id");
+    drop(reader);
+    for i in 6..=7 {
+        say(&mut talker, &format!("m{i}"));
+    }
+    messages(&mut talker, 7);
+
+    // Back on the other node, from message 2: exactly 3..7, resumed.
+    let (mut back, welcome) = chat_url(
+        a.local_addr(),
+        &format!("/ws/chat/r?name=reader&since={seen}&epoch={epoch}"),
+    );
+    assert_eq!(welcome["resumed"], true);
+    assert_eq!(
+        welcome["epoch"],
+        epoch.as_str(),
+        "one epoch for the whole cluster"
+    );
+    let texts: Vec<&str> = welcome["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(texts, ["m3", "m4", "m5", "m6", "m7"]);
+    assert_eq!(welcome["last_id"], 7);
+    // Nothing twice: the next message is the next id.
+    say(&mut talker, "m8");
+    assert_eq!(next_of_type(&mut back, "message")["id"], 8);
+
+    // Scroll-back on node B.
+    let (mut scroller, _) = chat(b.local_addr(), "r", Some("scroller"));
+    send_json(
+        &mut scroller,
+        json!({"type": "history", "before": 4, "limit": 2}),
+    );
+    let page = next_of_type(&mut scroller, "history");
+    let ids: Vec<u64> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [2, 3]);
+    assert_eq!(page["more"], true);
+}
+
+#[test]
+fn redis_out_of_reach_at_start_fails_naming_the_url() {
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    let error = Server::builder()
+        .listen("127.0.0.1:0")
+        .redis(&url)
+        .start()
+        .expect_err("no Redis there");
+    assert!(error.to_string().contains(&url), "{error}");
+    let error = Server::builder()
+        .listen("127.0.0.1:0")
+        .redis("redis://:s3cret@127.0.0.1:1/0")
+        .start()
+        .expect_err("no Redis there");
+    assert!(
+        !error.to_string().contains("s3cret"),
+        "password shown: {error}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", "127.0.0.1:0", "--no-tls", "--redis", &url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&url), "{stderr}");
+}
+
+/// A node started as the binary, so that it can be killed with SIGKILL.
+fn binary_node(redis: &Redis) -> (std::process::Child, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", &addr.to_string(), "--no-tls", "--no-qr"])
+        .args(["--redis", &redis.url()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    eventually(|| std::net::TcpStream::connect(addr).ok());
+    (child, addr)
+}
+
+#[test]
+fn a_killed_node_s_members_leave_as_node_lost_and_nothing_received_is_lost() {
+    let Some(redis) = Redis::start("node_lost") else {
+        return;
+    };
+    let survivor = node(&redis);
+    let (mut child, doomed) = binary_node(&redis);
+    let (mut watcher, _) = chat(survivor.local_addr(), "r", Some("watcher"));
+    let (mut victim, _) = chat(doomed, "r", Some("victim"));
+    assert_eq!(next_of_type(&mut watcher, "join")["name"], "victim");
+    for i in 0..10 {
+        say(&mut victim, &format!("v{i}"));
+    }
+    let received = messages(&mut watcher, 10);
+
+    let killed = Instant::now();
+    let _ = child.kill();
+    let _ = child.wait();
+    let leave = next_of_type_within(&mut watcher, "leave", Duration::from_secs(15));
+    let took = killed.elapsed();
+    assert_eq!(
+        (&leave["name"], &leave["reason"]),
+        (&json!("victim"), &json!("node_lost"))
+    );
+    assert!(took < Duration::from_secs(8), "node loss took {took:?}");
+    eprintln!("node_lost after {} ms", took.as_millis());
+
+    // Everything anyone received is in the history, on the node still up.
+    let (_, welcome) = chat(survivor.local_addr(), "r", Some("late"));
+    let kept: Vec<&Value> = welcome["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .collect();
+    assert_eq!(kept.len(), received.len());
+    for (kept, got) in kept.iter().zip(&received) {
+        assert_eq!((&kept["id"], &kept["text"]), (&got["id"], &got["text"]));
+    }
+    // And the name is free again.
+    let (_, welcome) = chat(survivor.local_addr(), "r", Some("victim"));
+    assert_eq!(welcome["name"], "victim");
+}
+
+/// Like [`next_of_type`], waiting up to `limit` in reads of [`READ_TIMEOUT`] at most.
+fn next_of_type_within(ws: &mut Client, kind: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        assert!(Instant::now() < deadline, "no {kind} within {limit:?}");
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let msg: Value = serde_json::from_str(&t).expect("JSON");
+                if msg["type"] == kind {
+                    return msg;
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn redis_lost_and_back_with_its_data_refuses_then_resumes_without_gaps() {
+    let Some(mut redis) = Redis::start("redis_restart_aof") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, welcome) = chat(a.local_addr(), "r", Some("ann"));
+    let epoch = welcome["epoch"].as_str().expect("an epoch").to_owned();
+    let (mut ben, _) = chat(b.local_addr(), "r", Some("ben"));
+    next_of_type(&mut ann, "join");
+    say(&mut ann, "before");
+    let before = messages(&mut ben, 1);
+    let last_seen = before[0]["id"].as_u64().expect("an id");
+
+    redis.kill();
+    // Clients stay connected; a message is refused, never delivered on one node only.
+    let refused = eventually(|| {
+        say(&mut ann, "during");
+        let msg = next_json(&mut ann);
+        (msg["type"] == "error").then_some(msg)
+    });
+    assert_eq!(refused["code"], "unavailable");
+    assert_eq!(metric(a.local_addr(), "switchboard_redis_up"), 0);
+    assert!(metric(a.local_addr(), "switchboard_redis_errors_total") >= 1);
+    assert_echoes_chat(&mut ben);
+
+    redis.restart(true);
+    eventually(|| (metric(a.local_addr(), "switchboard_redis_up") == 1).then_some(()));
+    eventually(|| (metric(b.local_addr(), "switchboard_redis_up") == 1).then_some(()));
+    // Back: messages flow again between the nodes, ids continue.
+    let after = eventually(|| {
+        say(&mut ann, "after");
+        loop {
+            let msg = next_json(&mut ann);
+            match msg["type"].as_str() {
+                Some("message") if msg["text"] == "after" => return Some(msg),
+                Some("error") => return None,
+                _ => {}
+            }
+        }
+    });
+    let got = next_of_type(&mut ben, "message");
+    assert_eq!((&got["text"], &got["id"]), (&json!("after"), &after["id"]));
+    // A client that resumes gets exactly what it missed: no gaps, no duplicates.
+    let (_, welcome) = chat_url(
+        b.local_addr(),
+        &format!("/ws/chat/r?name=cy&since={last_seen}&epoch={epoch}"),
+    );
+    assert_eq!(welcome["resumed"], true);
+    let texts: Vec<&str> = welcome["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default())
+        .collect();
+    assert!(texts.iter().all(|t| *t == "after"), "{texts:?}");
+    assert!(!texts.is_empty());
+    assert_eq!(welcome["history"][0]["id"], last_seen + 1, "no gap");
+}
+
+/// The client is still served by its node: `members` is answered from memory.
+fn assert_echoes_chat(ws: &mut Client) {
+    send_json(ws, json!({"type": "members"}));
+    next_of_type(ws, "members");
+}
+
+#[test]
+fn redis_restarted_empty_starts_a_new_epoch_and_clients_are_told_to_refresh() {
+    let Some(mut redis) = Redis::start("redis_restart_empty") else {
+        return;
+    };
+    let a = node(&redis);
+    let (mut ann, welcome) = chat(a.local_addr(), "r", Some("ann"));
+    let epoch = welcome["epoch"].as_str().expect("an epoch").to_owned();
+    say(&mut ann, "one");
+    let id = messages(&mut ann, 1)[0]["id"].as_u64().expect("an id");
+
+    redis.restart(false);
+    // The node sees the new epoch and asks its clients to reconnect (1012).
+    let close = eventually(|| match ann.read() {
+        Ok(Message::Close(frame)) => Some(frame),
+        Ok(_) => None,
+        Err(e) => panic!("expected a close, got {e}"),
+    });
+    assert_eq!(
+        close.map(|f| u16::from(f.code)),
+        Some(1012),
+        "service restart: reconnect"
+    );
+    let (_, welcome) = eventually(|| {
+        let (ws, welcome) = chat_url(
+            a.local_addr(),
+            &format!("/ws/chat/r?name=ann&since={id}&epoch={epoch}"),
+        );
+        (welcome["epoch"] != epoch.as_str()).then_some((ws, welcome))
+    });
+    assert_eq!(welcome["resumed"], false, "a new epoch: refresh");
+    assert_eq!(welcome["name"], "ann");
+}
+
+#[test]
+fn the_binary_takes_its_redis_url_from_the_environment_too() {
+    let Some(redis) = Redis::start("redis_from_env") else {
+        return;
+    };
+    let peer = node(&redis);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let data = TempDir::new("redis-env");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", &addr.to_string(), "--no-tls", "--no-qr"])
+        .env("SWITCHBOARD_REDIS", redis.url())
+        .env("XDG_DATA_HOME", data.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    eventually(|| std::net::TcpStream::connect(addr).ok());
+    let (mut here, _) = chat(peer.local_addr(), "r", Some("here"));
+    let (_there, welcome) = chat(addr, "r", Some("there"));
+    assert_eq!(
+        names(&welcome),
+        ["here", "there"],
+        "one chat with the other node"
+    );
+    assert_eq!(next_of_type(&mut here, "join")["name"], "there");
+    assert!(
+        std::fs::read_dir(data.path()).map_or(true, |mut d| d.next().is_none()),
+        "no SQLite store beside Redis"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
