@@ -204,14 +204,6 @@ impl Outbox {
         self.shared.wake.notify();
     }
 
-    /// Tells the connection thread to close with 1012 (service restart): what the
-    /// client knows no longer matches the server (the cluster's Redis lost its data,
-    /// or the node could not put the member back), and a reconnect sets it right.
-    pub(crate) fn reconnect(&self) {
-        self.shared.reconnect.store(true, Ordering::Release);
-        self.shared.wake.notify();
-    }
-
     /// Wakes the connection thread with nothing queued (it has news elsewhere: a wire
     /// viewer at its door); the [`Owed`] does it when given.
     pub(crate) fn nudge(&self) -> Option<Owed> {
@@ -225,6 +217,14 @@ impl Outbox {
     /// thread closes normally (a wire viewer whose connection ended).
     pub(crate) fn finish(&self) {
         self.shared.finished.store(true, Ordering::Release);
+        self.shared.wake.notify();
+    }
+
+    /// Tells the connection thread to close with 1012 (service restart): what the
+    /// client knows no longer matches the server (the cluster's Redis lost its data,
+    /// or the node could not put the member back), and a reconnect sets it right.
+    pub(crate) fn reconnect(&self) {
+        self.shared.reconnect.store(true, Ordering::Release);
         self.shared.wake.notify();
     }
 }

@@ -486,12 +486,12 @@ impl<S: Transport> Transport for Tap<S> {
         self.inner.shutdown_write()
     }
 
-    fn relabel(&mut self, label: String) {
-        self.inner.relabel(label);
-    }
-
     fn untrace(&mut self) {
         self.inner.untrace();
+    }
+
+    fn relabel(&mut self, label: String) {
+        self.inner.relabel(label);
     }
 }
 

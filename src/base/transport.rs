@@ -34,13 +34,13 @@ pub(crate) trait Transport: Read + Write + Send {
     /// Ends our direction of the stream (TCP FIN; TLS close_notify first).
     fn shutdown_write(&mut self) -> io::Result<()>;
 
-    /// Names the connection anew in whatever this stream logs (only the trace tap
-    /// logs), once the request head said who the client behind a proxy is.
-    fn relabel(&mut self, _label: String) {}
-
     /// Stops any trace tap in the stack from logging this connection (a wire viewer's
     /// own traffic is not traced, SPEC §14).
     fn untrace(&mut self) {}
+
+    /// Names the connection anew in whatever this stream logs (only the trace tap
+    /// logs), once the request head said who the client behind a proxy is.
+    fn relabel(&mut self, _label: String) {}
 }
 
 impl Transport for TcpStream {
@@ -104,13 +104,13 @@ impl<S: Transport> Transport for crate::trace::Traced<S> {
         self.get_mut().shutdown_write()
     }
 
-    fn relabel(&mut self, label: String) {
-        self.set_label(label);
-    }
-
     fn untrace(&mut self) {
         self.mute();
         self.get_mut().untrace();
+    }
+
+    fn relabel(&mut self, label: String) {
+        self.set_label(label);
     }
 }
 

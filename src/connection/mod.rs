@@ -734,8 +734,8 @@ fn close_reason_text(code: CloseCode) -> &'static str {
         CloseCode::Invalid => "invalid UTF-8",
         CloseCode::Policy => "slow consumer",
         CloseCode::Size => "message too big",
-        CloseCode::Restart => "reconnect, please",
         CloseCode::Normal => "the watched connection ended",
+        CloseCode::Restart => "reconnect, please",
         _ => "internal error",
     }
 }

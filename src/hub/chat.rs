@@ -491,13 +491,7 @@ impl ChatRooms {
                     epoch: &self.epoch,
                     last_id,
                     resumed,
-                    wire: members
-                        .get(member)
-                        .and_then(|m| m.wire.as_ref())
-                        .map(|door| chat::WireRef {
-                            id: member,
-                            key: door.key(),
-                        }),
+                    wire: members.wire(member),
                 });
                 post.release(members, member, Message::text(json));
                 if failed {

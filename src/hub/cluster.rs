@@ -526,13 +526,7 @@ impl ChatRooms {
             epoch: &self.epoch,
             last_id,
             resumed,
-            wire: members
-                .get(id)
-                .and_then(|m| m.wire.as_ref())
-                .map(|door| chat::WireRef {
-                    id,
-                    key: door.key(),
-                }),
+            wire: members.wire(id),
         });
         post.release(members, id, Message::text(json));
         if failed {

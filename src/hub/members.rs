@@ -59,14 +59,8 @@ impl Members {
             name,
             room: room.to_owned(),
         };
-        self.by_id.insert(
-            id,
-            Member {
-                outbox: Some(outbox),
-                role,
-                wire,
-            },
-        );
+        let outbox = Some(outbox);
+        self.by_id.insert(id, Member { outbox, role, wire });
     }
 
     /// Adds a chat member of this node whose name the cluster has yet to give it; it
@@ -82,14 +76,8 @@ impl Members {
             name: String::new(),
             room: room.to_owned(),
         };
-        self.by_id.insert(
-            id,
-            Member {
-                outbox: Some(outbox),
-                role,
-                wire,
-            },
-        );
+        let outbox = Some(outbox);
+        self.by_id.insert(id, Member { outbox, role, wire });
     }
 
     /// Adds a chat member of another node, or names one of ours, as the cluster says:
@@ -148,14 +136,17 @@ impl Members {
         let role = Role::Relay {
             room: room.to_owned(),
         };
-        self.by_id.insert(
+        let (outbox, wire) = (Some(outbox), None);
+        self.by_id.insert(id, Member { outbox, role, wire });
+    }
+
+    /// Where chat member `id`'s traffic can be watched, for its `welcome`.
+    pub(super) fn wire(&self, id: ConnId) -> Option<chat::WireRef<'_>> {
+        let door = self.by_id.get(&id)?.wire.as_ref()?;
+        Some(chat::WireRef {
             id,
-            Member {
-                outbox: Some(outbox),
-                role,
-                wire: None,
-            },
-        );
+            key: door.key(),
+        })
     }
 
     pub(super) fn get(&self, id: ConnId) -> Option<&Member> {

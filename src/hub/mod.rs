@@ -509,11 +509,7 @@ impl Hub {
                 let member = members.get(id);
                 let door = member.and_then(|m| m.wire.as_ref());
                 let let_in = door.is_some_and(|d| d.opens_with(&key) && d.let_in(viewer));
-                if let_in
-                    && let Some(owed) = member
-                        .and_then(|m| m.outbox.as_ref())
-                        .and_then(Outbox::nudge)
-                {
+                if let_in && let Some(owed) = member.and_then(|m| m.outbox.as_ref()?.nudge()) {
                     post.owed.push(owed);
                 }
                 let _ = reply.send(let_in);
