@@ -633,6 +633,21 @@ fn two_pages_chat_in_one_room() {
         json!([]),
     );
     assert_eq!(unlabelled, json!([]), "every field has a label");
+    // The routing hint a load balancer hashes (deploy/nginx.conf): set once per
+    // browser, kept across reloads, never HttpOnly-protected data.
+    let route = "return (document.cookie.match(/(?:^|; )switchboard_route=([0-9a-f]{16})/) || [])[1] || null;";
+    let first = alice.session.execute(route, json!([]));
+    assert!(
+        first.is_string(),
+        "the page set its routing cookie: {first}"
+    );
+    alice.session.execute("location.reload();", json!([]));
+    alice.wait_online();
+    assert_eq!(
+        alice.session.execute(route, json!([])),
+        first,
+        "kept across reloads"
+    );
 
     // On a phone the member list is a drawer behind the People button; Escape
     // closes it.

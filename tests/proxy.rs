@@ -585,7 +585,7 @@ fn a_sign_in_over_https_at_the_proxy_gets_a_secure_cookie() {
 }
 
 /// Two nodes of one cluster (SPEC §12) behind one nginx: clients spread over both by
-/// the repo's `least_conn` upstream are one chat, and when a node stops, its clients
+/// the repo's upstream are one chat, and when a node stops, its clients
 /// come back through nginx to the other and resume.
 #[test]
 fn two_nodes_on_one_redis_behind_one_nginx_are_one_chat() {
@@ -604,26 +604,29 @@ fn two_nodes_on_one_redis_behind_one_nginx_are_one_chat() {
     else {
         return;
     };
+    // nginx spreads clients without the page's cookie by address and port: join
+    // until both nodes hold some (each new one lands on either with even odds).
+    let on = |n: &ServerHandle| metric(n.local_addr(), "switchboard_open_websockets");
     let mut clients = Vec::new();
-    let mut names = Vec::new();
     let mut epoch = String::new();
-    for i in 0..4 {
+    while clients.len() < 4 || on(&a) == 0 || on(&b) == 0 {
+        assert!(clients.len() < 24, "nginx sent every client to one node");
+        let i = clients.len();
         let mut ws = ws(&nginx, &format!("/ws/chat/floor?name=user{i}"));
         let welcome = next_json(&mut ws);
         assert_eq!(welcome["type"], "welcome");
+        assert_eq!(welcome["name"], format!("user{i}"));
         welcome["epoch"]
             .as_str()
             .unwrap_or_default()
             .clone_into(&mut epoch);
-        names.push(welcome["name"].as_str().unwrap_or_default().to_owned());
         clients.push(ws);
     }
-    assert_eq!(names, ["user0", "user1", "user2", "user3"]);
-    // nginx spread them: both nodes hold some (least_conn, two at a time).
-    let on = |n: &ServerHandle| metric(n.local_addr(), "switchboard_open_websockets");
-    assert!(on(&a) >= 1 && on(&b) >= 1, "a: {}, b: {}", on(&a), on(&b));
-    for ws in clients.iter_mut().take(3) {
-        next_of_type(ws, "join");
+    let n = clients.len();
+    for (i, ws) in clients.iter_mut().enumerate() {
+        for _ in i + 1..n {
+            next_of_type(ws, "join");
+        }
     }
     say(&mut clients[0], "one chat");
     let mut last = 0;
@@ -634,7 +637,7 @@ fn two_nodes_on_one_redis_behind_one_nginx_are_one_chat() {
     }
     send_json(&mut clients[3], serde_json::json!({"type": "members"}));
     let members = next_of_type(&mut clients[3], "members");
-    assert_eq!(members["members"].as_array().map(Vec::len), Some(4));
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(n));
 
     // Node A stops: its clients get 1001 through nginx, the others see them leave.
     a.shutdown();
@@ -683,4 +686,57 @@ fn two_nodes_on_one_redis_behind_one_nginx_are_one_chat() {
         .filter_map(|m| m["text"].as_str())
         .collect();
     assert_eq!(texts, ["still here"]);
+}
+
+/// A WebSocket through nginx that carries the page's routing cookie.
+fn ws_routed(nginx: &Nginx, path: &str, route: &str) -> Result<Client, tungstenite::Error> {
+    use tungstenite::client::IntoClientRequest;
+    let addr = nginx.http_addr();
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("a request");
+    let cookie = format!("switchboard_route={route}")
+        .parse()
+        .expect("a header");
+    request.headers_mut().insert("Cookie", cookie);
+    tungstenite::client(request, tcp(addr))
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::ConnectionClosed,
+        })
+}
+
+/// With several nodes behind the repo's nginx, a browser's Wire panel reaches the
+/// node that holds its chat (the page's `switchboard_route` cookie picks the node),
+/// while browsers still spread over the nodes.
+#[test]
+fn behind_nginx_each_browsers_wire_reaches_the_node_of_its_chat() {
+    let Some(redis) = common::redis::Redis::start("wire_behind_nginx") else {
+        return;
+    };
+    let node = || start_with(|b| b.trust_proxy(NGINX_PEER).redis(redis.url()));
+    let (a, b) = (node(), node());
+    let Some(nginx) = Nginx::start("wire_behind_nginx", &[a.local_addr(), b.local_addr()]) else {
+        return;
+    };
+    let mut chats = Vec::new();
+    for i in 0..16 {
+        let route = format!("{:016x}", 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i + 1));
+        let mut chat = ws_routed(&nginx, &format!("/ws/chat/class?name=s{i}"), &route)
+            .expect("chat through nginx");
+        let welcome = next_of_type(&mut chat, "welcome");
+        let (id, key) = (&welcome["wire"]["id"], &welcome["wire"]["key"]);
+        let key = key.as_str().expect("a wire key");
+        let mut wire = ws_routed(&nginx, &format!("/ws/wire/{id}?key={key}"), &route)
+            .unwrap_or_else(|e| panic!("browser {i}: the wire reached another node: {e}"));
+        assert_eq!(
+            next_json(&mut wire)["kind"],
+            "http",
+            "browser {i}: the replay"
+        );
+        chats.push((chat, wire));
+    }
+    let on = |n: &ServerHandle| metric(n.local_addr(), "switchboard_open_websockets");
+    assert!(on(&a) >= 2 && on(&b) >= 2, "a: {}, b: {}", on(&a), on(&b));
 }
