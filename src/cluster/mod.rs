@@ -28,10 +28,11 @@ use crate::base::ConnId;
 use crate::chat::ChatLine;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::store::{self, Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, Since, StoreError};
+use crate::store::{self, Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, NewMessage, Since, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::{Connection, RedisResult, Script};
 use serde::Deserialize;
+use std::mem;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,6 +40,9 @@ use tungstenite::Message;
 
 /// Requests the bridge queues before the hub is told `unavailable`.
 pub(crate) const QUEUE: usize = 4096;
+/// Requests taken from the queue at once: a run of appends among them goes to Redis
+/// in one round trip.
+const MAX_BATCH: usize = 256;
 /// The channel every change to shared chat state is published on.
 const BUS: &str = "switchboard:bus";
 /// The channel relay messages go on.
@@ -392,7 +396,11 @@ impl Bridge {
         loop {
             let wait = self.next_beat.saturating_duration_since(Instant::now());
             match requests.recv_timeout(wait) {
-                Ok(request) => self.serve(request, &answers, &events),
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    batch.extend(requests.try_iter().take(MAX_BATCH - 1));
+                    self.serve_all(batch, &answers, &events);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -481,6 +489,86 @@ impl Bridge {
     }
 
     /// Carries out one request; when Redis is away, says so to whoever waits.
+    /// Carries out a batch in order: each run of appends in one round trip (a
+    /// pipeline of scripts, which Redis runs one after another), the rest one by one.
+    fn serve_all(&mut self, batch: Vec<Request>, answers: &Sender<Answer>, events: &Sender<Event>) {
+        let mut appends = Vec::new();
+        for request in batch {
+            match request {
+                Request::Store(store::Request::Append(msg)) => appends.push(msg),
+                other => {
+                    if !appends.is_empty() {
+                        self.append_all(mem::take(&mut appends), answers, events);
+                    }
+                    self.serve(other, answers, events);
+                }
+            }
+        }
+        if !appends.is_empty() {
+            self.append_all(appends, answers, events);
+        }
+    }
+
+    /// Stores and publishes `messages` in one round trip, and answers with their ids
+    /// (or, if Redis failed, with the failure for each).
+    fn append_all(
+        &mut self,
+        messages: Vec<NewMessage>,
+        answers: &Sender<Answer>,
+        events: &Sender<Event>,
+    ) {
+        let stored = match self.con.take() {
+            Some(mut con) => match self.pipeline_appends(&mut con, &messages, events) {
+                Ok(ids) => {
+                    self.con = Some(con);
+                    Some(ids)
+                }
+                Err(e) => {
+                    self.lost(&e);
+                    None
+                }
+            },
+            None => None,
+        };
+        let _ = answers.send(committed(messages, stored));
+    }
+
+    fn pipeline_appends(
+        &mut self,
+        con: &mut Connection,
+        messages: &[NewMessage],
+        events: &Sender<Event>,
+    ) -> RedisResult<Vec<u64>> {
+        if let Some(resync) = self.resync.take()
+            && let Err(e) = self.resync(con, &resync, events)
+        {
+            self.resync = Some(resync);
+            return Err(e);
+        }
+        let mut pipe = redis::pipe();
+        for msg in messages {
+            pipe.cmd("EVALSHA")
+                .arg(self.scripts.append.get_hash())
+                .arg(1)
+                .arg(stream(&msg.room))
+                .arg(&msg.room)
+                .arg(self.retain)
+                .arg(&msg.from)
+                .arg(&msg.text)
+                .arg(msg.ts)
+                .arg(msg.via.unwrap_or(""));
+        }
+        match pipe.query(con) {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis forgot the script (a restart, SCRIPT FLUSH): nothing of the
+                // pipeline ran, so it runs again once the script is back.
+                self.scripts.append.prepare_invoke().load(con)?;
+                pipe.query(con)
+            }
+            result => result,
+        }
+    }
+
     fn serve(&mut self, request: Request, answers: &Sender<Answer>, events: &Sender<Event>) {
         let Some(mut con) = self.con.take() else {
             return self.refuse(request, answers, events);
@@ -536,7 +624,7 @@ impl Bridge {
             return Err(e);
         }
         match request {
-            Request::Store(store) => self.store(con, store, answers),
+            Request::Store(store) => self.store(con, store, answers, events),
             Request::Join {
                 member,
                 seq,
@@ -597,29 +685,13 @@ impl Bridge {
         con: &mut Connection,
         request: &store::Request,
         answers: &Sender<Answer>,
+        events: &Sender<Event>,
     ) -> RedisResult<()> {
         match request {
             store::Request::Append(msg) => {
-                let id: u64 = self
-                    .scripts
-                    .append
-                    .key(stream(&msg.room))
-                    .arg(&msg.room)
-                    .arg(self.retain)
-                    .arg(&msg.from)
-                    .arg(&msg.text)
-                    .arg(msg.ts)
-                    .arg(msg.via.unwrap_or(""))
-                    .invoke(con)?;
-                let line = Arc::new(ChatLine {
-                    id,
-                    room: msg.room.clone(),
-                    from: msg.from.clone(),
-                    text: msg.text.clone(),
-                    ts: msg.ts,
-                    via: msg.via,
-                });
-                let _ = answers.send(Answer::Committed(vec![(msg.author.clone(), Ok(line))]));
+                // Appends come through `append_all`; one alone is a run of one.
+                let ids = self.pipeline_appends(con, std::slice::from_ref(msg), events)?;
+                let _ = answers.send(committed(vec![msg.clone()], Some(ids)));
             }
             store::Request::Load {
                 member,
@@ -832,6 +904,29 @@ impl Bridge {
 struct Record {
     name: String,
     room: String,
+}
+
+/// The answer to a run of appends: each message with its id, or, when Redis did
+/// not take them (`None`), the failure for each.
+fn committed(messages: Vec<NewMessage>, ids: Option<Vec<u64>>) -> Answer {
+    let Some(ids) = ids else {
+        let failed = messages
+            .into_iter()
+            .map(|m| (m.author, Err(StoreError::Failed)));
+        return Answer::Committed(failed.collect());
+    };
+    let lines = messages.into_iter().zip(ids).map(|(msg, id)| {
+        let line = Arc::new(ChatLine {
+            id,
+            room: msg.room,
+            from: msg.from,
+            text: msg.text,
+            ts: msg.ts,
+            via: msg.via,
+        });
+        (msg.author, Ok(line))
+    });
+    Answer::Committed(lines.collect())
 }
 
 fn loaded(
