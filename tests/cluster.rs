@@ -587,3 +587,67 @@ fn a_cluster_node_shows_a_member_its_own_wire() {
         }
     }
 }
+
+/// The welcome's history ends where the live messages begin, for members joining on
+/// one node while another node's member keeps talking: no gap, nothing twice.
+#[test]
+fn joining_while_another_node_talks_gives_no_gap_and_no_duplicate() {
+    let Some(redis) = Redis::start("join_during_flood") else {
+        return;
+    };
+    let fast = |b: switchboard::ServerBuilder| {
+        b.listen("127.0.0.1:0")
+            .redis(redis.url())
+            .rate_per_sec(10_000)
+            .rate_burst(10_000)
+            .start()
+            .expect("node starts")
+    };
+    let (a, b) = (fast(Server::builder()), fast(Server::builder()));
+    let (mut talker, _) = chat(a.local_addr(), "busy", Some("talker"));
+    // The talker talks until every reader is in, then 50 more.
+    let joined = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let all_in = std::sync::Arc::clone(&joined);
+    let sender = std::thread::spawn(move || {
+        let (mut sent, mut after) = (0usize, 0);
+        while after < 50 && sent < 20_000 {
+            say(&mut talker, &format!("t{sent}"));
+            sent += 1;
+            if all_in.load(std::sync::atomic::Ordering::Acquire) {
+                after += 1;
+            }
+            if sent % 20 == 0 {
+                // Read what came back, so the talker is never a slow consumer.
+                messages(&mut talker, 20);
+            }
+        }
+        messages(&mut talker, sent % 20);
+        sent
+    });
+    let mut readers = Vec::new();
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(10));
+        readers.push(chat(b.local_addr(), "busy", Some(&format!("r{i}"))));
+    }
+    joined.store(true, std::sync::atomic::Ordering::Release);
+    let total = sender.join().expect("the talker") as u64;
+    for (i, (ws, welcome)) in readers.iter_mut().enumerate() {
+        let mut ids: Vec<u64> = welcome["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter_map(|m| m["id"].as_u64())
+            .collect();
+        let last = welcome["last_id"].as_u64().expect("last_id");
+        assert!(
+            ids.last().is_none_or(|&l| l == last),
+            "reader {i}: history ends at last_id"
+        );
+        assert!(last < total, "reader {i} joined while the talker talked");
+        let live = usize::try_from(total - last).expect("a count");
+        ids.extend(messages(ws, live).iter().filter_map(|m| m["id"].as_u64()));
+        let first = ids.first().copied().unwrap_or(1);
+        let expected: Vec<u64> = (first..=total).collect();
+        assert_eq!(ids, expected, "reader {i}: every id once, in order");
+    }
+}
