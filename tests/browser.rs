@@ -1654,16 +1654,19 @@ impl Page {
 
     /// The names of this browser's cookies for the page's origin (HttpOnly ones too,
     /// which the page's scripts cannot see).
+    /// The names of the browser's cookies for `url`, sorted.
     fn cookie_names(&self, url: &str) -> Vec<String> {
         let cookies = self
             .session
             .cdp("Network.getCookies", json!({ "urls": [url] }));
-        cookies["cookies"]
+        let mut names: Vec<String> = cookies["cookies"]
             .as_array()
             .expect("a list of cookies")
             .iter()
             .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
-            .collect()
+            .collect();
+        names.sort();
+        names
     }
 }
 
@@ -1764,7 +1767,11 @@ fn password_page_signs_in_and_chats() {
     );
 
     // Signed in by an HttpOnly cookie; the password is nowhere the page keeps things.
-    assert_eq!(alice.cookie_names(&url), ["switchboard_session"]);
+    // The session (HttpOnly, from the server) and the page's routing hint.
+    assert_eq!(
+        alice.cookie_names(&url),
+        ["switchboard_route", "switchboard_session"]
+    );
     let kept = alice.run(
         "return [location.href, document.cookie, JSON.stringify({...localStorage}),
                  JSON.stringify({...sessionStorage}),
@@ -1801,11 +1808,15 @@ fn without_the_password_a_second_browser_context_cannot_open_the_websocket() {
     );
     mallory.session.goto(&url);
     mallory.wait_password_prompt();
-    assert_eq!(alice.cookie_names(&url), ["switchboard_session"]);
+    // The session (HttpOnly, from the server) and the page's routing hint.
+    assert_eq!(
+        alice.cookie_names(&url),
+        ["switchboard_route", "switchboard_session"]
+    );
     assert_eq!(
         mallory.cookie_names(&url),
-        Vec::<String>::new(),
-        "no cookie shared"
+        ["switchboard_route"],
+        "no session shared: only its own routing hint"
     );
     assert_eq!(
         mallory.run(
