@@ -464,43 +464,10 @@ impl ChatRooms {
             loaded @ Answer::Loaded { .. } if self.cluster.is_some() => {
                 self.cluster_loaded(members, post, loaded);
             }
-            Answer::Loaded {
-                member,
-                seq,
-                room,
-                history,
-                last_id,
-                resumed,
-                failed,
-            } => {
+            loaded @ Answer::Loaded { member, seq, .. } => {
                 // A member that moved on since asked again; only the latest counts.
-                if !post.is_latest_load(member, seq) {
-                    return;
-                }
-                let Some((name, current)) = members.chat_member(member) else {
-                    return;
-                };
-                if current != room {
-                    return;
-                }
-                let json = chat::encode(&ServerMessage::Welcome {
-                    name,
-                    room: &room,
-                    members: self.names(members, &room),
-                    history: history.iter().map(|l| &**l).collect(),
-                    epoch: &self.epoch,
-                    last_id,
-                    resumed,
-                    wire: members.wire(member),
-                });
-                post.release(members, member, Message::text(json));
-                if failed {
-                    self.unavailable(
-                        members,
-                        post,
-                        member,
-                        "the room's history cannot be read now",
-                    );
+                if post.is_latest_load(member, seq) {
+                    self.welcome(members, post, loaded);
                 }
             }
             Answer::Page {
@@ -526,6 +493,49 @@ impl ChatRooms {
                 post.deliver_answer(members, member, Message::text(json));
                 post.settle(members, member);
             }
+        }
+    }
+
+    /// Sends a member its welcome with the history `loaded` holds (unless it is in
+    /// another room by now): first of all, then what was held for it, then
+    /// `unavailable` if the history could not be read.
+    pub(super) fn welcome(&self, members: &Members, post: &mut Post, loaded: Answer) {
+        let Answer::Loaded {
+            member,
+            room,
+            history,
+            last_id,
+            resumed,
+            failed,
+            ..
+        } = loaded
+        else {
+            return;
+        };
+        let Some((name, current)) = members.chat_member(member) else {
+            return;
+        };
+        if current != room {
+            return;
+        }
+        let json = chat::encode(&ServerMessage::Welcome {
+            name,
+            room: &room,
+            members: self.names(members, &room),
+            history: history.iter().map(|l| &**l).collect(),
+            epoch: &self.epoch,
+            last_id,
+            resumed,
+            wire: members.wire(member),
+        });
+        post.release(members, member, Message::text(json));
+        if failed {
+            self.unavailable(
+                members,
+                post,
+                member,
+                "the room's history cannot be read now",
+            );
         }
     }
 

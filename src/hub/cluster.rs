@@ -168,13 +168,10 @@ impl ChatRooms {
         wanted: Option<String>,
         since: Option<Since>,
     ) {
-        self.loads += 1;
-        let seq = self.loads;
-        let Some(cluster) = &mut self.cluster else {
+        let seq = self.begin_load(post, id);
+        let Some(cluster) = &self.cluster else {
             return;
         };
-        post.hold(id, seq);
-        cluster.pending.insert(id, pending(seq));
         let join = Request::Join {
             member: id,
             seq,
@@ -195,13 +192,10 @@ impl ChatRooms {
         id: ConnId,
         room: &str,
     ) {
-        self.loads += 1;
-        let seq = self.loads;
-        let Some(cluster) = &mut self.cluster else {
+        let seq = self.begin_load(post, id);
+        let Some(cluster) = &self.cluster else {
             return;
         };
-        post.hold(id, seq);
-        cluster.pending.insert(id, pending(seq));
         let switch = Request::Switch {
             member: id,
             seq,
@@ -210,6 +204,18 @@ impl ChatRooms {
         if !cluster.ask(switch) {
             self.join_failed(members, post, id);
         }
+    }
+
+    /// Numbers a new load of member `id` and holds its news for the welcome, which
+    /// waits for the join (or move) to come back on the bus, and for the history.
+    fn begin_load(&mut self, post: &mut Post, id: ConnId) -> u64 {
+        self.loads += 1;
+        let seq = self.loads;
+        post.hold(id, seq);
+        if let Some(cluster) = &mut self.cluster {
+            cluster.pending.insert(id, pending(seq));
+        }
+        seq
     }
 
     /// A member of ours asks for a new name; it is its once the bus says so.
@@ -320,7 +326,7 @@ impl ChatRooms {
         };
         pending.loaded = Some(loaded);
         if pending.marked {
-            self.welcome(members, post, member);
+            self.welcome_now(members, post, member);
         }
     }
 
@@ -488,7 +494,7 @@ impl ChatRooms {
         pending.marked = true;
         let early = mem::take(&mut pending.early);
         if pending.loaded.is_some() {
-            self.welcome(members, post, id);
+            self.welcome_now(members, post, id);
         }
         for msg in early {
             self.handle(members, post, id, msg);
@@ -496,41 +502,14 @@ impl ChatRooms {
     }
 
     /// Sends member `id` its welcome, now that both its history and its join are here.
-    fn welcome(&mut self, members: &Members, post: &mut Post, id: ConnId) {
-        let Some(Pending {
-            loaded:
-                Some(Answer::Loaded {
-                    room,
-                    history,
-                    last_id,
-                    resumed,
-                    failed,
-                    ..
-                }),
+    fn welcome_now(&mut self, members: &Members, post: &mut Post, id: ConnId) {
+        let pending = self.cluster.as_mut().and_then(|c| c.pending.remove(&id));
+        if let Some(Pending {
+            loaded: Some(loaded),
             ..
-        }) = self.cluster.as_mut().and_then(|c| c.pending.remove(&id))
-        else {
-            return;
-        };
-        let Some((name, current)) = members.chat_member(id) else {
-            return;
-        };
-        if current != room {
-            return;
-        }
-        let json = chat::encode(&ServerMessage::Welcome {
-            name,
-            room: &room,
-            members: self.names(members, &room),
-            history: history.iter().map(|l| &**l).collect(),
-            epoch: &self.epoch,
-            last_id,
-            resumed,
-            wire: members.wire(id),
-        });
-        post.release(members, id, Message::text(json));
-        if failed {
-            self.unavailable(members, post, id, "the room's history cannot be read now");
+        }) = pending
+        {
+            self.welcome(members, post, loaded);
         }
     }
 
