@@ -2171,3 +2171,52 @@ fn readme_screenshot() {
     std::thread::sleep(Duration::from_millis(300));
     page.screenshot("readme-dark.png");
 }
+
+/// Two pages on two nodes of one cluster (SPEC §12) are in one room: each sees the
+/// other arrive, talk and leave, as on one server.
+#[test]
+fn pages_on_two_cluster_nodes_chat_in_one_room() {
+    let Some(driver) = driver_or_skip("pages_on_two_cluster_nodes_chat_in_one_room") else {
+        return;
+    };
+    let Some(redis) = common::redis::Redis::start("pages_on_two_nodes") else {
+        return;
+    };
+    let node = || start_with(|b| b.redis(redis.url()));
+    let (a, b) = (node(), node());
+    let alice = Page::join(
+        &driver,
+        &format!("http://{}/#across", a.local_addr()),
+        "alice",
+        DESKTOP,
+    );
+    alice.wait_entry(
+        "system",
+        "You joined #across as alice. Nobody else is here yet.",
+    );
+    let bob = Page::join(
+        &driver,
+        &format!("http://{}/#across", b.local_addr()),
+        "bob",
+        PHONE,
+    );
+    bob.wait_entry("system", "You joined #across as bob. alice is here.");
+    alice.wait_entry("system", "bob joined");
+    alice.send("hello from node A");
+    bob.wait_entry("message", "hello from node A");
+    bob.send("and back from node B");
+    alice.wait_entry("message", "and back from node B");
+    let expected = [
+        ("alice", "hello from node A"),
+        ("bob", "and back from node B"),
+    ]
+    .map(|(f, t)| (f.to_owned(), t.to_owned()));
+    assert_eq!(alice.messages(), expected);
+    assert_eq!(
+        bob.messages(),
+        expected,
+        "the same messages in the same order"
+    );
+    drop(bob);
+    alice.wait_entry("system", "bob left");
+}
