@@ -5,7 +5,7 @@
 //! monitoring scrape can never slow the chat down.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Why a connection ended before it became a WebSocket (label of
@@ -85,6 +85,9 @@ pub(crate) struct Metrics {
     /// Chat messages refused and history reads failed because the store could not
     /// do it (`error` `unavailable`).
     pub store_errors: AtomicU64,
+    /// Set once when the node joins a cluster (`--redis`): the Redis figures and the
+    /// health check's Redis state are shown only then.
+    pub clustered: AtomicBool,
     /// Gauge: 1 while this node's connection to Redis (`--redis`) is up.
     pub redis_up: AtomicU64,
     /// Times this node lost its connection to Redis.
@@ -111,6 +114,7 @@ impl Metrics {
             ping_timeouts: AtomicU64::new(0),
             chat_errors: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
+            clustered: AtomicBool::new(false),
             redis_up: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
             rejections: Default::default(),
@@ -121,15 +125,35 @@ impl Metrics {
         bump(&self.rejections[why as usize]);
     }
 
-    /// The `/healthz` body.
-    pub(crate) fn health_json(&self) -> String {
-        format!(
-            r#"{{"status":"ok","connections":{},"websockets":{},"rooms":{},"uptime_secs":{}}}"#,
+    /// The `/healthz` status and body. A cluster node that has lost Redis says so
+    /// with `503`: it keeps its clients, but a load balancer should send new ones
+    /// elsewhere, since they could not join.
+    pub(crate) fn health(&self) -> (u16, String) {
+        let redis = match (
+            self.clustered.load(Ordering::Relaxed),
+            get(&self.redis_up) == 1,
+        ) {
+            (false, _) => None,
+            (true, up) => Some(up),
+        };
+        let status = if redis == Some(false) {
+            "redis_down"
+        } else {
+            "ok"
+        };
+        let redis_field = match redis {
+            Some(true) => r#","redis":"up""#,
+            Some(false) => r#","redis":"down""#,
+            None => "",
+        };
+        let body = format!(
+            r#"{{"status":"{status}","connections":{},"websockets":{},"rooms":{},"uptime_secs":{}{redis_field}}}"#,
             get(&self.connections),
             get(&self.websockets),
             get(&self.rooms),
             self.started.elapsed().as_secs()
-        )
+        );
+        (if redis == Some(false) { 503 } else { 200 }, body)
     }
 
     /// The `/metrics` body, in the Prometheus text exposition format 0.0.4.
@@ -233,18 +257,20 @@ impl Metrics {
             "Chat messages refused and history reads failed because the store could not do them.",
             get(&self.store_errors),
         );
-        metric(
-            "redis_up",
-            "gauge",
-            "1 while this node is connected to Redis (--redis), else 0.",
-            get(&self.redis_up),
-        );
-        metric(
-            "redis_errors_total",
-            "counter",
-            "Times this node lost its connection to Redis.",
-            get(&self.redis_errors),
-        );
+        if self.clustered.load(Ordering::Relaxed) {
+            metric(
+                "redis_up",
+                "gauge",
+                "1 while this cluster node is connected to Redis, else 0.",
+                get(&self.redis_up),
+            );
+            metric(
+                "redis_errors_total",
+                "counter",
+                "Times this cluster node lost its connection to Redis.",
+                get(&self.redis_errors),
+            );
+        }
         out.push_str(
             "# HELP switchboard_handshake_failures_total Connections that ended before becoming a WebSocket, by reason.\n\
              # TYPE switchboard_handshake_failures_total counter\n",

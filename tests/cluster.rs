@@ -450,11 +450,22 @@ fn redis_lost_and_back_with_its_data_refuses_then_resumes_without_gaps() {
     assert_eq!(refused["code"], "unavailable");
     assert_eq!(metric(a.local_addr(), "switchboard_redis_up"), 0);
     assert!(metric(a.local_addr(), "switchboard_redis_errors_total") >= 1);
+    // A load balancer's health check sends new clients elsewhere meanwhile.
+    let health = get(a.local_addr(), "/healthz");
+    assert_eq!(status(&health), 503, "{health}");
+    let health: Value = serde_json::from_str(body(&health)).expect("JSON");
+    assert_eq!(
+        (&health["status"], &health["redis"]),
+        (&json!("redis_down"), &json!("down"))
+    );
     assert_echoes_chat(&mut ben);
 
     redis.restart(true);
     eventually(|| (metric(a.local_addr(), "switchboard_redis_up") == 1).then_some(()));
     eventually(|| (metric(b.local_addr(), "switchboard_redis_up") == 1).then_some(()));
+    let health = get(a.local_addr(), "/healthz");
+    assert_eq!(status(&health), 200, "{health}");
+    assert!(body(&health).contains(r#""redis":"up""#), "{health}");
     // Back: messages flow again between the nodes, ids continue.
     let after = eventually(|| {
         say(&mut ann, "after");

@@ -353,6 +353,7 @@ impl Bridge {
             .heartbeat(&mut con)
             .map_err(|e| fail(format!("cannot be used ({e})")))?;
         bridge.con = Some(con);
+        bridge.metrics.clustered.store(true, Ordering::Relaxed);
         bridge.metrics.redis_up.store(1, Ordering::Relaxed);
         log::info!(
             "cluster: node {} on Redis {} (epoch {})",

@@ -101,8 +101,9 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
             );
         }
         "/healthz" => {
+            let (status, body) = metrics.health();
             return Routed::Respond(
-                Response::new(200).body("application/json", metrics.health_json().into_bytes()),
+                Response::new(status).body("application/json", body.into_bytes()),
             );
         }
         "/info" => return Routed::Info,
