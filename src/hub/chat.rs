@@ -9,8 +9,8 @@
 //! A member's `welcome` carries history, which the store reads; until it comes back
 //! the member's other news is held (see `Post`), so the welcome is always first.
 
-use super::cluster::Cluster;
 use super::members::Members;
+use super::nodes::Cluster;
 use super::{Backend, LeaveReason, Post};
 use crate::base::ConnId;
 use crate::base::RateLimit;

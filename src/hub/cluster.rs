@@ -13,12 +13,12 @@
 
 use super::chat::{ChatRooms, now_ms};
 use super::members::{Members, Role, with_suffix};
+use super::nodes::{Pending, pending};
 use super::{LeaveReason, Post};
 use crate::base::ConnId;
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, ServerMessage};
-use crate::cluster::{Bus, Event, Present, Request, member_key};
+use crate::cluster::{Bus, Event, Present, Request};
 use crate::store::{Answer, Since};
-use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet};
 use std::mem;
 use tungstenite::Message;
@@ -27,114 +27,6 @@ use tungstenite::Message;
 const NAME_VARIANTS: u64 = 50;
 /// Requests a member may send before the cluster has named it; more get `error`.
 const MAX_EARLY: usize = 64;
-/// Ids given to members of other nodes start here, far above this node's own.
-const FIRST_REMOTE: ConnId = 1 << 62;
-
-/// A member of ours between its join (or move) and its welcome.
-#[derive(Debug)]
-struct Pending {
-    seq: u64,
-    /// Its join came back on the bus: what the bus brings now is for it.
-    marked: bool,
-    /// The history the bridge read for it.
-    loaded: Option<Answer>,
-    /// What it asked before it had a name.
-    early: Vec<ClientMessage>,
-}
-
-/// What the hub keeps of the cluster.
-#[derive(Debug)]
-pub(super) struct Cluster {
-    node: String,
-    bridge: Sender<Request>,
-    /// The bridge thread is gone.
-    gone: bool,
-    pending: HashMap<ConnId, Pending>,
-    /// Per member of ours, the room's id at its join: older messages are in its
-    /// welcome already.
-    floors: HashMap<ConnId, u64>,
-    /// Per room with members, the newest id delivered: a message that comes twice
-    /// (the bus and a catch-up) is delivered once.
-    delivered: HashMap<String, u64>,
-    /// Members of other nodes: their name in Redis ↔ their id here.
-    remote: HashMap<String, ConnId>,
-    keys: HashMap<ConnId, String>,
-    next_remote: ConnId,
-}
-
-impl Cluster {
-    pub(super) fn new(node: String, bridge: Sender<Request>) -> Self {
-        Self {
-            node,
-            bridge,
-            gone: false,
-            pending: HashMap::new(),
-            floors: HashMap::new(),
-            delivered: HashMap::new(),
-            remote: HashMap::new(),
-            keys: HashMap::new(),
-            next_remote: FIRST_REMOTE,
-        }
-    }
-
-    /// Queues a request for the bridge without waiting; `false` if it cannot take it.
-    pub(super) fn ask(&self, request: Request) -> bool {
-        !self.gone && self.bridge.try_send(request).is_ok()
-    }
-
-    pub(super) fn gone(&mut self) {
-        self.gone = true;
-    }
-
-    /// A room nobody is in any more.
-    pub(super) fn room_gone(&mut self, room: &str) {
-        self.delivered.remove(room);
-    }
-
-    fn ours<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(self.node.as_str())?.strip_prefix('.')
-    }
-
-    /// The id here of the member `key` names, if it is known.
-    fn id(&self, key: &str) -> Option<ConnId> {
-        match self.ours(key) {
-            Some(id) => id.parse().ok(),
-            None => self.remote.get(key).copied(),
-        }
-    }
-
-    /// The id of a member of another node, new if it was not known.
-    fn remote_id(&mut self, key: &str) -> ConnId {
-        if let Some(&id) = self.remote.get(key) {
-            return id;
-        }
-        let id = self.next_remote;
-        self.next_remote += 1;
-        self.remote.insert(key.to_owned(), id);
-        self.keys.insert(id, key.to_owned());
-        id
-    }
-
-    /// The name in Redis of member `id`.
-    pub(super) fn key(&self, id: ConnId) -> String {
-        self.keys
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| member_key(&self.node, id))
-    }
-
-    fn forget(&mut self, id: ConnId) {
-        self.pending.remove(&id);
-        self.floors.remove(&id);
-        if let Some(key) = self.keys.remove(&id) {
-            self.remote.remove(&key);
-        }
-    }
-
-    fn is_muted(&self, id: ConnId) -> bool {
-        self.pending.get(&id).is_some_and(|p| !p.marked)
-    }
-}
 
 /// The names a join offers: the one asked for and variants of it, with their lower
 /// case; none for a guest.
@@ -694,15 +586,6 @@ impl ChatRooms {
         for change in changes {
             self.bus(members, post, change);
         }
-    }
-}
-
-fn pending(seq: u64) -> Pending {
-    Pending {
-        seq,
-        marked: false,
-        loaded: None,
-        early: Vec::new(),
     }
 }
 

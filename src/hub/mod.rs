@@ -19,6 +19,7 @@
 mod chat;
 mod cluster;
 mod members;
+mod nodes;
 mod relay;
 
 use crate::base::{ConnId, RateLimit};
