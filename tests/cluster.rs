@@ -438,6 +438,7 @@ fn redis_lost_and_back_with_its_data_refuses_then_resumes_without_gaps() {
     next_of_type(&mut ann, "join");
     say(&mut ann, "before");
     let before = messages(&mut ben, 1);
+    messages(&mut ann, 1);
     let last_seen = before[0]["id"].as_u64().expect("an id");
 
     redis.kill();
@@ -445,6 +446,10 @@ fn redis_lost_and_back_with_its_data_refuses_then_resumes_without_gaps() {
     let refused = eventually(|| {
         say(&mut ann, "during");
         let msg = next_json(&mut ann);
+        assert_ne!(
+            msg["text"], "during",
+            "delivered while Redis was away: {msg}"
+        );
         (msg["type"] == "error").then_some(msg)
     });
     assert_eq!(refused["code"], "unavailable");
@@ -473,6 +478,9 @@ fn redis_lost_and_back_with_its_data_refuses_then_resumes_without_gaps() {
             let msg = next_json(&mut ann);
             match msg["type"].as_str() {
                 Some("message") if msg["text"] == "after" => return Some(msg),
+                Some("message") if msg["text"] == "during" => {
+                    panic!("delivered while Redis was away: {msg}")
+                }
                 Some("error") => return None,
                 _ => {}
             }
