@@ -670,3 +670,59 @@ fn joining_while_another_node_talks_gives_no_gap_and_no_duplicate() {
         assert_eq!(ids, expected, "reader {i}: every id once, in order");
     }
 }
+
+/// A node cut off from Redis for longer than the heartbeat's TTL is taken for dead
+/// by the others (its members leave, `node_lost`), keeps its clients meanwhile, and
+/// when the link heals puts them back: the others see them join again, and chat
+/// goes on both ways.
+#[test]
+fn a_node_cut_off_from_redis_is_taken_for_dead_then_comes_back_with_its_members() {
+    let Some(redis) = Redis::start("partitioned_node") else {
+        return;
+    };
+    let link = common::redis::Link::to(&redis);
+    let cut_off = Server::builder()
+        .listen("127.0.0.1:0")
+        .redis(link.url())
+        .start()
+        .expect("node starts");
+    let other = node(&redis);
+    let (mut ann, _) = chat(cut_off.local_addr(), "r", Some("ann"));
+    let (mut ben, _) = chat(other.local_addr(), "r", Some("ben"));
+    assert_eq!(next_of_type(&mut ann, "join")["name"], "ben");
+
+    link.cut();
+    let leave = next_of_type_within(&mut ben, "leave", Duration::from_secs(15));
+    assert_eq!(
+        (&leave["name"], &leave["reason"]),
+        (&json!("ann"), &json!("node_lost"))
+    );
+    // Ann is still connected to her node, which answers from what it knows.
+    send_json(&mut ann, json!({"type": "members"}));
+    next_of_type(&mut ann, "members");
+
+    link.heal();
+    let join = next_of_type_within(&mut ben, "join", Duration::from_secs(15));
+    assert_eq!(join["name"], "ann", "put back by her node");
+    send_json(&mut ben, json!({"type": "members"}));
+    assert_eq!(names(&next_of_type(&mut ben, "members")), ["ben", "ann"]);
+    let sent = eventually(|| {
+        say(&mut ann, "back");
+        loop {
+            let msg = next_json(&mut ann);
+            match msg["type"].as_str() {
+                Some("message") if msg["text"] == "back" => return Some(msg),
+                Some("error") => return None,
+                _ => {}
+            }
+        }
+    });
+    let got = next_of_type(&mut ben, "message");
+    assert_eq!((&got["text"], &got["id"]), (&json!("back"), &sent["id"]));
+    say(&mut ben, "welcome back");
+    let mut texts = Vec::new();
+    while texts.last().is_none_or(|t| t != "welcome back") {
+        let msg = next_of_type(&mut ann, "message");
+        texts.push(msg["text"].as_str().unwrap_or_default().to_owned());
+    }
+}

@@ -128,3 +128,70 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A TCP forwarder between one node and Redis that the test can cut and heal: a
+/// network partition of that node alone.
+pub struct Link {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Link {
+    /// Forwards connections on a free loopback port to `redis`.
+    pub fn to(redis: &Redis) -> Link {
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = listener.local_addr().expect("an address").port();
+        let target = redis.port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (open2, streams2) = (Arc::clone(&open), Arc::clone(&streams));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !open2.load(Ordering::Acquire) {
+                    continue; // dropped: refused in effect
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut list = streams2.lock().unwrap_or_else(|p| p.into_inner());
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                list.push(client);
+                list.push(server);
+            }
+        });
+        Link {
+            port,
+            open,
+            streams,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Cuts every connection through the link and turns new ones away.
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::Release);
+        let mut list = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        for stream in list.drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
