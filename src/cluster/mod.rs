@@ -331,7 +331,7 @@ impl Bridge {
             rename: Script::new(scripts::RENAME),
             beat: Script::new(&scripts::beat()),
             restore: Script::new(&scripts::restore()),
-            goodbye: Script::new(scripts::GOODBYE),
+            goodbye: Script::new(&scripts::goodbye()),
         };
         let mut bridge = Bridge {
             client,
@@ -410,7 +410,17 @@ impl Bridge {
             }
         }
         if let Some(con) = self.con.as_mut() {
-            let _ = self.scripts.goodbye.arg(&self.node).invoke::<i64>(con);
+            let goodbye = self
+                .scripts
+                .goodbye
+                .arg(&self.node)
+                .arg(now_ms())
+                .invoke::<i64>(con);
+            if let Err(e) = goodbye {
+                log::warn!(
+                    "cluster: could not say goodbye ({e}); the others will time this node out"
+                );
+            }
         }
         self.stop.store(true, Ordering::Release);
         log::debug!("cluster: node {} left", self.node);

@@ -168,9 +168,19 @@ return 1
     )
 }
 
-/// A node that stops cleanly leaves the list of nodes. ARGV: node.
-pub(super) const GOODBYE: &str = r"
-redis.call('DEL', 'switchboard:node:' .. ARGV[1])
+/// A node that stops cleanly leaves the list of nodes; members of it that Redis
+/// still lists (their leave was lost on the way) leave now, reason `shutdown`.
+/// ARGV: node, ts.
+pub(super) fn goodbye() -> String {
+    format!(
+        "{FORGET}
+local set = 'switchboard:node:' .. ARGV[1]
+for _, key in ipairs(redis.call('SMEMBERS', set)) do
+  forget(key, 'shutdown', tonumber(ARGV[2]))
+end
+redis.call('DEL', set)
 redis.call('ZREM', 'switchboard:nodes', ARGV[1])
 return 1
-";
+"
+    )
+}
