@@ -726,3 +726,29 @@ fn a_node_cut_off_from_redis_is_taken_for_dead_then_comes_back_with_its_members(
         texts.push(msg["text"].as_str().unwrap_or_default().to_owned());
     }
 }
+
+#[test]
+fn joining_while_redis_is_away_is_refused_with_a_reason_then_1012() {
+    let Some(mut redis) = Redis::start("join_without_redis") else {
+        return;
+    };
+    let a = node(&redis);
+    let (mut ann, _) = chat(a.local_addr(), "r", Some("ann"));
+    redis.kill();
+    eventually(|| {
+        say(&mut ann, "probe");
+        let msg = next_json(&mut ann);
+        (msg["type"] == "error").then_some(())
+    });
+    let mut late = connect(a.local_addr(), "/ws/chat/r?name=late");
+    let error = next_json(&mut late);
+    assert_eq!(
+        (&error["type"], &error["code"]),
+        (&json!("error"), &json!("unavailable"))
+    );
+    let close = close_frame(&mut late).expect("a close frame");
+    assert_eq!(u16::from(close.code), 1012, "reconnect, please");
+    // The member already in is not disturbed.
+    send_json(&mut ann, json!({"type": "members"}));
+    assert_eq!(names(&next_of_type(&mut ann, "members")), ["ann"]);
+}

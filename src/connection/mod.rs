@@ -411,6 +411,9 @@ impl<S: Transport> Session<'_, S> {
             if self.inbox.as_ref().is_some_and(Inbox::is_finished) {
                 // A wire viewer whose connection ended: everything is sent.
                 self.start_close(CloseCode::Normal, LeaveReason::Closed);
+            } else if self.inbox.as_ref().is_some_and(Inbox::must_reconnect) {
+                // After what the hub queued first: the reason it asks this.
+                self.start_close(CloseCode::Restart, LeaveReason::Error);
             }
         }
         self.heartbeat()?;
@@ -513,8 +516,6 @@ impl<S: Transport> Session<'_, S> {
             );
             // The hub has already removed the member and told the room.
             self.start_close(CloseCode::Policy, LeaveReason::SlowConsumer);
-        } else if self.inbox.as_ref().is_some_and(Inbox::must_reconnect) {
-            self.start_close(CloseCode::Restart, LeaveReason::Error);
         } else if self.ctx.shutdown.is_notified() {
             self.start_close(CloseCode::Away, LeaveReason::Shutdown);
         }
