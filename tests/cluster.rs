@@ -752,3 +752,50 @@ fn joining_while_redis_is_away_is_refused_with_a_reason_then_1012() {
     send_json(&mut ann, json!({"type": "members"}));
     assert_eq!(names(&next_of_type(&mut ann, "members")), ["ann"]);
 }
+
+/// Behind a load balancer the next request may reach any node: a sign-in on one is
+/// good on all (the cookie key is the cluster's, kept in Redis).
+#[test]
+fn a_sign_in_on_one_node_is_good_on_every_node() {
+    let Some(redis) = Redis::start("sign_in_across") else {
+        return;
+    };
+    let node = || {
+        Server::builder()
+            .listen("127.0.0.1:0")
+            .redis(redis.url())
+            .password("open sesame")
+            .start()
+            .expect("node starts")
+    };
+    let (a, b) = (node(), node());
+    let body = "password=open+sesame";
+    let answer = raw(
+        a.local_addr(),
+        format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status(&answer), 303, "{answer}");
+    let cookie = header(&answer, "Set-Cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let rooms = |addr, cookie: &str| {
+        status(&get_with(
+            addr,
+            "/api/rooms",
+            &format!("Cookie: {cookie}\r\n"),
+        ))
+    };
+    assert_eq!(
+        rooms(b.local_addr(), &cookie),
+        200,
+        "signed in on node B too"
+    );
+    assert_eq!(rooms(b.local_addr(), "switchboard_session=0.forged"), 401);
+    assert_eq!(rooms(a.local_addr(), &cookie), 200);
+}
