@@ -149,13 +149,9 @@ impl ChatRooms {
             return;
         };
         cluster.pending.remove(&id);
-        let leave = Request::Leave {
-            member: id,
-            reason: reason.as_str(),
-        };
-        if !cluster.ask(leave) {
-            // Redis cannot be told now: gone here at once; the next resync tells
-            // the others.
+        if !cluster.leave(id, reason.as_str()) {
+            // The bridge is behind: gone here at once; the others hear it when the
+            // bridge takes the leave.
             self.drop_member(members, post, id, reason.as_str());
         }
     }
@@ -224,6 +220,9 @@ impl ChatRooms {
 
     /// Everything else the bridge says.
     pub(super) fn cluster_event(&mut self, members: &mut Members, post: &mut Post, event: Event) {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.pay_owed();
+        }
         match event {
             Event::Bus(bus) => self.bus(members, post, bus),
             Event::Relay { .. } => {}

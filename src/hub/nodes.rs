@@ -42,6 +42,9 @@ pub(super) struct Cluster {
     pub(super) remote: HashMap<String, ConnId>,
     pub(super) keys: HashMap<ConnId, String>,
     next_remote: ConnId,
+    /// Leaves the bridge could not take when they happened (its queue was full):
+    /// sent as soon as it can, at most one per connection there ever was.
+    owed: Vec<(ConnId, &'static str)>,
 }
 
 impl Cluster {
@@ -56,12 +59,39 @@ impl Cluster {
             remote: HashMap::new(),
             keys: HashMap::new(),
             next_remote: FIRST_REMOTE,
+            owed: Vec::new(),
         }
     }
 
     /// Queues a request for the bridge without waiting; `false` if it cannot take it.
     pub(super) fn ask(&self, request: Request) -> bool {
         !self.gone && self.bridge.try_send(request).is_ok()
+    }
+
+    /// Tells Redis that member `id` left, now or as soon as the bridge can take it;
+    /// `false` when not now.
+    pub(super) fn leave(&mut self, id: ConnId, reason: &'static str) -> bool {
+        if self.gone {
+            return false; // no bridge to tell any more
+        }
+        self.owed.push((id, reason));
+        self.pay_owed();
+        !self.owes(id)
+    }
+
+    /// Sends the leaves owed, oldest first, as far as the bridge takes them.
+    pub(super) fn pay_owed(&mut self) {
+        while let Some(&(member, reason)) = self.owed.first() {
+            if !self.ask(Request::Leave { member, reason }) {
+                return;
+            }
+            self.owed.remove(0);
+        }
+    }
+
+    /// Whether a leave is still owed for member `id`.
+    fn owes(&self, id: ConnId) -> bool {
+        self.owed.iter().any(|&(owed, _)| owed == id)
     }
 
     pub(super) fn gone(&mut self) {
