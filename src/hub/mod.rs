@@ -779,4 +779,73 @@ mod tests {
         assert!(hub.hub.members.get(1).is_some());
         assert!(!fast.is_evicted());
     }
+
+    /// A cluster node whose bridge's queue is full keeps the leave and sends it as
+    /// soon as the bridge takes requests again.
+    #[test]
+    fn a_leave_the_bridge_cannot_take_yet_is_sent_later() {
+        use crate::cluster::{Bus, Event, Request};
+        let (bridge, requests) = crossbeam_channel::bounded(2);
+        let backend = Backend::Cluster {
+            node: "n".into(),
+            bridge,
+        };
+        let config = HubConfig {
+            epoch: "e".into(),
+            api_rate: (20, 40),
+        };
+        let mut hub = Hub::new(config, Arc::new(Metrics::new()), backend);
+        let (tx, rx) = outbox(16, 1 << 20).unwrap();
+        hub.handle(HubEvent::JoinChat {
+            id: 1,
+            room: "r".into(),
+            name: Some("ann".into()),
+            name_error: None,
+            since: None,
+            outbox: tx,
+            wire: None,
+        });
+        let Ok(Request::Join { seq, .. }) = requests.try_recv() else {
+            panic!("a join for the bridge");
+        };
+        hub.cluster(Event::Bus(Bus::Join {
+            m: "n.1".into(),
+            name: "ann".into(),
+            room: "r".into(),
+            last: 0,
+            ts: 1,
+            restore: false,
+        }));
+        hub.answer(Answer::Loaded {
+            member: 1,
+            seq,
+            room: "r".into(),
+            history: Vec::new(),
+            last_id: 0,
+            resumed: false,
+            failed: false,
+        });
+        hub.post.wake_all();
+        assert_eq!(drain(&rx)[0]["type"], "welcome");
+        // Two messages fill the bridge's queue; the leave finds no room.
+        for text in ["one", "two"] {
+            hub.handle(HubEvent::Chat {
+                id: 1,
+                msg: ClientMessage::Message { text: text.into() },
+            });
+        }
+        hub.handle(HubEvent::Leave {
+            id: 1,
+            reason: LeaveReason::Closed,
+        });
+        assert!(hub.members.get(1).is_none(), "gone here at once");
+        let queued: Vec<Request> = requests.try_iter().collect();
+        assert_eq!(queued.len(), 2, "the two appends, no leave");
+        // The next news from the bridge finds room: the leave goes.
+        hub.cluster(Event::Presence(Vec::new()));
+        match requests.try_recv() {
+            Ok(Request::Leave { member: 1, reason }) => assert_eq!(reason, "closed"),
+            other => panic!("expected the owed leave, got {other:?}"),
+        }
+    }
 }
