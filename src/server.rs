@@ -258,23 +258,21 @@ impl ServerBuilder {
                 threads.push(spawn("store", move || store.run(store_rx, answers_tx))?);
                 Hub::new(hub_config, metrics, Backend::Store(store_tx))
             }
-            Opened::Cluster(bridge) => {
+            Opened::Cluster(mut bridge) => {
                 let (bridge_tx, bridge_rx) = crossbeam_channel::bounded(cluster::QUEUE);
                 let node = bridge.node().to_owned();
                 let (client, stop) = (bridge.client(), bridge.stop_flag());
                 let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
                 let events = cluster_tx.clone();
-                threads.push(spawn("cluster", move || {
-                    bridge.run(bridge_rx, answers_tx, cluster_tx)
-                })?);
                 let listen_stop = Arc::clone(&stop);
-                let subscribed = spawn("cluster-bus", move || {
+                // Nobody may join before this node hears the bus (its own join comes
+                // back on it), nor before it knows who is in the cluster already:
+                // first the subscription, then everyone, then the bridge's thread.
+                let introduced = spawn("cluster-bus", move || {
                     cluster::listen(client, events, listen_stop, ready_tx)
                 })
                 .and_then(|thread| {
                     threads.push(thread);
-                    // Nobody may join before this node hears the bus: its own join
-                    // comes back on it.
                     match ready_rx.recv_timeout(Duration::from_secs(5)) {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) => Err(e.to_string()),
@@ -284,14 +282,22 @@ impl ServerBuilder {
                         url: cluster::masked(ctx.config.redis.as_deref().unwrap_or_default()),
                         problem: format!("cannot subscribe ({problem})"),
                     })
+                })
+                .and_then(|()| bridge.introduce(&cluster_tx))
+                .and_then(|()| {
+                    spawn("cluster", move || {
+                        bridge.run(bridge_rx, answers_tx, cluster_tx)
+                    })
                 });
-                if let Err(e) = subscribed {
-                    stop.store(true, std::sync::atomic::Ordering::Release);
-                    drop(bridge_tx);
-                    for thread in threads {
-                        let _ = thread.join();
+                match introduced {
+                    Ok(thread) => threads.push(thread),
+                    Err(e) => {
+                        stop.store(true, std::sync::atomic::Ordering::Release);
+                        for thread in threads {
+                            let _ = thread.join();
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
                 }
                 Hub::new(
                     hub_config,

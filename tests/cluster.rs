@@ -799,3 +799,27 @@ fn a_sign_in_on_one_node_is_good_on_every_node() {
     assert_eq!(rooms(b.local_addr(), "switchboard_session=0.forged"), 401);
     assert_eq!(rooms(a.local_addr(), &cookie), 200);
 }
+
+/// A node that joins a running cluster knows who is there already: its first
+/// member's welcome lists them, and their names are taken.
+#[test]
+fn a_node_started_later_knows_who_is_already_there() {
+    let Some(redis) = Redis::start("late_node") else {
+        return;
+    };
+    let early = node(&redis);
+    let (mut ann, _) = chat(early.local_addr(), "r", Some("ann"));
+    let (_cy, _) = chat(early.local_addr(), "elsewhere", Some("cy"));
+    let late = node(&redis);
+    let (mut bob, welcome) = chat(late.local_addr(), "r", Some("bob"));
+    assert_eq!(names(&welcome), ["ann", "bob"]);
+    assert_eq!(next_of_type(&mut ann, "join")["name"], "bob");
+    let (_, welcome) = chat(late.local_addr(), "r", Some("ann"));
+    assert_eq!(welcome["name"], "ann-2", "taken on the other node");
+    send_json(&mut bob, json!({"type": "rooms"}));
+    let rooms = next_of_type(&mut bob, "rooms");
+    assert_eq!(
+        rooms["rooms"],
+        json!([{"name": "r", "members": 3}, {"name": "elsewhere", "members": 1}])
+    );
+}

@@ -220,6 +220,8 @@ pub(crate) enum Event {
 /// The bridge, connected, before its thread runs.
 pub(crate) struct Bridge {
     client: redis::Client,
+    /// As given (shown only through [`masked`]).
+    url: String,
     con: Option<Connection>,
     /// This node's name in Redis: new for every start.
     node: String,
@@ -335,6 +337,7 @@ impl Bridge {
         };
         let mut bridge = Bridge {
             client,
+            url: url.to_owned(),
             con: None,
             node: store::new_epoch(),
             epoch,
@@ -891,23 +894,41 @@ impl Bridge {
                 let _ = events.send(Event::CatchUp { lines });
             }
         }
-        let all: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg("switchboard:members")
-            .query(con)?;
-        let present = all
-            .into_iter()
-            .filter_map(|(key, record)| {
-                let record: Record = serde_json::from_str(&record).ok()?;
-                Some(Present {
-                    key,
-                    name: record.name,
-                    room: record.room,
-                })
-            })
-            .collect();
-        let _ = events.send(Event::Presence(present));
+        let _ = events.send(Event::Presence(present(con)?));
         Ok(())
     }
+
+    /// Tells the hub who is in the cluster already, before it serves anyone: call it
+    /// once the subscriber listens, so that every later change reaches the hub too.
+    pub(crate) fn introduce(&mut self, events: &Sender<Event>) -> Result<(), Error> {
+        let Some(con) = self.con.as_mut() else {
+            return Ok(());
+        };
+        let everyone = present(con).map_err(|e| Error::Redis {
+            url: masked(&self.url),
+            problem: format!("cannot be read ({e})"),
+        })?;
+        let _ = events.send(Event::Presence(everyone));
+        Ok(())
+    }
+}
+
+/// Everyone Redis lists as in the cluster.
+fn present(con: &mut Connection) -> RedisResult<Vec<Present>> {
+    let all: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg("switchboard:members")
+        .query(con)?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(key, record)| {
+            let record: Record = serde_json::from_str(&record).ok()?;
+            Some(Present {
+                key,
+                name: record.name,
+                room: record.room,
+            })
+        })
+        .collect())
 }
 
 /// A member's record in `switchboard:members`.

@@ -275,7 +275,9 @@ impl ChatRooms {
                     .rooms
                     .get(&room)
                     .is_some_and(|r| r.members.contains(&id));
-                if restore && listed {
+                if listed && (restore || !ours) {
+                    // Known already (from the list of everyone at start, or from
+                    // before Redis went away): no news.
                     return;
                 }
                 members.join_named(id, &name, &room);
