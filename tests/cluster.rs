@@ -416,11 +416,7 @@ fn next_of_type_within(ws: &mut Client, kind: &str, limit: Duration) -> Value {
                 }
             }
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if timed_out(&e) => {}
             Err(e) => panic!("read failed: {e}"),
         }
     }

@@ -118,11 +118,7 @@ fn kill_9_during_a_burst_loses_no_message_anyone_received() {
                             }
                         }
                         Ok(_) => {}
-                        Err(tungstenite::Error::Io(e))
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) => {}
+                        Err(e) if timed_out(&e) => {}
                         Err(_) => break, // the server is gone
                     }
                 }

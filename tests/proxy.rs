@@ -125,11 +125,7 @@ fn relay_through_nginx_forwards_frames_verbatim() {
                 break;
             }
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if timed_out(&e) => {}
             Err(e) => panic!("relay through nginx: {e}"),
         }
         assert!(Instant::now() < deadline, "nothing relayed through nginx");
@@ -250,11 +246,7 @@ fn an_idle_connection_outlives_proxy_read_timeout_because_of_the_pings() {
         match client.read() {
             Ok(Message::Ping(_)) => pings += 1,
             Ok(other) => panic!("unexpected {other:?}"),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if timed_out(&e) => {}
             Err(e) => panic!("the idle connection was cut after {pings} pings: {e}"),
         }
     }

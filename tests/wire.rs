@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::ErrorKind;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
@@ -278,8 +277,7 @@ fn a_viewer_that_never_reads_never_slows_its_connection() {
                 Ok(_) => {}
                 // Quiet for half a second once it has caught up: that is all.
                 Err(_) if lost > 0 => break,
-                Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if timed_out(&e) => {}
                 Err(_) => break,
             }
         }

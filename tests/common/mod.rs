@@ -263,6 +263,12 @@ pub fn next_of_type<S: Read + Write>(ws: &mut WebSocket<S>, kind: &str) -> Value
     panic!("no {kind} message in time");
 }
 
+/// Whether a read failed only because its timeout ran out (nothing came).
+pub fn timed_out(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e)
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
 /// Sends a JSON value as a text frame.
 pub fn send_json<S: Read + Write>(ws: &mut WebSocket<S>, value: Value) {
     ws.send(Message::text(value.to_string())).expect("send");
