@@ -819,3 +819,27 @@ fn a_node_started_later_knows_who_is_already_there() {
         json!([{"name": "r", "members": 3}, {"name": "elsewhere", "members": 1}])
     );
 }
+
+/// Redis emptied under a running cluster (`FLUSHDB`, no restart): the heartbeat finds
+/// the node forgotten and the epoch new, and the clients are told to refresh.
+#[test]
+fn redis_emptied_while_running_is_a_new_epoch_too() {
+    let Some(redis) = Redis::start("redis_flushed") else {
+        return;
+    };
+    let a = node(&redis);
+    let (mut ann, welcome) = chat(a.local_addr(), "r", Some("ann"));
+    let epoch = welcome["epoch"].as_str().expect("an epoch").to_owned();
+    redis.flush();
+    let close = loop {
+        match ann.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(_) => {}
+            Err(e) => panic!("expected a close, got {e}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1012));
+    let (_, welcome) = chat(a.local_addr(), "r", Some("ann"));
+    assert_ne!(welcome["epoch"], epoch.as_str());
+    assert_eq!(welcome["name"], "ann");
+}

@@ -439,10 +439,16 @@ impl Bridge {
         match self.heartbeat(&mut con) {
             Ok(true) => self.con = Some(con),
             Ok(false) => {
-                // Redis had forgotten this node: the others took it for dead.
+                // Redis had forgotten this node: the others took it for dead, or
+                // its data is gone (a FLUSHDB, say), which the epoch tells.
                 log::warn!("cluster: Redis had forgotten this node; putting its members back");
-                self.con = Some(con);
-                let _ = events.send(Event::Reconnected);
+                match shared(&mut con, "switchboard:epoch", store::new_epoch()) {
+                    Ok(epoch) => {
+                        self.con = Some(con);
+                        self.rejoined(epoch, events);
+                    }
+                    Err(e) => self.lost(&e),
+                }
             }
             Err(e) => self.lost(&e),
         }
@@ -482,17 +488,7 @@ impl Bridge {
                 self.up_since = Instant::now();
                 self.next_beat = Instant::now();
                 self.metrics.redis_up.store(1, Ordering::Relaxed);
-                if epoch != self.epoch {
-                    log::warn!(
-                        "cluster: Redis lost its data (epoch {} is now {epoch})",
-                        self.epoch
-                    );
-                    self.epoch.clone_from(&epoch);
-                    self.resync = None;
-                    let _ = events.send(Event::NewEpoch(epoch));
-                } else {
-                    let _ = events.send(Event::Reconnected);
-                }
+                self.rejoined(epoch, events);
             }
             Err(e) => {
                 log::debug!("cluster: Redis still away ({e})");
@@ -502,7 +498,22 @@ impl Bridge {
         }
     }
 
-    /// Carries out one request; when Redis is away, says so to whoever waits.
+    /// Tells the hub what to set right now that Redis answers again: everything, if
+    /// `epoch` says Redis lost its data; else what it missed.
+    fn rejoined(&mut self, epoch: String, events: &Sender<Event>) {
+        if epoch == self.epoch {
+            let _ = events.send(Event::Reconnected);
+            return;
+        }
+        log::warn!(
+            "cluster: Redis lost its data (epoch {} is now {epoch})",
+            self.epoch
+        );
+        self.epoch.clone_from(&epoch);
+        self.resync = None;
+        let _ = events.send(Event::NewEpoch(epoch));
+    }
+
     /// Carries out a batch in order: each run of appends in one round trip (a
     /// pipeline of scripts, which Redis runs one after another), the rest one by one.
     fn serve_all(&mut self, batch: Vec<Request>, answers: &Sender<Answer>, events: &Sender<Event>) {
@@ -583,6 +594,7 @@ impl Bridge {
         }
     }
 
+    /// Carries out one request; when Redis is away, says so to whoever waits.
     fn serve(&mut self, request: Request, answers: &Sender<Answer>, events: &Sender<Event>) {
         let Some(mut con) = self.con.take() else {
             return self.refuse(request, answers, events);

@@ -103,6 +103,16 @@ impl Redis {
         panic!("redis-server on port {} did not answer PING", self.port);
     }
 
+    /// Empties the database while Redis keeps running (`FLUSHDB`).
+    pub fn flush(&self) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("redis");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut answer = [0u8; 5];
+        s.write_all(b"FLUSHDB\r\n").expect("FLUSHDB sent");
+        s.read_exact(&mut answer).expect("FLUSHDB answered");
+        assert_eq!(&answer, b"+OK\r\n");
+    }
+
     fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
