@@ -12,7 +12,7 @@
 //! event are here, whichever comes first; the member's other news waits behind it.
 
 use super::chat::{ChatRooms, now_ms};
-use super::members::{Members, Role, with_suffix};
+use super::members::{Member, Members, Role, with_suffix};
 use super::nodes::{Pending, pending};
 use super::{LeaveReason, Post};
 use crate::base::ConnId;
@@ -158,10 +158,15 @@ impl ChatRooms {
 
     /// Sends a relay message of member `id` to the other nodes.
     pub(super) fn publish_relay(&self, members: &Members, id: ConnId, msg: &Message) {
-        let (Some(cluster), Some(member)) = (&self.cluster, members.get(id)) else {
+        // A single node looks nothing up: this runs for every relay message.
+        let Some(cluster) = &self.cluster else {
             return;
         };
-        if let Role::Relay { room } = &member.role {
+        if let Some(Member {
+            role: Role::Relay { room },
+            ..
+        }) = members.get(id)
+        {
             let relay = Request::Relay {
                 member: id,
                 room: room.clone(),
