@@ -7,7 +7,7 @@ use crate::chat::ClientMessage;
 use crate::cluster::{Request, member_key};
 use crate::store::Answer;
 use crossbeam_channel::Sender;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// Ids given to members of other nodes start here, far above this node's own.
 const FIRST_REMOTE: ConnId = 1 << 62;
@@ -44,7 +44,7 @@ pub(super) struct Cluster {
     next_remote: ConnId,
     /// Leaves the bridge could not take when they happened (its queue was full):
     /// sent as soon as it can, at most one per connection there ever was.
-    owed: Vec<(ConnId, &'static str)>,
+    owed: VecDeque<(ConnId, &'static str)>,
 }
 
 impl Cluster {
@@ -59,7 +59,7 @@ impl Cluster {
             remote: HashMap::new(),
             keys: HashMap::new(),
             next_remote: FIRST_REMOTE,
-            owed: Vec::new(),
+            owed: VecDeque::new(),
         }
     }
 
@@ -74,18 +74,18 @@ impl Cluster {
         if self.gone {
             return false; // no bridge to tell any more
         }
-        self.owed.push((id, reason));
+        self.owed.push_back((id, reason));
         self.pay_owed();
         !self.owes(id)
     }
 
     /// Sends the leaves owed, oldest first, as far as the bridge takes them.
     pub(super) fn pay_owed(&mut self) {
-        while let Some(&(member, reason)) = self.owed.first() {
+        while let Some(&(member, reason)) = self.owed.front() {
             if !self.ask(Request::Leave { member, reason }) {
                 return;
             }
-            self.owed.remove(0);
+            self.owed.pop_front();
         }
     }
 
