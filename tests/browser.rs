@@ -22,7 +22,7 @@ mod webdriver;
 use common::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -325,16 +325,6 @@ fn restart_on(addr: SocketAddr) -> ServerHandle {
             }
         }
     }
-}
-
-/// A free loopback port: bound, read and let go, for a server that must come back
-/// on the same port. Another process could take it in between; the start would then
-/// fail, loudly.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// Whether `GET /healthz` on `addr` answers 200 (within a second or two).

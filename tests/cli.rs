@@ -115,16 +115,6 @@ fn port_in_use_is_a_clear_error_and_a_failure_exit() {
     );
 }
 
-/// Kills the child if a test fails before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn serve_prints_its_url_and_exits_cleanly_on_sigterm() {
     let mut child = Running(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::redis::{Redis, free_port};
+use common::redis::Redis;
 use common::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;

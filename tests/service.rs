@@ -9,7 +9,7 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -118,16 +118,6 @@ fn the_unit_keeps_its_state_in_its_state_directory_as_a_dynamic_user() {
         files >= 2 * 10_000 + 32,
         "room for the default 10,000 connections"
     );
-}
-
-/// Kills the child if the test fails before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

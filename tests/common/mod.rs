@@ -263,6 +263,25 @@ pub fn next_of_type<S: Read + Write>(ws: &mut WebSocket<S>, kind: &str) -> Value
     panic!("no {kind} message in time");
 }
 
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A child process (a server, a tool), killed when dropped, so that a failing test
+/// leaves nothing running.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Whether a read failed only because its timeout ran out (nothing came).
 pub fn timed_out(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(e)

@@ -9,8 +9,8 @@
 //! the test was skipped, unless `SWITCHBOARD_REQUIRE_TOOLS` is set (`.ci/run` sets
 //! it), and then the test fails.
 
-use super::{TempDir, certs, tool_or_skip, wait_exit};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use super::{TempDir, certs, free_port, tool_or_skip, wait_exit};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -214,12 +214,4 @@ fn run(binary: &Path, dir: TempDir, ports: Ports) -> Result<Nginx, String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }

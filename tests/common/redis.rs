@@ -2,7 +2,7 @@
 //! its files in a temp dir, stopped (and restarted, with or without its data) by the
 //! test, killed when dropped.
 
-use super::{TempDir, tool_or_skip};
+use super::{TempDir, free_port, tool_or_skip};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -129,14 +129,6 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A loopback port nobody listens on now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A TCP forwarder between one node and Redis that the test can cut and heal: a
