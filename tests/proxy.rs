@@ -11,7 +11,6 @@ mod common;
 
 use common::nginx::{Nginx, Options};
 use common::*;
-use native_tls::{Certificate, TlsConnector, TlsStream};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -72,19 +71,6 @@ fn ws(nginx: &Nginx, path: &str) -> Client {
         tungstenite::client(format!("ws://{addr}{path}"), tcp(addr)).expect("handshake via nginx");
     assert_eq!(response.status(), 101);
     ws
-}
-
-/// A TLS connection to nginx, trusting only the development CA.
-fn tls(addr: SocketAddr) -> TlsStream<TcpStream> {
-    let ca = Certificate::from_pem(&std::fs::read(certs().join("ca.pem")).unwrap()).unwrap();
-    let connector = TlsConnector::builder()
-        .add_root_certificate(ca)
-        .disable_built_in_roots(true)
-        .build()
-        .unwrap();
-    connector
-        .connect("localhost", tcp(addr))
-        .expect("TLS handshake with nginx")
 }
 
 #[test]

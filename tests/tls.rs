@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use native_tls::{Certificate, TlsConnector, TlsStream};
+use native_tls::TlsStream;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,20 +32,6 @@ fn start_tls() -> ServerHandle {
             )
             .handshake_timeout(Duration::from_millis(500))
     })
-}
-
-/// A TLS connection to `addr` that trusts only the development CA, checking the name
-/// `localhost`.
-fn tls(addr: SocketAddr) -> TlsStream<TcpStream> {
-    let ca = Certificate::from_pem(&std::fs::read(certs().join("ca.pem")).unwrap()).unwrap();
-    let connector = TlsConnector::builder()
-        .add_root_certificate(ca)
-        .disable_built_in_roots(true)
-        .build()
-        .unwrap();
-    connector
-        .connect("localhost", tcp(addr))
-        .expect("TLS handshake with a certificate signed by ca.pem")
 }
 
 fn wss(addr: SocketAddr, path: &str) -> TlsClient {

@@ -263,6 +263,21 @@ pub fn next_of_type<S: Read + Write>(ws: &mut WebSocket<S>, kind: &str) -> Value
     panic!("no {kind} message in time");
 }
 
+/// A TLS connection to `addr` that trusts only the development CA (`certs/ca.pem`),
+/// checking the name `localhost`.
+pub fn tls(addr: SocketAddr) -> native_tls::TlsStream<TcpStream> {
+    let ca = std::fs::read(certs().join("ca.pem")).expect("certs/ca.pem");
+    let ca = native_tls::Certificate::from_pem(&ca).expect("a PEM certificate");
+    let connector = native_tls::TlsConnector::builder()
+        .add_root_certificate(ca)
+        .disable_built_in_roots(true)
+        .build()
+        .expect("a TLS connector");
+    connector
+        .connect("localhost", tcp(addr))
+        .expect("TLS handshake with a certificate signed by ca.pem")
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
