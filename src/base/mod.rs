@@ -3,11 +3,13 @@
 //! the frame loop are written over ([`Transport`], with [`wait`] and [`linger`]), and
 //! the server context every thread reads ([`Context`]).
 
+mod client;
 mod context;
 mod rate;
 mod transport;
 mod wake;
 
+pub(crate) use client::ClientKey;
 pub(crate) use context::{ConnId, Context, Peer};
 pub(crate) use rate::RateLimit;
 pub(crate) use transport::{Interest, Transport, linger, wait};

@@ -22,7 +22,7 @@ mod members;
 mod nodes;
 mod relay;
 
-use crate::base::{ConnId, RateLimit};
+use crate::base::{ClientKey, ConnId, RateLimit};
 use crate::chat::{ChatError, ClientMessage};
 use crate::cluster::Event;
 use crate::metrics::{self, Metrics};
@@ -337,7 +337,7 @@ pub(crate) struct Hub {
     relay: RelayRooms,
     post: Post,
     /// Failed sign-ins per address.
-    logins: HashMap<IpAddr, RateLimit>,
+    logins: HashMap<ClientKey, RateLimit>,
 }
 
 impl Hub {
@@ -521,7 +521,7 @@ impl Hub {
                 }
                 let bucket = self
                     .logins
-                    .entry(ip)
+                    .entry(ClientKey::of(ip))
                     .or_insert_with(|| RateLimit::every(LOGIN_EVERY_SECS, LOGIN_BURST));
                 match attempt {
                     LoginAttempt::May(reply) => {
