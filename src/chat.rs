@@ -38,6 +38,13 @@ pub(crate) enum ClientMessage {
 /// Messages a `history` request gets when it names no `limit`.
 pub(crate) const DEFAULT_PAGE: usize = 50;
 
+/// Most messages one page of history holds, in the chat and in the HTTP API alike.
+pub(crate) const MAX_PAGE: usize = 200;
+
+/// The largest message id a client may name: ids are stored as signed 64-bit
+/// integers. A larger one is `bad_request` (`400`), never a store error.
+pub(crate) const MAX_ID: u64 = i64::MAX as u64;
+
 /// The machine-readable part of an `error` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,6 +59,10 @@ pub(crate) enum ErrorCode {
     BadRoom,
     RateLimited,
     BinaryNotSupported,
+    /// A number out of range, or another request that can never be served.
+    BadRequest,
+    /// The server keeps as many rooms as it may: a new one cannot be started.
+    TooManyRooms,
     /// The store could not keep the message (or read the history): nothing was sent.
     Unavailable,
 }
@@ -146,13 +157,29 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
         }),
         "members" => Ok(ClientMessage::Members),
         "rooms" => Ok(ClientMessage::Rooms),
-        // Larger pages are cut to the store's maximum rather than refused.
-        "history" => Ok(ClientMessage::History {
-            before: raw.before,
-            limit: raw.limit.map_or(DEFAULT_PAGE, |n| {
-                usize::try_from(n).unwrap_or(usize::MAX).max(1)
-            }),
-        }),
+        // The same bounds as the HTTP API's, with the same answer past them.
+        "history" => {
+            if raw.before.is_some_and(|before| before > MAX_ID) {
+                return Err(ChatError::new(
+                    ErrorCode::BadRequest,
+                    format!("before is at most {MAX_ID}"),
+                ));
+            }
+            let limit = match raw.limit {
+                None => DEFAULT_PAGE,
+                Some(n) if (1..=MAX_PAGE as u64).contains(&n) => n as usize,
+                Some(_) => {
+                    return Err(ChatError::new(
+                        ErrorCode::BadRequest,
+                        format!("limit is 1 to {MAX_PAGE}"),
+                    ));
+                }
+            };
+            Ok(ClientMessage::History {
+                before: raw.before,
+                limit,
+            })
+        }
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
             format!("unknown message type {:?}", truncate(other, 64)),

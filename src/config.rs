@@ -54,12 +54,26 @@ pub struct Config {
     /// Browser origins allowed besides the page's own host (`*` allows every origin).
     /// Default: none, which blocks cross-site WebSocket hijacking.
     pub allow_origins: Vec<String>,
+    /// DNS names a request's `Host` may carry besides the ones the server knows it
+    /// has (`localhost`, the machine's own names, the hosts of
+    /// [`Config::public_urls`](field@Config::public_urls)); IP literals always pass.
+    /// Default: none. Any other name is refused with `421` on every endpoint but
+    /// `/healthz`: a web page on a name its attacker points at this server (DNS
+    /// rebinding) would otherwise be same-origin with the chat. Behind a proxy, the
+    /// public name the proxy passes on goes here.
+    pub allow_hosts: Vec<String>,
     /// Connections open at once, all addresses together; more get `503`. Default:
     /// 10,000, far more than a LAN needs and still within one process's file limit.
     pub max_connections: usize,
     /// Connections open at once from one IP address; more get `503`. Default: 256,
     /// so one busy machine cannot take every slot.
     pub max_connections_per_ip: usize,
+    /// Rooms with stored messages, at most; a message that would start another gets
+    /// `error` `too_many_rooms` (`403` from the API). Default: 10,000, more than any
+    /// LAN or school uses, and a bound on what one address could otherwise grow the
+    /// store to (rooms are kept until their messages expire, which they never do on
+    /// their own). Each address may also start only a few new rooms a minute.
+    pub max_rooms: usize,
     /// Largest message or frame accepted on any endpoint; larger ones close the
     /// connection with 1009. Default: 1 MiB, enough for any chat or relay use while
     /// keeping a malicious peer from making us buffer much.
@@ -141,9 +155,11 @@ impl Default for Config {
             tls_listen: Vec::new(),
             tls_identity: Identity::Development,
             allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
             public_urls: Vec::new(),
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            max_rooms: 10_000,
             max_message_size: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
@@ -197,6 +213,13 @@ impl Config {
         self
     }
 
+    /// Also answers to the DNS name `name` in `Host`. See
+    /// [`Config::allow_hosts`](field@Config::allow_hosts).
+    pub fn allow_host(mut self, name: impl Into<String>) -> Self {
+        self.allow_hosts.push(name.into());
+        self
+    }
+
     /// Also lists `url` as an address to share. See
     /// [`Config::public_urls`](field@Config::public_urls).
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
@@ -213,6 +236,12 @@ impl Config {
     /// See [`Config::max_connections_per_ip`](field@Config::max_connections_per_ip).
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
         self.max_connections_per_ip = n;
+        self
+    }
+
+    /// See [`Config::max_rooms`](field@Config::max_rooms).
+    pub fn max_rooms(mut self, n: usize) -> Self {
+        self.max_rooms = n;
         self
     }
 
@@ -377,11 +406,21 @@ impl Secret {
         Self(value.into())
     }
 
-    /// Whether `offered` is this secret, taking the same time whatever it is
-    /// (`subtle`), so that timing tells an attacker nothing about how close it was.
+    /// Whether `offered` is this secret, taking the same time whatever it is, so
+    /// that timing tells an attacker nothing about how close it was: both are hashed
+    /// (SHA-256) and the digests compared in constant time (`subtle`), which hides
+    /// the length too.
     pub fn matches(&self, offered: &[u8]) -> bool {
+        use sha2::Digest;
         use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(offered).into()
+        let ours = sha2::Sha256::digest(self.0.as_bytes());
+        let theirs = sha2::Sha256::digest(offered);
+        ours.ct_eq(&theirs).into()
+    }
+
+    /// Hands the secret's bytes to `f` (to derive a key from it), never a copy.
+    pub(crate) fn feed(&self, f: impl FnOnce(&[u8])) {
+        f(self.0.as_bytes());
     }
 }
 

@@ -60,6 +60,10 @@ pub fn connection(data: &[u8]) {
     let config = HubConfig {
         epoch: store.epoch().to_owned(),
         api_rate: (20, 40),
+        secrets: Default::default(),
+        ended_sessions: Vec::new(),
+        max_rooms: 10_000,
+        stored_rooms: Vec::new(),
     };
     let hub = Hub::new(config, Arc::clone(&ctx.metrics), Backend::Store(store_tx));
     let Ok(store_thread) = thread::Builder::new().spawn(move || store.run(store_rx, answers_tx))

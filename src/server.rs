@@ -120,6 +120,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Also answers to the DNS name `name` in `Host` (IP literals, `localhost`, the
+    /// machine's names and the share URLs' always work).
+    pub fn allow_host(mut self, name: impl Into<String>) -> Self {
+        self.config = self.config.allow_host(name);
+        self
+    }
+
     /// Also believes the `Forwarded` / `X-Forwarded-*` headers of peers in `cidr`
     /// (for example `"127.0.0.1/32"`, nginx on the same machine).
     pub fn trust_proxy(mut self, cidr: impl Into<String>) -> Self {
@@ -131,6 +138,7 @@ impl ServerBuilder {
         tls_identity(cert: impl Into<PathBuf>, key: impl Into<PathBuf>);
         max_connections(n: usize);
         max_connections_per_ip(n: usize);
+        max_rooms(n: usize);
         max_message_size(bytes: usize);
         handshake_timeout(timeout: Duration);
         ping_interval(interval: Duration);
@@ -228,19 +236,34 @@ impl ServerBuilder {
         }
         let mut ctx = Context::new(config, tls)?;
         ctx.metrics = metrics;
-        let (epoch, session_key, store_path) = match &backend {
+        let (epoch, session_key, ended_sessions, stored_rooms, store_path) = match &backend {
             Opened::Store(store) => (
                 store.epoch().to_owned(),
                 store.session_key(),
+                store.ended_sessions(),
+                store.room_names(),
                 store.path().map(PathBuf::from),
             ),
-            Opened::Cluster(bridge) => (bridge.epoch().to_owned(), bridge.session_key(), None),
+            Opened::Cluster(bridge) => (
+                bridge.epoch().to_owned(),
+                bridge.session_key(),
+                bridge.ended_sessions(),
+                bridge.rooms(),
+                None,
+            ),
         };
-        ctx.session_key = session_key;
+        ctx.session_key = crate::http::signing_key(&session_key, ctx.config.password.as_ref());
         let ctx = Arc::new(ctx);
         let hub_config = HubConfig {
             epoch,
             api_rate: (ctx.config.rate_per_sec, ctx.config.rate_burst),
+            secrets: crate::hub::Secrets {
+                password: ctx.config.password.clone(),
+                api_token: ctx.config.api_token.clone(),
+            },
+            ended_sessions,
+            max_rooms: ctx.config.max_rooms,
+            stored_rooms,
         };
         let metrics = Arc::clone(&ctx.metrics);
 

@@ -19,19 +19,18 @@
 //! so a second server on the same directory stops at start instead of interleaving
 //! ids. The schema's version is SQLite's `user_version`; older files are migrated.
 
-use crate::base::ConnId;
+use crate::base::{ConnId, SessionId};
 use crate::chat::ChatLine;
 use crate::error::Error;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The schema this build writes. 1: messages; 2: messages record `via` (who posted
 /// through what: `api` for the HTTP API, nothing for a chat client).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The store file's name in the data directory.
 pub(crate) const FILE_NAME: &str = "chat.sqlite3";
@@ -43,8 +42,7 @@ pub(crate) const QUEUE: usize = 4096;
 /// Most messages a resume (`?since=`) returns; more is treated as a gap (SPEC §10).
 pub(crate) const MAX_RESUME: usize = 1000;
 
-/// Most messages one `history` page holds.
-pub(crate) const MAX_PAGE: usize = 200;
+pub(crate) use crate::chat::MAX_PAGE;
 
 /// Messages deleted per room per batch when enforcing retention, so that a big
 /// backlog (a lowered `--retain`) is worked off without stalling commits.
@@ -88,8 +86,10 @@ pub(crate) struct RoomSummary {
 pub(crate) enum ApiAnswer {
     /// The message was stored (and delivered) as this.
     Posted(Arc<ChatLine>),
-    /// `GET /api/rooms`.
-    Rooms(Vec<RoomSummary>),
+    /// `GET /api/rooms`: a page of rooms, and whether more follow.
+    Rooms { rooms: Vec<RoomSummary>, more: bool },
+    /// The post would start a room past `Config::max_rooms`: why.
+    TooManyRooms(String),
     /// `GET /api/rooms/{room}/messages`.
     Messages {
         room: String,
@@ -122,11 +122,17 @@ pub(crate) enum Request {
         before: Option<u64>,
         limit: usize,
     },
-    /// `GET /api/rooms`: rooms with people (counted by the hub) or messages.
+    /// `GET /api/rooms`: a page of rooms by name after `after`, with people (the
+    /// first `limit + 1` of them after `after`, counted by the hub) or messages.
     Rooms {
         members: Vec<(String, usize)>,
+        after: Option<String>,
+        limit: usize,
         reply: Sender<ApiAnswer>,
     },
+    /// Remember that a session was ended (`POST /logout`) until its cookie would
+    /// have expired anyway (Unix seconds).
+    EndSession { id: SessionId, expires: u64 },
     /// `GET /api/rooms/{room}/messages`.
     Messages {
         room: String,
@@ -202,8 +208,11 @@ pub(crate) struct Store {
     config: StoreConfig,
     epoch: String,
     session_key: [u8; 32],
+    /// Sessions ended by `POST /logout` whose cookies have not expired yet.
+    ended_sessions: Vec<(SessionId, u64)>,
     /// Each room's newest id, committed.
-    last_ids: HashMap<String, u64>,
+    /// Sorted, so that a page of `GET /api/rooms` is a range.
+    last_ids: std::collections::BTreeMap<String, u64>,
     path: Option<PathBuf>,
 }
 
@@ -225,12 +234,17 @@ impl Store {
                 None,
             ),
             Location::Dir(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| Error::Store {
+                private_dir(dir).map_err(|e| Error::Store {
                     path: dir.clone(),
                     problem: "cannot create the data directory".into(),
                     source: Some(Box::new(e)),
                 })?;
                 let path = dir.join(FILE_NAME);
+                private_files(&path).map_err(|e| Error::Store {
+                    path: path.clone(),
+                    problem: "cannot make it private (0600)".into(),
+                    source: Some(Box::new(e)),
+                })?;
                 let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                     | OpenFlags::SQLITE_OPEN_CREATE
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -287,14 +301,39 @@ impl Store {
                 })
             })?;
         let last_ids = last_ids(&db).map_err(|e| store_error(at, "cannot be read", e))?;
+        let ended_sessions =
+            ended_sessions(&db).map_err(|e| store_error(at, "cannot be read", e))?;
         Ok(Store {
             db,
             config,
             epoch,
             session_key,
+            ended_sessions,
             last_ids,
             path,
         })
+    }
+
+    /// The rooms that have messages.
+    pub(crate) fn room_names(&self) -> Vec<String> {
+        self.last_ids.keys().cloned().collect()
+    }
+
+    /// The sessions ended by `POST /logout` that are not yet expired.
+    pub(crate) fn ended_sessions(&self) -> Vec<(SessionId, u64)> {
+        self.ended_sessions.clone()
+    }
+
+    /// Remembers that session `id` was ended. A failure is logged: that session stays
+    /// refused on this run, but a restart would forget it.
+    fn end_session(&mut self, id: SessionId, expires: u64) {
+        let ended = self.db.execute(
+            "INSERT OR REPLACE INTO ended_sessions (id, expires) VALUES (?1, ?2)",
+            rusqlite::params![id.as_slice(), i64::try_from(expires).unwrap_or(i64::MAX)],
+        );
+        if let Err(e) = ended {
+            log::warn!("store: an ended session could not be written down: {e}");
+        }
     }
 
     /// The key that signs session cookies: the same for as long as the store lives.
@@ -349,8 +388,13 @@ impl Store {
                         } => self.page(member, room, before, limit),
                         // Answered straight to the waiting HTTP thread; one that gave
                         // up waiting is no reason to stop.
-                        Request::Rooms { members, reply } => {
-                            let _ = reply.send(self.rooms(members));
+                        Request::Rooms {
+                            members,
+                            after,
+                            limit,
+                            reply,
+                        } => {
+                            let _ = reply.send(self.rooms(members, after, limit));
                             continue;
                         }
                         Request::Messages {
@@ -361,6 +405,10 @@ impl Store {
                             reply,
                         } => {
                             let _ = reply.send(self.messages(room, before, after, limit));
+                            continue;
+                        }
+                        Request::EndSession { id, expires } => {
+                            self.end_session(id, expires);
                             continue;
                         }
                         Request::Append(_) => continue,
@@ -553,10 +601,24 @@ impl Store {
         }
     }
 
-    /// Rooms with people in them or messages kept, with their newest id.
-    fn rooms(&self, members: Vec<(String, usize)>) -> ApiAnswer {
-        let last_ids = self.last_ids.iter().map(|(name, &id)| (name.clone(), id));
-        ApiAnswer::Rooms(summaries(last_ids, members))
+    /// A page of rooms with people in them or messages kept, with their newest id:
+    /// a range of the sorted ids, so its cost is the page's, not the store's.
+    fn rooms(
+        &self,
+        members: Vec<(String, usize)>,
+        after: Option<String>,
+        limit: usize,
+    ) -> ApiAnswer {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let stored = self
+            .last_ids
+            .range((from, Bound::Unbounded))
+            .take(limit + 1)
+            .map(|(name, &id)| (name.clone(), id))
+            .collect();
+        let (rooms, more) = page_of_rooms(stored, members, limit);
+        ApiAnswer::Rooms { rooms, more }
     }
 
     /// Messages of `room` between `after` and `before` (both exclusive), oldest first:
@@ -650,13 +712,16 @@ fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> 
     }))
 }
 
-/// `GET /api/rooms`: rooms with messages (their newest id) or people (counted by the
-/// hub), busiest first, then by name.
-pub(crate) fn summaries(
-    last_ids: impl Iterator<Item = (String, u64)>,
+/// `GET /api/rooms`: one page, by name, of the rooms with messages (`stored`: name
+/// and newest id) or people (`members`: name and count), both sorted by name and
+/// starting after the same cursor; the first `limit`, and whether more follow.
+pub(crate) fn page_of_rooms(
+    stored: Vec<(String, u64)>,
     members: Vec<(String, usize)>,
-) -> Vec<RoomSummary> {
-    let mut rooms: HashMap<String, RoomSummary> = last_ids
+    limit: usize,
+) -> (Vec<RoomSummary>, bool) {
+    let mut rooms: std::collections::BTreeMap<String, RoomSummary> = stored
+        .into_iter()
         .map(|(name, last_id)| {
             let summary = RoomSummary {
                 name: name.clone(),
@@ -676,9 +741,8 @@ pub(crate) fn summaries(
             })
             .members = count;
     }
-    let mut rooms: Vec<RoomSummary> = rooms.into_values().collect();
-    rooms.sort_by(|a, b| b.members.cmp(&a.members).then(a.name.cmp(&b.name)));
-    rooms
+    let more = rooms.len() > limit;
+    (rooms.into_values().take(limit).collect(), more)
 }
 
 /// Brings a file of schema `version` up to [`SCHEMA_VERSION`], in one transaction.
@@ -707,6 +771,11 @@ fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
         if version < 2 {
             db.execute_batch("ALTER TABLE messages ADD COLUMN via TEXT;")?;
         }
+        if version < 3 {
+            db.execute_batch(
+                "CREATE TABLE ended_sessions (id BLOB PRIMARY KEY, expires INTEGER NOT NULL);",
+            )?;
+        }
         db.pragma_update(None, "user_version", SCHEMA_VERSION)
     };
     match steps() {
@@ -716,6 +785,74 @@ fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Creates the data directory readable by this user only (`0700`): it holds the key
+/// that signs session cookies, which must be no more readable than the password
+/// file. A directory that already exists keeps its mode (the deployer chose it), but
+/// one that others may read gets a warning naming it.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        log::warn!(
+            "the data directory {} is readable by others (mode {:o}): chmod 700 it, it holds \
+             the key that signs sign-in cookies",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Makes the store file and SQLite's companions (`-wal`, `-shm`, which SQLite
+/// creates with the store file's mode) readable and writable by this user only.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The sessions ended before now that would still be good: expired ones are deleted.
+fn ended_sessions(db: &Connection) -> rusqlite::Result<Vec<(SessionId, u64)>> {
+    let now = crate::base::unix_now();
+    db.execute(
+        "DELETE FROM ended_sessions WHERE expires <= ?1",
+        [now as i64],
+    )?;
+    let mut query = db.prepare("SELECT id, expires FROM ended_sessions")?;
+    let rows = query.query_map([], |row| {
+        Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    let mut ended = Vec::new();
+    for row in rows {
+        let (id, expires) = row?;
+        if let Ok(id) = SessionId::try_from(id.as_slice()) {
+            ended.push((id, u64::try_from(expires).unwrap_or(0)));
+        }
+    }
+    Ok(ended)
 }
 
 /// The value of `key` in the store's `meta` table, set to `fresh` if it has none.
@@ -757,7 +894,7 @@ pub(crate) fn key_bytes(hex: &str) -> Option<[u8; 32]> {
     Some(key)
 }
 
-fn last_ids(db: &Connection) -> rusqlite::Result<HashMap<String, u64>> {
+fn last_ids(db: &Connection) -> rusqlite::Result<std::collections::BTreeMap<String, u64>> {
     let mut statement = db.prepare("SELECT room, MAX(id) FROM messages GROUP BY room")?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     rows.collect()

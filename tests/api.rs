@@ -139,7 +139,7 @@ fn a_chunked_post_works_too() {
     let server = with_token();
     let (mut member, _) = chat(server.local_addr(), "chunks", Some("m"));
     let request = format!(
-        "POST /api/rooms/chunks/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "POST /api/rooms/chunks/messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
     );
     let response = raw(server.local_addr(), request.as_bytes());
@@ -152,7 +152,7 @@ fn posting_without_a_configured_token_is_403_saying_how_to_set_one() {
     let server = start();
     let response = answer_beside_bystander(
         &server,
-        "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Length: 2\r\n\r\nhi",
+        "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer x\r\nContent-Length: 2\r\n\r\nhi",
     );
     assert_api_error(&response, 403, "forbidden");
     assert!(body(&response).contains("--api-token-file"), "{response}");
@@ -232,7 +232,7 @@ fn refusals_have_their_exact_status_and_nothing_is_delivered() {
     let response = raw(
         addr,
         format!(
-            "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+            "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
              Content-Type: text/plain\r\nContent-Length: 70000\r\n\r\n"
         )
         .as_bytes(),
@@ -261,7 +261,7 @@ fn a_body_that_lies_about_its_length_is_408_and_holds_nothing_up() {
     let mut liar = tcp(addr);
     liar.write_all(
         format!(
-            "POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+            "POST /api/rooms/r/messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
              Content-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly ten b"
         )
         .as_bytes(),
@@ -295,7 +295,7 @@ fn rooms_lists_rooms_with_people_or_messages_and_their_last_id() {
         json!({"rooms": [
             {"name": "busy", "members": 2, "last_id": 0},
             {"name": "quiet", "members": 0, "last_id": 2},
-        ]})
+        ], "more": false})
     );
 }
 

@@ -113,7 +113,8 @@ fn a_form_login_gets_a_303_and_a_cookie_that_opens_the_chat() {
     assert_eq!(next_json(&mut ws)["type"], "welcome");
     let info = raw(
         addr,
-        format!("GET /info HTTP/1.1\r\nHost: x\r\nCookie: other=1; {cookie}\r\n\r\n").as_bytes(),
+        format!("GET /info HTTP/1.1\r\nHost: localhost\r\nCookie: other=1; {cookie}\r\n\r\n")
+            .as_bytes(),
     );
     assert!(body(&info).contains(r#""signed_in":true"#), "{info}");
 }
@@ -138,7 +139,8 @@ fn a_json_login_gets_204_and_api_reads_need_it() {
     let cookie = session(&response);
     let allowed = raw(
         addr,
-        format!("GET /api/rooms HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n").as_bytes(),
+        format!("GET /api/rooms HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n")
+            .as_bytes(),
     );
     assert_eq!(status(&allowed), 200, "{allowed}");
 }

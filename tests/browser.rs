@@ -1775,6 +1775,39 @@ fn password_page_signs_in_and_chats() {
 }
 
 #[test]
+fn sign_out_ends_the_session_on_the_server_and_asks_for_the_password_again() {
+    let Some(driver) =
+        driver_or_skip("sign_out_ends_the_session_on_the_server_and_asks_for_the_password_again")
+    else {
+        return;
+    };
+    let server = guarded();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#lobby");
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.sign_in_at(&url, PASSWORD);
+    let cookies = alice
+        .session
+        .cdp("Network.getCookies", json!({ "urls": [url] }));
+    let session = cookies["cookies"]
+        .as_array()
+        .expect("a list of cookies")
+        .iter()
+        .find(|c| c["name"] == "switchboard_session")
+        .and_then(|c| c["value"].as_str())
+        .map(|value| format!("switchboard_session={value}"))
+        .expect("a session cookie");
+    alice.session.click("[data-testid=sign-out]");
+    alice.wait_password_prompt();
+    assert_eq!(alice.cookie_names(&url), ["switchboard_route"]);
+    // The cookie is refused by the server, not only forgotten by the browser.
+    let request = upgrade_request("/ws/chat", &format!("Cookie: {session}\r\n"))
+        .replace("Host: localhost:3000", "Host: localhost");
+    let (head, _) = handshake(addr, request);
+    assert_eq!(status(&head), 401, "{head}");
+}
+
+#[test]
 fn without_the_password_a_second_browser_context_cannot_open_the_websocket() {
     let Some(driver) =
         driver_or_skip("without_the_password_a_second_browser_context_cannot_open_the_websocket")

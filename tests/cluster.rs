@@ -176,7 +176,8 @@ fn names_are_unique_and_presence_spans_the_nodes() {
 fn get_with(addr: SocketAddr, path: &str, headers: &str) -> String {
     raw(
         addr,
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
 }
 
@@ -238,7 +239,7 @@ fn direct_messages_relay_and_the_api_reach_every_node() {
     let answer = raw(
         b.local_addr(),
         format!(
-            "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n\
+            "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{post}",
             post.len()
@@ -769,7 +770,7 @@ fn a_sign_in_on_one_node_is_good_on_every_node() {
     let answer = raw(
         a.local_addr(),
         format!(
-            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )

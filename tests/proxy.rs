@@ -37,22 +37,6 @@ fn behind_nginx_with(
     Some((server, nginx))
 }
 
-/// A TCP connection to `addr` from the loopback address `from`, with timeouts.
-fn tcp_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::from((from, 0)).into())
-        .expect("bind to a loopback address");
-    socket
-        .connect_timeout(&addr.into(), READ_TIMEOUT)
-        .expect("connect");
-    let stream = TcpStream::from(socket);
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream
-}
-
 /// An upgrade to `/ws/echo` at `addr` from `from`, with `extra` headers; returns the
 /// response head and the stream, which holds the connection while it lives.
 fn upgrade_from(from: [u8; 4], addr: SocketAddr, extra: &str) -> (String, TcpStream) {
@@ -509,7 +493,7 @@ fn logs_and_trace_name_the_forwarded_client() {
 
 #[test]
 fn the_origin_check_believes_only_a_trusted_proxys_host_and_scheme() {
-    let server = start_with(|b| b.trust_proxy(NGINX_PEER));
+    let server = start_with(|b| b.trust_proxy(NGINX_PEER).allow_host("chat.example.com"));
     let at = server.local_addr();
     let upgrade = |from, extra: &str| {
         let request = format!(
@@ -544,7 +528,11 @@ fn the_origin_check_believes_only_a_trusted_proxys_host_and_scheme() {
 
 #[test]
 fn a_sign_in_over_https_at_the_proxy_gets_a_secure_cookie() {
-    let server = start_with(|b| b.trust_proxy(NGINX_PEER).password("sesame"));
+    let server = start_with(|b| {
+        b.trust_proxy(NGINX_PEER)
+            .password("sesame")
+            .allow_host("chat.example.com")
+    });
     let login = |proto: &str| {
         let body = r#"{"password":"sesame"}"#;
         let request = format!(

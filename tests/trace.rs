@@ -110,7 +110,7 @@ fn trace_never_shows_a_token_or_a_cookie() {
     let response = raw(
         server.local_addr(),
         format!(
-            "POST /api/rooms/traced/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+            "POST /api/rooms/traced/messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
              Cookie: session=cookie-secret-value\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
         )
         .as_bytes(),

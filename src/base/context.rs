@@ -8,8 +8,9 @@ use super::Wake;
 use crate::cidr::Trusted;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tungstenite::protocol::WebSocketConfig;
 
 /// Identifies one connection for the lifetime of a server.
@@ -40,6 +41,12 @@ pub(crate) struct Context {
     pub session_key: [u8; 32],
     /// The proxies whose forwarding headers are believed (`Config::trust_proxies`).
     pub trusted: Trusted,
+    /// The DNS names a request's `Host` may carry besides IP literals and
+    /// `localhost`: the machine's names, the share URLs' hosts, `Config::allow_hosts`.
+    pub own_names: Vec<String>,
+    /// The `/qr.svg` images drawn so far, by link: a cache of bytes, not chat
+    /// state; the lock is held only to look up or insert, never while drawing.
+    pub qr_cache: Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -69,7 +76,10 @@ impl Context {
             .max_frame_size(Some(config.max_message_size));
         let trusted = Trusted::parse_all(&config.trust_proxies)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let own_names = own_names(&config.public_urls, &config.allow_hosts);
         Ok(Self {
+            qr_cache: Default::default(),
+            own_names,
             trusted,
             metrics: Arc::new(Metrics::new()),
             shutdown: Wake::new()?,
@@ -87,4 +97,46 @@ fn random_key() -> std::io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(key)
+}
+
+/// The name or address in a `Host` value, without its port or IPv6 brackets.
+pub(crate) fn name_of(host: &str) -> &str {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(addr, _)| addr);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// The names this machine answers to by itself: its host name, and that name under
+/// `.local` (what mDNS gives a LAN), plus the hosts of `urls` (the share URLs).
+pub(crate) fn own_names(urls: &[String], extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = extra
+        .iter()
+        .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let hostname = hostname.trim().to_ascii_lowercase();
+        if !hostname.is_empty() {
+            let short = hostname.split('.').next().unwrap_or_default().to_owned();
+            names.push(format!("{short}.local"));
+            names.push(short);
+            names.push(hostname);
+        }
+    }
+    for url in urls {
+        let authority = url
+            .split_once("://")
+            .map_or(url.as_str(), |(_, rest)| rest)
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        names.push(name_of(authority).to_ascii_lowercase());
+    }
+    names.sort();
+    names.dedup();
+    names
 }

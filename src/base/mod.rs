@@ -10,7 +10,19 @@ mod transport;
 mod wake;
 
 pub(crate) use client::ClientKey;
-pub(crate) use context::{ConnId, Context, Peer};
+#[cfg(test)]
+pub(crate) use context::own_names;
+pub(crate) use context::{ConnId, Context, Peer, name_of};
 pub(crate) use rate::RateLimit;
 pub(crate) use transport::{Interest, Transport, linger, wait};
 pub(crate) use wake::Wake;
+
+/// A sign-in session's identity: 128 random bits, carried in its cookie.
+pub(crate) type SessionId = [u8; 16];
+
+/// Seconds since the Unix epoch by the system clock (0 if it is set before 1970).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

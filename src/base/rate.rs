@@ -29,12 +29,6 @@ impl RateLimit {
         limit
     }
 
-    /// Whether a token is there, without taking it.
-    pub(crate) fn has_one(&mut self) -> bool {
-        self.refill();
-        self.tokens >= 1.0
-    }
-
     /// Whether the bucket has filled up again (nothing was taken for a while).
     pub(crate) fn is_full(&mut self) -> bool {
         self.refill();
@@ -46,6 +40,12 @@ impl RateLimit {
         self.tokens =
             (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
+    }
+
+    /// Whether a token is there, without taking it.
+    pub(crate) fn has_one(&mut self) -> bool {
+        self.refill();
+        self.tokens >= 1.0
     }
 
     /// Takes a token if there is one.

@@ -24,7 +24,7 @@ mod scripts;
 
 pub(crate) use listen::listen;
 
-use crate::base::ConnId;
+use crate::base::{ConnId, SessionId};
 use crate::chat::ChatLine;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -45,6 +45,10 @@ pub(crate) const QUEUE: usize = 4096;
 const MAX_BATCH: usize = 256;
 /// The channel every change to shared chat state is published on.
 const BUS: &str = "switchboard:bus";
+/// Every room with messages, in a sorted set (all scores 0), for paging by name.
+const ROOMS: &str = "switchboard:rooms";
+/// Sessions ended by `POST /logout` (hex id → expiry, Unix seconds).
+const ENDED: &str = "switchboard:ended_sessions";
 /// The channel relay messages go on.
 const RELAY: &str = "switchboard:relay";
 /// How often a node says it is alive.
@@ -153,6 +157,12 @@ pub(crate) enum Bus {
         to: String,
         json: String,
     },
+    /// A session was ended (`POST /logout`) on some node: its cookie is refused
+    /// everywhere until `expires`.
+    EndSession {
+        id: String,
+        expires: u64,
+    },
 }
 
 impl Bus {
@@ -227,6 +237,10 @@ pub(crate) struct Bridge {
     node: String,
     epoch: String,
     session_key: [u8; 32],
+    /// Sessions ended by `POST /logout` on any node, not yet expired.
+    ended_sessions: Vec<(SessionId, u64)>,
+    /// The rooms with messages when the node started.
+    rooms: Vec<String>,
     retain: usize,
     history: usize,
     metrics: Arc<Metrics>,
@@ -325,6 +339,9 @@ impl Bridge {
         let session_key = store::key_bytes(&key).ok_or_else(|| {
             fail("holds a switchboard:session_key that is not 64 hex digits".into())
         })?;
+        let ended_sessions =
+            ended_sessions(&mut con).map_err(|e| fail(format!("cannot be read ({e})")))?;
+        let rooms = rooms(&mut con).map_err(|e| fail(format!("cannot be read ({e})")))?;
         let scripts = Scripts {
             append: Script::new(scripts::APPEND),
             join: Script::new(scripts::JOIN),
@@ -342,6 +359,8 @@ impl Bridge {
             node: store::new_epoch(),
             epoch,
             session_key,
+            ended_sessions,
+            rooms,
             retain: retain.max(1),
             history,
             metrics,
@@ -377,6 +396,16 @@ impl Bridge {
 
     pub(crate) fn session_key(&self) -> [u8; 32] {
         self.session_key
+    }
+
+    /// The rooms that have messages, as Redis lists them at the start.
+    pub(crate) fn rooms(&self) -> Vec<String> {
+        self.rooms.clone()
+    }
+
+    /// The sessions ended on any node whose cookies would still be good.
+    pub(crate) fn ended_sessions(&self) -> Vec<(SessionId, u64)> {
+        self.ended_sessions.clone()
     }
 
     /// A client of the same Redis, for the subscriber.
@@ -714,6 +743,22 @@ impl Bridge {
         events: &Sender<Event>,
     ) -> RedisResult<()> {
         match request {
+            store::Request::EndSession { id, expires } => {
+                // Kept in a hash until it expires, and told to every node's hub.
+                let id = data_encoding::HEXLOWER.encode(id);
+                let news = serde_json::json!({"k": "end_session", "id": id, "expires": expires});
+                redis::pipe()
+                    .cmd("HSET")
+                    .arg(ENDED)
+                    .arg(&id)
+                    .arg(*expires)
+                    .ignore()
+                    .cmd("PUBLISH")
+                    .arg(BUS)
+                    .arg(news.to_string())
+                    .ignore()
+                    .exec(con)?;
+            }
             store::Request::Append(msg) => {
                 // Appends come through `append_all`; one alone is a run of one.
                 let ids = self.pipeline_appends(con, std::slice::from_ref(msg), events)?;
@@ -753,11 +798,38 @@ impl Bridge {
                     failed: false,
                 });
             }
-            store::Request::Rooms { members, reply } => {
-                let ids: Vec<(String, u64)> =
-                    redis::cmd("HGETALL").arg("switchboard:ids").query(con)?;
-                let rooms = store::summaries(ids.into_iter(), members.clone());
-                let _ = reply.send(ApiAnswer::Rooms(rooms));
+            store::Request::Rooms {
+                members,
+                after,
+                limit,
+                reply,
+            } => {
+                // A range of the sorted set of rooms, then their newest ids: the
+                // page's cost, whatever the number of rooms.
+                let from = after.as_ref().map_or("-".to_owned(), |a| format!("({a}"));
+                let names: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                    .arg(ROOMS)
+                    .arg(from)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit + 1)
+                    .query(con)?;
+                let ids: Vec<Option<u64>> = if names.is_empty() {
+                    Vec::new()
+                } else {
+                    redis::cmd("HMGET")
+                        .arg("switchboard:ids")
+                        .arg(&names)
+                        .query(con)?
+                };
+                let stored = names
+                    .into_iter()
+                    .zip(ids)
+                    .map(|(name, id)| (name, id.unwrap_or(0)))
+                    .collect();
+                let (rooms, more) = store::page_of_rooms(stored, members.clone(), *limit);
+                let _ = reply.send(ApiAnswer::Rooms { rooms, more });
             }
             store::Request::Messages {
                 room,
@@ -925,6 +997,41 @@ impl Bridge {
     }
 }
 
+/// Every room with messages; the sorted set of them is made from the ids when a
+/// database written by an older switchboard lacks it.
+fn rooms(con: &mut Connection) -> RedisResult<Vec<String>> {
+    let rooms: Vec<String> = redis::cmd("HKEYS").arg("switchboard:ids").query(con)?;
+    let listed: usize = redis::cmd("ZCARD").arg(ROOMS).query(con)?;
+    if listed < rooms.len() {
+        let mut add = redis::cmd("ZADD");
+        add.arg(ROOMS);
+        for room in &rooms {
+            add.arg(0).arg(room);
+        }
+        add.exec(con)?;
+    }
+    Ok(rooms)
+}
+
+/// The sessions ended on any node that are not yet expired; the expired ones are
+/// forgotten on the way.
+fn ended_sessions(con: &mut Connection) -> RedisResult<Vec<(SessionId, u64)>> {
+    let all: Vec<(String, u64)> = redis::cmd("HGETALL").arg(ENDED).query(con)?;
+    let now = crate::base::unix_now();
+    let mut ended = Vec::new();
+    for (id, expires) in all {
+        let parsed = data_encoding::HEXLOWER
+            .decode(id.as_bytes())
+            .ok()
+            .and_then(|bytes| SessionId::try_from(bytes.as_slice()).ok());
+        match parsed {
+            Some(session) if expires > now => ended.push((session, expires)),
+            _ => redis::cmd("HDEL").arg(ENDED).arg(&id).exec(con)?,
+        }
+    }
+    Ok(ended)
+}
+
 /// Everyone Redis lists as in the cluster.
 fn present(con: &mut Connection) -> RedisResult<Vec<Present>> {
     let all: Vec<(String, String)> = redis::cmd("HGETALL")
@@ -995,6 +1102,8 @@ fn loaded(
 /// Answers a store request that cannot be carried out now.
 fn refuse_store(request: store::Request, answers: &Sender<Answer>) {
     let _ = match request {
+        // The node that ended it refuses the cookie all the same until it restarts.
+        store::Request::EndSession { .. } => Ok(()),
         store::Request::Append(msg) => answers.send(Answer::Committed(vec![(
             msg.author,
             Err(StoreError::Failed),

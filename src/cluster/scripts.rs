@@ -5,7 +5,7 @@
 //! changes.
 //!
 //! Keys (all under `switchboard:`): `epoch` and `session_key` (strings), `ids` (hash:
-//! room → newest id), `room:{room}` (a stream per room, entry ids `{id}-0`), `names`
+//! room → newest id), `rooms` (sorted set of the rooms in `ids`, for paging by name), `room:{room}` (a stream per room, entry ids `{id}-0`), `names`
 //! (hash: lower-case name → member), `members` (hash: member → `{name,lower,room}`),
 //! `nodes` (sorted set: node → last heartbeat, ms), `node:{node}` (set of members).
 //! A member is `{node}.{connection id}`.
@@ -14,6 +14,7 @@
 /// publishes it. KEYS: the room's stream. ARGV: room, retain, from, text, ts, via.
 pub(super) const APPEND: &str = r"
 local id = redis.call('HINCRBY', 'switchboard:ids', ARGV[1], 1)
+if id == 1 then redis.call('ZADD', 'switchboard:rooms', 0, ARGV[1]) end
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], id .. '-0',
   'f', ARGV[3], 't', ARGV[4], 'ts', ARGV[5], 'v', ARGV[6])
 redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'msg', room = ARGV[1], id = id,

@@ -190,6 +190,7 @@ pub(crate) fn join<'a>(
                 since,
                 outbox,
                 wire: Some(door),
+                client: crate::base::ClientKey::of(peer.addr.ip()),
             };
             (Handler::Chat(ChatPolicy::new(config)), event, inbox)
         }

@@ -11,14 +11,18 @@
 use super::body::{self, BodyError};
 use super::request::{self, HeadError, Request};
 use super::response::Response;
-use crate::base::{Context, Transport};
+use crate::base::{Context, Peer, Transport};
 use crate::chat::{self, ChatLine};
 use crate::hub::{ApiCall, HubEvent};
 use crate::store::{ApiAnswer, MAX_PAGE};
 use crossbeam_channel::Sender;
 use serde_json::json;
-use std::net::IpAddr;
 use std::time::Instant;
+
+/// Rooms in one page of `GET /api/rooms` unless `?limit=` says otherwise, and at
+/// most: a page is cheap to build and to send whatever the number of rooms.
+const ROOMS_PAGE: usize = 100;
+const MAX_ROOMS_PAGE: usize = 1000;
 
 /// Largest body a post may have: a whole chat text in JSON with room to spare.
 const MAX_BODY: usize = 64 * 1024;
@@ -55,11 +59,32 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
         error(405, "method_not_allowed", format!("{path} takes {allow}")).header("Allow", allow)
     };
     if path == "/api/rooms" {
-        return if read {
-            Ok(Call::Read(ApiCall::Rooms))
-        } else {
-            Err(not_allowed("GET, HEAD"))
+        if !read {
+            return Err(not_allowed("GET, HEAD"));
+        }
+        let limit = match request::query_param(query, "limit") {
+            None => ROOMS_PAGE,
+            Some(Some(n)) => match n.parse::<usize>() {
+                Ok(n) if (1..=MAX_ROOMS_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(error(
+                        400,
+                        "bad_request",
+                        format!("limit is 1 to {MAX_ROOMS_PAGE}"),
+                    ));
+                }
+            },
+            Some(None) => return Err(error(400, "bad_request", "limit is not valid")),
         };
+        let after = match request::query_param(query, "after") {
+            None => None,
+            Some(Some(name)) => Some(
+                chat::valid_room(&name)
+                    .map_err(|e| error(400, "bad_request", format!("after: {}", e.message)))?,
+            ),
+            Some(None) => return Err(error(400, "bad_request", "after is not valid")),
+        };
+        return Ok(Call::Read(ApiCall::Rooms { after, limit }));
     }
     let Some(room) = path
         .strip_prefix("/api/rooms/")
@@ -73,9 +98,19 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
         _ if read => {
             let number = |key| match request::query_param(query, key) {
                 None => Ok(None),
-                Some(Some(v)) => v.parse::<u64>().map(Some).map_err(|_| {
-                    error(400, "bad_request", format!("{key} must be a whole number"))
-                }),
+                Some(Some(v)) => match v.parse::<u64>() {
+                    Ok(n) if n <= chat::MAX_ID => Ok(Some(n)),
+                    Ok(_) => Err(error(
+                        400,
+                        "bad_request",
+                        format!("{key} is at most {}", chat::MAX_ID),
+                    )),
+                    Err(_) => Err(error(
+                        400,
+                        "bad_request",
+                        format!("{key} must be a whole number"),
+                    )),
+                },
                 Some(None) => Err(error(400, "bad_request", format!("{key} is not valid"))),
             };
             let limit = number("limit")?.map_or(50, |n| n as usize);
@@ -102,14 +137,15 @@ pub(crate) fn serve<S: Transport>(
     stream: &mut S,
     (req, rest): (&Request, Vec<u8>),
     call: Call,
-    ip: IpAddr,
+    peer: Peer,
     deadline: Instant,
     ctx: &Context,
     hub: &Sender<HubEvent>,
 ) -> Response {
+    let ip = peer.addr.ip();
     let call = match call {
         Call::Read(read) => read,
-        Call::Post { room } => match post(stream, (req, rest), room, deadline, ctx) {
+        Call::Post { room } => match post(stream, (req, rest), room, (peer, deadline), ctx, hub) {
             Ok(call) => call,
             Err(response) => return response,
         },
@@ -122,7 +158,9 @@ pub(crate) fn serve<S: Transport>(
     let timeout = ctx.config.handshake_timeout;
     match answer.recv_timeout(timeout) {
         Ok(ApiAnswer::Posted(line)) => json_response(201, &message_json(&line)),
-        Ok(ApiAnswer::Rooms(rooms)) => json_response(200, &json!({ "rooms": rooms })),
+        Ok(ApiAnswer::Rooms { rooms, more }) => {
+            json_response(200, &json!({ "rooms": rooms, "more": more }))
+        }
         Ok(ApiAnswer::Messages {
             room,
             messages,
@@ -143,6 +181,7 @@ pub(crate) fn serve<S: Transport>(
             ),
         )
         .header("Retry-After", "1"),
+        Ok(ApiAnswer::TooManyRooms(why)) => error(403, "too_many_rooms", why),
         Ok(ApiAnswer::Unavailable) | Err(_) => error(
             503,
             "unavailable",
@@ -157,27 +196,37 @@ fn message_json(line: &ChatLine) -> serde_json::Value {
     serde_json::to_value(line).unwrap_or_default()
 }
 
-/// Checks a post: token, content type, body, text and sender name.
+/// Checks a post: token (within the client's budget of guesses, like the
+/// password), content type, body, text and sender name.
 fn post<S: Transport>(
     stream: &mut S,
     (req, rest): (&Request, Vec<u8>),
     room: String,
-    deadline: Instant,
+    (peer, deadline): (Peer, Instant),
     ctx: &Context,
+    hub: &Sender<HubEvent>,
 ) -> Result<ApiCall, Response> {
-    let Some(token) = &ctx.config.api_token else {
+    if ctx.config.api_token.is_none() {
         return Err(error(
             403,
             "forbidden",
             "posting is off: start the server with --api-token-file FILE or \
              SWITCHBOARD_API_TOKEN set, and send Authorization: Bearer TOKEN",
         ));
+    }
+    let Some(offered) = super::auth::bearer(req) else {
+        return Err(error(
+            401,
+            "unauthorized",
+            "send Authorization: Bearer TOKEN with the right token",
+        )
+        .header("WWW-Authenticate", "Bearer"));
     };
-    let offered = req
-        .header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if !offered.is_some_and(|t| token.matches(t.as_bytes())) {
+    let verdict = super::auth::judge(peer, crate::hub::Secret::ApiToken, offered, ctx, hub);
+    if verdict == crate::hub::Verdict::Locked {
+        return Err(super::login::locked());
+    }
+    if verdict == crate::hub::Verdict::Wrong {
         return Err(error(
             401,
             "unauthorized",

@@ -68,10 +68,29 @@ struct Input<'a, S> {
 }
 
 impl<S: Read> Input<'_, S> {
+    /// Reads whatever arrived next (at least one byte).
+    fn fill_some(
+        &mut self,
+        wait: &mut impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
+    ) -> Result<(), BodyError> {
+        let have = self.buf.len();
+        self.fill(have + 1, 4096, wait)
+    }
+
     /// Reads until at least `len` bytes are buffered.
     fn fill_to(
         &mut self,
         len: usize,
+        wait: &mut impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
+    ) -> Result<(), BodyError> {
+        self.fill(len, 0, wait)
+    }
+    /// Reads until at least `len` bytes are buffered, taking up to `extra` more if
+    /// they are there already.
+    fn fill(
+        &mut self,
+        len: usize,
+        extra: usize,
         wait: &mut impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
     ) -> Result<(), BodyError> {
         let mut scratch = [0u8; 4096];
@@ -83,7 +102,7 @@ impl<S: Read> Input<'_, S> {
                 HeadError::Timeout { .. } => BodyError::Head(HeadError::Timeout { partial: true }),
                 other => BodyError::Head(other),
             })?;
-            let want = (len - self.buf.len()).min(scratch.len());
+            let want = (len + extra - self.buf.len()).min(scratch.len());
             match self.stream.read(&mut scratch[..want]) {
                 Ok(0) => return Err(BodyError::Head(HeadError::Closed { partial: true })),
                 Ok(n) => self.buf.extend_from_slice(&scratch[..n]),
@@ -101,7 +120,16 @@ impl<S: Read> Input<'_, S> {
     }
 }
 
+/// Longest chunk-size line, extensions included: a size in hex needs 16 digits, and
+/// nothing here uses an extension, so one of a few dozen bytes is generous.
+const MAX_SIZE_LINE: usize = 128;
+
 /// Decodes a chunked body (RFC 9112 §7.1), trailers ignored.
+///
+/// Linear in what arrives: bytes are read as they come (never one `read` per byte),
+/// a size line is parsed again only when more of it arrived and never past
+/// [`MAX_SIZE_LINE`], and the framing may add at most that much per chunk of at least
+/// one byte, so a body of `max` bytes costs `O(max × MAX_SIZE_LINE)` at the very worst.
 fn dechunk<S: Read>(
     input: &mut Input<'_, S>,
     max: usize,
@@ -113,16 +141,16 @@ fn dechunk<S: Read>(
         let (header, size) = loop {
             match httparse::parse_chunk_size(&input.buf[at..]) {
                 Ok(httparse::Status::Complete((header, size))) => break (header, size),
-                Ok(httparse::Status::Partial) if input.buf.len() - at > 1024 => {
+                Ok(httparse::Status::Partial) if input.buf.len() - at > MAX_SIZE_LINE => {
                     return Err(BodyError::Malformed("chunk size line too long"));
                 }
-                Ok(httparse::Status::Partial) => {
-                    let have = input.buf.len();
-                    input.fill_to(have + 1, wait)?;
-                }
+                Ok(httparse::Status::Partial) => input.fill_some(wait)?,
                 Err(_) => return Err(BodyError::Malformed("bad chunk size")),
             }
         };
+        if header > MAX_SIZE_LINE {
+            return Err(BodyError::Malformed("chunk size line too long"));
+        }
         let size = usize::try_from(size).map_err(|_| BodyError::TooLarge)?;
         if body.len().saturating_add(size) > max {
             return Err(BodyError::TooLarge);

@@ -1,10 +1,13 @@
-//! `POST /login` (SPEC §11): the password, as an HTML form sends it (`password=…`) or
-//! as JSON (`{"password":…}`), in exchange for a session cookie.
+//! `POST /login` and `POST /logout`: the password, as an HTML form sends it
+//! (`password=…`) or as JSON (`{"password":…}`), in exchange for a session cookie,
+//! and the session ended again.
 //!
 //! A right password gets `204` (JSON) or `303` to `/` (a form), with the cookie; a
-//! wrong one `401`. Failed attempts are limited per address by the hub (`429` with
-//! `Retry-After` past the limit, right password or not), and the password is compared
-//! in constant time. Neither the password nor the cookie is ever logged.
+//! wrong one `401`. A client whose budget is spent is refused before its body is
+//! read, and the guess is judged by the hub within the budget ([`auth::judge`]), so
+//! sign-ins sent in parallel get no more tries than sent one by one: past the budget,
+//! `429` with `Retry-After`, right password or not.
+//! The body is at most 1 KiB. Neither the password nor the cookie is ever logged.
 
 use super::api::error;
 use super::auth;
@@ -12,41 +15,21 @@ use super::body;
 use super::request::{self, Request};
 use super::response::Response;
 use crate::base::{Context, Peer, Transport};
-use crate::hub::{HubEvent, LoginAttempt};
+use crate::hub::{HubEvent, Secret, SignIn, Verdict};
 use crossbeam_channel::Sender;
 use std::time::Instant;
 
-/// Largest sign-in body.
-const MAX_BODY: usize = 4096;
+/// Largest sign-in body: a form with a long password fits, a flood does not.
+const MAX_BODY: usize = 1024;
 
-/// Seconds to wait after too many wrong passwords (one more try comes back in that).
-pub(crate) const RETRY_AFTER: &str = "12";
-
-/// Whether the address of `peer` may try a password now.
-fn may_try(peer: Peer, ctx: &Context, hub: &Sender<HubEvent>) -> bool {
-    let (may, answer) = crossbeam_channel::bounded(1);
-    let attempt = LoginAttempt::May(may);
-    hub.send(HubEvent::Login {
-        ip: peer.addr.ip(),
-        attempt,
-    })
-    .is_ok()
-        && answer
-            .recv_timeout(ctx.config.handshake_timeout)
-            .unwrap_or(false)
-}
-
-/// Counts a wrong password from `peer`; `false` when its address was already over
-/// the limit (then nothing is counted: the attempt is simply refused).
-pub(crate) fn spend(peer: Peer, ctx: &Context, hub: &Sender<HubEvent>) -> bool {
-    if !may_try(peer, ctx, hub) {
-        return false;
-    }
-    let _ = hub.send(HubEvent::Login {
-        ip: peer.addr.ip(),
-        attempt: LoginAttempt::Failed,
-    });
-    true
+/// The answer to a client whose budget is spent.
+pub(crate) fn locked() -> Response {
+    error(
+        429,
+        "rate_limited",
+        "too many wrong passwords from this address: wait a little",
+    )
+    .header("Retry-After", auth::RETRY_AFTER)
 }
 
 /// Checks a sign-in and answers it; the caller writes the response.
@@ -58,20 +41,19 @@ pub(crate) fn serve<S: Transport>(
     ctx: &Context,
     hub: &Sender<HubEvent>,
 ) -> Response {
-    let Some(password) = &ctx.config.password else {
+    if ctx.config.password.is_none() {
         return error(404, "not_found", "this server has no password: just open /");
-    };
-    if !may_try(peer, ctx, hub) {
-        return error(
-            429,
-            "rate_limited",
-            "too many wrong passwords: wait a little",
-        )
-        .header("Retry-After", RETRY_AFTER);
+    }
+    if !auth::may_try(peer, ctx, hub) {
+        return locked();
     }
     let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
     let Ok(body) = body::read(stream, rest, req, MAX_BODY, deadline, wait) else {
-        return error(400, "bad_request", "the sign-in could not be read");
+        return error(
+            400,
+            "bad_request",
+            format!("the sign-in could not be read (at most {MAX_BODY} bytes)"),
+        );
     };
     let form = !req
         .header("Content-Type")
@@ -93,14 +75,41 @@ pub(crate) fn serve<S: Transport>(
             "send the password as password=… or {\"password\":…}",
         );
     };
-    if !password.matches(offered.as_bytes()) {
-        let _ = hub.send(HubEvent::Login {
-            ip: peer.addr.ip(),
-            attempt: LoginAttempt::Failed,
-        });
-        return error(401, "wrong_password", "wrong password");
+    match auth::judge(peer, Secret::Password, &offered, ctx, hub) {
+        Verdict::Right => {}
+        Verdict::Wrong => return error(401, "wrong_password", "wrong password"),
+        Verdict::Locked => return locked(),
     }
-    let cookie = auth::session_cookie(ctx, peer.secure);
+    let Some(cookie) = auth::new_session(ctx, peer.secure) else {
+        return error(503, "unavailable", "no randomness for a session: try again");
+    };
+    signed_in_or_out(form, cookie)
+}
+
+/// Ends the session of the cookie `req` carries, if any, and tells the browser to
+/// forget it. Answered the same whether there was one: `204`, or `303` to `/` for a
+/// form (a page's sign-out button).
+pub(crate) fn logout(req: &Request, peer: Peer, ctx: &Context, hub: &Sender<HubEvent>) -> Response {
+    if ctx.config.password.is_none() {
+        return error(
+            404,
+            "not_found",
+            "this server has no password: nothing to end",
+        );
+    }
+    if let Some(session) = auth::session(req, ctx) {
+        let _ = hub.send(HubEvent::SignIn(SignIn::End {
+            id: session.id,
+            expires: session.expires,
+        }));
+    }
+    let form = req
+        .header("Content-Type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    signed_in_or_out(form, auth::cleared_cookie(peer.secure))
+}
+
+fn signed_in_or_out(form: bool, cookie: String) -> Response {
     if form {
         Response::new(303)
             .header("Location", "/")

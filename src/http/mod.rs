@@ -11,7 +11,9 @@ mod api;
 mod auth;
 mod body;
 mod forwarded;
+mod host;
 mod login;
+mod qr;
 pub(crate) mod request;
 pub(crate) mod response;
 mod route;
@@ -21,6 +23,7 @@ use crate::connection::{self, Endpoint, JoinError};
 use crate::hub::HubEvent;
 use crate::metrics::{self, Rejection};
 use crate::wire::Tap;
+pub(crate) use auth::signing_key;
 use crossbeam_channel::Sender;
 pub(crate) use request::{HeadError, Request};
 pub(crate) use response::Response;
@@ -113,12 +116,30 @@ pub(crate) fn serve<S: Transport>(
         hub,
     );
     match routed {
-        Routed::Info => respond(stream, &head_only(info(&req, shared)), shared),
+        Routed::Qr => match qr::serve(&req, req.path_and_query().1, shared) {
+            Ok(response) => answer(stream, &req, peer, head_only(response), shared),
+            Err((response, why, reason)) => {
+                reject(stream, peer, head_only(response), why, &reason, shared)
+            }
+        },
+        // The guard answers it; should it not, the safe answer.
+        Routed::Info => respond(stream, &head_only(info(shared, false)), shared),
         Routed::Login => {
             metrics::bump(&shared.metrics.http_requests_total);
             let response = login::serve(&mut stream, (&req, rest), peer, deadline, shared, hub);
             log::info!(
                 "conn {} {}: sign-in -> {}",
+                peer.id,
+                peer.addr,
+                response.status
+            );
+            respond(stream, &response, shared);
+        }
+        Routed::Logout => {
+            metrics::bump(&shared.metrics.http_requests_total);
+            let response = login::logout(&req, peer, shared, hub);
+            log::info!(
+                "conn {} {}: sign-out -> {}",
                 peer.id,
                 peer.addr,
                 response.status
@@ -133,8 +154,7 @@ pub(crate) fn serve<S: Transport>(
             upgrade(stream, rest, endpoint, response, peer, shared, hub)
         }
         Routed::Api(call) => {
-            let ip = peer.addr.ip();
-            let response = api::serve(&mut stream, (&req, rest), call, ip, deadline, shared, hub);
+            let response = api::serve(&mut stream, (&req, rest), call, peer, deadline, shared, hub);
             answer(stream, &req, peer, head_only(response), shared);
         }
     }
@@ -154,13 +174,19 @@ fn answer<S: Transport>(stream: S, req: &Request, peer: Peer, response: Response
     respond(stream, &response, ctx);
 }
 
-/// With a password set, what it guards needs a signed-in request: every WebSocket
-/// endpoint and every `/api` read get `401` without one, and `/metrics` answers only
-/// loopback unless told `metrics_public`. Posting to the API has its own token.
+/// What every request must pass before it is served, in this order:
 ///
-/// A wrong `Authorization: Bearer` is a wrong password like one sent to `/login`: it
-/// counts against the address's sign-in limit, so the WebSocket door is no way around
-/// it (`429` past the limit).
+/// 1. **Its name** ([`host`]): a `Host` that is a DNS name this server does not
+///    answer to is `421` (DNS rebinding), on every endpoint but `/healthz`.
+/// 2. **Its origin**: a state-changing request (`POST /login`, `/logout`, an `/api`
+///    post) from a browser page of another origin is `403`, before any budget is
+///    spent (cross-site request forgery: any page a member opens could otherwise
+///    lock them out, or sign them out).
+/// 3. **Its credentials**, with a password set: every WebSocket endpoint and every
+///    `/api` read need a session or the password ([`auth::check`]): `401` without,
+///    `429` while the client's budget is spent. `/info` says whether the request is
+///    signed in, within the same budget. `/metrics` answers only loopback unless told
+///    `metrics_public`. Posting to the API has its own token, checked by the API.
 fn guard(
     routed: Routed,
     req: &Request,
@@ -168,40 +194,67 @@ fn guard(
     ctx: &Context,
     hub: &Sender<HubEvent>,
 ) -> Routed {
-    if ctx.config.password.is_none() {
-        return routed;
-    }
-    let signed_in = || auth::allows(req, ctx);
-    let guarded = matches!(&routed, Routed::Upgrade(..))
-        || matches!(&routed, Routed::Api(call) if !call.is_post());
-    if guarded && !signed_in() && auth::bearer(req).is_some() && !login::spend(peer, ctx, hub) {
-        let reason = "too many wrong passwords from this address: wait a little";
+    let (path, _) = req.path_and_query();
+    if path != "/healthz" && !host::allowed(req.header("Host"), &ctx.own_names) {
+        let reason = "this server does not answer to that name (start it with --allow-host NAME)";
         return Routed::Reject(
-            Response::text(429, reason).header("Retry-After", login::RETRY_AFTER),
-            Rejection::Unauthorized,
+            Response::text(421, reason),
+            Rejection::UnknownHost,
             reason.to_owned(),
         );
     }
+    let changes_state = matches!(&routed, Routed::Login | Routed::Logout)
+        || matches!(&routed, Routed::Api(call) if call.is_post());
+    if changes_state && cross_site(req, &ctx.config) {
+        let reason = "cross-site request refused: post from this server's own page";
+        return Routed::Reject(
+            Response::text(403, reason),
+            Rejection::Forbidden,
+            reason.to_owned(),
+        );
+    }
+    if ctx.config.password.is_none() {
+        return match routed {
+            Routed::Info => Routed::Respond(info(ctx, true)),
+            other => other,
+        };
+    }
+    let needs_access = matches!(&routed, Routed::Upgrade(..) | Routed::Info)
+        || matches!(&routed, Routed::Api(call) if !call.is_post());
+    if needs_access {
+        let access = auth::check(req, peer, ctx, hub);
+        return match (routed, access) {
+            (_, auth::Access::Locked) => {
+                let response = login::locked();
+                Routed::Reject(
+                    response,
+                    Rejection::Unauthorized,
+                    "too many wrong passwords from this address".to_owned(),
+                )
+            }
+            (Routed::Info, access) => Routed::Respond(info(ctx, access.allowed())),
+            (routed, access) if access.allowed() => routed,
+            (Routed::Api(_), _) => Routed::Respond(
+                api::error(
+                    401,
+                    "unauthorized",
+                    "sign in first: POST /login, or Authorization: Bearer PASSWORD",
+                )
+                .header("WWW-Authenticate", "Bearer"),
+            ),
+            _ => {
+                let reason = "this chat needs a password: sign in at / or send Authorization: Bearer PASSWORD";
+                Routed::Reject(
+                    Response::text(401, reason).header("WWW-Authenticate", "Bearer"),
+                    Rejection::Unauthorized,
+                    reason.to_owned(),
+                )
+            }
+        };
+    }
     match routed {
-        Routed::Upgrade(..) if !signed_in() => {
-            let reason =
-                "this chat needs a password: sign in at / or send Authorization: Bearer PASSWORD";
-            Routed::Reject(
-                Response::text(401, reason).header("WWW-Authenticate", "Bearer"),
-                Rejection::Unauthorized,
-                reason.to_owned(),
-            )
-        }
-        Routed::Api(call) if !call.is_post() && !signed_in() => Routed::Respond(
-            api::error(
-                401,
-                "unauthorized",
-                "sign in first: POST /login, or Authorization: Bearer PASSWORD",
-            )
-            .header("WWW-Authenticate", "Bearer"),
-        ),
         Routed::Respond(_)
-            if req.path_and_query().0 == "/metrics"
+            if path == "/metrics"
                 && !ctx.config.metrics_public
                 && !peer.addr.ip().is_loopback() =>
         {
@@ -217,14 +270,26 @@ fn guard(
     }
 }
 
-/// `GET /info`: the version, the addresses to share, and whether a password guards
-/// the chat and this request is signed in, so that the page knows what to show.
-fn info(req: &Request, ctx: &Context) -> Response {
+/// Whether `req` comes from a browser page of another origin than this server's
+/// (or a listed `--allow-origin`). A request without `Origin` (curl, a script) is
+/// not a browser's cross-site request.
+fn cross_site(req: &Request, config: &crate::config::Config) -> bool {
+    let Some(origin) = req.header("Origin") else {
+        return false;
+    };
+    let host = req.header("Host").unwrap_or_default();
+    !route::origin_allowed(origin, host, req.forwarded_secure, &config.allow_origins)
+}
+
+/// `GET /info`: the version, the addresses to share, the limits a client must
+/// respect, and whether a password guards the chat and this request is signed in,
+/// so that the page knows what to show.
+fn info(ctx: &Context, signed_in: bool) -> Response {
     let info = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "urls": ctx.config.public_urls,
         "password": ctx.config.password.is_some(),
-        "signed_in": auth::allows(req, ctx),
+        "signed_in": signed_in,
     });
     Response::new(200).body("application/json", info.to_string().into_bytes())
 }
@@ -366,7 +431,7 @@ mod tests {
             addr: addr.parse().unwrap(),
             secure: false,
         };
-        let req = request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let req = request("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let status = |config: Config, from: &str| {
             let ctx = Context::new(config, None).unwrap();
             let (hub, _events) = crossbeam_channel::unbounded();

@@ -26,8 +26,12 @@ pub(crate) enum Routed {
     Api(super::api::Call),
     /// `POST /login`, with a body still to read.
     Login,
+    /// `POST /logout`.
+    Logout,
     /// `GET /info`, which says whether this request is signed in.
     Info,
+    /// `GET /qr.svg`, drawn from the server's cache of its own links.
+    Qr,
 }
 
 fn reject(status: u16, why: Rejection, reason: impl Into<String>) -> Routed {
@@ -58,11 +62,15 @@ pub(crate) fn head_error_response(err: &HeadError) -> Option<(Response, Rejectio
 /// Decides what a request gets. `secure` says whether it came over TLS.
 pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed {
     let (path, query) = req.path_and_query();
-    if path == "/login" {
+    if path == "/login" || path == "/logout" {
         return if req.method == "POST" {
-            Routed::Login
+            if path == "/login" {
+                Routed::Login
+            } else {
+                Routed::Logout
+            }
         } else {
-            match reject(405, Rejection::MethodNotAllowed, "sign in with POST /login") {
+            match reject(405, Rejection::MethodNotAllowed, format!("use POST {path}")) {
                 Routed::Reject(resp, why, reason) => {
                     Routed::Reject(resp.header("Allow", "POST"), why, reason)
                 }
@@ -107,7 +115,7 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
             );
         }
         "/info" => return Routed::Info,
-        "/qr.svg" => return qr_svg(query),
+        "/qr.svg" => return Routed::Qr,
         "/metrics" => {
             return Routed::Respond(Response::new(200).body(
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -178,45 +186,6 @@ fn page_policy() -> &'static str {
     &POLICY
 }
 
-/// Longest text `/qr.svg` encodes: a long invite link fits, a novel does not.
-const MAX_QR_TEXT: usize = 512;
-
-/// `/qr.svg?text=…`: the QR code of `text` as an SVG image, so that the page can show
-/// the invite link to a phone's camera with nothing fetched from elsewhere.
-fn qr_svg(query: Option<&str>) -> Routed {
-    let text = match request::query_param(query, "text") {
-        Some(Some(text)) if !text.is_empty() && text.len() <= MAX_QR_TEXT => text,
-        Some(Some(text)) if !text.is_empty() => {
-            return reject(
-                400,
-                Rejection::BadRequest,
-                format!(
-                    "text is {} bytes, at most {MAX_QR_TEXT} make a QR code",
-                    text.len()
-                ),
-            );
-        }
-        _ => {
-            return reject(
-                400,
-                Rejection::BadRequest,
-                "/qr.svg needs ?text= with the text to encode, as UTF-8",
-            );
-        }
-    };
-    // Cannot fail for text this short: version 40 holds ~1,200 bytes even at the
-    // highest error correction.
-    let Ok(code) = qrcode::QrCode::with_error_correction_level(&text, qrcode::EcLevel::M) else {
-        return reject(400, Rejection::BadRequest, "text too long for a QR code");
-    };
-    let svg = code
-        .render::<qrcode::render::svg::Color<'_>>()
-        .min_dimensions(200, 200)
-        .quiet_zone(true)
-        .build();
-    Routed::Respond(Response::new(200).body("image/svg+xml", svg.into_bytes()))
-}
-
 fn chat_endpoint(room: &str, query: Option<&str>) -> Endpoint {
     let (name, name_error) = match request::query_param(query, "name") {
         None => (None, None),
@@ -237,7 +206,12 @@ fn chat_endpoint(room: &str, query: Option<&str>) -> Endpoint {
         request::query_param(query, "since"),
         request::query_param(query, "epoch"),
     ) {
-        (Some(Some(id)), Some(Some(epoch))) => id.parse().ok().map(|id| Since { id, epoch }),
+        // An id past any the store gives is no place to resume from.
+        (Some(Some(id)), Some(Some(epoch))) => id
+            .parse()
+            .ok()
+            .filter(|&id| id <= chat::MAX_ID)
+            .map(|id| Since { id, epoch }),
         _ => None,
     };
     Endpoint::Chat {
@@ -363,7 +337,12 @@ fn is_valid_key(key: &str) -> bool {
 /// The origin policy (SPEC §3): same host:port as the request, or listed. `secure`
 /// is the scheme the client used, when a trusted proxy said (SPEC §13): then the
 /// origin's scheme must be that one too.
-fn origin_allowed(origin: &str, host: &str, secure: Option<bool>, allowed: &[String]) -> bool {
+pub(super) fn origin_allowed(
+    origin: &str,
+    host: &str,
+    secure: Option<bool>,
+    allowed: &[String],
+) -> bool {
     let origin = origin.trim_end_matches('/');
     if allowed
         .iter()

@@ -12,15 +12,15 @@
 use super::members::Members;
 use super::nodes::Cluster;
 use super::{Backend, LeaveReason, Post};
-use crate::base::ConnId;
 use crate::base::RateLimit;
+use crate::base::{ClientKey, ConnId};
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
 use crate::cluster;
 use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
 use crate::store::{self, Answer, ApiAnswer, Author, NewMessage, Since, StoreError};
 use crossbeam_channel::Sender;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -49,7 +49,79 @@ pub(super) struct ChatRooms {
     /// API posts allowed per address, and each address's bucket.
     api_rate: (u32, u32),
     api_buckets: HashMap<IpAddr, RateLimit>,
+    /// Which rooms have stored messages, and how many new ones each client may start.
+    pub(super) rooms_kept: RoomsKept,
     metrics: Arc<Metrics>,
+}
+
+/// New rooms one client may start at once, and then one every this many seconds: a
+/// teacher setting up a class's rooms is not slowed, a script is.
+const NEW_ROOMS_BURST: u32 = 20;
+const NEW_ROOM_EVERY_SECS: f64 = 3.0;
+
+/// The bound on stored state: rooms with messages are kept until their messages
+/// expire, which they never do on their own, so their number is capped, and so is how
+/// fast one client may add to it.
+#[derive(Debug)]
+pub(super) struct RoomsKept {
+    /// Rooms with stored messages (or a message on its way to the store).
+    names: HashSet<String>,
+    max: usize,
+    /// Each chat member's client (address, or IPv6 /64).
+    pub(super) clients: HashMap<ConnId, ClientKey>,
+    budgets: HashMap<ClientKey, RateLimit>,
+}
+
+impl RoomsKept {
+    pub(super) fn new(max: usize, names: Vec<String>) -> Self {
+        Self {
+            names: names.into_iter().collect(),
+            max,
+            clients: HashMap::new(),
+            budgets: HashMap::new(),
+        }
+    }
+
+    /// Whether `client` may post to `room`: always to a room that has messages; to a
+    /// new one while there are fewer than the maximum, within the client's budget.
+    pub(super) fn admit(&mut self, room: &str, client: Option<ClientKey>) -> Result<(), ChatError> {
+        if self.names.contains(room) {
+            return Ok(());
+        }
+        if self.names.len() >= self.max {
+            return Err(ChatError::new(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "this server keeps at most {} rooms with messages: post in one of them",
+                    self.max
+                ),
+            ));
+        }
+        if let Some(client) = client {
+            if self.budgets.len() >= 4096 {
+                self.budgets.retain(|_, budget| !budget.is_full());
+            }
+            let budget = self
+                .budgets
+                .entry(client)
+                .or_insert_with(|| RateLimit::every(NEW_ROOM_EVERY_SECS, NEW_ROOMS_BURST));
+            if !budget.allow() {
+                return Err(ChatError::new(
+                    ErrorCode::RateLimited,
+                    "new rooms are started too fast from this address: wait a little",
+                ));
+            }
+        }
+        self.names.insert(room.to_owned());
+        Ok(())
+    }
+
+    /// A room got messages (on another node of the cluster, say).
+    pub(super) fn kept(&mut self, room: &str) {
+        if !self.names.contains(room) {
+            self.names.insert(room.to_owned());
+        }
+    }
 }
 
 impl ChatRooms {
@@ -57,6 +129,7 @@ impl ChatRooms {
         epoch: String,
         backend: Backend,
         api_rate: (u32, u32),
+        rooms_kept: RoomsKept,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (store, cluster) = match backend {
@@ -71,6 +144,7 @@ impl ChatRooms {
             loads: 0,
             api_rate,
             api_buckets: HashMap::new(),
+            rooms_kept,
             metrics,
         }
     }
@@ -80,14 +154,24 @@ impl ChatRooms {
     /// delivered like a chat message, marked `via: api`.
     pub(super) fn api(&mut self, ip: IpAddr, call: ApiCall, reply: Sender<ApiAnswer>) {
         let request = match call {
-            ApiCall::Rooms => {
-                let members = self
+            ApiCall::Rooms { after, limit } => {
+                // Only what can be on the page: the first rooms with people after
+                // `after`, by name; the store adds the rooms with messages.
+                let mut members: Vec<(String, usize)> = self
                     .rooms
                     .iter()
+                    .filter(|(name, room)| {
+                        !room.members.is_empty()
+                            && after.as_deref().is_none_or(|after| name.as_str() > after)
+                    })
                     .map(|(name, room)| (name.clone(), room.members.len()))
                     .collect();
+                members.sort_unstable();
+                members.truncate(limit + 1);
                 store::Request::Rooms {
                     members,
+                    after,
+                    limit,
                     reply: reply.clone(),
                 }
             }
@@ -117,6 +201,17 @@ impl ChatRooms {
                     let _ = reply.send(ApiAnswer::RateLimited);
                     return;
                 }
+                match self.rooms_kept.admit(&room, Some(ClientKey::of(ip))) {
+                    Ok(()) => {}
+                    Err(e) if e.code == ErrorCode::TooManyRooms => {
+                        let _ = reply.send(ApiAnswer::TooManyRooms(e.message));
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = reply.send(ApiAnswer::RateLimited);
+                        return;
+                    }
+                }
                 store::Request::Append(NewMessage {
                     author: Author::Api(reply.clone()),
                     room,
@@ -130,6 +225,14 @@ impl ChatRooms {
         if !self.ask(request) {
             metrics::bump(&self.metrics.store_errors);
             let _ = reply.send(ApiAnswer::Unavailable);
+        }
+    }
+
+    /// Has the backend remember that session `id` was ended (and, on a cluster, tell
+    /// every node).
+    pub(super) fn end_session(&self, id: crate::base::SessionId, expires: u64) {
+        if !self.ask(store::Request::EndSession { id, expires }) {
+            metrics::bump(&self.metrics.store_errors);
         }
     }
 
@@ -190,6 +293,10 @@ impl ChatRooms {
         }
         match msg {
             ClientMessage::Message { text } => {
+                let client = self.rooms_kept.clients.get(&id).copied();
+                if let Err(error) = self.rooms_kept.admit(&room, client) {
+                    return self.send_error(members, post, id, &error);
+                }
                 let msg = NewMessage {
                     author: Author::Member(id),
                     room,

@@ -254,8 +254,11 @@ impl ChatRooms {
             return;
         };
         match bus {
+            // The hub's sign-in part takes these before they get here.
+            Bus::EndSession { .. } => {}
             Bus::Msg { .. } => {
                 if let Some(line) = bus.line() {
+                    self.rooms_kept.kept(&line.room);
                     self.deliver_line(members, post, &line, false);
                 }
             }

@@ -21,8 +21,9 @@ mod cluster;
 mod members;
 mod nodes;
 mod relay;
+pub(crate) mod signin;
 
-use crate::base::{ClientKey, ConnId, RateLimit};
+use crate::base::{ClientKey, ConnId, SessionId};
 use crate::chat::{ChatError, ClientMessage};
 use crate::cluster::Event;
 use crate::metrics::{self, Metrics};
@@ -33,6 +34,8 @@ use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
 use members::{Members, Role};
 use relay::RelayRooms;
+use signin::SignIns;
+pub(crate) use signin::{Secret, Secrets, SignIn, Verdict};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -58,6 +61,8 @@ pub(crate) enum HubEvent {
         outbox: Outbox,
         /// How its traffic can be watched (SPEC §14).
         wire: Option<Door>,
+        /// Its client (address, or IPv6 /64), for the per-client limits.
+        client: ClientKey,
     },
     /// A relay client finished its handshake.
     JoinRelay {
@@ -75,8 +80,8 @@ pub(crate) enum HubEvent {
     Reply { id: ConnId, msg: Message },
     /// The connection is gone.
     Leave { id: ConnId, reason: LeaveReason },
-    /// A sign-in from `ip`: may it try (answered on `reply`), or it just failed.
-    Login { ip: IpAddr, attempt: LoginAttempt },
+    /// The sign-in budget and the ended sessions ([`signin`]).
+    SignIn(SignIn),
     /// A wire viewer asks to watch connection `id` with `key` (SPEC §14); `reply`
     /// says whether it was let in.
     Watch {
@@ -93,25 +98,11 @@ pub(crate) enum HubEvent {
     },
 }
 
-/// One step of a sign-in, for the per-address limit on failed attempts.
-#[derive(Debug)]
-pub(crate) enum LoginAttempt {
-    /// May this address try now? `false` while it is over the limit.
-    May(Sender<bool>),
-    /// The password was wrong: one attempt spent.
-    Failed,
-}
-
-/// Failed sign-ins an address may make in a row, and then one every this many
-/// seconds: enough for typing mistakes, far too few to guess a password.
-const LOGIN_BURST: u32 = 5;
-const LOGIN_EVERY_SECS: f64 = 12.0;
-
 /// What an HTTP API request asks of the hub (SPEC §11).
 #[derive(Debug)]
 pub(crate) enum ApiCall {
-    /// `GET /api/rooms`.
-    Rooms,
+    /// `GET /api/rooms?after=NAME&limit=N`: a page of rooms by name.
+    Rooms { after: Option<String>, limit: usize },
     /// `GET /api/rooms/{room}/messages`.
     Messages {
         room: String,
@@ -178,6 +169,14 @@ pub(crate) struct HubConfig {
     pub epoch: String,
     /// HTTP API posts allowed per address: per second, and in one burst.
     pub api_rate: (u32, u32),
+    /// The password and the API token, which the hub compares guesses with.
+    pub secrets: Secrets,
+    /// The sessions the backend remembers as ended, with their expiry.
+    pub ended_sessions: Vec<(SessionId, u64)>,
+    /// Rooms with stored messages, at most (`Config::max_rooms`).
+    pub max_rooms: usize,
+    /// The rooms that have stored messages already.
+    pub stored_rooms: Vec<String>,
 }
 
 /// What woke the hub.
@@ -336,20 +335,26 @@ pub(crate) struct Hub {
     chat: ChatRooms,
     relay: RelayRooms,
     post: Post,
-    /// Failed sign-ins per address.
-    logins: HashMap<ClientKey, RateLimit>,
+    /// The sign-in budget per client, and the sessions that were ended.
+    signins: SignIns,
 }
 
 impl Hub {
     /// A hub whose chat rooms keep their messages in the store behind `store`.
     pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>, backend: Backend) -> Self {
         Self {
-            chat: ChatRooms::new(config.epoch, backend, config.api_rate, Arc::clone(&metrics)),
+            chat: ChatRooms::new(
+                config.epoch,
+                backend,
+                config.api_rate,
+                chat::RoomsKept::new(config.max_rooms, config.stored_rooms),
+                Arc::clone(&metrics),
+            ),
             metrics,
             members: Members::default(),
             relay: RelayRooms::default(),
             post: Post::default(),
-            logins: HashMap::new(),
+            signins: SignIns::new(config.secrets, config.ended_sessions),
         }
     }
 
@@ -422,6 +427,12 @@ impl Hub {
             ..
         } = self;
         match event {
+            Event::Bus(crate::cluster::Bus::EndSession { id, expires }) => {
+                let id = data_encoding::HEXLOWER.decode(id.as_bytes()).ok();
+                if let Some(id) = id.and_then(|id| SessionId::try_from(id.as_slice()).ok()) {
+                    self.signins.end(id, expires);
+                }
+            }
             Event::Relay { from, room, msg } => {
                 if !chat.is_ours(&from) {
                     relay.deliver(members, post, &room, &msg);
@@ -475,7 +486,9 @@ impl Hub {
                 since,
                 outbox,
                 wire,
+                client,
             } => {
+                chat.rooms_kept.clients.insert(id, client);
                 if chat.cluster.is_some() {
                     members.join_unnamed(id, &room, outbox, wire);
                     chat.cluster_join(members, post, id, &room, name, since);
@@ -515,22 +528,14 @@ impl Hub {
                 }
                 let _ = reply.send(let_in);
             }
-            HubEvent::Login { ip, attempt } => {
-                if self.logins.len() > 4096 {
-                    self.logins.retain(|_, bucket| !bucket.is_full());
+            HubEvent::SignIn(request) => {
+                if let SignIn::End { id, expires } = &request {
+                    // Kept here at once; the backend persists it and tells the other
+                    // nodes. If it cannot take it now, this node still refuses the
+                    // cookie until it restarts.
+                    chat.end_session(*id, *expires);
                 }
-                let bucket = self
-                    .logins
-                    .entry(ClientKey::of(ip))
-                    .or_insert_with(|| RateLimit::every(LOGIN_EVERY_SECS, LOGIN_BURST));
-                match attempt {
-                    LoginAttempt::May(reply) => {
-                        let _ = reply.send(bucket.has_one());
-                    }
-                    LoginAttempt::Failed => {
-                        bucket.allow();
-                    }
-                }
+                self.signins.handle(request);
             }
         }
         self.evict_overflowed();
@@ -553,6 +558,7 @@ impl Hub {
 
     /// Forgets a member entirely, and tells its chat room why it left.
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
+        self.chat.rooms_kept.clients.remove(&id);
         self.post.held.remove(&id);
         self.post.waiting.remove(&id);
         if self.chat.cluster.is_some()
@@ -637,6 +643,10 @@ mod tests {
         let config = HubConfig {
             epoch: store.epoch().to_owned(),
             api_rate: (20, 40),
+            secrets: Secrets::default(),
+            ended_sessions: Vec::new(),
+            max_rooms: 10_000,
+            stored_rooms: Vec::new(),
         };
         TestHub {
             hub: Hub::new(config, Arc::new(Metrics::new()), Backend::Store(store_tx)),
@@ -651,6 +661,7 @@ mod tests {
         let (tx, rx) = outbox(8, 1 << 20).unwrap();
         hub.handle(HubEvent::JoinChat {
             id,
+            client: ClientKey::of("127.0.0.1".parse().unwrap()),
             room: room.into(),
             name: Some(name.into()),
             name_error: None,
@@ -675,6 +686,7 @@ mod tests {
         let (tx, rx) = outbox(16, 1 << 20).unwrap();
         hub.hub.apply_only(HubEvent::JoinChat {
             id: 1,
+            client: ClientKey::of([127, 0, 0, 1].into()),
             room: "r".into(),
             name: Some("quick".into()),
             name_error: None,
@@ -793,11 +805,16 @@ mod tests {
         let config = HubConfig {
             epoch: "e".into(),
             api_rate: (20, 40),
+            secrets: Secrets::default(),
+            ended_sessions: Vec::new(),
+            max_rooms: 10_000,
+            stored_rooms: Vec::new(),
         };
         let mut hub = Hub::new(config, Arc::new(Metrics::new()), backend);
         let (tx, rx) = outbox(16, 1 << 20).unwrap();
         hub.handle(HubEvent::JoinChat {
             id: 1,
+            client: ClientKey::of([127, 0, 0, 1].into()),
             room: "r".into(),
             name: Some("ann".into()),
             name_error: None,

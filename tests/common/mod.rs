@@ -119,6 +119,22 @@ pub fn read_head(stream: &mut impl Read) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// A TCP connection to `addr` from the loopback address `from`, with timeouts.
+pub fn tcp_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from((from, 0)).into())
+        .expect("bind to a loopback address");
+    socket
+        .connect_timeout(&addr.into(), READ_TIMEOUT)
+        .expect("connect");
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
 /// A plain GET, answered in full.
 pub fn get(addr: SocketAddr, path: &str) -> String {
     raw(

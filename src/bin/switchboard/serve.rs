@@ -29,12 +29,21 @@ pub(crate) struct ServeArgs {
     /// A browser origin allowed besides the page's own; repeat it for more, `*` for all.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origin: Vec<String>,
+    /// A DNS name the server answers to besides localhost, this machine's names and
+    /// the share URLs' (the public name behind a proxy); repeat it for more. IP
+    /// addresses always work; other names get 421.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_host: Vec<String>,
     /// Connections open at once, in total; more get 503.
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_connections)]
     max_connections: usize,
     /// Connections open at once from one IP address; more get 503.
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_connections_per_ip)]
     max_connections_per_ip: usize,
+    /// Rooms with stored messages, at most; a message that would start another gets
+    /// the error too_many_rooms.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_rooms)]
+    max_rooms: usize,
     /// Largest message or frame accepted; larger ones close the connection with 1009.
     #[arg(long, value_name = "BYTES", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_message_size)]
     max_message_size: usize,
@@ -183,8 +192,10 @@ impl ServeArgs {
     fn into_config(self) -> Config {
         let mut config = Config::default().listen(&self.listen);
         config.allow_origins = self.allow_origin;
+        config.allow_hosts = self.allow_host;
         config.max_connections = self.max_connections;
         config.max_connections_per_ip = self.max_connections_per_ip;
+        config.max_rooms = self.max_rooms;
         config.max_message_size = self.max_message_size;
         config.handshake_timeout = Duration::from_secs(self.handshake_timeout);
         config.ping_interval = Duration::from_secs(self.ping_interval);
