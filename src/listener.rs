@@ -25,6 +25,11 @@
 //! connection's end is reported, which always comes after the request (one thread
 //! sends both, in order, on one channel): no seat can be taken twice or left behind.
 //!
+//! A thread that cannot be started (the system's thread limits: `threads-max`,
+//! `pid_max`, a cgroup's `pids.max`, `RLIMIT_NPROC`) costs the connection, not the
+//! server: the loop answers it `503` itself, without blocking on it, frees its seat,
+//! and warns at most once a second ([`SpawnFailures`]).
+//!
 //! A connection thread runs the stages in the order a byte meets them: the TLS
 //! handshake on a TLS listener ([`crate::tls`]), the trace tap when tracing is on
 //! ([`crate::trace`]), then the HTTP front ([`crate::http`]), which may hand the
@@ -41,7 +46,7 @@ use crate::trace::Traced;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use rustix::event::{PollFd, PollFlags, poll};
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -180,6 +185,7 @@ struct Threads {
     jobs_rx: Receiver<Job>,
     reports_tx: Sender<Report>,
     reports_rx: Receiver<Report>,
+    spawn_failures: SpawnFailures,
 }
 
 impl Threads {
@@ -196,6 +202,7 @@ impl Threads {
             jobs_rx,
             reports_tx,
             reports_rx,
+            spawn_failures: SpawnFailures::default(),
         }
     }
 
@@ -221,18 +228,24 @@ impl Threads {
             shared: Arc::clone(shared),
             hub: hub.clone(),
         };
-        let peer = job.peer;
+        // The job goes to the thread only once it runs, so that a thread that cannot
+        // be started leaves the connection here, to be refused.
+        let (first_tx, first_rx) = crossbeam_channel::bounded(1);
         match thread::Builder::new()
             .name(format!("conn-{id}"))
             .stack_size(CONN_STACK)
-            .spawn(move || worker.run(job))
+            .spawn(move || worker.run(first_rx))
         {
             Ok(thread) => {
                 self.threads.insert(id, thread);
+                // Cannot fail: the thread holds the receiver until it has the job.
+                let _ = first_tx.send(job);
             }
-            // The closure, job and ticket included, was dropped: the connection's
-            // end is already reported.
-            Err(e) => log::warn!("conn {} {}: cannot start a thread: {e}", peer.id, peer.addr),
+            Err(e) => {
+                shared.metrics.reject(Rejection::ServerFull);
+                self.spawn_failures.failed(&e, Instant::now());
+                refuse_without_thread(job);
+            }
         }
     }
 
@@ -307,6 +320,74 @@ fn take_one(n: &AtomicUsize) -> bool {
         .is_ok()
 }
 
+/// The answer to a connection no thread could be started for.
+const NO_THREAD_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Retry-After: 1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 29\r\n\
+Connection: close\r\n\
+\r\n\
+server full, try again later\n";
+
+/// Answers `job`'s client on the accept thread, which must never wait on a socket:
+/// one non-blocking write of a `503` that fits any socket buffer, then the close.
+/// Dropping the job's ticket frees its seat.
+///
+/// A TLS client would need a handshake first, which could block: it is only closed.
+fn refuse_without_thread(job: Job) {
+    let Job {
+        mut stream, peer, ..
+    } = job;
+    if peer.secure || stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    // Whatever of the request already came is read and dropped (without waiting for
+    // more), so that closing does not turn into a reset that could destroy the
+    // answer before the client reads it.
+    let mut scratch = [0u8; 1024];
+    for _ in 0..8 {
+        match stream.read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    let _ = stream.write(NO_THREAD_RESPONSE);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// The connections refused for want of a thread, for a warning at most once a second:
+/// a system out of threads would otherwise log a line for every client that tries.
+#[derive(Debug, Default)]
+struct SpawnFailures {
+    /// Refused since the last warning.
+    unreported: u64,
+    /// When the last warning went out.
+    warned_at: Option<Instant>,
+}
+
+impl SpawnFailures {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Counts one refusal, and warns if the last warning is more than a second old.
+    /// Refusals within the second are told in the next warning.
+    fn failed(&mut self, e: &io::Error, now: Instant) {
+        self.unreported += 1;
+        if self
+            .warned_at
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            return;
+        }
+        log::warn!(
+            "cannot start a connection thread: {e} (a limit on threads or processes?); \
+             {} connection(s) refused with 503 since the last such warning",
+            self.unreported
+        );
+        self.unreported = 0;
+        self.warned_at = Some(now);
+    }
+}
+
 /// A connection thread: runs connections until none comes for a while.
 struct Worker {
     id: u64,
@@ -318,8 +399,8 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self, first: Job) {
-        let mut next = Some(first);
+    fn run(self, first: Receiver<Job>) {
+        let mut next = first.recv().ok();
         while let Some(Job {
             stream,
             peer,
@@ -684,6 +765,46 @@ mod tests {
             threads.reports_rx.try_iter().last(),
             Some(Report::ThreadExited(9))
         ));
+    }
+
+    #[test]
+    fn the_no_thread_answer_is_a_whole_503_with_retry_after() {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(head) = response.parse(NO_THREAD_RESPONSE).unwrap() else {
+            panic!("a whole head");
+        };
+        assert_eq!(response.code, Some(503));
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| std::str::from_utf8(h.value).unwrap())
+        };
+        assert_eq!(header("Retry-After"), Some("1"));
+        assert_eq!(header("Connection"), Some("close"));
+        let body = NO_THREAD_RESPONSE.len() - head;
+        assert_eq!(header("Content-Length"), Some(body.to_string().as_str()));
+    }
+
+    #[test]
+    fn spawn_failures_warn_at_most_once_a_second_and_count_the_rest() {
+        let mut failures = SpawnFailures::default();
+        let e = io::Error::from(io::ErrorKind::WouldBlock);
+        let start = Instant::now();
+        failures.failed(&e, start);
+        assert_eq!(failures.unreported, 0, "the first one is told at once");
+        for ms in [1, 200, 999] {
+            failures.failed(&e, start + Duration::from_millis(ms));
+        }
+        assert_eq!(failures.unreported, 3, "kept for the next warning");
+        failures.failed(&e, start + Duration::from_millis(1000));
+        assert_eq!(failures.unreported, 0, "told, with the one that came now");
+        assert_eq!(
+            failures.warned_at,
+            Some(start + Duration::from_millis(1000))
+        );
     }
 
     #[test]

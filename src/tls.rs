@@ -2,21 +2,30 @@
 //! the TLS handshake.
 //!
 //! TLS sits under everything else: once [`accept`] returns, the connection thread runs
-//! the very same HTTP front and frame loop over a [`TlsStream`] as over a plain
+//! the very same HTTP front and frame loop over an [`SslStream`] as over a plain
 //! `TcpStream`, through the [`Transport`] trait. The one thing the frame loop must
 //! know is that OpenSSL may hold decrypted bytes the socket no longer shows
 //! ([`Transport::has_buffered`]).
+//!
+//! The server negotiates TLS 1.3, or TLS 1.2 with a client that has nothing newer,
+//! and nothing older (Mozilla's "intermediate" configuration, version 5). It speaks
+//! to OpenSSL through the `openssl` crate rather than `native-tls`, which wraps the
+//! same OpenSSL here anyway: `native-tls`'s acceptor starts from the older version 4
+//! of that configuration, which turns TLS 1.3 off, and none of its settings turn it
+//! back on. Clients (`switchboard connect`, the tests) keep `native-tls`, whose
+//! connector does speak TLS 1.3.
 
 use crate::base::{Interest, Transport, Wake, wait};
 use crate::config::Identity;
 use crate::error::{Error, Result};
-use native_tls::{HandshakeError, TlsAcceptor, TlsConnector, TlsStream};
-use std::io::{self, Read, Write};
+use openssl::error::ErrorStack;
+use openssl::pkey::PKey;
+use openssl::ssl::{ErrorCode, HandshakeError, SslAcceptor, SslMethod, SslStream, SslVersion};
+use openssl::x509::X509;
+use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// The development certificate from `certs/`, built in so that `wss://` works out of
@@ -24,7 +33,7 @@ use std::time::{Duration, Instant};
 const DEV_CERT: &[u8] = include_bytes!("../certs/localhost.pem");
 const DEV_KEY: &[u8] = include_bytes!("../certs/localhost-key.pem");
 
-impl Transport for TlsStream<TcpStream> {
+impl Transport for SslStream<TcpStream> {
     fn socket(&self) -> BorrowedFd<'_> {
         self.get_ref().as_fd()
     }
@@ -38,7 +47,7 @@ impl Transport for TlsStream<TcpStream> {
     }
 
     fn has_buffered(&self) -> bool {
-        self.buffered_read_size().is_ok_and(|n| n > 0)
+        self.ssl().pending() > 0
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -51,9 +60,9 @@ impl Transport for TlsStream<TcpStream> {
 
 /// Builds the acceptor for `identity`, with errors that name the file at fault.
 ///
-/// A certificate and key that do not belong together are only noticed by OpenSSL
-/// during a handshake, so this runs one against itself before the server starts.
-pub(crate) fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
+/// The certificate file holds the server's certificate, then any intermediate
+/// certificates, which are sent along in that order. The key must be PKCS#8.
+pub(crate) fn acceptor(identity: &Identity) -> Result<SslAcceptor> {
     let (cert, key, cert_path, key_path) = match identity {
         Identity::Development => {
             let builtin = PathBuf::from("<built-in development certificate>");
@@ -71,21 +80,20 @@ pub(crate) fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
         problem,
         source: None,
     };
-    let failed = |path: &Path, problem: &str, e: native_tls::Error| Error::Certificate {
+    let failed = |path: &Path, problem: &str, e: ErrorStack| Error::Certificate {
         path: path.to_owned(),
         problem: problem.to_owned(),
         source: Some(Box::new(e)),
     };
-    match native_tls::Certificate::stack_from_pem(&cert) {
-        Ok(chain) if !chain.is_empty() => {}
-        Ok(_) => {
-            return Err(bad(
-                &cert_path,
-                "no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into(),
-            ));
-        }
-        Err(e) => return Err(failed(&cert_path, "not a PEM certificate", e)),
-    }
+    let mut chain = X509::stack_from_pem(&cert)
+        .map_err(|e| failed(&cert_path, "not a PEM certificate", e))?
+        .into_iter();
+    let Some(leaf) = chain.next() else {
+        return Err(bad(
+            &cert_path,
+            "no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into(),
+        ));
+    };
     let key = trim_leading_whitespace(&key);
     if !key.starts_with(b"-----BEGIN PRIVATE KEY-----") {
         let reason = if key.starts_with(b"-----BEGIN RSA PRIVATE KEY-----")
@@ -97,18 +105,40 @@ pub(crate) fn acceptor(identity: &Identity) -> Result<TlsAcceptor> {
         };
         return Err(bad(&key_path, reason.into()));
     }
-    let identity = native_tls::Identity::from_pkcs8(&cert, key)
-        .map_err(|e| failed(&key_path, "cannot load the key", e))?;
-    let acceptor = TlsAcceptor::new(identity).map_err(Error::Tls)?;
-    self_handshake(&acceptor).map_err(|e| Error::Certificate {
-        path: key_path.clone(),
-        problem: format!(
-            "does not work with the certificate {} (is it the matching key?)",
-            cert_path.display()
-        ),
-        source: Some(Box::new(e)),
-    })?;
-    Ok(acceptor)
+    let key =
+        PKey::private_key_from_pem(key).map_err(|e| failed(&key_path, "cannot load the key", e))?;
+    // Version 5 of Mozilla's intermediate configuration: TLS 1.3 and 1.2. The floor
+    // is set again explicitly, so that no default of the OpenSSL underneath can
+    // lower it.
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .and_then(|mut b| {
+            b.set_min_proto_version(Some(SslVersion::TLS1_2))
+                .map(|()| b)
+        })
+        .map_err(|e| Error::Io(io::Error::other(format!("cannot set up TLS: {e}"))))?;
+    builder
+        .set_certificate(&leaf)
+        .map_err(|e| failed(&cert_path, "OpenSSL refuses the certificate", e))?;
+    for intermediate in chain {
+        builder
+            .add_extra_chain_cert(intermediate)
+            .map_err(|e| failed(&cert_path, "OpenSSL refuses a chain certificate", e))?;
+    }
+    // OpenSSL compares the key with the certificate as it takes it, and once more
+    // when asked: either failure means the two do not belong together.
+    let mismatch = |e| {
+        failed(
+            &key_path,
+            &format!(
+                "does not work with the certificate {} (is it the matching key?)",
+                cert_path.display()
+            ),
+            e,
+        )
+    };
+    builder.set_private_key(&key).map_err(mismatch)?;
+    builder.check_private_key().map_err(mismatch)?;
+    Ok(builder.build())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -125,41 +155,6 @@ fn trim_leading_whitespace(bytes: &[u8]) -> &[u8] {
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(bytes.len());
     &bytes[start..]
-}
-
-/// One TLS handshake between `acceptor` and a client that trusts anything, over a
-/// socket pair inside this process.
-fn self_handshake(acceptor: &TlsAcceptor) -> io::Result<()> {
-    let (server_end, client_end) = UnixStream::pair()?;
-    for end in [&server_end, &client_end] {
-        end.set_read_timeout(Some(Duration::from_secs(5)))?;
-        end.set_write_timeout(Some(Duration::from_secs(5)))?;
-    }
-    let connector = TlsConnector::builder()
-        .danger_accept_invalid_certs(true)
-        .danger_accept_invalid_hostnames(true)
-        .build()
-        .map_err(io::Error::other)?;
-    let client = thread::Builder::new()
-        .name("tls-check".into())
-        .spawn(move || {
-            let mut tls = connector
-                .connect("localhost", client_end)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            tls.write_all(b"ok")?;
-            tls.flush()
-        })?;
-    let served = acceptor
-        .accept(server_end)
-        .map_err(|e| io::Error::other(e.to_string()))
-        .and_then(|mut tls| {
-            let mut buf = [0u8; 2];
-            tls.read_exact(&mut buf)
-        });
-    let connected = client
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the check's client panicked")));
-    served.and(connected)
 }
 
 /// Why a TLS handshake did not complete.
@@ -186,11 +181,11 @@ impl std::fmt::Display for AcceptError {
 /// The server side of a TLS handshake, bounded by `deadline` and cut short by a
 /// shutdown. Returns the stream in blocking mode, like a fresh `TcpStream`.
 pub(crate) fn accept(
-    acceptor: &TlsAcceptor,
+    acceptor: &SslAcceptor,
     tcp: TcpStream,
     deadline: Instant,
     shutdown: &Wake,
-) -> std::result::Result<TlsStream<TcpStream>, AcceptError> {
+) -> std::result::Result<SslStream<TcpStream>, AcceptError> {
     // Non-blocking, so that a client stalling mid-handshake cannot hold this thread
     // past the deadline or past a shutdown.
     tcp.set_nonblocking(true)
@@ -205,21 +200,25 @@ pub(crate) fn accept(
                     .map_err(|e| AcceptError::Failed(e.to_string()))?;
                 return Ok(stream);
             }
-            Err(HandshakeError::Failure(e)) => return Err(AcceptError::Failed(e.to_string())),
+            Err(HandshakeError::SetupFailure(e)) => return Err(AcceptError::Failed(e.to_string())),
+            Err(HandshakeError::Failure(mid)) => {
+                return Err(AcceptError::Failed(mid.error().to_string()));
+            }
             Err(HandshakeError::WouldBlock(mid)) => {
-                // The server's flight fits any socket buffer, so the handshake only
-                // ever waits for the client's bytes.
-                let woken = wait(
-                    mid.get_ref().as_fd(),
-                    Interest::READ,
-                    [shutdown],
-                    Some(deadline),
-                )
-                .map_err(|e| AcceptError::Failed(e.to_string()))?;
+                // Mostly the handshake waits for the client's bytes; the server's own
+                // flights (TLS 1.3 session tickets included) rarely fill a socket
+                // buffer, but when they do it waits for room.
+                let interest = if mid.error().code() == ErrorCode::WANT_WRITE {
+                    Interest::WRITE
+                } else {
+                    Interest::READ
+                };
+                let woken = wait(mid.get_ref().as_fd(), interest, [shutdown], Some(deadline))
+                    .map_err(|e| AcceptError::Failed(e.to_string()))?;
                 if woken.fired(shutdown) {
                     return Err(AcceptError::Shutdown);
                 }
-                if !woken.readable && Instant::now() >= deadline {
+                if !woken.readable && !woken.writable && Instant::now() >= deadline {
                     return Err(AcceptError::Timeout);
                 }
                 attempt = mid.handshake();

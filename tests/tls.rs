@@ -299,3 +299,116 @@ fn a_sign_in_over_https_sets_a_secure_cookie() {
     let cookie = header(&response, "Set-Cookie").expect("a cookie");
     assert!(cookie.split(';').any(|a| a.trim() == "Secure"), "{cookie}");
 }
+
+// ---- protocol versions, as outside clients see them ----
+
+/// What `openssl s_client` printed (stdout and stderr) after one handshake with the
+/// TLS listener of `server`, forced to the protocol `version` (`-tls1_3`, `-tls1_2`…),
+/// or `None` if the test was skipped for want of `openssl`.
+fn s_client(test: &str, server: &ServerHandle, version: &str) -> Option<String> {
+    let openssl = tool_or_skip(test, "openssl", "SWITCHBOARD_REQUIRE_TOOLS")?;
+    let port = tls_addr(server).port().to_string();
+    let ca = certs().join("ca.pem");
+    let out = std::process::Command::new("timeout")
+        .arg("10")
+        .arg(openssl)
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "localhost", "-CAfile"])
+        .arg(ca)
+        .arg(version)
+        // Security level 0, so that this client really offers TLS 1.0 and 1.1 (its
+        // own defaults would refuse them before saying a word) and it is the server
+        // that says no.
+        .args(["-cipher", "DEFAULT:@SECLEVEL=0"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client runs");
+    Some(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// The protocol `s_client` says it negotiated (`New, TLSv1.3, Cipher is …`), or
+/// `None` when the handshake failed (`New, (NONE), Cipher is (NONE)`).
+fn negotiated(output: &str) -> Option<&str> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("New, "))
+        .and_then(|rest| rest.split(',').next())
+        .filter(|v| v.starts_with("TLS"))
+}
+
+#[test]
+fn openssl_s_client_negotiates_tls_1_3() {
+    let server = start_tls();
+    let Some(out) = s_client("openssl_s_client_negotiates_tls_1_3", &server, "-tls1_3") else {
+        return;
+    };
+    assert_eq!(negotiated(&out), Some("TLSv1.3"), "{out}");
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+}
+
+#[test]
+fn openssl_s_client_limited_to_tls_1_2_still_gets_in() {
+    let server = start_tls();
+    let Some(out) = s_client(
+        "openssl_s_client_limited_to_tls_1_2_still_gets_in",
+        &server,
+        "-tls1_2",
+    ) else {
+        return;
+    };
+    assert_eq!(negotiated(&out), Some("TLSv1.2"), "{out}");
+}
+
+#[test]
+fn tls_1_1_and_1_0_are_refused_and_hurt_nobody() {
+    let server = start_tls();
+    let mut bystander = wss(tls_addr(&server), "/ws/echo");
+    for version in ["-tls1_1", "-tls1"] {
+        let Some(out) = s_client(
+            "tls_1_1_and_1_0_are_refused_and_hurt_nobody",
+            &server,
+            version,
+        ) else {
+            return;
+        };
+        assert_eq!(negotiated(&out), None, "{version}: {out}");
+        // Alert 70, protocol_version (RFC 8446 §6.2), from the server: the client did
+        // offer the old version.
+        assert!(out.contains("alert number 70"), "{version}: {out}");
+    }
+    assert_echoes(&mut bystander, "still fine");
+}
+
+#[test]
+fn a_default_python_ssl_client_negotiates_tls_1_3() {
+    let test = "a_default_python_ssl_client_negotiates_tls_1_3";
+    let Some(python) = tool_or_skip(test, "python3", "SWITCHBOARD_REQUIRE_TOOLS") else {
+        return;
+    };
+    let server = start_tls();
+    let script = "import socket, ssl, sys\n\
+                  context = ssl.create_default_context(cafile=sys.argv[1])\n\
+                  raw = socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=5)\n\
+                  with context.wrap_socket(raw, server_hostname='localhost') as tls:\n\
+                  \x20   print(tls.version())\n";
+    let out = std::process::Command::new("timeout")
+        .arg("10")
+        .arg(python)
+        .args(["-c", script])
+        .arg(certs().join("ca.pem"))
+        .arg(tls_addr(&server).port().to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "TLSv1.3",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -35,7 +35,7 @@ pub(crate) struct Context {
     pub thread_ended: Wake,
     pub ws_config: WebSocketConfig,
     /// Set when the server has TLS listeners.
-    pub tls: Option<native_tls::TlsAcceptor>,
+    pub tls: Option<openssl::ssl::SslAcceptor>,
     /// Signs session cookies: random, and the server replaces it with the one its
     /// store keeps, so that sign-ins outlive a restart on the same data directory.
     pub session_key: [u8; 32],
@@ -62,7 +62,7 @@ impl std::fmt::Debug for Context {
 impl Context {
     pub(crate) fn new(
         config: Config,
-        tls: Option<native_tls::TlsAcceptor>,
+        tls: Option<openssl::ssl::SslAcceptor>,
     ) -> std::io::Result<Self> {
         let ws_config = WebSocketConfig::default()
             // Thin connections: a LAN chat has thousands of mostly idle clients, and

@@ -260,6 +260,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_tx.try_send(());
     })?;
     limits::raise_for_server(config.max_connections);
+    limits::report_thread_limit(config.max_connections);
     let server =
         Server::with_config(config)
             .start()
