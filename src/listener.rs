@@ -443,6 +443,7 @@ pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Context>, hub: S
                             id: next_id,
                             addr,
                             secure: listener.secure,
+                            local: addr.ip().to_canonical().is_loopback(),
                         };
                         admit(stream, peer, &mut threads, &shared, &hub);
                     }
@@ -662,6 +663,7 @@ mod tests {
             id: 5,
             addr,
             secure: false,
+            local: true,
         };
         let job = Job {
             stream,
