@@ -1,7 +1,7 @@
 //! Forwarding headers an attacker cannot use: behind `--trust-proxy` only the header
 //! the proxy writes (`--proxy-header`) names the client, the client is the rightmost
-//! address not itself trusted, and a hop that names nobody never passes for this
-//! machine.
+//! address not itself trusted, a hop that names nobody never passes for this
+//! machine, and per-client limits count an IPv6 /64 as one client.
 //!
 //! The test client connects from 127.0.0.1, so a server that trusts `127.0.0.1/32`
 //! takes it for its proxy, and the headers it sends for what a proxy wrote.
@@ -245,6 +245,91 @@ fn behind_a_proxy_writing_forwarded_x_forwarded_for_does_not_pass_for_this_machi
     ] {
         assert_metrics_refused(addr, spoof);
     }
+}
+
+#[test]
+fn ipv6_clients_of_one_64_share_the_per_ip_connection_limit() {
+    let server = behind_us(|b| b.max_connections_per_ip(2));
+    let addr = server.local_addr();
+    let (one, _one) = upgrade_with(addr, "X-Forwarded-For: 2001:db8:1:2::1\r\n");
+    let (two, _two) = upgrade_with(addr, "X-Forwarded-For: 2001:db8:1:2::2\r\n");
+    assert_eq!((one, two), (101, 101));
+    let (three, _) = upgrade_with(addr, "X-Forwarded-For: 2001:db8:1:2::3\r\n");
+    assert_eq!(three, 503, "a third address of the same /64");
+    let (next, _next) = upgrade_with(addr, "X-Forwarded-For: 2001:db8:1:3::1\r\n");
+    assert_eq!(next, 101, "the next /64 is another client");
+}
+
+#[test]
+fn ipv6_clients_of_one_64_share_the_sign_in_budget() {
+    let server = behind_us(|b| b.password(PASSWORD));
+    let addr = server.local_addr();
+    let statuses: Vec<u16> = (1..=6)
+        .map(|n| wrong_login(addr, &format!("X-Forwarded-For: 2001:db8:1:2::{n}\r\n")))
+        .collect();
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    assert_eq!(
+        wrong_login(addr, "X-Forwarded-For: 2001:db8:1:3::1\r\n"),
+        401,
+        "the next /64 has a budget of its own"
+    );
+}
+
+#[test]
+fn ipv6_clients_of_one_64_share_the_api_post_limit() {
+    let server = behind_us(|b| b.api_token("ci-token").rate_per_sec(1).rate_burst(2));
+    let addr = server.local_addr();
+    let post = |from: &str| {
+        let body = "build passed";
+        let response = raw(
+            addr,
+            format!(
+                "POST /api/rooms/ci/messages HTTP/1.1\r\nHost: localhost\r\n\
+                 X-Forwarded-For: {from}\r\nAuthorization: Bearer ci-token\r\n\
+                 Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        status(&response)
+    };
+    let statuses: Vec<u16> = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2::3"]
+        .into_iter()
+        .map(post)
+        .collect();
+    assert_eq!(statuses, [201, 201, 429], "one /64's burst");
+    assert_eq!(post("2001:db8:1:3::1"), 201, "the next /64 has its own");
+}
+
+#[test]
+fn a_direct_ipv6_client_on_loopback_is_this_machine_and_counted() {
+    let server = match Server::builder()
+        .listen("[::1]:0")
+        .password(PASSWORD)
+        .max_connections_per_ip(1)
+        .start()
+    {
+        Ok(server) => server,
+        Err(e) => {
+            // Some containers have no IPv6 loopback; nothing here depends on it.
+            eprintln!("skipped a_direct_ipv6_client_on_loopback_is_this_machine_and_counted: {e}");
+            return;
+        }
+    };
+    let addr = server.local_addr();
+    assert!(addr.is_ipv6(), "{addr}");
+    let auth = format!("Authorization: Bearer {PASSWORD}\r\n");
+    let (first, held) = upgrade_with(addr, &auth);
+    assert_eq!(first, 101);
+    let (second, _) = upgrade_with(addr, &auth);
+    assert_eq!(second, 503, "one seat for ::1");
+    drop(held);
+    // Once its seat is free again (the 503 lingers a moment too):
+    let metrics = eventually(|| {
+        let response = metrics_with(addr, "");
+        (status(&response) != 503).then_some(response)
+    });
+    assert_eq!(status(&metrics), 200, "[::1] is this machine: {metrics}");
 }
 
 #[test]

@@ -48,7 +48,7 @@ pub(super) struct ChatRooms {
     pub(super) loads: u64,
     /// API posts allowed per address, and each address's bucket.
     api_rate: (u32, u32),
-    api_buckets: HashMap<IpAddr, RateLimit>,
+    api_buckets: HashMap<crate::base::ClientKey, RateLimit>,
     metrics: Arc<Metrics>,
 }
 
@@ -111,7 +111,7 @@ impl ChatRooms {
                 let (rate, burst) = self.api_rate;
                 let bucket = self
                     .api_buckets
-                    .entry(ip)
+                    .entry(crate::base::ClientKey::of(ip))
                     .or_insert_with(|| RateLimit::new(rate, burst));
                 if !bucket.allow() {
                     let _ = reply.send(ApiAnswer::RateLimited);
