@@ -140,12 +140,20 @@ pub struct Config {
     /// debugging aid, and costs a line per frame.
     pub trace: bool,
     /// Address ranges of reverse proxies (CIDR, e.g. `127.0.0.1/32`, `10.0.0.0/8`,
-    /// `::1/128`; a bare address is itself alone) whose `Forwarded` and
-    /// `X-Forwarded-For`/`-Proto`/`-Host` headers are believed: for a connection from
+    /// `::1/128`; a bare address is itself alone) whose forwarding headers (the kind
+    /// [`proxy_header`](field@Config::proxy_header) names) are believed: for a connection from
     /// one of them, the client they name is the one per-IP limits, logs and the Origin
     /// check see (SPEC §13). Default: none, so nobody can claim to be someone else by
     /// writing a header; behind nginx, name nginx's address here.
     pub trust_proxies: Vec<String>,
+    /// Which forwarding header the proxies of
+    /// [`trust_proxies`](field@Config::trust_proxies) write; only that one is read,
+    /// and the other is ignored as the client's own. Default:
+    /// [`ProxyHeader::XForwarded`], because the common proxies (nginx as in
+    /// `deploy/nginx.conf`, HAProxy, most load balancers) write `X-Forwarded-*` and
+    /// pass a client's own `Forwarded` through unless told to clear it, so believing
+    /// it would let any client name itself.
+    pub proxy_header: ProxyHeader,
 }
 
 impl Default for Config {
@@ -178,6 +186,7 @@ impl Default for Config {
             metrics_public: false,
             trace: false,
             trust_proxies: Vec::new(),
+            proxy_header: ProxyHeader::XForwarded,
         }
     }
 }
@@ -354,6 +363,12 @@ impl Config {
         self
     }
 
+    /// See [`Config::proxy_header`](field@Config::proxy_header).
+    pub fn proxy_header(mut self, header: ProxyHeader) -> Self {
+        self.proxy_header = header;
+        self
+    }
+
     /// Checks every setting, naming the first one out of range.
     pub(crate) fn validate(&self) -> Result<(), crate::error::Error> {
         let bad = |setting: &'static str, problem: &str| {
@@ -428,6 +443,17 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret([redacted])")
     }
+}
+
+/// The forwarding header a trusted reverse proxy writes (`--proxy-header`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`, each proxy
+    /// appending to the first: what nginx, HAProxy and most load balancers write.
+    XForwarded,
+    /// `Forwarded` (RFC 7239): `for=…;proto=…;host=…`, one element per proxy.
+    Forwarded,
 }
 
 /// The certificate a TLS listener presents.

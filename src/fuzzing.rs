@@ -89,6 +89,7 @@ pub fn connection(data: &[u8]) {
         id: 1,
         addr: "127.0.0.1:9".parse().expect("a literal address"),
         secure: false,
+        local: true,
     };
     let deadline = Instant::now() + ctx.config.handshake_timeout;
     http::serve(server_end, peer, Admission::Admit, deadline, &ctx, &hub_tx);

@@ -248,6 +248,6 @@ mod tls;
 pub mod trace;
 mod wire;
 
-pub use config::{Config, DEFAULT_LISTEN, Identity, Secret};
+pub use config::{Config, DEFAULT_LISTEN, Identity, ProxyHeader, Secret};
 pub use error::{Error, Result};
 pub use server::{Server, ServerBuilder, ServerHandle};

@@ -1,9 +1,10 @@
 //! The accept loop: listening sockets in, one thread per connection out.
 //!
 //! One thread accepts on every listening socket of a server, so it alone keeps the
-//! count of open connections, in total and per IP address: no lock. Each connection
-//! carries a [`Ticket`] that reports back through a channel when the connection ends,
-//! however it ends (even by panic), and wakes the loop.
+//! count of open connections, in total and per client: no lock. A client is an IPv4
+//! address or an IPv6 /64 ([`ClientKey`]), since one machine may pick any address in
+//! its /64. Each connection carries a [`Ticket`] that reports back through a channel
+//! when the connection ends, however it ends (even by panic), and wakes the loop.
 //!
 //! Every connection has a thread of its own for as long as it lasts. When it ends,
 //! its thread waits a while for the next connection instead of exiting: starting a
@@ -36,7 +37,7 @@
 //! stream on to the frame loop.
 
 use crate::base::Transport;
-use crate::base::{ConnId, Context, Peer, Wake};
+use crate::base::{ClientKey, ConnId, Context, Peer, Wake};
 use crate::error::Error;
 use crate::http::{self, Admission, Seat};
 use crate::hub::HubEvent;
@@ -47,7 +48,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use rustix::event::{PollFd, PollFlags, poll};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
@@ -73,9 +74,9 @@ pub(crate) struct Listener {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Ended {
     id: ConnId,
-    /// The address it was counted under at accept; `None` for one from a trusted
+    /// The client it was counted under at accept; `None` for one from a trusted
     /// proxy, whose seat (if it took one) the loop remembers.
-    ip: Option<IpAddr>,
+    ip: Option<ClientKey>,
     admitted: bool,
 }
 
@@ -99,10 +100,10 @@ impl Drop for Ticket {
 struct Counts {
     admitted: usize,
     refusing: usize,
-    per_ip: HashMap<IpAddr, usize>,
-    /// Connections from trusted proxies that took a seat, and the client address
-    /// they took it under.
-    seated: HashMap<ConnId, IpAddr>,
+    per_ip: HashMap<ClientKey, usize>,
+    /// Connections from trusted proxies that took a seat, and the client they took
+    /// it under.
+    seated: HashMap<ConnId, ClientKey>,
 }
 
 impl Counts {
@@ -127,9 +128,9 @@ impl Counts {
         self.admitted + self.refusing
     }
 
-    /// Seats proxied connection `id` under its client's address `ip`, if that
-    /// address has fewer than `limit` connections.
-    fn seat(&mut self, id: ConnId, ip: IpAddr, limit: usize) -> bool {
+    /// Seats proxied connection `id` under its client `ip`, if that client has fewer
+    /// than `limit` connections.
+    fn seat(&mut self, id: ConnId, ip: ClientKey, limit: usize) -> bool {
         let n = self.per_ip.get(&ip).copied().unwrap_or(0);
         if n >= limit || self.seated.contains_key(&id) {
             return false;
@@ -156,7 +157,7 @@ enum Report {
     /// address; the answer says whether it had room.
     Seat {
         id: ConnId,
-        ip: IpAddr,
+        ip: ClientKey,
         reply: Sender<bool>,
     },
     /// A thread is about to exit and can be joined.
@@ -524,6 +525,7 @@ pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Context>, hub: S
                             id: next_id,
                             addr,
                             secure: listener.secure,
+                            local: addr.ip().to_canonical().is_loopback(),
                         };
                         admit(stream, peer, &mut threads, &shared, &hub);
                     }
@@ -582,7 +584,8 @@ fn admit(
     let ip = peer.addr.ip().to_canonical();
     // A proxy carries many clients: its own address is no limit on them.
     let proxied = !shared.trusted.is_empty() && shared.trusted.contains(ip);
-    let per_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
+    let key = ClientKey::of(ip);
+    let per_ip = counts.per_ip.get(&key).copied().unwrap_or(0);
     let admission = if counts.admitted >= config.max_connections
         || (!proxied && per_ip >= config.max_connections_per_ip)
     {
@@ -602,14 +605,14 @@ fn admit(
         Admission::Proxied(seat(peer.id, threads.reports_tx.clone(), shared))
     } else {
         counts.admitted += 1;
-        *counts.per_ip.entry(ip).or_insert(0) += 1;
+        *counts.per_ip.entry(key).or_insert(0) += 1;
         Admission::Admit
     };
     metrics::bump(&shared.metrics.connections_total);
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let ended = Ended {
         id: peer.id,
-        ip: matches!(admission, Admission::Admit).then_some(ip),
+        ip: matches!(admission, Admission::Admit).then_some(key),
         admitted: !matches!(admission, Admission::Full),
     };
     let ticket = Ticket {
@@ -637,7 +640,7 @@ fn seat(id: ConnId, reports: Sender<Report>, shared: &Arc<Context>) -> Seat {
     let shared = Arc::clone(shared);
     Seat(Box::new(move |ip, deadline| {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let ip = ip.to_canonical();
+        let ip = ClientKey::of(ip);
         if reports.send(Report::Seat { id, ip, reply }).is_err() {
             return false;
         }
@@ -672,13 +675,14 @@ pub(crate) fn bind(addr: &str) -> Result<TcpListener, Error> {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use std::net::IpAddr;
 
     #[test]
     fn ticket_reports_the_end_even_when_the_thread_panics() {
         let shared = Arc::new(Context::new(Config::default(), None).unwrap());
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let (done, ended) = unbounded();
-        let ip = IpAddr::from([127, 0, 0, 1]);
+        let ip = ClientKey::of(IpAddr::from([127, 0, 0, 1]));
         let report = Ended {
             id: 1,
             ip: Some(ip),
@@ -731,7 +735,7 @@ mod tests {
         let (stream, addr) = listener.accept().unwrap();
         let ended = Ended {
             id: 5,
-            ip: Some(addr.ip()),
+            ip: Some(ClientKey::of(addr.ip())),
             admitted: true,
         };
         let ticket = Ticket {
@@ -743,6 +747,7 @@ mod tests {
             id: 5,
             addr,
             secure: false,
+            local: true,
         };
         let job = Job {
             stream,
@@ -810,7 +815,7 @@ mod tests {
     #[test]
     fn counts_free_the_slot_of_an_ended_connection() {
         let mut counts = Counts::default();
-        let ip = IpAddr::from([10, 0, 0, 1]);
+        let ip = ClientKey::of(IpAddr::from([10, 0, 0, 1]));
         counts.admitted = 1;
         counts.per_ip.insert(ip, 1);
         counts.refusing = 1;
@@ -834,8 +839,8 @@ mod tests {
     #[test]
     fn a_proxied_connection_holds_its_clients_seat_until_it_ends() {
         let mut counts = Counts::default();
-        let alice = IpAddr::from([203, 0, 113, 1]);
-        let bob = IpAddr::from([203, 0, 113, 2]);
+        let alice = ClientKey::of(IpAddr::from([203, 0, 113, 1]));
+        let bob = ClientKey::of(IpAddr::from([203, 0, 113, 2]));
         let proxied = |id| Ended {
             id,
             ip: None,

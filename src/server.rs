@@ -156,6 +156,7 @@ impl ServerBuilder {
         password(password: impl Into<String>);
         metrics_public(on: bool);
         trace(on: bool);
+        proxy_header(header: crate::config::ProxyHeader);
     }
 
     /// See [`Config::outbox_messages`](field@Config::outbox_messages) and

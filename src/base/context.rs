@@ -23,6 +23,11 @@ pub(crate) struct Peer {
     pub addr: SocketAddr,
     /// Whether it came in on a TLS listener.
     pub secure: bool,
+    /// Whether the other end is on this machine: a loopback peer, or a client that
+    /// trusted proxies on this machine say is on it too (see `http::forwarded`).
+    /// What is open to this machine only asks this, never the address, which behind
+    /// a proxy names the proxy when the proxy could not name the client.
+    pub local: bool,
 }
 
 /// What every thread of one server reads.

@@ -753,6 +753,7 @@ mod tests {
             id: 7,
             addr: "127.0.0.1:1".parse().unwrap(),
             secure: false,
+            local: true,
         };
         let outcome = std::thread::spawn(move || {
             let _membership = Membership {

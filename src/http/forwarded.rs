@@ -1,35 +1,58 @@
-//! Who is really on the other end when a reverse proxy is (SPEC §13): `Forwarded`
-//! (RFC 7239) and the older `X-Forwarded-For`/`-Proto`/`-Host`, believed only from a
-//! peer in `--trust-proxy`.
+//! Who is really on the other end when a reverse proxy is (SPEC §13): the proxy's
+//! `X-Forwarded-For`/`-Proto`/`-Host`, or its `Forwarded` (RFC 7239), believed only
+//! from a peer in `--trust-proxy`.
 //!
-//! A proxy appends the address it got the request from, so the list reads client
-//! first, nearest proxy last, and everything left of the first hop we do not trust
-//! may have been written by anyone. The client is therefore the **rightmost untrusted
-//! hop**: walk from the right (starting at our TCP peer, trusted), skip trusted
-//! proxies, stop at the first address outside them. A hop that is not an address
-//! (`unknown`, an obfuscated name, garbage) ends the walk too, and the last trusted
-//! hop counts as the client: the safe side, since that address is one we know.
+//! **One header, the one the proxy writes.** A proxy adds its own header and passes
+//! the rest of the client's request through, the other forwarding header included:
+//! nginx, as `deploy/nginx.conf` has it, writes `X-Forwarded-*` and forwards a
+//! client's `Forwarded` untouched unless told to clear it. So only the kind the
+//! operator says the proxy writes (`--proxy-header`, `X-Forwarded-*` by default) is
+//! read; the other could be anyone's and is ignored.
 //!
-//! `Forwarded` wins when present (it is the standard, and one header carries address,
-//! scheme and host of the same hop); otherwise `X-Forwarded-For` gives the chain and
-//! the rightmost `X-Forwarded-Proto`/`-Host` value, the one our peer wrote, gives the
-//! scheme and host. Nothing here indexes or unwraps peer bytes: whatever fails to
-//! parse is simply not believed.
+//! **The rightmost untrusted hop.** A proxy appends the address it got the request
+//! from, so the list reads client first, nearest proxy last, and everything left of
+//! the first hop we do not trust may have been written by anyone. The client is
+//! therefore the rightmost untrusted hop: walk from the right (starting at our TCP
+//! peer, trusted), skip trusted proxies, stop at the first address outside them. The
+//! scheme and host are the ones our peer wrote (the rightmost `X-Forwarded-Proto`/
+//! `-Host`, or the chosen `Forwarded` element's `proto`/`host`).
+//!
+//! **No name, no trust.** A hop that is not an address (`unknown`, an obfuscated
+//! `_name`, garbage) ends the walk: the client is then counted under the last trusted
+//! hop, the proxy, so that per-client limits still hold (everyone the proxy cannot
+//! name shares one budget, which only protects the rest), but it is not taken for
+//! that proxy in any other way.
+//!
+//! **This machine.** What is open to this machine only (`/metrics` while a password
+//! is set) asks [`Peer::local`], never the address: a request is local when it never
+//! left the machine, that is when our peer is loopback and the walk ended on an
+//! address, and the client and every hop after it are loopback. A trusted nginx on
+//! this machine that names `127.0.0.1` is believed (it is the authority on where it
+//! got the request), but `unknown`, a name that is no address, a loopback client of a
+//! proxy on another machine, or a request that also carries the forwarding header we
+//! do not read (someone forwarded it, we cannot tell from where) is not local.
+//!
+//! Nothing here indexes or unwraps peer bytes: whatever fails to parse is simply not
+//! believed.
 
 use super::request::Request;
 use crate::base::{Context, Peer, Transport};
 use crate::cidr::Trusted;
+use crate::config::ProxyHeader;
 use std::net::{IpAddr, SocketAddr};
 
 /// What a trusted proxy says about the request it passed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Forwarded {
-    /// The client: its address, and its port when the proxy gave one (else 0).
+    /// The client: its address, and its port when the proxy gave one (else 0). The
+    /// last trusted hop when the proxy named no address.
     pub client: SocketAddr,
     /// Whether the client spoke https/wss to the proxy, when the proxy said.
     pub secure: Option<bool>,
     /// The `Host` the client sent the proxy, when the proxy said and it is sane.
     pub host: Option<String>,
+    /// Whether the request never left this machine (see the module's doc).
+    pub local: bool,
 }
 
 /// One hop of a forwarding chain: its address (`None` when it is not one), and what
@@ -51,17 +74,22 @@ pub(crate) fn client_of<S: Transport>(
     peer: Peer,
     ctx: &Context,
 ) -> Peer {
-    let Some(forwarded) = resolve(req, peer.addr, &ctx.trusted) else {
+    let Some(forwarded) = resolve(req, peer.addr, &ctx.trusted, ctx.config.proxy_header) else {
         return peer;
     };
     apply(req, &forwarded);
     let secure = forwarded.secure.unwrap_or(peer.secure);
     let client = forwarded.client;
     log::debug!(
-        "conn {} {client}: forwarded by {} ({})",
+        "conn {} {client}: forwarded by {} ({}{})",
         peer.id,
         peer.addr,
-        if secure { "https" } else { "http" }
+        if secure { "https" } else { "http" },
+        if forwarded.local {
+            ", this machine"
+        } else {
+            ""
+        }
     );
     if ctx.config.trace {
         let transport = if peer.secure { "tls" } else { "tcp" };
@@ -73,27 +101,36 @@ pub(crate) fn client_of<S: Transport>(
     Peer {
         addr: client,
         secure,
+        local: forwarded.local,
         ..peer
     }
 }
 
-/// What the forwarding headers of `req` say, if `peer` is a trusted proxy; `None`
-/// otherwise, and then nothing about the request changes. A trusted peer that sent
-/// no such header is its own client.
-pub(crate) fn resolve(req: &Request, peer: SocketAddr, trusted: &Trusted) -> Option<Forwarded> {
+/// What the forwarding headers of `req` say, if `peer` is a trusted proxy that
+/// writes the `header` kind; `None` otherwise, and then nothing about the request
+/// changes. A trusted peer that sent no such header is its own client.
+pub(crate) fn resolve(
+    req: &Request,
+    peer: SocketAddr,
+    trusted: &Trusted,
+    header: ProxyHeader,
+) -> Option<Forwarded> {
     if trusted.is_empty() || !trusted.contains(peer.ip()) {
         return None;
     }
-    let forwarded = joined(req, "Forwarded");
-    let (hops, secure, host) = match forwarded {
-        Some(list) => {
-            let hops: Vec<Hop> = split_outside_quotes(&list, ',')
-                .iter()
-                .map(|e| element(e))
-                .collect();
-            (hops, None, None)
+    let (hops, secure, host, ignored) = match header {
+        ProxyHeader::Forwarded => {
+            let hops: Vec<Hop> = joined(req, "Forwarded")
+                .map(|list| {
+                    split_outside_quotes(&list, ',')
+                        .iter()
+                        .map(|e| element(e))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (hops, None, None, "X-Forwarded-For")
         }
-        None => {
+        ProxyHeader::XForwarded => {
             let hops = joined(req, "X-Forwarded-For")
                 .map(|list| {
                     list.split(',')
@@ -106,34 +143,63 @@ pub(crate) fn resolve(req: &Request, peer: SocketAddr, trusted: &Trusted) -> Opt
                 .unwrap_or_default();
             let secure = rightmost(req, "X-Forwarded-Proto").and_then(|p| scheme(&p));
             let host = rightmost(req, "X-Forwarded-Host").filter(|h| sane_host(h));
-            (hops, secure, host)
+            (hops, secure, host, "Forwarded")
         }
     };
-    let (client, at) = walk(&hops, peer, trusted);
+    let walked = walk(&hops, peer, trusted);
     // The scheme and host of the hop we settled on, else of the nearest one (which
     // our peer wrote); the X-Forwarded-* ones only exist for the whole request.
-    let said = at.or(hops.len().checked_sub(1)).and_then(|i| hops.get(i));
+    let said = walked
+        .at
+        .or(hops.len().checked_sub(1))
+        .and_then(|i| hops.get(i));
+    let loopback = |ip: IpAddr| ip.to_canonical().is_loopback();
+    let local = walked.named
+        && joined(req, ignored).is_none()
+        && loopback(peer.ip())
+        && hops
+            .iter()
+            .skip(walked.at.unwrap_or(hops.len()))
+            .all(|hop| hop.node.is_some_and(|(ip, _)| loopback(ip)));
     Some(Forwarded {
-        client,
+        client: walked.client,
         secure: secure.or(said.and_then(|h| h.secure)),
         host: host.or_else(|| said.and_then(|h| h.host.clone())),
+        local,
     })
 }
 
-/// The client of a chain: the rightmost untrusted hop, and its index (`None` when it
-/// is our peer itself).
-fn walk(hops: &[Hop], peer: SocketAddr, trusted: &Trusted) -> (SocketAddr, Option<usize>) {
-    let mut current = (peer, None);
+/// Where a walk down a forwarding chain ended.
+#[derive(Debug)]
+struct Walked {
+    /// The rightmost untrusted hop, else the last trusted one.
+    client: SocketAddr,
+    /// The index of `client` in the chain; `None` when it is our peer itself.
+    at: Option<usize>,
+    /// `false` when a hop that is not an address ended the walk: then the chain does
+    /// not say who the client is, and `client` is only the proxy that passed it on.
+    named: bool,
+}
+
+/// The client of a chain: the rightmost untrusted hop.
+fn walk(hops: &[Hop], peer: SocketAddr, trusted: &Trusted) -> Walked {
+    let mut walked = Walked {
+        client: peer,
+        at: None,
+        named: true,
+    };
     for (i, hop) in hops.iter().enumerate().rev() {
         let Some((ip, port)) = hop.node else {
+            walked.named = false;
             break;
         };
-        current = (SocketAddr::new(ip, port), Some(i));
+        walked.client = SocketAddr::new(ip, port);
+        walked.at = Some(i);
         if !trusted.contains(ip) {
             break;
         }
     }
-    current
+    walked
 }
 
 /// Makes the request read as the client sent it to the proxy, so that every check
@@ -295,23 +361,39 @@ mod tests {
     }
 
     const PROXY: &str = "127.0.0.1:40000";
+    const X: ProxyHeader = ProxyHeader::XForwarded;
+    const RFC: ProxyHeader = ProxyHeader::Forwarded;
+
+    /// What a trusted nginx on loopback writing `header` would make us see.
+    fn resolved(header: ProxyHeader, headers: &str) -> Forwarded {
+        let t = trusted(&["127.0.0.1/32", "10.0.0.0/8"]);
+        resolve(&req(headers), PROXY.parse().unwrap(), &t, header).expect("trusted")
+    }
 
     /// The client address a trusted nginx on loopback would make us see.
+    fn client_by(header: ProxyHeader, headers: &str) -> String {
+        resolved(header, headers).client.to_string()
+    }
+
+    /// The same, with the default `X-Forwarded-*`.
     fn client(headers: &str) -> String {
-        let t = trusted(&["127.0.0.1/32", "10.0.0.0/8"]);
-        let f = resolve(&req(headers), PROXY.parse().unwrap(), &t).expect("trusted");
-        f.client.to_string()
+        client_by(X, headers)
     }
 
     #[test]
     fn an_untrusted_peer_is_not_believed() {
         let r = req("X-Forwarded-For: 1.2.3.4\r\nForwarded: for=5.6.7.8\r\n");
         let t = trusted(&["10.0.0.0/8"]);
-        assert_eq!(resolve(&r, "192.168.1.9:5000".parse().unwrap(), &t), None);
-        assert_eq!(
-            resolve(&r, PROXY.parse().unwrap(), &Trusted::default()),
-            None
-        );
+        for header in [X, RFC] {
+            assert_eq!(
+                resolve(&r, "192.168.1.9:5000".parse().unwrap(), &t, header),
+                None
+            );
+            assert_eq!(
+                resolve(&r, PROXY.parse().unwrap(), &Trusted::default(), header),
+                None
+            );
+        }
     }
 
     #[test]
@@ -336,12 +418,18 @@ mod tests {
             client("X-Forwarded-For: 2001:db8::9\r\n"),
             "[2001:db8::9]:0"
         );
+        // Every hop trusted: the leftmost, the furthest any trusted proxy saw.
+        assert_eq!(
+            client("X-Forwarded-For: 10.3.3.3, 10.2.2.2\r\n"),
+            "10.3.3.3:0"
+        );
     }
 
     #[test]
     fn a_trusted_peer_without_headers_is_its_own_client() {
         assert_eq!(client(""), PROXY);
         assert_eq!(client("X-Forwarded-For: \r\n"), PROXY);
+        assert_eq!(client_by(RFC, ""), PROXY);
     }
 
     #[test]
@@ -354,53 +442,119 @@ mod tests {
             "[::1",
             "1.2.3.4:x:y",
         ] {
+            let f = resolved(X, &format!("X-Forwarded-For: {junk}\r\n"));
+            assert_eq!(f.client.to_string(), PROXY, "{junk}");
+            assert!(!f.local, "{junk} is nobody, not this machine");
+        }
+        let f = resolved(X, "X-Forwarded-For: 203.0.113.7, garbage, 10.2.2.2\r\n");
+        assert_eq!(
+            (f.client.to_string().as_str(), f.local),
+            ("10.2.2.2:0", false)
+        );
+        for junk in [
+            "for=\"[2001:db8::1",
+            "for=\"unterminated",
+            ";;,,=;for",
+            "for=unknown",
+            "proto=https",
+        ] {
+            let f = resolved(RFC, &format!("Forwarded: {junk}\r\n"));
             assert_eq!(
-                client(&format!("X-Forwarded-For: {junk}\r\n")),
-                PROXY,
+                (f.client.to_string().as_str(), f.local),
+                (PROXY, false),
                 "{junk}"
             );
         }
-        assert_eq!(
-            client("X-Forwarded-For: 203.0.113.7, garbage, 10.2.2.2\r\n"),
-            "10.2.2.2:0"
-        );
-        assert_eq!(client("Forwarded: for=\"[2001:db8::1\r\n"), PROXY);
-        assert_eq!(client("Forwarded: for=\"unterminated\r\n"), PROXY);
-        assert_eq!(client("Forwarded: ;;,,=;for\r\n"), PROXY);
     }
 
     #[test]
     fn forwarded_nodes_of_rfc_7239() {
         // §4 and §6 examples.
-        assert_eq!(client("Forwarded: for=\"_gazonk\"\r\n"), PROXY);
+        assert_eq!(client_by(RFC, "Forwarded: for=\"_gazonk\"\r\n"), PROXY);
         assert_eq!(
-            client("Forwarded: For=\"[2001:db8:cafe::17]:4711\"\r\n"),
+            client_by(RFC, "Forwarded: For=\"[2001:db8:cafe::17]:4711\"\r\n"),
             "[2001:db8:cafe::17]:4711"
         );
         assert_eq!(
-            client("Forwarded: for=192.0.2.60;proto=http;by=203.0.113.43\r\n"),
+            client_by(
+                RFC,
+                "Forwarded: for=192.0.2.60;proto=http;by=203.0.113.43\r\n"
+            ),
             "192.0.2.60:0"
         );
         assert_eq!(
-            client("Forwarded: for=192.0.2.43, for=198.51.100.17\r\n"),
+            client_by(RFC, "Forwarded: for=192.0.2.43, for=198.51.100.17\r\n"),
             "198.51.100.17:0"
         );
         assert_eq!(
-            client("Forwarded: for=192.0.2.43:_port\r\n"),
+            client_by(RFC, "Forwarded: for=192.0.2.43:_port\r\n"),
             "192.0.2.43:0"
         );
         assert_eq!(
-            client("Forwarded: for=\"192.0.2.43:8080\"\r\n"),
+            client_by(RFC, "Forwarded: for=\"192.0.2.43:8080\"\r\n"),
             "192.0.2.43:8080"
         );
     }
 
     #[test]
-    fn forwarded_wins_over_x_forwarded_for() {
+    fn only_the_header_the_proxy_writes_is_read() {
+        let both = "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-Proto: https\r\n\
+                    Forwarded: for=192.0.2.1;proto=http;host=evil.example\r\n";
+        let f = resolved(X, both);
         assert_eq!(
-            client("X-Forwarded-For: 198.51.100.1\r\nForwarded: for=192.0.2.1\r\n"),
-            "192.0.2.1:0"
+            (f.client.to_string().as_str(), f.secure, f.host),
+            ("198.51.100.1:0", Some(true), None),
+            "a client's Forwarded passed on by nginx says nothing"
         );
+        let f = resolved(RFC, both);
+        assert_eq!(
+            (f.client.to_string().as_str(), f.secure),
+            ("192.0.2.1:0", Some(false)),
+            "and X-Forwarded-* say nothing to a server behind a Forwarded proxy"
+        );
+        assert_eq!(client("Forwarded: for=192.0.2.1\r\n"), PROXY);
+        assert_eq!(client_by(RFC, "X-Forwarded-For: 192.0.2.1\r\n"), PROXY);
+    }
+
+    #[test]
+    fn only_a_request_that_never_left_this_machine_is_local() {
+        let local = |header, headers: &str| resolved(header, headers).local;
+        // Our peer itself (a local Prometheus scraping the node directly).
+        assert!(local(X, ""));
+        // A trusted nginx here, naming a client here: the proxy is the authority.
+        assert!(local(X, "X-Forwarded-For: 127.0.0.1\r\n"));
+        assert!(
+            local(X, "X-Forwarded-For: 127.0.0.5\r\n"),
+            "untrusted, yet here"
+        );
+        assert!(local(RFC, "Forwarded: for=127.0.0.1\r\n"));
+        assert!(local(RFC, "Forwarded: for=\"[::1]\"\r\n"));
+        // Anyone else, named or not.
+        assert!(!local(X, "X-Forwarded-For: 203.0.113.7\r\n"));
+        assert!(!local(X, "X-Forwarded-For: 127.0.0.1, 203.0.113.7\r\n"));
+        assert!(!local(X, "X-Forwarded-For: 127.0.0.1, unknown\r\n"));
+        // Through a proxy on another machine: its loopback is not ours.
+        assert!(!local(X, "X-Forwarded-For: 127.0.0.1, 10.0.0.2\r\n"));
+        // A forwarding header we do not read: forwarded by someone, from who knows.
+        assert!(!local(X, "Forwarded: for=127.0.0.1\r\n"));
+        assert!(!local(X, "Forwarded: for=unknown\r\n"));
+        assert!(!local(
+            X,
+            "X-Forwarded-For: 127.0.0.1\r\nForwarded: for=127.0.0.1\r\n"
+        ));
+        assert!(!local(RFC, "X-Forwarded-For: 127.0.0.1\r\n"));
+        // Our peer not on loopback, whatever it says.
+        let t = trusted(&["10.0.0.0/8"]);
+        let r = req("X-Forwarded-For: 127.0.0.1\r\n");
+        let f = resolve(&r, "10.0.0.9:5000".parse().unwrap(), &t, X).unwrap();
+        assert_eq!(
+            (f.client.to_string().as_str(), f.local),
+            ("127.0.0.1:0", false)
+        );
+        // An IPv4 peer on a dual-stack socket.
+        let t = trusted(&["127.0.0.1"]);
+        let f = resolve(&req(""), "[::ffff:127.0.0.1]:9".parse().unwrap(), &t, X).unwrap();
+        assert!(f.local);
     }
 
     #[test]
@@ -411,17 +565,17 @@ mod tests {
             "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: http, https\r\n\
              X-Forwarded-Host: evil.example, chat.example.com:8443\r\n",
         );
-        let f = resolve(&r, peer, &t).unwrap();
+        let f = resolve(&r, peer, &t, X).unwrap();
         assert_eq!(f.secure, Some(true));
         assert_eq!(f.host.as_deref(), Some("chat.example.com:8443"));
         let r = req("Forwarded: for=203.0.113.7;proto=https;host=\"chat.example.com\"\r\n");
-        let f = resolve(&r, peer, &t).unwrap();
+        let f = resolve(&r, peer, &t, RFC).unwrap();
         assert_eq!(
             (f.secure, f.host.as_deref()),
             (Some(true), Some("chat.example.com"))
         );
         let r = req("X-Forwarded-Proto: gopher\r\nX-Forwarded-Host: a b\r\n");
-        let f = resolve(&r, peer, &t).unwrap();
+        let f = resolve(&r, peer, &t, X).unwrap();
         assert_eq!((f.secure, f.host), (None, None), "junk is not believed");
     }
 
@@ -429,7 +583,7 @@ mod tests {
     fn the_request_then_reads_as_sent_to_the_proxy() {
         let applied = |headers: &str| {
             let mut r = req(headers);
-            let f = resolve(&r, PROXY.parse().unwrap(), &trusted(&["127.0.0.1"])).unwrap();
+            let f = resolve(&r, PROXY.parse().unwrap(), &trusted(&["127.0.0.1"]), X).unwrap();
             apply(&mut r, &f);
             assert_eq!(r.header_values("Host").count(), 1);
             (r.header("Host").map(str::to_owned), r.forwarded_secure)

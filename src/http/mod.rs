@@ -256,7 +256,7 @@ fn guard(
         Routed::Respond(_)
             if path == "/metrics"
                 && !ctx.config.metrics_public
-                && !peer.addr.ip().is_loopback() =>
+                && !peer.local =>
         {
             let reason =
                 "metrics are for this machine only while a password is set (--metrics-public)";
@@ -426,17 +426,28 @@ mod tests {
     /// address is checked here, with made-up peers.
     #[test]
     fn metrics_are_for_loopback_only_while_a_password_is_set() {
-        let peer = |addr: &str| Peer {
-            id: 1,
-            addr: addr.parse().unwrap(),
-            secure: false,
+        let peer = |addr: &str| {
+            let addr: std::net::SocketAddr = addr.parse().unwrap();
+            Peer {
+                id: 1,
+                addr,
+                secure: false,
+                local: addr.ip().to_canonical().is_loopback(),
+            }
         };
         let req = request("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let status = |config: Config, from: &str| {
             let ctx = Context::new(config, None).unwrap();
             let (hub, _events) = crossbeam_channel::unbounded();
             let routed = route(&req, &ctx.config, &ctx.metrics);
-            match guard(routed, &req, peer(from), &ctx, &hub) {
+            let peer = match from.strip_prefix("not local ") {
+                Some(from) => Peer {
+                    local: false,
+                    ..peer(from)
+                },
+                None => peer(from),
+            };
+            match guard(routed, &req, peer, &ctx, &hub) {
                 Routed::Respond(r) | Routed::Reject(r, ..) => r.status,
                 other => panic!("{other:?}"),
             }
@@ -445,6 +456,10 @@ mod tests {
         assert_eq!(status(guarded(), "192.168.1.7:5000"), 403);
         assert_eq!(status(guarded(), "127.0.0.1:5000"), 200);
         assert_eq!(status(guarded(), "[::1]:5000"), 200);
+        assert_eq!(status(guarded(), "[::ffff:127.0.0.1]:5000"), 200);
+        // A proxy here that could not name its client: counted as the proxy, but
+        // not let in as this machine.
+        assert_eq!(status(guarded(), "not local 127.0.0.1:5000"), 403);
         assert_eq!(
             status(guarded().metrics_public(true), "192.168.1.7:5000"),
             200

@@ -46,9 +46,9 @@ pub(super) struct ChatRooms {
     pub(super) epoch: String,
     /// Numbers each member's loads, so that a stale answer is told from the latest.
     pub(super) loads: u64,
-    /// API posts allowed per address, and each address's bucket.
+    /// API posts allowed per client (address, or IPv6 /64), and each one's bucket.
     api_rate: (u32, u32),
-    api_buckets: HashMap<IpAddr, RateLimit>,
+    api_buckets: HashMap<ClientKey, RateLimit>,
     /// Which rooms have stored messages, and how many new ones each client may start.
     pub(super) rooms_kept: RoomsKept,
     metrics: Arc<Metrics>,
@@ -195,7 +195,7 @@ impl ChatRooms {
                 let (rate, burst) = self.api_rate;
                 let bucket = self
                     .api_buckets
-                    .entry(ip)
+                    .entry(ClientKey::of(ip))
                     .or_insert_with(|| RateLimit::new(rate, burst));
                 if !bucket.allow() {
                     let _ = reply.send(ApiAnswer::RateLimited);

@@ -5,7 +5,7 @@ use crate::{banner, limits};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
-use switchboard::{Config, Identity, Server};
+use switchboard::{Config, Identity, ProxyHeader, Server};
 
 /// The flags of `switchboard serve`, also taken by `switchboard` alone.
 #[derive(Debug, Args)]
@@ -106,14 +106,27 @@ pub(crate) struct ServeArgs {
     /// this machine then).
     #[arg(long)]
     metrics_public: bool,
-    /// Believe Forwarded and X-Forwarded-For/-Proto/-Host from peers in this address
+    /// Believe the forwarding headers (see --proxy-header) of peers in this address
     /// range (e.g. 127.0.0.1/32 for nginx on this machine); repeat it for more.
     #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = cidr)]
     trust_proxy: Vec<String>,
+    /// The forwarding header the --trust-proxy proxies write; the other is ignored.
+    /// nginx writes X-Forwarded-For/-Proto/-Host.
+    #[arg(long, value_name = "HEADER", value_enum, default_value_t = ProxyHeaderArg::XForwarded)]
+    proxy_header: ProxyHeaderArg,
     /// Do not print the QR code of the address to share (it is printed only when
     /// stdout is a terminal anyway).
     #[arg(long)]
     no_qr: bool,
+}
+
+/// `--proxy-header`, as clap spells it: `x-forwarded` or `forwarded`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ProxyHeaderArg {
+    /// X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.
+    XForwarded,
+    /// Forwarded (RFC 7239).
+    Forwarded,
 }
 
 /// A count that must be at least 1, for clap: the error names the flag and the range.
@@ -214,6 +227,10 @@ impl ServeArgs {
         config.trace = self.trace || self.trace_plain;
         config.metrics_public = self.metrics_public;
         config.trust_proxies = self.trust_proxy;
+        config.proxy_header = match self.proxy_header {
+            ProxyHeaderArg::XForwarded => ProxyHeader::XForwarded,
+            ProxyHeaderArg::Forwarded => ProxyHeader::Forwarded,
+        };
         config.public_urls = banner::lan_urls("http", &self.listen);
         if !self.no_tls {
             config
