@@ -24,10 +24,12 @@ pub(crate) enum Rejection {
     Tls,
     Io,
     Unauthorized,
+    /// A wire viewer without the right key, or with a key in its URL.
+    WireKey,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 12] = [
+    const ALL: [Rejection; 13] = [
         Rejection::BadRequest,
         Rejection::MethodNotAllowed,
         Rejection::NotFound,
@@ -40,6 +42,7 @@ impl Rejection {
         Rejection::Tls,
         Rejection::Io,
         Rejection::Unauthorized,
+        Rejection::WireKey,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Rejection {
             Rejection::Tls => "tls",
             Rejection::Io => "io",
             Rejection::Unauthorized => "unauthorized",
+            Rejection::WireKey => "wire_key",
         }
     }
 }

@@ -9,6 +9,7 @@ mod rate;
 mod transport;
 mod wake;
 
+pub(crate) use crate::escape::escape;
 pub(crate) use client::ClientKey;
 pub(crate) use context::{ConnId, Context, Peer};
 pub(crate) use rate::RateLimit;
