@@ -388,3 +388,75 @@ fn control_and_bidi_characters_from_a_peer_are_logged_escaped() {
         );
     }
 }
+
+/// The binary with `RUST_LOG=trace` and `--trace`, its stderr read whole once it
+/// stopped: neither a password, a cookie nor a wire key is anywhere in it, at any
+/// level and from any crate (tungstenite's own trace prints every frame's payload,
+/// the `welcome` with its wire key among them).
+#[test]
+fn the_binary_logs_no_secret_even_at_trace_level() {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--no-tls",
+            "--no-persist",
+            "--no-qr",
+        ])
+        .args(["--trace", "--password-file", "/dev/stdin"])
+        .env("RUST_LOG", "trace")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Running(child);
+    let password = "s3cret-pw";
+    let mut stdin = server.0.stdin.take().unwrap();
+    writeln!(stdin, "{password}").unwrap();
+    drop(stdin);
+    eventually(|| std::net::TcpStream::connect(addr).ok());
+
+    let cookie = "c00kie-s3cret";
+    let request = format!(
+        "GET /ws/chat?name=ann HTTP/1.1\nHost: localhost\nAuthorization: Bearer {password}\n\
+         Cookie: switchboard_session={cookie}\nUpgrade: websocket\nConnection: Upgrade\n\
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\nSec-WebSocket-Version: 13\n\n"
+    );
+    let (head, stream) = handshake(addr, request);
+    assert_eq!(status(&head), 101, "{head}");
+    let mut ws = client_on(stream);
+    let welcome = next_json(&mut ws);
+    let (id, key) = (
+        &welcome["wire"]["id"],
+        welcome["wire"]["key"].as_str().unwrap().to_owned(),
+    );
+    let offer = format!(
+        "Authorization: Bearer {password}\r\n\
+         Sec-WebSocket-Protocol: switchboard-wire, switchboard-wire.{key}\r\n"
+    );
+    let (head, stream) = handshake(addr, upgrade_request(&format!("/ws/wire/{id}"), &offer));
+    assert_eq!(status(&head), 101, "{head}");
+    let mut viewer = client_on(stream);
+    say(&mut ws, "watched");
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    while !matches!(next(&mut viewer), Message::Text(t) if t.contains("watched")) {
+        assert!(std::time::Instant::now() < deadline);
+    }
+    let (head, _) = handshake(
+        addr,
+        upgrade_request(&format!("/ws/wire/{id}?key={key}"), &offer),
+    );
+    assert_eq!(status(&head), 403, "{head}");
+    drop((ws, viewer));
+
+    let _ = server.0.kill();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("<- GET /ws/chat?name=ann HTTP/1.1"), "{log}");
+    assert!(log.contains("<- Authorization: Bearer [redacted]"), "{log}");
+    for secret in [password, cookie, &key] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
