@@ -234,9 +234,11 @@ mod cluster;
 mod config;
 mod connection;
 mod error;
+mod escape;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod head;
 mod http;
 mod hub;
 mod listener;

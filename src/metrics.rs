@@ -26,10 +26,12 @@ pub(crate) enum Rejection {
     Unauthorized,
     /// A `Host` that is a DNS name this server does not answer to (DNS rebinding).
     UnknownHost,
+    /// A wire viewer without the right key, or with a key in its URL.
+    WireKey,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 13] = [
+    const ALL: [Rejection; 14] = [
         Rejection::BadRequest,
         Rejection::MethodNotAllowed,
         Rejection::NotFound,
@@ -43,6 +45,7 @@ impl Rejection {
         Rejection::Io,
         Rejection::Unauthorized,
         Rejection::UnknownHost,
+        Rejection::WireKey,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Rejection {
             Rejection::Io => "io",
             Rejection::Unauthorized => "unauthorized",
             Rejection::UnknownHost => "unknown_host",
+            Rejection::WireKey => "wire_key",
         }
     }
 }

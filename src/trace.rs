@@ -2,7 +2,9 @@
 //! themselves.
 //!
 //! [`Traced`] wraps any stream and watches the bytes going each way: first the HTTP
-//! head (logged line by line, exactly as sent), then, after a `101`, every WebSocket
+//! head (read by the server's own parser, so a head is split into lines exactly where
+//! the server splits it, bare-LF heads included; one line per header, secrets
+//! redacted, peer text escaped), then, after a `101`, every WebSocket
 //! frame (RFC 6455 §5.2): FIN, RSV bits, opcode, MASK and masking key, payload length
 //! and which of the three length encodings carried it, the start of the payload, and
 //! for a Close the code and reason. It decodes independently of tungstenite, so the
@@ -12,13 +14,16 @@
 //! `RUST_LOG=switchboard::trace=info` picks them out. The server wraps every
 //! connection when `Config::trace` is set; `switchboard connect --trace` wraps its own.
 
+use crate::escape::escape;
+use crate::head::{self, Field, Parsed, Refused, redact};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 
 /// The `log` target of every trace line.
 pub const TARGET: &str = "switchboard::trace";
 
-/// Longest HTTP head the trace holds on to; past it the trace of that direction stops.
+/// Longest HTTP response head the trace holds on to; past it the trace of that
+/// direction stops. A request head stops where the server's parser stops it (8 KiB).
 const MAX_HEAD: usize = 16 * 1024;
 /// Payload bytes shown for a data frame (a control frame is shown whole: ≤ 125).
 const PREVIEW: usize = 96;
@@ -214,10 +219,9 @@ impl Decoder {
     /// A decoder for what follows the HTTP head `head` (its bytes, up to the blank
     /// line): frames if it asked for or agreed to an upgrade, nothing otherwise.
     pub fn after_head(direction: Direction, head: &[u8]) -> Self {
-        let phase = if upgrades(&String::from_utf8_lossy(head)) {
-            Phase::Frames
-        } else {
-            Phase::Off
+        let phase = match parse_head(head) {
+            HeadParse::Complete(head, _) if head.upgrades => Phase::Frames,
+            _ => Phase::Off,
         };
         Self {
             phase,
@@ -261,26 +265,31 @@ impl Decoder {
                 Phase::Http(head) => {
                     let before = head.len();
                     head.extend_from_slice(bytes);
-                    let Some(end) = find(head, b"\r\n\r\n") else {
-                        if head.len() > MAX_HEAD {
-                            out.push(Seen::Stopped(format!(
-                                "(HTTP head over {MAX_HEAD} bytes; trace stops)"
-                            )));
-                            self.phase = Phase::Off;
+                    // Parsed again at each piece, as the server's front does: the
+                    // trace sees the head end, or turn out malformed, where it does.
+                    let (phase, taken) = match parse_head(head) {
+                        HeadParse::Partial if head.len() <= MAX_HEAD => break,
+                        HeadParse::Partial | HeadParse::TooLarge => {
+                            out.push(Seen::Stopped(
+                                "(HTTP head too large; trace stops)".to_owned(),
+                            ));
+                            (Phase::Off, bytes.len())
                         }
-                        break;
+                        HeadParse::Refused(why) => {
+                            refused_lines(head, &why, out);
+                            (Phase::Off, bytes.len())
+                        }
+                        HeadParse::Complete(parsed, len) => {
+                            let phase = if parsed.upgrades {
+                                Phase::Frames
+                            } else {
+                                Phase::Off
+                            };
+                            parsed.lines(out);
+                            (phase, len.saturating_sub(before).min(bytes.len()))
+                        }
                     };
-                    let taken = end + 4 - before;
-                    let head = std::mem::take(head);
-                    let text = String::from_utf8_lossy(&head[..end]);
-                    for line in text.split("\r\n") {
-                        out.push(Seen::Line(redact(line).into_owned()));
-                    }
-                    self.phase = if upgrades(&text) {
-                        Phase::Frames
-                    } else {
-                        Phase::Off
-                    };
+                    self.phase = phase;
                     bytes = &bytes[taken..];
                 }
                 Phase::Frames => {
@@ -352,23 +361,178 @@ impl Decoder {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// What the server's parser makes of the bytes of a head so far.
+enum HeadParse {
+    /// More bytes are needed.
+    Partial,
+    /// A whole head, and how many bytes it took.
+    Complete(Head, usize),
+    /// Not HTTP the server would read: refused as malformed, and why.
+    Refused(String),
+    /// Longer than the parser reads.
+    TooLarge,
 }
 
-/// Whether an HTTP head leads to WebSocket frames: a request asking for an upgrade,
-/// or a `101` answer.
-fn upgrades(head: &str) -> bool {
-    let first = head.lines().next().unwrap_or("");
-    if first.starts_with("HTTP/") {
-        return first.split_whitespace().nth(1) == Some("101");
+/// A whole HTTP head, as the parser split it.
+struct Head {
+    /// The request line or status line, rebuilt from what the parser read, shown.
+    first: String,
+    headers: Vec<(String, Vec<u8>)>,
+    /// Whether WebSocket frames follow: a request asking for an upgrade, or a `101`.
+    upgrades: bool,
+}
+
+impl Head {
+    /// Its trace lines: the first line, then one per header, redacted and escaped.
+    fn lines(self, out: &mut Vec<Seen>) {
+        out.push(Seen::Line(self.first));
+        for (name, value) in &self.headers {
+            out.push(Seen::Line(header_line(
+                name,
+                &String::from_utf8_lossy(value),
+            )));
+        }
     }
-    head.lines().any(|l| {
-        l.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("upgrade")
-                && value.trim().eq_ignore_ascii_case("websocket")
-        })
-    })
+}
+
+/// `Name: value`, as the trace shows a header: the value redacted, both escaped.
+fn header_line(name: &str, value: &str) -> String {
+    let value = redact(Field::Header(name), value);
+    format!("{}: {}", escape(name), escape(value))
+}
+
+/// Reads `buf` with the parser the server reads requests with
+/// ([`head::parse`]), or, when it starts like a status line, with the same
+/// library's response parser (the client side of `switchboard connect --trace`).
+fn parse_head(buf: &[u8]) -> HeadParse {
+    let start = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    if buf[start..].starts_with(b"HTTP/") {
+        return parse_response(buf);
+    }
+    match head::parse(buf) {
+        Ok(Parsed::Complete(req, len)) => {
+            let first = format!(
+                "{} {} HTTP/1.{}",
+                escape(&req.method),
+                escape(redact(Field::Target, &req.target)),
+                req.version
+            );
+            let upgrades = req.has_token("Upgrade", "websocket");
+            let head = Head {
+                first,
+                headers: req.headers,
+                upgrades,
+            };
+            HeadParse::Complete(head, len)
+        }
+        Ok(Parsed::Partial) => HeadParse::Partial,
+        Err(Refused::Malformed(why)) => HeadParse::Refused(why),
+        Err(Refused::TooLarge) => HeadParse::TooLarge,
+    }
+}
+
+fn parse_response(buf: &[u8]) -> HeadParse {
+    let mut headers = vec![httparse::EMPTY_HEADER; head::MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let code = res.code.unwrap_or(0);
+            let first = format!(
+                "HTTP/1.{} {code} {}",
+                res.version.unwrap_or(1),
+                escape(res.reason.unwrap_or(""))
+            );
+            let headers = res
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect();
+            let head = Head {
+                first,
+                headers,
+                upgrades: code == 101,
+            };
+            HeadParse::Complete(head, len)
+        }
+        Ok(httparse::Status::Partial) => HeadParse::Partial,
+        Err(httparse::Error::TooManyHeaders) => HeadParse::TooLarge,
+        Err(e) => HeadParse::Refused(format!("malformed response: {e}")),
+    }
+}
+
+/// The trace of a head the parser refused: the lines it read before the one it
+/// stumbled on (found by parsing ever longer runs of whole lines, each closed with a
+/// blank line), then that line, escaped, cut at the first CR or LF, so that nothing
+/// after it is shown split any other way than the parser would, then why.
+fn refused_lines(buf: &[u8], why: &str, out: &mut Vec<Seen>) {
+    let ends: Vec<usize> = buf
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(at, _)| at + 1)
+        .collect();
+    // The lines before the bad one make a whole head once closed; a prefix of a
+    // valid run of lines is valid too, so the longest such run is a binary search.
+    let whole = |n: usize| -> Option<Head> {
+        let end = *ends.get(n.checked_sub(1)?)?;
+        let mut closed = buf.get(..end)?.to_vec();
+        closed.extend_from_slice(b"\r\n");
+        match parse_head(&closed) {
+            HeadParse::Complete(head, _) => Some(head),
+            _ => None,
+        }
+    };
+    let (mut lo, mut hi) = (0, ends.len());
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if whole(mid).is_some() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let from = match whole(lo) {
+        Some(head) => {
+            head.lines(out);
+            ends.get(lo.wrapping_sub(1)).copied().unwrap_or(0)
+        }
+        None => 0,
+    };
+    let rest = buf.get(from..).unwrap_or_default();
+    let bad = rest
+        .split(|&b| b == b'\r' || b == b'\n')
+        .find(|line| !line.is_empty())
+        .unwrap_or_default();
+    let bad = String::from_utf8_lossy(bad);
+    let line = match bad.split_once(':') {
+        Some((name, value)) if from > 0 => header_line(name, value.trim_start()),
+        _ => escape(redact(Field::Target, &bad)).to_string(),
+    };
+    out.push(Seen::Line(line));
+    out.push(Seen::Stopped(format!("({}; trace stops)", escape(why))));
+}
+
+/// Where the HTTP head at the start of `buf` ends, read by the server's parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadEnd {
+    /// Not yet: more bytes are needed.
+    More,
+    /// After this many bytes.
+    At(usize),
+    /// Never: the parser refused it, or it is too long.
+    Never,
+}
+
+/// Where the head at the start of `buf` ends (see [`HeadEnd`]).
+pub(crate) fn head_end(buf: &[u8]) -> HeadEnd {
+    match parse_head(buf) {
+        HeadParse::Complete(_, len) => HeadEnd::At(len),
+        HeadParse::Partial if buf.len() <= MAX_HEAD => HeadEnd::More,
+        _ => HeadEnd::Never,
+    }
 }
 
 /// The length of a frame header whose second byte is `b1`: 2, then 2 or 8 bytes of
@@ -578,82 +742,106 @@ impl<S: Write> Write for Traced<S> {
     }
 }
 
-/// Header lines whose values are secrets: what they carry never reaches a log.
-const SECRET_HEADERS: [&str; 4] = [
-    "authorization",
-    "cookie",
-    "set-cookie",
-    "proxy-authorization",
-];
-
-/// The head line with a secret header's value replaced: `Authorization: [redacted]`.
-/// The scheme of an `Authorization` (`Bearer`, `Basic`) stays, since it says how the
-/// client authenticated without saying with what.
-///
-/// A request line's `key=` (the wire endpoint's secret, SPEC §14) is redacted too.
-fn redact(line: &str) -> std::borrow::Cow<'_, str> {
-    if !line.contains(": ") && line.contains("key=") {
-        return redact_key(line).into();
-    }
-    let Some((name, value)) = line.split_once(':') else {
-        return line.into();
-    };
-    if !SECRET_HEADERS
-        .iter()
-        .any(|h| name.trim().eq_ignore_ascii_case(h))
-    {
-        return line.into();
-    }
-    let value = value.trim();
-    let scheme = value
-        .split_once(' ')
-        .filter(|_| name.trim().to_ascii_lowercase().ends_with("authorization"))
-        .map(|(scheme, _)| format!("{scheme} "))
-        .unwrap_or_default();
-    format!("{name}: {scheme}[redacted]").into()
-}
-
-/// `GET /ws/wire/3?key=abc HTTP/1.1` → `GET /ws/wire/3?key=[redacted] HTTP/1.1`.
-fn redact_key(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(at) = rest.find("key=") {
-        let after = at + "key=".len();
-        let boundary = at == 0 || matches!(rest.as_bytes()[at - 1], b'?' | b'&');
-        out.push_str(&rest[..after]);
-        rest = &rest[after..];
-        if boundary {
-            let end = rest.find(['&', ' ', '#']).unwrap_or(rest.len());
-            out.push_str("[redacted]");
-            rest = &rest[end..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn line(name: &str, value: &str) -> String {
+        header_line(name, value)
+    }
+
     #[test]
     fn secrets_in_heads_are_redacted() {
         assert_eq!(
-            redact("Authorization: Bearer s3cret"),
+            line("Authorization", "Bearer s3cret"),
             "Authorization: Bearer [redacted]"
         );
-        assert_eq!(redact("cookie: session=abc; x=y"), "cookie: [redacted]");
+        assert_eq!(line("authorization", "s3cret"), "authorization: [redacted]");
         assert_eq!(
-            redact("Set-Cookie: sid=1; HttpOnly"),
+            line("Proxy-Authorization", "hunter2 more"),
+            "Proxy-Authorization: [redacted]"
+        );
+        assert_eq!(line("cookie", "session=abc; x=y"), "cookie: [redacted]");
+        assert_eq!(
+            line("Set-Cookie", "sid=1; HttpOnly"),
             "Set-Cookie: [redacted]"
         );
-        assert_eq!(redact("Host: example.com"), "Host: example.com");
-        assert_eq!(redact("GET /ws/chat HTTP/1.1"), "GET /ws/chat HTTP/1.1");
+        assert_eq!(line("Host", "example.com"), "Host: example.com");
         assert_eq!(
-            redact("GET /ws/wire/3?x=1&key=00ff HTTP/1.1"),
-            "GET /ws/wire/3?x=1&key=[redacted] HTTP/1.1"
+            line(
+                "Sec-WebSocket-Protocol",
+                "switchboard-wire,switchboard-wire.00ff"
+            ),
+            "Sec-WebSocket-Protocol: switchboard-wire, switchboard-wire.[redacted]"
         );
-        assert_eq!(redact("GET /?monkey=1 HTTP/1.1"), "GET /?monkey=1 HTTP/1.1");
+        assert_eq!(
+            line("Sec-WebSocket-Protocol", "chat.v1"),
+            "Sec-WebSocket-Protocol: chat.v1"
+        );
+        assert_eq!(
+            line("Referer", "http://h/?token=t0k"),
+            "Referer: http://h/?token=[redacted]"
+        );
+    }
+
+    fn traced(head: &[u8]) -> Vec<String> {
+        Decoder::new(Direction::In).feed(head)
+    }
+
+    #[test]
+    fn a_bare_lf_head_is_split_where_the_parser_splits_it() {
+        let lines = traced(
+            b"GET /ws/echo HTTP/1.1\nHost: x\nX-A: 1\nAuthorization: Bearer pw\nCookie: s=1\n\n",
+        );
+        assert_eq!(
+            lines,
+            [
+                "<- GET /ws/echo HTTP/1.1",
+                "<- Host: x",
+                "<- X-A: 1",
+                "<- Authorization: Bearer [redacted]",
+                "<- Cookie: [redacted]",
+            ]
+        );
+        // Mixed line ends, fed a byte at a time.
+        let head = b"GET / HTTP/1.1\r\nX-A: 1\nCookie: s=1\r\n\n";
+        let mut d = Decoder::new(Direction::In);
+        let lines: Vec<String> = head.chunks(1).flat_map(|b| d.feed(b)).collect();
+        assert_eq!(
+            lines,
+            ["<- GET / HTTP/1.1", "<- X-A: 1", "<- Cookie: [redacted]"]
+        );
+    }
+
+    #[test]
+    fn peer_text_is_escaped() {
+        let lines = traced(b"GET /a\xe2\x80\xae HTTP/1.1\r\nX-B: \xe2\x80\xaeevil\r\n\r\n");
+        assert_eq!(
+            lines,
+            ["<- GET /a\\u{202e} HTTP/1.1", "<- X-B: \\u{202e}evil"]
+        );
+    }
+
+    #[test]
+    fn a_malformed_head_is_shown_up_to_where_the_parser_stopped() {
+        let lines = traced(b"GET /x HTTP/1.1\r\nHost: x\r\nX-Evil: a\x1bb\r\nCookie: s=1\r\n\r\n");
+        assert_eq!(
+            lines[..3],
+            ["<- GET /x HTTP/1.1", "<- Host: x", "<- X-Evil: a\\u{1b}b"]
+        );
+        assert!(
+            lines[3].contains("malformed") && lines[3].ends_with("trace stops)"),
+            "{lines:?}"
+        );
+        assert_eq!(lines.len(), 4);
+        // A bad byte in the request line, and a secret behind a bare CR.
+        let lines = traced(b"GET /a\x1b?key=k HTTP/1.1\r\n\r\n");
+        assert_eq!(lines[0], "<- GET /a\\u{1b}?key=[redacted] HTTP/1.1");
+        let lines = traced(b"GET / HTTP/1.1\r\nX-A: 1\rAuthorization: Bearer pw\r\n\r\n");
+        assert_eq!(lines[1], "<- X-A: 1", "{lines:?}");
+        assert!(lines.iter().all(|l| !l.contains("pw")), "{lines:?}");
+        let lines = traced(b"GET / HTTP/1.1\r\nAuthorization: Bearer pw\x01\r\n\r\n");
+        assert_eq!(lines[1], "<- Authorization: Bearer [redacted]", "{lines:?}");
     }
 
     fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {

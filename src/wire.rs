@@ -26,7 +26,7 @@
 
 use crate::base::Transport;
 use crate::outbox::{Outbox, SendError};
-use crate::trace::{Closer, Decoder, Direction, Frame, Seen};
+use crate::trace::{self, Closer, Decoder, Direction, Frame, HeadEnd, Seen};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{Value, json};
 use std::io::{self, Read, Write};
@@ -44,6 +44,30 @@ pub(crate) const VIEWER_EVENTS: usize = 512;
 pub(crate) const VIEWER_BYTES: usize = 1 << 20;
 /// Longest HTTP head kept for the replay: the server reads at most 8 KiB of one.
 const MAX_HEAD: usize = 16 * 1024;
+
+/// The subprotocol the server selects for a viewer, one it offered: never the one that
+/// carries the key, so the `101` does not echo it (RFC 6455 §4.2.2).
+pub(crate) const SUBPROTOCOL: &str = "switchboard-wire";
+// How a viewer offers its key: the subprotocol `switchboard-wire.KEY`, next to
+// `SUBPROTOCOL`. A browser can set it (`new WebSocket(url, [...])`), and proxies do
+// not log it as they log URLs.
+use crate::head::WIRE_KEY_PREFIX as KEY_PROTOCOL_PREFIX;
+
+/// The key a viewer offered in `Sec-WebSocket-Protocol` (every occurrence of the
+/// header, comma-separated lists), if any: the first `switchboard-wire.KEY`.
+pub(crate) fn offered_key<'a>(offers: impl Iterator<Item = &'a [u8]>) -> Option<Key> {
+    offers
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find_map(|token| {
+            let prefix = token.get(..KEY_PROTOCOL_PREFIX.len())?;
+            if !prefix.eq_ignore_ascii_case(KEY_PROTOCOL_PREFIX.as_bytes()) {
+                return None;
+            }
+            let key = token.get(KEY_PROTOCOL_PREFIX.len()..)?;
+            std::str::from_utf8(key).ok().map(|k| Key(k.to_owned()))
+        })
+}
 
 /// A key as a viewer sent it: never shown in a log line, even at debug.
 #[derive(Clone, PartialEq, Eq)]
@@ -182,14 +206,21 @@ impl Side {
     fn take_head(&mut self, bytes: &[u8], quiet: bool, seen: &mut Vec<Seen>) {
         let before = self.head.len();
         self.head.extend_from_slice(bytes);
-        let from = before.saturating_sub(3);
-        let end = self.head[from..]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|at| from + at + 4);
+        // The parser (the server's) is asked only once a blank line came, bare-LF
+        // or not: cheap for every connection, and the end is where the server saw it.
+        let blank = ends_a_line_twice(
+            self.head
+                .get(before.saturating_sub(2)..)
+                .unwrap_or_default(),
+        );
+        let end = match blank {
+            true => trace::head_end(&self.head),
+            false if self.head.len() > MAX_HEAD => HeadEnd::Never,
+            false => HeadEnd::More,
+        };
         let rest = match end {
-            Some(end) => self.head.split_off(end),
-            None if self.head.len() > MAX_HEAD => {
+            HeadEnd::At(end) => self.head.split_off(end),
+            HeadEnd::Never => {
                 // No head at all: nothing to follow, nothing to replay.
                 self.head = Vec::new();
                 let mut off = Decoder::frames(self.direction);
@@ -197,7 +228,7 @@ impl Side {
                 self.frames = Some(off);
                 return;
             }
-            None => return,
+            HeadEnd::More => return,
         };
         self.t = now_ms();
         if !quiet {
@@ -216,6 +247,14 @@ impl Side {
         Decoder::new(self.direction).decode(&self.head, &mut lines);
         lines
     }
+}
+
+/// Whether `bytes` hold a blank line's end: `\n\n` or `\n\r\n`.
+fn ends_a_line_twice(bytes: &[u8]) -> bool {
+    bytes
+        .windows(2)
+        .zip(bytes.iter().skip(2).map(Some).chain([None]))
+        .any(|(w, next)| w == b"\n\n" || (w == b"\n\r" && next == Some(&b'\n')))
 }
 
 /// What the tap holds besides the stream.
@@ -556,6 +595,54 @@ mod tests {
         assert_eq!(seen[1]["preview"], "hi");
         assert_eq!(seen[1]["len_bits"], 7);
         assert_eq!(seen[1]["masked"], false);
+    }
+
+    #[test]
+    fn the_key_is_read_from_the_offered_subprotocols() {
+        let key = |offers: &[&str]| offered_key(offers.iter().map(|o| o.as_bytes())).map(|k| k.0);
+        assert_eq!(
+            key(&["switchboard-wire, switchboard-wire.ab12"]),
+            Some("ab12".into())
+        );
+        assert_eq!(
+            key(&["chat.v1", " Switchboard-Wire.cd34 ,x"]),
+            Some("cd34".into())
+        );
+        assert_eq!(key(&["switchboard-wire"]), None);
+        assert_eq!(key(&[]), None);
+    }
+
+    #[test]
+    fn a_bare_lf_head_is_followed_by_its_frames() {
+        let (door, hatch) = door().unwrap();
+        let mut tap = Tap::new(io::Cursor::new(
+            b"GET /ws/chat HTTP/1.1\nUpgrade: websocket\nCookie: s=1\n\n".to_vec(),
+        ));
+        let mut buf = [0u8; 100];
+        while tap.read(&mut buf).unwrap() > 0 {}
+        tap.open(hatch);
+        let (tx, rx) = outbox(16, 1 << 20).unwrap();
+        assert!(door.let_in(tx));
+        tap.flush().unwrap();
+        let lines: Vec<String> = events(&rx)
+            .iter()
+            .filter_map(|e| e["line"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /ws/chat HTTP/1.1",
+                "Upgrade: websocket",
+                "Cookie: [redacted]"
+            ]
+        );
+        let mut out = Tap::new(Vec::new());
+        out.wire = tap.wire;
+        out.write_all(b"HTTP/1.1 101 Switching Protocols\n\n\x81\x02hi")
+            .unwrap();
+        let seen = events(&rx);
+        assert_eq!(seen[0]["line"], "HTTP/1.1 101 Switching Protocols");
+        assert_eq!(seen[1]["preview"], "hi", "{seen:?}");
     }
 
     #[test]

@@ -584,9 +584,7 @@ fn a_cluster_node_shows_a_member_its_own_wire() {
     };
     let a = node(&redis);
     let (mut ann, welcome) = chat(a.local_addr(), "r", Some("ann"));
-    let (id, key) = (&welcome["wire"]["id"], &welcome["wire"]["key"]);
-    let key = key.as_str().expect("a wire key in the welcome");
-    let mut viewer = connect(a.local_addr(), &format!("/ws/wire/{id}?key={key}"));
+    let mut viewer = watch_wire(a.local_addr(), &welcome);
     let first = next_json(&mut viewer);
     assert_eq!(
         (&first["kind"], &first["dir"]),

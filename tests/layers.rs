@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["base"],
     &["config"],
     &["chat", "cidr", "error", "metrics", "trace"],
+    &["escape", "head"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -588,13 +588,8 @@ fn two_nodes_on_one_redis_behind_one_nginx_are_one_chat() {
             .as_str()
             .unwrap_or_default()
             .clone_into(&mut epoch);
-        let wire = format!(
-            "/ws/wire/{}?key={}",
-            welcome["wire"]["id"],
-            welcome["wire"]["key"].as_str().unwrap_or_default()
-        );
         clients.push(ws);
-        wires.push(wire);
+        wires.push(welcome);
     }
     let n = clients.len();
     for (i, ws) in clients.iter_mut().enumerate() {
@@ -616,9 +611,9 @@ fn two_nodes_on_one_redis_behind_one_nginx_are_one_chat() {
     // Which node holds whom: only its own node opens a connection's wire door.
     let on_a: Vec<bool> = wires
         .iter()
-        .map(|wire| {
+        .map(|welcome| {
             let addr = a.local_addr();
-            tungstenite::client(format!("ws://{addr}{wire}"), tcp(addr)).is_ok()
+            tungstenite::client(wire_request(&format!("ws://{addr}"), welcome), tcp(addr)).is_ok()
         })
         .collect();
     let gone = on_a.iter().filter(|&&on| on).count();
@@ -665,9 +660,19 @@ fn two_nodes_on_one_redis_behind_one_nginx_are_one_chat() {
 fn ws_routed(nginx: &Nginx, path: &str, route: &str) -> Result<Client, tungstenite::Error> {
     use tungstenite::client::IntoClientRequest;
     let addr = nginx.http_addr();
-    let mut request = format!("ws://{addr}{path}")
+    let request = format!("ws://{addr}{path}")
         .into_client_request()
         .expect("a request");
+    ws_routed_request(nginx, request, route)
+}
+
+/// [`ws_routed`] for a request already made (a wire viewer's, with its subprotocols).
+fn ws_routed_request(
+    nginx: &Nginx,
+    mut request: tungstenite::handshake::client::Request,
+    route: &str,
+) -> Result<Client, tungstenite::Error> {
+    let addr = nginx.http_addr();
     let cookie = format!("switchboard_route={route}")
         .parse()
         .expect("a header");
@@ -699,9 +704,8 @@ fn behind_nginx_each_browsers_wire_reaches_the_node_of_its_chat() {
         let mut chat = ws_routed(&nginx, &format!("/ws/chat/class?name=s{i}"), &route)
             .expect("chat through nginx");
         let welcome = next_of_type(&mut chat, "welcome");
-        let (id, key) = (&welcome["wire"]["id"], &welcome["wire"]["key"]);
-        let key = key.as_str().expect("a wire key");
-        let mut wire = ws_routed(&nginx, &format!("/ws/wire/{id}?key={key}"), &route)
+        let base = format!("ws://{}", nginx.http_addr());
+        let mut wire = ws_routed_request(&nginx, wire_request(&base, &welcome), &route)
             .unwrap_or_else(|e| panic!("browser {i}: the wire reached another node: {e}"));
         assert_eq!(
             next_json(&mut wire)["kind"],

@@ -1,5 +1,6 @@
-//! The wire, live (SPEC §14): `/ws/wire/{id}?key=…` streams a chat connection's own
-//! traffic, decoded from the bytes, to whoever holds the key from its `welcome`.
+//! The wire, live: `/ws/wire/{id}` streams a chat connection's own traffic, decoded
+//! from the bytes, to whoever offers the key from its `welcome` as the subprotocol
+//! `switchboard-wire.KEY` (never in the URL, which proxies log).
 
 mod common;
 
@@ -25,12 +26,43 @@ fn chat_raw(addr: SocketAddr, extra: &str) -> (Client, Value) {
     (ws, welcome)
 }
 
-/// The path of the wire stream the welcome points at.
-fn wire_path(welcome: &Value) -> String {
+/// The id and key of the wire stream the welcome points at.
+fn wire_of(welcome: &Value) -> (u64, String) {
     let wire = &welcome["wire"];
     let (id, key) = (wire["id"].as_u64().unwrap(), wire["key"].as_str().unwrap());
     assert_eq!(key.len(), 32, "128 random bits in hex: {key}");
-    format!("/ws/wire/{id}?key={key}")
+    (id, key.to_owned())
+}
+
+/// The header line that offers `key` as a page does.
+fn offer(key: &str) -> String {
+    format!("Sec-WebSocket-Protocol: switchboard-wire, switchboard-wire.{key}\r\n")
+}
+
+/// The upgrade request of a viewer of the wire stream the welcome points at, with
+/// `extra` header lines.
+fn watch_request(welcome: &Value, extra: &str) -> String {
+    let (id, key) = wire_of(welcome);
+    upgrade_request(
+        &format!("/ws/wire/{id}"),
+        &format!("{}{extra}", offer(&key)),
+    )
+}
+
+/// A viewer of the wire stream the welcome points at: the server picks the plain
+/// `switchboard-wire`, so its `101` never holds the key.
+fn watch(addr: SocketAddr, welcome: &Value) -> Client {
+    let (head, stream) = handshake(addr, watch_request(welcome, ""));
+    assert_eq!(status(&head), 101, "{head}");
+    assert_eq!(
+        header(&head, "Sec-WebSocket-Protocol"),
+        Some("switchboard-wire")
+    );
+    assert!(
+        !head.contains(&wire_of(welcome).1),
+        "the key echoed: {head}"
+    );
+    client_on(stream)
 }
 
 /// Reads wire events until `done` says the last one came.
@@ -60,7 +92,7 @@ fn the_wire_stream_replays_the_handshake_then_shows_every_frame_as_sent() {
     let server = start_with(|b| b.max_text_len(100_000));
     let addr = server.local_addr();
     let (mut ws, welcome) = chat_raw(addr, "Cookie: session=s3cret\r\n");
-    let mut viewer = connect(addr, &wire_path(&welcome));
+    let mut viewer = watch(addr, &welcome);
 
     // First the handshake, replayed as the bytes said it, secrets redacted.
     let head = events_until(&mut viewer, |e| {
@@ -183,23 +215,58 @@ fn a_wrong_key_or_unknown_id_is_refused_with_403_and_the_chat_carries_on() {
     let server = start();
     let addr = server.local_addr();
     let (mut ws, welcome) = chat(addr, "lobby", Some("bo"));
-    let id = welcome["wire"]["id"].as_u64().unwrap();
-    let key = welcome["wire"]["key"].as_str().unwrap();
+    let (id, key) = wire_of(&welcome);
     // The key with its last digit changed.
     let last = if key.ends_with('0') { '1' } else { '0' };
     let wrong = format!("{}{last}", &key[..31]);
-    for path in [
-        format!("/ws/wire/{id}?key={wrong}"),
-        format!("/ws/wire/{id}?key="),
-        format!("/ws/wire/{id}"),
-        format!("/ws/wire/{}?key={key}", id + 1000),
-        format!("/ws/wire/nope?key={key}"),
-    ] {
-        let (head, _stream) = handshake(addr, upgrade_request(&path, ""));
-        assert_eq!(status(&head), 403, "{path}: {head}");
+    let cases = [
+        (format!("/ws/wire/{id}"), offer(&wrong)),
+        (format!("/ws/wire/{id}"), offer("")),
+        (format!("/ws/wire/{id}"), String::new()),
+        (
+            format!("/ws/wire/{id}"),
+            "Sec-WebSocket-Protocol: switchboard-wire\r\n".to_owned(),
+        ),
+        (format!("/ws/wire/{}", id + 1000), offer(&key)),
+        ("/ws/wire/nope".to_owned(), offer(&key)),
+    ];
+    for (path, extra) in &cases {
+        let (head, _stream) = handshake(addr, upgrade_request(path, extra));
+        assert_eq!(status(&head), 403, "{path} {extra}: {head}");
     }
+    // Counted as what they are: wrong wire keys, not a foreign Origin.
+    assert_eq!(handshake_failures(addr, "wire_key"), cases.len() as u64);
+    assert_eq!(handshake_failures(addr, "forbidden_origin"), 0);
     say(&mut ws, "still here");
     assert_eq!(next_of_type(&mut ws, "message")["text"], "still here");
+}
+
+#[test]
+fn a_key_in_the_url_is_refused_even_when_right() {
+    let server = start();
+    let addr = server.local_addr();
+    let (mut ws, welcome) = chat(addr, "lobby", Some("cy"));
+    let (id, key) = wire_of(&welcome);
+    for extra in [String::new(), offer(&key)] {
+        let (head, _stream) = handshake(
+            addr,
+            upgrade_request(&format!("/ws/wire/{id}?key={key}"), &extra),
+        );
+        assert_eq!(status(&head), 403, "{extra}: {head}");
+        assert!(!head.contains(&key), "{head}");
+    }
+    assert_eq!(handshake_failures(addr, "wire_key"), 2);
+    // The same key, offered as a subprotocol, opens the stream.
+    let mut viewer = watch(addr, &welcome);
+    say(&mut ws, "seen");
+    assert_eq!(next_of_type(&mut ws, "message")["text"], "seen");
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while !matches!(next(&mut viewer), Message::Text(t) if t.contains("seen")) {
+        assert!(
+            Instant::now() < deadline,
+            "the viewer never saw the message"
+        );
+    }
 }
 
 #[test]
@@ -213,10 +280,12 @@ fn with_a_password_the_wire_needs_the_same_sign_in() {
     assert_eq!(status(&head), 101);
     let mut ws = client_on(stream);
     let welcome = next_json(&mut ws);
-    let path = wire_path(&welcome);
-    let (head, _stream) = handshake(addr, upgrade_request(&path, ""));
+    let (head, _stream) = handshake(addr, watch_request(&welcome, ""));
     assert_eq!(status(&head), 401, "{head}");
-    let (head, _stream) = handshake(addr, upgrade_request(&path, "Authorization: Bearer pw\r\n"));
+    let (head, _stream) = handshake(
+        addr,
+        watch_request(&welcome, "Authorization: Bearer pw\r\n"),
+    );
     assert_eq!(status(&head), 101, "{head}");
 }
 
@@ -227,7 +296,7 @@ fn a_viewer_that_never_reads_never_slows_its_connection() {
     let addr = server.local_addr();
     let (mut ws, welcome) = chat(addr, "lobby", Some("busy"));
     // A viewer that upgrades and then reads nothing at all.
-    let (head, stuck) = handshake(addr, upgrade_request(&wire_path(&welcome), ""));
+    let (head, stuck) = handshake(addr, watch_request(&welcome, ""));
     assert_eq!(status(&head), 101);
 
     // Pings are answered by the server without the chat's rate limit: 40,000 events

@@ -9,6 +9,7 @@ mod rate;
 mod transport;
 mod wake;
 
+pub(crate) use crate::escape::escape;
 pub(crate) use client::ClientKey;
 #[cfg(test)]
 pub(crate) use context::own_names;

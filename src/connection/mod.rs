@@ -66,7 +66,7 @@ pub(crate) enum Endpoint {
     Relay { room: String },
     /// `/ws/echo`: everything straight back.
     Echo,
-    /// `/ws/wire/{id}?key=…`: watch connection `id` (SPEC §14).
+    /// `/ws/wire/{id}`, key in `Sec-WebSocket-Protocol`: watch connection `id`.
     Wire { id: ConnId, key: wire::Key },
 }
 
@@ -605,9 +605,10 @@ impl<S: Transport> Session<'_, S> {
         };
         bump(&self.ctx.metrics.protocol_errors);
         log::info!(
-            "conn {} {}: closing with {code}: {err}",
+            "conn {} {}: closing with {code}: {}",
             self.peer.id,
-            self.peer.addr
+            self.peer.addr,
+            base::escape(err.to_string())
         );
         let _ = self.ws.close(Some(CloseFrame {
             code,

@@ -167,8 +167,8 @@ fn answer<S: Transport>(stream: S, req: &Request, peer: Peer, response: Response
         "conn {} {}: {} {} -> {}",
         peer.id,
         peer.addr,
-        req.method,
-        req.target,
+        base::escape(&req.method),
+        base::escape(crate::head::redact(crate::head::Field::Target, &req.target)),
         response.status
     );
     respond(stream, &response, ctx);
@@ -315,7 +315,7 @@ fn upgrade<S: Transport>(
                 JoinError::Forbidden => {
                     let reason = "no such connection, or the wrong key";
                     let response = Response::text(403, reason);
-                    return reject(stream, peer, response, Rejection::Forbidden, reason, shared);
+                    return reject(stream, peer, response, Rejection::WireKey, reason, shared);
                 }
             };
             let response = Response::text(503, &reason).header("Retry-After", "1");
@@ -382,7 +382,7 @@ fn refuse_head<S: Transport>(stream: S, peer: Peer, err: &HeadError, shared: &Co
         _ => return,
     };
     shared.metrics.reject(why);
-    log::debug!("conn {} {}: {what}", peer.id, peer.addr);
+    log::debug!("conn {} {}: {}", peer.id, peer.addr, base::escape(what));
 }
 
 fn reject<S: Transport>(
@@ -395,10 +395,11 @@ fn reject<S: Transport>(
 ) {
     shared.metrics.reject(why);
     log::info!(
-        "conn {} {}: {} {reason}",
+        "conn {} {}: {} {}",
         peer.id,
         peer.addr,
-        response.status
+        response.status,
+        base::escape(reason)
     );
     respond(stream, &response, shared);
 }

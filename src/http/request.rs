@@ -4,66 +4,8 @@
 use std::io::{self, Read};
 use std::time::Instant;
 
-/// Largest request head we read (SPEC §3); a longer one gets `431`.
-pub(crate) const MAX_HEAD: usize = 8 * 1024;
-/// Most header lines we parse; more gets `431` too.
-const MAX_HEADERS: usize = 64;
-
-/// A parsed request head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Request {
-    pub method: String,
-    /// The request target as sent (origin-form `/path?q` or absolute-form).
-    pub target: String,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub version: u8,
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Whether the client spoke https to a trusted proxy in front of us, when that
-    /// proxy said (SPEC §13); `None` otherwise.
-    pub forwarded_secure: Option<bool>,
-}
-
-impl Request {
-    /// Every value of the header `name` (case-insensitive), in order.
-    pub(crate) fn header_values<'a>(
-        &'a self,
-        name: &'a str,
-    ) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// The value of header `name` if it appears once, as text.
-    pub(crate) fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
-        let mut values = self.header_values(name);
-        let first = values.next()?;
-        std::str::from_utf8(first).ok().map(str::trim)
-    }
-
-    /// Whether `name` holds `token` in its comma-separated list (case-insensitive),
-    /// across every occurrence of the header (RFC 9110 §5.3).
-    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
-        self.header_values(name)
-            .flat_map(|v| v.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    }
-
-    /// The path part of the target, for origin-form or absolute-form
-    /// (`GET ws://host/ws/chat`, RFC 9112 §3.2.2).
-    pub(crate) fn path_and_query(&self) -> (&str, Option<&str>) {
-        let mut target = self.target.as_str();
-        if let Some(scheme_end) = target.find("://") {
-            let rest = &target[scheme_end + 3..];
-            target = rest.find('/').map_or("/", |i| &rest[i..]);
-        }
-        match target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (target, None),
-        }
-    }
-}
+use crate::head::{self, Refused};
+pub(crate) use crate::head::{MAX_HEAD, Parsed, Request};
 
 /// Why no request head could be had.
 #[derive(Debug)]
@@ -85,44 +27,18 @@ pub(crate) enum HeadError {
     Io(io::Error),
 }
 
-/// What might be parsed so far.
-pub(crate) enum Parsed {
-    /// A whole head, and how many bytes of the buffer it took.
-    Complete(Request, usize),
-    Partial,
+impl From<Refused> for HeadError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::TooLarge => HeadError::TooLarge,
+            Refused::Malformed(why) => HeadError::Malformed(why),
+        }
+    }
 }
 
-/// Parses the bytes received so far.
+/// Parses the bytes received so far, with the one head parser of the crate.
 pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, HeadError> {
-    // On the heap: 2 KiB of stack touched once would stay resident for the whole
-    // life of every connection thread.
-    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => {
-            let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version)
-            else {
-                return Err(HeadError::Malformed("incomplete request line".into()));
-            };
-            let headers = req
-                .headers
-                .iter()
-                .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                .collect();
-            let request = Request {
-                method: method.to_owned(),
-                target: target.to_owned(),
-                version,
-                headers,
-                forwarded_secure: None,
-            };
-            Ok(Parsed::Complete(request, len))
-        }
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
-        Err(e) => Err(HeadError::Malformed(format!("malformed request: {e}"))),
-    }
+    Ok(head::parse(buf)?)
 }
 
 /// Reads until a whole request head has arrived.

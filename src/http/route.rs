@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::connection::Endpoint;
 use crate::metrics::{Metrics, Rejection};
 use crate::store::Since;
+use crate::wire;
 
 /// The browser chat page, embedded so the binary is all a LAN needs.
 const PAGE: &str = include_str!("page.html");
@@ -131,18 +132,24 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
                     Err(e) => return reject(400, Rejection::BadRequest, e.message),
                 }
             } else if let Some(id) = path.strip_prefix("/ws/wire/") {
-                // A malformed id or key is refused like a wrong one: 403 (SPEC §14).
-                let key = request::query_param(query, "key").flatten();
-                match (id.parse(), key) {
-                    (Ok(id), Some(key)) => Endpoint::Wire {
-                        id,
-                        key: crate::wire::Key(key),
-                    },
+                // The key travels in Sec-WebSocket-Protocol, which proxies do not log;
+                // one in the URL is refused even when right, to keep it out of
+                // access logs. A malformed id or key is refused like a wrong one.
+                let offered = wire::offered_key(req.header_values("Sec-WebSocket-Protocol"));
+                match (id.parse(), offered) {
+                    _ if request::query_param(query, "key").is_some() => {
+                        return reject(
+                            403,
+                            Rejection::WireKey,
+                            "the wire key goes in Sec-WebSocket-Protocol, never in the URL",
+                        );
+                    }
+                    (Ok(id), Some(key)) => Endpoint::Wire { id, key },
                     _ => {
                         return reject(
                             403,
-                            Rejection::Forbidden,
-                            "no such connection, or the wrong key".to_owned(),
+                            Rejection::WireKey,
+                            "no such connection, or the wrong key",
                         );
                     }
                 }
@@ -289,10 +296,14 @@ fn upgrade(req: &Request, config: &Config, endpoint: Endpoint) -> Routed {
             "Sec-WebSocket-Accept",
             tungstenite::handshake::derive_accept_key(key.as_bytes()),
         );
-    if matches!(endpoint, Endpoint::Chat { .. })
-        && req.has_token("Sec-WebSocket-Protocol", chat::SUBPROTOCOL)
-    {
-        response = response.header("Sec-WebSocket-Protocol", chat::SUBPROTOCOL);
+    // RFC 6455 §4.2.2: one of the protocols the client offered, or none.
+    let selected = match endpoint {
+        Endpoint::Chat { .. } => chat::SUBPROTOCOL,
+        Endpoint::Wire { .. } => wire::SUBPROTOCOL,
+        _ => "",
+    };
+    if !selected.is_empty() && req.has_token("Sec-WebSocket-Protocol", selected) {
+        response = response.header("Sec-WebSocket-Protocol", selected);
     }
     Routed::Upgrade(endpoint, response)
 }
@@ -561,6 +572,29 @@ mod tests {
         assert!(has_header(&chat, "Sec-WebSocket-Protocol", "chat.v1"));
         let (_, echo) = endpoint(routed(&upgrade_head("/ws/echo", offer)));
         assert!(!String::from_utf8_lossy(&echo.to_bytes()).contains("Sec-WebSocket-Protocol"));
+    }
+
+    #[test]
+    fn the_wire_key_travels_as_a_subprotocol_never_in_the_url() {
+        let offer = "Sec-WebSocket-Protocol: switchboard-wire, switchboard-wire.00ff\r\n";
+        let (wire, response) = endpoint(routed(&upgrade_head("/ws/wire/7", offer)));
+        assert!(matches!(wire, Endpoint::Wire { id: 7, ref key } if key.0 == "00ff"));
+        assert!(has_header(
+            &response,
+            "Sec-WebSocket-Protocol",
+            "switchboard-wire"
+        ));
+        assert!(!String::from_utf8_lossy(&response.to_bytes()).contains("00ff"));
+        for (path, extra) in [
+            ("/ws/wire/7?key=00ff", offer),
+            ("/ws/wire/7?key=00ff", ""),
+            ("/ws/wire/7", ""),
+            ("/ws/wire/7", "Sec-WebSocket-Protocol: switchboard-wire\r\n"),
+            ("/ws/wire/x", offer),
+        ] {
+            let (status, why, _) = refusal(routed(&upgrade_head(path, extra)));
+            assert_eq!((status, why), (403, Rejection::WireKey), "{path} {extra}");
+        }
     }
 
     #[test]

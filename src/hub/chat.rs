@@ -655,7 +655,7 @@ impl ChatRooms {
             "hub: {} #{} from {}: stored, encoded once, queued for {} members",
             line.room,
             line.id,
-            line.from,
+            crate::base::escape(&line.from),
             room.members.len()
         );
         let msg = Message::text(chat::encode(line));

@@ -428,6 +428,31 @@ pub fn client_on(stream: TcpStream) -> Client {
     WebSocket::from_raw_socket(stream, Role::Client, None)
 }
 
+/// The request of a viewer of the wire stream `welcome` names, to the server at
+/// `base` (`ws://host:port`), as the page makes it: the key offered as the
+/// subprotocol `switchboard-wire.KEY`, never in the URL.
+pub fn wire_request(base: &str, welcome: &Value) -> tungstenite::handshake::client::Request {
+    use tungstenite::client::IntoClientRequest;
+    let (id, key) = (&welcome["wire"]["id"], &welcome["wire"]["key"]);
+    let key = key.as_str().expect("a wire key in the welcome");
+    let mut request = format!("{base}/ws/wire/{id}")
+        .into_client_request()
+        .expect("a request");
+    let offer = format!("switchboard-wire, switchboard-wire.{key}");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        offer.parse().expect("a header value"),
+    );
+    request
+}
+
+/// A viewer of the wire stream `welcome` names (see [`wire_request`]).
+pub fn watch_wire(addr: SocketAddr, welcome: &Value) -> Client {
+    let (ws, _) = tungstenite::client(wire_request(&format!("ws://{addr}"), welcome), tcp(addr))
+        .expect("a wire viewer");
+    ws
+}
+
 // ---- frames by hand (RFC 6455 §5.2) ----
 
 /// Opcode of a continuation frame.

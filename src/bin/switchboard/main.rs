@@ -71,6 +71,11 @@ fn start_logging(trace_plain: bool) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     builder.format_timestamp_millis();
+    // tungstenite's `trace` level prints every frame's payload, the `welcome` with its
+    // wire key among them: not unless asked for by name (`RUST_LOG=tungstenite=trace`).
+    if !std::env::var("RUST_LOG").is_ok_and(|filter| filter.contains("tungstenite")) {
+        builder.filter_module("tungstenite", log::LevelFilter::Debug);
+    }
     if trace_plain {
         builder.format(|buf, record| {
             let stamp = buf.timestamp_millis().to_string();
