@@ -58,8 +58,8 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
-    /// TLS could not be set up for another reason.
-    Tls(native_tls::Error),
+    /// TLS could not be set up for another reason (OpenSSL's own error).
+    Tls(openssl::error::ErrorStack),
     /// A setting is out of range.
     BadConfig {
         /// The [`crate::Config`] field at fault, e.g. `"ping_interval"`.

@@ -115,7 +115,7 @@ pub(crate) fn acceptor(identity: &Identity) -> Result<SslAcceptor> {
             b.set_min_proto_version(Some(SslVersion::TLS1_2))
                 .map(|()| b)
         })
-        .map_err(|e| Error::Io(io::Error::other(format!("cannot set up TLS: {e}"))))?;
+        .map_err(Error::Tls)?;
     builder
         .set_certificate(&leaf)
         .map_err(|e| failed(&cert_path, "OpenSSL refuses the certificate", e))?;

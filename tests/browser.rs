@@ -1798,7 +1798,14 @@ fn sign_out_ends_the_session_on_the_server_and_asks_for_the_password_again() {
         .map(|value| format!("switchboard_session={value}"))
         .expect("a session cookie");
     alice.session.click("[data-testid=sign-out]");
-    alice.wait_password_prompt();
+    // The form's answer loads the page anew: wait through the navigation.
+    alice.wait(
+        "the page, loaded again, asking for the password",
+        "document.readyState === 'complete' && !!document.querySelector('[data-testid=join-password-row]')
+         && !document.querySelector('[data-testid=join]').hidden
+         && !document.querySelector('[data-testid=join-password-row]').hidden",
+        json!([]),
+    );
     assert_eq!(alice.cookie_names(&url), ["switchboard_route"]);
     // The cookie is refused by the server, not only forgotten by the browser.
     let request = upgrade_request("/ws/chat", &format!("Cookie: {session}\r\n"))

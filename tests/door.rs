@@ -335,7 +335,23 @@ fn cross_site_posts_are_403_and_cost_no_budget() {
         .as_bytes(),
     );
     assert_eq!(status(&post), 403);
-    // None of that was spent: the page's own sign-in still works, first time.
+    // What a browser says of the page that sent it wins over an Origin that looks
+    // right, and `null` (a sandboxed or no-referrer page elsewhere) is not us.
+    for extra in [
+        "Origin: http://localhost\r\nSec-Fetch-Site: cross-site\r\n",
+        "Origin: http://localhost\r\nSec-Fetch-Site: same-site\r\n",
+        "Origin: null\r\n",
+    ] {
+        let response = raw(addr, login_request("guess", extra).as_bytes());
+        assert_eq!(status(&response), 403, "{extra}: {response}");
+    }
+    // None of that was spent: the page's own sign-in still works, first time; a form
+    // on a page with no-referrer sends Origin null, and Sec-Fetch-Site vouches for it.
+    let form = raw(
+        addr,
+        login_request("guess", "Origin: null\r\nSec-Fetch-Site: same-origin\r\n").as_bytes(),
+    );
+    assert_eq!(status(&form), 401, "{form}");
     let own = format!("Origin: http://{}\r\n", "localhost");
     let response = raw(addr, login_request(PASSWORD, &own).as_bytes());
     assert_eq!(status(&response), 204, "{response}");

@@ -345,10 +345,10 @@ fn the_origin_check_reads_scheme_and_host_from_the_header_the_proxy_writes() {
     };
     let rfc7239 = "Forwarded: for=192.0.2.1;proto=https;host=chat.example.com\r\n";
     let x = "X-Forwarded-Proto: https\r\nX-Forwarded-Host: chat.example.com\r\n";
-    let writing_forwarded = behind_us_writing_forwarded(|b| b);
+    let writing_forwarded = behind_us_writing_forwarded(|b| b.allow_host("chat.example.com"));
     assert_eq!(upgrade(&writing_forwarded, rfc7239), 101);
     assert_eq!(upgrade(&writing_forwarded, x), 403, "X-Forwarded-* ignored");
-    let writing_x = behind_us(|b| b);
+    let writing_x = behind_us(|b| b.allow_host("chat.example.com"));
     assert_eq!(upgrade(&writing_x, x), 101);
     assert_eq!(upgrade(&writing_x, rfc7239), 403, "Forwarded ignored");
 }

@@ -253,11 +253,7 @@ fn guard(
         };
     }
     match routed {
-        Routed::Respond(_)
-            if path == "/metrics"
-                && !ctx.config.metrics_public
-                && !peer.local =>
-        {
+        Routed::Respond(_) if path == "/metrics" && !ctx.config.metrics_public && !peer.local => {
             let reason =
                 "metrics are for this machine only while a password is set (--metrics-public)";
             Routed::Reject(
@@ -271,14 +267,23 @@ fn guard(
 }
 
 /// Whether `req` comes from a browser page of another origin than this server's
-/// (or a listed `--allow-origin`). A request without `Origin` (curl, a script) is
-/// not a browser's cross-site request.
+/// (or a listed `--allow-origin`). Browsers say so in `Sec-Fetch-Site`, whatever the
+/// page's referrer policy; without it, `Origin` decides (`null`, which a page with
+/// `Referrer-Policy: no-referrer` or a sandbox sends, is not this server). A request
+/// with neither (curl, a script) is not a browser's cross-site request.
 fn cross_site(req: &Request, config: &crate::config::Config) -> bool {
-    let Some(origin) = req.header("Origin") else {
-        return false;
-    };
+    let origin = req.header("Origin");
     let host = req.header("Host").unwrap_or_default();
-    !route::origin_allowed(origin, host, req.forwarded_secure, &config.allow_origins)
+    match req.header("Sec-Fetch-Site") {
+        Some(site) if site.trim().eq_ignore_ascii_case("same-origin") => false,
+        // Another site: only one listed with --allow-origin may post.
+        Some(_) => {
+            !origin.is_some_and(|o| route::origin_allowed(o, "", None, &config.allow_origins))
+        }
+        None => origin.is_some_and(|o| {
+            !route::origin_allowed(o, host, req.forwarded_secure, &config.allow_origins)
+        }),
+    }
 }
 
 /// `GET /info`: the version, the addresses to share, the limits a client must

@@ -345,6 +345,14 @@ fn is_valid_key(key: &str) -> bool {
         && body.last().and_then(value).is_some_and(|v| v & 0x0f == 0)
 }
 
+/// Whether `origin` is one of `allowed` (`--allow-origin`; `*` is every origin).
+pub(super) fn origin_listed(origin: &str, allowed: &[String]) -> bool {
+    let origin = origin.trim_end_matches('/');
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
 /// The origin policy (SPEC §3): same host:port as the request, or listed. `secure`
 /// is the scheme the client used, when a trusted proxy said (SPEC §13): then the
 /// origin's scheme must be that one too.
@@ -354,13 +362,10 @@ pub(super) fn origin_allowed(
     secure: Option<bool>,
     allowed: &[String],
 ) -> bool {
-    let origin = origin.trim_end_matches('/');
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    {
+    if origin_listed(origin, allowed) {
         return true;
     }
+    let origin = origin.trim_end_matches('/');
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
