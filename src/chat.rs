@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use unicode_normalization::UnicodeNormalization;
 
 /// Longest display name, in characters.
 pub(crate) const MAX_NAME_CHARS: usize = 32;
@@ -173,10 +174,16 @@ fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
     Ok(text)
 }
 
-/// Checks a display name (SPEC §4: 1–32 characters, no control characters, trimmed)
-/// and returns it trimmed.
+/// Checks a display name (SPEC §4: 1–32 characters, nothing invisible, trimmed) and
+/// returns it trimmed and in NFC, the form every welcome and event carries: `e` with a
+/// combining acute and a precomposed `é` are one name.
+///
+/// A name is read by people, so a character that shows nothing or rearranges what
+/// follows it is refused: controls (Cc), formatting characters such as zero-width
+/// spaces and joiners, bidi overrides and isolates or the BOM (Cf), and line and
+/// paragraph separators (Zl, Zp). `\u{202e}ecila` would show as "alice".
 pub(crate) fn valid_name(name: &str) -> Result<String, ChatError> {
-    let name = name.trim();
+    let name: String = name.trim().nfc().collect();
     let chars = name.chars().count();
     if chars == 0 || chars > MAX_NAME_CHARS {
         return Err(ChatError::new(
@@ -184,13 +191,29 @@ pub(crate) fn valid_name(name: &str) -> Result<String, ChatError> {
             format!("a name has 1 to {MAX_NAME_CHARS} characters"),
         ));
     }
-    if name.chars().any(char::is_control) {
+    if let Some(c) = name.chars().find(|&c| invisible(c)) {
         return Err(ChatError::new(
             ErrorCode::BadName,
-            "a name has no control characters",
+            format!(
+                "a name has no control, formatting or separator characters (U+{:04X})",
+                u32::from(c)
+            ),
         ));
     }
-    Ok(name.to_owned())
+    Ok(name)
+}
+
+/// Unicode general categories Cc, Cf, Zl and Zp: characters a reader cannot see, or
+/// that change how the characters around them are shown.
+fn invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 /// Checks a room name (SPEC §4: 1–64 of `[A-Za-z0-9_.-]`).
@@ -394,6 +417,41 @@ mod tests {
         assert!(valid_name("   ").is_err());
         assert!(valid_name(&"é".repeat(32)).is_ok());
         assert!(valid_name(&"é".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn names_with_invisible_or_reordering_characters_are_bad() {
+        for name in [
+            "a\u{200b}b",    // zero-width space
+            "\u{200b}",      // nothing but one
+            "a\u{200d}b",    // zero-width joiner
+            "\u{202e}ecila", // right-to-left override: shows as "alice"
+            "a\u{2066}b",    // left-to-right isolate
+            "\u{feff}bob",   // byte order mark
+            "a\u{0007}b",    // control
+            "a\u{0085}b",    // next line, a C1 control
+            "a\u{2028}b",    // line separator
+            "a\u{2029}b",    // paragraph separator
+        ] {
+            let error = valid_name(name).unwrap_err();
+            assert_eq!(error.code, ErrorCode::BadName, "{name:?}");
+        }
+        assert_eq!(
+            valid_name("\u{05d0}\u{05d1}"),
+            Ok("\u{05d0}\u{05d1}".into()),
+            "RTL letters are fine"
+        );
+        assert_eq!(valid_name("a b"), Ok("a b".into()));
+    }
+
+    #[test]
+    fn names_come_out_in_nfc() {
+        assert_eq!(valid_name(" e\u{301} "), Ok("\u{e9}".into()));
+        assert_eq!(
+            valid_name(&"e\u{301}".repeat(32)),
+            Ok("\u{e9}".repeat(32)),
+            "counted once composed"
+        );
     }
 
     #[test]
