@@ -216,6 +216,20 @@ fn invisible(c: char) -> bool {
     )
 }
 
+/// The key under which a name is unique, on one node and across a cluster: two names
+/// a person could take for each other share it. It is the UTS #39 confusable skeleton
+/// of the lower-cased name, lower-cased again: "Alice", "alice", "аlice" (Cyrillic а)
+/// and "ａlice" (fullwidth) are one name, and so are "bob" and "b0b".
+///
+/// Lower-casing comes first because the skeleton is case-sensitive ("I" looks like
+/// "l", "i" does not); the skeleton's own output may hold capitals ("0" → "O").
+pub(crate) fn name_key(name: &str) -> String {
+    let lower = name.to_lowercase();
+    unicode_security::skeleton(&lower)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// Checks a room name (SPEC §4: 1–64 of `[A-Za-z0-9_.-]`).
 pub(crate) fn valid_room(room: &str) -> Result<String, ChatError> {
     let ok = !room.is_empty()
@@ -452,6 +466,25 @@ mod tests {
             Ok("\u{e9}".repeat(32)),
             "counted once composed"
         );
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key() {
+        let alice = name_key("alice");
+        for name in [
+            "Alice",
+            "ALICE",
+            "\u{430}lice",         // Cyrillic а
+            "\u{ff41}lice",        // fullwidth a
+            "\u{ff21}\u{ff2c}ICE", // fullwidth A L
+            "alice\u{fe0f}",       // a variation selector shows nothing
+        ] {
+            assert_eq!(name_key(name), alice, "{name:?}");
+        }
+        assert_eq!(name_key("\u{e9}"), name_key("e\u{301}"));
+        assert_eq!(name_key("b0b"), name_key("BOB"));
+        assert_ne!(name_key("alice"), name_key("alina"));
+        assert_ne!(name_key("bob"), name_key("rob"));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Names a person can trust: what a name shows is what it is. Invisible and
-//! reordering characters are `bad_name`, and names are in NFC. Through real sockets.
+//! reordering characters are `bad_name`, names are compared in NFC, and a name that
+//! looks like a connected member's is taken, in the URL and by `rename`. Through real
+//! sockets.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use switchboard::ServerHandle;
 
 /// Names nobody can read for what they are, each with what it hides.
 const INVISIBLE: [(&str, &str); 6] = [
@@ -18,6 +21,9 @@ const INVISIBLE: [(&str, &str); 6] = [
     ("a\u{1b}b", "a control character"),
     ("a\u{2028}b", "a line separator"),
 ];
+
+/// Look-alikes of "alice": case, a Cyrillic а, a fullwidth ａ.
+const ALICES: [&str; 3] = ["\u{430}lice", "ALICE", "\u{ff41}lice"];
 
 /// `s` percent-encoded for a query string, every byte but the unreserved ones.
 fn pct(s: &str) -> String {
@@ -126,4 +132,65 @@ fn a_decomposed_name_collides_with_the_composed_one_connected() {
     send_json(&mut bob, json!({"type": "rename", "name": "e\u{301}"}));
     expect_error(&mut bob, "name_taken");
     says_and_is_heard(&mut bob, &mut composed, &json!("bob"), "still bob");
+}
+
+#[test]
+fn look_alikes_of_a_connected_name_are_taken_at_join() {
+    let server = start();
+    let addr = server.local_addr();
+    let (_alice, _) = chat(addr, "hall", Some("alice"));
+    let mut kept = Vec::new();
+    for (n, name) in ALICES.into_iter().enumerate() {
+        let (ws, welcome) = join_as(addr, "hall", name);
+        assert_eq!(welcome["name"], format!("{name}-{}", n + 2), "{name:?}");
+        kept.push(ws);
+    }
+}
+
+#[test]
+fn look_alikes_of_a_connected_name_are_taken_by_rename() {
+    let server = start();
+    let addr = server.local_addr();
+    let (mut alice, _) = chat(addr, "hall", Some("alice"));
+    let (mut bob, _) = chat(addr, "hall", Some("bob"));
+    next_of_type(&mut alice, "join");
+    for name in ALICES {
+        send_json(&mut bob, json!({"type": "rename", "name": name}));
+        expect_error(&mut bob, "name_taken");
+        says_and_is_heard(&mut bob, &mut alice, &json!("bob"), name);
+    }
+}
+
+#[test]
+fn a_guest_is_never_given_a_look_alike_of_a_connected_name() {
+    let server = start();
+    let addr = server.local_addr();
+    let (_lookalike, _) = chat(addr, "hall", Some("guest-l"));
+    let (_guest, welcome) = chat(addr, "hall", None);
+    assert_eq!(welcome["name"], "guest-2", "guest-1 looks like guest-l");
+}
+
+// ---- a cluster ----
+
+fn node(redis: &common::redis::Redis) -> ServerHandle {
+    start_with(|b| b.redis(redis.url()))
+}
+
+#[test]
+fn look_alikes_are_taken_across_a_cluster() {
+    let Some(redis) = common::redis::Redis::start("look_alikes_across_a_cluster") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (_alice, _) = chat(a.local_addr(), "hall", Some("alice"));
+    let (_l, _) = chat(a.local_addr(), "hall", Some("guest-l"));
+    let (mut other, welcome) = join_as(b.local_addr(), "hall", "\u{430}lice");
+    assert_eq!(welcome["name"], "\u{430}lice-2", "taken on node A");
+    send_json(
+        &mut other,
+        json!({"type": "rename", "name": "\u{ff41}lice"}),
+    );
+    expect_error(&mut other, "name_taken");
+    let (_guest, welcome) = chat(b.local_addr(), "hall", None);
+    assert_eq!(welcome["name"], "guest-2", "guest-1 looks like guest-l");
 }
