@@ -14,6 +14,10 @@ pub(crate) const MAX_NAME_CHARS: usize = 32;
 pub(crate) const MAX_ROOM_LEN: usize = 64;
 /// The room a chat client lands in when the URL names none.
 pub(crate) const DEFAULT_ROOM: &str = "lobby";
+/// Who an HTTP API post is from when it names nobody. A member may have this name
+/// too: the post is marked `via: api`, and a member must not be able to stop every
+/// script that posts without a `from`.
+pub(crate) const API_SENDER: &str = "api";
 /// The subprotocol this module speaks.
 pub(crate) const SUBPROTOCOL: &str = "chat.v1";
 

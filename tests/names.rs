@@ -1,13 +1,15 @@
 //! Names a person can trust: what a name shows is what it is. Invisible and
 //! reordering characters are `bad_name`, names are compared in NFC, and a name that
-//! looks like a connected member's is taken, in the URL and by `rename`. Through real
-//! sockets.
+//! looks like a connected member's is taken, in the URL, by `rename` and as an API
+//! post's `from`. Through real sockets.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
 use switchboard::ServerHandle;
+
+const TOKEN: &str = "t0ken-for-names";
 
 /// Names nobody can read for what they are, each with what it hides.
 const INVISIBLE: [(&str, &str); 6] = [
@@ -159,6 +161,64 @@ fn look_alikes_of_a_connected_name_are_taken_by_rename() {
         expect_error(&mut bob, "name_taken");
         says_and_is_heard(&mut bob, &mut alice, &json!("bob"), name);
     }
+}
+
+// ---- the HTTP API's `from` ----
+
+fn post_from(server: &ServerHandle, from: Option<&str>) -> String {
+    let body = match from {
+        Some(from) => json!({"text": "deploy done", "from": from}),
+        None => json!({"text": "deploy done"}),
+    }
+    .to_string();
+    raw(
+        server.local_addr(),
+        format!(
+            "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: localhost\r\n\
+             Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+fn assert_api_error(response: &str, status_code: u16, code: &str) {
+    assert_eq!(status(response), status_code, "{response}");
+    let body: Value = serde_json::from_str(body(response)).expect("a JSON body");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+}
+
+#[test]
+fn an_api_post_cannot_speak_as_a_connected_member_or_a_look_alike() {
+    let server = start_with(|b| b.api_token(TOKEN));
+    let (mut alice, _) = chat(server.local_addr(), "ops", Some("alice"));
+    for from in ["alice", "Alice", "\u{430}lice", "\u{ff41}lice"] {
+        assert_api_error(&post_from(&server, Some(from)), 409, "name_taken");
+    }
+    for (from, _) in INVISIBLE {
+        assert_api_error(&post_from(&server, Some(from)), 400, "bad_name");
+    }
+    let response = post_from(&server, Some("ci-bot"));
+    assert_eq!(status(&response), 201, "{response}");
+    let msg = next_json(&mut alice);
+    assert_eq!(
+        (&msg["type"], &msg["from"]),
+        (&json!("message"), &json!("ci-bot")),
+        "the refused posts never reached alice"
+    );
+}
+
+#[test]
+fn a_member_called_api_does_not_stop_posts_that_name_nobody() {
+    let server = start_with(|b| b.api_token(TOKEN));
+    let (mut api, _) = chat(server.local_addr(), "ops", Some("api"));
+    let response = post_from(&server, None);
+    assert_eq!(status(&response), 201, "{response}");
+    let msg = next_json(&mut api);
+    assert_eq!((&msg["from"], &msg["via"]), (&json!("api"), &json!("api")));
+    assert_api_error(&post_from(&server, Some("API")), 409, "name_taken");
 }
 
 #[test]
