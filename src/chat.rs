@@ -10,6 +10,10 @@ use unicode_normalization::UnicodeNormalization;
 
 /// Longest display name, in characters.
 pub(crate) const MAX_NAME_CHARS: usize = 32;
+/// Most characters a name can have in any form canonically equivalent to a valid
+/// one: NFC composes at most four characters into one. Anything longer is no name,
+/// and is turned away before the work of normalising or keying it.
+pub(crate) const MAX_NAME_INPUT_CHARS: usize = 4 * MAX_NAME_CHARS;
 /// Longest room name, in bytes (all ASCII).
 pub(crate) const MAX_ROOM_LEN: usize = 64;
 /// The room a chat client lands in when the URL names none.
@@ -187,9 +191,15 @@ fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
 /// spaces and joiners, bidi overrides and isolates or the BOM (Cf), and line and
 /// paragraph separators (Zl, Zp). `\u{202e}ecila` would show as "alice".
 pub(crate) fn valid_name(name: &str) -> Result<String, ChatError> {
-    let name: String = name.trim().nfc().collect();
+    let name = name.trim();
+    let too_long = name.chars().nth(MAX_NAME_INPUT_CHARS).is_some();
+    let name: String = if too_long {
+        String::new()
+    } else {
+        name.nfc().collect()
+    };
     let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS {
+    if too_long || chars == 0 || chars > MAX_NAME_CHARS {
         return Err(ChatError::new(
             ErrorCode::BadName,
             format!("a name has 1 to {MAX_NAME_CHARS} characters"),
@@ -435,6 +445,10 @@ mod tests {
         assert!(valid_name("   ").is_err());
         assert!(valid_name(&"é".repeat(32)).is_ok());
         assert!(valid_name(&"é".repeat(33)).is_err());
+        assert_eq!(
+            valid_name(&"a".repeat(1 << 20)).unwrap_err().code,
+            ErrorCode::BadName
+        );
     }
 
     #[test]

@@ -167,6 +167,10 @@ impl Members {
     /// The chat member called `name`, or a name that looks like it, with its name as
     /// spelled.
     pub(super) fn find(&self, name: &str) -> Option<(ConnId, &str)> {
+        // A peer's `to` may be a megabyte long: keying it would stall the hub.
+        if name.chars().nth(chat::MAX_NAME_INPUT_CHARS).is_some() {
+            return None;
+        }
         let id = *self.names.get(&chat::name_key(name))?;
         let (name, _) = self.chat_member(id)?;
         Some((id, name))
@@ -271,6 +275,13 @@ mod tests {
         );
         assert!(members.rename(2, "ALICE").is_err());
         assert_eq!(members.find("\u{430}LICE"), Some((1, "alice")));
+        let decomposed = "\u{3b1}\u{313}\u{300}\u{345}".repeat(chat::MAX_NAME_CHARS);
+        join(&mut members, 4, Some(&decomposed));
+        assert!(
+            members.find(&decomposed).is_some(),
+            "a name in NFD is found"
+        );
+        assert_eq!(members.find(&"a".repeat(1 << 20)), None);
     }
 
     #[test]
