@@ -6,13 +6,22 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use unicode_normalization::UnicodeNormalization;
 
 /// Longest display name, in characters.
 pub(crate) const MAX_NAME_CHARS: usize = 32;
+/// Most characters a name can have in any form canonically equivalent to a valid
+/// one: NFC composes at most four characters into one. Anything longer is no name,
+/// and is turned away before the work of normalising or keying it.
+pub(crate) const MAX_NAME_INPUT_CHARS: usize = 4 * MAX_NAME_CHARS;
 /// Longest room name, in bytes (all ASCII).
 pub(crate) const MAX_ROOM_LEN: usize = 64;
 /// The room a chat client lands in when the URL names none.
 pub(crate) const DEFAULT_ROOM: &str = "lobby";
+/// Who an HTTP API post is from when it names nobody. A member may have this name
+/// too: the post is marked `via: api`, and a member must not be able to stop every
+/// script that posts without a `from`.
+pub(crate) const API_SENDER: &str = "api";
 /// The subprotocol this module speaks.
 pub(crate) const SUBPROTOCOL: &str = "chat.v1";
 
@@ -200,24 +209,66 @@ fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
     Ok(text)
 }
 
-/// Checks a display name (SPEC §4: 1–32 characters, no control characters, trimmed)
-/// and returns it trimmed.
+/// Checks a display name (SPEC §4: 1–32 characters, nothing invisible, trimmed) and
+/// returns it trimmed and in NFC, the form every welcome and event carries: `e` with a
+/// combining acute and a precomposed `é` are one name.
+///
+/// A name is read by people, so a character that shows nothing or rearranges what
+/// follows it is refused: controls (Cc), formatting characters such as zero-width
+/// spaces and joiners, bidi overrides and isolates or the BOM (Cf), and line and
+/// paragraph separators (Zl, Zp). `\u{202e}ecila` would show as "alice".
 pub(crate) fn valid_name(name: &str) -> Result<String, ChatError> {
     let name = name.trim();
+    let too_long = name.chars().nth(MAX_NAME_INPUT_CHARS).is_some();
+    let name: String = if too_long {
+        String::new()
+    } else {
+        name.nfc().collect()
+    };
     let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS {
+    if too_long || chars == 0 || chars > MAX_NAME_CHARS {
         return Err(ChatError::new(
             ErrorCode::BadName,
             format!("a name has 1 to {MAX_NAME_CHARS} characters"),
         ));
     }
-    if name.chars().any(char::is_control) {
+    if let Some(c) = name.chars().find(|&c| invisible(c)) {
         return Err(ChatError::new(
             ErrorCode::BadName,
-            "a name has no control characters",
+            format!(
+                "a name has no control, formatting or separator characters (U+{:04X})",
+                u32::from(c)
+            ),
         ));
     }
-    Ok(name.to_owned())
+    Ok(name)
+}
+
+/// Unicode general categories Cc, Cf, Zl and Zp: characters a reader cannot see, or
+/// that change how the characters around them are shown.
+fn invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// The key under which a name is unique, on one node and across a cluster: two names
+/// a person could take for each other share it. It is the UTS #39 confusable skeleton
+/// of the lower-cased name, lower-cased again: "Alice", "alice", "аlice" (Cyrillic а)
+/// and "ａlice" (fullwidth) are one name, and so are "bob" and "b0b".
+///
+/// Lower-casing comes first because the skeleton is case-sensitive ("I" looks like
+/// "l", "i" does not); the skeleton's own output may hold capitals ("0" → "O").
+pub(crate) fn name_key(name: &str) -> String {
+    let lower = name.to_lowercase();
+    unicode_security::skeleton(&lower)
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// Checks a room name (SPEC §4: 1–64 of `[A-Za-z0-9_.-]`).
@@ -421,6 +472,64 @@ mod tests {
         assert!(valid_name("   ").is_err());
         assert!(valid_name(&"é".repeat(32)).is_ok());
         assert!(valid_name(&"é".repeat(33)).is_err());
+        assert_eq!(
+            valid_name(&"a".repeat(1 << 20)).unwrap_err().code,
+            ErrorCode::BadName
+        );
+    }
+
+    #[test]
+    fn names_with_invisible_or_reordering_characters_are_bad() {
+        for name in [
+            "a\u{200b}b",    // zero-width space
+            "\u{200b}",      // nothing but one
+            "a\u{200d}b",    // zero-width joiner
+            "\u{202e}ecila", // right-to-left override: shows as "alice"
+            "a\u{2066}b",    // left-to-right isolate
+            "\u{feff}bob",   // byte order mark
+            "a\u{0007}b",    // control
+            "a\u{0085}b",    // next line, a C1 control
+            "a\u{2028}b",    // line separator
+            "a\u{2029}b",    // paragraph separator
+        ] {
+            let error = valid_name(name).unwrap_err();
+            assert_eq!(error.code, ErrorCode::BadName, "{name:?}");
+        }
+        assert_eq!(
+            valid_name("\u{05d0}\u{05d1}"),
+            Ok("\u{05d0}\u{05d1}".into()),
+            "RTL letters are fine"
+        );
+        assert_eq!(valid_name("a b"), Ok("a b".into()));
+    }
+
+    #[test]
+    fn names_come_out_in_nfc() {
+        assert_eq!(valid_name(" e\u{301} "), Ok("\u{e9}".into()));
+        assert_eq!(
+            valid_name(&"e\u{301}".repeat(32)),
+            Ok("\u{e9}".repeat(32)),
+            "counted once composed"
+        );
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key() {
+        let alice = name_key("alice");
+        for name in [
+            "Alice",
+            "ALICE",
+            "\u{430}lice",         // Cyrillic а
+            "\u{ff41}lice",        // fullwidth a
+            "\u{ff21}\u{ff2c}ICE", // fullwidth A L
+            "alice\u{fe0f}",       // a variation selector shows nothing
+        ] {
+            assert_eq!(name_key(name), alice, "{name:?}");
+        }
+        assert_eq!(name_key("\u{e9}"), name_key("e\u{301}"));
+        assert_eq!(name_key("b0b"), name_key("BOB"));
+        assert_ne!(name_key("alice"), name_key("alina"));
+        assert_ne!(name_key("bob"), name_key("rob"));
     }
 
     #[test]

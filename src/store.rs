@@ -98,6 +98,8 @@ pub(crate) enum ApiAnswer {
     },
     /// Too many posts from this address.
     RateLimited,
+    /// The post's `from` is a connected member's name, or looks like one.
+    NameTaken,
     /// The store could not do it.
     Unavailable,
 }

@@ -1121,6 +1121,48 @@ fn page_puts_a_message_the_server_could_not_store_back_in_the_box() {
 }
 
 #[test]
+fn page_isolates_a_right_to_left_name_and_its_text() {
+    let Some(driver) = driver_or_skip("page_isolates_a_right_to_left_name_and_its_text") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let page = Page::join(&driver, &format!("http://{addr}/#bidi"), "alice", DESKTOP);
+    // "שרה" (Sara), percent-encoded: a name written right to left.
+    let (mut sara, _) = chat_url(addr, "/ws/chat/bidi?name=%D7%A9%D7%A8%D7%94");
+    page.wait_entry("system", "\u{5e9}\u{5e8}\u{5d4} joined");
+    say(&mut sara, "\u{5e9}\u{5dc}\u{5d5}\u{5dd} 123");
+    page.wait_entry("message", "\u{5e9}\u{5dc}\u{5d5}\u{5dd} 123");
+    page.screenshot("bidi.png");
+    // Where each piece of the name or the text sits: the innermost element holding
+    // it, and whether that element is isolated from what is around it.
+    let isolated = page.run(
+        "const isolating = (node) => !!node && (node.tagName === 'BDI'
+             || ['isolate', 'isolate-override', 'plaintext'].includes(getComputedStyle(node).unicodeBidi));
+         const holder = (root, text) => [...root.querySelectorAll('*')].reverse()
+             .find(n => n.textContent === text);
+         const name = '\u{5e9}\u{5e8}\u{5d4}';
+         const message = document.querySelector('#log > li[data-kind=message]');
+         const joined = [...document.querySelectorAll('#log > li[data-kind=system]')]
+             .find(li => li.textContent.includes(name));
+         const member = holder(document.querySelector('[data-testid=members]'), name);
+         const text = message.querySelector('[data-part=text]');
+         return {
+             from: isolating(holder(message.querySelector('.meta'), name)),
+             text: isolating(text),
+             text_dir: text.dir,
+             joined: isolating(holder(joined, name)),
+             member: isolating(member),
+         };",
+    );
+    assert_eq!(
+        isolated,
+        json!({"from": true, "text": true, "text_dir": "auto", "joined": true, "member": true}),
+        "every name and text the page shows is isolated"
+    );
+}
+
+#[test]
 fn page_keeps_its_messages_when_the_server_cannot_read_the_history() {
     let Some(driver) =
         driver_or_skip("page_keeps_its_messages_when_the_server_cannot_read_the_history")

@@ -25,7 +25,7 @@ mod scripts;
 pub(crate) use listen::listen;
 
 use crate::base::{ConnId, SessionId};
-use crate::chat::ChatLine;
+use crate::chat::{self, ChatLine};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::store::{self, Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, NewMessage, Since, StoreError};
@@ -67,8 +67,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub(crate) enum Request {
     /// What a single node asks its store: appends, pages, the API's reads.
     Store(store::Request),
-    /// A chat member joins the cluster: the first free of `names` (name and lower
-    /// case), else a guest name. Its history follows as an [`Answer::Loaded`].
+    /// A chat member joins the cluster: the first free of `names` (name and its key,
+    /// [`chat::name_key`]), else a guest name. Its history follows as an [`Answer::Loaded`].
     Join {
         member: ConnId,
         seq: u64,
@@ -86,10 +86,11 @@ pub(crate) enum Request {
         member: ConnId,
         reason: &'static str,
     },
+    /// A member takes the name `to`, reserved under `key` ([`chat::name_key`]).
     Rename {
         member: ConnId,
         to: String,
-        lower: String,
+        key: String,
     },
     /// A direct message (its JSON as the client gets it) for a member elsewhere.
     Direct {
@@ -261,6 +262,8 @@ pub(crate) struct Bridge {
 struct Scripts {
     append: Script,
     join: Script,
+    /// What `join` needs to key a guest name, [`scripts::guest_keys`].
+    guest_keys: Vec<String>,
     switch: Script,
     leave: Script,
     rename: Script,
@@ -345,6 +348,7 @@ impl Bridge {
         let scripts = Scripts {
             append: Script::new(scripts::APPEND),
             join: Script::new(scripts::JOIN),
+            guest_keys: scripts::guest_keys(),
             switch: Script::new(scripts::SWITCH),
             leave: Script::new(&scripts::leave()),
             rename: Script::new(scripts::RENAME),
@@ -699,13 +703,13 @@ impl Bridge {
                 .arg(&self.node)
                 .invoke::<i64>(con)
                 .map(drop),
-            Request::Rename { member, to, lower } => {
+            Request::Rename { member, to, key } => {
                 let done: RedisResult<i64> = self
                     .scripts
                     .rename
                     .arg(member_key(&self.node, *member))
                     .arg(to)
-                    .arg(lower)
+                    .arg(key)
                     .arg(now_ms())
                     .invoke(con);
                 done.map(|done| {
@@ -876,9 +880,10 @@ impl Bridge {
         join.arg(member_key(&self.node, member))
             .arg(room)
             .arg(now_ms())
-            .arg(&self.node);
-        for (name, lower) in names {
-            join.arg(name).arg(lower);
+            .arg(&self.node)
+            .arg(&self.scripts.guest_keys);
+        for (name, key) in names {
+            join.arg(name).arg(key);
         }
         let (_name, last): (String, u64) = join.invoke(con)?;
         let (history, resumed) = self.history(con, room, since, last)?;
@@ -967,7 +972,7 @@ impl Bridge {
             restore
                 .arg(member_key(&self.node, *id))
                 .arg(name)
-                .arg(name.to_lowercase())
+                .arg(chat::name_key(name))
                 .arg(room);
         }
         restore.invoke::<i64>(con)?;

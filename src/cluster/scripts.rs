@@ -5,10 +5,14 @@
 //! changes.
 //!
 //! Keys (all under `switchboard:`): `epoch` and `session_key` (strings), `ids` (hash:
-//! room → newest id), `rooms` (sorted set of the rooms in `ids`, for paging by name), `room:{room}` (a stream per room, entry ids `{id}-0`), `names`
-//! (hash: lower-case name → member), `members` (hash: member → `{name,lower,room}`),
+//! room → newest id), `rooms` (sorted set of the rooms in `ids`, for paging by name),
+//! `room:{room}` (a stream per room, entry ids `{id}-0`), `names`
+//! (hash: a name's key, [`chat::name_key`] → member), `members` (hash: member →
+//! `{name,lower,room}`, `lower` being the name's key),
 //! `nodes` (sorted set: node → last heartbeat, ms), `node:{node}` (set of members).
 //! A member is `{node}.{connection id}`.
+
+use crate::chat;
 
 /// Gives the room's next id to a message, keeps it (trimmed to `retain`) and
 /// publishes it. KEYS: the room's stream. ARGV: room, retain, from, text, ts, via.
@@ -22,22 +26,26 @@ redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'msg', room = ARGV[1]
 return id
 ";
 
-/// A member joins: the first free of the names offered (pairs of name and lower
-/// case), else `guest-N`. Returns the name and the room's newest id, which splits
-/// the room's messages into those before the join (its history) and those after
-/// (delivered live). ARGV: member, room, ts, node, name, lower, name, lower, ….
+/// A member joins: the first free of the names offered (pairs of name and key),
+/// else `guest-N`. Returns the name and the room's newest id, which splits the
+/// room's messages into those before the join (its history) and those after
+/// (delivered live). ARGV: member, room, ts, node, the key of `guest-`, the keys of
+/// the digits 0 to 9 ([`guest_keys`]), then name, key, name, key, ….
 pub(super) const JOIN: &str = r"
 local name, lower
-for i = 5, #ARGV, 2 do
+for i = 16, #ARGV, 2 do
   if redis.call('HSETNX', 'switchboard:names', ARGV[i + 1], ARGV[1]) == 1 then
     name, lower = ARGV[i], ARGV[i + 1]
     break
   end
 end
 if not name then
+  local digits = {}
+  for d = 0, 9 do digits[tostring(d)] = ARGV[6 + d] end
   repeat
-    name = 'guest-' .. redis.call('INCR', 'switchboard:guests')
-    lower = name
+    local n = tostring(redis.call('INCR', 'switchboard:guests'))
+    name = 'guest-' .. n
+    lower = ARGV[5] .. (string.gsub(n, '%d', digits))
   until redis.call('HSETNX', 'switchboard:names', lower, ARGV[1]) == 1
 end
 redis.call('HSET', 'switchboard:members', ARGV[1],
@@ -48,6 +56,16 @@ redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'join', m = ARGV[1], 
   room = ARGV[2], last = last, ts = tonumber(ARGV[3])}))
 return {name, last}
 ";
+
+/// The keys [`JOIN`] builds a `guest-N`'s key from, as Lua cannot compute one: the
+/// key of `guest-`, then those of the digits 0 to 9. For these ASCII characters a
+/// key is made character by character, so the key of `guest-N` is the first followed
+/// by the keys of N's digits (a test below checks it).
+pub(super) fn guest_keys() -> Vec<String> {
+    std::iter::once(chat::name_key("guest-"))
+        .chain((0..10).map(|d| chat::name_key(&d.to_string())))
+        .collect()
+}
 
 /// A member moves to a room (or asks for its own room again): returns the room's
 /// newest id, or -1 for a member Redis does not know. ARGV: member, room, ts.
@@ -91,7 +109,7 @@ return forget(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 }
 
 /// A member takes a new name, unless someone else has it: 1 done, 0 taken, -1 an
-/// unknown member. ARGV: member, name, lower case, ts.
+/// unknown member. ARGV: member, name, its key, ts.
 pub(super) const RENAME: &str = r"
 local rec = redis.call('HGET', 'switchboard:members', ARGV[1])
 if not rec then return -1 end
@@ -138,7 +156,7 @@ if known then return 1 else return 0 end
 /// Makes Redis's list of this node's members what the node says it is, after Redis
 /// was out of reach: who left meanwhile leaves now, who is missing (the node was
 /// reaped, or Redis lost its data) joins again (`restore`, not shown as news to the
-/// node's own members). ARGV: node, ts, then member, name, lower, room for each.
+/// node's own members). ARGV: node, ts, then member, name, key, room for each.
 pub(super) fn restore() -> String {
     format!(
         "{FORGET}
@@ -184,4 +202,30 @@ redis.call('ZREM', 'switchboard:nodes', ARGV[1])
 return 1
 "
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the join script does with [`guest_keys`], in Rust.
+    fn lua_guest_key(n: u64) -> String {
+        let keys = guest_keys();
+        let mut key = keys[0].clone();
+        for d in n.to_string().bytes() {
+            key.push_str(&keys[usize::from(d - b'0') + 1]);
+        }
+        key
+    }
+
+    #[test]
+    fn a_guest_is_keyed_in_lua_as_in_rust() {
+        for n in (0..2000).chain([9_876_543_210, u64::MAX]) {
+            assert_eq!(
+                lua_guest_key(n),
+                chat::name_key(&format!("guest-{n}")),
+                "{n}"
+            );
+        }
+    }
 }

@@ -182,6 +182,12 @@ pub(crate) fn serve<S: Transport>(
         )
         .header("Retry-After", "1"),
         Ok(ApiAnswer::TooManyRooms(why)) => error(403, "too_many_rooms", why),
+        Ok(ApiAnswer::NameTaken) => error(
+            409,
+            "name_taken",
+            "a member connected now has that name, or one that looks like it: \
+             pick another \"from\"",
+        ),
         Ok(ApiAnswer::Unavailable) | Err(_) => error(
             503,
             "unavailable",
@@ -305,7 +311,7 @@ fn post<S: Transport>(
     }
     let from = match from {
         Some(name) => chat::valid_name(&name).map_err(|e| error(400, "bad_name", e.message))?,
-        None => "api".to_owned(),
+        None => chat::API_SENDER.to_owned(),
     };
     Ok(ApiCall::Post { room, from, text })
 }

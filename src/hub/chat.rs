@@ -151,8 +151,15 @@ impl ChatRooms {
 
     /// Carries out an HTTP API request: reads go to the store, which answers the
     /// waiting HTTP thread itself; a post is rate-limited per address, then stored and
-    /// delivered like a chat message, marked `via: api`.
-    pub(super) fn api(&mut self, ip: IpAddr, call: ApiCall, reply: Sender<ApiAnswer>) {
+    /// delivered like a chat message, marked `via: api`; it may not speak under a
+    /// connected member's name, nor one that looks like it.
+    pub(super) fn api(
+        &mut self,
+        members: &Members,
+        ip: IpAddr,
+        call: ApiCall,
+        reply: Sender<ApiAnswer>,
+    ) {
         let request = match call {
             ApiCall::Rooms { after, limit } => {
                 // Only what can be on the page: the first rooms with people after
@@ -199,6 +206,10 @@ impl ChatRooms {
                     .or_insert_with(|| RateLimit::new(rate, burst));
                 if !bucket.allow() {
                     let _ = reply.send(ApiAnswer::RateLimited);
+                    return;
+                }
+                if from != chat::API_SENDER && members.find(&from).is_some() {
+                    let _ = reply.send(ApiAnswer::NameTaken);
                     return;
                 }
                 match self.rooms_kept.admit(&room, Some(ClientKey::of(ip))) {

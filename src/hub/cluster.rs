@@ -28,8 +28,8 @@ const NAME_VARIANTS: u64 = 50;
 /// Requests a member may send before the cluster has named it; more get `error`.
 const MAX_EARLY: usize = 64;
 
-/// The names a join offers: the one asked for and variants of it, with their lower
-/// case; none for a guest.
+/// The names a join offers: the one asked for and variants of it, with their keys
+/// ([`chat::name_key`]); none for a guest.
 fn offered(wanted: Option<String>) -> Vec<(String, String)> {
     let Some(base) = wanted else {
         return Vec::new();
@@ -38,8 +38,8 @@ fn offered(wanted: Option<String>) -> Vec<(String, String)> {
     std::iter::once(base.clone())
         .chain(variants)
         .map(|name| {
-            let lower = name.to_lowercase();
-            (name, lower)
+            let key = chat::name_key(&name);
+            (name, key)
         })
         .collect()
 }
@@ -125,11 +125,11 @@ impl ChatRooms {
             let error = ChatError::new(ErrorCode::NameTaken, format!("{to} is already taken"));
             return self.send_error(members, post, id, &error);
         }
-        let lower = to.to_lowercase();
+        let key = chat::name_key(&to);
         if !cluster.ask(Request::Rename {
             member: id,
             to,
-            lower,
+            key,
         }) {
             self.unavailable(members, post, id, "names cannot be changed now, try again");
         }

@@ -1,7 +1,8 @@
 //! Membership: who is connected to the hub, in which role, and under which name.
 //!
-//! Names are unique regardless of case (SPEC §4), so they are kept in a map keyed by
-//! their lower-case form; a name is free again the moment its member leaves.
+//! Names are unique up to case and look-alikes, so they are kept in a map keyed by
+//! [`chat::name_key`], the key a cluster reserves them under too; a name is free
+//! again the moment its member leaves.
 
 use crate::base::ConnId;
 use crate::chat;
@@ -36,7 +37,7 @@ pub(super) struct NameTaken;
 #[derive(Debug, Default)]
 pub(super) struct Members {
     by_id: HashMap<ConnId, Member>,
-    /// Lower-cased name → its owner.
+    /// A name's key ([`chat::name_key`]) → its owner.
     names: HashMap<String, ConnId>,
     /// The last `guest-N` handed out.
     guests: u64,
@@ -54,7 +55,7 @@ impl Members {
         wire: Option<Door>,
     ) {
         let name = self.unique_name(wanted);
-        self.names.insert(name.to_lowercase(), id);
+        self.names.insert(chat::name_key(&name), id);
         let role = Role::Chat {
             name,
             room: room.to_owned(),
@@ -84,7 +85,7 @@ impl Members {
     /// `name` is unique across the cluster already.
     pub(super) fn join_named(&mut self, id: ConnId, name: &str, room: &str) {
         self.unname(id);
-        self.names.insert(name.to_lowercase(), id);
+        self.names.insert(chat::name_key(name), id);
         let role = Role::Chat {
             name: name.to_owned(),
             room: room.to_owned(),
@@ -104,9 +105,9 @@ impl Members {
             role: Role::Chat { name, .. },
             ..
         }) = self.by_id.get(&id)
-            && self.names.get(&name.to_lowercase()) == Some(&id)
+            && self.names.get(&chat::name_key(name)) == Some(&id)
         {
-            self.names.remove(&name.to_lowercase());
+            self.names.remove(&chat::name_key(name));
         }
     }
 
@@ -163,16 +164,21 @@ impl Members {
         }
     }
 
-    /// The chat member called `name`, regardless of case, with its name as spelled.
+    /// The chat member called `name`, or a name that looks like it, with its name as
+    /// spelled.
     pub(super) fn find(&self, name: &str) -> Option<(ConnId, &str)> {
-        let id = *self.names.get(&name.to_lowercase())?;
+        // A peer's `to` may be a megabyte long: keying it would stall the hub.
+        if name.chars().nth(chat::MAX_NAME_INPUT_CHARS).is_some() {
+            return None;
+        }
+        let id = *self.names.get(&chat::name_key(name))?;
         let (name, _) = self.chat_member(id)?;
         Some((id, name))
     }
 
     /// Gives chat member `id` the name `to`, unless someone else has it.
     pub(super) fn rename(&mut self, id: ConnId, to: &str) -> Result<(), NameTaken> {
-        let key = to.to_lowercase();
+        let key = chat::name_key(to);
         if self.names.get(&key).is_some_and(|&owner| owner != id) {
             return Err(NameTaken);
         }
@@ -181,7 +187,7 @@ impl Members {
             ..
         }) = self.by_id.get_mut(&id)
         {
-            self.names.remove(&name.to_lowercase());
+            self.names.remove(&chat::name_key(name));
             self.names.insert(key, id);
             to.clone_into(name);
         }
@@ -209,7 +215,7 @@ impl Members {
     /// none was asked for.
     fn unique_name(&mut self, wanted: Option<String>) -> String {
         let taken =
-            |names: &HashMap<String, ConnId>, n: &str| names.contains_key(&n.to_lowercase());
+            |names: &HashMap<String, ConnId>, n: &str| names.contains_key(&chat::name_key(n));
         match wanted {
             Some(base) if !taken(&self.names, &base) => base,
             Some(base) => (2u64..)
@@ -256,6 +262,26 @@ mod tests {
             with_suffix(&"x".repeat(32), 10),
             format!("{}-10", "x".repeat(29))
         );
+    }
+
+    #[test]
+    fn look_alikes_of_a_name_in_use_get_a_suffix_and_cannot_be_taken() {
+        let mut members = Members::default();
+        assert_eq!(join(&mut members, 1, Some("alice")), "alice");
+        assert_eq!(join(&mut members, 2, Some("\u{430}lice")), "\u{430}lice-2");
+        assert_eq!(
+            join(&mut members, 3, Some("\u{ff41}lice")),
+            "\u{ff41}lice-3"
+        );
+        assert!(members.rename(2, "ALICE").is_err());
+        assert_eq!(members.find("\u{430}LICE"), Some((1, "alice")));
+        let decomposed = "\u{3b1}\u{313}\u{300}\u{345}".repeat(chat::MAX_NAME_CHARS);
+        join(&mut members, 4, Some(&decomposed));
+        assert!(
+            members.find(&decomposed).is_some(),
+            "a name in NFD is found"
+        );
+        assert_eq!(members.find(&"a".repeat(1 << 20)), None);
     }
 
     #[test]

@@ -511,7 +511,7 @@ impl Hub {
             }
             HubEvent::Reply { id, msg } => post.deliver(members, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
-            HubEvent::Api { ip, call, reply } => chat.api(ip, call, reply),
+            HubEvent::Api { ip, call, reply } => chat.api(members, ip, call, reply),
             HubEvent::Watch {
                 id,
                 key,
