@@ -290,3 +290,47 @@ fn no_persist_keeps_nothing_on_disk() {
     assert!(said_memory);
     assert!(!home.path().join("switchboard").exists(), "nothing written");
 }
+
+#[test]
+fn a_data_directory_others_can_read_is_warned_about_by_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = TempDir::new("open-dir");
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["--listen", "127.0.0.1:0", "--no-tls", "--no-qr"])
+            .arg("--data")
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    // The warning comes before the server serves; a reader thread bounds the wait.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let warning = (0..50)
+        .find_map(|_| {
+            rx.recv_timeout(Duration::from_millis(200))
+                .ok()
+                .filter(|l| l.contains("readable by others"))
+        })
+        .expect("a warning about the data directory");
+    assert!(
+        warning.contains(&data.path().display().to_string()),
+        "{warning}"
+    );
+    assert!(warning.contains("755"), "{warning}");
+    // Its files are private all the same.
+    let store = data.path().join("chat.sqlite3");
+    let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

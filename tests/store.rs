@@ -293,7 +293,10 @@ fn a_version_1_store_is_upgraded_and_keeps_its_messages() {
     let version: i64 = db
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3, "messages (v1), their `via` (v2), ended sessions (v3)");
+    assert_eq!(
+        version, 3,
+        "messages (v1), their `via` (v2), ended sessions (v3)"
+    );
     let ended: i64 = db
         .query_row("SELECT COUNT(*) FROM ended_sessions", [], |row| row.get(0))
         .unwrap();
