@@ -1,4 +1,4 @@
-//! Chat protocol v1: the JSON spoken on `/ws/chat` (SPEC §4).
+//! Chat protocol v1: the JSON spoken on `/ws/chat`.
 //!
 //! This module is pure: it turns a client's text frame into a [`ClientMessage`] (or the
 //! [`ChatError`] to send back), and server events into JSON. Decoding runs on the
@@ -40,7 +40,7 @@ pub(crate) enum ClientMessage {
     Members,
     /// Ask which chat rooms have people in them.
     Rooms,
-    /// Ask for older messages of the current room (SPEC §10, scroll-back).
+    /// Ask for older messages of the current room (scroll-back).
     History { before: Option<u64>, limit: usize },
 }
 
@@ -209,7 +209,7 @@ fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
     Ok(text)
 }
 
-/// Checks a display name (SPEC §4: 1–32 characters, nothing invisible, trimmed) and
+/// Checks a display name (1–32 characters, nothing invisible, trimmed) and
 /// returns it trimmed and in NFC, the form every welcome and event carries: `e` with a
 /// combining acute and a precomposed `é` are one name.
 ///
@@ -271,7 +271,7 @@ pub(crate) fn name_key(name: &str) -> String {
         .collect()
 }
 
-/// Checks a room name (SPEC §4: 1–64 of `[A-Za-z0-9_.-]`).
+/// Checks a room name (1–64 of `[A-Za-z0-9_.-]`).
 pub(crate) fn valid_room(room: &str) -> Result<String, ChatError> {
     let ok = !room.is_empty()
         && room.len() <= MAX_ROOM_LEN
@@ -304,7 +304,7 @@ pub(crate) struct ChatLine {
     pub from: String,
     pub text: String,
     pub ts: u64,
-    /// How it was posted, when not from a chat client: `api` (SPEC §11).
+    /// How it was posted, when not from a chat client: `api`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
 }
@@ -317,7 +317,7 @@ pub(crate) struct RoomInfo<'a> {
 }
 
 /// `"wire":{"id":N,"key":"…"}`: `GET /ws/wire/{id}?key=…` streams the connection's
-/// traffic (SPEC §14).
+/// traffic.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub(crate) struct WireRef<'a> {
     pub id: u64,
@@ -333,13 +333,13 @@ pub(crate) enum ServerMessage<'a> {
         room: &'a str,
         members: Vec<&'a str>,
         history: Vec<&'a ChatLine>,
-        /// Names the store the ids belong to (SPEC §10).
+        /// Names the store the ids belong to.
         epoch: &'a str,
         /// The room's newest id.
         last_id: u64,
         /// `history` is exactly what the client missed since `?since=`.
         resumed: bool,
-        /// Where this connection's own traffic can be watched (SPEC §14).
+        /// Where this connection's own traffic can be watched.
         #[serde(skip_serializing_if = "Option::is_none")]
         wire: Option<WireRef<'a>>,
     },

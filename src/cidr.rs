@@ -1,5 +1,4 @@
-//! The address ranges whose word about a client is believed: `--trust-proxy CIDR`
-//! (SPEC §13).
+//! The address ranges whose word about a client is believed: `--trust-proxy CIDR`.
 //!
 //! A reverse proxy in front of the server is the TCP peer of every client it carries,
 //! and says who the client really is in `Forwarded` / `X-Forwarded-For`. Anyone can

@@ -97,7 +97,7 @@ pub struct Config {
     /// The newest chat messages kept per room; older ones are deleted in the
     /// background. Default: 100,000, months of a busy LAN chat in a few tens of MB.
     pub retain: usize,
-    /// Several nodes, one chat (SPEC §12): the Redis that keeps the messages (in place
+    /// Several nodes, one chat: the Redis that keeps the messages (in place
     /// of `data_dir`), the names and who is where, and carries every event between the
     /// nodes, e.g. `redis://127.0.0.1:6379/0`. Default: none, a single node.
     pub redis: Option<String>,
@@ -143,7 +143,7 @@ pub struct Config {
     /// `::1/128`; a bare address is itself alone) whose forwarding headers (the kind
     /// [`proxy_header`](field@Config::proxy_header) names) are believed: for a connection from
     /// one of them, the client they name is the one per-IP limits, logs and the Origin
-    /// check see (SPEC §13). Default: none, so nobody can claim to be someone else by
+    /// check see. Default: none, so nobody can claim to be someone else by
     /// writing a header; behind nginx, name nginx's address here.
     pub trust_proxies: Vec<String>,
     /// Which forwarding header the proxies of

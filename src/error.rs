@@ -51,7 +51,7 @@ pub enum Error {
         /// The underlying error, when there is one (I/O, SQLite).
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// Redis (`--redis`, SPEC §12) cannot be reached or used at start.
+    /// Redis (`--redis`) cannot be reached or used at start.
     Redis {
         /// The URL as given, with any password masked.
         url: String,

@@ -25,7 +25,7 @@ pub(crate) struct Request {
     pub version: u8,
     pub headers: Vec<(String, Vec<u8>)>,
     /// Whether the client spoke https to a trusted proxy in front of us, when that
-    /// proxy said (SPEC §13); `None` otherwise.
+    /// proxy said; `None` otherwise.
     pub forwarded_secure: Option<bool>,
 }
 

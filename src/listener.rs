@@ -454,7 +454,7 @@ fn handle(
     shared: &Context,
     hub: &Sender<HubEvent>,
 ) {
-    // One deadline covers the TLS handshake and the request head (SPEC §5).
+    // One deadline covers the TLS handshake and the request head.
     let deadline = Instant::now() + shared.config.handshake_timeout;
     let Some(acceptor) = shared.tls.as_ref().filter(|_| peer.secure) else {
         return traced_or_not(tcp, peer, admission, deadline, shared, hub);

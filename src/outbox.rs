@@ -6,7 +6,7 @@
 //! message in the queue and writes the eventfd only when the queue went from "seen" to
 //! "has news", so a thread asleep on a busy room is woken once per batch, not once per
 //! message. The queue is bounded in messages and in bytes; a full queue is the hub's
-//! signal that this client is a slow consumer (SPEC §2, backpressure).
+//! signal that this client is a slow consumer (backpressure).
 //!
 //! A connection costs two file descriptors: the socket and the eventfd.
 

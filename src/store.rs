@@ -6,7 +6,7 @@
 //! of its own. The writer takes whatever requests are queued as one batch and commits
 //! every message in it in one transaction (group commit), then answers in the order
 //! it was asked. Because a message is delivered to its room only once its answer says
-//! it was committed, a message anyone received survives `kill -9` (SPEC §9).
+//! it was committed, a message anyone received survives `kill -9`.
 //!
 //! Ids are assigned here, per room, in the order the hub sent the messages, which is
 //! the order it delivers them in. A batch that fails to commit gives its ids back:
@@ -39,7 +39,7 @@ pub(crate) const FILE_NAME: &str = "chat.sqlite3";
 /// a very busy server; the writer commits thousands a second).
 pub(crate) const QUEUE: usize = 4096;
 
-/// Most messages a resume (`?since=`) returns; more is treated as a gap (SPEC §10).
+/// Most messages a resume (`?since=`) returns; more is treated as a gap.
 pub(crate) const MAX_RESUME: usize = 1000;
 
 pub(crate) use crate::chat::MAX_PAGE;
@@ -145,7 +145,7 @@ pub(crate) enum Request {
     },
 }
 
-/// Where a reconnecting client left off (SPEC §10).
+/// Where a reconnecting client left off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Since {
     pub id: u64,
@@ -290,7 +290,7 @@ impl Store {
             .map_err(|e| store_error(at, "cannot set it up", e))?;
         let epoch =
             meta(&db, "epoch", new_epoch).map_err(|e| store_error(at, "cannot be read", e))?;
-        // Signs session cookies (SPEC §11): kept with the history, so that a restart
+        // Signs session cookies: kept with the history, so that a restart
         // on the same data directory keeps everyone signed in.
         let fresh = random_hex32()?;
         let session_key = meta(&db, "session_key", || fresh)
@@ -343,7 +343,7 @@ impl Store {
         self.session_key
     }
 
-    /// The string that names this store's history (SPEC §10).
+    /// The string that names this store's history.
     pub(crate) fn epoch(&self) -> &str {
         &self.epoch
     }

@@ -45,7 +45,7 @@ impl Direction {
         }
     }
 
-    /// `"in"` or `"out"`, as the wire stream names it (SPEC §14).
+    /// `"in"` or `"out"`, as the wire stream names it.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::In => "in",
@@ -679,7 +679,7 @@ impl<S> Traced<S> {
     }
 
     /// Logs nothing more about this connection: a wire viewer's own stream would
-    /// only repeat, frame by frame, what it shows (SPEC §14).
+    /// only repeat, frame by frame, what it shows.
     pub fn mute(&mut self) {
         if !self.muted {
             log::info!(target: TARGET, "{} a wire viewer: not traced further", self.label);

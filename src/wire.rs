@@ -1,4 +1,4 @@
-//! The wire, live (SPEC §14): a chat connection's own traffic, decoded from its bytes,
+//! The wire, live: a chat connection's own traffic, decoded from its bytes,
 //! streamed to whoever holds its key.
 //!
 //! Every connection's stream goes through a [`Tap`] while its HTTP head is read: the
@@ -374,12 +374,12 @@ impl Drop for Wire {
     }
 }
 
-/// One line of an HTTP head as the wire stream shows it (SPEC §14).
+/// One line of an HTTP head as the wire stream shows it.
 fn http_event(t: u64, direction: Direction, line: &str) -> Value {
     json!({"t": t, "dir": direction.as_str(), "kind": "http", "line": line})
 }
 
-/// One frame as the wire stream shows it (SPEC §14).
+/// One frame as the wire stream shows it.
 fn frame_event(t: u64, direction: Direction, frame: &Frame) -> Value {
     let mut event = json!({
         "t": t,

@@ -1,7 +1,7 @@
 //! Hostile clients: floods of messages, of connections and of big frames, and a
 //! client that never reads. Each test shows the abuser is contained (rate limit,
 //! TCP backpressure, connection cap, slow-consumer eviction, bounded memory) and that
-//! another client, at the same time, is served normally (SPEC §2, §5).
+//! another client, at the same time, is served normally.
 //!
 //! The floods are pre-built masked frames written in one go from a raw socket, so
 //! the test sends as fast as the kernel takes bytes, not as fast as a client library

@@ -1,4 +1,4 @@
-//! The HTTP API (SPEC §11): posting into a room from a script, reading rooms and
+//! The HTTP API: posting into a room from a script, reading rooms and
 //! messages, and the exact status of every refusal, through real sockets and curl.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Keeping strangers out (SPEC §11): with a password, every WebSocket endpoint and every
+//! Keeping strangers out: with a password, every WebSocket endpoint and every
 //! `/api` read needs a session cookie from `POST /login` or the password as a Bearer
 //! token; the rest stays open; wrong passwords are limited per address.
 

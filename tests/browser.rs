@@ -2244,7 +2244,7 @@ fn readme_screenshot() {
     page.screenshot("readme-dark.png");
 }
 
-/// Two pages on two nodes of one cluster (SPEC §12) are in one room: each sees the
+/// Two pages on two nodes of one cluster are in one room: each sees the
 /// other arrive, talk and leave, as on one server.
 #[test]
 fn pages_on_two_cluster_nodes_chat_in_one_room() {

@@ -1,4 +1,4 @@
-//! Chat protocol v1 on `/ws/chat` (SPEC §4, limits from §5) through real sockets.
+//! Chat protocol v1 on `/ws/chat`  through real sockets.
 //!
 //! Negative checks ("c never sees the direct message") use ordering rather than
 //! sleeps: the hub handles events one at a time and each outbox is FIFO, so if a

@@ -1,4 +1,4 @@
-//! SPEC §12: several nodes on one real Redis behave as one server. Every test starts
+//! Several nodes on one real Redis behave as one server. Every test starts
 //! its own `redis-server` on a free loopback port (see `common/redis.rs`) and two or
 //! three `Server`s in this process on it.
 

@@ -1,4 +1,4 @@
-//! Durable chat through the binary (SPEC §9): `kill -9` in the middle of a burst loses
+//! Durable chat through the binary: `kill -9` in the middle of a burst loses
 //! nothing anyone received, a broken store stops the server naming the file, and the
 //! default data directory is where the banner says.
 

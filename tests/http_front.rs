@@ -1,6 +1,6 @@
 //! The HTTP front through real sockets: the plain endpoints, every way an opening
-//! handshake can be refused (SPEC §3, RFC 6455 §4.2), the origin and subprotocol
-//! rules, and the connection caps (SPEC §5).
+//! handshake can be refused (RFC 6455 §4.2), the origin and subprotocol
+//! rules, and the connection caps.
 //!
 //! Broken input is sent as raw bytes, so the test controls every byte of the head.
 //! Where a refusal is cheap to pair with it, an echo client connected beforehand
@@ -795,7 +795,7 @@ fn every_answer_says_nosniff() {
     }
 }
 
-/// SPEC §11: the page runs only its own inline script and style, allowed by hash,
+/// The page runs only its own inline script and style, allowed by hash,
 /// talks only to this server, and cannot be framed.
 #[test]
 fn the_page_allows_only_its_own_script_and_style_by_hash() {

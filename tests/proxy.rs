@@ -1,4 +1,4 @@
-//! Behind a real nginx running `deploy/nginx.conf` (SPEC §13): every endpoint passes
+//! Behind a real nginx running `deploy/nginx.conf`: every endpoint passes
 //! through, TLS ends at nginx, idle connections live on because of the server's
 //! pings, and with `--trust-proxy` the client nginx names is the one limits and the
 //! Origin check see, while anyone else's forwarding headers change nothing.
@@ -551,7 +551,7 @@ fn a_sign_in_over_https_at_the_proxy_gets_a_secure_cookie() {
     assert!(!login("http").contains("Secure"), "plain http at the proxy");
 }
 
-/// Two nodes of one cluster (SPEC §12) behind one nginx: clients spread over both by
+/// Two nodes of one cluster behind one nginx: clients spread over both by
 /// the repo's upstream are one chat, and when a node stops, its clients
 /// come back through nginx to the other and resume.
 #[test]

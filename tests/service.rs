@@ -1,4 +1,4 @@
-//! `deploy/switchboard.service` (SPEC §13): systemd accepts it, it is hardened, and
+//! `deploy/switchboard.service`: systemd accepts it, it is hardened, and
 //! its `ExecStart` line runs the real binary, which stops cleanly on the unit's
 //! `KillSignal` well within its `TimeoutStopSec`, so the unit cannot drift from the
 //! CLI unnoticed.

@@ -1,4 +1,4 @@
-//! Durable chat (SPEC §9, §10) through the library: history kept across a restart in a
+//! Durable chat through the library: history kept across a restart in a
 //! data directory, resume without gaps or duplicates, scroll-back, retention, what is
 //! not stored, and a store that fails at run time and recovers.
 

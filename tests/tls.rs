@@ -270,7 +270,7 @@ fn the_built_in_development_certificate_is_the_default() {
     assert_echoes(&mut ws, "dev cert");
 }
 
-/// SPEC §11: over https the session cookie is `Secure`, so a browser never sends it
+/// Over https the session cookie is `Secure`, so a browser never sends it
 /// over plain http.
 #[test]
 fn a_sign_in_over_https_sets_a_secure_cookie() {

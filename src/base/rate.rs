@@ -1,8 +1,8 @@
-//! A token bucket, for the rate limits of chat clients and of the HTTP API (SPEC §5).
+//! A token bucket, for the rate limits of chat clients and of the HTTP API.
 
 use std::time::Instant;
 
-/// A token bucket: `rate` per second sustained, `burst` at once (SPEC §5).
+/// A token bucket: `rate` per second sustained, `burst` at once.
 #[derive(Debug)]
 pub(crate) struct RateLimit {
     tokens: f64,

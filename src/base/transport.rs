@@ -35,7 +35,7 @@ pub(crate) trait Transport: Read + Write + Send {
     fn shutdown_write(&mut self) -> io::Result<()>;
 
     /// Stops any trace tap in the stack from logging this connection (a wire viewer's
-    /// own traffic is not traced, SPEC §14).
+    /// own traffic is not traced).
     fn untrace(&mut self) {}
 
     /// Names the connection anew in whatever this stream logs (only the trace tap

@@ -1,4 +1,4 @@
-//! The cluster bridge (SPEC §12): several nodes on one Redis are one chat.
+//! The cluster bridge: several nodes on one Redis are one chat.
 //!
 //! Redis is the store and the bus. Each room's messages are a Redis Stream, with ids
 //! from Redis; every change to shared state (a message, a join, a name) is one Lua

@@ -1,6 +1,6 @@
 //! The chat endpoint's policy, applied on the connection thread before anything
 //! reaches the hub: binary frames are refused, requests are rate-limited, and text is
-//! decoded and validated (SPEC §4, §5).
+//! decoded and validated.
 //!
 //! It runs here, not in the hub, so that the one hub thread never parses JSON or
 //! counts tokens for thousands of clients. Its answers about bad input still go

@@ -1,4 +1,4 @@
-//! The HTTP API (SPEC §11): rooms and their messages as JSON, and server push, a
+//! The HTTP API: rooms and their messages as JSON, and server push, a
 //! message posted into a room by a script with one `curl`.
 //!
 //! The request is read and checked here, on the connection thread: the route, the

@@ -1,4 +1,4 @@
-//! Who is really on the other end when a reverse proxy is (SPEC §13): the proxy's
+//! Who is really on the other end when a reverse proxy is: the proxy's
 //! `X-Forwarded-For`/`-Proto`/`-Host`, or its `Forwarded` (RFC 7239), believed only
 //! from a peer in `--trust-proxy`.
 //!
@@ -203,7 +203,7 @@ fn walk(hops: &[Hop], peer: SocketAddr, trusted: &Trusted) -> Walked {
 }
 
 /// Makes the request read as the client sent it to the proxy, so that every check
-/// after this one (the Origin check above all, SPEC §3) needs to know nothing about
+/// after this one (the Origin check above all) needs to know nothing about
 /// proxies: `Host` becomes the forwarded host, and the scheme is noted, so that an
 /// `http://` origin does not pass for an `https://` page.
 pub(crate) fn apply(req: &mut Request, forwarded: &Forwarded) {

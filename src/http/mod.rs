@@ -70,7 +70,7 @@ pub(crate) fn serve<S: Transport>(
     hub: &Sender<HubEvent>,
 ) {
     let config = &shared.config;
-    // Through the wire tap until the head is done: a chat session keeps it (SPEC §14).
+    // Through the wire tap until the head is done: a chat session keeps it.
     let mut stream = Tap::new(stream);
     // Bound every blocking write of the handshake too: a client that never reads
     // must not hold the thread past the handshake timeout.

@@ -1,5 +1,5 @@
 //! Reading and parsing an HTTP/1.x request head, with the limits a server on a LAN
-//! needs against slow or hostile clients (SPEC §3: 8 KiB, handshake timeout).
+//! needs against slow or hostile clients (8 KiB, within the handshake timeout).
 
 use std::io::{self, Read};
 use std::time::Instant;

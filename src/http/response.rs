@@ -59,7 +59,7 @@ impl Response {
         for (name, value) in &self.headers {
             out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
-        // SPEC §11: no answer is ever sniffed into something else (a text reason
+        // No answer is ever sniffed into something else (a text reason
         // into HTML, say).
         if self.status != 101 {
             out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");

@@ -23,7 +23,7 @@ pub(crate) enum Routed {
     Reject(Response, Rejection, String),
     /// Send the `101` and hand the connection to the frame loop.
     Upgrade(Endpoint, Response),
-    /// An HTTP API request (SPEC §11), which may have a body still to read.
+    /// An HTTP API request, which may have a body still to read.
     Api(super::api::Call),
     /// `POST /login`, with a body still to read.
     Login,
@@ -85,7 +85,7 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
             Err(response) => Routed::Respond(response),
         };
     }
-    // HEAD is answered wherever GET is (SPEC §3), without the body (the front drops
+    // HEAD is answered wherever GET is, without the body (the front drops
     // it); it never upgrades, since RFC 6455 §4.1 makes the handshake a GET.
     if req.method != "GET" && req.method != "HEAD" {
         let routed = reject(
@@ -166,7 +166,7 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
     upgrade(req, config, endpoint)
 }
 
-/// The page's Content-Security-Policy (SPEC §11): its own inline script and style,
+/// The page's Content-Security-Policy: its own inline script and style,
 /// allowed by their SHA-256 hashes, and nothing else but connections and images from
 /// this server; it cannot be framed (clickjacking). Computed once, from the page the
 /// binary carries, so it always matches it.
@@ -353,8 +353,8 @@ pub(super) fn origin_listed(origin: &str, allowed: &[String]) -> bool {
         .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
-/// The origin policy (SPEC §3): same host:port as the request, or listed. `secure`
-/// is the scheme the client used, when a trusted proxy said (SPEC §13): then the
+/// The origin policy: same host:port as the request, or listed. `secure`
+/// is the scheme the client used, when a trusted proxy said: then the
 /// origin's scheme must be that one too.
 pub(super) fn origin_allowed(
     origin: &str,

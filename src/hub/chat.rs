@@ -1,6 +1,6 @@
-//! Chat rooms (SPEC §4): who is in each, and what each chat request does.
+//! Chat rooms: who is in each, and what each chat request does.
 //!
-//! A room's messages live in the store (SPEC §9). A message goes to the store first
+//! A room's messages live in the store. A message goes to the store first
 //! and reaches the room only once the store says it is committed, with its id; the
 //! store answers in the order it was asked, so every member sees a room's messages in
 //! the same order with the same numbers. A message is encoded to JSON once and the
@@ -39,7 +39,7 @@ pub(super) struct ChatRooms {
     pub(super) rooms: HashMap<String, ChatRoom>,
     /// Requests to the store writer; `None` once it is gone, and on a cluster node.
     store: Option<Sender<store::Request>>,
-    /// On a cluster node (SPEC §12), the bridge to Redis and what the hub keeps of
+    /// On a cluster node, the bridge to Redis and what the hub keeps of
     /// the cluster; `None` on a single node.
     pub(super) cluster: Option<Cluster>,
     /// The store's epoch, for every welcome.

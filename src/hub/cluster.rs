@@ -1,4 +1,4 @@
-//! What the hub does differently on a cluster node (SPEC §12).
+//! What the hub does differently on a cluster node.
 //!
 //! Shared state changes only when the bus says so: a local request (join, move,
 //! rename, leave, a message) goes to the bridge, Redis makes the change and publishes

@@ -21,11 +21,11 @@ pub(super) enum Role {
 
 #[derive(Debug)]
 pub(super) struct Member {
-    /// `None` for a member on another node (SPEC §12), and for one of ours whose
+    /// `None` for a member on another node, and for one of ours whose
     /// connection is gone while the cluster has not yet heard it leave.
     pub outbox: Option<Outbox>,
     pub role: Role,
-    /// How a chat member's traffic can be watched (SPEC §14).
+    /// How a chat member's traffic can be watched.
     pub wire: Option<Door>,
 }
 

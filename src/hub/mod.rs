@@ -59,7 +59,7 @@ pub(crate) enum HubEvent {
         /// Where a reconnecting client left off (`?since=&epoch=`).
         since: Option<Since>,
         outbox: Outbox,
-        /// How its traffic can be watched (SPEC §14).
+        /// How its traffic can be watched.
         wire: Option<Door>,
         /// Its client (address, or IPv6 /64), for the per-client limits.
         client: ClientKey,
@@ -82,7 +82,7 @@ pub(crate) enum HubEvent {
     Leave { id: ConnId, reason: LeaveReason },
     /// The sign-in budget and the ended sessions ([`signin`]).
     SignIn(SignIn),
-    /// A wire viewer asks to watch connection `id` with `key` (SPEC §14); `reply`
+    /// A wire viewer asks to watch connection `id` with `key`; `reply`
     /// says whether it was let in.
     Watch {
         id: ConnId,
@@ -98,7 +98,7 @@ pub(crate) enum HubEvent {
     },
 }
 
-/// What an HTTP API request asks of the hub (SPEC §11).
+/// What an HTTP API request asks of the hub.
 #[derive(Debug)]
 pub(crate) enum ApiCall {
     /// `GET /api/rooms?after=NAME&limit=N`: a page of rooms by name.
@@ -154,7 +154,7 @@ impl LeaveReason {
 pub(crate) enum Backend {
     /// A single node: the store writer.
     Store(Sender<store::Request>),
-    /// A cluster node (SPEC §12): the bridge to Redis, which is the store and the bus;
+    /// A cluster node: the bridge to Redis, which is the store and the bus;
     /// `node` is this node's name there.
     Cluster {
         node: String,

@@ -1,4 +1,4 @@
-//! What a cluster node's hub keeps of the cluster (SPEC §12): its bridge to Redis,
+//! What a cluster node's hub keeps of the cluster: its bridge to Redis,
 //! its members between join and welcome, and the members of other nodes by the
 //! names Redis gives them. What the hub does with it is in `cluster`.
 

@@ -169,7 +169,7 @@ pub fn body(response: &str) -> &str {
         .unwrap_or_else(|| panic!("no end of head in {response:?}"))
 }
 
-/// Asserts a refusal explains itself in one line of text (README, SPEC §3).
+/// Asserts a refusal explains itself in one line of text (README).
 pub fn assert_one_line_reason(response: &str) {
     let body = body(response);
     assert!(body.ends_with('\n'), "reason ends its line: {body:?}");

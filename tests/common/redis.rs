@@ -1,4 +1,4 @@
-//! A real `redis-server` for the cluster tests (SPEC §12): on a free loopback port,
+//! A real `redis-server` for the cluster tests: on a free loopback port,
 //! its files in a temp dir, stopped (and restarted, with or without its data) by the
 //! test, killed when dropped.
 
