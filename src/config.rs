@@ -35,7 +35,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:3000";
 pub struct Config {
     /// Addresses to accept plain `ws://` and `http://` on. Default: none, which means
     /// [`DEFAULT_LISTEN`] (`0.0.0.0:3000`) unless the server was handed a listener of
-    /// its own ([`crate::Server::from_listener`]).
+    /// its own ([`crate::Server::from_listener`]) or given TLS addresses only (then it
+    /// serves TLS only: nothing in plain text that was not asked for).
     pub listen: Vec<String>,
     /// Addresses to accept `wss://` and `https://` on. Default: none, so TLS is off
     /// and a test's server binds nothing it was not asked to; the binary adds

@@ -95,7 +95,8 @@ impl ServerBuilder {
     }
 
     /// Also listens on `addr` (for example `"127.0.0.1:0"`) for `ws://` and `http://`.
-    /// With no address and no listener, the server listens on `0.0.0.0:3000`.
+    /// With no address (plain or TLS) and no listener, the server listens on
+    /// `0.0.0.0:3000`.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.config = self.config.listen(addr);
         self
@@ -194,7 +195,9 @@ impl ServerBuilder {
                 history: config.history,
             })?),
         };
-        if config.listen.is_empty() && listeners.is_empty() {
+        // The default only when nothing at all was asked for: an embedder that asked
+        // for TLS alone must not also get plaintext on every interface.
+        if config.listen.is_empty() && config.tls_listen.is_empty() && listeners.is_empty() {
             config.listen.push(DEFAULT_LISTEN.to_owned());
         }
         let mut all: Vec<Listener> = listeners
@@ -390,7 +393,7 @@ impl ServerHandle {
     /// The first plain (`ws://`, `http://`) address the server listens on, with the
     /// real port; the first TLS one if it has no plain listener.
     pub fn local_addr(&self) -> SocketAddr {
-        // `start` always binds at least one plain listener, so this is never reached.
+        // `start` always binds at least one listener, so this is never reached.
         self.local_addrs
             .first()
             .or(self.tls_local_addrs.first())

@@ -412,3 +412,21 @@ fn a_default_python_ssl_client_negotiates_tls_1_3() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_embedder_that_asks_for_tls_only_gets_no_plaintext_listener() {
+    let server = Server::builder()
+        .tls_listen("127.0.0.1:0")
+        .start()
+        .expect("a TLS-only server starts");
+    assert_eq!(
+        server.local_addrs(),
+        &[] as &[SocketAddr],
+        "no plain listener"
+    );
+    let addr = tls_addr(&server);
+    assert_eq!(server.local_addr(), addr, "its address is the TLS one");
+    let mut ws = wss(addr, "/ws/echo");
+    ws.send(Message::text("only over TLS")).unwrap();
+    assert_eq!(next(&mut ws), Message::text("only over TLS"));
+}
