@@ -460,3 +460,34 @@ fn the_binary_logs_no_secret_even_at_trace_level() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+#[test]
+fn the_hub_writes_no_log_line_per_message_even_at_trace_level() {
+    capture();
+    let server = start();
+    let addr = server.local_addr();
+    let room = format!("quiet-hub-{}", addr.port());
+    let (mut alice, _) = chat(addr, &room, Some("alice"));
+    let (mut bob, _) = chat(addr, &room, Some("bob"));
+    for i in 0..30 {
+        say(&mut alice, &format!("message {i}"));
+    }
+    for i in 0..30 {
+        assert_eq!(
+            next_of_type(&mut bob, "message")["text"],
+            format!("message {i}")
+        );
+    }
+    let hub_lines: Vec<String> = CAPTURE
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("switchboard::hub") && l.contains(&room))
+        .cloned()
+        .collect();
+    assert!(
+        hub_lines.is_empty(),
+        "the hub logged per message: {hub_lines:#?}"
+    );
+}

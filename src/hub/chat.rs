@@ -662,13 +662,8 @@ impl ChatRooms {
         let Some(room) = self.rooms.get(&line.room) else {
             return;
         };
-        log::debug!(
-            "hub: {} #{} from {}: stored, encoded once, queued for {} members",
-            line.room,
-            line.id,
-            crate::base::escape(&line.from),
-            room.members.len()
-        );
+        // Nothing is logged here: this runs for every message, and a log line can
+        // block on a full stderr, the hub with it.
         let msg = Message::text(chat::encode(line));
         for &id in &room.members {
             post.deliver_stored(members, id, msg.clone());
