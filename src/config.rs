@@ -111,6 +111,12 @@ pub struct Config {
     /// Chat requests a connection may send in one burst. Default: 40, so a paste of a
     /// few lines or a reconnecting script is not refused.
     pub rate_burst: u32,
+    /// Posts to the HTTP API (`POST /api/rooms/{room}/messages`) one client (address,
+    /// or IPv6 /64) may make per second, sustained, with bursts of twice as many.
+    /// Default: 20, as for a chat connection: a build script posting its steps is
+    /// never slowed, a loop posting garbage into a room is. Separate from
+    /// [`rate_per_sec`](field@Config::rate_per_sec), which is per chat connection.
+    pub api_rate: u32,
     /// Messages queued for one client before it counts as a slow consumer and is
     /// closed with 1008. Default: 1,024, several seconds of a busy room.
     pub outbox_messages: usize,
@@ -179,6 +185,7 @@ impl Default for Config {
             max_text_len: 4 * 1024,
             rate_per_sec: 20,
             rate_burst: 40,
+            api_rate: 20,
             outbox_messages: 1024,
             outbox_bytes: 8 << 20,
             close_timeout: Duration::from_secs(5),
@@ -309,6 +316,12 @@ impl Config {
         self
     }
 
+    /// See [`Config::api_rate`](field@Config::api_rate).
+    pub fn api_rate(mut self, posts: u32) -> Self {
+        self.api_rate = posts;
+        self
+    }
+
     /// See [`Config::rate_burst`](field@Config::rate_burst).
     pub fn rate_burst(mut self, requests: u32) -> Self {
         self.rate_burst = requests;
@@ -387,6 +400,7 @@ impl Config {
             (self.outbox_bytes, "outbox_bytes"),
             (self.rate_per_sec as usize, "rate_per_sec"),
             (self.rate_burst as usize, "rate_burst"),
+            (self.api_rate as usize, "api_rate"),
             (self.retain, "retain"),
         ];
         for (value, setting) in at_least_one {

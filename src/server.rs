@@ -150,6 +150,7 @@ impl ServerBuilder {
         max_text_len(bytes: usize);
         rate_per_sec(requests: u32);
         rate_burst(requests: u32);
+        api_rate(posts: u32);
         outbox_messages(messages: usize);
         outbox_bytes(bytes: usize);
         close_timeout(timeout: Duration);
@@ -260,7 +261,7 @@ impl ServerBuilder {
         let ctx = Arc::new(ctx);
         let hub_config = HubConfig {
             epoch,
-            api_rate: (ctx.config.rate_per_sec, ctx.config.rate_burst),
+            api_rate: (ctx.config.api_rate, ctx.config.api_rate.saturating_mul(2)),
             secrets: crate::hub::Secrets {
                 password: ctx.config.password.clone(),
                 api_token: ctx.config.api_token.clone(),

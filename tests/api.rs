@@ -245,13 +245,31 @@ fn refusals_have_their_exact_status_and_nothing_is_delivered() {
 
 #[test]
 fn posts_beyond_the_rate_limit_are_429_with_retry_after() {
-    let server = start_with(|b| b.api_token(TOKEN).rate_per_sec(1).rate_burst(2));
+    let server = start_with(|b| b.api_token(TOKEN).api_rate(1));
     for _ in 0..2 {
         assert_eq!(status(&post(&server, "r", "text/plain", "ok")), 201);
     }
     let response = post(&server, "r", "text/plain", "one too many");
     assert_api_error(&response, 429, "rate_limited");
     assert_eq!(header(&response, "Retry-After"), Some("1"));
+}
+
+#[test]
+fn the_chat_rate_limit_does_not_limit_posts_the_api_rate_does() {
+    let chat_only = start_with(|b| b.api_token(TOKEN).rate_per_sec(1).rate_burst(1));
+    for i in 0..6 {
+        let response = post(&chat_only, "r", "text/plain", &format!("post {i}"));
+        assert_eq!(status(&response), 201, "{response}");
+    }
+    let api = start_with(|b| b.api_token(TOKEN).api_rate(2));
+    let codes: Vec<u16> = (0..6)
+        .map(|i| status(&post(&api, "r", "text/plain", &format!("post {i}"))))
+        .collect();
+    assert_eq!(
+        codes,
+        [201, 201, 201, 201, 429, 429],
+        "2 a second, bursts of 4"
+    );
 }
 
 #[test]

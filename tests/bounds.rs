@@ -32,12 +32,7 @@ fn answer_to(ws: &mut Client, request: Value) -> Value {
 
 #[test]
 fn past_max_rooms_a_new_room_is_too_many_and_old_rooms_still_work() {
-    let server = start_with(|b| {
-        b.max_rooms(3)
-            .api_token("t0ken")
-            .rate_per_sec(1000)
-            .rate_burst(1000)
-    });
+    let server = start_with(|b| b.max_rooms(3).api_token("t0ken").api_rate(1000));
     let addr = server.local_addr();
     for room in ["r1", "r2", "r3"] {
         assert_eq!(status(&post(addr, [127, 0, 0, 1], room, "hi")), 201);
@@ -65,7 +60,7 @@ fn past_max_rooms_a_new_room_is_too_many_and_old_rooms_still_work() {
 
 #[test]
 fn one_address_starts_new_rooms_slowly_and_others_are_unaffected() {
-    let server = start_with(|b| b.api_token("t0ken").rate_per_sec(1000).rate_burst(1000));
+    let server = start_with(|b| b.api_token("t0ken").api_rate(1000));
     let addr = server.local_addr();
     // Many at once, the way a script would.
     let threads: Vec<_> = (0..60)
@@ -106,7 +101,7 @@ fn one_address_starts_new_rooms_slowly_and_others_are_unaffected() {
 
 #[test]
 fn rooms_are_listed_by_name_a_page_at_a_time() {
-    let server = start_with(|b| b.api_token("t0ken").rate_per_sec(1000).rate_burst(1000));
+    let server = start_with(|b| b.api_token("t0ken").api_rate(1000));
     let addr = server.local_addr();
     let names: Vec<String> = (0..15).map(|i| format!("room{i:02}")).collect();
     for (i, name) in names.iter().enumerate() {

@@ -277,7 +277,7 @@ fn ipv6_clients_of_one_64_share_the_sign_in_budget() {
 
 #[test]
 fn ipv6_clients_of_one_64_share_the_api_post_limit() {
-    let server = behind_us(|b| b.api_token("ci-token").rate_per_sec(1).rate_burst(2));
+    let server = behind_us(|b| b.api_token("ci-token").api_rate(1));
     let addr = server.local_addr();
     let post = |from: &str| {
         let body = "build passed";

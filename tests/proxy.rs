@@ -342,7 +342,7 @@ fn the_sign_in_limit_applies_to_each_forwarded_client() {
 #[test]
 fn the_api_post_limit_applies_to_each_forwarded_client() {
     let test = "the_api_post_limit_applies_to_each_forwarded_client";
-    let limited = |b: ServerBuilder| b.api_token("ci-token").rate_per_sec(1).rate_burst(2);
+    let limited = |b: ServerBuilder| b.api_token("ci-token").api_rate(1);
     let Some((_server, nginx)) = behind_nginx_with(test, limited, &Options::default()) else {
         return;
     };

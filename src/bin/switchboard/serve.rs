@@ -80,6 +80,10 @@ pub(crate) struct ServeArgs {
     /// Chat messages a connection may send in one burst.
     #[arg(long, value_name = "N", value_parser = at_least_one::<u32>, default_value_t = Config::default().rate_burst)]
     rate_burst: u32,
+    /// Posts to the HTTP API one address may make per second, sustained (bursts of
+    /// twice as many); more get 429.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u32>, default_value_t = Config::default().api_rate)]
+    api_rate: u32,
     /// Messages queued for one client before it is closed as a slow consumer (1008).
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().outbox_messages)]
     outbox_messages: usize,
@@ -222,6 +226,7 @@ impl ServeArgs {
         config.max_text_len = self.max_text_len;
         config.rate_per_sec = self.rate_limit;
         config.rate_burst = self.rate_burst;
+        config.api_rate = self.api_rate;
         config.outbox_messages = self.outbox_messages;
         config.outbox_bytes = self.outbox_bytes;
         config.trace = self.trace || self.trace_plain;
