@@ -295,6 +295,15 @@ fn truncate(s: &str, max_chars: usize) -> &str {
     }
 }
 
+/// The limits a client must respect, as every `welcome` and `GET /info` say them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct Limits {
+    /// Longest chat text, in bytes of UTF-8 (`--max-text-len`).
+    pub max_text_len: usize,
+    /// Largest message or frame on any endpoint, in bytes (`--max-message-size`).
+    pub max_message_size: usize,
+}
+
 /// One chat message as stored in history and sent to a room: a `message` event.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename = "message")]
@@ -342,6 +351,8 @@ pub(crate) enum ServerMessage<'a> {
         /// Where this connection's own traffic can be watched.
         #[serde(skip_serializing_if = "Option::is_none")]
         wire: Option<WireRef<'a>>,
+        /// What this server accepts, so that a client never hard-codes it.
+        limits: Limits,
     },
     History {
         room: &'a str,
@@ -559,10 +570,14 @@ mod tests {
             last_id: 1,
             resumed: false,
             wire: None,
+            limits: Limits {
+                max_text_len: 4096,
+                max_message_size: 1 << 20,
+            },
         });
         assert_eq!(
             json,
-            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false}"#
+            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576}}"#
         );
         assert_eq!(
             encode(&line),

@@ -316,6 +316,14 @@ impl Config {
         self
     }
 
+    /// The limits every welcome and `GET /info` tell a client.
+    pub(crate) fn limits(&self) -> crate::chat::Limits {
+        crate::chat::Limits {
+            max_text_len: self.max_text_len,
+            max_message_size: self.max_message_size,
+        }
+    }
+
     /// See [`Config::api_rate`](field@Config::api_rate).
     pub fn api_rate(mut self, posts: u32) -> Self {
         self.api_rate = posts;

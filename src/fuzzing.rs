@@ -64,6 +64,7 @@ pub fn connection(data: &[u8]) {
         ended_sessions: Vec::new(),
         max_rooms: 10_000,
         stored_rooms: Vec::new(),
+        limits: ctx.config.limits(),
     };
     let hub = Hub::new(config, Arc::clone(&ctx.metrics), Backend::Store(store_tx));
     let Ok(store_thread) = thread::Builder::new().spawn(move || store.run(store_rx, answers_tx))

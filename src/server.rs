@@ -269,6 +269,7 @@ impl ServerBuilder {
             ended_sessions,
             max_rooms: ctx.config.max_rooms,
             stored_rooms,
+            limits: ctx.config.limits(),
         };
         let metrics = Arc::clone(&ctx.metrics);
 

@@ -28,7 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerHandle};
 use tungstenite::client::IntoClientRequest;
-use webdriver::{Driver, ENTER, ESCAPE, Session, TimedOut, WAIT};
+use webdriver::{BACKSPACE, Driver, ENTER, ESCAPE, Session, TimedOut, WAIT};
 
 /// The page as built into the binary.
 const PAGE: &str = include_str!("../src/http/page.html");
@@ -1118,6 +1118,34 @@ fn page_puts_a_message_the_server_could_not_store_back_in_the_box() {
     page.wait_entry("message", "lost on the way");
     let texts: Vec<String> = page.numbered().into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["first, stored", "lost on the way"]);
+}
+
+#[test]
+fn page_holds_a_text_to_the_servers_own_limit() {
+    let Some(driver) = driver_or_skip("page_holds_a_text_to_the_servers_own_limit") else {
+        return;
+    };
+    let server = start_with(|b| b.max_text_len(10));
+    let page = Page::blank(&driver, "gil", DESKTOP);
+    page.join_at(&format!("http://{}/#short", server.local_addr()));
+    page.send("0123456789A");
+    let hint = page.wait(
+        "the hint about the limit",
+        "document.querySelector('#hint').textContent",
+        json!([]),
+    );
+    assert_eq!(
+        hint,
+        "That is 11 bytes; the limit is 10. Please shorten it."
+    );
+    assert_eq!(
+        page.run("return document.querySelector('[data-testid=text]').value;"),
+        "0123456789A",
+        "kept in the box"
+    );
+    page.session.type_into("[data-testid=text]", BACKSPACE);
+    page.session.type_into("[data-testid=text]", ENTER);
+    page.wait_entry("message", "0123456789");
 }
 
 #[test]

@@ -295,6 +295,7 @@ fn info(ctx: &Context, signed_in: bool) -> Response {
         "urls": ctx.config.public_urls,
         "password": ctx.config.password.is_some(),
         "signed_in": signed_in,
+        "limits": ctx.config.limits(),
     });
     Response::new(200).body("application/json", info.to_string().into_bytes())
 }

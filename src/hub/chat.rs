@@ -51,6 +51,8 @@ pub(super) struct ChatRooms {
     api_buckets: HashMap<ClientKey, RateLimit>,
     /// Which rooms have stored messages, and how many new ones each client may start.
     pub(super) rooms_kept: RoomsKept,
+    /// What every welcome tells a client to respect.
+    limits: chat::Limits,
     metrics: Arc<Metrics>,
 }
 
@@ -130,6 +132,7 @@ impl ChatRooms {
         backend: Backend,
         api_rate: (u32, u32),
         rooms_kept: RoomsKept,
+        limits: chat::Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (store, cluster) = match backend {
@@ -145,6 +148,7 @@ impl ChatRooms {
             api_rate,
             api_buckets: HashMap::new(),
             rooms_kept,
+            limits,
             metrics,
         }
     }
@@ -645,6 +649,7 @@ impl ChatRooms {
             last_id,
             resumed,
             wire: members.wire(member),
+            limits: self.limits,
         });
         post.release(members, member, Message::text(json));
         if failed {

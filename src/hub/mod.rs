@@ -177,6 +177,8 @@ pub(crate) struct HubConfig {
     pub max_rooms: usize,
     /// The rooms that have stored messages already.
     pub stored_rooms: Vec<String>,
+    /// What every welcome tells a client to respect.
+    pub limits: crate::chat::Limits,
 }
 
 /// What woke the hub.
@@ -348,6 +350,7 @@ impl Hub {
                 backend,
                 config.api_rate,
                 chat::RoomsKept::new(config.max_rooms, config.stored_rooms),
+                config.limits,
                 Arc::clone(&metrics),
             ),
             metrics,
@@ -647,6 +650,10 @@ mod tests {
             ended_sessions: Vec::new(),
             max_rooms: 10_000,
             stored_rooms: Vec::new(),
+            limits: crate::chat::Limits {
+                max_text_len: 4096,
+                max_message_size: 1 << 20,
+            },
         };
         TestHub {
             hub: Hub::new(config, Arc::new(Metrics::new()), Backend::Store(store_tx)),
@@ -809,6 +816,10 @@ mod tests {
             ended_sessions: Vec::new(),
             max_rooms: 10_000,
             stored_rooms: Vec::new(),
+            limits: crate::chat::Limits {
+                max_text_len: 4096,
+                max_message_size: 1 << 20,
+            },
         };
         let mut hub = Hub::new(config, Arc::new(Metrics::new()), backend);
         let (tx, rx) = outbox(16, 1 << 20).unwrap();

@@ -31,6 +31,8 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// WebDriver's code for the Enter key, for [`Session::type_into`].
 pub const ENTER: &str = "\u{E007}";
+/// The Backspace key, for [`Session::type_into`].
+pub const BACKSPACE: &str = "\u{E003}";
 /// WebDriver's code for the Escape key.
 pub const ESCAPE: &str = "\u{E00C}";
 
