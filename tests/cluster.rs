@@ -256,6 +256,64 @@ fn direct_messages_relay_and_the_api_reach_every_node() {
     assert_eq!(page["messages"][0]["text"], post, "readable on node A too");
 }
 
+/// `POST /api/rooms/ops/messages` with `text` at `addr`; the whole answer.
+fn api_post(addr: SocketAddr, text: &str) -> String {
+    raw(
+        addr,
+        format!(
+            "POST /api/rooms/ops/messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\n\
+             Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn a_post_not_confirmed_in_time_is_202_never_a_503_that_invites_a_second_copy() {
+    let Some(redis) = Redis::start("api_202") else {
+        return;
+    };
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .redis(redis.url())
+        .api_token("t0ken")
+        .handshake_timeout(Duration::from_secs(1))
+        .start()
+        .expect("node starts");
+    let addr = server.local_addr();
+    assert_eq!(status(&api_post(addr, "first")), 201);
+    let (mut alice, _) = chat(addr, "ops", Some("alice"));
+    redis.pause();
+    let answer = api_post(addr, "unconfirmed");
+    redis.resume();
+    assert_eq!(status(&answer), 202, "{answer}");
+    assert!(body(&answer).contains("do not send it again"), "{answer}");
+    // Whatever became of it, it is in the room at most once, and the same for all.
+    std::thread::sleep(Duration::from_secs(3));
+    let history: Value =
+        serde_json::from_str(body(&get_with(addr, "/api/rooms/ops/messages", ""))).expect("JSON");
+    let stored = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["text"] == "unconfirmed")
+        .count();
+    assert!(stored <= 1, "{history}");
+    say(&mut alice, "after");
+    let mut seen = 0;
+    loop {
+        let msg = next_of_type(&mut alice, "message");
+        if msg["text"] == "after" {
+            break;
+        }
+        if msg["text"] == "unconfirmed" {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, stored, "alice got what the room keeps");
+}
+
 #[test]
 fn resume_and_scroll_back_work_on_any_node() {
     let Some(redis) = Redis::start("resume_any_node") else {

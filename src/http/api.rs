@@ -150,6 +150,7 @@ pub(crate) fn serve<S: Transport>(
             Err(response) => return response,
         },
     };
+    let posting = matches!(call, ApiCall::Post { .. });
     let (reply, answer) = crossbeam_channel::bounded(1);
     let event = HubEvent::Api { ip, call, reply };
     if hub.send(event).is_err() {
@@ -157,6 +158,16 @@ pub(crate) fn serve<S: Transport>(
     }
     let timeout = ctx.config.handshake_timeout;
     match answer.recv_timeout(timeout) {
+        // The hub has the post and may still store and deliver it: saying `503`
+        // ("nothing was posted") would make a script that retries post it twice.
+        Err(_) if posting => json_response(
+            202,
+            &json!({
+                "status": "accepted",
+                "message": "the post is in but not yet confirmed: it may still reach the \
+                            room, so do not send it again",
+            }),
+        ),
         Ok(ApiAnswer::Posted(line)) => json_response(201, &message_json(&line)),
         Ok(ApiAnswer::Rooms { rooms, more }) => {
             json_response(200, &json!({ "rooms": rooms, "more": more }))

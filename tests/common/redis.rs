@@ -51,6 +51,27 @@ impl Redis {
         }
     }
 
+    /// Stops it where it stands (SIGSTOP): connections stay open and nothing is
+    /// answered, as when a Redis stalls; [`Redis::resume`] lets it go on.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused Redis go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        if let Some(child) = &self.child {
+            let sent = Command::new("kill")
+                .args([which, &child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(sent.success(), "kill {which} {}", child.id());
+        }
+    }
+
     /// Starts it again on the same port: with its data, or from an empty directory.
     pub fn restart(&mut self, keep_data: bool) {
         self.kill();
