@@ -73,7 +73,11 @@ fn start_logging(trace_plain: bool) {
     builder.format_timestamp_millis();
     // tungstenite's `trace` level prints every frame's payload, the `welcome` with its
     // wire key among them: not unless asked for by name (`RUST_LOG=tungstenite=trace`).
-    if !std::env::var("RUST_LOG").is_ok_and(|filter| filter.contains("tungstenite")) {
+    // Only when the filter would let it through: a filter set here is a level of its
+    // own, and would turn tungstenite up past the default `info`.
+    if std::env::var("RUST_LOG")
+        .is_ok_and(|filter| filter.contains("trace") && !filter.contains("tungstenite"))
+    {
         builder.filter_module("tungstenite", log::LevelFilter::Debug);
     }
     if trace_plain {
