@@ -454,6 +454,40 @@ fn the_embedding_section_names_every_dependency_the_cli_feature_brings() {
     );
 }
 
+#[test]
+fn the_leave_reason_table_is_every_reason_a_leave_can_give() {
+    // `as_str`'s match is exhaustive, so its arms are every variant's reason.
+    let hub = without_tests(include_str!("hub/mod.rs"));
+    let (_, arms) = hub
+        .split_once("pub(crate) fn as_str(self) -> &'static str {")
+        .expect("LeaveReason::as_str");
+    let (arms, _) = arms.split_once("\n    }\n").expect("the end of as_str");
+    let mut sent: BTreeSet<String> = arms
+        .split("LeaveReason::")
+        .skip(1)
+        .filter_map(|arm| arm.split('"').nth(1))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        sent.len(),
+        variants(hub, "pub(crate) enum LeaveReason {").len(),
+        "one reason per variant"
+    );
+    // A cluster node's members are also forgotten by the Redis scripts.
+    let scripts = include_str!("cluster/scripts.rs");
+    for (at, _) in scripts.match_indices("forget(key, '") {
+        let rest = &scripts[at + "forget(key, '".len()..];
+        if let Some((reason, _)) = rest.split_once('\'') {
+            sent.insert(reason.to_owned());
+        }
+    }
+    let documented: BTreeSet<String> = table(PROTOCOL, "| `reason` | when |")
+        .iter()
+        .map(|row| span(&row[0]).to_owned())
+        .collect();
+    assert_eq!(documented, sent, "docs/PROTOCOL.md, leave reasons");
+}
+
 /// `n` with a comma every three digits, as the tables write it: `10,000`.
 fn thousands(n: usize) -> String {
     let digits = n.to_string();
