@@ -76,6 +76,27 @@ pub(crate) enum ErrorCode {
     Unavailable,
 }
 
+impl ErrorCode {
+    /// Every code, for the error table of docs/PROTOCOL.md (`src/doc_tables.rs`
+    /// checks the table against this list, and this list against the enum).
+    #[cfg(test)]
+    pub(crate) const ALL: [ErrorCode; 13] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::MissingField,
+        ErrorCode::NoSuchUser,
+        ErrorCode::TextTooLong,
+        ErrorCode::BadName,
+        ErrorCode::NameTaken,
+        ErrorCode::BadRoom,
+        ErrorCode::RateLimited,
+        ErrorCode::BinaryNotSupported,
+        ErrorCode::BadRequest,
+        ErrorCode::TooManyRooms,
+        ErrorCode::Unavailable,
+    ];
+}
+
 /// An error to report to the client; the connection stays open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChatError {

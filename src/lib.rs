@@ -233,6 +233,8 @@ mod cidr;
 mod cluster;
 mod config;
 mod connection;
+#[cfg(test)]
+mod doc_tables;
 mod error;
 mod escape;
 #[cfg(any(fuzzing, test))]

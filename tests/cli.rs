@@ -374,3 +374,170 @@ fn banner_to_a_pipe_has_no_qr_code() {
     assert!(!banner.contains('█'), "no QR code into a pipe:\n{banner}");
     assert!(banner.contains("http://127.0.0.1:"), "{banner}");
 }
+
+// ---- the README's flag table and connect paragraph are what --help says ----
+
+const README: &str = include_str!("../README.md");
+
+/// The binary's help for `args` (`--help`, `connect --help`), read with a timeout.
+fn help(args: &[&str]) -> String {
+    let child = switchboard()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("--help answers within 30 s")
+        .unwrap();
+    assert!(out.status.success(), "{args:?} exits 0");
+    String::from_utf8(out.stdout).expect("UTF-8 help")
+}
+
+/// The options of a clap help text: each long flag (`--listen`, or `-h` when it
+/// has no long form) and its `[default: …]`, if it shows one.
+fn help_options(help: &str) -> Vec<(String, Option<String>)> {
+    let mut options: Vec<(String, Option<String>)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if (2..=6).contains(&indent) && trimmed.starts_with('-') {
+            let long = trimmed
+                .split([',', ' '])
+                .map(str::trim)
+                .find(|word| word.starts_with("--"))
+                .unwrap_or_default();
+            options.push((long.to_owned(), None));
+        } else if let Some((_, default)) = trimmed.split_once("[default: ")
+            && let Some(last) = options.last_mut()
+        {
+            let default = default.split(']').next().unwrap_or_default();
+            last.1 = Some(default.to_owned());
+        }
+    }
+    options
+}
+
+/// The code spans (`` `…` ``) of a piece of Markdown.
+fn spans(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// The README's flag table: each flag named in the first column, with the first
+/// code span of the default column, if any.
+fn readme_flags() -> Vec<(String, String)> {
+    let header = "| flag | default | what it does |";
+    let (_, rest) = README.split_once(header).expect("the README's flag table");
+    let mut flags = Vec::new();
+    for row in rest.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        // A `\|` inside a cell is no cell border.
+        let row = row.replace("\\|", "\u{0}");
+        let cells: Vec<&str> = row.trim().trim_matches('|').split('|').collect();
+        assert_eq!(cells.len(), 3, "a flag row: {row}");
+        let default = cells[1].trim();
+        for span in spans(cells[0]) {
+            let flag = span.split_whitespace().next().unwrap_or_default();
+            if flag.starts_with("--") {
+                flags.push((flag.to_owned(), default.to_owned()));
+            }
+        }
+    }
+    flags
+}
+
+#[test]
+fn the_readme_flag_table_is_every_flag_of_help_with_its_default() {
+    let options = help_options(&help(&["--help"]));
+    assert!(options.len() > 20, "parsed the help: {options:?}");
+    let documented = readme_flags();
+    let names = |list: Vec<&String>| {
+        let mut list: Vec<String> = list.into_iter().cloned().collect();
+        list.sort();
+        list
+    };
+    assert_eq!(
+        names(documented.iter().map(|(flag, _)| flag).collect()),
+        names(options.iter().map(|(flag, _)| flag).collect()),
+        "README flag table vs switchboard --help"
+    );
+    for (flag, default) in &options {
+        let Some((_, cell)) = documented.iter().find(|(f, _)| f == flag) else {
+            continue;
+        };
+        match default {
+            // `1048576` (1 MiB), or a computed default written out in spans.
+            Some(default) => assert!(
+                spans(cell).first() == Some(&default.as_str()) || cell.replace('`', "") == *default,
+                "README gives {flag} the default {cell}, --help {default}"
+            ),
+            None if ["--help", "--version"].contains(&flag.as_str()) => {}
+            // No default (off, none) or one the binary picks (the development
+            // certificate): never a value --help does not show.
+            None => assert!(
+                !cell.starts_with('`'),
+                "README gives {flag} the default {cell}, --help none"
+            ),
+        }
+    }
+}
+
+/// The `/commands` of a text: `/binary HEX` is `binary`, `//text` is `/`.
+fn commands<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut found: Vec<String> = items
+        .filter(|item| *item != "/")
+        .filter_map(|item| item.strip_prefix('/'))
+        .map(|rest| match rest.strip_prefix('/') {
+            Some(_) => "/".to_owned(),
+            None => rest
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn the_readme_connect_commands_and_flags_are_what_connect_help_lists() {
+    let help = help(&["connect", "--help"]);
+    let readme = README.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (_, paragraph) = readme
+        .split_once("Lines you type are sent as text;")
+        .expect("the README's connect paragraph");
+    let (paragraph, _) = paragraph
+        .split_once("see `switchboard connect --help`")
+        .expect("the end of the connect paragraph");
+
+    let (_, input) = help.split_once("Input (stdin)").expect("the input section");
+    let (input, _) = input.split_once("\n\n").unwrap_or((input, ""));
+    let listed = commands(input.lines().map(str::trim_start));
+    let documented = commands(spans(paragraph).into_iter());
+    assert!(listed.contains(&"frag".to_owned()), "{listed:?}");
+    assert_eq!(
+        documented, listed,
+        "README connect commands vs connect --help"
+    );
+
+    let mut flags: Vec<String> = help_options(&help)
+        .into_iter()
+        .map(|(flag, _)| flag)
+        .filter(|flag| flag != "--help")
+        .collect();
+    flags.sort();
+    let (_, named) = paragraph.split_once("Flags:").expect("the flags sentence");
+    let mut documented: Vec<String> = spans(named)
+        .into_iter()
+        .filter_map(|span| span.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    documented.sort();
+    assert_eq!(documented, flags, "README connect flags vs connect --help");
+}

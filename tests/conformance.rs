@@ -363,6 +363,72 @@ fn close_code_1014_is_answered_with_1002_as_stock_tungstenite_does() {
     });
 }
 
+// ---- the reason texts are the documented ones ----
+
+/// Reads the server's Close, asserts the TCP connection ends after it, and returns
+/// its code and reason.
+fn close_code_and_reason(stream: &mut TcpStream) -> (u16, String) {
+    let payload = read_close(stream);
+    assert!(payload.len() >= 2, "a Close with a code: {payload:02x?}");
+    let code = u16::from_be_bytes([payload[0], payload[1]]);
+    let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
+    assert_tcp_ends(stream);
+    (code, reason)
+}
+
+/// Asserts that the close-code tables of the README and docs/PROTOCOL.md both have
+/// the row `| code | `reason` | …`.
+fn assert_documented(code: u16, reason: &str) {
+    let row = format!("| {code} | `{reason}` |");
+    for (name, doc) in [
+        ("README.md", include_str!("../README.md")),
+        ("docs/PROTOCOL.md", include_str!("../docs/PROTOCOL.md")),
+    ] {
+        assert!(
+            doc.lines().any(|line| line.trim_start().starts_with(&row)),
+            "{name} has no close-code row {row:?}"
+        );
+    }
+}
+
+/// A client's Close with a code no Close may carry is answered by tungstenite
+/// itself, before the frame loop sees it: 1002 with tungstenite's own reason text,
+/// which the tables must say.
+#[test]
+fn a_forbidden_close_code_is_answered_with_the_documented_1002_reason() {
+    for code in [999, 1005, 1014] {
+        check(|s| {
+            s.write_all(&masked(CLOSE, &close_payload(code, b"bye")))
+                .unwrap();
+            let (got, reason) = close_code_and_reason(s);
+            assert_eq!(
+                (got, reason.as_str()),
+                (1002, "Protocol violation"),
+                "{code}"
+            );
+            assert_documented(got, &reason);
+        });
+    }
+}
+
+/// The server's own Close frames carry the reason text the tables give each code.
+#[test]
+fn the_server_closes_with_the_documented_reasons() {
+    let too_big = masked(BINARY, &vec![0u8; (1 << 20) + 1]);
+    for (bytes, code) in [
+        (frame(true, 0, TEXT, false, b"hello"), 1002),
+        (masked(TEXT, b"caf\xc3\x28"), 1007),
+        (too_big, 1009),
+    ] {
+        check(|s| {
+            s.write_all(&bytes).unwrap();
+            let (got, reason) = close_code_and_reason(s);
+            assert_eq!(got, code, "reason {reason:?}");
+            assert_documented(got, &reason);
+        });
+    }
+}
+
 // ---- the stream is a stream: frames are not writes ----
 
 #[test]

@@ -729,8 +729,23 @@ impl<S: Transport> Session<'_, S> {
     }
 }
 
+/// Every code the server's own Close frames carry (`start_close`, `fail`), for the
+/// close-code tables of the README and docs/PROTOCOL.md (checked in
+/// `src/doc_tables.rs`, which also finds every close code this file names).
+#[cfg(test)]
+pub(crate) const SENT_CLOSE_CODES: [CloseCode; 8] = [
+    CloseCode::Normal,
+    CloseCode::Away,
+    CloseCode::Protocol,
+    CloseCode::Invalid,
+    CloseCode::Policy,
+    CloseCode::Size,
+    CloseCode::Error,
+    CloseCode::Restart,
+];
+
 /// The reason text of the Close frames we send (README, "close codes").
-fn close_reason_text(code: CloseCode) -> &'static str {
+pub(crate) fn close_reason_text(code: CloseCode) -> &'static str {
     match code {
         CloseCode::Away => "server shutting down",
         CloseCode::Protocol => "protocol error",

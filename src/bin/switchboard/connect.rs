@@ -66,7 +66,10 @@ Input (stdin), one line each:
   //TEXT                  sent as the text /TEXT
   /binary HEX             a binary message (spaces between bytes are fine)
   /ping [TEXT]            a Ping; the server's Pong is printed
+  /frag N TEXT            TEXT as one message in N frames (N from 1 to 64), with a
+                          Ping between each two: fragmentation, to watch
   /close [CODE [REASON]]  a Close with CODE (default 1000) and REASON
+  /help                   these commands, on stderr
   end of input            Close 1000, then wait up to 5 s for the reply
 Ctrl-C closes like the end of input; a second Ctrl-C quits at once.
 
