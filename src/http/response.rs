@@ -83,11 +83,12 @@ impl Response {
 /// status missing here would go out as `Unknown`; `src/doc_tables.rs` checks every
 /// status the code builds a response with against this list, and the README's
 /// refusal table and the API's status table against those statuses.
-pub(crate) const STATUSES: [(u16, &str); 20] = [
+pub(crate) const STATUSES: [(u16, &str); 21] = [
     (100, "Continue"),
     (101, "Switching Protocols"),
     (200, "OK"),
     (201, "Created"),
+    (202, "Accepted"),
     (204, "No Content"),
     (303, "See Other"),
     (400, "Bad Request"),
