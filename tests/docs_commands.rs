@@ -34,7 +34,9 @@ const RUN: &[(&str, &str, &str)] = &[
     (
         "README.md",
         "switchboard connect 'ws://127.0.0.1:3000/ws/chat?name=alice'",
-        "readme_connect_lines_chat_echo_over_tls_and_script",
+        "readme_connect_line_chats_both_ways_and_ends_cleanly, \
+         readme_connect_line_echoes_over_tls_trusting_the_dev_ca_and_traces, \
+         readme_connect_line_in_a_pipe_echoes_and_exits_0",
     ),
     (
         "README.md",
@@ -50,7 +52,8 @@ const RUN: &[(&str, &str, &str)] = &[
     (
         "README.md",
         "websocat --insecure wss://localhost:3443/ws/echo",
-        "readme_and_certs_tls_lines_echo_and_verify",
+        "readme_and_certs_websocat_insecure_line_echoes_over_tls, \
+         readme_and_certs_curl_line_verifies_with_the_dev_ca",
     ),
     (
         "README.md",
@@ -110,12 +113,12 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
     (
         "certs/README.md",
         "websocat --insecure wss://localhost:3443/ws/echo",
-        "readme_and_certs_tls_lines_echo_and_verify",
+        "readme_and_certs_websocat_insecure_line_echoes_over_tls",
     ),
     (
         "certs/README.md",
         "curl --cacert certs/ca.pem https://localhost:3443/healthz",
-        "readme_and_certs_tls_lines_echo_and_verify",
+        "readme_and_certs_curl_line_verifies_with_the_dev_ca",
     ),
     (
         "docs/how-it-works.md",
@@ -823,20 +826,25 @@ fn tls_to(addr: SocketAddr, ca: &Path) -> native_tls::TlsStream<std::net::TcpStr
         .expect("a TLS handshake the CA vouches for")
 }
 
-#[test]
-fn readme_connect_lines_chat_echo_over_tls_and_script() {
-    let shell = Shell::new("connect");
+/// The README's `switchboard connect` lines: the chat, the TLS echo, the script.
+fn connect_lines() -> Vec<String> {
     let lines = block(
         "README.md",
         "switchboard connect 'ws://127.0.0.1:3000/ws/chat?name=alice'",
     )
     .commands();
     assert_eq!(lines.len(), 3, "{lines:?}");
-    let (server, http, tls) = server_with_tls();
+    lines
+}
 
-    // Type to chat.
+#[test]
+fn readme_connect_line_chats_both_ways_and_ends_cleanly() {
+    let line = &connect_lines()[0];
+    let shell = Shell::new("connect-chat");
+    let server = start();
+    let http = server.local_addr();
     let (mut ours, _) = chat(http, "lobby", Some("ours"));
-    let mut alice = shell.start(&at(&lines[0], http, Some(tls)));
+    let mut alice = shell.start(&at(line, http, None));
     assert_eq!(json_on(&alice.wait_stdout("welcome"))["name"], "alice");
     alice.type_line("hello from connect");
     let message = next_of_type(&mut ours, "message");
@@ -846,23 +854,30 @@ fn readme_connect_lines_chat_echo_over_tls_and_script() {
     );
     say(&mut ours, "hello back");
     alice.wait_stdout("hello back");
-    let end = alice.finish();
-    end.assert_success(&lines[0]);
+    // End of input closes with 1000: exit 0.
+    alice.finish().assert_success(line);
+}
 
-    // Over TLS with the development CA, traced.
-    let echo = shell.start(&at(&lines[1], http, Some(tls)));
-    let mut echo = echo;
+#[test]
+fn readme_connect_line_echoes_over_tls_trusting_the_dev_ca_and_traces() {
+    let line = &connect_lines()[1];
+    let shell = Shell::new("connect-tls");
+    let (_server, http, tls) = server_with_tls();
+    let mut echo = shell.start(&at(line, http, Some(tls)));
     echo.type_line("over tls");
     echo.wait_stdout("over tls");
-    echo.wait_stderr("client -> frame FIN=1");
-    echo.finish().assert_success(&lines[1]);
+    echo.wait_stderr("client -> frame FIN=1 RSV=000 TEXT(0x1) MASK=1");
+    echo.finish().assert_success(line);
+}
 
-    // Scripts too.
-    let script = shell.run(&at(&lines[2], http, Some(tls)));
-    script.assert_success(&lines[2]);
+#[test]
+fn readme_connect_line_in_a_pipe_echoes_and_exits_0() {
+    let line = &connect_lines()[2];
+    let shell = Shell::new("connect-pipe");
+    let server = start();
+    let script = shell.run(&at(line, server.local_addr(), None));
+    script.assert_success(line);
     assert!(script.stdout.contains("< hello"), "{}", script.stdout);
-    close_politely(ours);
-    server.shutdown();
 }
 
 #[test]
@@ -877,32 +892,47 @@ fn readme_connect_help_runs() {
     );
 }
 
-#[test]
-fn readme_and_certs_tls_lines_echo_and_verify() {
-    let test = "readme_and_certs_tls_lines_echo_and_verify";
+/// The README's TLS lines, which certs/README.md repeats inline word for word.
+fn tls_lines() -> Vec<String> {
     let lines = block(
         "README.md",
         "websocat --insecure wss://localhost:3443/ws/echo",
     )
     .commands();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    // certs/README.md says the same inline.
     for line in &lines {
         assert_eq!(&inline("certs/README.md", line), line);
     }
-    let shell = Shell::new("tls");
+    lines
+}
+
+#[test]
+fn readme_and_certs_websocat_insecure_line_echoes_over_tls() {
+    let test = "readme_and_certs_websocat_insecure_line_echoes_over_tls";
+    let line = &tls_lines()[0];
+    if tool_or_skip(test, "websocat", "SWITCHBOARD_REQUIRE_TOOLS").is_none() {
+        return;
+    }
+    let shell = Shell::new("websocat-tls");
     let (_server, http, tls) = server_with_tls();
-    if tool_or_skip(test, "websocat", "SWITCHBOARD_REQUIRE_TOOLS").is_some() {
-        let mut websocat = shell.start(&at(&lines[0], http, Some(tls)));
-        websocat.type_line("skip verification");
-        websocat.wait_stdout("skip verification");
+    let mut websocat = shell.start(&at(line, http, Some(tls)));
+    websocat.type_line("skip verification");
+    websocat.wait_stdout("skip verification");
+}
+
+#[test]
+fn readme_and_certs_curl_line_verifies_with_the_dev_ca() {
+    let test = "readme_and_certs_curl_line_verifies_with_the_dev_ca";
+    let line = &tls_lines()[1];
+    if tool_or_skip(test, "curl", "SWITCHBOARD_REQUIRE_TOOLS").is_none() {
+        return;
     }
-    if tool_or_skip(test, "curl", "SWITCHBOARD_REQUIRE_TOOLS").is_some() {
-        let curl = shell.run(&at(&lines[1], http, Some(tls)));
-        curl.assert_success(&lines[1]);
-        let health: serde_json::Value = serde_json::from_str(&curl.stdout).expect("JSON");
-        assert_eq!(health["status"], "ok", "{}", curl.stdout);
-    }
+    let shell = Shell::new("curl-tls");
+    let (_server, http, tls) = server_with_tls();
+    let curl = shell.run(&at(line, http, Some(tls)));
+    curl.assert_success(line);
+    let health: serde_json::Value = serde_json::from_str(&curl.stdout).expect("JSON");
+    assert_eq!(health["status"], "ok", "{}", curl.stdout);
 }
 
 #[test]
