@@ -541,3 +541,52 @@ fn the_readme_connect_commands_and_flags_are_what_connect_help_lists() {
     documented.sort();
     assert_eq!(documented, flags, "README connect flags vs connect --help");
 }
+
+#[test]
+fn an_address_without_a_port_or_with_a_bad_one_is_a_usage_error() {
+    // The README: flags that cannot be parsed exit 2, with clap's message naming the
+    // flag. A host name is a fine address (it is resolved at start); a value with no
+    // port, or a port that is not one, is no address at all.
+    let cases = [
+        ("--listen", "nonsense"),
+        ("--listen", "127.0.0.1"),
+        ("--listen", "localhost:99999"),
+        ("--listen", "localhost:http"),
+        ("--listen", ":3000"),
+        ("--listen", "::1"),
+        ("--tls-listen", "nonsense"),
+        ("--tls-listen", "[::1]:"),
+    ];
+    for (flag, value) in cases {
+        let out = switchboard()
+            .arg(format!("{flag}={value}"))
+            .args(["--no-persist", "--no-qr"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("HOST:PORT"),
+            "{flag} {value}: the error names the flag and the form: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_host_name_with_a_port_is_an_address() {
+    // Resolved at start, as before: `localhost:PORT` serves.
+    let port = free_port();
+    let mut child = Running(
+        switchboard()
+            .args(["--listen", &format!("localhost:{port}"), "--no-tls"])
+            .args(["--no-persist", "--no-qr"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(|| std::net::TcpStream::connect(addr).ok());
+    assert_eq!(healthz(addr)["status"], "ok");
+    assert!(child.0.try_wait().unwrap().is_none(), "still serving");
+}

@@ -11,10 +11,10 @@ use switchboard::{Config, Identity, ProxyHeader, Server};
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Address for ws:// and http://.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3000")]
+    #[arg(long, value_name = "ADDR", value_parser = host_port, default_value = "0.0.0.0:3000")]
     listen: String,
     /// Address for wss:// and https://.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3443")]
+    #[arg(long, value_name = "ADDR", value_parser = host_port, default_value = "0.0.0.0:3443")]
     tls_listen: String,
     /// PEM certificate chain for TLS (default: the built-in development certificate,
     /// valid for localhost only).
@@ -150,6 +150,24 @@ fn cidr(value: &str) -> Result<String, String> {
         Ok(value.to_owned())
     } else {
         Err("must be an address range such as 10.0.0.0/8, ::1/128 or 127.0.0.1".to_owned())
+    }
+}
+
+/// A listening address, `HOST:PORT`: an IP address and port, or a host name and port
+/// (resolved when the server starts, where a name that resolves to nothing is a
+/// start-up failure). Checked here, the way the standard library splits it, so that a
+/// value with no port or a bad one is a usage error that names the flag (exit 2).
+fn host_port(value: &str) -> Result<String, String> {
+    const FORM: &str = "must be HOST:PORT, e.g. 0.0.0.0:3000, [::]:3000 or localhost:3000";
+    if value.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(value.to_owned());
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.contains(':') => port
+            .parse::<u16>()
+            .map(|_| value.to_owned())
+            .map_err(|_| format!("{FORM} (the port is 0 to 65535)")),
+        _ => Err(FORM.to_owned()),
     }
 }
 
@@ -306,4 +324,41 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     server.shutdown();
     log::info!("bye");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_port_takes_addresses_and_names_with_a_port() {
+        for ok in [
+            "0.0.0.0:3000",
+            "[::]:3000",
+            "[::1]:0",
+            "localhost:3000",
+            "chat.example.org:80",
+        ] {
+            assert_eq!(host_port(ok).as_deref(), Ok(ok));
+        }
+    }
+
+    #[test]
+    fn host_port_refuses_a_missing_or_bad_port() {
+        for bad in [
+            "nonsense",
+            "127.0.0.1",
+            "::1",
+            ":3000",
+            "localhost:",
+            "localhost:65536",
+            "localhost:-1",
+            "[::1]:",
+            "[::1]:70000",
+            "",
+        ] {
+            let error = host_port(bad).expect_err(bad);
+            assert!(error.contains("HOST:PORT"), "{bad}: {error}");
+        }
+    }
 }
