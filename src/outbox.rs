@@ -134,7 +134,7 @@ impl Outbox {
     /// thread once for many messages.
     ///
     /// `Err(SendError::Full)` means the client has fallen too far behind; the hub then evicts it
-    /// with [`Outbox::close`]. Messages already queued are not taken back.
+    /// with [`Outbox::evict`]. Messages already queued are not taken back.
     pub(crate) fn try_queue(&self, msg: Message) -> Result<Option<Owed>, SendError> {
         let len = payload_len(&msg);
         let queued = self.shared.queued_bytes.load(Ordering::Acquire);

@@ -11,7 +11,7 @@
 //! store-like [`Answer`]s, and [`Event`]s (the bus, in order, from the subscriber,
 //! and what became of cluster requests). Both Redis connections belong to the bridge:
 //! the commands are sent from its thread, the subscription is read by a thread of its
-//! own ([`listen`]), because a blocking read of a socket cannot also wait on a channel.
+//! own ([`listen()`]), because a blocking read of a socket cannot also wait on a channel.
 //!
 //! Each node beats every second in `switchboard:nodes`; a node silent for
 //! [`NODE_TTL`] has its members leave with reason `node_lost`, by whichever node

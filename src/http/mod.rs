@@ -2,7 +2,7 @@
 //! status, or an upgrade to a WebSocket endpoint (RFC 6455 §4.2).
 //!
 //! [`serve`] reads the request head under the handshake timeout ([`request`]), asks
-//! [`route`] what the request gets (a pure decision, unit-tested without sockets), and
+//! [`route()`] what the request gets (a pure decision, unit-tested without sockets), and
 //! then answers and closes, or registers the client with the hub, sends the `101` and
 //! hands the stream to the frame loop ([`crate::connection`]). Everything here is
 //! generic over [`Transport`], so TLS adds a handshake in front and nothing else.
