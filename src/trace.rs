@@ -30,7 +30,7 @@ const PREVIEW: usize = 96;
 
 /// Which way bytes went, seen from the side that does the tracing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// Bytes read from the peer (`<-`).
     In,
     /// Bytes written to the peer (`->`).
@@ -66,7 +66,7 @@ enum Phase {
 
 /// One complete WebSocket frame as it crossed the wire (RFC 6455 §5.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+pub(crate) struct Frame {
     /// FIN: the last frame of its message.
     pub fin: bool,
     /// RSV1, RSV2, RSV3 as three bits (`0b100` is RSV1).
@@ -163,7 +163,7 @@ impl Frame {
 
 /// What the decoder made of the bytes it was fed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seen {
+pub(crate) enum Seen {
     /// One line of an HTTP head, secrets redacted.
     Line(String),
     /// One whole frame.
@@ -180,7 +180,7 @@ pub enum Seen {
 /// does for a connection nobody watches. A frame reports what the decoder was when
 /// its header ended.
 #[derive(Debug)]
-pub struct Decoder {
+pub(crate) struct Decoder {
     direction: Direction,
     phase: Phase,
     quiet: bool,
@@ -237,11 +237,6 @@ impl Decoder {
     /// Stops decoding for good.
     pub fn stop(&mut self) {
         self.phase = Phase::Off;
-    }
-
-    /// Whether the HTTP head is behind and frames are being decoded.
-    pub fn in_frames(&self) -> bool {
-        matches!(self.phase, Phase::Frames)
     }
 
     /// Takes the next bytes and returns the trace lines they completed.
