@@ -60,7 +60,7 @@ pub(crate) fn head_error_response(err: &HeadError) -> Option<(Response, Rejectio
     Some((Response::text(status, &reason), why, reason))
 }
 
-/// Decides what a request gets. `secure` says whether it came over TLS.
+/// Decides what a request gets, from its head alone.
 pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed {
     let (path, query) = req.path_and_query();
     if path == "/login" || path == "/logout" {
