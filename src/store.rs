@@ -57,8 +57,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) enum Author {
     /// A chat member: told only if it fails (it sees its message in the room).
     Member(ConnId),
-    /// An HTTP API request, waiting on its connection thread for the answer.
-    Api(Sender<ApiAnswer>),
+    /// An HTTP API request, waiting on its connection thread for the answer, and
+    /// its `Idempotency-Key` in its room, if it sent one.
+    Api {
+        reply: Sender<ApiAnswer>,
+        key: Option<(String, String)>,
+    },
 }
 
 /// A message to store, as the hub sent it.

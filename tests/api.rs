@@ -375,3 +375,79 @@ fn messages_page_with_before_after_and_limit() {
         "bad_request",
     );
 }
+
+/// A post with an `Idempotency-Key`.
+fn post_keyed(server: &ServerHandle, room: &str, key: &str, text: &str) -> String {
+    let headers = format!(
+        "Authorization: Bearer {TOKEN}\r\nContent-Type: text/plain\r\nIdempotency-Key: {key}\r\n"
+    );
+    send(
+        server,
+        "POST",
+        &format!("/api/rooms/{room}/messages"),
+        &headers,
+        text,
+    )
+}
+
+#[test]
+fn posts_with_one_idempotency_key_are_posted_once_and_answered_alike() {
+    let server = with_token();
+    let addr = server.local_addr();
+    let (mut member, _) = chat(addr, "ci", Some("watcher"));
+    // Retries one after another, and at once, as a script that lost its answers would.
+    let first = post_keyed(&server, "ci", "build-7", "build 7 passed");
+    assert_eq!(status(&first), 201, "{first}");
+    let again = post_keyed(&server, "ci", "build-7", "build 7 passed");
+    assert_eq!(json_body(&again), json_body(&first), "the same message");
+    let server = std::sync::Arc::new(server);
+    let at_once: Vec<_> = (0..10)
+        .map(|_| {
+            let server = std::sync::Arc::clone(&server);
+            std::thread::spawn(move || post_keyed(&server, "ci", "build-8", "build 8 passed"))
+        })
+        .collect();
+    let answers: Vec<Value> = at_once
+        .into_iter()
+        .map(|t| json_body(&t.join().expect("a poster")))
+        .collect();
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    // The same key in another room is another post.
+    let elsewhere = post_keyed(&server, "other", "build-7", "build 7 passed");
+    assert_eq!(json_body(&elsewhere)["room"], "other");
+    say(&mut member, "end");
+    let mut got = Vec::new();
+    loop {
+        let msg = next_of_type(&mut member, "message");
+        if msg["text"] == "end" {
+            break;
+        }
+        got.push(msg["text"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(got, ["build 7 passed", "build 8 passed"], "each once");
+    // Gone before the server, which would otherwise wait for its Close.
+    drop(member);
+}
+
+#[test]
+fn a_bad_idempotency_key_is_400_and_posts_nothing() {
+    let server = with_token();
+    let (mut member, _) = chat(server.local_addr(), "ci", Some("watcher"));
+    let long = "k".repeat(256);
+    for key in [long.as_str(), "tab\there", "é"] {
+        let response = post_keyed(&server, "ci", key, "not posted");
+        assert_api_error(&response, 400, "bad_request");
+    }
+    let headers =
+        format!("Authorization: Bearer {TOKEN}\r\nIdempotency-Key: a\r\nIdempotency-Key: b\r\n");
+    let twice = send(
+        &server,
+        "POST",
+        "/api/rooms/ci/messages",
+        &headers,
+        "not posted",
+    );
+    assert_api_error(&twice, 400, "bad_request");
+    say(&mut member, "only this");
+    assert_eq!(next_of_type(&mut member, "message")["text"], "only this");
+}

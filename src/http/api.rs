@@ -213,6 +213,34 @@ fn message_json(line: &ChatLine) -> serde_json::Value {
     serde_json::to_value(line).unwrap_or_default()
 }
 
+/// Longest `Idempotency-Key`: a UUID fits six times over.
+const MAX_KEY_LEN: usize = 255;
+
+/// The post's `Idempotency-Key`, if it sent one: every post with the same key in the
+/// same room is posted once and answered with the same message (for 24 hours).
+fn idempotency_key(req: &Request) -> Result<Option<String>, Response> {
+    let bad = || {
+        error(
+            400,
+            "bad_request",
+            format!(
+                "Idempotency-Key is one value of 1 to {MAX_KEY_LEN} printable ASCII characters"
+            ),
+        )
+    };
+    match req.header_values("Idempotency-Key").count() {
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err(bad()),
+    }
+    let key = req.header("Idempotency-Key").ok_or_else(bad)?.trim();
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// Checks a post: token (within the client's budget of guesses, like the
 /// password), content type, body, text and sender name.
 fn post<S: Transport>(
@@ -251,6 +279,7 @@ fn post<S: Transport>(
         )
         .header("WWW-Authenticate", "Bearer"));
     }
+    let key = idempotency_key(req)?;
     let content_type = req
         .header("Content-Type")
         .map(|v| {
@@ -324,5 +353,10 @@ fn post<S: Transport>(
         Some(name) => chat::valid_name(&name).map_err(|e| error(400, "bad_name", e.message))?,
         None => chat::API_SENDER.to_owned(),
     };
-    Ok(ApiCall::Post { room, from, text })
+    Ok(ApiCall::Post {
+        room,
+        from,
+        text,
+        key,
+    })
 }

@@ -11,7 +11,7 @@
 
 use super::members::Members;
 use super::nodes::Cluster;
-use super::{Backend, LeaveReason, Post};
+use super::{Backend, LeaveReason, Post, idempotent};
 use crate::base::RateLimit;
 use crate::base::{ClientKey, ConnId};
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
@@ -53,6 +53,8 @@ pub(super) struct ChatRooms {
     pub(super) rooms_kept: RoomsKept,
     /// What every welcome tells a client to respect.
     limits: chat::Limits,
+    /// The `Idempotency-Key`s of API posts, for 24 hours.
+    keys: idempotent::Keys,
     metrics: Arc<Metrics>,
 }
 
@@ -149,6 +151,7 @@ impl ChatRooms {
             api_buckets: HashMap::new(),
             rooms_kept,
             limits,
+            keys: idempotent::Keys::default(),
             metrics,
         }
     }
@@ -198,7 +201,12 @@ impl ChatRooms {
                 limit,
                 reply: reply.clone(),
             },
-            ApiCall::Post { room, from, text } => {
+            ApiCall::Post {
+                room,
+                from,
+                text,
+                key,
+            } => {
                 if self.api_buckets.len() > 4096 {
                     // Forget the addresses that have not posted lately: bounded memory.
                     self.api_buckets.retain(|_, bucket| !bucket.is_full());
@@ -227,8 +235,17 @@ impl ChatRooms {
                         return;
                     }
                 }
+                let key = key.map(|key| (room.clone(), key));
+                if let Some(key) = &key
+                    && let idempotent::Seen::Answered = self.keys.take(key, &reply)
+                {
+                    return;
+                }
                 store::Request::Append(NewMessage {
-                    author: Author::Api(reply.clone()),
+                    author: Author::Api {
+                        reply: reply.clone(),
+                        key,
+                    },
                     room,
                     from,
                     text,
@@ -573,11 +590,17 @@ impl ChatRooms {
                         }
                         // The HTTP thread may have given up waiting; the message is
                         // delivered all the same.
-                        (Author::Api(reply), Ok(line)) => {
+                        (Author::Api { reply, key }, Ok(line)) => {
+                            if let Some(key) = &key {
+                                self.keys.stored(key, &line);
+                            }
                             let _ = reply.send(ApiAnswer::Posted(line));
                         }
-                        (Author::Api(reply), Err(StoreError::Failed)) => {
+                        (Author::Api { reply, key }, Err(StoreError::Failed)) => {
                             metrics::bump(&self.metrics.store_errors);
+                            if let Some(key) = &key {
+                                self.keys.failed(key);
+                            }
                             let _ = reply.send(ApiAnswer::Unavailable);
                         }
                     }

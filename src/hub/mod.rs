@@ -18,6 +18,7 @@
 
 mod chat;
 mod cluster;
+mod idempotent;
 mod members;
 mod nodes;
 mod relay;
@@ -115,6 +116,8 @@ pub(crate) enum ApiCall {
         room: String,
         from: String,
         text: String,
+        /// Its `Idempotency-Key`, if it sent one.
+        key: Option<String>,
     },
 }
 
