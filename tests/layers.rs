@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// module may use the modules after it in this list, never one before it; modules on
 /// one line are peers that use none of each other.
 const LAYERS: &[&[&str]] = &[
-    &["server", "fuzzing"],
+    &["server", "fuzzing", "doc_tables"],
     &["listener"],
     &["tls"],
     &["http"],
