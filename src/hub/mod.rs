@@ -21,6 +21,7 @@ mod cluster;
 mod idempotent;
 mod members;
 mod nodes;
+mod post;
 mod relay;
 pub(crate) mod signin;
 
@@ -28,16 +29,16 @@ use crate::base::{ClientKey, ConnId, SessionId};
 use crate::chat::{ChatError, ClientMessage};
 use crate::cluster::Event;
 use crate::metrics::{self, Metrics};
-use crate::outbox::{Outbox, Owed, SendError};
+use crate::outbox::Outbox;
 use crate::store::{self, Answer, ApiAnswer, Since};
 use crate::wire::Door;
 use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
 use members::{Members, Role};
+use post::Post;
 use relay::RelayRooms;
 use signin::SignIns;
 pub(crate) use signin::{Secret, Secrets, SignIn, Verdict};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -189,147 +190,6 @@ enum Next {
     Event(Option<HubEvent>),
     Answer(Option<Answer>),
     Cluster(Option<Event>),
-}
-
-/// What was queued for whom while handling the current batch of events.
-#[derive(Debug, Default)]
-struct Post {
-    /// Members whose outbox overflowed while handling the current event.
-    overflowed: Vec<ConnId>,
-    /// Wake-ups owed to connection threads, given at the end of a batch.
-    owed: Vec<Owed>,
-    /// Members waiting for their `welcome` (its history is being read): what is for
-    /// them meanwhile waits here, since the welcome must come first. The number
-    /// tells their latest load from an earlier one.
-    held: HashMap<ConnId, (u64, Vec<Message>)>,
-    /// Members with requests at the store (a message to commit, a page to read), and
-    /// what else is for them meanwhile: it waits behind the answers, so that a client
-    /// gets its answers in the order of its requests.
-    waiting: HashMap<ConnId, (usize, Vec<Message>)>,
-}
-
-impl Post {
-    /// Queues `msg` for member `id`, without ever blocking. A full outbox marks the
-    /// member for eviction once the current event is handled.
-    fn deliver(&mut self, members: &Members, id: ConnId, msg: Message) {
-        // The common case, and every relay delivery: nobody is held at all.
-        if self.held.is_empty() && self.waiting.is_empty() {
-            return self.send(members, id, msg);
-        }
-        let queue = match (self.held.get_mut(&id), self.waiting.get_mut(&id)) {
-            (Some((_, held)), _) => held,
-            (None, Some((_, waiting))) => waiting,
-            (None, None) => return self.send(members, id, msg),
-        };
-        // Counted against the client's outbox, which makes its thread stop reading
-        // requests while the hub holds too much for it; past the bound it is a slow
-        // consumer like any other.
-        if members.outbox(id).is_some_and(Outbox::hold_one) {
-            queue.push(msg);
-        } else if !self.overflowed.contains(&id) {
-            self.overflowed.push(id);
-        }
-    }
-
-    /// Queues messages that were held for `id`, no longer counted as held.
-    fn unhold(&mut self, members: &Members, id: ConnId, messages: Vec<Message>) {
-        if let Some(outbox) = members.outbox(id) {
-            outbox.unhold(messages.len());
-        }
-        for msg in messages {
-            self.deliver(members, id, msg);
-        }
-    }
-
-    /// The store's answer to a request of member `id`: ahead of what waits behind the
-    /// request, never ahead of a pending welcome.
-    fn deliver_answer(&mut self, members: &Members, id: ConnId, msg: Message) {
-        match self.held.get_mut(&id) {
-            Some(_) => self.deliver(members, id, msg),
-            None => self.send(members, id, msg),
-        }
-    }
-
-    /// Member `id` has one more request at the store.
-    ///
-    /// The answer will be queued for the member all at once (a batch of commits can
-    /// hold a thousand of one client's messages), so a request at the store counts
-    /// against its outbox like a message held for it: a client with many requests in
-    /// flight is pushed back by TCP before its own answers could overflow it.
-    fn begin(&mut self, members: &Members, id: ConnId) {
-        self.waiting.entry(id).or_default().0 += 1;
-        let counted = members.outbox(id).is_some_and(Outbox::hold_one);
-        if !counted && !self.overflowed.contains(&id) {
-            self.overflowed.push(id);
-        }
-    }
-
-    /// One of member `id`'s requests at the store was answered (the answer itself is
-    /// already queued); with none left, what waited behind them goes out.
-    fn settle(&mut self, members: &Members, id: ConnId) {
-        let Some((count, _)) = self.waiting.get_mut(&id) else {
-            return;
-        };
-        if let Some(outbox) = members.outbox(id) {
-            outbox.unhold(1);
-        }
-        *count = count.saturating_sub(1);
-        if *count == 0
-            && let Some((_, waited)) = self.waiting.remove(&id)
-        {
-            self.unhold(members, id, waited);
-        }
-    }
-
-    /// Queues a room's stored message for member `id`, unless the member waits for a
-    /// welcome: its history is read after this message was stored, so it is in it.
-    fn deliver_stored(&mut self, members: &Members, id: ConnId, msg: Message) {
-        if self.held.is_empty() || !self.held.contains_key(&id) {
-            self.send(members, id, msg);
-        }
-    }
-
-    /// Holds what is for `id` until [`Post::release`] with the same `seq`.
-    fn hold(&mut self, id: ConnId, seq: u64) {
-        self.held.entry(id).or_default().0 = seq;
-    }
-
-    /// Whether `seq` is member `id`'s latest load.
-    fn is_latest_load(&self, id: ConnId, seq: u64) -> bool {
-        self.held.get(&id).is_some_and(|(latest, _)| *latest == seq)
-    }
-
-    /// Sends member `id` its welcome, first of all, then what was held for it (behind
-    /// its requests still at the store, if any). Nothing is held for it any more.
-    fn release(&mut self, members: &Members, id: ConnId, welcome: Message) {
-        let held = self
-            .held
-            .remove(&id)
-            .map(|(_, held)| held)
-            .unwrap_or_default();
-        self.send(members, id, welcome);
-        self.unhold(members, id, held);
-    }
-
-    fn send(&mut self, members: &Members, id: ConnId, msg: Message) {
-        let Some(outbox) = members.outbox(id) else {
-            return;
-        };
-        match outbox.try_queue(msg) {
-            Ok(Some(wake)) => self.owed.push(wake),
-            Ok(None) => {}
-            Err(SendError::Full) if !self.overflowed.contains(&id) => self.overflowed.push(id),
-            // `Gone` needs nothing: the member's `Leave` is already queued behind us.
-            Err(_) => {}
-        }
-    }
-
-    /// Wakes every connection thread that got news.
-    fn wake_all(&mut self) {
-        for owed in self.owed.drain(..) {
-            owed.give();
-        }
-    }
 }
 
 /// All shared state. Only the hub thread ever touches it.
