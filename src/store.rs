@@ -19,14 +19,14 @@
 //! so a second server on the same directory stops at start instead of interleaving
 //! ids. The schema's version is SQLite's `user_version`; older files are migrated.
 
-use crate::base::{ConnId, SessionId};
+use crate::base::{ConnId, SessionId, key_bytes, new_epoch, random_hex32};
 use crate::chat::ChatLine;
 use crate::error::Error;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The schema this build writes. 1: messages; 2: messages record `via` (who posted
 /// through what: `api` for the HTTP API, nothing for a chat client).
@@ -881,42 +881,10 @@ fn meta(db: &Connection, key: &str, fresh: impl FnOnce() -> String) -> rusqlite:
     }
 }
 
-/// 32 bytes from the operating system's random source, as hex.
-pub(crate) fn random_hex32() -> std::io::Result<String> {
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// A key of 64 hex digits as bytes.
-pub(crate) fn key_bytes(hex: &str) -> Option<[u8; 32]> {
-    let mut key = [0u8; 32];
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(key)
-}
-
 fn last_ids(db: &Connection) -> rusqlite::Result<std::collections::BTreeMap<String, u64>> {
     let mut statement = db.prepare("SELECT room, MAX(id) FROM messages GROUP BY room")?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     rows.collect()
-}
-
-/// A new epoch: random, so that two stores never share one.
-pub(crate) fn new_epoch() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No randomness: the time and the process still tell stores apart.
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        bytes = (now ^ u64::from(std::process::id()).rotate_left(32)).to_be_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A store error; `problem` unless SQLite says more precisely what is wrong.

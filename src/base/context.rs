@@ -92,16 +92,9 @@ impl Context {
             ws_config,
             config,
             tls,
-            session_key: random_key()?,
+            session_key: super::random::random_key()?,
         })
     }
-}
-
-/// 32 bytes from the operating system's random source.
-fn random_key() -> std::io::Result<[u8; 32]> {
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(key)
 }
 
 /// The name or address in a `Host` value, without its port or IPv6 brackets.

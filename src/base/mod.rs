@@ -5,6 +5,7 @@
 
 mod client;
 mod context;
+mod random;
 mod rate;
 mod transport;
 mod wake;
@@ -14,6 +15,7 @@ pub(crate) use client::ClientKey;
 #[cfg(test)]
 pub(crate) use context::own_names;
 pub(crate) use context::{ConnId, Context, Peer, name_of};
+pub(crate) use random::{key_bytes, new_epoch, random_hex32};
 pub(crate) use rate::RateLimit;
 pub(crate) use transport::{Interest, Transport, linger, wait};
 pub(crate) use wake::Wake;

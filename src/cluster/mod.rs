@@ -335,11 +335,11 @@ impl Bridge {
         let client =
             redis::Client::open(url).map_err(|e| fail(format!("not a Redis URL ({e})")))?;
         let mut con = open(&client).map_err(|e| fail(format!("cannot connect ({e})")))?;
-        let key = store::random_hex32().map_err(|e| fail(format!("no randomness ({e})")))?;
-        let (epoch, key) = shared(&mut con, "switchboard:epoch", store::new_epoch())
+        let key = crate::base::random_hex32().map_err(|e| fail(format!("no randomness ({e})")))?;
+        let (epoch, key) = shared(&mut con, "switchboard:epoch", crate::base::new_epoch())
             .and_then(|epoch| Ok((epoch, shared(&mut con, "switchboard:session_key", key)?)))
             .map_err(|e| fail(format!("cannot be used ({e})")))?;
-        let session_key = store::key_bytes(&key).ok_or_else(|| {
+        let session_key = crate::base::key_bytes(&key).ok_or_else(|| {
             fail("holds a switchboard:session_key that is not 64 hex digits".into())
         })?;
         let ended_sessions =
@@ -360,7 +360,7 @@ impl Bridge {
             client,
             url: url.to_owned(),
             con: None,
-            node: store::new_epoch(),
+            node: crate::base::new_epoch(),
             epoch,
             session_key,
             ended_sessions,
@@ -475,7 +475,7 @@ impl Bridge {
                 // Redis had forgotten this node: the others took it for dead, or
                 // its data is gone (a FLUSHDB, say), which the epoch tells.
                 log::warn!("cluster: Redis had forgotten this node; putting its members back");
-                match shared(&mut con, "switchboard:epoch", store::new_epoch()) {
+                match shared(&mut con, "switchboard:epoch", crate::base::new_epoch()) {
                     Ok(epoch) => {
                         self.con = Some(con);
                         self.rejoined(epoch, events);
@@ -511,7 +511,7 @@ impl Bridge {
 
     fn reconnect(&mut self, events: &Sender<Event>) {
         let attempt = open(&self.client).and_then(|mut con| {
-            let epoch = shared(&mut con, "switchboard:epoch", store::new_epoch())?;
+            let epoch = shared(&mut con, "switchboard:epoch", crate::base::new_epoch())?;
             Ok((con, epoch))
         });
         match attempt {
