@@ -1,11 +1,7 @@
-//! The store: every chat room's messages, kept in SQLite and owned by one thread.
-//!
-//! The hub never touches the disk. It sends the store writer [`Request`]s over a
-//! bounded channel (with `try_send`: a full queue means the store is behind, and the
-//! hub answers `unavailable` instead of waiting) and gets [`Answer`]s back on a channel
-//! of its own. The writer takes whatever requests are queued as one batch and commits
-//! every message in it in one transaction (group commit), then answers in the order
-//! it was asked. Because a message is delivered to its room only once its answer says
+//! A single node's store: every chat room's messages, kept in SQLite and owned by
+//! one thread, the store writer. The writer takes whatever requests are queued as
+//! one batch and commits every message in it in one transaction (group commit), then
+//! answers in the order it was asked. Because a message is delivered to its room only once its answer says
 //! it was committed, a message anyone received survives `kill -9`.
 //!
 //! Ids are assigned here, per room, in the order the hub sent the messages, which is
@@ -19,6 +15,10 @@
 //! so a second server on the same directory stops at start instead of interleaving
 //! ids. The schema's version is SQLite's `user_version`; older files are migrated.
 
+use super::{
+    Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, NewMessage, QUEUE, Request, Since, StoreError,
+    page_of_rooms,
+};
 use crate::base::{ConnId, SessionId, key_bytes, new_epoch, random_hex32};
 use crate::chat::ChatLine;
 use crate::error::Error;
@@ -33,16 +33,7 @@ use std::time::Duration;
 const SCHEMA_VERSION: i64 = 3;
 
 /// The store file's name in the data directory.
-pub(crate) const FILE_NAME: &str = "chat.sqlite3";
-
-/// Requests queued for the writer before the hub gets `unavailable` (a few seconds of
-/// a very busy server; the writer commits thousands a second).
-pub(crate) const QUEUE: usize = 4096;
-
-/// Most messages a resume (`?since=`) returns; more is treated as a gap.
-pub(crate) const MAX_RESUME: usize = 1000;
-
-pub(crate) use crate::chat::MAX_PAGE;
+const FILE_NAME: &str = "chat.sqlite3";
 
 /// Messages deleted per room per batch when enforcing retention, so that a big
 /// backlog (a lowered `--retain`) is worked off without stalling commits.
@@ -51,143 +42,6 @@ const RETENTION_CHUNK: u64 = 1000;
 /// How long a commit waits for a lock before it fails. The file is ours alone, so
 /// this only matters if the disk stalls.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Who posted a message, and so who hears what became of it.
-#[derive(Debug, Clone)]
-pub(crate) enum Author {
-    /// A chat member: told only if it fails (it sees its message in the room).
-    Member(ConnId),
-    /// An HTTP API request, waiting on its connection thread for the answer, and
-    /// its `Idempotency-Key` in its room, if it sent one.
-    Api {
-        reply: Sender<ApiAnswer>,
-        key: Option<(String, String)>,
-    },
-}
-
-/// A message to store, as the hub sent it.
-#[derive(Debug, Clone)]
-pub(crate) struct NewMessage {
-    pub author: Author,
-    pub room: String,
-    pub from: String,
-    pub text: String,
-    pub ts: u64,
-    /// `Some("api")` for a message posted through the HTTP API.
-    pub via: Option<&'static str>,
-}
-
-/// A room as `GET /api/rooms` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct RoomSummary {
-    pub name: String,
-    pub members: usize,
-    pub last_id: u64,
-}
-
-/// What an HTTP API request gets back, on its own channel.
-#[derive(Debug)]
-pub(crate) enum ApiAnswer {
-    /// The message was stored (and delivered) as this.
-    Posted(Arc<ChatLine>),
-    /// `GET /api/rooms`: a page of rooms, and whether more follow.
-    Rooms { rooms: Vec<RoomSummary>, more: bool },
-    /// The post would start a room past `Config::max_rooms`: why.
-    TooManyRooms(String),
-    /// `GET /api/rooms/{room}/messages`.
-    Messages {
-        room: String,
-        messages: Vec<Arc<ChatLine>>,
-        more: bool,
-    },
-    /// Too many posts from this address.
-    RateLimited,
-    /// The post's `from` is a connected member's name, or looks like one.
-    NameTaken,
-    /// The store could not do it.
-    Unavailable,
-}
-
-/// What the hub asks of the store.
-#[derive(Debug)]
-pub(crate) enum Request {
-    /// Store a chat message and give it the room's next id.
-    Append(NewMessage),
-    /// The history for a `welcome`: the messages after `since` when the client can
-    /// resume, else the last `history`. `seq` tells this load from a later one.
-    Load {
-        member: ConnId,
-        seq: u64,
-        room: String,
-        since: Option<Since>,
-    },
-    /// A page of older messages (`history` request).
-    Page {
-        member: ConnId,
-        room: String,
-        before: Option<u64>,
-        limit: usize,
-    },
-    /// `GET /api/rooms`: a page of rooms by name after `after`, with people (the
-    /// first `limit + 1` of them after `after`, counted by the hub) or messages.
-    Rooms {
-        members: Vec<(String, usize)>,
-        after: Option<String>,
-        limit: usize,
-        reply: Sender<ApiAnswer>,
-    },
-    /// Remember that a session was ended (`POST /logout`) until its cookie would
-    /// have expired anyway (Unix seconds).
-    EndSession { id: SessionId, expires: u64 },
-    /// `GET /api/rooms/{room}/messages`.
-    Messages {
-        room: String,
-        before: Option<u64>,
-        after: Option<u64>,
-        limit: usize,
-        reply: Sender<ApiAnswer>,
-    },
-}
-
-/// Where a reconnecting client left off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Since {
-    pub id: u64,
-    pub epoch: String,
-}
-
-/// Why a message was not stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StoreError {
-    /// The commit failed (disk full, I/O error); nothing of the batch was stored.
-    Failed,
-}
-
-/// What the store tells the hub, in the order it was asked.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    /// One batch of `Append`s, in order: each stored with its id, or not at all.
-    Committed(Vec<(Author, Result<Arc<ChatLine>, StoreError>)>),
-    /// The answer to a `Load`.
-    Loaded {
-        member: ConnId,
-        seq: u64,
-        room: String,
-        history: Vec<Arc<ChatLine>>,
-        last_id: u64,
-        resumed: bool,
-        /// The read failed: the history is empty, and the client is told.
-        failed: bool,
-    },
-    /// The answer to a `Page`.
-    Page {
-        member: ConnId,
-        room: String,
-        messages: Vec<Arc<ChatLine>>,
-        more: bool,
-        failed: bool,
-    },
-}
 
 /// Where the messages live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -718,39 +572,6 @@ fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> 
     }))
 }
 
-/// `GET /api/rooms`: one page, by name, of the rooms with messages (`stored`: name
-/// and newest id) or people (`members`: name and count), both sorted by name and
-/// starting after the same cursor; the first `limit`, and whether more follow.
-pub(crate) fn page_of_rooms(
-    stored: Vec<(String, u64)>,
-    members: Vec<(String, usize)>,
-    limit: usize,
-) -> (Vec<RoomSummary>, bool) {
-    let mut rooms: std::collections::BTreeMap<String, RoomSummary> = stored
-        .into_iter()
-        .map(|(name, last_id)| {
-            let summary = RoomSummary {
-                name: name.clone(),
-                members: 0,
-                last_id,
-            };
-            (name, summary)
-        })
-        .collect();
-    for (name, count) in members {
-        rooms
-            .entry(name.clone())
-            .or_insert(RoomSummary {
-                name,
-                members: 0,
-                last_id: 0,
-            })
-            .members = count;
-    }
-    let more = rooms.len() > limit;
-    (rooms.into_values().take(limit).collect(), more)
-}
-
 /// Brings a file of schema `version` up to [`SCHEMA_VERSION`], in one transaction.
 fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
     // BEGIN IMMEDIATE takes the write lock now, so that a file in use by another
@@ -909,6 +730,7 @@ fn store_error(path: Option<&Path>, problem: &str, e: rusqlite::Error) -> Error 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Author;
 
     fn memory() -> Store {
         Store::open(StoreConfig {
