@@ -331,6 +331,10 @@ fn a_data_directory_others_can_read_is_warned_about_by_name() {
     assert!(warning.contains("755"), "{warning}");
     // Its files are private all the same.
     let store = data.path().join("chat.sqlite3");
-    let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+    // The warning comes first; the file a moment later.
+    let mode = eventually(|| std::fs::metadata(&store).ok())
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 }
