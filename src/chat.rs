@@ -325,6 +325,44 @@ pub(crate) struct Limits {
     pub max_message_size: usize,
 }
 
+/// Where a reconnecting client left off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Since {
+    pub id: u64,
+    pub epoch: String,
+}
+
+/// Why a member left, as shown in the `leave` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaveReason {
+    /// The client closed the connection.
+    Closed,
+    /// The client stopped answering pings.
+    Timeout,
+    /// The client broke the protocol or the connection failed.
+    Error,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client moved to another room (`join`).
+    Switched,
+    /// The client did not read fast enough and was evicted (Close 1008).
+    SlowConsumer,
+}
+
+impl LeaveReason {
+    /// The `reason` of the `leave` event (docs/PROTOCOL.md).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Closed => "closed",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::Error => "error",
+            LeaveReason::Shutdown => "shutdown",
+            LeaveReason::Switched => "switched",
+            LeaveReason::SlowConsumer => "slow_consumer",
+        }
+    }
+}
+
 /// One chat message as stored in history and sent to a room: a `message` event.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename = "message")]

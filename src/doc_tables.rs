@@ -457,8 +457,8 @@ fn the_embedding_section_names_every_dependency_the_cli_feature_brings() {
 #[test]
 fn the_leave_reason_table_is_every_reason_a_leave_can_give() {
     // `as_str`'s match is exhaustive, so its arms are every variant's reason.
-    let hub = without_tests(include_str!("hub/mod.rs"));
-    let (_, arms) = hub
+    let chat = without_tests(include_str!("chat.rs"));
+    let (_, arms) = chat
         .split_once("pub(crate) fn as_str(self) -> &'static str {")
         .expect("LeaveReason::as_str");
     let (arms, _) = arms.split_once("\n    }\n").expect("the end of as_str");
@@ -470,7 +470,7 @@ fn the_leave_reason_table_is_every_reason_a_leave_can_give() {
         .collect();
     assert_eq!(
         sent.len(),
-        variants(hub, "pub(crate) enum LeaveReason {").len(),
+        variants(chat, "pub(crate) enum LeaveReason {").len(),
         "one reason per variant"
     );
     // A cluster node's members are also forgotten by the Redis scripts.

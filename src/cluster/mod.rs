@@ -25,10 +25,11 @@ mod scripts;
 pub(crate) use listen::listen;
 
 use crate::base::{ConnId, SessionId};
+use crate::chat::Since;
 use crate::chat::{self, ChatLine};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::store::{self, Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, NewMessage, Since, StoreError};
+use crate::store::{self, Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, NewMessage, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::{Connection, RedisResult, Script};
 use serde::Deserialize;

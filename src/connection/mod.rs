@@ -29,10 +29,10 @@ mod chat;
 
 use crate::base::{self, ConnId, Context, Interest, Peer, Transport};
 use crate::chat::ChatError;
+use crate::chat::Since;
 use crate::hub::{HubEvent, LeaveReason};
 use crate::metrics::{self, add, bump};
 use crate::outbox::{self, Inbox};
-use crate::store::Since;
 use crate::wire::{self, Hatch, Tap};
 use chat::ChatPolicy;
 use crossbeam_channel::Sender;

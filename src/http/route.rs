@@ -4,11 +4,11 @@
 
 use super::request::{self, HeadError, Request};
 use super::response::Response;
+use crate::chat::Since;
 use crate::chat::{self, ChatError};
 use crate::config::Config;
 use crate::connection::Endpoint;
 use crate::metrics::{Metrics, Rejection};
-use crate::store::Since;
 use crate::wire;
 
 /// The browser chat page, embedded so the binary is all a LAN needs.

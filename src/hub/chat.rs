@@ -14,11 +14,13 @@ use super::nodes::Cluster;
 use super::{Backend, LeaveReason, Post, idempotent};
 use crate::base::RateLimit;
 use crate::base::{ClientKey, ConnId};
-use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
+use crate::chat::{
+    self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage, Since,
+};
 use crate::cluster;
 use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
-use crate::store::{self, Answer, ApiAnswer, Author, NewMessage, Since, StoreError};
+use crate::store::{self, Answer, ApiAnswer, Author, NewMessage, StoreError};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

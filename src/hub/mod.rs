@@ -26,11 +26,12 @@ mod relay;
 pub(crate) mod signin;
 
 use crate::base::{ClientKey, ConnId, SessionId};
-use crate::chat::{ChatError, ClientMessage};
+pub(crate) use crate::chat::LeaveReason;
+use crate::chat::{ChatError, ClientMessage, Since};
 use crate::cluster::Event;
 use crate::metrics::{self, Metrics};
 use crate::outbox::Outbox;
-use crate::store::{self, Answer, ApiAnswer, Since};
+use crate::store::{self, Answer, ApiAnswer};
 use crate::wire::Door;
 use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
@@ -120,37 +121,6 @@ pub(crate) enum ApiCall {
         /// Its `Idempotency-Key`, if it sent one.
         key: Option<String>,
     },
-}
-
-/// Why a member left, as shown in the `leave` event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LeaveReason {
-    /// The client closed the connection.
-    Closed,
-    /// The client stopped answering pings.
-    Timeout,
-    /// The client broke the protocol or the connection failed.
-    Error,
-    /// The server is shutting down.
-    Shutdown,
-    /// The client moved to another room (`join`).
-    Switched,
-    /// The client did not read fast enough and was evicted (Close 1008).
-    SlowConsumer,
-}
-
-impl LeaveReason {
-    /// The `reason` of the `leave` event (docs/PROTOCOL.md).
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            LeaveReason::Closed => "closed",
-            LeaveReason::Timeout => "timeout",
-            LeaveReason::Error => "error",
-            LeaveReason::Shutdown => "shutdown",
-            LeaveReason::Switched => "switched",
-            LeaveReason::SlowConsumer => "slow_consumer",
-        }
-    }
 }
 
 /// Where chat messages are kept, and who else must hear of each change.

@@ -8,7 +8,7 @@
 //! cluster's Redis bridge (`crate::cluster`), which takes the same requests.
 
 use crate::base::{ConnId, SessionId};
-use crate::chat::ChatLine;
+use crate::chat::{ChatLine, Since};
 use crossbeam_channel::Sender;
 use std::sync::Arc;
 
@@ -120,13 +120,6 @@ pub(crate) enum Request {
         limit: usize,
         reply: Sender<ApiAnswer>,
     },
-}
-
-/// Where a reconnecting client left off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Since {
-    pub id: u64,
-    pub epoch: String,
 }
 
 /// Why a message was not stored.
