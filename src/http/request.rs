@@ -52,11 +52,21 @@ pub(crate) fn read_head<S: Read>(
     mut wait: impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
 ) -> Result<(Request, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
+    // Where the search for the head's end starts: the head is parsed again only once
+    // a blank line may have arrived, so a client sending a byte at a time costs a
+    // scan of each byte once, not a parse of the whole head per byte.
+    let mut scanned: usize = 0;
     loop {
-        if let Parsed::Complete(req, len) = parse(&buf)? {
+        let ended = buf
+            .get(scanned.saturating_sub(3)..)
+            .is_some_and(|new| new.windows(2).any(|w| w == b"\n\n" || w == b"\n\r"));
+        if (ended || buf.len() > MAX_HEAD)
+            && let Parsed::Complete(req, len) = parse(&buf)?
+        {
             let rest = buf.split_off(len);
             return Ok((req, rest));
         }
+        scanned = buf.len();
         let partial = !buf.is_empty();
         if Instant::now() >= deadline {
             return Err(HeadError::Timeout { partial });
