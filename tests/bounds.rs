@@ -24,6 +24,16 @@ fn json_of(response: &str) -> Value {
     serde_json::from_str(body(response)).unwrap_or_else(|e| panic!("{e}: {response}"))
 }
 
+/// The names of a `GET /api/rooms` page, in order.
+fn room_names(page: &Value) -> Vec<&str> {
+    page["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default())
+        .collect()
+}
+
 /// The error a chat client gets for `request`, or its first message otherwise.
 fn answer_to(ws: &mut Client, request: Value) -> Value {
     send_json(ws, request);
@@ -112,12 +122,7 @@ fn rooms_are_listed_by_name_a_page_at_a_time() {
     let (_carol, _) = chat(addr, "room07", Some("carol"));
     let (_dave, _) = chat(addr, "zzz-people-only", Some("dave"));
     let first = json_of(&get(addr, "/api/rooms?limit=10"));
-    let listed: Vec<&str> = first["rooms"]
-        .as_array()
-        .expect("rooms")
-        .iter()
-        .map(|r| r["name"].as_str().unwrap_or_default())
-        .collect();
+    let listed = room_names(&first);
     assert_eq!(
         listed,
         names[..10].iter().map(String::as_str).collect::<Vec<_>>()
@@ -128,12 +133,7 @@ fn rooms_are_listed_by_name_a_page_at_a_time() {
         json!({"name": "room07", "members": 1, "last_id": 1})
     );
     let rest = json_of(&get(addr, "/api/rooms?limit=10&after=room09"));
-    let listed: Vec<&str> = rest["rooms"]
-        .as_array()
-        .expect("rooms")
-        .iter()
-        .map(|r| r["name"].as_str().unwrap_or_default())
-        .collect();
+    let listed = room_names(&rest);
     assert_eq!(
         listed,
         [

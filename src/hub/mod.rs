@@ -476,8 +476,20 @@ mod tests {
         .unwrap();
         let (store_tx, requests) = crossbeam_channel::unbounded();
         let (answers_tx, answers) = crossbeam_channel::unbounded();
-        let config = HubConfig {
-            epoch: store.epoch().to_owned(),
+        let config = test_config(store.epoch());
+        TestHub {
+            hub: Hub::new(config, Arc::new(Metrics::new()), Backend::Store(store_tx)),
+            store,
+            requests,
+            answers_tx,
+            answers,
+        }
+    }
+
+    /// The hub's settings in these tests: the defaults, and `epoch`.
+    fn test_config(epoch: &str) -> HubConfig {
+        HubConfig {
+            epoch: epoch.to_owned(),
             api_rate: (20, 40),
             secrets: Secrets::default(),
             ended_sessions: Vec::new(),
@@ -487,13 +499,6 @@ mod tests {
                 max_text_len: 4096,
                 max_message_size: 1 << 20,
             },
-        };
-        TestHub {
-            hub: Hub::new(config, Arc::new(Metrics::new()), Backend::Store(store_tx)),
-            store,
-            requests,
-            answers_tx,
-            answers,
         }
     }
 
@@ -642,18 +647,7 @@ mod tests {
             node: "n".into(),
             bridge,
         };
-        let config = HubConfig {
-            epoch: "e".into(),
-            api_rate: (20, 40),
-            secrets: Secrets::default(),
-            ended_sessions: Vec::new(),
-            max_rooms: 10_000,
-            stored_rooms: Vec::new(),
-            limits: crate::chat::Limits {
-                max_text_len: 4096,
-                max_message_size: 1 << 20,
-            },
-        };
+        let config = test_config("e");
         let mut hub = Hub::new(config, Arc::new(Metrics::new()), backend);
         let (tx, rx) = outbox(16, 1 << 20).unwrap();
         hub.handle(HubEvent::JoinChat {
