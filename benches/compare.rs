@@ -331,10 +331,14 @@ impl ServerProcess {
         let mut cmd = match side {
             Side::Switchboard => {
                 let mut cmd = Command::new(SWITCHBOARD);
+                // --no-persist: the relay and echo scenarios store nothing, and a
+                // fresh server for `idle` must not find the long-lived one holding
+                // the default data directory (nor write into the user's).
                 cmd.args([
                     "--listen",
                     "127.0.0.1:0",
                     "--no-tls",
+                    "--no-persist",
                     "--max-connections-per-ip",
                     "20000",
                 ]);

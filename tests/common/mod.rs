@@ -282,16 +282,24 @@ pub fn next_of_type<S: Read + Write>(ws: &mut WebSocket<S>, kind: &str) -> Value
 /// A TLS connection to `addr` that trusts only the development CA (`certs/ca.pem`),
 /// checking the name `localhost`.
 pub fn tls(addr: SocketAddr) -> native_tls::TlsStream<TcpStream> {
-    let ca = std::fs::read(certs().join("ca.pem")).expect("certs/ca.pem");
-    let ca = native_tls::Certificate::from_pem(&ca).expect("a PEM certificate");
+    tls_trusting(addr, &certs().join("ca.pem"))
+        .expect("TLS handshake with a certificate signed by ca.pem")
+}
+
+/// A TLS connection to `addr` that trusts only the CA in the PEM file `ca`, checking
+/// the name `localhost`; the handshake's error if the server's certificate fails that.
+pub fn tls_trusting(
+    addr: SocketAddr,
+    ca: &Path,
+) -> Result<native_tls::TlsStream<TcpStream>, native_tls::HandshakeError<TcpStream>> {
+    let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+    let ca = native_tls::Certificate::from_pem(&pem).expect("a PEM certificate");
     let connector = native_tls::TlsConnector::builder()
         .add_root_certificate(ca)
         .disable_built_in_roots(true)
         .build()
         .expect("a TLS connector");
-    connector
-        .connect("localhost", tcp(addr))
-        .expect("TLS handshake with a certificate signed by ca.pem")
+    connector.connect("localhost", tcp(addr))
 }
 
 /// A loopback port nobody listens on right now.
