@@ -10,7 +10,7 @@
 
 use super::body::{self, BodyError};
 use super::request::{self, HeadError, Request};
-use super::response::Response;
+use super::response::{Response, error};
 use crate::base::{Context, Peer, Transport};
 use crate::chat::{self, ChatLine};
 use crate::hub::{ApiCall, HubEvent};
@@ -40,12 +40,6 @@ impl Call {
     pub(crate) fn is_post(&self) -> bool {
         matches!(self, Call::Post { .. })
     }
-}
-
-/// An API error: `{"error":code,"message":…}` with its status.
-pub(super) fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({"error": code, "message": message.into()}).to_string();
-    Response::new(status).body("application/json", body.into_bytes())
 }
 
 fn json_response(status: u16, value: &serde_json::Value) -> Response {
@@ -269,7 +263,7 @@ fn post<S: Transport>(
     };
     let verdict = super::auth::judge(peer, crate::hub::Secret::ApiToken, offered, ctx, hub);
     if verdict == crate::hub::Verdict::Locked {
-        return Err(super::login::locked());
+        return Err(super::auth::locked());
     }
     if verdict == crate::hub::Verdict::Wrong {
         return Err(error(

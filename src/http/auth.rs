@@ -38,6 +38,16 @@ const SKEW_SECS: u64 = 60;
 /// Seconds to wait after too many wrong guesses (one more try comes back in that).
 pub(crate) const RETRY_AFTER: &str = "12";
 
+/// The answer to a client whose budget is spent: `429`, with when to try again.
+pub(crate) fn locked() -> super::response::Response {
+    super::response::error(
+        429,
+        "rate_limited",
+        "too many wrong passwords from this address: wait a little",
+    )
+    .header("Retry-After", RETRY_AFTER)
+}
+
 /// What a request may do once its credentials were looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {

@@ -9,11 +9,10 @@
 //! `429` with `Retry-After`, right password or not.
 //! The body is at most 1 KiB. Neither the password nor the cookie is ever logged.
 
-use super::api::error;
 use super::auth;
 use super::body;
 use super::request::{self, Request};
-use super::response::Response;
+use super::response::{Response, error};
 use crate::base::{Context, Peer, Transport};
 use crate::hub::{HubEvent, Secret, SignIn, Verdict};
 use crossbeam_channel::Sender;
@@ -21,16 +20,6 @@ use std::time::Instant;
 
 /// Largest sign-in body: a form with a long password fits, a flood does not.
 const MAX_BODY: usize = 1024;
-
-/// The answer to a client whose budget is spent.
-pub(crate) fn locked() -> Response {
-    error(
-        429,
-        "rate_limited",
-        "too many wrong passwords from this address: wait a little",
-    )
-    .header("Retry-After", auth::RETRY_AFTER)
-}
 
 /// Checks a sign-in and answers it; the caller writes the response.
 pub(crate) fn serve<S: Transport>(
@@ -45,7 +34,7 @@ pub(crate) fn serve<S: Transport>(
         return error(404, "not_found", "this server has no password: just open /");
     }
     if !auth::may_try(peer, ctx, hub) {
-        return locked();
+        return auth::locked();
     }
     let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
     let Ok(body) = body::read(stream, rest, req, MAX_BODY, deadline, wait) else {
@@ -78,7 +67,7 @@ pub(crate) fn serve<S: Transport>(
     match auth::judge(peer, Secret::Password, &offered, ctx, hub) {
         Verdict::Right => {}
         Verdict::Wrong => return error(401, "wrong_password", "wrong password"),
-        Verdict::Locked => return locked(),
+        Verdict::Locked => return auth::locked(),
     }
     let Some(cookie) = auth::new_session(ctx, peer.secure) else {
         return error(503, "unavailable", "no randomness for a session: try again");

@@ -225,7 +225,7 @@ fn guard(
         let access = auth::check(req, peer, ctx, hub);
         return match (routed, access) {
             (_, auth::Access::Locked) => {
-                let response = login::locked();
+                let response = auth::locked();
                 Routed::Reject(
                     response,
                     Rejection::Unauthorized,
@@ -235,7 +235,7 @@ fn guard(
             (Routed::Info, access) => Routed::Respond(info(ctx, access.allowed())),
             (routed, access) if access.allowed() => routed,
             (Routed::Api(_), _) => Routed::Respond(
-                api::error(
+                response::error(
                     401,
                     "unauthorized",
                     "sign in first: POST /login, or Authorization: Bearer PASSWORD",

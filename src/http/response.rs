@@ -113,3 +113,10 @@ fn reason(status: u16) -> &'static str {
         .find(|(code, _)| *code == status)
         .map_or("Unknown", |(_, phrase)| phrase)
 }
+
+/// A JSON error, as the API and the sign-in answer: `{"error":code,"message":…}`
+/// with its status.
+pub(crate) fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({"error": code, "message": message.into()}).to_string();
+    Response::new(status).body("application/json", body.into_bytes())
+}
