@@ -456,6 +456,11 @@ impl Secret {
         ours.ct_eq(&theirs).into()
     }
 
+    /// Whether this guess is `ours`, compared as [`Secret::matches`] does.
+    pub(crate) fn feed_matches(&self, ours: &Secret) -> bool {
+        ours.matches(self.0.as_bytes())
+    }
+
     /// Hands the secret's bytes to `f` (to derive a key from it), never a copy.
     pub(crate) fn feed(&self, f: impl FnOnce(&[u8])) {
         f(self.0.as_bytes());

@@ -110,7 +110,7 @@ pub(crate) fn judge(
     let asked = hub.send(HubEvent::SignIn(SignIn::Judge {
         client,
         secret,
-        offered: offered.to_owned(),
+        offered: crate::config::Secret::new(offered),
         reply,
     }));
     if asked.is_err() {

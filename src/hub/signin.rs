@@ -58,7 +58,8 @@ pub(crate) enum SignIn {
     Judge {
         client: ClientKey,
         secret: Secret,
-        offered: String,
+        /// The guess; its `Debug` shows nothing of it.
+        offered: crate::config::Secret,
         reply: Sender<Verdict>,
     },
     /// Whether session `id` was ended.
@@ -126,7 +127,12 @@ impl SignIns {
         }
     }
 
-    fn judge(&mut self, client: ClientKey, secret: Secret, offered: &str) -> Verdict {
+    fn judge(
+        &mut self,
+        client: ClientKey,
+        secret: Secret,
+        offered: &crate::config::Secret,
+    ) -> Verdict {
         if !self.budget(client).has_one() {
             return Verdict::Locked;
         }
@@ -134,7 +140,7 @@ impl SignIns {
             Secret::Password => self.secrets.password.as_ref(),
             Secret::ApiToken => self.secrets.api_token.as_ref(),
         };
-        if ours.is_some_and(|ours| ours.matches(offered.as_bytes())) {
+        if ours.is_some_and(|ours| offered.feed_matches(ours)) {
             Verdict::Right
         } else {
             self.budget(client).allow();
@@ -161,7 +167,7 @@ mod tests {
         signins.handle(SignIn::Judge {
             client,
             secret: Secret::Password,
-            offered: offered.to_owned(),
+            offered: crate::config::Secret::new(offered),
             reply,
         });
         answer.try_recv().unwrap_or(Verdict::Locked)
@@ -195,7 +201,7 @@ mod tests {
         signins.handle(SignIn::Judge {
             client: bob,
             secret: Secret::ApiToken,
-            offered: "pw".into(),
+            offered: crate::config::Secret::new("pw"),
             reply,
         });
         assert_eq!(token.try_recv(), Ok(Verdict::Wrong), "no token set: wrong");
