@@ -6,7 +6,8 @@
 //! (which waits for every connection thread) and the hub (which ends when the last
 //! sender of events is gone).
 
-use crate::base::Context;
+use crate::base::{Context, ContextParts};
+use crate::cidr::Trusted;
 use crate::cluster::{self, Bridge};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::error::{Error, Result};
@@ -239,8 +240,6 @@ impl ServerBuilder {
                 local_addrs.push(addr)
             }
         }
-        let mut ctx = Context::new(config, tls)?;
-        ctx.metrics = metrics;
         let (epoch, session_key, ended_sessions, stored_rooms, store_path) = match &backend {
             Opened::Store(store) => (
                 store.epoch().to_owned(),
@@ -257,8 +256,18 @@ impl ServerBuilder {
                 None,
             ),
         };
-        ctx.session_key = crate::http::signing_key(&session_key, ctx.config.password.as_ref());
-        let ctx = Arc::new(ctx);
+        let trusted =
+            Trusted::parse_all(&config.trust_proxies).map_err(|problem| Error::BadConfig {
+                setting: "trust_proxy",
+                problem,
+            })?;
+        let ctx = Arc::new(Context::new(ContextParts {
+            session_key: crate::http::signing_key(&session_key, config.password.as_ref()),
+            config,
+            metrics,
+            tls,
+            trusted,
+        })?);
         let hub_config = HubConfig {
             epoch,
             api_rate: (ctx.config.api_rate, ctx.config.api_rate.saturating_mul(2)),
