@@ -7,7 +7,6 @@
 //! sender of events is gone).
 
 use crate::base::{Context, ContextParts};
-use crate::cidr::Trusted;
 use crate::cluster::{self, Bridge};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::error::{Error, Result};
@@ -177,7 +176,7 @@ impl ServerBuilder {
             mut config,
             listeners,
         } = self;
-        config.validate()?;
+        let trusted = config.validate()?;
         let metrics = Arc::new(Metrics::new());
         // First, so that a store in use or broken (or a Redis out of reach) stops the
         // server before it binds.
@@ -256,11 +255,6 @@ impl ServerBuilder {
                 None,
             ),
         };
-        let trusted =
-            Trusted::parse_all(&config.trust_proxies).map_err(|problem| Error::BadConfig {
-                setting: "trust_proxy",
-                problem,
-            })?;
         let ctx = Arc::new(Context::new(ContextParts {
             session_key: crate::http::signing_key(&session_key, config.password.as_ref()),
             config,
