@@ -391,8 +391,9 @@ impl Config {
         self
     }
 
-    /// Checks every setting, naming the first one out of range.
-    pub(crate) fn validate(&self) -> Result<(), crate::error::Error> {
+    /// Checks every setting, naming the first one out of range. Returns the trusted
+    /// proxy ranges, parsed on the way, so that they are parsed only once.
+    pub(crate) fn validate(&self) -> Result<crate::cidr::Trusted, crate::error::Error> {
         let bad = |setting: &'static str, problem: &str| {
             Err(crate::error::Error::BadConfig {
                 setting,
@@ -426,10 +427,8 @@ impl Config {
                 return bad(setting, "must be longer than zero");
             }
         }
-        if let Err(problem) = crate::cidr::Trusted::parse_all(&self.trust_proxies) {
-            return bad("trust_proxy", &problem);
-        }
-        Ok(())
+        crate::cidr::Trusted::parse_all(&self.trust_proxies)
+            .or_else(|problem| bad("trust_proxy", &problem))
     }
 }
 

@@ -41,7 +41,7 @@ pub fn connection(data: &[u8]) {
         .max_message_size(64 * 1024)
         .handshake_timeout(Duration::from_secs(2))
         .close_timeout(Duration::from_secs(1));
-    let Ok(ctx) = Context::new(config, None) else {
+    let Ok(ctx) = Context::for_config(config) else {
         return;
     };
     let Ok((server_end, client_end)) = UnixStream::pair() else {

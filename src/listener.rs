@@ -679,7 +679,7 @@ mod tests {
 
     #[test]
     fn ticket_reports_the_end_even_when_the_thread_panics() {
-        let shared = Arc::new(Context::new(Config::default(), None).unwrap());
+        let shared = Arc::new(Context::for_config(Config::default()).unwrap());
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let (done, ended) = unbounded();
         let ip = ClientKey::of(IpAddr::from([127, 0, 0, 1]));
@@ -709,7 +709,7 @@ mod tests {
 
     #[test]
     fn a_thread_waits_for_the_next_connection_then_gives_up_its_place() {
-        let shared = Arc::new(Context::new(Config::default(), None).unwrap());
+        let shared = Arc::new(Context::for_config(Config::default()).unwrap());
         let (hub, _events) = unbounded();
         let mut threads = Threads::new(256);
         let worker = Worker {

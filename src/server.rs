@@ -6,7 +6,7 @@
 //! (which waits for every connection thread) and the hub (which ends when the last
 //! sender of events is gone).
 
-use crate::base::Context;
+use crate::base::{Context, ContextParts};
 use crate::cluster::{self, Bridge};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::error::{Error, Result};
@@ -14,6 +14,8 @@ use crate::hub::{Backend, Hub, HubConfig};
 use crate::listener::{self, Listener};
 use crate::metrics::Metrics;
 use crate::store::{self, Location, Store, StoreConfig};
+use crossbeam_channel::{Receiver, Sender};
+use openssl::ssl::SslAcceptor;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -176,186 +178,30 @@ impl ServerBuilder {
             mut config,
             listeners,
         } = self;
-        config.validate()?;
+        let trusted = config.validate()?;
         let metrics = Arc::new(Metrics::new());
         // First, so that a store in use or broken (or a Redis out of reach) stops the
         // server before it binds.
-        let backend = match &config.redis {
-            Some(url) => Opened::Cluster(Bridge::connect(
-                url,
-                config.retain,
-                config.history,
-                Arc::clone(&metrics),
-            )?),
-            None => Opened::Store(Store::open(StoreConfig {
-                location: config
-                    .data_dir
-                    .clone()
-                    .map_or(Location::Memory, Location::Dir),
-                retain: config.retain,
-                history: config.history,
-            })?),
-        };
+        let backend = Opened::open(&config, &metrics)?;
         // The default only when nothing at all was asked for: an embedder that asked
         // for TLS alone must not also get plaintext on every interface.
         if config.listen.is_empty() && config.tls_listen.is_empty() && listeners.is_empty() {
             config.listen.push(DEFAULT_LISTEN.to_owned());
         }
-        let mut all: Vec<Listener> = listeners
-            .into_iter()
-            .map(|socket| Listener {
-                socket,
-                secure: false,
-            })
-            .collect();
-        for addr in &config.listen {
-            all.push(Listener {
-                socket: listener::bind(addr)?,
-                secure: false,
-            });
-        }
-        let tls = if config.tls_listen.is_empty() {
-            None
-        } else {
-            let acceptor = crate::tls::acceptor(&config.tls_identity)?;
-            for addr in &config.tls_listen {
-                all.push(Listener {
-                    socket: listener::bind(addr)?,
-                    secure: true,
-                });
-            }
-            Some(acceptor)
-        };
-        let mut local_addrs = Vec::new();
-        let mut tls_local_addrs = Vec::new();
-        for l in &all {
-            // The accept loop polls them; a listener that cannot be non-blocking
-            // would stall it, so refuse to start instead.
-            l.socket.set_nonblocking(true)?;
-            let addr = l.socket.local_addr()?;
-            if l.secure {
-                tls_local_addrs.push(addr)
-            } else {
-                local_addrs.push(addr)
-            }
-        }
-        let mut ctx = Context::new(config, tls)?;
-        ctx.metrics = metrics;
-        let (epoch, session_key, ended_sessions, stored_rooms, store_path) = match &backend {
-            Opened::Store(store) => (
-                store.epoch().to_owned(),
-                store.session_key(),
-                store.ended_sessions(),
-                store.room_names(),
-                store.path().map(PathBuf::from),
-            ),
-            Opened::Cluster(bridge) => (
-                bridge.epoch().to_owned(),
-                bridge.session_key(),
-                bridge.ended_sessions(),
-                bridge.rooms(),
-                None,
-            ),
-        };
-        ctx.session_key = crate::http::signing_key(&session_key, ctx.config.password.as_ref());
-        let ctx = Arc::new(ctx);
-        let hub_config = HubConfig {
-            epoch,
-            api_rate: (ctx.config.api_rate, ctx.config.api_rate.saturating_mul(2)),
-            secrets: crate::hub::Secrets {
-                password: ctx.config.password.clone(),
-                api_token: ctx.config.api_token.clone(),
-            },
-            ended_sessions,
-            max_rooms: ctx.config.max_rooms,
-            stored_rooms,
-            limits: ctx.config.limits(),
-        };
-        let metrics = Arc::clone(&ctx.metrics);
-
-        // Each thread ends when the one before it does: the accept loop drops the
-        // hub's last event sender, and the hub drops the store's (or the bridge's)
-        // request sender; the bridge stops its subscriber. If a thread cannot start,
-        // its closure (and the sender in it) is dropped, so the threads already
-        // running end too, and are joined before the error returns.
-        let (answers_tx, answers_rx) = crossbeam_channel::bounded(store::QUEUE);
-        let (cluster_tx, cluster_rx) = crossbeam_channel::bounded(cluster::QUEUE);
-        let mut threads = Vec::new();
-        let hub = match backend {
-            Opened::Store(store) => {
-                let (store_tx, store_rx) = crossbeam_channel::bounded(store::QUEUE);
-                threads.push(spawn("store", move || store.run(store_rx, answers_tx))?);
-                Hub::new(hub_config, metrics, Backend::Store(store_tx))
-            }
-            Opened::Cluster(mut bridge) => {
-                let (bridge_tx, bridge_rx) = crossbeam_channel::bounded(cluster::QUEUE);
-                let node = bridge.node().to_owned();
-                let (client, stop) = (bridge.client(), bridge.stop_flag());
-                let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-                let events = cluster_tx.clone();
-                let listen_stop = Arc::clone(&stop);
-                // Nobody may join before this node hears the bus (its own join comes
-                // back on it), nor before it knows who is in the cluster already:
-                // first the subscription, then everyone, then the bridge's thread.
-                let introduced = spawn("cluster-bus", move || {
-                    cluster::listen(client, events, listen_stop, ready_tx)
-                })
-                .and_then(|thread| {
-                    threads.push(thread);
-                    match ready_rx.recv_timeout(Duration::from_secs(5)) {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("no answer to SUBSCRIBE".to_owned()),
-                    }
-                    .map_err(|problem| Error::Redis {
-                        url: cluster::masked(ctx.config.redis.as_deref().unwrap_or_default()),
-                        problem: format!("cannot subscribe ({problem})"),
-                    })
-                })
-                .and_then(|()| bridge.introduce(&cluster_tx))
-                .and_then(|()| {
-                    spawn("cluster", move || {
-                        bridge.run(bridge_rx, answers_tx, cluster_tx)
-                    })
-                });
-                match introduced {
-                    Ok(thread) => threads.push(thread),
-                    Err(e) => {
-                        stop.store(true, std::sync::atomic::Ordering::Release);
-                        for thread in threads {
-                            let _ = thread.join();
-                        }
-                        return Err(e);
-                    }
-                }
-                Hub::new(
-                    hub_config,
-                    metrics,
-                    Backend::Cluster {
-                        node,
-                        bridge: bridge_tx,
-                    },
-                )
-            }
-        };
-        let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
-        let started =
-            spawn("hub", move || hub.run(hub_rx, answers_rx, cluster_rx)).and_then(|hub| {
-                threads.insert(0, hub);
-                let accept_ctx = Arc::clone(&ctx);
-                spawn("accept", move || {
-                    listener::accept_loop(all, accept_ctx, hub_tx)
-                })
-            });
-        match started {
-            Ok(accept) => threads.insert(0, accept),
-            Err(e) => {
-                for thread in threads {
-                    let _ = thread.join();
-                }
-                return Err(e);
-            }
-        }
+        let (listeners, tls) = bind_listeners(&config, listeners)?;
+        let local_addrs = local_addrs_of(&listeners, false)?;
+        let tls_local_addrs = local_addrs_of(&listeners, true)?;
+        let store_path = backend.path();
+        let session_key =
+            crate::http::signing_key(&backend.session_key(), config.password.as_ref());
+        let ctx = Arc::new(Context::new(ContextParts {
+            session_key,
+            config,
+            metrics,
+            tls,
+            trusted,
+        })?);
+        let threads = start_threads(backend, listeners, &ctx)?;
         Ok(ServerHandle {
             local_addrs,
             tls_local_addrs,
@@ -366,12 +212,251 @@ impl ServerBuilder {
     }
 }
 
+/// Binds the plain listeners, loads the certificate if any TLS address is asked
+/// for, then binds the TLS listeners; every listener, the caller's too, is made
+/// non-blocking.
+fn bind_listeners(
+    config: &Config,
+    given: Vec<TcpListener>,
+) -> Result<(Vec<Listener>, Option<SslAcceptor>)> {
+    let mut listeners: Vec<Listener> = given
+        .into_iter()
+        .map(|socket| Listener {
+            socket,
+            secure: false,
+        })
+        .collect();
+    for addr in &config.listen {
+        listeners.push(Listener {
+            socket: listener::bind(addr)?,
+            secure: false,
+        });
+    }
+    let tls = if config.tls_listen.is_empty() {
+        None
+    } else {
+        Some(crate::tls::acceptor(&config.tls_identity)?)
+    };
+    for addr in &config.tls_listen {
+        listeners.push(Listener {
+            socket: listener::bind(addr)?,
+            secure: true,
+        });
+    }
+    for l in &listeners {
+        // The accept loop polls them; a listener that cannot be non-blocking
+        // would stall it, so refuse to start instead.
+        l.socket.set_nonblocking(true)?;
+    }
+    Ok((listeners, tls))
+}
+
+/// The addresses, with their real ports, of the TLS listeners (`secure`) or of the
+/// plain ones.
+fn local_addrs_of(listeners: &[Listener], secure: bool) -> Result<Vec<SocketAddr>> {
+    listeners
+        .iter()
+        .filter(|l| l.secure == secure)
+        .map(|l| Ok(l.socket.local_addr()?))
+        .collect()
+}
+
+/// Starts the backend's threads, then the hub, then the accept loop, and returns
+/// them in the order [`ServerHandle::shutdown`] joins them: the accept loop, the hub,
+/// then the backend's.
+///
+/// Each thread ends when the one before it does: the accept loop drops the hub's
+/// last event sender, and the hub drops the store's (or the bridge's) request
+/// sender; the bridge stops its subscriber. If a thread cannot start, its closure
+/// (and the sender in it) is dropped, so the threads already running end too, and
+/// are joined before the error returns.
+fn start_threads(
+    backend: Opened,
+    listeners: Vec<Listener>,
+    ctx: &Arc<Context>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    // A step that fails has dropped, by the time it returns, every sender it was
+    // given or made, so joining here cannot wait on a thread that is still fed.
+    match start_each(backend, listeners, ctx, &mut threads) {
+        Ok(()) => Ok(threads),
+        Err(e) => {
+            for thread in threads {
+                let _ = thread.join();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The steps of [`start_threads`], each adding what it started to `threads`.
+fn start_each(
+    backend: Opened,
+    listeners: Vec<Listener>,
+    ctx: &Arc<Context>,
+    threads: &mut Vec<JoinHandle<()>>,
+) -> Result<()> {
+    let hub_config = backend.hub_config(&ctx.config);
+    let (answers_tx, answers_rx) = crossbeam_channel::bounded(store::QUEUE);
+    let (cluster_tx, cluster_rx) = crossbeam_channel::bounded(cluster::QUEUE);
+    let backend = start_backend(backend, ctx, answers_tx, cluster_tx, threads)?;
+    let hub = Hub::new(hub_config, Arc::clone(&ctx.metrics), backend);
+    let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
+    threads.insert(
+        0,
+        spawn("hub", move || hub.run(hub_rx, answers_rx, cluster_rx))?,
+    );
+    let ctx = Arc::clone(ctx);
+    threads.insert(
+        0,
+        spawn("accept", move || {
+            listener::accept_loop(listeners, ctx, hub_tx)
+        })?,
+    );
+    Ok(())
+}
+
+/// Starts the store's writer, or the cluster's bus listener and bridge, and returns
+/// what the hub sends its requests to.
+fn start_backend(
+    backend: Opened,
+    ctx: &Context,
+    answers_tx: Sender<store::Answer>,
+    cluster_tx: Sender<cluster::Event>,
+    threads: &mut Vec<JoinHandle<()>>,
+) -> Result<Backend> {
+    match backend {
+        Opened::Store(store) => {
+            let (store_tx, store_rx) = crossbeam_channel::bounded(store::QUEUE);
+            threads.push(spawn("store", move || store.run(store_rx, answers_tx))?);
+            Ok(Backend::Store(store_tx))
+        }
+        Opened::Cluster(bridge) => {
+            let (bridge_tx, bridge_rx) = crossbeam_channel::bounded(cluster::QUEUE);
+            let node = bridge.node().to_owned();
+            let stop = bridge.stop_flag();
+            let redis = ctx.config.redis.as_deref().unwrap_or_default();
+            if let Err(e) = join_cluster(bridge, redis, bridge_rx, answers_tx, cluster_tx, threads)
+            {
+                // The bus listener ends on this flag alone.
+                stop.store(true, std::sync::atomic::Ordering::Release);
+                return Err(e);
+            }
+            Ok(Backend::Cluster {
+                node,
+                bridge: bridge_tx,
+            })
+        }
+    }
+}
+
+/// Nobody may join before this node hears the bus (its own join comes back on it),
+/// nor before it knows who is in the cluster already: first the subscription, then
+/// everyone, then the bridge's thread.
+fn join_cluster(
+    mut bridge: Bridge,
+    redis: &str,
+    bridge_rx: Receiver<cluster::Request>,
+    answers_tx: Sender<store::Answer>,
+    cluster_tx: Sender<cluster::Event>,
+    threads: &mut Vec<JoinHandle<()>>,
+) -> Result<()> {
+    let (client, stop) = (bridge.client(), bridge.stop_flag());
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+    let events = cluster_tx.clone();
+    threads.push(spawn("cluster-bus", move || {
+        cluster::listen(client, events, stop, ready_tx)
+    })?);
+    match ready_rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer to SUBSCRIBE".to_owned()),
+    }
+    .map_err(|problem| Error::Redis {
+        url: cluster::masked(redis),
+        problem: format!("cannot subscribe ({problem})"),
+    })?;
+    bridge.introduce(&cluster_tx)?;
+    threads.push(spawn("cluster", move || {
+        bridge.run(bridge_rx, answers_tx, cluster_tx)
+    })?);
+    Ok(())
+}
+
 /// What keeps the messages, opened before anything else starts. Built once per
 /// server, so the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Opened {
     Store(Store),
     Cluster(Bridge),
+}
+
+impl Opened {
+    /// Connects to Redis if the settings name one, else opens the store (in memory
+    /// without a data directory).
+    fn open(config: &Config, metrics: &Arc<Metrics>) -> Result<Self> {
+        Ok(match &config.redis {
+            Some(url) => Self::Cluster(Bridge::connect(
+                url,
+                config.retain,
+                config.history,
+                Arc::clone(metrics),
+            )?),
+            None => Self::Store(Store::open(StoreConfig {
+                location: config
+                    .data_dir
+                    .clone()
+                    .map_or(Location::Memory, Location::Dir),
+                retain: config.retain,
+                history: config.history,
+            })?),
+        })
+    }
+
+    /// The key session cookies are signed with (mixed with the password), kept so
+    /// that sign-ins outlive a restart.
+    fn session_key(&self) -> [u8; 32] {
+        match self {
+            Self::Store(store) => store.session_key(),
+            Self::Cluster(bridge) => bridge.session_key(),
+        }
+    }
+
+    /// The store's file; `None` in memory or in a cluster.
+    fn path(&self) -> Option<PathBuf> {
+        match self {
+            Self::Store(store) => store.path().map(PathBuf::from),
+            Self::Cluster(_) => None,
+        }
+    }
+
+    /// The hub's settings: the chat's state as kept here, and the limits of `config`.
+    fn hub_config(&self, config: &Config) -> HubConfig {
+        let (epoch, ended_sessions, stored_rooms) = match self {
+            Self::Store(store) => (
+                store.epoch().to_owned(),
+                store.ended_sessions(),
+                store.room_names(),
+            ),
+            Self::Cluster(bridge) => (
+                bridge.epoch().to_owned(),
+                bridge.ended_sessions(),
+                bridge.rooms(),
+            ),
+        };
+        HubConfig {
+            epoch,
+            api_rate: (config.api_rate, config.api_rate.saturating_mul(2)),
+            secrets: crate::hub::Secrets {
+                password: config.password.clone(),
+                api_token: config.api_token.clone(),
+            },
+            ended_sessions,
+            max_rooms: config.max_rooms,
+            stored_rooms,
+            limits: config.limits(),
+        }
+    }
 }
 
 fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {

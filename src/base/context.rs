@@ -41,8 +41,8 @@ pub(crate) struct Context {
     pub ws_config: WebSocketConfig,
     /// Set when the server has TLS listeners.
     pub tls: Option<openssl::ssl::SslAcceptor>,
-    /// Signs session cookies: random, and the server replaces it with the one its
-    /// store keeps, so that sign-ins outlive a restart on the same data directory.
+    /// Signs session cookies: derived from the key the store (or the cluster) keeps,
+    /// so that sign-ins outlive a restart on the same data directory.
     pub session_key: [u8; 32],
     /// The proxies whose forwarding headers are believed (`Config::trust_proxies`).
     pub trusted: Trusted,
@@ -64,11 +64,29 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// What a [`Context`] is made of besides its settings, each made once by the step of
+/// starting that owns it (see `server.rs`), so that nothing is patched in afterwards.
+pub(crate) struct ContextParts {
+    pub config: Config,
+    /// Shared with the backend's threads, which count into it before the context is
+    /// built.
+    pub metrics: Arc<Metrics>,
+    pub tls: Option<openssl::ssl::SslAcceptor>,
+    /// Derived from the key the backend keeps and the password (`http::signing_key`).
+    pub session_key: [u8; 32],
+    /// Parsed from `config.trust_proxies` when the settings were checked.
+    pub trusted: Trusted,
+}
+
 impl Context {
-    pub(crate) fn new(
-        config: Config,
-        tls: Option<openssl::ssl::SslAcceptor>,
-    ) -> std::io::Result<Self> {
+    pub(crate) fn new(parts: ContextParts) -> std::io::Result<Self> {
+        let ContextParts {
+            config,
+            metrics,
+            tls,
+            session_key,
+            trusted,
+        } = parts;
         let ws_config = WebSocketConfig::default()
             // Thin connections: a LAN chat has thousands of mostly idle clients, and
             // tungstenite grows the buffer for a big message when it needs to. The
@@ -79,20 +97,33 @@ impl Context {
             .write_buffer_size(16 * 1024)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));
-        let trusted = Trusted::parse_all(&config.trust_proxies)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let own_names = own_names(&config.public_urls, &config.allow_hosts);
         Ok(Self {
             qr_cache: Default::default(),
             own_names,
             trusted,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             shutdown: Wake::new()?,
             thread_ended: Wake::new()?,
             ws_config,
             config,
             tls,
+            session_key,
+        })
+    }
+
+    /// A context for a server that has no backend and no TLS (unit tests, fuzz
+    /// targets): fresh counters and a random signing key.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn for_config(config: Config) -> std::io::Result<Self> {
+        let trusted = Trusted::parse_all(&config.trust_proxies)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        Self::new(ContextParts {
+            config,
+            metrics: Arc::new(Metrics::new()),
+            tls: None,
             session_key: super::random::random_key()?,
+            trusted,
         })
     }
 }

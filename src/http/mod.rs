@@ -444,7 +444,7 @@ mod tests {
         };
         let req = request("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let status = |config: Config, from: &str| {
-            let ctx = Context::new(config, None).unwrap();
+            let ctx = Context::for_config(config).unwrap();
             let (hub, _events) = crossbeam_channel::unbounded();
             let routed = route(&req, &ctx.config, &ctx.metrics);
             let peer = match from.strip_prefix("not local ") {
