@@ -1,10 +1,8 @@
 //! The accept loop: listening sockets in, one thread per connection out.
 //!
-//! One thread accepts on every listening socket of a server, so it alone keeps the
-//! count of open connections, in total and per client: no lock. A client is an IPv4
-//! address or an IPv6 /64 ([`ClientKey`]), since one machine may pick any address in
-//! its /64. Each connection carries a [`Ticket`] that reports back through a channel
-//! when the connection ends, however it ends (even by panic), and wakes the loop.
+//! One thread accepts on every listening socket of a server, so it alone owns the
+//! counts of open connections ([`admission`]): no lock. Connection threads and
+//! tickets talk back to it through one channel of [`Report`]s.
 //!
 //! Every connection has a thread of its own for as long as it lasts. When it ends,
 //! its thread waits a while for the next connection instead of exiting: starting a
@@ -18,14 +16,6 @@
 //! the "a report came" wake-up. On shutdown it stops accepting, then waits for every
 //! connection to end and joins every thread.
 //!
-//! Behind a reverse proxy every client has the proxy's address, so a connection from
-//! a trusted proxy (`--trust-proxy`) is counted in the total only, and takes its
-//! per-IP seat later, when its request head has named the client: the connection
-//! thread asks this loop ([`Report::Seat`]) and waits for the answer. The loop keeps
-//! which address each such connection sits under, and frees that seat when the
-//! connection's end is reported, which always comes after the request (one thread
-//! sends both, in order, on one channel): no seat can be taken twice or left behind.
-//!
 //! A thread that cannot be started (the system's thread limits: `threads-max`,
 //! `pid_max`, a cgroup's `pids.max`, `RLIMIT_NPROC`) costs the connection, not the
 //! server: the loop answers it `503` itself, without blocking on it, frees its seat,
@@ -36,14 +26,17 @@
 //! ([`crate::trace`]), then the HTTP front ([`crate::http`]), which may hand the
 //! stream on to the frame loop.
 
+mod admission;
+
 use crate::base::Transport;
 use crate::base::{ClientKey, ConnId, Context, Peer, Wake};
 use crate::error::Error;
-use crate::http::{self, Admission, Seat};
+use crate::http::{self, Admission};
 use crate::hub::HubEvent;
-use crate::metrics::{self, Rejection};
+use crate::metrics::Rejection;
 use crate::tls::{self, AcceptError};
 use crate::trace::Traced;
+use admission::{Counts, Ended, Ticket};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use rustix::event::{PollFd, PollFlags, poll};
 use std::collections::HashMap;
@@ -59,86 +52,11 @@ use std::time::{Duration, Instant};
 /// pages a thread touches become resident).
 const CONN_STACK: usize = 128 * 1024;
 
-/// Threads answering `503` at once, at most. Past this an over-limit connection is
-/// closed without a word, so a flood cannot turn the refusals into a thread storm.
-const MAX_REFUSERS: usize = 64;
-
 /// A listening socket, and whether it speaks TLS.
 #[derive(Debug)]
 pub(crate) struct Listener {
     pub socket: TcpListener,
     pub secure: bool,
-}
-
-/// What a connection thread reports when it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ended {
-    id: ConnId,
-    /// The client it was counted under at accept; `None` for one from a trusted
-    /// proxy, whose seat (if it took one) the loop remembers.
-    ip: Option<ClientKey>,
-    admitted: bool,
-}
-
-/// Reports the end of a connection thread to the accept loop.
-struct Ticket {
-    ended: Ended,
-    done: Sender<Report>,
-    shared: Arc<Context>,
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        metrics::drop_one(&self.shared.metrics.connections);
-        let _ = self.done.send(Report::Ended(self.ended));
-        self.shared.thread_ended.notify();
-    }
-}
-
-/// Open connections, as the accept loop counts them.
-#[derive(Default)]
-struct Counts {
-    admitted: usize,
-    refusing: usize,
-    per_ip: HashMap<ClientKey, usize>,
-    /// Connections from trusted proxies that took a seat, and the client they took
-    /// it under.
-    seated: HashMap<ConnId, ClientKey>,
-}
-
-impl Counts {
-    fn ended(&mut self, Ended { id, ip, admitted }: Ended) {
-        if !admitted {
-            self.refusing -= 1;
-            return;
-        }
-        self.admitted -= 1;
-        let Some(ip) = ip.or_else(|| self.seated.remove(&id)) else {
-            return;
-        };
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
-            }
-        }
-    }
-
-    fn total(&self) -> usize {
-        self.admitted + self.refusing
-    }
-
-    /// Seats proxied connection `id` under its client `ip`, if that client has fewer
-    /// than `limit` connections.
-    fn seat(&mut self, id: ConnId, ip: ClientKey, limit: usize) -> bool {
-        let n = self.per_ip.get(&ip).copied().unwrap_or(0);
-        if n >= limit || self.seated.contains_key(&id) {
-            return false;
-        }
-        self.per_ip.insert(ip, n + 1);
-        self.seated.insert(id, ip);
-        true
-    }
 }
 
 /// How long a connection thread with nothing to do waits for another connection.
@@ -572,6 +490,7 @@ fn wait_for_listeners(
         .collect())
 }
 
+/// Counts the connection in and hands it to a thread.
 fn admit(
     stream: TcpStream,
     peer: Peer,
@@ -579,46 +498,8 @@ fn admit(
     shared: &Arc<Context>,
     hub: &Sender<HubEvent>,
 ) {
-    let config = &shared.config;
-    let counts = &mut threads.counts;
-    let ip = peer.addr.ip().to_canonical();
-    // A proxy carries many clients: its own address is no limit on them.
-    let proxied = !shared.trusted.is_empty() && shared.trusted.contains(ip);
-    let key = ClientKey::of(ip);
-    let per_ip = counts.per_ip.get(&key).copied().unwrap_or(0);
-    let admission = if counts.admitted >= config.max_connections
-        || (!proxied && per_ip >= config.max_connections_per_ip)
-    {
-        if counts.refusing >= MAX_REFUSERS {
-            shared.metrics.reject(Rejection::ServerFull);
-            log::debug!(
-                "conn {} {}: full and too busy refusing, dropped",
-                peer.id,
-                peer.addr
-            );
-            return;
-        }
-        counts.refusing += 1;
-        Admission::Full
-    } else if proxied {
-        counts.admitted += 1;
-        Admission::Proxied(seat(peer.id, threads.reports_tx.clone(), shared))
-    } else {
-        counts.admitted += 1;
-        *counts.per_ip.entry(key).or_insert(0) += 1;
-        Admission::Admit
-    };
-    metrics::bump(&shared.metrics.connections_total);
-    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    let ended = Ended {
-        id: peer.id,
-        ip: matches!(admission, Admission::Admit).then_some(key),
-        admitted: !matches!(admission, Admission::Full),
-    };
-    let ticket = Ticket {
-        ended,
-        done: threads.reports_tx.clone(),
-        shared: Arc::clone(shared),
+    let Some((admission, ticket)) = threads.counts.admit(&peer, shared, &threads.reports_tx) else {
+        return;
     };
     let _ = stream.set_nodelay(true);
     threads.run(
@@ -631,22 +512,6 @@ fn admit(
         shared,
         hub,
     );
-}
-
-/// How the thread of proxied connection `id` asks for its client's seat: through the
-/// same channel its end will be reported on, so the loop always sees the request
-/// first, then wakes the loop.
-fn seat(id: ConnId, reports: Sender<Report>, shared: &Arc<Context>) -> Seat {
-    let shared = Arc::clone(shared);
-    Seat(Box::new(move |ip, deadline| {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let ip = ClientKey::of(ip);
-        if reports.send(Report::Seat { id, ip, reply }).is_err() {
-            return false;
-        }
-        shared.thread_ended.notify();
-        answer.recv_deadline(deadline).unwrap_or(false)
-    }))
 }
 
 /// Binds one listening address, with a readable error.
@@ -675,37 +540,6 @@ pub(crate) fn bind(addr: &str) -> Result<TcpListener, Error> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use std::net::IpAddr;
-
-    #[test]
-    fn ticket_reports_the_end_even_when_the_thread_panics() {
-        let shared = Arc::new(Context::new(Config::default(), None).unwrap());
-        shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        let (done, ended) = unbounded();
-        let ip = ClientKey::of(IpAddr::from([127, 0, 0, 1]));
-        let report = Ended {
-            id: 1,
-            ip: Some(ip),
-            admitted: true,
-        };
-        let ticket = Ticket {
-            ended: report,
-            done,
-            shared: Arc::clone(&shared),
-        };
-        let outcome = thread::spawn(move || {
-            let _ticket = ticket;
-            panic!("a bug in a connection thread");
-        })
-        .join();
-        assert!(outcome.is_err());
-        assert!(matches!(ended.try_recv(), Ok(Report::Ended(r)) if r == report));
-        assert_eq!(metrics::get(&shared.metrics.connections), 0);
-        assert!(
-            shared.thread_ended.is_notified(),
-            "the accept loop is woken to join it"
-        );
-    }
 
     #[test]
     fn a_thread_waits_for_the_next_connection_then_gives_up_its_place() {
@@ -733,26 +567,19 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (stream, addr) = listener.accept().unwrap();
-        let ended = Ended {
-            id: 5,
-            ip: Some(ClientKey::of(addr.ip())),
-            admitted: true,
-        };
-        let ticket = Ticket {
-            ended,
-            done: threads.reports_tx.clone(),
-            shared: Arc::clone(&shared),
-        };
         let peer = Peer {
             id: 5,
             addr,
             secure: false,
             local: true,
         };
+        let (admission, ticket) = Counts::default()
+            .admit(&peer, &shared, &threads.reports_tx)
+            .unwrap();
         let job = Job {
             stream,
             peer,
-            admission: Admission::Admit,
+            admission,
             ticket,
         };
         threads.jobs_tx.as_ref().unwrap().send(job).unwrap();
@@ -810,56 +637,5 @@ mod tests {
             failures.warned_at,
             Some(start + Duration::from_millis(1000))
         );
-    }
-
-    #[test]
-    fn counts_free_the_slot_of_an_ended_connection() {
-        let mut counts = Counts::default();
-        let ip = ClientKey::of(IpAddr::from([10, 0, 0, 1]));
-        counts.admitted = 1;
-        counts.per_ip.insert(ip, 1);
-        counts.refusing = 1;
-        counts.ended(Ended {
-            id: 1,
-            ip: Some(ip),
-            admitted: true,
-        });
-        counts.ended(Ended {
-            id: 2,
-            ip: Some(ip),
-            admitted: false,
-        });
-        assert_eq!(counts.total(), 0);
-        assert!(
-            counts.per_ip.is_empty(),
-            "no entry is kept for an IP with no connection"
-        );
-    }
-
-    #[test]
-    fn a_proxied_connection_holds_its_clients_seat_until_it_ends() {
-        let mut counts = Counts::default();
-        let alice = ClientKey::of(IpAddr::from([203, 0, 113, 1]));
-        let bob = ClientKey::of(IpAddr::from([203, 0, 113, 2]));
-        let proxied = |id| Ended {
-            id,
-            ip: None,
-            admitted: true,
-        };
-        counts.admitted = 4;
-        assert!(counts.seat(1, alice, 1));
-        assert!(!counts.seat(2, alice, 1), "alice is at her limit");
-        assert!(counts.seat(3, bob, 1), "bob has a limit of his own");
-        assert!(!counts.seat(1, bob, 1), "one connection, one seat");
-        // 2 was refused, and 4 ended before its head named anyone: no seat to free.
-        for id in [2, 4] {
-            counts.ended(proxied(id));
-        }
-        assert_eq!(counts.per_ip.get(&alice), Some(&1));
-        counts.ended(proxied(1));
-        counts.ended(proxied(3));
-        assert_eq!(counts.total(), 0);
-        assert!(counts.per_ip.is_empty() && counts.seated.is_empty());
-        assert!(counts.seat(5, alice, 1), "alice's seat is free again");
     }
 }
