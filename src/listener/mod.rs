@@ -10,24 +10,20 @@
 //! the "a report came" wake-up. On shutdown it stops accepting, then waits for every
 //! connection to end and joins every thread.
 //!
-//! A connection thread runs the stages in the order a byte meets them: the TLS
-//! handshake on a TLS listener ([`crate::tls`]), the trace tap when tracing is on
-//! ([`crate::trace`]), then the HTTP front ([`crate::http`]), which may hand the
-//! stream on to the frame loop.
+//! What the loop decided travels with the connection as one [`Accepted`] value to
+//! its thread, which runs it through the stages ([`dispatch`]): TLS, the trace tap,
+//! the HTTP front.
 
 mod admission;
+mod dispatch;
 mod pool;
 
-use crate::base::Transport;
 use crate::base::{ClientKey, ConnId, Context, Peer, Wake};
 use crate::error::Error;
-use crate::http::{self, Admission};
 use crate::hub::HubEvent;
-use crate::metrics::Rejection;
-use crate::tls::{self, AcceptError};
-use crate::trace::Traced;
 use admission::{Counts, Ended};
 use crossbeam_channel::{Receiver, Sender, unbounded};
+use dispatch::{Accepted, Stages};
 use pool::{Job, Pool};
 use rustix::event::{PollFd, PollFlags, poll};
 use std::io;
@@ -76,7 +72,13 @@ impl Accepting {
         Self {
             counts: Counts::default(),
             per_ip_limit: shared.config.max_connections_per_ip,
-            pool: Pool::new(Arc::clone(shared), hub, reports_tx.clone()),
+            pool: Pool::new(
+                Stages {
+                    shared: Arc::clone(shared),
+                    hub,
+                },
+                reports_tx.clone(),
+            ),
             reports_tx,
             reports_rx,
         }
@@ -88,12 +90,13 @@ impl Accepting {
             return;
         };
         let _ = stream.set_nodelay(true);
-        self.pool.run(Job {
+        let accepted = Accepted {
             stream,
             peer,
             admission,
-            ticket,
-        });
+            deadline: Instant::now() + shared.config.handshake_timeout,
+        };
+        self.pool.run(Job { accepted, ticket });
     }
 
     /// Takes in every report that came.
@@ -145,57 +148,6 @@ impl Accepting {
                 None => return,
             }
         }
-    }
-}
-
-/// Runs one connection to its end: TLS first when it came in on a TLS listener, then
-/// HTTP and maybe a WebSocket session.
-fn handle(
-    tcp: TcpStream,
-    peer: Peer,
-    admission: Admission,
-    shared: &Context,
-    hub: &Sender<HubEvent>,
-) {
-    // One deadline covers the TLS handshake and the request head.
-    let deadline = Instant::now() + shared.config.handshake_timeout;
-    let Some(acceptor) = shared.tls.as_ref().filter(|_| peer.secure) else {
-        return traced_or_not(tcp, peer, admission, deadline, shared, hub);
-    };
-    match tls::accept(acceptor, tcp, deadline, &shared.shutdown) {
-        Ok(stream) => traced_or_not(stream, peer, admission, deadline, shared, hub),
-        Err(AcceptError::Shutdown) => {}
-        Err(e) => {
-            // Plain HTTP to the TLS port, scanners, stalled clients: not worth more
-            // than a debug line, and nobody else notices.
-            shared.metrics.reject(Rejection::Tls);
-            log::debug!("conn {} {}: TLS handshake failed: {e}", peer.id, peer.addr);
-        }
-    }
-}
-
-/// Serves the connection, through the trace tap when tracing is on.
-fn traced_or_not<S: Transport>(
-    stream: S,
-    peer: Peer,
-    admission: Admission,
-    deadline: Instant,
-    shared: &Context,
-    hub: &Sender<HubEvent>,
-) {
-    if shared.config.trace {
-        let scheme = if peer.secure { "tls" } else { "tcp" };
-        let label = format!("conn {} {} {scheme}", peer.id, peer.addr);
-        http::serve(
-            Traced::new(stream, label),
-            peer,
-            admission,
-            deadline,
-            shared,
-            hub,
-        );
-    } else {
-        http::serve(stream, peer, admission, deadline, shared, hub);
     }
 }
 

@@ -19,14 +19,11 @@
 
 use super::Report;
 use super::admission::Ticket;
-use crate::base::{Context, Peer};
-use crate::http::Admission;
-use crate::hub::HubEvent;
+use super::dispatch::{Accepted, Stages};
 use crate::metrics::Rejection;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
@@ -44,11 +41,10 @@ const IDLE_KEEP: Duration = Duration::from_secs(10);
 /// connection ended exits at once.
 const MAX_IDLE: usize = 64;
 
-/// A connection waiting for a thread.
+/// A connection waiting for a thread, and the ticket that counts it out once the
+/// thread is done with it.
 pub(super) struct Job {
-    pub stream: TcpStream,
-    pub peer: Peer,
-    pub admission: Admission,
+    pub accepted: Accepted,
     pub ticket: Ticket,
 }
 
@@ -64,18 +60,14 @@ pub(super) struct Pool {
     /// Where a thread reports its exit.
     reports: Sender<Report>,
     spawn_failures: SpawnFailures,
-    shared: Arc<Context>,
-    hub: Sender<HubEvent>,
+    /// What every thread serves with.
+    stages: Stages,
 }
 
 impl Pool {
-    /// A pool with no thread yet, whose threads serve with `shared` and `hub` and
-    /// report their exit to `reports`.
-    pub(super) fn new(
-        shared: Arc<Context>,
-        hub: Sender<HubEvent>,
-        reports: Sender<Report>,
-    ) -> Self {
+    /// A pool with no thread yet, whose threads run connections through `stages`
+    /// and report their exit to `reports`.
+    pub(super) fn new(stages: Stages, reports: Sender<Report>) -> Self {
         let (jobs_tx, jobs_rx) = unbounded();
         Self {
             threads: HashMap::new(),
@@ -85,8 +77,7 @@ impl Pool {
             jobs_rx,
             reports,
             spawn_failures: SpawnFailures::default(),
-            shared,
-            hub,
+            stages,
         }
     }
 
@@ -119,7 +110,7 @@ impl Pool {
                 let _ = first_tx.send(job);
             }
             Err(e) => {
-                self.shared.metrics.reject(Rejection::ServerFull);
+                self.stages.shared.metrics.reject(Rejection::ServerFull);
                 self.spawn_failures.failed(&e, Instant::now());
                 refuse_without_thread(job);
             }
@@ -132,8 +123,7 @@ impl Pool {
             jobs: self.jobs_rx.clone(),
             idle: Arc::clone(&self.idle),
             reports: self.reports.clone(),
-            shared: Arc::clone(&self.shared),
-            hub: self.hub.clone(),
+            stages: self.stages.clone(),
         }
     }
 
@@ -187,9 +177,9 @@ server full, try again later\n";
 ///
 /// A TLS client would need a handshake first, which could block: it is only closed.
 fn refuse_without_thread(job: Job) {
-    let Job {
+    let Accepted {
         mut stream, peer, ..
-    } = job;
+    } = job.accepted;
     if peer.secure || stream.set_nonblocking(true).is_err() {
         return;
     }
@@ -246,21 +236,14 @@ struct Worker {
     jobs: Receiver<Job>,
     idle: Arc<AtomicUsize>,
     reports: Sender<Report>,
-    shared: Arc<Context>,
-    hub: Sender<HubEvent>,
+    stages: Stages,
 }
 
 impl Worker {
     fn run(self, first: Receiver<Job>) {
         let mut next = first.recv().ok();
-        while let Some(Job {
-            stream,
-            peer,
-            admission,
-            ticket,
-        }) = next.take()
-        {
-            super::handle(stream, peer, admission, &self.shared, &self.hub);
+        while let Some(Job { accepted, ticket }) = next.take() {
+            self.stages.run(accepted);
             drop(ticket);
             next = self.wait_for_work();
         }
@@ -292,23 +275,28 @@ impl Drop for Worker {
     /// Reports the exit, however the thread ends (even by panic).
     fn drop(&mut self) {
         let _ = self.reports.send(Report::ThreadExited(self.id));
-        self.shared.thread_ended.notify();
+        self.stages.shared.thread_ended.notify();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::{Context, Peer};
     use crate::config::Config;
     use crate::listener::admission::Counts;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     #[test]
     fn a_thread_waits_for_the_next_connection_then_gives_up_its_place() {
         let shared = Arc::new(Context::new(Config::default(), None).unwrap());
         let (hub, _events) = unbounded();
         let (reports_tx, reports_rx) = unbounded();
-        let mut pool = Pool::new(Arc::clone(&shared), hub, reports_tx.clone());
+        let stages = Stages {
+            shared: Arc::clone(&shared),
+            hub,
+        };
+        let mut pool = Pool::new(stages, reports_tx.clone());
         let worker = pool.worker(9);
         let waiting = thread::spawn(move || {
             let job = worker.wait_for_work();
@@ -332,12 +320,13 @@ mod tests {
         let (admission, ticket) = Counts::default()
             .admit(&peer, &shared, &reports_tx)
             .unwrap();
-        let job = Job {
+        let accepted = Accepted {
             stream,
             peer,
             admission,
-            ticket,
+            deadline: Instant::now(),
         };
+        let job = Job { accepted, ticket };
         pool.jobs_tx.as_ref().unwrap().send(job).unwrap();
         let (worker, got_job) = waiting.join().unwrap();
         assert!(
