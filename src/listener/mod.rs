@@ -42,7 +42,7 @@ pub(crate) struct Listener {
 /// What the accept loop hears from connections and threads.
 #[derive(Debug)]
 enum Report {
-    /// A connection ended (sent by its [`Ticket`]).
+    /// A connection ended (sent by its [`admission::Ticket`]).
     Ended(Ended),
     /// A connection from a trusted proxy asks to be counted under its client's
     /// address; the answer says whether it had room.
