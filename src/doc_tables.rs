@@ -25,7 +25,7 @@ const FRONT: [(&str, &str); 11] = [
     ("http/host.rs", include_str!("http/host.rs")),
     ("http/forwarded.rs", include_str!("http/forwarded.rs")),
     ("http/qr.rs", include_str!("http/qr.rs")),
-    ("listener.rs", include_str!("listener.rs")),
+    ("listener/pool.rs", include_str!("listener/pool.rs")),
     ("server.rs", include_str!("server.rs")),
 ];
 const API: &str = include_str!("http/api.rs");

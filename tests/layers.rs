@@ -8,7 +8,19 @@ use std::path::{Path, PathBuf};
 
 /// The library's top-level modules, from the top of the data path to the bottom. A
 /// module may use the modules after it in this list, never one before it; modules on
-/// one line are peers that use none of each other.
+/// one line are peers that use none of each other. A folder is one room, named by
+/// its first path component: `listener/{mod,admission,pool,dispatch}.rs` are all
+/// `listener`, and may use each other.
+///
+/// One call runs up the stack, and this check cannot see it because it is a value,
+/// not an import: `http::Seat`, the boxed closure the accept loop hands a connection
+/// from a trusted proxy, which the HTTP front calls once the request head has named
+/// the client. It is allowed because the question ("may this client have one more
+/// connection?") can only be asked once the head is read, and only the accept loop
+/// may answer it: it alone owns the counts, without a lock. The closure sends on the
+/// same channel the connection's end is reported on, so the loop always sees the
+/// seat taken before it is freed; a value handed back down instead would have to
+/// split the HTTP front in two around the answer.
 const LAYERS: &[&[&str]] = &[
     &["server", "fuzzing", "doc_tables"],
     &["listener"],

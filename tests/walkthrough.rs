@@ -746,7 +746,7 @@ fn every_link_of_the_walkthrough_leads_to_what_it_names() {
                 "[{label}]({target}): no heading has the anchor #{fragment}"
             );
         }
-        // `[`listener::handle`](../src/listener.rs)`: that file defines `handle`.
+        // `[`Stages::run`](../src/listener/dispatch.rs)`: that file defines `run`.
         let code = label.trim_matches('`').trim_end_matches("()");
         let name = code.rsplit("::").next().unwrap_or(code);
         let is_item = label.starts_with('`')

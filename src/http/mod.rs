@@ -51,7 +51,8 @@ pub(crate) enum Admission {
 /// Asks the accept loop, which alone keeps the counts, to count a proxied connection
 /// against its client's address: `true` if that address had room (then the slot is
 /// its until the connection ends), `false` if not or if no answer came by the
-/// deadline.
+/// deadline. The one call from here up into the accept loop: `tests/layers.rs`
+/// says why it is allowed.
 pub(crate) struct Seat(pub Box<dyn FnOnce(IpAddr, Instant) -> bool + Send>);
 
 impl std::fmt::Debug for Seat {
