@@ -521,7 +521,12 @@ fn the_limits_tables_give_the_config_defaults() {
     );
     // Each row's first words, and what its default cell must hold. A row the list
     // does not know fails the test, so a new limit gets a value to check.
-    let readme: [(&str, String); 12] = [
+    let ends = format!(
+        "{}, then one every {} s",
+        crate::hub::signin::END_BURST,
+        crate::hub::signin::END_EVERY_SECS
+    );
+    let readme: [(&str, String); 13] = [
         (
             "connections",
             format!(
@@ -553,6 +558,7 @@ fn the_limits_tables_give_the_config_defaults() {
         ),
         ("wrong passwords", budget.clone()),
         ("a `POST /login` body", String::new()),
+        ("sessions ended", ends),
         ("rooms with stored messages", thousands(c.max_rooms)),
         ("new rooms started", String::new()),
         ("`GET /api/rooms` page", String::new()),

@@ -469,3 +469,44 @@ fn a_sign_in_body_over_one_kib_is_refused_unjudged() {
         "nothing was judged, nothing spent: {response}"
     );
 }
+
+/// `POST /logout` with `cookie` from the loopback address `from`.
+fn logout_from(from: [u8; 4], addr: SocketAddr, cookie: &str) -> String {
+    raw_from(
+        from,
+        addr,
+        format!("POST /logout HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nContent-Length: 0\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+#[test]
+fn one_address_ends_sessions_at_a_bounded_rate_and_says_so() {
+    let server = guarded();
+    let addr = server.local_addr();
+    let from = [127, 0, 0, 7];
+    let cookies: Vec<String> = (0..21).map(|_| sign_in(addr)).collect();
+    // Every ended session is remembered until it expires: a script that signs in and
+    // out in a loop must not grow that list without bound.
+    let answers: Vec<u16> = cookies
+        .iter()
+        .map(|c| status(&logout_from(from, addr, c)))
+        .collect();
+    assert_eq!(answers[..20], [204; 20], "{answers:?}");
+    let refused = logout_from(from, addr, &cookies[20]);
+    assert_eq!(status(&refused), 429, "{refused}");
+    assert!(header(&refused, "Retry-After").is_some());
+    assert_eq!(
+        chat_with(addr, &cookies[20]),
+        101,
+        "not ended, and the answer said so"
+    );
+    assert_eq!(chat_with(addr, &cookies[0]), 401, "the ended ones are");
+    // Ending one again costs nothing; another address ends its own.
+    assert_eq!(status(&logout_from(from, addr, &cookies[0])), 204);
+    assert_eq!(
+        status(&logout_from([127, 0, 0, 8], addr, &cookies[20])),
+        204
+    );
+    assert_eq!(chat_with(addr, &cookies[20]), 401);
+}

@@ -13,7 +13,7 @@ use super::auth;
 use super::body;
 use super::request::{self, Request};
 use super::response::{Response, error};
-use crate::base::{Context, Peer, Transport};
+use crate::base::{ClientKey, Context, Peer, Transport};
 use crate::hub::{HubEvent, Secret, SignIn, Verdict};
 use crossbeam_channel::Sender;
 use std::time::Instant;
@@ -87,10 +87,26 @@ pub(crate) fn logout(req: &Request, peer: Peer, ctx: &Context, hub: &Sender<HubE
         );
     }
     if let Some(session) = auth::session(req, ctx) {
-        let _ = hub.send(HubEvent::SignIn(SignIn::End {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let asked = hub.send(HubEvent::SignIn(SignIn::End {
             id: session.id,
             expires: session.expires,
+            client: ClientKey::of(peer.addr.ip()),
+            reply,
         }));
+        let ended = asked.is_ok()
+            && answer
+                .recv_timeout(ctx.config.handshake_timeout)
+                .unwrap_or(false);
+        if !ended {
+            // The cookie stays good: say so, rather than pretend it was ended.
+            return error(
+                429,
+                "rate_limited",
+                "too many sign-outs from this address: wait a little, then sign out again",
+            )
+            .header("Retry-After", "3");
+        }
     }
     let form = req
         .header("Content-Type")

@@ -365,13 +365,12 @@ impl Hub {
                 let _ = reply.send(let_in);
             }
             HubEvent::SignIn(request) => {
-                if let SignIn::End { id, expires } = &request {
+                if let Some((id, expires)) = self.signins.handle(request) {
                     // Kept here at once; the backend persists it and tells the other
                     // nodes. If it cannot take it now, this node still refuses the
                     // cookie until it restarts.
-                    chat.end_session(*id, *expires);
+                    chat.end_session(id, expires);
                 }
-                self.signins.handle(request);
             }
         }
         self.evict_overflowed();

@@ -26,6 +26,11 @@ pub(crate) const EVERY_SECS: f64 = 12.0;
 /// Budgets kept at most: past this, those that filled up again are forgotten first.
 const MAX_CLIENTS: usize = 4096;
 
+/// Sessions one client may end at once, and then one every this many seconds: every
+/// ended session is remembered until it would have expired, so this bounds that list.
+pub(crate) const END_BURST: u32 = 20;
+pub(crate) const END_EVERY_SECS: f64 = 3.0;
+
 /// Which secret a guess is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Secret {
@@ -64,8 +69,16 @@ pub(crate) enum SignIn {
     },
     /// Whether session `id` was ended.
     Ended { id: SessionId, reply: Sender<bool> },
-    /// End session `id`, whose cookie is good until `expires` (Unix seconds).
-    End { id: SessionId, expires: u64 },
+    /// End session `id`, whose cookie is good until `expires` (Unix seconds), for
+    /// `client`: `true` once it is ended, `false` when the client ends sessions too
+    /// fast (every ended session is kept until it expires, so their number is
+    /// bounded per client).
+    End {
+        id: SessionId,
+        expires: u64,
+        client: ClientKey,
+        reply: Sender<bool>,
+    },
 }
 
 /// The secrets the hub compares guesses with.
@@ -81,6 +94,8 @@ pub(crate) struct SignIns {
     secrets: Secrets,
     budgets: HashMap<ClientKey, RateLimit>,
     ended: HashMap<SessionId, u64>,
+    /// How many sessions each client may still end.
+    end_budgets: HashMap<ClientKey, RateLimit>,
 }
 
 impl SignIns {
@@ -91,12 +106,13 @@ impl SignIns {
             secrets,
             budgets: HashMap::new(),
             ended: ended.into_iter().collect(),
+            end_budgets: HashMap::new(),
         }
     }
 
-    /// Handles one request. `End` is also the backend's business (it persists the
-    /// ending and tells the other nodes): the caller sends it on.
-    pub(crate) fn handle(&mut self, request: SignIn) {
+    /// Handles one request; a session it ended is returned, since that is also the
+    /// backend's business (it persists the ending and tells the other nodes).
+    pub(crate) fn handle(&mut self, request: SignIn) -> Option<(SessionId, u64)> {
         match request {
             SignIn::May { client, reply } => {
                 let _ = reply.send(self.budget(client).has_one());
@@ -112,8 +128,33 @@ impl SignIns {
             SignIn::Ended { id, reply } => {
                 let _ = reply.send(self.ended.contains_key(&id));
             }
-            SignIn::End { id, expires } => self.end(id, expires),
+            SignIn::End {
+                id,
+                expires,
+                client,
+                reply,
+            } => {
+                if self.ended.contains_key(&id) {
+                    let _ = reply.send(true);
+                    return None;
+                }
+                if self.end_budgets.len() >= MAX_CLIENTS && !self.end_budgets.contains_key(&client)
+                {
+                    self.end_budgets.retain(|_, budget| !budget.is_full());
+                }
+                let allowed = self
+                    .end_budgets
+                    .entry(client)
+                    .or_insert_with(|| RateLimit::every(END_EVERY_SECS, END_BURST))
+                    .allow();
+                let _ = reply.send(allowed);
+                if allowed {
+                    self.end(id, expires);
+                    return Some((id, expires));
+                }
+            }
         }
+        None
     }
 
     /// Remembers that session `id` was ended (here, or on another node).
