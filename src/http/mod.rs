@@ -278,9 +278,7 @@ fn cross_site(req: &Request, config: &crate::config::Config) -> bool {
     match req.header("Sec-Fetch-Site") {
         Some(site) if site.trim().eq_ignore_ascii_case("same-origin") => false,
         // Another site: only one listed with --allow-origin may post.
-        Some(_) => {
-            !origin.is_some_and(|o| route::origin_allowed(o, "", None, &config.allow_origins))
-        }
+        Some(_) => !origin.is_some_and(|o| route::origin_listed(o, &config.allow_origins)),
         None => origin.is_some_and(|o| {
             !route::origin_allowed(o, host, req.forwarded_secure, &config.allow_origins)
         }),
