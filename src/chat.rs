@@ -253,7 +253,7 @@ pub(crate) fn valid_name(name: &str) -> Result<String, ChatError> {
             format!("a name has 1 to {MAX_NAME_CHARS} characters"),
         ));
     }
-    if let Some(c) = name.chars().find(|&c| invisible(c)) {
+    if let Some(c) = name.chars().find(|&c| crate::escape::needs_escape(c)) {
         return Err(ChatError::new(
             ErrorCode::BadName,
             format!(
@@ -263,19 +263,6 @@ pub(crate) fn valid_name(name: &str) -> Result<String, ChatError> {
         ));
     }
     Ok(name)
-}
-
-/// Unicode general categories Cc, Cf, Zl and Zp: characters a reader cannot see, or
-/// that change how the characters around them are shown.
-fn invisible(c: char) -> bool {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    matches!(
-        c.general_category(),
-        GeneralCategory::Control
-            | GeneralCategory::Format
-            | GeneralCategory::LineSeparator
-            | GeneralCategory::ParagraphSeparator
-    )
 }
 
 /// The key under which a name is unique, on one node and across a cluster: two names

@@ -28,40 +28,20 @@ impl<T: AsRef<str>> Display for Escaped<T> {
     }
 }
 
-/// Whether `c` is shown as an escape: the controls (Unicode `Cc`, among them CR, LF,
-/// ESC and DEL), the formatting characters (`Cf`: the bidi controls U+200E/F,
-/// U+202A–202E and U+2066–2069, zero-width characters, the BOM, tags, …) and the line
-/// and paragraph separators (`Zl`, `Zp`), which some viewers break lines at.
+/// Whether `c` is shown as an escape: Unicode general categories `Cc` (controls,
+/// among them CR, LF, ESC and DEL), `Cf` (formatting: the bidi controls U+200E/F,
+/// U+202A–202E and U+2066–2069, zero-width characters, the BOM, tags, …), `Zl` and
+/// `Zp` (line and paragraph separators, which some viewers break lines at): the
+/// characters a reader cannot see, or that change how the ones around them are shown.
+/// A display name may hold none of them either.
 pub(crate) fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_format(c)
-}
-
-/// Unicode general category `Cf` (Unicode 15.1, `DerivedGeneralCategory.txt`).
-/// Written out rather than taken from a crate: it is short, and changes rarely.
-fn is_format(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     matches!(
-        c,
-        '\u{ad}'
-            | '\u{600}'..='\u{605}'
-            | '\u{61c}'
-            | '\u{6dd}'
-            | '\u{70f}'
-            | '\u{890}'..='\u{891}'
-            | '\u{8e2}'
-            | '\u{180e}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206f}'
-            | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}'
-            | '\u{110bd}'
-            | '\u{110cd}'
-            | '\u{13430}'..='\u{1343f}'
-            | '\u{1bca0}'..='\u{1bca3}'
-            | '\u{1d173}'..='\u{1d17a}'
-            | '\u{e0001}'
-            | '\u{e0020}'..='\u{e007f}'
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
     )
 }
 
