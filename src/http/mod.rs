@@ -428,6 +428,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn another_site_may_post_only_when_its_origin_is_listed() {
+        let post = |extra: &str| {
+            request(&format!(
+                "POST /login HTTP/1.1\r\nHost: localhost:3000\r\n{extra}\r\n"
+            ))
+        };
+        let plain = Config::default();
+        let listed = Config::default().allow_origin("http://laptop.local:8080");
+        let from = |origin: &str| format!("Origin: {origin}\r\nSec-Fetch-Site: cross-site\r\n");
+        assert!(cross_site(&post(&from("http://evil.example")), &plain));
+        assert!(
+            cross_site(&post(&from("http://")), &plain),
+            "no host is no match"
+        );
+        assert!(cross_site(&post(&from("http://localhost:3000")), &plain));
+        assert!(!cross_site(
+            &post(&from("http://laptop.local:8080")),
+            &listed
+        ));
+        assert!(!cross_site(
+            &post("Origin: null\r\nSec-Fetch-Site: same-origin\r\n"),
+            &plain
+        ));
+        assert!(!cross_site(
+            &post("Origin: http://localhost:3000\r\n"),
+            &plain
+        ));
+        assert!(cross_site(&post("Origin: null\r\n"), &plain));
+        assert!(
+            !cross_site(&post(""), &plain),
+            "curl and scripts send no Origin"
+        );
+    }
+
     /// Tests only ever talk to loopback, so the one rule that depends on the client's
     /// address is checked here, with made-up peers.
     #[test]
