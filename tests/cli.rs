@@ -590,3 +590,48 @@ fn a_host_name_with_a_port_is_an_address() {
     assert_eq!(healthz(addr)["status"], "ok");
     assert!(child.0.try_wait().unwrap().is_none(), "still serving");
 }
+
+#[test]
+fn the_door_flags_reach_the_server() {
+    // --allow-host, --max-rooms and --api-rate, as a deployer types them.
+    let port = free_port();
+    let mut child = Running(
+        switchboard()
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--no-tls"])
+            .args(["--no-persist", "--no-qr"])
+            .args(["--allow-host", "chat.example.org"])
+            .args(["--max-rooms", "1", "--api-rate", "1"])
+            .env("SWITCHBOARD_API_TOKEN", "t0ken")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(|| std::net::TcpStream::connect(addr).ok());
+    let page = |host: &str| {
+        status(&raw(
+            addr,
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        ))
+    };
+    assert_eq!(page("chat.example.org"), 200);
+    assert_eq!(page("rebind.example"), 421);
+    let post = |room: &str| {
+        raw(
+            addr,
+            format!(
+                "POST /api/rooms/{room}/messages HTTP/1.1\r\nHost: localhost\r\n\
+                 Authorization: Bearer t0ken\r\nContent-Length: 2\r\n\r\nhi"
+            )
+            .as_bytes(),
+        )
+    };
+    assert_eq!(status(&post("first")), 201);
+    let second = post("second");
+    assert_eq!(status(&second), 403, "one room at most: {second}");
+    assert!(second.contains("too_many_rooms"), "{second}");
+    // One post a second, bursts of two: the third within the second is refused.
+    assert_eq!(status(&post("first")), 429);
+    assert!(child.0.try_wait().unwrap().is_none(), "still serving");
+}
