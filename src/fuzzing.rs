@@ -9,7 +9,7 @@
 use crate::base::{Context, Peer};
 use crate::config::Config;
 use crate::http::{self, Admission};
-use crate::hub::{Backend, Hub, HubConfig};
+use crate::hub::{Hub, HubConfig};
 use crate::store::{self, Location, Store, StoreConfig};
 use std::io::Write;
 use std::net::Shutdown;
@@ -55,10 +55,12 @@ pub fn connection(data: &[u8]) {
         return;
     };
     let (store_tx, store_rx) = crossbeam_channel::bounded(store::QUEUE);
-    let (answers_tx, answers_rx) = crossbeam_channel::bounded(store::QUEUE);
+    let (events_tx, events_rx) = crossbeam_channel::bounded(store::QUEUE);
     let (hub_tx, hub_rx) = crossbeam_channel::bounded(256);
     let config = HubConfig {
         epoch: store.epoch().to_owned(),
+        node: store.node().to_owned(),
+        shares_relay: false,
         api_rate: (20, 40),
         secrets: Default::default(),
         ended_sessions: Vec::new(),
@@ -66,14 +68,12 @@ pub fn connection(data: &[u8]) {
         stored_rooms: Vec::new(),
         limits: ctx.config.limits(),
     };
-    let hub = Hub::new(config, Arc::clone(&ctx.metrics), Backend::Store(store_tx));
-    let Ok(store_thread) = thread::Builder::new().spawn(move || store.run(store_rx, answers_tx))
+    let hub = Hub::new(config, Arc::clone(&ctx.metrics), store_tx);
+    let Ok(store_thread) = thread::Builder::new().spawn(move || store.run(store_rx, events_tx))
     else {
         return;
     };
-    let Ok(hub_thread) = thread::Builder::new()
-        .spawn(move || hub.run(hub_rx, answers_rx, crossbeam_channel::never()))
-    else {
+    let Ok(hub_thread) = thread::Builder::new().spawn(move || hub.run(hub_rx, events_rx)) else {
         return;
     };
     // The client: sends everything, says it is done, and reads every answer, so the

@@ -10,7 +10,7 @@ use crate::base::{Context, ContextParts};
 use crate::cluster::{self, Bridge};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::error::{Error, Result};
-use crate::hub::{Backend, Hub, HubConfig};
+use crate::hub::{Hub, HubConfig};
 use crate::listener::{self, Listener};
 use crate::metrics::Metrics;
 use crate::store::{self, Location, Store, StoreConfig};
@@ -297,15 +297,11 @@ fn start_each(
     threads: &mut Vec<JoinHandle<()>>,
 ) -> Result<()> {
     let hub_config = backend.hub_config(&ctx.config);
-    let (answers_tx, answers_rx) = crossbeam_channel::bounded(store::QUEUE);
-    let (cluster_tx, cluster_rx) = crossbeam_channel::bounded(cluster::QUEUE);
-    let backend = start_backend(backend, ctx, answers_tx, cluster_tx, threads)?;
-    let hub = Hub::new(hub_config, Arc::clone(&ctx.metrics), backend);
+    let (events_tx, events_rx) = crossbeam_channel::bounded(store::QUEUE);
+    let requests = start_backend(backend, ctx, events_tx, threads)?;
+    let hub = Hub::new(hub_config, Arc::clone(&ctx.metrics), requests);
     let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
-    threads.insert(
-        0,
-        spawn("hub", move || hub.run(hub_rx, answers_rx, cluster_rx))?,
-    );
+    threads.insert(0, spawn("hub", move || hub.run(hub_rx, events_rx))?);
     let ctx = Arc::clone(ctx);
     threads.insert(
         0,
@@ -316,38 +312,30 @@ fn start_each(
     Ok(())
 }
 
-/// Starts the store's writer, or the cluster's bus listener and bridge, and returns
-/// what the hub sends its requests to.
+/// Starts the store's writer, or the cluster's bus listener and bridge, telling the
+/// hub on `events`, and returns what the hub sends its requests to.
 fn start_backend(
     backend: Opened,
     ctx: &Context,
-    answers_tx: Sender<store::Answer>,
-    cluster_tx: Sender<cluster::Event>,
+    events: Sender<store::Event>,
     threads: &mut Vec<JoinHandle<()>>,
-) -> Result<Backend> {
+) -> Result<Sender<store::Request>> {
+    let (requests, requests_rx) = crossbeam_channel::bounded(store::QUEUE);
     match backend {
         Opened::Store(store) => {
-            let (store_tx, store_rx) = crossbeam_channel::bounded(store::QUEUE);
-            threads.push(spawn("store", move || store.run(store_rx, answers_tx))?);
-            Ok(Backend::Store(store_tx))
+            threads.push(spawn("store", move || store.run(requests_rx, events))?);
         }
         Opened::Cluster(bridge) => {
-            let (bridge_tx, bridge_rx) = crossbeam_channel::bounded(cluster::QUEUE);
-            let node = bridge.node().to_owned();
             let stop = bridge.stop_flag();
             let redis = ctx.config.redis.as_deref().unwrap_or_default();
-            if let Err(e) = join_cluster(bridge, redis, bridge_rx, answers_tx, cluster_tx, threads)
-            {
+            if let Err(e) = join_cluster(bridge, redis, requests_rx, events, threads) {
                 // The bus listener ends on this flag alone.
                 stop.store(true, std::sync::atomic::Ordering::Release);
                 return Err(e);
             }
-            Ok(Backend::Cluster {
-                node,
-                bridge: bridge_tx,
-            })
         }
     }
+    Ok(requests)
 }
 
 /// Nobody may join before this node hears the bus (its own join comes back on it),
@@ -356,16 +344,15 @@ fn start_backend(
 fn join_cluster(
     mut bridge: Bridge,
     redis: &str,
-    bridge_rx: Receiver<cluster::Request>,
-    answers_tx: Sender<store::Answer>,
-    cluster_tx: Sender<cluster::Event>,
+    bridge_rx: Receiver<store::Request>,
+    events: Sender<store::Event>,
     threads: &mut Vec<JoinHandle<()>>,
 ) -> Result<()> {
     let (client, stop) = (bridge.client(), bridge.stop_flag());
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-    let events = cluster_tx.clone();
+    let bus = events.clone();
     threads.push(spawn("cluster-bus", move || {
-        cluster::listen(client, events, stop, ready_tx)
+        cluster::listen(client, bus, stop, ready_tx)
     })?);
     match ready_rx.recv_timeout(Duration::from_secs(5)) {
         Ok(Ok(())) => Ok(()),
@@ -376,10 +363,8 @@ fn join_cluster(
         url: cluster::masked(redis),
         problem: format!("cannot subscribe ({problem})"),
     })?;
-    bridge.introduce(&cluster_tx)?;
-    threads.push(spawn("cluster", move || {
-        bridge.run(bridge_rx, answers_tx, cluster_tx)
-    })?);
+    bridge.introduce(&events)?;
+    threads.push(spawn("cluster", move || bridge.run(bridge_rx, events))?);
     Ok(())
 }
 
@@ -432,20 +417,24 @@ impl Opened {
 
     /// The hub's settings: the chat's state as kept here, and the limits of `config`.
     fn hub_config(&self, config: &Config) -> HubConfig {
-        let (epoch, ended_sessions, stored_rooms) = match self {
+        let (epoch, node, ended_sessions, stored_rooms) = match self {
             Self::Store(store) => (
                 store.epoch().to_owned(),
+                store.node().to_owned(),
                 store.ended_sessions(),
                 store.room_names(),
             ),
             Self::Cluster(bridge) => (
                 bridge.epoch().to_owned(),
+                bridge.node().to_owned(),
                 bridge.ended_sessions(),
                 bridge.rooms(),
             ),
         };
         HubConfig {
             epoch,
+            node,
+            shares_relay: matches!(self, Self::Cluster(_)),
             api_rate: (config.api_rate, config.api_rate.saturating_mul(2)),
             secrets: crate::hub::Secrets {
                 password: config.password.clone(),

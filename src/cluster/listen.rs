@@ -3,7 +3,8 @@
 //! bounded events channel; Redis drops a subscriber that falls far behind, and the
 //! catch-up after the reconnection makes up for it.
 
-use super::{BUS, Bus, Event, MAX_BACKOFF, MIN_BACKOFF, RELAY, open};
+use super::{BUS, Bus, MAX_BACKOFF, MIN_BACKOFF, RELAY, open};
+use crate::store::Event;
 use crossbeam_channel::Sender;
 use redis::{Msg, RedisResult};
 use std::sync::Arc;
@@ -85,7 +86,7 @@ fn decode(msg: &Msg) -> Option<Event> {
     let payload = msg.get_payload_bytes();
     match msg.get_channel_name() {
         BUS => match serde_json::from_slice::<Bus>(payload) {
-            Ok(bus) => Some(Event::Bus(bus)),
+            Ok(bus) => bus.into_change().map(Event::Change),
             Err(e) => {
                 log::debug!("cluster: ignoring a bus message that does not parse: {e}");
                 None

@@ -24,23 +24,23 @@ mod scripts;
 
 pub(crate) use listen::listen;
 
-use crate::base::{ConnId, SessionId};
+use crate::base::{ConnId, SessionId, now_ms};
 use crate::chat::Since;
 use crate::chat::{self, ChatLine};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::store::{self, Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, NewMessage, StoreError};
+use crate::store::{
+    self, Answer, ApiAnswer, Change, Event, MAX_PAGE, MAX_RESUME, NewMessage, Present, Request,
+    StoreError, member_key,
+};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::{Connection, RedisResult, Script};
 use serde::Deserialize;
 use std::mem;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tungstenite::Message;
+use std::time::{Duration, Instant};
 
-/// Requests the bridge queues before the hub is told `unavailable`.
-pub(crate) const QUEUE: usize = 4096;
 /// Requests taken from the queue at once: a run of appends among them goes to Redis
 /// in one round trip.
 const MAX_BATCH: usize = 256;
@@ -63,62 +63,11 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// What the hub asks of the bridge.
-#[derive(Debug)]
-pub(crate) enum Request {
-    /// What a single node asks its store: appends, pages, the API's reads.
-    Store(store::Request),
-    /// A chat member joins the cluster: the first free of `names` (name and its key,
-    /// [`chat::name_key`]), else a guest name. Its history follows as an [`Answer::Loaded`].
-    Join {
-        member: ConnId,
-        seq: u64,
-        names: Vec<(String, String)>,
-        room: String,
-        since: Option<Since>,
-    },
-    /// A member moves to `room`, or asks for its own room's history again.
-    Switch {
-        member: ConnId,
-        seq: u64,
-        room: String,
-    },
-    Leave {
-        member: ConnId,
-        reason: &'static str,
-    },
-    /// A member takes the name `to`, reserved under `key` ([`chat::name_key`]).
-    Rename {
-        member: ConnId,
-        to: String,
-        key: String,
-    },
-    /// A direct message (its JSON as the client gets it) for a member elsewhere.
-    Direct {
-        from: ConnId,
-        to: String,
-        json: String,
-    },
-    /// A relay message from `member` to the rest of `room`, on every node.
-    Relay {
-        member: ConnId,
-        room: String,
-        msg: Message,
-    },
-    /// After a gap in the bus: put this node's members (id, name, room) back, then
-    /// send what each room missed since the id given, and who is where now. Only for
-    /// the `epoch` the hub knew: members of a lost epoch are not put back.
-    Resync {
-        epoch: String,
-        members: Vec<(ConnId, String, String)>,
-        rooms: Vec<(String, u64)>,
-    },
-}
-
-/// A change to shared chat state, as published on the bus.
+/// A change to shared chat state as the scripts publish it on the bus: JSON, read
+/// into a [`Change`] for the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
-pub(crate) enum Bus {
+enum Bus {
     Msg {
         room: String,
         id: u64,
@@ -168,9 +117,10 @@ pub(crate) enum Bus {
 }
 
 impl Bus {
-    /// The message, as the store would have given it.
-    pub(crate) fn line(&self) -> Option<ChatLine> {
-        match self {
+    /// The change, as the hub takes it; `None` for an ended session whose id does not
+    /// parse.
+    fn into_change(self) -> Option<Change> {
+        Some(match self {
             Bus::Msg {
                 room,
                 id,
@@ -178,55 +128,40 @@ impl Bus {
                 text,
                 ts,
                 via,
-            } => Some(ChatLine {
-                id: *id,
-                room: room.clone(),
-                from: from.clone(),
-                text: text.clone(),
-                ts: *ts,
+            } => Change::Msg(Arc::new(ChatLine {
+                id,
+                room,
+                from,
+                text,
+                ts,
                 via: (via == "api").then_some("api"),
-            }),
-            _ => None,
-        }
+            })),
+            Bus::Join {
+                m,
+                name,
+                room,
+                last,
+                ts,
+                restore,
+            } => Change::Join {
+                m,
+                name,
+                room,
+                last,
+                ts,
+                restore,
+            },
+            Bus::Switch { m, room, last, ts } => Change::Switch { m, room, last, ts },
+            Bus::Leave { m, reason, .. } => Change::Leave { m, reason },
+            Bus::Rename { m, to, ts } => Change::Rename { m, to, ts },
+            Bus::Direct { to, json } => Change::Direct { to, json },
+            Bus::EndSession { id, expires } => {
+                let id = data_encoding::HEXLOWER.decode(id.as_bytes()).ok()?;
+                let id = SessionId::try_from(id.as_slice()).ok()?;
+                Change::EndSession { id, expires }
+            }
+        })
     }
-}
-
-/// A member as Redis lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Present {
-    pub key: String,
-    pub name: String,
-    pub room: String,
-}
-
-/// What the bridge tells the hub, besides store-like answers.
-#[derive(Debug)]
-pub(crate) enum Event {
-    /// A change, in bus order.
-    Bus(Bus),
-    /// A relay message from member `from` (on another node, or this one).
-    Relay {
-        from: String,
-        room: String,
-        msg: Message,
-    },
-    /// The subscription was lost and is back: what was published meanwhile was
-    /// missed.
-    Resubscribed,
-    /// Redis is reachable again after an outage, or had forgotten this node.
-    Reconnected,
-    /// Redis lost its data: a new epoch, and nobody's ids mean anything any more.
-    NewEpoch(String),
-    /// A member's join or move could not be made (Redis is away).
-    JoinFailed { member: ConnId },
-    /// A member's request could not be carried out; `what` says which.
-    Failed { member: ConnId, what: &'static str },
-    /// The name a member asked for is someone else's.
-    NameTaken { member: ConnId, to: String },
-    /// What a room missed during a gap in the bus.
-    CatchUp { lines: Vec<Arc<ChatLine>> },
-    /// Everyone in the cluster, after a gap.
-    Presence(Vec<Present>),
 }
 
 /// The bridge, connected, before its thread runs.
@@ -308,17 +243,6 @@ fn open(client: &redis::Client) -> RedisResult<Connection> {
 fn shared(con: &mut Connection, key: &str, fresh: String) -> RedisResult<String> {
     redis::cmd("SET").arg(key).arg(fresh).arg("NX").exec(con)?;
     redis::cmd("GET").arg(key).query(con)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The member `id` of `node` as Redis names it.
-pub(crate) fn member_key(node: &str, id: ConnId) -> String {
-    format!("{node}.{id}")
 }
 
 impl Bridge {
@@ -425,19 +349,14 @@ impl Bridge {
 
     /// Serves requests until the hub is gone, beating every second meanwhile; then
     /// takes the node out of the cluster and stops the subscriber.
-    pub(crate) fn run(
-        mut self,
-        requests: Receiver<Request>,
-        answers: Sender<Answer>,
-        events: Sender<Event>,
-    ) {
+    pub(crate) fn run(mut self, requests: Receiver<Request>, events: Sender<Event>) {
         loop {
             let wait = self.next_beat.saturating_duration_since(Instant::now());
             match requests.recv_timeout(wait) {
                 Ok(first) => {
                     let mut batch = vec![first];
                     batch.extend(requests.try_iter().take(MAX_BATCH - 1));
-                    self.serve_all(batch, &answers, &events);
+                    self.serve_all(batch, &events);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -550,32 +469,27 @@ impl Bridge {
 
     /// Carries out a batch in order: each run of appends in one round trip (a
     /// pipeline of scripts, which Redis runs one after another), the rest one by one.
-    fn serve_all(&mut self, batch: Vec<Request>, answers: &Sender<Answer>, events: &Sender<Event>) {
+    fn serve_all(&mut self, batch: Vec<Request>, events: &Sender<Event>) {
         let mut appends = Vec::new();
         for request in batch {
             match request {
-                Request::Store(store::Request::Append(msg)) => appends.push(msg),
+                Request::Append(msg) => appends.push(msg),
                 other => {
                     if !appends.is_empty() {
-                        self.append_all(mem::take(&mut appends), answers, events);
+                        self.append_all(mem::take(&mut appends), events);
                     }
-                    self.serve(other, answers, events);
+                    self.serve(other, events);
                 }
             }
         }
         if !appends.is_empty() {
-            self.append_all(appends, answers, events);
+            self.append_all(appends, events);
         }
     }
 
     /// Stores and publishes `messages` in one round trip, and answers with their ids
     /// (or, if Redis failed, with the failure for each).
-    fn append_all(
-        &mut self,
-        messages: Vec<NewMessage>,
-        answers: &Sender<Answer>,
-        events: &Sender<Event>,
-    ) {
+    fn append_all(&mut self, messages: Vec<NewMessage>, events: &Sender<Event>) {
         let stored = match self.con.take() {
             Some(mut con) => match self.pipeline_appends(&mut con, &messages, events) {
                 Ok(ids) => {
@@ -589,7 +503,7 @@ impl Bridge {
             },
             None => None,
         };
-        let _ = answers.send(committed(messages, stored));
+        let _ = events.send(Event::Answer(committed(messages, stored)));
     }
 
     fn pipeline_appends(
@@ -629,26 +543,22 @@ impl Bridge {
     }
 
     /// Carries out one request; when Redis is away, says so to whoever waits.
-    fn serve(&mut self, request: Request, answers: &Sender<Answer>, events: &Sender<Event>) {
+    fn serve(&mut self, request: Request, events: &Sender<Event>) {
         let Some(mut con) = self.con.take() else {
-            return self.refuse(request, answers, events);
+            return self.refuse(request, events);
         };
-        match self.carry_out(&mut con, &request, answers, events) {
+        match self.carry_out(&mut con, &request, events) {
             Ok(()) => self.con = Some(con),
             Err(e) => {
                 self.lost(&e);
-                self.refuse(request, answers, events);
+                self.refuse(request, events);
             }
         }
     }
 
     /// Tells whoever waits for `request` that it cannot be done now.
-    fn refuse(&mut self, request: Request, answers: &Sender<Answer>, events: &Sender<Event>) {
+    fn refuse(&mut self, request: Request, events: &Sender<Event>) {
         let _ = match request {
-            Request::Store(request) => {
-                refuse_store(request, answers);
-                Ok(())
-            }
             Request::Join { member, .. } | Request::Switch { member, .. } => {
                 events.send(Event::JoinFailed { member })
             }
@@ -666,6 +576,23 @@ impl Bridge {
                 self.resync = Some(resync);
                 Ok(())
             }
+            // The node that ended it refuses the cookie all the same until it restarts.
+            Request::EndSession { .. } => Ok(()),
+            Request::Append(msg) => events.send(Event::Answer(Answer::Committed(vec![(
+                msg.author,
+                Err(StoreError::Failed),
+            )]))),
+            Request::Page { member, room, .. } => events.send(Event::Answer(Answer::Page {
+                member,
+                room,
+                messages: Vec::new(),
+                more: false,
+                failed: true,
+            })),
+            Request::Rooms { reply, .. } | Request::Messages { reply, .. } => {
+                let _ = reply.send(ApiAnswer::Unavailable);
+                Ok(())
+            }
         };
     }
 
@@ -674,7 +601,6 @@ impl Bridge {
         &mut self,
         con: &mut Connection,
         request: &Request,
-        answers: &Sender<Answer>,
         events: &Sender<Event>,
     ) -> RedisResult<()> {
         if let Some(resync) = self.resync.take()
@@ -684,17 +610,14 @@ impl Bridge {
             return Err(e);
         }
         match request {
-            Request::Store(store) => self.store(con, store, answers, events),
             Request::Join {
                 member,
                 seq,
                 names,
                 room,
                 since,
-            } => self.join(con, *member, *seq, names, room, since.clone(), answers),
-            Request::Switch { member, seq, room } => {
-                self.switch(con, *member, *seq, room, answers, events)
-            }
+            } => self.join(con, *member, *seq, names, room, since.clone(), events),
+            Request::Switch { member, seq, room } => self.switch(con, *member, *seq, room, events),
             Request::Leave { member, reason } => self
                 .scripts
                 .leave
@@ -737,18 +660,18 @@ impl Bridge {
                     .exec(con)
             }
             Request::Resync { .. } => self.resync(con, request, events),
+            store => self.store(con, store, events),
         }
     }
 
     fn store(
         &mut self,
         con: &mut Connection,
-        request: &store::Request,
-        answers: &Sender<Answer>,
+        request: &Request,
         events: &Sender<Event>,
     ) -> RedisResult<()> {
         match request {
-            store::Request::EndSession { id, expires } => {
+            Request::EndSession { id, expires } => {
                 // Kept in a hash until it expires, and told to every node's hub.
                 let id = data_encoding::HEXLOWER.encode(id);
                 let news = serde_json::json!({"k": "end_session", "id": id, "expires": expires});
@@ -764,26 +687,12 @@ impl Bridge {
                     .ignore()
                     .exec(con)?;
             }
-            store::Request::Append(msg) => {
+            Request::Append(msg) => {
                 // Appends come through `append_all`; one alone is a run of one.
                 let ids = self.pipeline_appends(con, std::slice::from_ref(msg), events)?;
-                let _ = answers.send(committed(vec![msg.clone()], Some(ids)));
+                let _ = events.send(Event::Answer(committed(vec![msg.clone()], Some(ids))));
             }
-            store::Request::Load {
-                member,
-                seq,
-                room,
-                since,
-            } => {
-                let last: Option<u64> = redis::cmd("HGET")
-                    .arg("switchboard:ids")
-                    .arg(room)
-                    .query(con)?;
-                let last = last.unwrap_or(0);
-                let (history, resumed) = self.history(con, room, since.clone(), last)?;
-                let _ = answers.send(loaded(*member, *seq, room, history, last, resumed));
-            }
-            store::Request::Page {
+            Request::Page {
                 member,
                 room,
                 before,
@@ -795,15 +704,15 @@ impl Bridge {
                 let more = messages.len() > limit;
                 messages.truncate(limit);
                 messages.reverse();
-                let _ = answers.send(Answer::Page {
+                let _ = events.send(Event::Answer(Answer::Page {
                     member: *member,
                     room: room.clone(),
                     messages,
                     more,
                     failed: false,
-                });
+                }));
             }
-            store::Request::Rooms {
+            Request::Rooms {
                 members,
                 after,
                 limit,
@@ -836,7 +745,7 @@ impl Bridge {
                 let (rooms, more) = store::page_of_rooms(stored, members.clone(), *limit);
                 let _ = reply.send(ApiAnswer::Rooms { rooms, more });
             }
-            store::Request::Messages {
+            Request::Messages {
                 room,
                 before,
                 after,
@@ -862,6 +771,14 @@ impl Bridge {
                     more,
                 });
             }
+            // Who is where: `carry_out` takes these.
+            Request::Join { .. }
+            | Request::Switch { .. }
+            | Request::Leave { .. }
+            | Request::Rename { .. }
+            | Request::Direct { .. }
+            | Request::Relay { .. }
+            | Request::Resync { .. } => {}
         }
         Ok(())
     }
@@ -875,7 +792,7 @@ impl Bridge {
         names: &[(String, String)],
         room: &str,
         since: Option<Since>,
-        answers: &Sender<Answer>,
+        events: &Sender<Event>,
     ) -> RedisResult<()> {
         let mut join = self.scripts.join.prepare_invoke();
         join.arg(member_key(&self.node, member))
@@ -888,7 +805,9 @@ impl Bridge {
         }
         let (_name, last): (String, u64) = join.invoke(con)?;
         let (history, resumed) = self.history(con, room, since, last)?;
-        let _ = answers.send(loaded(member, seq, room, history, last, resumed));
+        let _ = events.send(Event::Answer(loaded(
+            member, seq, room, history, last, resumed,
+        )));
         Ok(())
     }
 
@@ -898,7 +817,6 @@ impl Bridge {
         member: ConnId,
         seq: u64,
         room: &str,
-        answers: &Sender<Answer>,
         events: &Sender<Event>,
     ) -> RedisResult<()> {
         let last: i64 = self
@@ -915,7 +833,9 @@ impl Bridge {
             return Ok(());
         };
         let (history, resumed) = self.history(con, room, None, last)?;
-        let _ = answers.send(loaded(member, seq, room, history, last, resumed));
+        let _ = events.send(Event::Answer(loaded(
+            member, seq, room, history, last, resumed,
+        )));
         Ok(())
     }
 
@@ -1105,40 +1025,6 @@ fn loaded(
     }
 }
 
-/// Answers a store request that cannot be carried out now.
-fn refuse_store(request: store::Request, answers: &Sender<Answer>) {
-    let _ = match request {
-        // The node that ended it refuses the cookie all the same until it restarts.
-        store::Request::EndSession { .. } => Ok(()),
-        store::Request::Append(msg) => answers.send(Answer::Committed(vec![(
-            msg.author,
-            Err(StoreError::Failed),
-        )])),
-        store::Request::Load {
-            member, seq, room, ..
-        } => answers.send(Answer::Loaded {
-            member,
-            seq,
-            room,
-            history: Vec::new(),
-            last_id: 0,
-            resumed: false,
-            failed: true,
-        }),
-        store::Request::Page { member, room, .. } => answers.send(Answer::Page {
-            member,
-            room,
-            messages: Vec::new(),
-            more: false,
-            failed: true,
-        }),
-        store::Request::Rooms { reply, .. } | store::Request::Messages { reply, .. } => {
-            let _ = reply.send(ApiAnswer::Unavailable);
-            Ok(())
-        }
-    };
-}
-
 /// The stream of `room`.
 fn stream(room: &str) -> String {
     format!("switchboard:room:{room}")
@@ -1211,7 +1097,9 @@ mod tests {
             r#"{"k":"msg","room":"lobby","id":7,"from":"ann","text":"hi\/there","ts":1764640000123,"via":""}"#,
         )
         .unwrap();
-        let line = msg.line().unwrap();
+        let Some(Change::Msg(line)) = msg.into_change() else {
+            panic!("a message");
+        };
         assert_eq!(
             (line.id, line.text.as_str(), line.via),
             (7, "hi/there", None)

@@ -1,23 +1,21 @@
-//! Chat rooms: who is in each, and what each chat request does.
+//! Chat rooms: who is in each, and what each chat request and API call does.
 //!
-//! A room's messages live in the store. A message goes to the store first
-//! and reaches the room only once the store says it is committed, with its id; the
-//! store answers in the order it was asked, so every member sees a room's messages in
-//! the same order with the same numbers. A message is encoded to JSON once and the
-//! same bytes are queued for every member.
+//! A room's messages live in the backend. A message goes to the backend first and
+//! reaches the room only once the backend says it is committed, with its id, as a
+//! change ([`changes`](super::changes) applies the changes, this module makes the
+//! requests); the backend makes changes in one order, so every member sees a room's
+//! messages in the same order with the same numbers. A message is encoded to JSON
+//! once and the same bytes are queued for every member.
 //!
-//! A member's `welcome` carries history, which the store reads; until it comes back
+//! A member's `welcome` carries history, which the backend reads; until it comes back
 //! the member's other news is held (see `Post`), so the welcome is always first.
 
+use super::backend::Backend;
 use super::members::Members;
-use super::nodes::Cluster;
-use super::{Backend, LeaveReason, Post, idempotent};
+use super::{Post, idempotent};
 use crate::base::RateLimit;
-use crate::base::{ClientKey, ConnId};
-use crate::chat::{
-    self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage, Since,
-};
-use crate::cluster;
+use crate::base::{ClientKey, ConnId, now_ms};
+use crate::chat::{self, ChatError, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
 use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
 use crate::store::{self, Answer, ApiAnswer, Author, NewMessage, StoreError};
@@ -25,7 +23,6 @@ use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tungstenite::Message;
 
 #[derive(Debug, Default)]
@@ -35,16 +32,13 @@ pub(super) struct ChatRoom {
 }
 
 /// Every chat room with people in it. An empty room is forgotten: its messages are
-/// in the store.
+/// in the backend.
 #[derive(Debug)]
 pub(super) struct ChatRooms {
     pub(super) rooms: HashMap<String, ChatRoom>,
-    /// Requests to the store writer; `None` once it is gone, and on a cluster node.
-    store: Option<Sender<store::Request>>,
-    /// On a cluster node, the bridge to Redis and what the hub keeps of
-    /// the cluster; `None` on a single node.
-    pub(super) cluster: Option<Cluster>,
-    /// The store's epoch, for every welcome.
+    /// The backend, and what the hub keeps of it.
+    pub(super) backend: Backend,
+    /// The backend's epoch, for every welcome.
     pub(super) epoch: String,
     /// Numbers each member's loads, so that a stale answer is told from the latest.
     pub(super) loads: u64,
@@ -139,14 +133,9 @@ impl ChatRooms {
         limits: chat::Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (store, cluster) = match backend {
-            Backend::Store(store) => (Some(store), None),
-            Backend::Cluster { node, bridge } => (None, Some(Cluster::new(node, bridge))),
-        };
         Self {
             rooms: HashMap::new(),
-            store,
-            cluster,
+            backend,
             epoch,
             loads: 0,
             api_rate,
@@ -158,7 +147,7 @@ impl ChatRooms {
         }
     }
 
-    /// Carries out an HTTP API request: reads go to the store, which answers the
+    /// Carries out an HTTP API request: reads go to the backend, which answers the
     /// waiting HTTP thread itself; a post is rate-limited per address, then stored and
     /// delivered like a chat message, marked `via: api`; it may not speak under a
     /// connected member's name, nor one that looks like it.
@@ -172,7 +161,7 @@ impl ChatRooms {
         let request = match call {
             ApiCall::Rooms { after, limit } => {
                 // Only what can be on the page: the first rooms with people after
-                // `after`, by name; the store adds the rooms with messages.
+                // `after`, by name; the backend adds the rooms with messages.
                 let mut members: Vec<(String, usize)> = self
                     .rooms
                     .iter()
@@ -270,23 +259,16 @@ impl ChatRooms {
         }
     }
 
-    /// The store thread is gone: every later request that needs it is `unavailable`.
-    pub(super) fn store_gone(&mut self) {
-        self.store = None;
-        if let Some(cluster) = &mut self.cluster {
-            cluster.gone();
-        }
+    /// The backend's threads are gone: every later request that needs it is
+    /// `unavailable`.
+    pub(super) fn backend_gone(&mut self) {
+        self.backend.gone();
     }
 
-    /// Queues a request for the store without waiting; `false` when it cannot take it
-    /// (it is behind, or gone).
+    /// Queues a request for the backend without waiting; `false` when it cannot take
+    /// it (it is behind, or gone).
     fn ask(&self, request: store::Request) -> bool {
-        if let Some(cluster) = &self.cluster {
-            return cluster.ask(cluster::Request::Store(request));
-        }
-        self.store
-            .as_ref()
-            .is_some_and(|store| store.try_send(request).is_ok())
+        self.backend.ask(request)
     }
 
     pub(super) fn unavailable(&self, members: &Members, post: &mut Post, id: ConnId, what: &str) {
@@ -307,24 +289,13 @@ impl ChatRooms {
         id: ConnId,
         msg: ClientMessage,
     ) {
-        let Some(msg) = self.cluster_early(members, post, id, msg) else {
+        let Some(msg) = self.early(members, post, id, msg) else {
             return;
         };
         let Some((name, room)) = members.chat_member(id) else {
             return;
         };
         let (name, room) = (name.to_owned(), room.to_owned());
-        if self.cluster.is_some() {
-            match msg {
-                ClientMessage::Rename { name: to } => {
-                    return self.cluster_rename(members, post, id, to);
-                }
-                ClientMessage::Join { room: to } => {
-                    return self.cluster_switch(members, post, id, &to);
-                }
-                _ => {}
-            }
-        }
         match msg {
             ClientMessage::Message { text } => {
                 let client = self.rooms_kept.clients.get(&id).copied();
@@ -351,20 +322,8 @@ impl ChatRooms {
                 }
             }
             ClientMessage::Direct { to, text } => self.direct(members, post, id, &to, &text),
-            ClientMessage::Rename { name: to } => self.rename(members, post, id, &room, &name, to),
-            ClientMessage::Join { room: to } if to == room => self.load(members, post, id, None),
-            ClientMessage::Join { room: to } => {
-                self.leave(
-                    members,
-                    post,
-                    id,
-                    &room,
-                    &name,
-                    LeaveReason::Switched.as_str(),
-                );
-                members.move_to(id, &to);
-                self.enter(members, post, id, &to, None);
-            }
+            ClientMessage::Rename { name: to } => self.rename(members, post, id, to),
+            ClientMessage::Join { room: to } => self.switch(members, post, id, &to),
             ClientMessage::History { before, limit } => {
                 let page = store::Request::Page {
                     member: id,
@@ -407,32 +366,6 @@ impl ChatRooms {
         rooms
     }
 
-    /// Puts `id` into a room: welcome to it (once the store has read its history),
-    /// `join` to everyone else.
-    pub(super) fn enter(
-        &mut self,
-        members: &Members,
-        post: &mut Post,
-        id: ConnId,
-        name: &str,
-        since: Option<Since>,
-    ) {
-        self.rooms
-            .entry(name.to_owned())
-            .or_default()
-            .members
-            .push(id);
-        self.load(members, post, id, since);
-        if let Some((member, _)) = members.chat_member(id) {
-            let json = chat::encode(&ServerMessage::Join {
-                room: name,
-                name: member,
-                ts: now_ms(),
-            });
-            self.broadcast(members, post, name, Some(id), &Message::text(json));
-        }
-    }
-
     /// Takes `id` (called `name`) out of room `room_name` and tells the others why.
     pub(super) fn leave(
         &mut self,
@@ -449,9 +382,7 @@ impl ChatRooms {
         room.members.retain(|&m| m != id);
         if room.members.is_empty() {
             self.rooms.remove(room_name);
-            if let Some(cluster) = &mut self.cluster {
-                cluster.room_gone(room_name);
-            }
+            self.backend.room_gone(room_name);
             return;
         }
         let json = chat::encode(&ServerMessage::Leave {
@@ -494,13 +425,12 @@ impl ChatRooms {
             ts: now_ms(),
         });
         let msg = Message::text(json);
-        if let Some(cluster) = &self.cluster
-            && members.outbox(target).is_none()
-        {
-            let to = cluster.key(target);
+        if members.outbox(target).is_none() {
+            // On another node (or leaving): the backend takes it there.
+            let to = self.backend.key(target);
             let json = msg.to_text().unwrap_or_default().to_owned();
-            let direct = cluster::Request::Direct { from: id, to, json };
-            if !cluster.ask(direct) {
+            let direct = store::Request::Direct { from: id, to, json };
+            if !self.ask(direct) {
                 let error = ChatError::new(
                     ErrorCode::Unavailable,
                     "the direct message could not be sent, try again",
@@ -515,70 +445,13 @@ impl ChatRooms {
         }
     }
 
-    fn rename(
-        &self,
-        members: &mut Members,
-        post: &mut Post,
-        id: ConnId,
-        room: &str,
-        from: &str,
-        to: String,
-    ) {
-        if members.rename(id, &to).is_err() {
-            let error = ChatError::new(ErrorCode::NameTaken, format!("{to} is already taken"));
-            return self.send_error(members, post, id, &error);
-        }
-        let json = chat::encode(&ServerMessage::Rename {
-            room,
-            from,
-            to: &to,
-            ts: now_ms(),
-        });
-        self.broadcast(members, post, room, None, &Message::text(json));
-    }
-
-    /// Asks the store for member `id`'s welcome history, holding its other news
-    /// until the answer comes.
-    fn load(&mut self, members: &Members, post: &mut Post, id: ConnId, since: Option<Since>) {
-        let Some((_, room)) = members.chat_member(id) else {
-            return;
-        };
-        self.loads += 1;
-        let seq = self.loads;
-        post.hold(id, seq);
-        let request = store::Request::Load {
-            member: id,
-            seq,
-            room: room.to_owned(),
-            since,
-        };
-        if !self.ask(request) {
-            // No history to be had now: a welcome without it, and why.
-            let answer = Answer::Loaded {
-                member: id,
-                seq,
-                room: room.to_owned(),
-                history: Vec::new(),
-                last_id: 0,
-                resumed: false,
-                failed: true,
-            };
-            self.answer(members, post, answer);
-        }
-    }
-
-    /// Carries out what the store answered.
+    /// Carries out what the backend answered.
     pub(super) fn answer(&mut self, members: &Members, post: &mut Post, answer: Answer) {
         match answer {
             Answer::Committed(lines) => {
+                // The messages reach their rooms as changes; here their authors hear
+                // what became of them.
                 for (author, line) in lines {
-                    // On a cluster node, a message reaches the room from the bus, in
-                    // the order Redis gave every node.
-                    if let Ok(line) = &line
-                        && self.cluster.is_none()
-                    {
-                        self.deliver_stored(members, post, line);
-                    }
                     match (author, line) {
                         (Author::Member(sender), Ok(_)) => post.settle(members, sender),
                         (Author::Member(sender), Err(StoreError::Failed)) => {
@@ -608,15 +481,7 @@ impl ChatRooms {
                     }
                 }
             }
-            loaded @ Answer::Loaded { .. } if self.cluster.is_some() => {
-                self.cluster_loaded(members, post, loaded);
-            }
-            loaded @ Answer::Loaded { member, seq, .. } => {
-                // A member that moved on since asked again; only the latest counts.
-                if post.is_latest_load(member, seq) {
-                    self.welcome(members, post, loaded);
-                }
-            }
+            loaded @ Answer::Loaded { .. } => self.loaded(members, post, loaded),
             Answer::Page {
                 member,
                 room,
@@ -687,19 +552,6 @@ impl ChatRooms {
         }
     }
 
-    /// A stored message, to everyone in its room.
-    fn deliver_stored(&self, members: &Members, post: &mut Post, line: &ChatLine) {
-        let Some(room) = self.rooms.get(&line.room) else {
-            return;
-        };
-        // Nothing is logged here: this runs for every message, and a log line can
-        // block on a full stderr, the hub with it.
-        let msg = Message::text(chat::encode(line));
-        for &id in &room.members {
-            post.deliver_stored(members, id, msg.clone());
-        }
-    }
-
     /// The names of a room's members, in order of arrival.
     pub(super) fn names<'m>(&self, members: &'m Members, room: &str) -> Vec<&'m str> {
         let Some(room) = self.rooms.get(room) else {
@@ -728,10 +580,4 @@ impl ChatRooms {
             }
         }
     }
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

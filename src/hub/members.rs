@@ -29,41 +29,15 @@ pub(super) struct Member {
     pub wire: Option<Door>,
 }
 
-/// The name asked for belongs to someone else.
-#[derive(Debug)]
-pub(super) struct NameTaken;
-
 /// Every member of the hub, and the names in use.
 #[derive(Debug, Default)]
 pub(super) struct Members {
     by_id: HashMap<ConnId, Member>,
     /// A name's key ([`chat::name_key`]) → its owner.
     names: HashMap<String, ConnId>,
-    /// The last `guest-N` handed out.
-    guests: u64,
 }
 
 impl Members {
-    /// Adds a chat member under `wanted` or, if that is taken, a free variant of it
-    /// (`guest-N` when it asked for none).
-    pub(super) fn join_chat(
-        &mut self,
-        id: ConnId,
-        wanted: Option<String>,
-        room: &str,
-        outbox: Outbox,
-        wire: Option<Door>,
-    ) {
-        let name = self.unique_name(wanted);
-        self.names.insert(chat::name_key(&name), id);
-        let role = Role::Chat {
-            name,
-            room: room.to_owned(),
-        };
-        let outbox = Some(outbox);
-        self.by_id.insert(id, Member { outbox, role, wire });
-    }
-
     /// Adds a chat member of this node whose name the cluster has yet to give it; it
     /// is in no room's list and has no name until then.
     pub(super) fn join_unnamed(
@@ -176,24 +150,6 @@ impl Members {
         Some((id, name))
     }
 
-    /// Gives chat member `id` the name `to`, unless someone else has it.
-    pub(super) fn rename(&mut self, id: ConnId, to: &str) -> Result<(), NameTaken> {
-        let key = chat::name_key(to);
-        if self.names.get(&key).is_some_and(|&owner| owner != id) {
-            return Err(NameTaken);
-        }
-        if let Some(Member {
-            role: Role::Chat { name, .. },
-            ..
-        }) = self.by_id.get_mut(&id)
-        {
-            self.names.remove(&chat::name_key(name));
-            self.names.insert(key, id);
-            to.clone_into(name);
-        }
-        Ok(())
-    }
-
     /// Moves chat member `id` to `room`.
     pub(super) fn move_to(&mut self, id: ConnId, to: &str) {
         if let Some(Member {
@@ -210,27 +166,6 @@ impl Members {
         self.unname(id);
         self.by_id.remove(&id)
     }
-
-    /// A name nobody has: the wanted one, else it with `-2`, `-3`, …; `guest-N` when
-    /// none was asked for.
-    fn unique_name(&mut self, wanted: Option<String>) -> String {
-        let taken =
-            |names: &HashMap<String, ConnId>, n: &str| names.contains_key(&chat::name_key(n));
-        match wanted {
-            Some(base) if !taken(&self.names, &base) => base,
-            Some(base) => (2u64..)
-                .map(|n| with_suffix(&base, n))
-                .find(|n| !taken(&self.names, n))
-                .unwrap_or(base),
-            None => loop {
-                self.guests += 1;
-                let name = format!("guest-{}", self.guests);
-                if !taken(&self.names, &name) {
-                    break name;
-                }
-            },
-        }
-    }
 }
 
 /// `base-n`, shortening `base` so the result stays a valid name.
@@ -244,20 +179,20 @@ pub(super) fn with_suffix(base: &str, n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::outbox;
-
-    fn join(members: &mut Members, id: ConnId, name: Option<&str>) -> String {
-        let (tx, _rx) = outbox(8, 1024).unwrap();
-        members.join_chat(id, name.map(str::to_owned), "lobby", tx, None);
-        members.chat_member(id).unwrap().0.to_owned()
-    }
 
     #[test]
-    fn taken_names_get_a_suffix_regardless_of_case_and_stay_short() {
+    fn names_are_found_regardless_of_case_and_look_alikes() {
         let mut members = Members::default();
-        assert_eq!(join(&mut members, 1, Some("alice")), "alice");
-        assert_eq!(join(&mut members, 2, Some("Alice")), "Alice-2");
-        assert_eq!(join(&mut members, 3, Some("ALICE")), "ALICE-3");
+        members.join_named(1, "alice", "lobby");
+        assert_eq!(members.find("\u{430}LICE"), Some((1, "alice")));
+        assert_eq!(members.find("\u{ff41}lice"), Some((1, "alice")));
+        let decomposed = "\u{3b1}\u{313}\u{300}\u{345}".repeat(chat::MAX_NAME_CHARS);
+        members.join_named(4, &decomposed, "lobby");
+        assert!(
+            members.find(&decomposed).is_some(),
+            "a name in NFD is found"
+        );
+        assert_eq!(members.find(&"a".repeat(1 << 20)), None);
         assert_eq!(
             with_suffix(&"x".repeat(32), 10),
             format!("{}-10", "x".repeat(29))
@@ -265,41 +200,12 @@ mod tests {
     }
 
     #[test]
-    fn look_alikes_of_a_name_in_use_get_a_suffix_and_cannot_be_taken() {
-        let mut members = Members::default();
-        assert_eq!(join(&mut members, 1, Some("alice")), "alice");
-        assert_eq!(join(&mut members, 2, Some("\u{430}lice")), "\u{430}lice-2");
-        assert_eq!(
-            join(&mut members, 3, Some("\u{ff41}lice")),
-            "\u{ff41}lice-3"
-        );
-        assert!(members.rename(2, "ALICE").is_err());
-        assert_eq!(members.find("\u{430}LICE"), Some((1, "alice")));
-        let decomposed = "\u{3b1}\u{313}\u{300}\u{345}".repeat(chat::MAX_NAME_CHARS);
-        join(&mut members, 4, Some(&decomposed));
-        assert!(
-            members.find(&decomposed).is_some(),
-            "a name in NFD is found"
-        );
-        assert_eq!(members.find(&"a".repeat(1 << 20)), None);
-    }
-
-    #[test]
     fn a_name_is_free_again_once_its_member_leaves_or_renames() {
         let mut members = Members::default();
-        join(&mut members, 1, Some("bob"));
-        assert!(members.rename(1, "robert").is_ok());
-        assert_eq!(join(&mut members, 2, Some("bob")), "bob", "freed by rename");
-        assert!(members.rename(1, "BOB").is_err(), "taken by member 2");
-        members.remove(2);
-        assert!(members.rename(1, "BOB").is_ok(), "freed by leaving");
-        assert_eq!(members.find("bob"), Some((1, "BOB")));
-    }
-
-    #[test]
-    fn guests_are_numbered_past_names_in_use() {
-        let mut members = Members::default();
-        join(&mut members, 1, Some("guest-1"));
-        assert_eq!(join(&mut members, 2, None), "guest-2");
+        members.join_named(1, "bob", "lobby");
+        members.join_named(1, "robert", "lobby");
+        assert_eq!(members.find("bob"), None, "freed by the new name");
+        members.remove(1);
+        assert_eq!(members.find("robert"), None, "freed by leaving");
     }
 }

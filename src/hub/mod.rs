@@ -12,15 +12,22 @@
 //! The hub ends when every sender of events has been dropped: the accept loops and all
 //! connection threads are gone, so nobody can want anything from it any more.
 //!
-//! Its state is in three rooms of its own: [`members`] (who is connected, under which
-//! name), [`chat`] (chat rooms, numbering, history) and [`relay`] (relay rooms). What
-//! is queued for whom during one batch of events is the [`Post`]'s business.
+//! Its state is in rooms of its own: [`members`] (who is connected, under which
+//! name), [`chat`] (chat rooms and what members and the API ask of them),
+//! [`changes`] (applying what the backend changed), [`backend`] (what the hub keeps
+//! of its backend) and [`relay`] (relay rooms). What is queued for whom during one
+//! batch of events is the [`Post`]'s business.
+//!
+//! The backend is the other side of one seam, [`crate::store`]'s requests and
+//! events: a single node's store writer, or a cluster node's bridge to Redis. The hub
+//! does not know which; it has one way to join, rename, move, leave and post, and one
+//! function that delivers a committed message.
 
+mod backend;
+mod changes;
 mod chat;
-mod cluster;
 mod idempotent;
 mod members;
-mod nodes;
 mod post;
 mod relay;
 pub(crate) mod signin;
@@ -28,10 +35,9 @@ pub(crate) mod signin;
 use crate::base::{ClientKey, ConnId, SessionId};
 pub(crate) use crate::chat::LeaveReason;
 use crate::chat::{ChatError, ClientMessage, Since};
-use crate::cluster::Event;
 use crate::metrics::{self, Metrics};
 use crate::outbox::Outbox;
-use crate::store::{self, Answer, ApiAnswer};
+use crate::store::{self, ApiAnswer, Change, Event};
 use crate::wire::Door;
 use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
@@ -123,24 +129,15 @@ pub(crate) enum ApiCall {
     },
 }
 
-/// Where chat messages are kept, and who else must hear of each change.
-#[derive(Debug)]
-pub(crate) enum Backend {
-    /// A single node: the store writer.
-    Store(Sender<store::Request>),
-    /// A cluster node: the bridge to Redis, which is the store and the bus;
-    /// `node` is this node's name there.
-    Cluster {
-        node: String,
-        bridge: Sender<crate::cluster::Request>,
-    },
-}
-
 /// The hub's own settings.
 #[derive(Debug, Clone)]
 pub(crate) struct HubConfig {
-    /// The store's epoch, told to every client in its `welcome`.
+    /// The backend's epoch, told to every client in its `welcome`.
     pub epoch: String,
+    /// This node's name in the backend's member keys.
+    pub node: String,
+    /// Whether relay traffic goes to other nodes through the backend.
+    pub shares_relay: bool,
     /// HTTP API posts allowed per address: per second, and in one burst.
     pub api_rate: (u32, u32),
     /// The password and the API token, which the hub compares guesses with.
@@ -158,8 +155,7 @@ pub(crate) struct HubConfig {
 /// What woke the hub.
 enum Next {
     Event(Option<HubEvent>),
-    Answer(Option<Answer>),
-    Cluster(Option<Event>),
+    Backend(Option<Event>),
 }
 
 /// All shared state. Only the hub thread ever touches it.
@@ -175,12 +171,17 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    /// A hub whose chat rooms keep their messages in the store behind `store`.
-    pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>, backend: Backend) -> Self {
+    /// A hub whose chat rooms keep their messages, and their shared state, in the
+    /// backend that takes `requests`.
+    pub(crate) fn new(
+        config: HubConfig,
+        metrics: Arc<Metrics>,
+        requests: Sender<store::Request>,
+    ) -> Self {
         Self {
             chat: ChatRooms::new(
                 config.epoch,
-                backend,
+                backend::Backend::new(config.node, requests, config.shares_relay),
                 config.api_rate,
                 chat::RoomsKept::new(config.max_rooms, config.stored_rooms),
                 config.limits,
@@ -202,45 +203,31 @@ impl Hub {
     /// waits; when it falls behind, each wake-up carries many messages, which is
     /// what lets a busy room catch up.
     ///
-    /// The store's answers come on a channel of their own, so that the store thread's
-    /// sender does not keep the hub alive: the hub ends when the connections' events
-    /// channel closes, and its own sender to the store goes with it.
-    ///
-    /// A cluster node's bus (`cluster`, [`crossbeam_channel::never`] on a single node)
-    /// is the third source, and no more a reason to live than the store's answers.
-    pub(crate) fn run(
-        mut self,
-        events: Receiver<HubEvent>,
-        answers: Receiver<Answer>,
-        cluster: Receiver<Event>,
-    ) {
-        let (no_answers, no_news) = (crossbeam_channel::never(), crossbeam_channel::never());
-        let mut answers = Some(answers);
-        let mut cluster = Some(cluster);
+    /// The backend's events come on a channel of their own, so that the backend's
+    /// senders do not keep the hub alive: the hub ends when the connections' events
+    /// channel closes, and its own sender to the backend goes with it.
+    pub(crate) fn run(mut self, events: Receiver<HubEvent>, backend: Receiver<Event>) {
+        let gone = crossbeam_channel::never();
+        let mut backend = Some(backend);
         loop {
             let next = select! {
                 recv(events) -> event => Next::Event(event.ok()),
-                recv(answers.as_ref().unwrap_or(&no_answers)) -> answer => Next::Answer(answer.ok()),
-                recv(cluster.as_ref().unwrap_or(&no_news)) -> event => Next::Cluster(event.ok()),
+                recv(backend.as_ref().unwrap_or(&gone)) -> event => Next::Backend(event.ok()),
             };
             match next {
                 Next::Event(Some(event)) => self.apply(event),
                 Next::Event(None) => break,
-                Next::Answer(Some(answer)) => self.answer(answer),
-                Next::Answer(None) => {
-                    // The store thread ended early (it panicked): from now on chat
-                    // messages get `unavailable`, and nothing else changes.
-                    answers = None;
-                    self.chat.store_gone();
+                Next::Backend(Some(event)) => self.backend(event),
+                Next::Backend(None) => {
+                    // The backend's threads ended early (one panicked): from now on
+                    // what needs it gets `unavailable`.
+                    backend = None;
+                    self.chat.backend_gone();
                 }
-                Next::Cluster(Some(event)) => self.cluster(event),
-                Next::Cluster(None) => cluster = None,
             }
             for _ in 0..MAX_BATCH - 1 {
-                if let Some(answer) = answers.as_ref().and_then(|a| a.try_recv().ok()) {
-                    self.answer(answer);
-                } else if let Some(event) = cluster.as_ref().and_then(|c| c.try_recv().ok()) {
-                    self.cluster(event);
+                if let Some(event) = backend.as_ref().and_then(|b| b.try_recv().ok()) {
+                    self.backend(event);
                 } else if let Ok(event) = events.try_recv() {
                     self.apply(event);
                 } else {
@@ -252,9 +239,9 @@ impl Hub {
         log::debug!("hub: every connection is gone, stopping");
     }
 
-    /// Handles news from the cluster: the bus, in Redis's order, and what became of
-    /// the hub's requests.
-    fn cluster(&mut self, event: Event) {
+    /// Handles what the backend says: answers to the hub's requests, and the changes
+    /// it made, in its order.
+    fn backend(&mut self, event: Event) {
         let Hub {
             members,
             chat,
@@ -263,31 +250,14 @@ impl Hub {
             ..
         } = self;
         match event {
-            Event::Bus(crate::cluster::Bus::EndSession { id, expires }) => {
-                let id = data_encoding::HEXLOWER.decode(id.as_bytes()).ok();
-                if let Some(id) = id.and_then(|id| SessionId::try_from(id.as_slice()).ok()) {
-                    self.signins.end(id, expires);
-                }
-            }
+            Event::Change(Change::EndSession { id, expires }) => self.signins.end(id, expires),
             Event::Relay { from, room, msg } => {
                 if !chat.is_ours(&from) {
                     relay.deliver(members, post, &room, &msg);
                 }
             }
-            event => chat.cluster_event(members, post, event),
+            event => chat.backend_event(members, post, event),
         }
-        self.evict_overflowed();
-    }
-
-    /// Handles what the store answered.
-    fn answer(&mut self, answer: Answer) {
-        let Hub {
-            members,
-            chat,
-            post,
-            ..
-        } = self;
-        chat.answer(members, post, answer);
         self.evict_overflowed();
     }
 
@@ -325,13 +295,8 @@ impl Hub {
                 client,
             } => {
                 chat.rooms_kept.clients.insert(id, client);
-                if chat.cluster.is_some() {
-                    members.join_unnamed(id, &room, outbox, wire);
-                    chat.cluster_join(members, post, id, &room, name, since);
-                } else {
-                    members.join_chat(id, name, &room, outbox, wire);
-                    chat.enter(members, post, id, &room, since);
-                }
+                members.join_unnamed(id, &room, outbox, wire);
+                chat.join(members, post, id, &room, name, since);
                 if let Some(error) = name_error {
                     chat.send_error(members, post, id, &error);
                 }
@@ -345,7 +310,7 @@ impl Hub {
                 chat.publish_relay(members, id, &msg);
                 relay.forward(members, post, id, msg);
             }
-            HubEvent::Reply { id, msg } => post.deliver(members, id, msg),
+            HubEvent::Reply { id, msg } => chat.reply(members, post, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
             HubEvent::Api { ip, call, reply } => chat.api(members, ip, call, reply),
             HubEvent::Watch {
@@ -396,34 +361,26 @@ impl Hub {
         self.chat.rooms_kept.clients.remove(&id);
         self.post.held.remove(&id);
         self.post.waiting.remove(&id);
-        if self.chat.cluster.is_some()
-            && let Some(members::Member {
+        match self.members.get(id) {
+            // It leaves when the backend says so (on a cluster, on every node at
+            // once); a member already leaving (evicted, then its thread ended) is not
+            // told twice.
+            Some(members::Member {
                 role: Role::Chat { .. },
                 outbox,
                 ..
-            }) = self.members.get(id)
-        {
-            // It leaves when the bus says so, on every node at once; a member already
-            // leaving (evicted, then its thread ended) is not told twice.
-            if outbox.is_some() {
+            }) if outbox.is_some() => {
                 self.chat
-                    .cluster_leave(&mut self.members, &mut self.post, id, reason);
+                    .member_left(&mut self.members, &mut self.post, id, reason);
             }
-            return;
-        }
-        let Some(member) = self.members.remove(id) else {
-            return;
-        };
-        match member.role {
-            Role::Chat { name, room } => self.chat.leave(
-                &self.members,
-                &mut self.post,
-                id,
-                &room,
-                &name,
-                reason.as_str(),
-            ),
-            Role::Relay { room } => self.relay.leave(id, &room),
+            Some(members::Member {
+                role: Role::Relay { room },
+                ..
+            }) => {
+                self.relay.leave(id, room);
+                self.members.remove(id);
+            }
+            Some(_) | None => {}
         }
     }
 }
@@ -439,8 +396,8 @@ mod tests {
         hub: Hub,
         store: Store,
         requests: Receiver<store::Request>,
-        answers_tx: Sender<Answer>,
-        answers: Receiver<Answer>,
+        events_tx: Sender<Event>,
+        events: Receiver<Event>,
     }
 
     impl TestHub {
@@ -457,9 +414,9 @@ mod tests {
                 if batch.is_empty() {
                     return;
                 }
-                assert!(self.store.serve(batch, &self.answers_tx));
-                for answer in self.answers.try_iter() {
-                    self.hub.answer(answer);
+                assert!(self.store.serve(batch, &self.events_tx));
+                for event in self.events.try_iter() {
+                    self.hub.backend(event);
                 }
                 self.hub.post.wake_all();
             }
@@ -474,21 +431,23 @@ mod tests {
         })
         .unwrap();
         let (store_tx, requests) = crossbeam_channel::unbounded();
-        let (answers_tx, answers) = crossbeam_channel::unbounded();
-        let config = test_config(store.epoch());
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let config = test_config(store.epoch(), store.node());
         TestHub {
-            hub: Hub::new(config, Arc::new(Metrics::new()), Backend::Store(store_tx)),
+            hub: Hub::new(config, Arc::new(Metrics::new()), store_tx),
             store,
             requests,
-            answers_tx,
-            answers,
+            events_tx,
+            events,
         }
     }
 
-    /// The hub's settings in these tests: the defaults, and `epoch`.
-    fn test_config(epoch: &str) -> HubConfig {
+    /// The hub's settings in these tests: the defaults, `epoch` and `node`.
+    fn test_config(epoch: &str, node: &str) -> HubConfig {
         HubConfig {
             epoch: epoch.to_owned(),
+            node: node.to_owned(),
+            shares_relay: false,
             api_rate: (20, 40),
             secrets: Secrets::default(),
             ended_sessions: Vec::new(),
@@ -567,6 +526,36 @@ mod tests {
         assert_eq!(drain(&b)[0]["name"], "Alice-2");
     }
 
+    /// Names are the backend's to give: a free variant of one taken up to case or
+    /// look-alikes, a guest number nobody holds, and no taking someone's name.
+    #[test]
+    fn names_are_unique_up_to_case_and_look_alikes_and_guests_skip_names_in_use() {
+        let mut hub = hub();
+        let _a = join(&mut hub, 1, "lobby", "alice");
+        let b = join(&mut hub, 2, "lobby", "\u{430}lice");
+        assert_eq!(drain(&b)[0]["name"], "\u{430}lice-2");
+        hub.handle(HubEvent::Chat {
+            id: 2,
+            msg: ClientMessage::Rename {
+                name: "ALICE".into(),
+            },
+        });
+        assert_eq!(drain(&b)[0]["code"], "name_taken");
+        let _c = join(&mut hub, 3, "lobby", "guest-1");
+        let (tx, d) = outbox(8, 1 << 20).unwrap();
+        hub.handle(HubEvent::JoinChat {
+            id: 4,
+            client: ClientKey::of("127.0.0.1".parse().unwrap()),
+            room: "lobby".into(),
+            name: None,
+            name_error: None,
+            since: None,
+            outbox: tx,
+            wire: None,
+        });
+        assert_eq!(drain(&d)[0]["name"], "guest-2");
+    }
+
     #[test]
     fn history_keeps_the_last_n() {
         let mut hub = hub();
@@ -636,18 +625,14 @@ mod tests {
         assert!(!fast.is_evicted());
     }
 
-    /// A cluster node whose bridge's queue is full keeps the leave and sends it as
-    /// soon as the bridge takes requests again.
+    /// A hub whose backend's queue is full keeps the leave and sends it as soon as the
+    /// backend takes requests again.
     #[test]
     fn a_leave_the_bridge_cannot_take_yet_is_sent_later() {
-        use crate::cluster::{Bus, Event, Request};
+        use crate::store::{Answer, Request};
         let (bridge, requests) = crossbeam_channel::bounded(2);
-        let backend = Backend::Cluster {
-            node: "n".into(),
-            bridge,
-        };
-        let config = test_config("e");
-        let mut hub = Hub::new(config, Arc::new(Metrics::new()), backend);
+        let config = test_config("e", "n");
+        let mut hub = Hub::new(config, Arc::new(Metrics::new()), bridge);
         let (tx, rx) = outbox(16, 1 << 20).unwrap();
         hub.handle(HubEvent::JoinChat {
             id: 1,
@@ -662,7 +647,7 @@ mod tests {
         let Ok(Request::Join { seq, .. }) = requests.try_recv() else {
             panic!("a join for the bridge");
         };
-        hub.cluster(Event::Bus(Bus::Join {
+        hub.backend(Event::Change(Change::Join {
             m: "n.1".into(),
             name: "ann".into(),
             room: "r".into(),
@@ -670,7 +655,7 @@ mod tests {
             ts: 1,
             restore: false,
         }));
-        hub.answer(Answer::Loaded {
+        hub.backend(Event::Answer(Answer::Loaded {
             member: 1,
             seq,
             room: "r".into(),
@@ -678,7 +663,7 @@ mod tests {
             last_id: 0,
             resumed: false,
             failed: false,
-        });
+        }));
         hub.post.wake_all();
         assert_eq!(drain(&rx)[0]["type"], "welcome");
         // Two messages fill the bridge's queue; the leave finds no room.
@@ -696,7 +681,7 @@ mod tests {
         let queued: Vec<Request> = requests.try_iter().collect();
         assert_eq!(queued.len(), 2, "the two appends, no leave");
         // The next news from the bridge finds room: the leave goes.
-        hub.cluster(Event::Presence(Vec::new()));
+        hub.backend(Event::Presence(Vec::new()));
         match requests.try_recv() {
             Ok(Request::Leave { member: 1, reason }) => assert_eq!(reason, "closed"),
             other => panic!("expected the owed leave, got {other:?}"),

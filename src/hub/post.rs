@@ -17,10 +17,9 @@ pub(super) struct Post {
     /// Wake-ups owed to connection threads, given at the end of a batch.
     pub(super) owed: Vec<Owed>,
     /// Members waiting for their `welcome` (its history is being read): what is for
-    /// them meanwhile waits here, since the welcome must come first. The number
-    /// tells their latest load from an earlier one.
-    pub(super) held: HashMap<ConnId, (u64, Vec<Message>)>,
-    /// Members with requests at the store (a message to commit, a page to read), and
+    /// them meanwhile waits here, since the welcome must come first.
+    pub(super) held: HashMap<ConnId, Vec<Message>>,
+    /// Members with requests at the backend (a message to commit, a page to read), and
     /// what else is for them meanwhile: it waits behind the answers, so that a client
     /// gets its answers in the order of its requests.
     pub(super) waiting: HashMap<ConnId, (usize, Vec<Message>)>,
@@ -35,7 +34,7 @@ impl Post {
             return self.send(members, id, msg);
         }
         let queue = match (self.held.get_mut(&id), self.waiting.get_mut(&id)) {
-            (Some((_, held)), _) => held,
+            (Some(held), _) => held,
             (None, Some((_, waiting))) => waiting,
             (None, None) => return self.send(members, id, msg),
         };
@@ -59,8 +58,10 @@ impl Post {
         }
     }
 
-    /// The store's answer to a request of member `id`: ahead of what waits behind the
-    /// request, never ahead of a pending welcome.
+    /// The backend's answer to a request of member `id`, or a committed message of its
+    /// room (which answers the member's own post, and is news nothing else waits for):
+    /// ahead of what waits behind the member's requests, never ahead of a pending
+    /// welcome.
     pub(super) fn deliver_answer(&mut self, members: &Members, id: ConnId, msg: Message) {
         match self.held.get_mut(&id) {
             Some(_) => self.deliver(members, id, msg),
@@ -68,10 +69,10 @@ impl Post {
         }
     }
 
-    /// Member `id` has one more request at the store.
+    /// Member `id` has one more request at the backend.
     ///
     /// The answer will be queued for the member all at once (a batch of commits can
-    /// hold a thousand of one client's messages), so a request at the store counts
+    /// hold a thousand of one client's messages), so a request at the backend counts
     /// against its outbox like a message held for it: a client with many requests in
     /// flight is pushed back by TCP before its own answers could overflow it.
     pub(super) fn begin(&mut self, members: &Members, id: ConnId) {
@@ -82,7 +83,7 @@ impl Post {
         }
     }
 
-    /// One of member `id`'s requests at the store was answered (the answer itself is
+    /// One of member `id`'s requests at the backend was answered (the answer itself is
     /// already queued); with none left, what waited behind them goes out.
     pub(super) fn settle(&mut self, members: &Members, id: ConnId) {
         let Some((count, _)) = self.waiting.get_mut(&id) else {
@@ -99,32 +100,15 @@ impl Post {
         }
     }
 
-    /// Queues a room's stored message for member `id`, unless the member waits for a
-    /// welcome: its history is read after this message was stored, so it is in it.
-    pub(super) fn deliver_stored(&mut self, members: &Members, id: ConnId, msg: Message) {
-        if self.held.is_empty() || !self.held.contains_key(&id) {
-            self.send(members, id, msg);
-        }
-    }
-
-    /// Holds what is for `id` until [`Post::release`] with the same `seq`.
-    pub(super) fn hold(&mut self, id: ConnId, seq: u64) {
-        self.held.entry(id).or_default().0 = seq;
-    }
-
-    /// Whether `seq` is member `id`'s latest load.
-    pub(super) fn is_latest_load(&self, id: ConnId, seq: u64) -> bool {
-        self.held.get(&id).is_some_and(|(latest, _)| *latest == seq)
+    /// Holds what is for `id` until [`Post::release`].
+    pub(super) fn hold(&mut self, id: ConnId) {
+        self.held.entry(id).or_default();
     }
 
     /// Sends member `id` its welcome, first of all, then what was held for it (behind
-    /// its requests still at the store, if any). Nothing is held for it any more.
+    /// its requests still at the backend, if any). Nothing is held for it any more.
     pub(super) fn release(&mut self, members: &Members, id: ConnId, welcome: Message) {
-        let held = self
-            .held
-            .remove(&id)
-            .map(|(_, held)| held)
-            .unwrap_or_default();
+        let held = self.held.remove(&id).unwrap_or_default();
         self.send(members, id, welcome);
         self.unhold(members, id, held);
     }

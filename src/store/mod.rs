@@ -1,23 +1,35 @@
-//! The store's contract: what the hub asks of whoever keeps the chat's messages,
-//! and what it hears back. The hub never touches the disk or the network. It sends
-//! [`Request`]s over a bounded channel (with `try_send`: a full queue means the store
-//! is behind, and the hub answers `unavailable` instead of waiting) and gets
-//! [`Answer`]s back on a channel of its own, in the order it asked.
+//! The seam between the hub and its backend: what the hub asks of whoever keeps the
+//! chat's messages and its shared state (who is where, under which name), and what it
+//! hears back. The hub never touches the disk or the network. It sends [`Request`]s
+//! over a bounded channel (with `try_send`: a full queue means the backend is behind,
+//! and the hub answers `unavailable` instead of waiting) and gets [`Event`]s back on
+//! one channel of its own.
 //!
-//! Two backends speak it: [`sqlite`], a single node's SQLite writer thread, and the
-//! cluster's Redis bridge (`crate::cluster`), which takes the same requests.
+//! Shared state changes only on the backend's word: a join, a move, a new name, a
+//! leave and every message are carried out by the backend, which then tells the hub
+//! the [`Change`], in the one order it made them. The hub applies changes as they
+//! come, whoever asked for them, so a room's members see the same things in the same
+//! order whether they are all on this node or spread over a cluster.
+//!
+//! Two backends speak it: [`sqlite`], a single node's SQLite writer thread, which is
+//! a cluster of one (it keeps the node's names in memory and answers every change at
+//! once), and the cluster's Redis bridge (`crate::cluster`), where the change is a Lua
+//! script's and comes back on the bus to every node.
 
 use crate::base::{ConnId, SessionId};
 use crate::chat::{ChatLine, Since};
 use crossbeam_channel::Sender;
 use std::sync::Arc;
+use tungstenite::Message;
 
+mod presence;
 mod sqlite;
 
 pub(crate) use sqlite::{Location, Store, StoreConfig};
 
-/// Requests queued for the writer before the hub gets `unavailable` (a few seconds of
-/// a very busy server; the writer commits thousands a second).
+/// Requests queued for the backend before the hub gets `unavailable` (a few seconds of
+/// a very busy server; either backend commits thousands a second), and events queued
+/// for the hub before the backend waits for it.
 pub(crate) const QUEUE: usize = 4096;
 
 /// Most messages a resume (`?since=`) returns; more is treated as a gap.
@@ -81,18 +93,58 @@ pub(crate) enum ApiAnswer {
     Unavailable,
 }
 
-/// What the hub asks of the store.
+/// What the hub asks of the backend.
 #[derive(Debug)]
 pub(crate) enum Request {
-    /// Store a chat message and give it the room's next id.
+    /// Store a chat message and give it the room's next id; it reaches the room as a
+    /// [`Change::Msg`], its author hears of it in [`Answer::Committed`].
     Append(NewMessage),
-    /// The history for a `welcome`: the messages after `since` when the client can
-    /// resume, else the last `history`. `seq` tells this load from a later one.
-    Load {
+    /// A chat member joins: the first free of `names` (name and its key,
+    /// [`crate::chat::name_key`]), else a guest name; told as a [`Change::Join`], its
+    /// history (after `since` when it can resume) as an [`Answer::Loaded`].
+    Join {
+        member: ConnId,
+        seq: u64,
+        names: Vec<(String, String)>,
+        room: String,
+        since: Option<Since>,
+    },
+    /// A member moves to `room`, or asks for its own room's history again.
+    Switch {
         member: ConnId,
         seq: u64,
         room: String,
-        since: Option<Since>,
+    },
+    Leave {
+        member: ConnId,
+        reason: &'static str,
+    },
+    /// A member takes the name `to`, reserved under `key` ([`crate::chat::name_key`]).
+    Rename {
+        member: ConnId,
+        to: String,
+        key: String,
+    },
+    /// A direct message (its JSON as the client gets it) for a member the hub has no
+    /// outbox for.
+    Direct {
+        from: ConnId,
+        to: String,
+        json: String,
+    },
+    /// A relay message from `member` to the rest of `room` on the other nodes.
+    Relay {
+        member: ConnId,
+        room: String,
+        msg: Message,
+    },
+    /// After a gap in the changes: put this node's members (id, name, room) back, then
+    /// send what each room missed since the id given, and who is where now. Only for
+    /// the `epoch` the hub knew: members of a lost epoch are not put back.
+    Resync {
+        epoch: String,
+        members: Vec<(ConnId, String, String)>,
+        rooms: Vec<(String, u64)>,
     },
     /// A page of older messages (`history` request).
     Page {
@@ -110,7 +162,7 @@ pub(crate) enum Request {
         reply: Sender<ApiAnswer>,
     },
     /// Remember that a session was ended (`POST /logout`) until its cookie would
-    /// have expired anyway (Unix seconds).
+    /// have expired anyway (Unix seconds), and tell every node.
     EndSession { id: SessionId, expires: u64 },
     /// `GET /api/rooms/{room}/messages`.
     Messages {
@@ -129,12 +181,12 @@ pub(crate) enum StoreError {
     Failed,
 }
 
-/// What the store tells the hub, in the order it was asked.
+/// What became of the hub's requests.
 #[derive(Debug)]
 pub(crate) enum Answer {
     /// One batch of `Append`s, in order: each stored with its id, or not at all.
     Committed(Vec<(Author, Result<Arc<ChatLine>, StoreError>)>),
-    /// The answer to a `Load`.
+    /// The history for a member's welcome, after its `Join` or `Switch`.
     Loaded {
         member: ConnId,
         seq: u64,
@@ -153,6 +205,95 @@ pub(crate) enum Answer {
         more: bool,
         failed: bool,
     },
+}
+
+/// A change to shared chat state, as the backend made it. `m` names a member as
+/// [`member_key`] does.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// A stored message, with its id.
+    Msg(Arc<ChatLine>),
+    /// `last`: the room's newest id at the join; later messages have higher ids.
+    Join {
+        m: String,
+        name: String,
+        room: String,
+        last: u64,
+        ts: u64,
+        /// Put back after the backend was away: news only to who did not know it.
+        restore: bool,
+    },
+    Switch {
+        m: String,
+        room: String,
+        last: u64,
+        ts: u64,
+    },
+    /// Told with the time each node applies it.
+    Leave {
+        m: String,
+        reason: String,
+    },
+    Rename {
+        m: String,
+        to: String,
+        ts: u64,
+    },
+    Direct {
+        to: String,
+        json: String,
+    },
+    /// A session was ended (`POST /logout`) on some node: its cookie is refused
+    /// everywhere until `expires`.
+    EndSession {
+        id: SessionId,
+        expires: u64,
+    },
+}
+
+/// A member as the backend lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Present {
+    pub key: String,
+    pub name: String,
+    pub room: String,
+}
+
+/// What the backend tells the hub.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// What became of a request, in the order asked.
+    Answer(Answer),
+    /// A change, in the one order the backend made them.
+    Change(Change),
+    /// A relay message from member `from` (on another node, or this one).
+    Relay {
+        from: String,
+        room: String,
+        msg: Message,
+    },
+    /// The changes were interrupted and are back: what happened meanwhile was missed.
+    Resubscribed,
+    /// The backend is reachable again after an outage, or had forgotten this node.
+    Reconnected,
+    /// The backend lost its data: a new epoch, and nobody's ids mean anything any
+    /// more.
+    NewEpoch(String),
+    /// A member's join or move could not be made (the backend is away).
+    JoinFailed { member: ConnId },
+    /// A member's request could not be carried out; `what` says which.
+    Failed { member: ConnId, what: &'static str },
+    /// The name a member asked for is someone else's.
+    NameTaken { member: ConnId, to: String },
+    /// What a room missed during a gap in the changes.
+    CatchUp { lines: Vec<Arc<ChatLine>> },
+    /// Everyone there is, after a gap.
+    Presence(Vec<Present>),
+}
+
+/// How the backend names member `id` of node `node`: `{node}.{id}`.
+pub(crate) fn member_key(node: &str, id: ConnId) -> String {
+    format!("{node}.{id}")
 }
 
 /// `GET /api/rooms`: one page, by name, of the rooms with messages (`stored`: name

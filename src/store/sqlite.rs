@@ -8,6 +8,10 @@
 //! the order it delivers them in. A batch that fails to commit gives its ids back:
 //! nobody ever saw them.
 //!
+//! It is also the single node's backend for who is where (see [`super::presence`]): a
+//! cluster of one, which carries out a join, a move, a new name or a leave as it
+//! comes, between the messages before and after it, and tells the hub the change.
+//!
 //! Without a data directory the same code runs on an in-memory SQLite database, so a
 //! test or `--no-persist` behaves exactly like the durable server, minus the file.
 //!
@@ -15,11 +19,12 @@
 //! so a second server on the same directory stops at start instead of interleaving
 //! ids. The schema's version is SQLite's `user_version`; older files are migrated.
 
+use super::presence::Presence;
 use super::{
-    Answer, ApiAnswer, MAX_PAGE, MAX_RESUME, NewMessage, QUEUE, Request, Since, StoreError,
-    page_of_rooms,
+    Answer, ApiAnswer, Change, Event, MAX_PAGE, MAX_RESUME, NewMessage, QUEUE, Request, Since,
+    StoreError, member_key, page_of_rooms,
 };
-use crate::base::{ConnId, SessionId, key_bytes, new_epoch, random_hex32};
+use crate::base::{ConnId, SessionId, key_bytes, new_epoch, now_ms, random_hex32};
 use crate::chat::ChatLine;
 use crate::error::Error;
 use crossbeam_channel::{Receiver, Sender};
@@ -38,6 +43,9 @@ const FILE_NAME: &str = "chat.sqlite3";
 /// Messages deleted per room per batch when enforcing retention, so that a big
 /// backlog (a lowered `--retain`) is worked off without stalling commits.
 const RETENTION_CHUNK: u64 = 1000;
+
+/// The single node's name in member keys ([`member_key`]).
+const NODE: &str = "local";
 
 /// How long a commit waits for a lock before it fails. The file is ours alone, so
 /// this only matters if the disk stalls.
@@ -74,6 +82,8 @@ pub(crate) struct Store {
     /// Sorted, so that a page of `GET /api/rooms` is a range.
     last_ids: std::collections::BTreeMap<String, u64>,
     path: Option<PathBuf>,
+    /// Who is where, under which name.
+    presence: Presence,
 }
 
 impl std::fmt::Debug for Store {
@@ -171,7 +181,13 @@ impl Store {
             ended_sessions,
             last_ids,
             path,
+            presence: Presence::default(),
         })
+    }
+
+    /// This node's name in member keys.
+    pub(crate) fn node(&self) -> &'static str {
+        NODE
     }
 
     /// The rooms that have messages.
@@ -212,78 +228,139 @@ impl Store {
     }
 
     /// Serves requests until the channel closes, then commits what is left and ends.
-    pub(crate) fn run(mut self, requests: Receiver<Request>, answers: Sender<Answer>) {
+    pub(crate) fn run(mut self, requests: Receiver<Request>, events: Sender<Event>) {
         while let Ok(first) = requests.recv() {
             let mut batch = vec![first];
             batch.extend(requests.try_iter().take(QUEUE));
-            if !self.serve(batch, &answers) {
+            if !self.serve(batch, &events) {
                 break;
             }
         }
     }
 
-    /// Serves one batch in order: runs of appends are committed together, reads in
-    /// between see every append before them. `false` once nobody listens any more.
-    pub(crate) fn serve(&mut self, batch: Vec<Request>, answers: &Sender<Answer>) -> bool {
+    /// Serves one batch in order: runs of appends are committed together, everything
+    /// in between sees every append before it. `false` once nobody listens any more.
+    pub(crate) fn serve(&mut self, batch: Vec<Request>, events: &Sender<Event>) -> bool {
         let mut appends = Vec::new();
         for request in batch {
             match request {
                 Request::Append(msg) => appends.push(msg),
-                read => {
-                    if !appends.is_empty() && !self.commit(std::mem::take(&mut appends), answers) {
+                other => {
+                    if !appends.is_empty() && !self.commit(std::mem::take(&mut appends), events) {
                         return false;
                     }
-                    let answer = match read {
-                        Request::Load {
-                            member,
-                            seq,
-                            room,
-                            since,
-                        } => self.load(member, seq, room, since),
-                        Request::Page {
-                            member,
-                            room,
-                            before,
-                            limit,
-                        } => self.page(member, room, before, limit),
-                        // Answered straight to the waiting HTTP thread; one that gave
-                        // up waiting is no reason to stop.
-                        Request::Rooms {
-                            members,
-                            after,
-                            limit,
-                            reply,
-                        } => {
-                            let _ = reply.send(self.rooms(members, after, limit));
-                            continue;
-                        }
-                        Request::Messages {
-                            room,
-                            before,
-                            after,
-                            limit,
-                            reply,
-                        } => {
-                            let _ = reply.send(self.messages(room, before, after, limit));
-                            continue;
-                        }
-                        Request::EndSession { id, expires } => {
-                            self.end_session(id, expires);
-                            continue;
-                        }
-                        Request::Append(_) => continue,
-                    };
-                    if answers.send(answer).is_err() {
+                    if !self.carry_out(other, events) {
                         return false;
                     }
                 }
             }
         }
-        appends.is_empty() || self.commit(appends, answers)
+        appends.is_empty() || self.commit(appends, events)
+    }
+
+    /// Carries out one request other than an append. `false` once nobody listens.
+    fn carry_out(&mut self, request: Request, events: &Sender<Event>) -> bool {
+        let mut news = Vec::new();
+        match request {
+            Request::Join {
+                member,
+                seq,
+                names,
+                room,
+                since,
+            } => {
+                let name = self.presence.join(member, &names, &room);
+                let last = self.last_id(&room);
+                news.push(Event::Change(Change::Join {
+                    m: member_key(NODE, member),
+                    name,
+                    room: room.clone(),
+                    last,
+                    ts: now_ms(),
+                    restore: false,
+                }));
+                news.push(Event::Answer(self.load(member, seq, room, since)));
+            }
+            Request::Switch { member, seq, room } => {
+                if self.presence.switch(member, &room) {
+                    news.push(Event::Change(Change::Switch {
+                        m: member_key(NODE, member),
+                        room: room.clone(),
+                        last: self.last_id(&room),
+                        ts: now_ms(),
+                    }));
+                    news.push(Event::Answer(self.load(member, seq, room, None)));
+                } else {
+                    news.push(Event::JoinFailed { member });
+                }
+            }
+            Request::Leave { member, reason } => {
+                if self.presence.leave(member) {
+                    news.push(Event::Change(Change::Leave {
+                        m: member_key(NODE, member),
+                        reason: reason.to_owned(),
+                    }));
+                }
+            }
+            Request::Rename { member, to, key } => {
+                if self.presence.rename(member, &to, &key) {
+                    news.push(Event::Change(Change::Rename {
+                        m: member_key(NODE, member),
+                        to,
+                        ts: now_ms(),
+                    }));
+                } else {
+                    news.push(Event::NameTaken { member, to });
+                }
+            }
+            Request::Direct { to, json, .. } => {
+                news.push(Event::Change(Change::Direct { to, json }))
+            }
+            // Nobody else to tell, and no gap to make up for: one node is all there is.
+            Request::Relay { .. } | Request::Resync { .. } => {}
+            Request::Page {
+                member,
+                room,
+                before,
+                limit,
+            } => news.push(Event::Answer(self.page(member, room, before, limit))),
+            // Answered straight to the waiting HTTP thread; one that gave up waiting
+            // is no reason to stop.
+            Request::Rooms {
+                members,
+                after,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.rooms(members, after, limit));
+            }
+            Request::Messages {
+                room,
+                before,
+                after,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.messages(room, before, after, limit));
+            }
+            Request::EndSession { id, expires } => {
+                self.end_session(id, expires);
+                news.push(Event::Change(Change::EndSession { id, expires }));
+            }
+            Request::Append(msg) => return self.commit(vec![msg], events),
+        }
+        news.into_iter().all(|event| events.send(event).is_ok())
+    }
+
+    /// The newest id of `room`, committed.
+    fn last_id(&self, room: &str) -> u64 {
+        self.last_ids.get(room).copied().unwrap_or(0)
     }
 
     /// Stores `messages` in one transaction and answers with their ids.
-    fn commit(&mut self, messages: Vec<NewMessage>, answers: &Sender<Answer>) -> bool {
+    /// Each stored message goes to its room as a [`Change::Msg`], then its author hears
+    /// what became of it.
+    fn commit(&mut self, messages: Vec<NewMessage>, events: &Sender<Event>) -> bool {
         // Each room's id before this batch, to give the ids back if it fails.
         let mut before: Vec<(String, u64)> = Vec::new();
         let lines: Vec<Arc<ChatLine>> = messages
@@ -305,7 +382,7 @@ impl Store {
             })
             .collect();
         let stored = self.insert(&lines);
-        let answer = match stored {
+        let answer: Vec<_> = match stored {
             Ok(()) => {
                 self.enforce_retention(&lines);
                 messages
@@ -328,7 +405,16 @@ impl Store {
                     .collect()
             }
         };
-        answers.send(Answer::Committed(answer)).is_ok()
+        let delivered = answer.iter().all(|(_, line)| match line {
+            Ok(line) => events
+                .send(Event::Change(Change::Msg(Arc::clone(line))))
+                .is_ok(),
+            Err(_) => true,
+        });
+        delivered
+            && events
+                .send(Event::Answer(Answer::Committed(answer)))
+                .is_ok()
     }
 
     fn insert(&mut self, lines: &[Arc<ChatLine>]) -> rusqlite::Result<()> {
@@ -752,10 +838,11 @@ mod tests {
             via: None,
         };
         assert!(store.serve(vec![Request::Append(msg)], &tx));
-        match rx.try_recv() {
-            Ok(Answer::Committed(mut lines)) => lines.remove(0).1.unwrap(),
-            other => panic!("{other:?}"),
-        }
+        let committed = rx.try_iter().find_map(|event| match event {
+            Event::Answer(Answer::Committed(mut lines)) => Some(lines.remove(0).1.unwrap()),
+            _ => None,
+        });
+        committed.expect("the message, committed")
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! What a cluster node's hub keeps of the cluster: its bridge to Redis,
-//! its members between join and welcome, and the members of other nodes by the
-//! names Redis gives them. What the hub does with it is in `cluster`.
+//! What the hub keeps of its backend (the store writer of a single node, or the
+//! bridge to Redis of a cluster node): the channel to it, its members between join
+//! and welcome, what was delivered where, and the members of other nodes by the names
+//! the backend gives them. What the hub does with it is in `changes`.
 
 use crate::base::ConnId;
 use crate::chat::ClientMessage;
-use crate::cluster::{Request, member_key};
-use crate::store::Answer;
+use crate::store::{Answer, Request, member_key};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, VecDeque};
 
@@ -16,42 +16,56 @@ const FIRST_REMOTE: ConnId = 1 << 62;
 #[derive(Debug)]
 pub(super) struct Pending {
     pub(super) seq: u64,
-    /// Its join came back on the bus: what the bus brings now is for it.
+    /// Its join came back as a change: the changes that follow are for it.
     pub(super) marked: bool,
-    /// The history the bridge read for it.
+    /// The history the backend read for it.
     pub(super) loaded: Option<Answer>,
-    /// What it asked before it had a name.
-    pub(super) early: Vec<ClientMessage>,
+    /// What it asked before it had a name, and the replies to its input meanwhile.
+    pub(super) early: Vec<Early>,
 }
 
-/// What the hub keeps of the cluster.
+/// What waits for a member's name, in the order it came.
 #[derive(Debug)]
-pub(super) struct Cluster {
+pub(super) enum Early {
+    /// A request, carried out once the member has its name.
+    Request(ClientMessage),
+    /// A reply its connection thread worked out, sent after the answers to the
+    /// requests before it.
+    Reply(tungstenite::Message),
+}
+
+/// What the hub keeps of its backend.
+#[derive(Debug)]
+pub(super) struct Backend {
+    /// This node's name in member keys.
     node: String,
-    bridge: Sender<Request>,
-    /// The bridge thread is gone.
+    requests: Sender<Request>,
+    /// Whether relay traffic goes to other nodes (a cluster's backend carries it).
+    pub(super) shares_relay: bool,
+    /// The backend's thread is gone.
     gone: bool,
     pub(super) pending: HashMap<ConnId, Pending>,
     /// Per member of ours, the room's id at its join: older messages are in its
     /// welcome already.
     pub(super) floors: HashMap<ConnId, u64>,
     /// Per room with members, the newest id delivered: a message that comes twice
-    /// (the bus and a catch-up) is delivered once.
+    /// (live and in a catch-up) is delivered once.
     pub(super) delivered: HashMap<String, u64>,
-    /// Members of other nodes: their name in Redis ↔ their id here.
+    /// Members of other nodes: their name in the backend ↔ their id here.
     pub(super) remote: HashMap<String, ConnId>,
     pub(super) keys: HashMap<ConnId, String>,
     next_remote: ConnId,
-    /// Leaves the bridge could not take when they happened (its queue was full):
+    /// Leaves the backend could not take when they happened (its queue was full):
     /// sent as soon as it can, at most one per connection there ever was.
     owed: VecDeque<(ConnId, &'static str)>,
 }
 
-impl Cluster {
-    pub(super) fn new(node: String, bridge: Sender<Request>) -> Self {
+impl Backend {
+    pub(super) fn new(node: String, requests: Sender<Request>, shares_relay: bool) -> Self {
         Self {
             node,
-            bridge,
+            requests,
+            shares_relay,
             gone: false,
             pending: HashMap::new(),
             floors: HashMap::new(),
@@ -63,23 +77,24 @@ impl Cluster {
         }
     }
 
-    /// Queues a request for the bridge without waiting; `false` if it cannot take it.
+    /// Queues a request for the backend without waiting; `false` if it cannot take it
+    /// (it is behind, or gone).
     pub(super) fn ask(&self, request: Request) -> bool {
-        !self.gone && self.bridge.try_send(request).is_ok()
+        !self.gone && self.requests.try_send(request).is_ok()
     }
 
-    /// Tells Redis that member `id` left, now or as soon as the bridge can take it;
+    /// Tells the backend that member `id` left, now or as soon as the backend can take it;
     /// `false` when not now.
     pub(super) fn leave(&mut self, id: ConnId, reason: &'static str) -> bool {
         if self.gone {
-            return false; // no bridge to tell any more
+            return false; // no backend to tell any more
         }
         self.owed.push_back((id, reason));
         self.pay_owed();
         !self.owes(id)
     }
 
-    /// Sends the leaves owed, oldest first, as far as the bridge takes them.
+    /// Sends the leaves owed, oldest first, as far as the backend takes them.
     pub(super) fn pay_owed(&mut self) {
         while let Some(&(member, reason)) = self.owed.front() {
             if !self.ask(Request::Leave { member, reason }) {
@@ -127,7 +142,7 @@ impl Cluster {
         id
     }
 
-    /// The name in Redis of member `id`.
+    /// The backend's name of member `id`.
     pub(super) fn key(&self, id: ConnId) -> String {
         self.keys
             .get(&id)

@@ -1,32 +1,36 @@
-//! What the hub does differently on a cluster node.
+//! How shared chat state changes: on the backend's word, whichever backend it is.
 //!
-//! Shared state changes only when the bus says so: a local request (join, move,
-//! rename, leave, a message) goes to the bridge, Redis makes the change and publishes
-//! it, and every node, this one included, applies it when it comes back on the bus.
-//! So every node holds the same rooms, names and messages in the same order, and a
-//! member on another node is a member like any other, only without an outbox.
+//! A local request that changes shared state (join, move, rename, leave, a message)
+//! goes to the backend, which makes the change and tells it back as a [`Change`];
+//! the hub applies every change when it comes, its own members' and (on a cluster)
+//! other nodes' alike. So every node holds the same rooms, names and messages in the
+//! same order, and a member on another node is a member like any other, only without
+//! an outbox. A single node's backend is a cluster of one: the same changes, from the
+//! store writer, at once.
 //!
-//! A join (or a move) is published with the room's newest id at that moment: the
-//! member's history is everything up to it, read by the bridge, and what the bus
-//! brings after it is live. The welcome goes out once both the history and that
-//! event are here, whichever comes first; the member's other news waits behind it.
+//! A join (or a move) comes back with the room's newest id at that moment: the
+//! member's history is everything up to it, read by the backend, and what comes after
+//! it is live. The welcome goes out once both the history and that change are here,
+//! whichever comes first; the member's other news waits behind it.
+//!
+//! Every committed message reaches a room's members here through one function,
+//! [`ChatRooms::deliver`].
 
-use super::chat::{ChatRooms, now_ms};
+use super::backend::{Early, Pending, pending};
+use super::chat::ChatRooms;
 use super::members::{Member, Members, Role, with_suffix};
-use super::nodes::{Pending, pending};
 use super::{LeaveReason, Post};
-use crate::base::ConnId;
+use crate::base::{ConnId, now_ms};
 use crate::chat::Since;
 use crate::chat::{self, ChatError, ChatLine, ClientMessage, ErrorCode, ServerMessage};
-use crate::cluster::{Bus, Event, Present, Request};
-use crate::store::Answer;
+use crate::store::{Answer, Change, Event, Present, Request};
 use std::collections::{HashMap, HashSet};
 use std::mem;
 use tungstenite::Message;
 
 /// Name variants offered for a join: the name, then `name-2` up to this.
 const NAME_VARIANTS: u64 = 50;
-/// Requests a member may send before the cluster has named it; more get `error`.
+/// Requests a member may send before the backend has named it; more get `error`.
 const MAX_EARLY: usize = 64;
 
 /// The names a join offers: the one asked for and variants of it, with their keys
@@ -48,11 +52,11 @@ fn offered(wanted: Option<String>) -> Vec<(String, String)> {
 impl ChatRooms {
     /// Whether `key` names a member of this node.
     pub(super) fn is_ours(&self, key: &str) -> bool {
-        self.cluster.as_ref().is_some_and(|c| c.ours(key).is_some())
+        self.backend.ours(key).is_some()
     }
 
-    /// A new member of ours asks the cluster for a name and its room's history.
-    pub(super) fn cluster_join(
+    /// A new member of ours asks the backend for a name and its room's history.
+    pub(super) fn join(
         &mut self,
         members: &mut Members,
         post: &mut Post,
@@ -62,9 +66,6 @@ impl ChatRooms {
         since: Option<Since>,
     ) {
         let seq = self.begin_load(post, id);
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
         let join = Request::Join {
             member: id,
             seq,
@@ -72,13 +73,13 @@ impl ChatRooms {
             room: room.to_owned(),
             since,
         };
-        if !cluster.ask(join) {
+        if !self.backend.ask(join) {
             self.join_failed(members, post, id);
         }
     }
 
     /// A member of ours moves to `room`, or asks for its own room's history again.
-    pub(super) fn cluster_switch(
+    pub(super) fn switch(
         &mut self,
         members: &mut Members,
         post: &mut Post,
@@ -86,15 +87,12 @@ impl ChatRooms {
         room: &str,
     ) {
         let seq = self.begin_load(post, id);
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
         let switch = Request::Switch {
             member: id,
             seq,
             room: room.to_owned(),
         };
-        if !cluster.ask(switch) {
+        if !self.backend.ask(switch) {
             self.join_failed(members, post, id);
         }
     }
@@ -104,30 +102,19 @@ impl ChatRooms {
     fn begin_load(&mut self, post: &mut Post, id: ConnId) -> u64 {
         self.loads += 1;
         let seq = self.loads;
-        post.hold(id, seq);
-        if let Some(cluster) = &mut self.cluster {
-            cluster.pending.insert(id, pending(seq));
-        }
+        post.hold(id);
+        self.backend.pending.insert(id, pending(seq));
         seq
     }
 
-    /// A member of ours asks for a new name; it is its once the bus says so.
-    pub(super) fn cluster_rename(
-        &mut self,
-        members: &Members,
-        post: &mut Post,
-        id: ConnId,
-        to: String,
-    ) {
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
+    /// A member of ours asks for a new name; it is its once the backend says so.
+    pub(super) fn rename(&mut self, members: &Members, post: &mut Post, id: ConnId, to: String) {
         if members.find(&to).is_some_and(|(owner, _)| owner != id) {
             let error = ChatError::new(ErrorCode::NameTaken, format!("{to} is already taken"));
             return self.send_error(members, post, id, &error);
         }
         let key = chat::name_key(&to);
-        if !cluster.ask(Request::Rename {
+        if !self.backend.ask(Request::Rename {
             member: id,
             to,
             key,
@@ -137,8 +124,8 @@ impl ChatRooms {
     }
 
     /// A member of ours is gone: it stays in its room, without an outbox, until the
-    /// bus brings its leave to every node.
-    pub(super) fn cluster_leave(
+    /// backend tells its leave (on a cluster, to every node).
+    pub(super) fn member_left(
         &mut self,
         members: &mut Members,
         post: &mut Post,
@@ -146,23 +133,20 @@ impl ChatRooms {
         reason: LeaveReason,
     ) {
         members.detach(id);
-        let Some(cluster) = &mut self.cluster else {
-            return;
-        };
-        cluster.pending.remove(&id);
-        if !cluster.leave(id, reason.as_str()) {
-            // The bridge is behind: gone here at once; the others hear it when the
-            // bridge takes the leave.
+        self.backend.pending.remove(&id);
+        if !self.backend.leave(id, reason.as_str()) {
+            // The backend is behind: gone here at once; the others hear it when the
+            // backend takes the leave.
             self.drop_member(members, post, id, reason.as_str());
         }
     }
 
-    /// Sends a relay message of member `id` to the other nodes.
+    /// Sends a relay message of member `id` to the other nodes, if there are any.
     pub(super) fn publish_relay(&self, members: &Members, id: ConnId, msg: &Message) {
         // A single node looks nothing up: this runs for every relay message.
-        let Some(cluster) = &self.cluster else {
+        if !self.backend.shares_relay {
             return;
-        };
+        }
         if let Some(Member {
             role: Role::Relay { room },
             ..
@@ -174,29 +158,24 @@ impl ChatRooms {
                 msg: msg.clone(),
             };
             // Relay is best effort, like the network it stands for.
-            let _ = cluster.ask(relay);
+            let _ = self.backend.ask(relay);
         }
     }
 
     /// A request of a member that has no name yet waits for it; `Some` gives it back
     /// to be handled now.
-    pub(super) fn cluster_early(
+    pub(super) fn early(
         &mut self,
         members: &Members,
         post: &mut Post,
         id: ConnId,
         msg: ClientMessage,
     ) -> Option<ClientMessage> {
-        let Some(pending) = self
-            .cluster
-            .as_mut()
-            .and_then(|c| c.pending.get_mut(&id))
-            .filter(|p| !p.marked)
-        else {
+        let Some(pending) = self.backend.pending.get_mut(&id).filter(|p| !p.marked) else {
             return Some(msg);
         };
         if pending.early.len() < MAX_EARLY {
-            pending.early.push(msg);
+            pending.early.push(Early::Request(msg));
         } else {
             let error = ChatError::new(ErrorCode::RateLimited, "wait for the welcome");
             self.send_error(members, post, id, &error);
@@ -204,16 +183,27 @@ impl ChatRooms {
         None
     }
 
-    /// The history the bridge read for a member of ours.
-    pub(super) fn cluster_loaded(&mut self, members: &Members, post: &mut Post, loaded: Answer) {
+    /// A reply to member `id`'s own input, behind the answers to what it asked
+    /// before: it waits with its requests if they wait for its name.
+    pub(super) fn reply(&mut self, members: &Members, post: &mut Post, id: ConnId, msg: Message) {
+        match self.backend.pending.get_mut(&id).filter(|p| !p.marked) {
+            Some(pending) if pending.early.len() < MAX_EARLY => {
+                pending.early.push(Early::Reply(msg));
+            }
+            _ => post.deliver(members, id, msg),
+        }
+    }
+
+    /// The history the backend read for a member of ours.
+    pub(super) fn loaded(&mut self, members: &Members, post: &mut Post, loaded: Answer) {
         let Answer::Loaded { member, seq, .. } = &loaded else {
             return;
         };
         let member = *member;
         let Some(pending) = self
-            .cluster
-            .as_mut()
-            .and_then(|c| c.pending.get_mut(&member))
+            .backend
+            .pending
+            .get_mut(&member)
             .filter(|p| p.seq == *seq)
         else {
             return;
@@ -224,13 +214,12 @@ impl ChatRooms {
         }
     }
 
-    /// Everything else the bridge says.
-    pub(super) fn cluster_event(&mut self, members: &mut Members, post: &mut Post, event: Event) {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.pay_owed();
-        }
+    /// Everything the backend says but a relay message.
+    pub(super) fn backend_event(&mut self, members: &mut Members, post: &mut Post, event: Event) {
+        self.backend.pay_owed();
         match event {
-            Event::Bus(bus) => self.bus(members, post, bus),
+            Event::Answer(answer) => self.answer(members, post, answer),
+            Event::Change(change) => self.change(members, post, change),
             Event::Relay { .. } => {}
             Event::Resubscribed | Event::Reconnected => self.resync(members),
             Event::NewEpoch(epoch) => self.new_epoch(members, epoch),
@@ -242,28 +231,24 @@ impl ChatRooms {
             }
             Event::CatchUp { lines } => {
                 for line in lines {
-                    self.deliver_line(members, post, &line, true);
+                    self.deliver(members, post, &line, true);
                 }
             }
             Event::Presence(present) => self.presence(members, post, present),
         }
     }
 
-    /// Applies one change from the bus.
-    fn bus(&mut self, members: &mut Members, post: &mut Post, bus: Bus) {
-        let Some(cluster) = &mut self.cluster else {
-            return;
-        };
-        match bus {
+    /// Applies one change the backend made.
+    fn change(&mut self, members: &mut Members, post: &mut Post, change: Change) {
+        let backend = &mut self.backend;
+        match change {
             // The hub's sign-in part takes these before they get here.
-            Bus::EndSession { .. } => {}
-            Bus::Msg { .. } => {
-                if let Some(line) = bus.line() {
-                    self.rooms_kept.kept(&line.room);
-                    self.deliver_line(members, post, &line, false);
-                }
+            Change::EndSession { .. } => {}
+            Change::Msg(line) => {
+                self.rooms_kept.kept(&line.room);
+                self.deliver(members, post, &line, false);
             }
-            Bus::Join {
+            Change::Join {
                 m,
                 name,
                 room,
@@ -271,22 +256,22 @@ impl ChatRooms {
                 ts,
                 restore,
             } => {
-                let id = match cluster.ours(&m) {
+                let id = match backend.ours(&m) {
                     Some(id) => match id.parse() {
                         Ok(id) if members.get(id).is_some() => id,
                         _ => return,
                     },
-                    None if restore && cluster.remote.contains_key(&m) => return,
-                    None => cluster.remote_id(&m),
+                    None if restore && backend.remote.contains_key(&m) => return,
+                    None => backend.remote_id(&m),
                 };
-                let ours = cluster.ours(&m).is_some();
+                let ours = backend.ours(&m).is_some();
                 let listed = self
                     .rooms
                     .get(&room)
                     .is_some_and(|r| r.members.contains(&id));
                 if listed && (restore || !ours) {
                     // Known already (from the list of everyone at start, or from
-                    // before Redis went away): no news.
+                    // before the backend went away): no news.
                     return;
                 }
                 members.join_named(id, &name, &room);
@@ -296,11 +281,11 @@ impl ChatRooms {
                     self.marked(members, post, id, last);
                 }
             }
-            Bus::Switch { m, room, last, ts } => {
-                let Some(id) = cluster.id(&m) else {
+            Change::Switch { m, room, last, ts } => {
+                let Some(id) = backend.id(&m) else {
                     return;
                 };
-                let ours = cluster.ours(&m).is_some();
+                let ours = backend.ours(&m).is_some();
                 let Some((name, old)) = members.chat_member(id) else {
                     return;
                 };
@@ -322,13 +307,13 @@ impl ChatRooms {
                     self.marked(members, post, id, last);
                 }
             }
-            Bus::Leave { m, reason, .. } => {
-                if let Some(id) = cluster.id(&m) {
+            Change::Leave { m, reason } => {
+                if let Some(id) = backend.id(&m) {
                     self.drop_member(members, post, id, &reason);
                 }
             }
-            Bus::Rename { m, to, ts } => {
-                let Some(id) = cluster.id(&m) else {
+            Change::Rename { m, to, ts } => {
+                let Some(id) = backend.id(&m) else {
                     return;
                 };
                 let Some((from, room)) = members.chat_member(id) else {
@@ -344,15 +329,15 @@ impl ChatRooms {
                 });
                 self.broadcast(members, post, &room, None, &Message::text(json));
             }
-            Bus::Direct { to, json } => {
-                if let (Some(_), Some(id)) = (cluster.ours(&to), cluster.id(&to)) {
+            Change::Direct { to, json } => {
+                if let (Some(_), Some(id)) = (backend.ours(&to), backend.id(&to)) {
                     post.deliver(members, id, Message::text(json));
                 }
             }
         }
     }
 
-    /// A member leaves its room, as the bus (or the lack of Redis) says.
+    /// A member leaves its room, as the backend (or its absence) says.
     fn drop_member(&mut self, members: &mut Members, post: &mut Post, id: ConnId, reason: &str) {
         if let Some((name, room)) = members.chat_member(id) {
             let (name, room) = (name.to_owned(), room.to_owned());
@@ -364,9 +349,7 @@ impl ChatRooms {
             members.unname(id);
         } else {
             members.remove(id);
-            if let Some(cluster) = &mut self.cluster {
-                cluster.forget(id);
-            }
+            self.backend.forget(id);
         }
     }
 
@@ -383,14 +366,12 @@ impl ChatRooms {
         self.broadcast(members, post, room, Some(id), &Message::text(json));
     }
 
-    /// The join (or move) of a member of ours is back from the bus: messages after
-    /// `last` are live for it.
+    /// The join (or move) of a member of ours is back from the backend: messages
+    /// after `last` are live for it.
     fn marked(&mut self, members: &mut Members, post: &mut Post, id: ConnId, last: u64) {
-        let Some(cluster) = &mut self.cluster else {
-            return;
-        };
-        cluster.floors.insert(id, last);
-        let Some(pending) = cluster.pending.get_mut(&id) else {
+        let backend = &mut self.backend;
+        backend.floors.insert(id, last);
+        let Some(pending) = backend.pending.get_mut(&id) else {
             return;
         };
         pending.marked = true;
@@ -398,14 +379,17 @@ impl ChatRooms {
         if pending.loaded.is_some() {
             self.welcome_now(members, post, id);
         }
-        for msg in early {
-            self.handle(members, post, id, msg);
+        for early in early {
+            match early {
+                Early::Request(msg) => self.handle(members, post, id, msg),
+                Early::Reply(msg) => post.deliver(members, id, msg),
+            }
         }
     }
 
     /// Sends member `id` its welcome, now that both its history and its join are here.
     fn welcome_now(&mut self, members: &Members, post: &mut Post, id: ConnId) {
-        let pending = self.cluster.as_mut().and_then(|c| c.pending.remove(&id));
+        let pending = self.backend.pending.remove(&id);
         if let Some(Pending {
             loaded: Some(loaded),
             ..
@@ -415,50 +399,47 @@ impl ChatRooms {
         }
     }
 
-    /// A room's message, to its members here: once, and not to whom it was history.
-    /// A message from the bus in its order is after every member's join; only a
-    /// catch-up (or a member between its join and its welcome) needs looking at.
-    fn deliver_line(
-        &mut self,
-        members: &Members,
-        post: &mut Post,
-        line: &ChatLine,
-        catch_up: bool,
-    ) {
-        let (Some(cluster), Some(room)) = (&mut self.cluster, self.rooms.get(&line.room)) else {
+    /// A committed message, to its room's members here: once, and not to whom it was
+    /// history. The only way a message reaches a room, whichever backend committed
+    /// it. A message that comes live, in its order, is after every member's join;
+    /// only a catch-up (or a member between its join and its welcome) needs looking at.
+    ///
+    /// Nothing is logged here: this runs for every message, and a log line can block
+    /// on a full stderr, the hub with it.
+    fn deliver(&mut self, members: &Members, post: &mut Post, line: &ChatLine, catch_up: bool) {
+        let Some(room) = self.rooms.get(&line.room) else {
             return;
         };
-        let delivered = cluster.delivered.entry(line.room.clone()).or_insert(0);
+        let backend = &mut self.backend;
+        let delivered = backend.delivered.entry(line.room.clone()).or_insert(0);
         if line.id <= *delivered {
             return;
         }
         *delivered = line.id;
-        let check = catch_up || !cluster.pending.is_empty();
+        let check = catch_up || !backend.pending.is_empty();
         let msg = Message::text(chat::encode(line));
         for &id in &room.members {
             let skip = check
-                && (cluster.is_muted(id)
-                    || cluster
+                && (backend.is_muted(id)
+                    || backend
                         .floors
                         .get(&id)
                         .is_some_and(|&floor| line.id <= floor));
             if !skip {
                 // A member of another node has no outbox: nothing is queued.
-                post.deliver(members, id, msg.clone());
+                post.deliver_answer(members, id, msg.clone());
             }
         }
     }
 
     /// A join or move could not be made: the member is told, then asked to reconnect.
     fn join_failed(&mut self, members: &mut Members, post: &mut Post, id: ConnId) {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.pending.remove(&id);
-        }
+        self.backend.pending.remove(&id);
         let unnamed = members
             .chat_member(id)
             .is_some_and(|(name, _)| name.is_empty());
         if unnamed && members.outbox(id).is_none() {
-            // Gone before Redis ever heard of it: nothing to wait for.
+            // Gone before the backend ever heard of it: nothing to wait for.
             members.remove(id);
             return;
         }
@@ -472,12 +453,10 @@ impl ChatRooms {
         }
     }
 
-    /// After a gap on the bus: ask for this node's members to be put back, for what
-    /// each room missed, and for who is where now.
+    /// After a gap in the changes: ask for this node's members to be put back, for
+    /// what each room missed, and for who is where now.
     fn resync(&self, members: &Members) {
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
+        let backend = &self.backend;
         let ours: Vec<(ConnId, String, String)> = members
             .local()
             .filter_map(|(id, role)| match role {
@@ -489,11 +468,11 @@ impl ChatRooms {
             .collect();
         let mut rooms: HashMap<String, u64> = HashMap::new();
         for (id, _, room) in &ours {
-            let after = cluster
+            let after = backend
                 .delivered
                 .get(room)
                 .copied()
-                .or_else(|| cluster.floors.get(id).copied())
+                .or_else(|| backend.floors.get(id).copied())
                 .unwrap_or(0);
             let entry = rooms.entry(room.clone()).or_insert(after);
             *entry = (*entry).max(after);
@@ -503,12 +482,12 @@ impl ChatRooms {
             members: ours,
             rooms: rooms.into_iter().collect(),
         };
-        if !cluster.ask(resync) {
-            log::debug!("hub: the bridge is busy; the next reconnection resyncs");
+        if !backend.ask(resync) {
+            log::debug!("hub: the backend is busy; the next reconnection resyncs");
         }
     }
 
-    /// Redis lost its data: ids start again, so every chat client here reconnects
+    /// The backend lost its data: ids start again, so every chat client here reconnects
     /// (it gets `resumed: false`), and nothing of the old cluster is kept.
     fn new_epoch(&mut self, members: &mut Members, epoch: String) {
         self.epoch = epoch;
@@ -516,7 +495,7 @@ impl ChatRooms {
             .rooms
             .values()
             .flat_map(|room| room.members.iter().copied())
-            .chain(self.cluster.iter().flat_map(|c| c.pending.keys().copied()))
+            .chain(self.backend.pending.keys().copied())
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -527,46 +506,42 @@ impl ChatRooms {
             members.remove(id);
         }
         self.rooms.clear();
-        if let Some(cluster) = &mut self.cluster {
-            cluster.pending.clear();
-            cluster.floors.clear();
-            cluster.delivered.clear();
-            cluster.remote.clear();
-            cluster.keys.clear();
-        }
+        let backend = &mut self.backend;
+        backend.pending.clear();
+        backend.floors.clear();
+        backend.delivered.clear();
+        backend.remote.clear();
+        backend.keys.clear();
     }
 
     /// Who is in the cluster, after a gap: the members of other nodes are made to
     /// match, with the news told as joins, moves and leaves.
     fn presence(&mut self, members: &mut Members, post: &mut Post, present: Vec<Present>) {
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
+        let backend = &self.backend;
         let listed: HashSet<&str> = present.iter().map(|p| p.key.as_str()).collect();
-        let gone: Vec<String> = cluster
+        let gone: Vec<String> = backend
             .remote
             .keys()
             .filter(|key| !listed.contains(key.as_str()))
             .cloned()
             .collect();
-        let mut changes: Vec<Bus> = gone
+        let mut changes: Vec<Change> = gone
             .into_iter()
-            .map(|m| Bus::Leave {
+            .map(|m| Change::Leave {
                 m,
                 reason: "closed".into(),
-                ts: now_ms(),
             })
             .collect();
         for p in present {
-            if cluster.ours(&p.key).is_some() {
+            if backend.ours(&p.key).is_some() {
                 continue;
             }
-            let known = cluster
+            let known = backend
                 .remote
                 .get(&p.key)
                 .and_then(|&id| members.chat_member(id));
             match known {
-                None => changes.push(Bus::Join {
+                None => changes.push(Change::Join {
                     m: p.key,
                     name: p.name,
                     room: p.room,
@@ -576,7 +551,7 @@ impl ChatRooms {
                 }),
                 Some((name, room)) => {
                     if room != p.room {
-                        changes.push(Bus::Switch {
+                        changes.push(Change::Switch {
                             m: p.key.clone(),
                             room: p.room,
                             last: 0,
@@ -584,7 +559,7 @@ impl ChatRooms {
                         });
                     }
                     if name != p.name {
-                        changes.push(Bus::Rename {
+                        changes.push(Change::Rename {
                             m: p.key,
                             to: p.name,
                             ts: now_ms(),
@@ -594,7 +569,7 @@ impl ChatRooms {
             }
         }
         for change in changes {
-            self.bus(members, post, change);
+            self.change(members, post, change);
         }
     }
 }
