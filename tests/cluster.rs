@@ -216,9 +216,9 @@ fn direct_messages_relay_and_the_api_reach_every_node() {
     let mut r3 = connect(b.local_addr(), "/ws/relay/pipe");
     let payload: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     // Relay has no welcome to wait for: a join reaches its node's hub just after the
-    // handshake, with nothing to order it before traffic from another node. Give
-    // the joins a moment.
-    std::thread::sleep(Duration::from_millis(300));
+    // handshake, with nothing to order it before traffic from another node. Wait
+    // until r1's messages reach both.
+    relay_reaches(&mut r1, &mut [&mut r2, &mut r3]);
     let deadline = Instant::now() + Duration::from_secs(5);
     r1.send(Message::binary(payload.clone())).expect("send");
     let got = next(&mut r2);
@@ -254,6 +254,37 @@ fn direct_messages_relay_and_the_api_reach_every_node() {
     let page = get_with(a.local_addr(), "/api/rooms/ops/messages", "");
     let page: Value = serde_json::from_str(body(&page)).expect("JSON");
     assert_eq!(page["messages"][0]["text"], post, "readable on node A too");
+}
+
+/// Waits until relay messages from `from` reach every one of `to`: probes until each
+/// has one, then sends a marker and reads each up to it, so nothing is left unread.
+fn relay_reaches(from: &mut Client, to: &mut [&mut Client]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut reached = vec![false; to.len()];
+    for ws in to.iter_mut() {
+        ws.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+    }
+    while reached.contains(&false) {
+        assert!(Instant::now() < deadline, "relay never reached {reached:?}");
+        from.send(Message::text("probe")).expect("send");
+        for (ws, reached) in to.iter_mut().zip(&mut reached) {
+            match ws.read() {
+                Ok(Message::Text(_)) => *reached = true,
+                Ok(_) => {}
+                Err(e) if timed_out(&e) => {}
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+    from.send(Message::text("reached")).expect("send");
+    for ws in to.iter_mut() {
+        ws.get_mut()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        while next(ws) != Message::text("reached") {}
+    }
 }
 
 /// `POST /api/rooms/ops/messages` with `text` at `addr`, with more `headers`; the
