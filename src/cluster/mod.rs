@@ -40,6 +40,7 @@ use std::mem;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tungstenite::Message;
 
 /// Requests taken from the queue at once: a run of appends among them goes to Redis
 /// in one round trip.
@@ -618,47 +619,10 @@ impl Bridge {
                 since,
             } => self.join(con, *member, *seq, names, room, since.clone(), events),
             Request::Switch { member, seq, room } => self.switch(con, *member, *seq, room, events),
-            Request::Leave { member, reason } => self
-                .scripts
-                .leave
-                .arg(member_key(&self.node, *member))
-                .arg(*reason)
-                .arg(now_ms())
-                .arg(&self.node)
-                .invoke::<i64>(con)
-                .map(drop),
-            Request::Rename { member, to, key } => {
-                let done: RedisResult<i64> = self
-                    .scripts
-                    .rename
-                    .arg(member_key(&self.node, *member))
-                    .arg(to)
-                    .arg(key)
-                    .arg(now_ms())
-                    .invoke(con);
-                done.map(|done| {
-                    if done == 0 {
-                        let _ = events.send(Event::NameTaken {
-                            member: *member,
-                            to: to.clone(),
-                        });
-                    }
-                })
-            }
-            Request::Direct { to, json, .. } => {
-                let payload = serde_json::json!({"k": "direct", "to": to, "json": json});
-                redis::cmd("PUBLISH")
-                    .arg(BUS)
-                    .arg(payload.to_string())
-                    .exec(con)
-            }
-            Request::Relay { member, room, msg } => {
-                let from = member_key(&self.node, *member);
-                redis::cmd("PUBLISH")
-                    .arg(RELAY)
-                    .arg(listen::relay_payload(&from, room, msg))
-                    .exec(con)
-            }
+            Request::Leave { member, reason } => self.leave(con, *member, reason),
+            Request::Rename { member, to, key } => self.rename(con, *member, to, key, events),
+            Request::Direct { to, json, .. } => direct(con, to, json),
+            Request::Relay { member, room, msg } => self.relay(con, *member, room, msg),
             Request::Resync { .. } => self.resync(con, request, events),
             store => self.store(con, store, events),
         }
@@ -839,6 +803,56 @@ impl Bridge {
         Ok(())
     }
 
+    fn leave(&self, con: &mut Connection, member: ConnId, reason: &str) -> RedisResult<()> {
+        self.scripts
+            .leave
+            .arg(member_key(&self.node, member))
+            .arg(reason)
+            .arg(now_ms())
+            .arg(&self.node)
+            .invoke::<i64>(con)
+            .map(drop)
+    }
+
+    /// Member `member` takes the name `to` (key `key`), unless someone has it.
+    fn rename(
+        &self,
+        con: &mut Connection,
+        member: ConnId,
+        to: &str,
+        key: &str,
+        events: &Sender<Event>,
+    ) -> RedisResult<()> {
+        let done: i64 = self
+            .scripts
+            .rename
+            .arg(member_key(&self.node, member))
+            .arg(to)
+            .arg(key)
+            .arg(now_ms())
+            .invoke(con)?;
+        if done == 0 {
+            let to = to.to_owned();
+            let _ = events.send(Event::NameTaken { member, to });
+        }
+        Ok(())
+    }
+
+    /// A relay message of member `member` to its room on every node.
+    fn relay(
+        &self,
+        con: &mut Connection,
+        member: ConnId,
+        room: &str,
+        msg: &Message,
+    ) -> RedisResult<()> {
+        let from = member_key(&self.node, member);
+        redis::cmd("PUBLISH")
+            .arg(RELAY)
+            .arg(listen::relay_payload(&from, room, msg))
+            .exec(con)
+    }
+
     /// The history for a welcome, up to the room's id `last` at the join: what came
     /// after `since` when the client can resume, else the newest `history`.
     fn history(
@@ -921,6 +935,15 @@ impl Bridge {
         let _ = events.send(Event::Presence(everyone));
         Ok(())
     }
+}
+
+/// A direct message for member `to`, on the bus to whichever node has it.
+fn direct(con: &mut Connection, to: &str, json: &str) -> RedisResult<()> {
+    let payload = serde_json::json!({"k": "direct", "to": to, "json": json});
+    redis::cmd("PUBLISH")
+        .arg(BUS)
+        .arg(payload.to_string())
+        .exec(con)
 }
 
 /// Every room with messages; the sorted set of them is made from the ids when a
