@@ -1,0 +1,365 @@
+//! Redis as the store: each room's messages in a stream (entry ids `{id}-0`), the
+//! newest ids in a hash, the rooms in a sorted set, ended sessions in a hash. What
+//! SQLite's queries are to a single node, these commands are to a cluster.
+
+use super::{BUS, Bridge, ENDED, ROOMS};
+use crate::base::{ConnId, SessionId};
+use crate::chat::{ChatLine, Since};
+use crate::store::{
+    self, Answer, ApiAnswer, Event, MAX_PAGE, MAX_RESUME, NewMessage, Request, StoreError,
+};
+use crossbeam_channel::Sender;
+use redis::{Connection, RedisResult};
+use std::sync::Arc;
+
+impl Bridge {
+    /// Stores and publishes `messages` in one round trip, and answers with their ids
+    /// (or, if Redis failed, with the failure for each).
+    pub(super) fn append_all(&mut self, messages: Vec<NewMessage>, events: &Sender<Event>) {
+        let stored = match self.con.take() {
+            Some(mut con) => match self.pipeline_appends(&mut con, &messages, events) {
+                Ok(ids) => {
+                    self.con = Some(con);
+                    Some(ids)
+                }
+                Err(e) => {
+                    self.lost(&e);
+                    None
+                }
+            },
+            None => None,
+        };
+        let _ = events.send(Event::Answer(committed(messages, stored)));
+    }
+
+    pub(super) fn pipeline_appends(
+        &mut self,
+        con: &mut Connection,
+        messages: &[NewMessage],
+        events: &Sender<Event>,
+    ) -> RedisResult<Vec<u64>> {
+        if let Some(resync) = self.resync.take()
+            && let Err(e) = self.resync(con, &resync, events)
+        {
+            self.resync = Some(resync);
+            return Err(e);
+        }
+        let mut pipe = redis::pipe();
+        for msg in messages {
+            pipe.cmd("EVALSHA")
+                .arg(self.scripts.append.get_hash())
+                .arg(1)
+                .arg(stream(&msg.room))
+                .arg(&msg.room)
+                .arg(self.retain)
+                .arg(&msg.from)
+                .arg(&msg.text)
+                .arg(msg.ts)
+                .arg(msg.via.unwrap_or(""));
+        }
+        match pipe.query(con) {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis forgot the script (a restart, SCRIPT FLUSH): nothing of the
+                // pipeline ran, so it runs again once the script is back.
+                self.scripts.append.prepare_invoke().load(con)?;
+                pipe.query(con)
+            }
+            result => result,
+        }
+    }
+
+    pub(super) fn store(
+        &mut self,
+        con: &mut Connection,
+        request: &Request,
+        events: &Sender<Event>,
+    ) -> RedisResult<()> {
+        match request {
+            Request::EndSession { id, expires } => {
+                // Kept in a hash until it expires, and told to every node's hub.
+                let id = data_encoding::HEXLOWER.encode(id);
+                let news = serde_json::json!({"k": "end_session", "id": id, "expires": expires});
+                redis::pipe()
+                    .cmd("HSET")
+                    .arg(ENDED)
+                    .arg(&id)
+                    .arg(*expires)
+                    .ignore()
+                    .cmd("PUBLISH")
+                    .arg(BUS)
+                    .arg(news.to_string())
+                    .ignore()
+                    .exec(con)?;
+            }
+            Request::Append(msg) => {
+                // Appends come through `append_all`; one alone is a run of one.
+                let ids = self.pipeline_appends(con, std::slice::from_ref(msg), events)?;
+                let _ = events.send(Event::Answer(committed(vec![msg.clone()], Some(ids))));
+            }
+            Request::Page {
+                member,
+                room,
+                before,
+                limit,
+            } => {
+                let limit = (*limit).clamp(1, MAX_PAGE);
+                let end = before.map_or("+".to_owned(), |b| format!("({b}-0"));
+                let mut messages = range(con, "XREVRANGE", room, &end, "-", limit + 1)?;
+                let more = messages.len() > limit;
+                messages.truncate(limit);
+                messages.reverse();
+                let _ = events.send(Event::Answer(Answer::Page {
+                    member: *member,
+                    room: room.clone(),
+                    messages,
+                    more,
+                    failed: false,
+                }));
+            }
+            Request::Rooms {
+                members,
+                after,
+                limit,
+                reply,
+            } => {
+                // A range of the sorted set of rooms, then their newest ids: the
+                // page's cost, whatever the number of rooms.
+                let from = after.as_ref().map_or("-".to_owned(), |a| format!("({a}"));
+                let names: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                    .arg(ROOMS)
+                    .arg(from)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit + 1)
+                    .query(con)?;
+                let ids: Vec<Option<u64>> = if names.is_empty() {
+                    Vec::new()
+                } else {
+                    redis::cmd("HMGET")
+                        .arg("switchboard:ids")
+                        .arg(&names)
+                        .query(con)?
+                };
+                let stored = names
+                    .into_iter()
+                    .zip(ids)
+                    .map(|(name, id)| (name, id.unwrap_or(0)))
+                    .collect();
+                let (rooms, more) = store::page_of_rooms(stored, members.clone(), *limit);
+                let _ = reply.send(ApiAnswer::Rooms { rooms, more });
+            }
+            Request::Messages {
+                room,
+                before,
+                after,
+                limit,
+                reply,
+            } => {
+                let limit = (*limit).clamp(1, MAX_PAGE);
+                let end = before.map_or("+".to_owned(), |b| format!("({b}-0"));
+                let mut messages = match after {
+                    Some(after) => {
+                        range(con, "XRANGE", room, &format!("({after}-0"), &end, limit + 1)?
+                    }
+                    None => range(con, "XREVRANGE", room, &end, "-", limit + 1)?,
+                };
+                let more = messages.len() > limit;
+                messages.truncate(limit);
+                if after.is_none() {
+                    messages.reverse();
+                }
+                let _ = reply.send(ApiAnswer::Messages {
+                    room: room.clone(),
+                    messages,
+                    more,
+                });
+            }
+            // Who is where: `carry_out` takes these.
+            Request::Join { .. }
+            | Request::Switch { .. }
+            | Request::Leave { .. }
+            | Request::Rename { .. }
+            | Request::Direct { .. }
+            | Request::Relay { .. }
+            | Request::Resync { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The history for a welcome, up to the room's id `last` at the join: what came
+    /// after `since` when the client can resume, else the newest `history`.
+    pub(super) fn history(
+        &self,
+        con: &mut Connection,
+        room: &str,
+        since: Option<Since>,
+        last: u64,
+    ) -> RedisResult<(Vec<Arc<ChatLine>>, bool)> {
+        let end = format!("{last}-0");
+        if let Some(since) = since.filter(|s| s.epoch == self.epoch && s.id <= last) {
+            let oldest = range(con, "XRANGE", room, "-", "+", 1)?;
+            // Every message after `since` must still be here, and not too many.
+            if oldest.first().is_none_or(|o| o.id <= since.id + 1) {
+                let start = format!("({}-0", since.id);
+                let missed = range(con, "XRANGE", room, &start, &end, MAX_RESUME + 1)?;
+                if missed.len() <= MAX_RESUME {
+                    return Ok((missed, true));
+                }
+            }
+        }
+        if self.history == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let mut recent = range(con, "XREVRANGE", room, &end, "-", self.history)?;
+        recent.reverse();
+        Ok((recent, false))
+    }
+}
+
+/// Every room with messages; the sorted set of them is made from the ids when a
+/// database written by an older switchboard lacks it.
+pub(super) fn rooms(con: &mut Connection) -> RedisResult<Vec<String>> {
+    let rooms: Vec<String> = redis::cmd("HKEYS").arg("switchboard:ids").query(con)?;
+    let listed: usize = redis::cmd("ZCARD").arg(ROOMS).query(con)?;
+    if listed < rooms.len() {
+        let mut add = redis::cmd("ZADD");
+        add.arg(ROOMS);
+        for room in &rooms {
+            add.arg(0).arg(room);
+        }
+        add.exec(con)?;
+    }
+    Ok(rooms)
+}
+
+/// The sessions ended on any node that are not yet expired; the expired ones are
+/// forgotten on the way.
+pub(super) fn ended_sessions(con: &mut Connection) -> RedisResult<Vec<(SessionId, u64)>> {
+    let all: Vec<(String, u64)> = redis::cmd("HGETALL").arg(ENDED).query(con)?;
+    let now = crate::base::unix_now();
+    let mut ended = Vec::new();
+    for (id, expires) in all {
+        let parsed = data_encoding::HEXLOWER
+            .decode(id.as_bytes())
+            .ok()
+            .and_then(|bytes| SessionId::try_from(bytes.as_slice()).ok());
+        match parsed {
+            Some(session) if expires > now => ended.push((session, expires)),
+            _ => redis::cmd("HDEL").arg(ENDED).arg(&id).exec(con)?,
+        }
+    }
+    Ok(ended)
+}
+
+/// The answer to a run of appends: each message with its id, or, when Redis did
+/// not take them (`None`), the failure for each.
+pub(super) fn committed(messages: Vec<NewMessage>, ids: Option<Vec<u64>>) -> Answer {
+    let Some(ids) = ids else {
+        let failed = messages
+            .into_iter()
+            .map(|m| (m.author, Err(StoreError::Failed)));
+        return Answer::Committed(failed.collect());
+    };
+    let lines = messages.into_iter().zip(ids).map(|(msg, id)| {
+        let line = Arc::new(ChatLine {
+            id,
+            room: msg.room,
+            from: msg.from,
+            text: msg.text,
+            ts: msg.ts,
+            via: msg.via,
+        });
+        (msg.author, Ok(line))
+    });
+    Answer::Committed(lines.collect())
+}
+
+pub(super) fn loaded(
+    member: ConnId,
+    seq: u64,
+    room: &str,
+    history: Vec<Arc<ChatLine>>,
+    last_id: u64,
+    resumed: bool,
+) -> Answer {
+    Answer::Loaded {
+        member,
+        seq,
+        room: room.to_owned(),
+        history,
+        last_id,
+        resumed,
+        failed: false,
+    }
+}
+
+/// The stream of `room`.
+pub(super) fn stream(room: &str) -> String {
+    format!("switchboard:room:{room}")
+}
+
+/// Up to `count` messages of `room` by `XRANGE` or `XREVRANGE` from `start` to `end`.
+pub(super) fn range(
+    con: &mut Connection,
+    command: &str,
+    room: &str,
+    start: &str,
+    end: &str,
+    count: usize,
+) -> RedisResult<Vec<Arc<ChatLine>>> {
+    let entries: Vec<(String, Vec<String>)> = redis::cmd(command)
+        .arg(stream(room))
+        .arg(start)
+        .arg(end)
+        .arg("COUNT")
+        .arg(count)
+        .query(con)?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(id, fields)| entry(room, &id, &fields))
+        .map(Arc::new)
+        .collect())
+}
+
+/// A stream entry `{id}-0` with fields `f`, `t`, `ts`, `v` as a message.
+pub(super) fn entry(room: &str, id: &str, fields: &[String]) -> Option<ChatLine> {
+    let id = id.split_once('-')?.0.parse().ok()?;
+    let mut line = ChatLine {
+        id,
+        room: room.to_owned(),
+        from: String::new(),
+        text: String::new(),
+        ts: 0,
+        via: None,
+    };
+    for pair in fields.chunks_exact(2) {
+        let [field, value] = pair else { continue };
+        match field.as_str() {
+            "f" => line.from.clone_from(value),
+            "t" => line.text.clone_from(value),
+            "ts" => line.ts = value.parse().unwrap_or(0),
+            "v" if value == "api" => line.via = Some("api"),
+            _ => {}
+        }
+    }
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_entries_become_messages() {
+        let fields: Vec<String> = ["f", "ann", "t", "hello", "ts", "5", "v", "api"]
+            .map(String::from)
+            .to_vec();
+        let line = entry("r", "12-0", &fields).unwrap();
+        assert_eq!(
+            (line.id, line.from.as_str(), line.via),
+            (12, "ann", Some("api"))
+        );
+        assert!(entry("r", "junk", &fields).is_none());
+    }
+}
