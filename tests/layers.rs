@@ -144,6 +144,135 @@ fn every_module_imports_only_modules_below_it() {
     assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
 }
 
+/// Within a folder, its files from the top down, as [`LAYERS`] orders the folders: a
+/// file may use the files on the lines after its own (`super::storage::range`, `use
+/// super::{presence, Bridge}`), never one before it or beside it. Anything may use
+/// `mod.rs`, which holds what the folder's files share (the types, the constants).
+const WITHIN: &[(&str, &[&[&str]])] = &[
+    (
+        "hub",
+        &[
+            &["chat", "changes"],
+            &["backend", "relay"],
+            &["post", "idempotent", "signin"],
+            &["members"],
+        ],
+    ),
+    (
+        "cluster",
+        &[&["run"], &["presence"], &["storage", "listen", "scripts"]],
+    ),
+    ("store", &[&["sqlite"], &["presence"]]),
+    ("listener", &[&["pool"], &["admission", "dispatch"]]),
+    (
+        "http",
+        &[
+            &["route"],
+            &["api", "login", "qr"],
+            &["auth", "forwarded", "host"],
+            &["body"],
+            &["request", "response"],
+        ],
+    ),
+    (
+        "base",
+        &[
+            &["context"],
+            &["client", "random", "rate", "transport", "wake"],
+        ],
+    ),
+];
+
+/// The one pair of files in one folder that use each other: `hub/chat.rs` and
+/// `hub/changes.rs` are the two halves of one type's methods, `ChatRooms`, which
+/// owns the chat rooms: what members and the API ask (`chat`), and what the backend
+/// changed (`changes`). A request asks the backend and the answer comes back as a
+/// change; a change can carry out requests that waited for it (a member's first
+/// requests wait for its name). Split further, either half would be a type that
+/// borrows the other's rooms on every call.
+const PEERS_THAT_CALL_EACH_OTHER: &[(&str, &str, &str)] = &[("hub", "chat", "changes")];
+
+/// The sibling files a file names through `super::`, with comments left out.
+fn siblings(code: &str, files: &[&str]) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for line in code.lines() {
+        let line = line.split("//").next().unwrap_or("");
+        let mut rest = line;
+        while let Some(at) = rest.find("super::") {
+            rest = &rest[at + "super::".len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group.split('}').next().unwrap_or("").split(',').collect(),
+                None => vec![rest],
+            };
+            for name in names {
+                let name: String = name
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if files.contains(&name.as_str()) {
+                    found.insert(name);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn files_within_a_folder_point_one_way_too() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut wrong = Vec::new();
+    for (folder, layers) in WITHIN {
+        let dir = src.join(folder);
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("the folder is there")
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".rs")
+                    .map(str::to_owned)
+            })
+            .filter(|name| name != "mod")
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = layers
+            .iter()
+            .flat_map(|l| l.iter().map(|f| (*f).to_owned()))
+            .collect();
+        listed.sort();
+        assert_eq!(on_disk, listed, "src/{folder}/: every file in WITHIN, once");
+        let files: Vec<&str> = layers.iter().flat_map(|l| l.iter().copied()).collect();
+        let line_of = |f: &str| layers.iter().position(|l| l.contains(&f));
+        for file in &files {
+            let code = std::fs::read_to_string(dir.join(format!("{file}.rs"))).expect("readable");
+            for used in siblings(&code, &files) {
+                if used == *file {
+                    continue;
+                }
+                let allowed = PEERS_THAT_CALL_EACH_OTHER.iter().any(|&(f, a, b)| {
+                    f == *folder && ((a, b) == (file, &used) || (b, a) == (file, &used))
+                });
+                if !allowed && line_of(&used) <= line_of(file) {
+                    wrong.push(format!("src/{folder}/{file}.rs uses {used}, not below it"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_folder_checker_sees_sibling_files_in_groups_and_paths() {
+    let code = "use super::storage::{loaded, range};\nuse super::{BUS, Bridge, listen};\n\
+                let x = super::run::go(); // super::scripts is only mentioned\n";
+    let found: Vec<String> = siblings(code, &["listen", "run", "scripts", "storage"])
+        .into_iter()
+        .collect();
+    assert_eq!(found, ["listen", "run", "storage"]);
+}
+
 #[test]
 fn the_checker_sees_grouped_and_inline_paths_and_skips_comments() {
     let code = "use crate::base::{Context, Wake};\nuse crate::{hub, outbox::Inbox};\n\
