@@ -24,7 +24,7 @@
 //! The viewer's own connection is not tapped: it gets its bare stream back like the
 //! others, and is taken out of `--trace` ([`Transport::untrace`]).
 
-use crate::base::Transport;
+use crate::base::{Transport, now_ms};
 use crate::outbox::{Outbox, SendError};
 use crate::trace::{self, Closer, Decoder, Direction, Frame, HeadEnd, Seen};
 use crossbeam_channel::{Receiver, Sender};
@@ -33,7 +33,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tungstenite::Message;
 
@@ -427,12 +427,6 @@ fn preview(frame: &Frame) -> String {
             .collect::<Vec<_>>()
             .join(" "),
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A stream whose bytes can be shown, decoded, to a viewer (see the module docs).
