@@ -431,6 +431,20 @@ impl Drop for Binary {
 }
 
 /// Lets a test take a page's network away and give it back: while
+/// Records the page's pending time-outs: `window.__timers` maps each one's id to the
+/// name of the function it will run, until it runs or is cleared.
+const TIMERS: &str = "(() => {
+    const timers = new Map();
+    window.__timers = timers;
+    const set = window.setTimeout.bind(window), clear = window.clearTimeout.bind(window);
+    window.setTimeout = (fn, ms, ...args) => {
+        const id = set((...a) => { timers.delete(id); fn(...a); }, ms, ...args);
+        timers.set(id, fn.name || 'anonymous');
+        return id;
+    };
+    window.clearTimeout = (id) => { timers.delete(id); clear(id); };
+})();";
+
 /// `window.__network.down` is true, every WebSocket the page opens goes to a path
 /// the server refuses, so the page stays offline and keeps retrying as it would
 /// without a network. `window.__network.urls` records the URLs the page asked for.
@@ -1791,8 +1805,8 @@ fn password_page_signs_in_and_chats() {
         json!({"name": "alice", "room": "locked", "password": "", "invalid": "true",
                "focused": "join-password", "join": true})
     );
-    // Give a socket opened by mistake time to show up before looking.
-    std::thread::sleep(Duration::from_millis(500));
+    // The refusal was handled (the field says so); a socket opened by mistake would
+    // have been opened in the same step, before this script could run.
     assert_eq!(alice.run(CHAT_SHOWN), nothing, "after a wrong password");
     alice.screenshot("password-wrong.png");
 
@@ -2019,6 +2033,7 @@ fn page_asks_for_the_password_again_after_a_restart_signs_it_out() {
     let url = format!("http://{addr}/#locked");
     let dana = Page::blank(&driver, "dana", DESKTOP);
     dana.before_scripts(NETWORK_SWITCH);
+    dana.before_scripts(TIMERS);
     dana.sign_in_at(&url, PASSWORD);
     dana.send("before the restart");
     dana.wait_entry("message", "before the restart");
@@ -2027,6 +2042,8 @@ fn page_asks_for_the_password_again_after_a_restart_signs_it_out() {
     // password again instead of knocking on the door for ever.
     server.shutdown();
     dana.wait_status(WAIT, "reconnecting");
+    let retry_scheduled = "[...window.__timers.values()].includes('connect')";
+    dana.wait("a retry scheduled", retry_scheduled, json!([]));
     let server = restart_guarded_on(addr);
     dana.wait_up_to(
         2 * WAIT,
@@ -2048,9 +2065,17 @@ fn page_asks_for_the_password_again_after_a_restart_signs_it_out() {
         "error",
         "Signed out: the server asks for the password again.",
     );
+    // Nothing is left that would open a socket: no retry is scheduled (as one was
+    // while the server was away, above), and the browser saying it is online again,
+    // which makes an offline page reconnect at once, opens none either.
     let tries = || dana.run("return window.__network.urls.length;");
     let asked = tries();
-    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        dana.run(&format!("return {retry_scheduled};")),
+        json!(false),
+        "a retry is still scheduled while signed out"
+    );
+    dana.run("window.dispatchEvent(new Event('online'));");
     assert_eq!(tries(), asked, "no socket while signed out");
     dana.screenshot("password-signed-out.png");
 
