@@ -516,15 +516,15 @@ fn the_limits_tables_give_the_config_defaults() {
     let ping = c.ping_interval.as_secs();
     let budget = format!(
         "{}, then one every {} s",
-        crate::hub::signin::BURST,
-        crate::hub::signin::EVERY_SECS
+        crate::doors::signin::BURST,
+        crate::doors::signin::EVERY_SECS
     );
     // Each row's first words, and what its default cell must hold. A row the list
     // does not know fails the test, so a new limit gets a value to check.
     let ends = format!(
         "{}, then one every {} s",
-        crate::hub::signin::END_BURST,
-        crate::hub::signin::END_EVERY_SECS
+        crate::doors::signin::END_BURST,
+        crate::doors::signin::END_EVERY_SECS
     );
     let readme: [(&str, String); 13] = [
         (

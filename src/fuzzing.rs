@@ -8,6 +8,8 @@
 
 use crate::base::{Context, Peer};
 use crate::config::Config;
+use crate::connection::Lines;
+use crate::doors::Doors;
 use crate::http::{self, Admission};
 use crate::hub::{Hub, HubConfig};
 use crate::store::{self, Location, Store, StoreConfig};
@@ -62,13 +64,21 @@ pub fn connection(data: &[u8]) {
         node: store.node().to_owned(),
         shares_relay: false,
         api_rate: (20, 40),
-        secrets: Default::default(),
-        ended_sessions: Vec::new(),
         max_rooms: 10_000,
         stored_rooms: Vec::new(),
         limits: ctx.config.limits(),
     };
-    let hub = Hub::new(config, Arc::clone(&ctx.metrics), store_tx);
+    let doors = Doors::new(
+        Default::default(),
+        Vec::new(),
+        store_tx.clone(),
+        Arc::clone(&ctx.metrics),
+    );
+    let (doors_tx, doors_rx) = crossbeam_channel::bounded(crate::doors::QUEUE);
+    let hub = Hub::new(config, Arc::clone(&ctx.metrics), store_tx, doors_tx.clone());
+    let Ok(doors_thread) = thread::Builder::new().spawn(move || doors.run(doors_rx)) else {
+        return;
+    };
     let Ok(store_thread) = thread::Builder::new().spawn(move || store.run(store_rx, events_tx))
     else {
         return;
@@ -93,9 +103,14 @@ pub fn connection(data: &[u8]) {
         local: true,
     };
     let deadline = Instant::now() + ctx.config.handshake_timeout;
-    http::serve(server_end, peer, Admission::Admit, deadline, &ctx, &hub_tx);
-    drop(hub_tx);
+    let lines = Lines {
+        hub: hub_tx,
+        doors: doors_tx,
+    };
+    http::serve(server_end, peer, Admission::Admit, deadline, &ctx, &lines);
+    drop(lines);
     let _ = hub_thread.join();
+    let _ = doors_thread.join();
     let _ = store_thread.join();
     if let Ok(client) = client {
         let _ = client.join();

@@ -235,6 +235,7 @@ mod config;
 mod connection;
 #[cfg(test)]
 mod doc_tables;
+mod doors;
 mod error;
 mod escape;
 #[cfg(any(fuzzing, test))]

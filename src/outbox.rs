@@ -70,6 +70,17 @@ impl Owed {
     }
 }
 
+/// Wakes a connection thread that has news outside its outbox; it holds nothing else of
+/// the outbox, so it keeps no queue open.
+#[derive(Debug)]
+pub(crate) struct Waker(Arc<Shared>);
+
+impl Waker {
+    pub(crate) fn wake(&self) {
+        self.0.wake.notify();
+    }
+}
+
 /// The connection thread's end of its outbox.
 #[derive(Debug)]
 pub(crate) struct Inbox {
@@ -204,13 +215,10 @@ impl Outbox {
         self.shared.wake.notify();
     }
 
-    /// Wakes the connection thread with nothing queued (it has news elsewhere: a wire
-    /// viewer at its door); the [`Owed`] does it when given.
-    pub(crate) fn nudge(&self) -> Option<Owed> {
-        self.shared
-            .wake
-            .claim()
-            .then(|| Owed(Arc::clone(&self.shared)))
+    /// How to wake the connection thread with nothing queued, from another thread
+    /// (it has news elsewhere: a wire viewer at its door).
+    pub(crate) fn waker(&self) -> Waker {
+        Waker(Arc::clone(&self.shared))
     }
 
     /// Nothing more will be queued: once what is queued is sent, the connection

@@ -6,9 +6,12 @@
 //! (which waits for every connection thread) and the hub (which ends when the last
 //! sender of events is gone).
 
+use crate::base::SessionId;
 use crate::base::{Context, ContextParts};
 use crate::cluster::{self, Bridge};
 use crate::config::{Config, DEFAULT_LISTEN};
+use crate::connection::Lines;
+use crate::doors::{self, Doors};
 use crate::error::{Error, Result};
 use crate::hub::{Hub, HubConfig};
 use crate::listener::{self, Listener};
@@ -297,16 +300,29 @@ fn start_each(
     threads: &mut Vec<JoinHandle<()>>,
 ) -> Result<()> {
     let hub_config = backend.hub_config(&ctx.config);
+    let (secrets, ended) = backend.doors_config(&ctx.config);
     let (events_tx, events_rx) = crossbeam_channel::bounded(store::QUEUE);
     let requests = start_backend(backend, ctx, events_tx, threads)?;
-    let hub = Hub::new(hub_config, Arc::clone(&ctx.metrics), requests);
+    let doors = Doors::new(secrets, ended, requests.clone(), Arc::clone(&ctx.metrics));
+    let (doors_tx, doors_rx) = crossbeam_channel::bounded(doors::QUEUE);
+    threads.insert(0, spawn("doors", move || doors.run(doors_rx))?);
+    let hub = Hub::new(
+        hub_config,
+        Arc::clone(&ctx.metrics),
+        requests,
+        doors_tx.clone(),
+    );
     let (hub_tx, hub_rx) = crossbeam_channel::bounded(HUB_QUEUE);
     threads.insert(0, spawn("hub", move || hub.run(hub_rx, events_rx))?);
     let ctx = Arc::clone(ctx);
+    let lines = Lines {
+        hub: hub_tx,
+        doors: doors_tx,
+    };
     threads.insert(
         0,
         spawn("accept", move || {
-            listener::accept_loop(listeners, ctx, hub_tx)
+            listener::accept_loop(listeners, ctx, lines)
         })?,
     );
     Ok(())
@@ -415,19 +431,30 @@ impl Opened {
         }
     }
 
+    /// The doors' settings: the secrets of `config`, and the sessions kept as ended.
+    fn doors_config(&self, config: &Config) -> (doors::Secrets, Vec<(SessionId, u64)>) {
+        let secrets = doors::Secrets {
+            password: config.password.clone(),
+            api_token: config.api_token.clone(),
+        };
+        let ended = match self {
+            Self::Store(store) => store.ended_sessions(),
+            Self::Cluster(bridge) => bridge.ended_sessions(),
+        };
+        (secrets, ended)
+    }
+
     /// The hub's settings: the chat's state as kept here, and the limits of `config`.
     fn hub_config(&self, config: &Config) -> HubConfig {
-        let (epoch, node, ended_sessions, stored_rooms) = match self {
+        let (epoch, node, stored_rooms) = match self {
             Self::Store(store) => (
                 store.epoch().to_owned(),
                 store.node().to_owned(),
-                store.ended_sessions(),
                 store.room_names(),
             ),
             Self::Cluster(bridge) => (
                 bridge.epoch().to_owned(),
                 bridge.node().to_owned(),
-                bridge.ended_sessions(),
                 bridge.rooms(),
             ),
         };
@@ -436,11 +463,6 @@ impl Opened {
             node,
             shares_relay: matches!(self, Self::Cluster(_)),
             api_rate: (config.api_rate, config.api_rate.saturating_mul(2)),
-            secrets: crate::hub::Secrets {
-                password: config.password.clone(),
-                api_token: config.api_token.clone(),
-            },
-            ended_sessions,
             max_rooms: config.max_rooms,
             stored_rooms,
             limits: config.limits(),

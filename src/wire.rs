@@ -8,10 +8,11 @@
 //! gets its bare stream back once the head is done, so echo and relay pay nothing
 //! after their handshake.
 //!
-//! Who may watch is the hub's business, since the hub knows the members: it keeps the
-//! [`Door`] (the connection's key and a way to pass it a viewer), and answers a
-//! viewer's request to watch after comparing the key in constant time. Then the viewer
-//! reaches the tap through the door's channel, and a flag tells the tap to look:
+//! Who may watch is the doors' business ([`crate::doors`]): they keep the [`Door`]
+//! (the connection's key, a way to pass it a viewer, and a way to wake its thread),
+//! and answer a viewer's request to watch after comparing the key in constant time.
+//! Then the viewer reaches the tap through the door's channel, and a flag tells the
+//! tap to look:
 //!
 //! - nobody watching: each read and write costs one atomic load, and the decoder only
 //!   follows the frame headers to know where the next frame starts (no payload is
@@ -25,7 +26,7 @@
 //! others, and is taken out of `--trace` ([`Transport::untrace`]).
 
 use crate::base::{Transport, now_ms};
-use crate::outbox::{Outbox, SendError};
+use crate::outbox::{Outbox, SendError, Waker};
 use crate::trace::{self, Closer, Decoder, Direction, Frame, HeadEnd, Seen};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{Value, json};
@@ -79,13 +80,16 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// What the hub keeps of a connection that can be watched: its key, and the way to
+/// What the doors keep of a connection that can be watched: its key, and the way to
 /// hand it a viewer.
 #[derive(Debug)]
 pub(crate) struct Door {
     key: String,
     viewers: Sender<Outbox>,
     knock: Arc<AtomicBool>,
+    /// Wakes the connection's thread, so that it takes a viewer in even while its
+    /// client is quiet.
+    wake: Waker,
 }
 
 /// The tap's side of a [`Door`].
@@ -95,8 +99,9 @@ pub(crate) struct Hatch {
     knock: Arc<AtomicBool>,
 }
 
-/// A door with a fresh random key (128 bits, in hex) and its hatch.
-pub(crate) fn door() -> io::Result<(Door, Hatch)> {
+/// A door with a fresh random key (128 bits, in hex) and its hatch, for the
+/// connection that `wake` wakes.
+pub(crate) fn door(wake: Waker) -> io::Result<(Door, Hatch)> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
     let key = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -109,6 +114,7 @@ pub(crate) fn door() -> io::Result<(Door, Hatch)> {
             key,
             viewers: tx,
             knock: Arc::clone(&knock),
+            wake,
         },
         Hatch { viewers: rx, knock },
     ))
@@ -125,14 +131,14 @@ impl Door {
         self.key.as_bytes().ct_eq(key.0.as_bytes()).into()
     }
 
-    /// Hands `viewer` to the connection without waiting; `false` if it cannot take it
-    /// (gone, or another viewer is still on its way). The connection's thread must
-    /// then be woken, so that it takes the viewer in even while its client is quiet.
+    /// Hands `viewer` to the connection without waiting, and wakes its thread;
+    /// `false` if it cannot take it (gone, or another viewer is still on its way).
     pub(crate) fn let_in(&self, viewer: Outbox) -> bool {
         if self.viewers.try_send(viewer).is_err() {
             return false;
         }
         self.knock.store(true, Ordering::Release);
+        self.wake.wake();
         true
     }
 }
@@ -533,6 +539,12 @@ mod tests {
     use super::*;
     use crate::outbox::outbox;
 
+    /// A door of a connection whose outbox is of no more use here.
+    fn watched_door() -> (Door, Hatch) {
+        let (outbox, _inbox) = crate::outbox::outbox(8, 1 << 16).unwrap();
+        door(outbox.waker()).unwrap()
+    }
+
     fn events(inbox: &crate::outbox::Inbox) -> Vec<Value> {
         std::iter::from_fn(|| inbox.try_recv())
             .map(|m| serde_json::from_str(m.to_text().unwrap()).unwrap())
@@ -541,7 +553,7 @@ mod tests {
 
     #[test]
     fn the_key_opens_only_its_door() {
-        let (door, _hatch) = door().unwrap();
+        let (door, _hatch) = watched_door();
         assert_eq!(door.key().len(), 32);
         assert!(door.opens_with(&Key(door.key().to_owned())));
         assert!(!door.opens_with(&Key("00".into())));
@@ -551,7 +563,7 @@ mod tests {
 
     #[test]
     fn a_viewer_gets_the_replay_then_live_frames() {
-        let (door, hatch) = door().unwrap();
+        let (door, hatch) = watched_door();
         let mut tap = Tap::new(io::Cursor::new(
             b"GET /ws/chat HTTP/1.1\r\nUpgrade: websocket\r\nCookie: s=1\r\n\r\n\x81\x82\x01\x02\x03\x04\x69\x6b".to_vec(),
         ));
@@ -608,7 +620,7 @@ mod tests {
 
     #[test]
     fn a_bare_lf_head_is_followed_by_its_frames() {
-        let (door, hatch) = door().unwrap();
+        let (door, hatch) = watched_door();
         let mut tap = Tap::new(io::Cursor::new(
             b"GET /ws/chat HTTP/1.1\nUpgrade: websocket\nCookie: s=1\n\n".to_vec(),
         ));
@@ -641,7 +653,7 @@ mod tests {
 
     #[test]
     fn a_viewer_that_falls_behind_is_told_how_much_it_lost() {
-        let (door, hatch) = door().unwrap();
+        let (door, hatch) = watched_door();
         let mut tap = Tap::new(Vec::new());
         tap.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
             .unwrap();

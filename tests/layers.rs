@@ -28,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["connection"],
     &["hub"],
-    &["cluster"],
+    &["cluster", "doors"],
     &["store", "wire"],
     &["outbox"],
     &["base"],
@@ -154,7 +154,7 @@ const WITHIN: &[(&str, &[&[&str]])] = &[
         &[
             &["chat", "changes"],
             &["backend", "relay"],
-            &["post", "idempotent", "signin"],
+            &["post", "idempotent"],
             &["members"],
         ],
     ),
@@ -163,6 +163,7 @@ const WITHIN: &[(&str, &[&[&str]])] = &[
         &[&["run"], &["presence"], &["storage", "listen", "scripts"]],
     ),
     ("store", &[&["sqlite"], &["presence"]]),
+    ("doors", &[&["signin"]]),
     ("listener", &[&["pool"], &["admission", "dispatch"]]),
     (
         "http",

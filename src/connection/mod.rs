@@ -30,6 +30,7 @@ mod chat;
 use crate::base::{self, ConnId, Context, Interest, Peer, Transport};
 use crate::chat::ChatError;
 use crate::chat::Since;
+use crate::doors;
 use crate::hub::{HubEvent, LeaveReason};
 use crate::metrics::{self, add, bump};
 use crate::outbox::{self, Inbox};
@@ -105,17 +106,31 @@ impl Phase {
 /// Tells the hub the member is gone, however the thread ends (even by panic).
 struct Membership<'a> {
     peer: Peer,
-    hub: &'a Sender<HubEvent>,
+    lines: &'a Lines,
     reason: LeaveReason,
+    /// Its traffic can be watched: the doors close its wire door too.
+    watched: bool,
 }
 
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
-        let _ = self.hub.send(HubEvent::Leave {
-            id: self.peer.id,
+        let id = self.peer.id;
+        if self.watched {
+            let _ = self.lines.doors.send(doors::Request::Close { id });
+        }
+        let _ = self.lines.hub.send(HubEvent::Leave {
+            id,
             reason: self.reason,
         });
     }
+}
+
+/// Where a connection's requests go: the hub, which owns the chat, and the doors,
+/// which decide who may come in (and who may watch whom).
+#[derive(Debug, Clone)]
+pub(crate) struct Lines {
+    pub hub: Sender<HubEvent>,
+    pub doors: Sender<doors::Request>,
 }
 
 /// Keeps the `websockets` gauge honest, however the thread ends.
@@ -155,7 +170,7 @@ pub(crate) fn join<'a>(
     endpoint: Endpoint,
     peer: Peer,
     ctx: &Context,
-    hub: &'a Sender<HubEvent>,
+    lines: &'a Lines,
 ) -> Result<Joined<'a>, JoinError> {
     let config = &ctx.config;
     let new_outbox = || {
@@ -172,7 +187,7 @@ pub(crate) fn join<'a>(
                 hatch: None,
             });
         }
-        Endpoint::Wire { id: watched, key } => return watch(watched, key, hub),
+        Endpoint::Wire { id: watched, key } => return watch(watched, key, &lines.doors),
         Endpoint::Chat {
             room,
             name,
@@ -180,8 +195,13 @@ pub(crate) fn join<'a>(
             since,
         } => {
             let (outbox, inbox) = new_outbox()?;
-            let (door, opened) = wire::door().map_err(JoinError::Overloaded)?;
+            let (door, opened) = wire::door(outbox.waker()).map_err(JoinError::Overloaded)?;
             hatch = Some(opened);
+            let key = door.key().to_owned();
+            lines
+                .doors
+                .send(doors::Request::Open { id, door })
+                .map_err(|_| JoinError::ShuttingDown)?;
             let event = HubEvent::JoinChat {
                 id,
                 room,
@@ -189,7 +209,7 @@ pub(crate) fn join<'a>(
                 name_error,
                 since,
                 outbox,
-                wire: Some(door),
+                wire: Some(key),
                 client: crate::base::ClientKey::of(peer.addr.ip()),
             };
             (Handler::Chat(ChatPolicy::new(config)), event, inbox)
@@ -203,33 +223,41 @@ pub(crate) fn join<'a>(
             )
         }
     };
-    hub.send(event).map_err(|_| JoinError::ShuttingDown)?;
+    let watched = hatch.is_some();
+    let membership = Membership {
+        peer,
+        lines,
+        reason: LeaveReason::Closed,
+        watched,
+    };
+    lines.hub.send(event).map_err(|_| JoinError::ShuttingDown)?;
     Ok(Joined {
         handler,
         inbox: Some(inbox),
-        membership: Some(Membership {
-            peer,
-            hub,
-            reason: LeaveReason::Closed,
-        }),
+        membership: Some(membership),
         hatch,
     })
 }
 
-/// Asks the hub to let a wire viewer watch connection `id`. The viewer is no member
+/// Asks the doors to let a wire viewer watch connection `id`. The viewer is no member
 /// of the hub: once let in, only the watched connection's tap feeds its outbox.
-fn watch<'a>(id: ConnId, key: wire::Key, hub: &Sender<HubEvent>) -> Result<Joined<'a>, JoinError> {
+fn watch<'a>(
+    id: ConnId,
+    key: wire::Key,
+    doors: &Sender<doors::Request>,
+) -> Result<Joined<'a>, JoinError> {
     let (viewer, inbox) =
         outbox::outbox(wire::VIEWER_EVENTS, wire::VIEWER_BYTES).map_err(JoinError::Overloaded)?;
     let (reply, answer) = crossbeam_channel::bounded(1);
-    hub.send(HubEvent::Watch {
-        id,
-        key,
-        viewer,
-        reply,
-    })
-    .map_err(|_| JoinError::ShuttingDown)?;
-    // The hub answers at once: it never blocks.
+    doors
+        .send(doors::Request::Watch {
+            id,
+            key,
+            viewer,
+            reply,
+        })
+        .map_err(|_| JoinError::ShuttingDown)?;
+    // The doors answer at once: they never block.
     match answer.recv() {
         Ok(true) => Ok(Joined {
             handler: Handler::Wire,
@@ -765,6 +793,8 @@ mod tests {
     #[test]
     fn membership_tells_the_hub_even_when_the_thread_panics() {
         let (hub, events) = crossbeam_channel::unbounded();
+        let (doors, closed) = crossbeam_channel::unbounded();
+        let lines = Lines { hub, doors };
         let peer = Peer {
             id: 7,
             addr: "127.0.0.1:1".parse().unwrap(),
@@ -774,8 +804,9 @@ mod tests {
         let outcome = std::thread::spawn(move || {
             let _membership = Membership {
                 peer,
-                hub: &hub,
+                lines: &lines,
                 reason: LeaveReason::Closed,
+                watched: true,
             };
             panic!("a bug in a connection thread");
         })
@@ -784,6 +815,10 @@ mod tests {
         assert!(matches!(
             events.try_recv(),
             Ok(HubEvent::Leave { id: 7, .. })
+        ));
+        assert!(matches!(
+            closed.try_recv(),
+            Ok(doors::Request::Close { id: 7 })
         ));
     }
 }

@@ -13,6 +13,8 @@ use super::request::{self, HeadError, Request};
 use super::response::{Response, error};
 use crate::base::{Context, Peer, Transport};
 use crate::chat::{self, ChatLine};
+use crate::connection::Lines;
+use crate::doors;
 use crate::hub::{ApiCall, HubEvent};
 use crate::store::{ApiAnswer, MAX_PAGE};
 use crossbeam_channel::Sender;
@@ -134,12 +136,19 @@ pub(crate) fn serve<S: Transport>(
     peer: Peer,
     deadline: Instant,
     ctx: &Context,
-    hub: &Sender<HubEvent>,
+    lines: &Lines,
 ) -> Response {
     let ip = peer.addr.ip();
     let call = match call {
         Call::Read(read) => read,
-        Call::Post { room } => match post(stream, (req, rest), room, (peer, deadline), ctx, hub) {
+        Call::Post { room } => match post(
+            stream,
+            (req, rest),
+            room,
+            (peer, deadline),
+            ctx,
+            &lines.doors,
+        ) {
             Ok(call) => call,
             Err(response) => return response,
         },
@@ -147,7 +156,7 @@ pub(crate) fn serve<S: Transport>(
     let posting = matches!(call, ApiCall::Post { .. });
     let (reply, answer) = crossbeam_channel::bounded(1);
     let event = HubEvent::Api { ip, call, reply };
-    if hub.send(event).is_err() {
+    if lines.hub.send(event).is_err() {
         return error(503, "unavailable", "the server is shutting down");
     }
     let timeout = ctx.config.handshake_timeout;
@@ -243,7 +252,7 @@ fn post<S: Transport>(
     room: String,
     (peer, deadline): (Peer, Instant),
     ctx: &Context,
-    hub: &Sender<HubEvent>,
+    doors: &Sender<doors::Request>,
 ) -> Result<ApiCall, Response> {
     if ctx.config.api_token.is_none() {
         return Err(error(
@@ -261,11 +270,11 @@ fn post<S: Transport>(
         )
         .header("WWW-Authenticate", "Bearer"));
     };
-    let verdict = super::auth::judge(peer, crate::hub::Secret::ApiToken, offered, ctx, hub);
-    if verdict == crate::hub::Verdict::Locked {
+    let verdict = super::auth::judge(peer, doors::Secret::ApiToken, offered, ctx, doors);
+    if verdict == doors::Verdict::Locked {
         return Err(super::auth::locked());
     }
-    if verdict == crate::hub::Verdict::Wrong {
+    if verdict == doors::Verdict::Wrong {
         return Err(error(
             401,
             "unauthorized",

@@ -3,8 +3,8 @@
 //! `Authorization: Bearer PASSWORD` (for wscat, websocat, scripts).
 //!
 //! **One budget for every guess.** Whatever checks a secret — a Bearer header on any
-//! endpoint, `/login`, `/info`, the API token — hands the guess to the hub, which
-//! spends from the client's budget and compares in one step ([`judge`]). Past five
+//! endpoint, `/login`, `/info`, the API token — hands the guess to the doors'
+//! thread ([`crate::doors`]), which spends from the client's budget and compares in one step ([`judge`]). Past five
 //! wrong tries every check is `Locked` (`429`), right secret or not, so no door tells
 //! a right guess from a wrong one outside the budget, and requests sent in parallel
 //! cannot outrun it.
@@ -14,13 +14,13 @@
 //! key *and the password*. So a cookie cannot be forged or extended, it survives a
 //! restart on the same data directory, a new password ends every session made under
 //! the old one, and an expiry further out than the server would issue is refused.
-//! `POST /logout` ends one session server-side: the hub remembers its id until it
+//! `POST /logout` ends one session server-side: the doors remember its id until it
 //! would have expired (the backend keeps that list across restarts and nodes).
 //! Every comparison is constant-time.
 
 use super::request::Request;
 use crate::base::{ClientKey, Context, Peer, SessionId, unix_now};
-use crate::hub::{HubEvent, Secret, SignIn, Verdict};
+use crate::doors::{self, Secret, SignIn, Verdict};
 use crossbeam_channel::Sender;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -78,36 +78,41 @@ pub(crate) struct Session {
 /// Looks at the credentials of `req`: a good, unended session cookie first (no
 /// budget: its MAC cannot be guessed), then a Bearer password, judged within the
 /// budget of `peer`.
-pub(crate) fn check(req: &Request, peer: Peer, ctx: &Context, hub: &Sender<HubEvent>) -> Access {
+pub(crate) fn check(
+    req: &Request,
+    peer: Peer,
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Access {
     if ctx.config.password.is_none() {
         return Access::Open;
     }
-    if session(req, ctx).is_some_and(|s| !ended(s.id, ctx, hub)) {
+    if session(req, ctx).is_some_and(|s| !ended(s.id, ctx, doors)) {
         return Access::SignedIn;
     }
     let Some(offered) = bearer(req) else {
         return Access::Anonymous;
     };
-    match judge(peer, Secret::Password, offered, ctx, hub) {
+    match judge(peer, Secret::Password, offered, ctx, doors) {
         Verdict::Right => Access::SignedIn,
         Verdict::Wrong => Access::Anonymous,
         Verdict::Locked => Access::Locked,
     }
 }
 
-/// Has the hub judge `offered` against `secret` within the budget of `peer`'s
-/// client: spending and comparing are one step there. `Locked` when the hub does not
+/// Has the doors judge `offered` against `secret` within the budget of `peer`'s
+/// client: spending and comparing are one step there. `Locked` when they do not
 /// answer in time (the safe side).
 pub(crate) fn judge(
     peer: Peer,
     secret: Secret,
     offered: &str,
     ctx: &Context,
-    hub: &Sender<HubEvent>,
+    doors: &Sender<doors::Request>,
 ) -> Verdict {
     let client = ClientKey::of(peer.addr.ip());
     let (reply, answer) = crossbeam_channel::bounded(1);
-    let asked = hub.send(HubEvent::SignIn(SignIn::Judge {
+    let asked = doors.send(doors::Request::SignIn(SignIn::Judge {
         client,
         secret,
         offered: crate::config::Secret::new(offered),
@@ -123,21 +128,22 @@ pub(crate) fn judge(
 
 /// Whether `peer`'s client has a try left, taking none: asked before a body is read,
 /// so that a locked-out client costs no more than its head.
-pub(crate) fn may_try(peer: Peer, ctx: &Context, hub: &Sender<HubEvent>) -> bool {
+pub(crate) fn may_try(peer: Peer, ctx: &Context, doors: &Sender<doors::Request>) -> bool {
     let client = ClientKey::of(peer.addr.ip());
     let (reply, answer) = crossbeam_channel::bounded(1);
-    hub.send(HubEvent::SignIn(SignIn::May { client, reply }))
+    doors
+        .send(doors::Request::SignIn(SignIn::May { client, reply }))
         .is_ok()
         && answer
             .recv_timeout(ctx.config.handshake_timeout)
             .unwrap_or(false)
 }
 
-/// Whether session `id` was ended; `true` when the hub cannot say (the safe side).
-fn ended(id: SessionId, ctx: &Context, hub: &Sender<HubEvent>) -> bool {
+/// Whether session `id` was ended; `true` when the doors cannot say (the safe side).
+fn ended(id: SessionId, ctx: &Context, doors: &Sender<doors::Request>) -> bool {
     let (reply, answer) = crossbeam_channel::bounded(1);
-    if hub
-        .send(HubEvent::SignIn(SignIn::Ended { id, reply }))
+    if doors
+        .send(doors::Request::SignIn(SignIn::Ended { id, reply }))
         .is_err()
     {
         return true;

@@ -4,7 +4,7 @@
 //!
 //! A right password gets `204` (JSON) or `303` to `/` (a form), with the cookie; a
 //! wrong one `401`. A client whose budget is spent is refused before its body is
-//! read, and the guess is judged by the hub within the budget ([`auth::judge`]), so
+//! read, and the guess is judged by the doors within the budget ([`auth::judge`]), so
 //! sign-ins sent in parallel get no more tries than sent one by one: past the budget,
 //! `429` with `Retry-After`, right password or not.
 //! The body is at most 1 KiB. Neither the password nor the cookie is ever logged.
@@ -14,7 +14,7 @@ use super::body;
 use super::request::{self, Request};
 use super::response::{Response, error};
 use crate::base::{ClientKey, Context, Peer, Transport};
-use crate::hub::{HubEvent, Secret, SignIn, Verdict};
+use crate::doors::{self, Secret, SignIn, Verdict};
 use crossbeam_channel::Sender;
 use std::time::Instant;
 
@@ -28,12 +28,12 @@ pub(crate) fn serve<S: Transport>(
     peer: Peer,
     deadline: Instant,
     ctx: &Context,
-    hub: &Sender<HubEvent>,
+    doors: &Sender<doors::Request>,
 ) -> Response {
     if ctx.config.password.is_none() {
         return error(404, "not_found", "this server has no password: just open /");
     }
-    if !auth::may_try(peer, ctx, hub) {
+    if !auth::may_try(peer, ctx, doors) {
         return auth::locked();
     }
     let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
@@ -64,7 +64,7 @@ pub(crate) fn serve<S: Transport>(
             "send the password as password=… or {\"password\":…}",
         );
     };
-    match auth::judge(peer, Secret::Password, &offered, ctx, hub) {
+    match auth::judge(peer, Secret::Password, &offered, ctx, doors) {
         Verdict::Right => {}
         Verdict::Wrong => return error(401, "wrong_password", "wrong password"),
         Verdict::Locked => return auth::locked(),
@@ -78,7 +78,12 @@ pub(crate) fn serve<S: Transport>(
 /// Ends the session of the cookie `req` carries, if any, and tells the browser to
 /// forget it. Answered the same whether there was one: `204`, or `303` to `/` for a
 /// form (a page's sign-out button).
-pub(crate) fn logout(req: &Request, peer: Peer, ctx: &Context, hub: &Sender<HubEvent>) -> Response {
+pub(crate) fn logout(
+    req: &Request,
+    peer: Peer,
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Response {
     if ctx.config.password.is_none() {
         return error(
             404,
@@ -88,7 +93,7 @@ pub(crate) fn logout(req: &Request, peer: Peer, ctx: &Context, hub: &Sender<HubE
     }
     if let Some(session) = auth::session(req, ctx) {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let asked = hub.send(HubEvent::SignIn(SignIn::End {
+        let asked = doors.send(doors::Request::SignIn(SignIn::End {
             id: session.id,
             expires: session.expires,
             client: ClientKey::of(peer.addr.ip()),

@@ -19,8 +19,9 @@ pub(crate) mod response;
 mod route;
 
 use crate::base::{self, Context, Interest, Peer, Transport};
+use crate::connection::Lines;
 use crate::connection::{self, Endpoint, JoinError};
-use crate::hub::HubEvent;
+use crate::doors;
 use crate::metrics::{self, Rejection};
 use crate::wire::Tap;
 pub(crate) use auth::signing_key;
@@ -68,7 +69,7 @@ pub(crate) fn serve<S: Transport>(
     admission: Admission,
     deadline: Instant,
     shared: &Context,
-    hub: &Sender<HubEvent>,
+    lines: &Lines,
 ) {
     let config = &shared.config;
     // Through the wire tap until the head is done: a chat session keeps it.
@@ -114,7 +115,7 @@ pub(crate) fn serve<S: Transport>(
         &req,
         peer,
         shared,
-        hub,
+        &lines.doors,
     );
     match routed {
         Routed::Qr => match qr::serve(&req, req.path_and_query().1, shared) {
@@ -127,7 +128,14 @@ pub(crate) fn serve<S: Transport>(
         Routed::Info => respond(stream, &head_only(info(shared, false)), shared),
         Routed::Login => {
             metrics::bump(&shared.metrics.http_requests_total);
-            let response = login::serve(&mut stream, (&req, rest), peer, deadline, shared, hub);
+            let response = login::serve(
+                &mut stream,
+                (&req, rest),
+                peer,
+                deadline,
+                shared,
+                &lines.doors,
+            );
             log::info!(
                 "conn {} {}: sign-in -> {}",
                 peer.id,
@@ -138,7 +146,7 @@ pub(crate) fn serve<S: Transport>(
         }
         Routed::Logout => {
             metrics::bump(&shared.metrics.http_requests_total);
-            let response = login::logout(&req, peer, shared, hub);
+            let response = login::logout(&req, peer, shared, &lines.doors);
             log::info!(
                 "conn {} {}: sign-out -> {}",
                 peer.id,
@@ -152,10 +160,18 @@ pub(crate) fn serve<S: Transport>(
             reject(stream, peer, head_only(response), why, &reason, shared)
         }
         Routed::Upgrade(endpoint, response) => {
-            upgrade(stream, rest, endpoint, response, peer, shared, hub)
+            upgrade(stream, rest, endpoint, response, peer, shared, lines)
         }
         Routed::Api(call) => {
-            let response = api::serve(&mut stream, (&req, rest), call, peer, deadline, shared, hub);
+            let response = api::serve(
+                &mut stream,
+                (&req, rest),
+                call,
+                peer,
+                deadline,
+                shared,
+                lines,
+            );
             answer(stream, &req, peer, head_only(response), shared);
         }
     }
@@ -193,7 +209,7 @@ fn guard(
     req: &Request,
     peer: Peer,
     ctx: &Context,
-    hub: &Sender<HubEvent>,
+    doors: &Sender<doors::Request>,
 ) -> Routed {
     let (path, _) = req.path_and_query();
     if path != "/healthz" && !host::allowed(req.header("Host"), &ctx.own_names) {
@@ -223,7 +239,7 @@ fn guard(
     let needs_access = matches!(&routed, Routed::Upgrade(..) | Routed::Info)
         || matches!(&routed, Routed::Api(call) if !call.is_post());
     if needs_access {
-        let access = auth::check(req, peer, ctx, hub);
+        let access = auth::check(req, peer, ctx, doors);
         return match (routed, access) {
             (_, auth::Access::Locked) => {
                 let response = auth::locked();
@@ -307,11 +323,11 @@ fn upgrade<S: Transport>(
     response: Response,
     peer: Peer,
     shared: &Context,
-    hub: &Sender<HubEvent>,
+    lines: &Lines,
 ) {
     use std::io::Write as _;
     log::debug!("conn {} {}: websocket {endpoint:?}", peer.id, peer.addr);
-    let joined = match connection::join(endpoint, peer, shared, hub) {
+    let joined = match connection::join(endpoint, peer, shared, lines) {
         Ok(joined) => joined,
         Err(e) => {
             let reason = match e {
@@ -342,7 +358,7 @@ fn upgrade<S: Transport>(
         shared.metrics.reject(Rejection::Io);
         return;
     }
-    connection::run(stream, rest, joined, peer, shared, hub);
+    connection::run(stream, rest, joined, peer, shared, &lines.hub);
 }
 
 /// Sleeps until the stream may have bytes for the request head.
@@ -479,7 +495,7 @@ mod tests {
         let req = request("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let status = |config: Config, from: &str| {
             let ctx = Context::for_config(config).unwrap();
-            let (hub, _events) = crossbeam_channel::unbounded();
+            let (doors, _requests) = crossbeam_channel::unbounded();
             let routed = route(&req, &ctx.config, &ctx.metrics);
             let peer = match from.strip_prefix("not local ") {
                 Some(from) => Peer {
@@ -488,7 +504,7 @@ mod tests {
                 },
                 None => peer(from),
             };
-            match guard(routed, &req, peer, &ctx, &hub) {
+            match guard(routed, &req, peer, &ctx, &doors) {
                 Routed::Respond(r) | Routed::Reject(r, ..) => r.status,
                 other => panic!("{other:?}"),
             }

@@ -251,14 +251,6 @@ impl ChatRooms {
         }
     }
 
-    /// Has the backend remember that session `id` was ended (and, on a cluster, tell
-    /// every node).
-    pub(super) fn end_session(&self, id: crate::base::SessionId, expires: u64) {
-        if !self.ask(store::Request::EndSession { id, expires }) {
-            metrics::bump(&self.metrics.store_errors);
-        }
-    }
-
     /// The backend's threads are gone: every later request that needs it is
     /// `unavailable`.
     pub(super) fn backend_gone(&mut self) {

@@ -7,7 +7,6 @@
 use crate::base::ConnId;
 use crate::chat;
 use crate::outbox::Outbox;
-use crate::wire::Door;
 use std::collections::HashMap;
 
 /// What a member does.
@@ -25,8 +24,8 @@ pub(super) struct Member {
     /// connection is gone while the cluster has not yet heard it leave.
     pub outbox: Option<Outbox>,
     pub role: Role,
-    /// How a chat member's traffic can be watched.
-    pub wire: Option<Door>,
+    /// The key a chat member's traffic can be watched with.
+    pub wire: Option<String>,
 }
 
 /// Every member of the hub, and the names in use.
@@ -45,7 +44,7 @@ impl Members {
         id: ConnId,
         room: &str,
         outbox: Outbox,
-        wire: Option<Door>,
+        wire: Option<String>,
     ) {
         let role = Role::Chat {
             name: String::new(),
@@ -117,11 +116,8 @@ impl Members {
 
     /// Where chat member `id`'s traffic can be watched, for its `welcome`.
     pub(super) fn wire(&self, id: ConnId) -> Option<chat::WireRef<'_>> {
-        let door = self.by_id.get(&id)?.wire.as_ref()?;
-        Some(chat::WireRef {
-            id,
-            key: door.key(),
-        })
+        let key = self.by_id.get(&id)?.wire.as_deref()?;
+        Some(chat::WireRef { id, key })
     }
 
     pub(super) fn get(&self, id: ConnId) -> Option<&Member> {

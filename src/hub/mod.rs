@@ -30,22 +30,18 @@ mod idempotent;
 mod members;
 mod post;
 mod relay;
-pub(crate) mod signin;
 
-use crate::base::{ClientKey, ConnId, SessionId};
+use crate::base::{ClientKey, ConnId};
 pub(crate) use crate::chat::LeaveReason;
 use crate::chat::{ChatError, ClientMessage, Since};
 use crate::metrics::{self, Metrics};
 use crate::outbox::Outbox;
 use crate::store::{self, ApiAnswer, Change, Event};
-use crate::wire::Door;
 use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
 use members::{Members, Role};
 use post::Post;
 use relay::RelayRooms;
-use signin::SignIns;
-pub(crate) use signin::{Secret, Secrets, SignIn, Verdict};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -68,8 +64,8 @@ pub(crate) enum HubEvent {
         /// Where a reconnecting client left off (`?since=&epoch=`).
         since: Option<Since>,
         outbox: Outbox,
-        /// How its traffic can be watched.
-        wire: Option<Door>,
+        /// The key its traffic can be watched with (the doors keep the door).
+        wire: Option<String>,
         /// Its client (address, or IPv6 /64), for the per-client limits.
         client: ClientKey,
     },
@@ -89,16 +85,6 @@ pub(crate) enum HubEvent {
     Reply { id: ConnId, msg: Message },
     /// The connection is gone.
     Leave { id: ConnId, reason: LeaveReason },
-    /// The sign-in budget and the ended sessions ([`signin`]).
-    SignIn(SignIn),
-    /// A wire viewer asks to watch connection `id` with `key`; `reply`
-    /// says whether it was let in.
-    Watch {
-        id: ConnId,
-        key: crate::wire::Key,
-        viewer: Outbox,
-        reply: Sender<bool>,
-    },
     /// A request to the HTTP API, from `ip`; the answer goes to `reply`.
     Api {
         ip: IpAddr,
@@ -140,10 +126,6 @@ pub(crate) struct HubConfig {
     pub shares_relay: bool,
     /// HTTP API posts allowed per address: per second, and in one burst.
     pub api_rate: (u32, u32),
-    /// The password and the API token, which the hub compares guesses with.
-    pub secrets: Secrets,
-    /// The sessions the backend remembers as ended, with their expiry.
-    pub ended_sessions: Vec<(SessionId, u64)>,
     /// Rooms with stored messages, at most (`Config::max_rooms`).
     pub max_rooms: usize,
     /// The rooms that have stored messages already.
@@ -166,8 +148,8 @@ pub(crate) struct Hub {
     chat: ChatRooms,
     relay: RelayRooms,
     post: Post,
-    /// The sign-in budget per client, and the sessions that were ended.
-    signins: SignIns,
+    /// Told of the sessions the backend says were ended.
+    doors: Sender<crate::doors::Request>,
 }
 
 impl Hub {
@@ -177,6 +159,7 @@ impl Hub {
         config: HubConfig,
         metrics: Arc<Metrics>,
         requests: Sender<store::Request>,
+        doors: Sender<crate::doors::Request>,
     ) -> Self {
         Self {
             chat: ChatRooms::new(
@@ -191,7 +174,7 @@ impl Hub {
             members: Members::default(),
             relay: RelayRooms::default(),
             post: Post::default(),
-            signins: SignIns::new(config.secrets, config.ended_sessions),
+            doors,
         }
     }
 
@@ -250,7 +233,12 @@ impl Hub {
             ..
         } = self;
         match event {
-            Event::Change(Change::EndSession { id, expires }) => self.signins.end(id, expires),
+            Event::Change(Change::EndSession { id, expires }) => {
+                // Best effort, as the hub never waits: a node that misses it refuses
+                // the cookie once it restarts and reads the backend's list.
+                let ended = crate::doors::Request::SessionEnded { id, expires };
+                let _ = self.doors.try_send(ended);
+            }
             Event::Relay { from, room, msg } => {
                 if !chat.is_ours(&from) {
                     relay.deliver(members, post, &room, &msg);
@@ -313,30 +301,6 @@ impl Hub {
             HubEvent::Reply { id, msg } => chat.reply(members, post, id, msg),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
             HubEvent::Api { ip, call, reply } => chat.api(members, ip, call, reply),
-            HubEvent::Watch {
-                id,
-                key,
-                viewer,
-                reply,
-            } => {
-                // The key is compared in constant time; a wrong one and an unknown id
-                // get the same answer.
-                let member = members.get(id);
-                let door = member.and_then(|m| m.wire.as_ref());
-                let let_in = door.is_some_and(|d| d.opens_with(&key) && d.let_in(viewer));
-                if let_in && let Some(owed) = member.and_then(|m| m.outbox.as_ref()?.nudge()) {
-                    post.owed.push(owed);
-                }
-                let _ = reply.send(let_in);
-            }
-            HubEvent::SignIn(request) => {
-                if let Some((id, expires)) = self.signins.handle(request) {
-                    // Kept here at once; the backend persists it and tells the other
-                    // nodes. If it cannot take it now, this node still refuses the
-                    // cookie until it restarts.
-                    chat.end_session(id, expires);
-                }
-            }
         }
         self.evict_overflowed();
     }
@@ -434,12 +398,17 @@ mod tests {
         let (events_tx, events) = crossbeam_channel::unbounded();
         let config = test_config(store.epoch(), store.node());
         TestHub {
-            hub: Hub::new(config, Arc::new(Metrics::new()), store_tx),
+            hub: Hub::new(config, Arc::new(Metrics::new()), store_tx, no_doors()),
             store,
             requests,
             events_tx,
             events,
         }
+    }
+
+    /// Doors nobody serves: the hub only ever tells them of ended sessions.
+    fn no_doors() -> Sender<crate::doors::Request> {
+        crossbeam_channel::unbounded().0
     }
 
     /// The hub's settings in these tests: the defaults, `epoch` and `node`.
@@ -449,8 +418,6 @@ mod tests {
             node: node.to_owned(),
             shares_relay: false,
             api_rate: (20, 40),
-            secrets: Secrets::default(),
-            ended_sessions: Vec::new(),
             max_rooms: 10_000,
             stored_rooms: Vec::new(),
             limits: crate::chat::Limits {
@@ -632,7 +599,7 @@ mod tests {
         use crate::store::{Answer, Request};
         let (bridge, requests) = crossbeam_channel::bounded(2);
         let config = test_config("e", "n");
-        let mut hub = Hub::new(config, Arc::new(Metrics::new()), bridge);
+        let mut hub = Hub::new(config, Arc::new(Metrics::new()), bridge, no_doors());
         let (tx, rx) = outbox(16, 1 << 20).unwrap();
         hub.handle(HubEvent::JoinChat {
             id: 1,

@@ -7,12 +7,11 @@
 //! the accept loop decided travels as one value down to the HTTP front.
 
 use crate::base::{Context, Peer, Transport};
+use crate::connection::Lines;
 use crate::http::{self, Admission};
-use crate::hub::HubEvent;
 use crate::metrics::Rejection;
 use crate::tls::{self, AcceptError};
 use crate::trace::Traced;
-use crossbeam_channel::Sender;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,11 +65,12 @@ impl Accepted<()> {
     }
 }
 
-/// What every connection thread serves with: the server's context and the hub.
+/// What every connection thread serves with: the server's context, and the hub and
+/// the doors.
 #[derive(Clone)]
 pub(super) struct Stages {
     pub shared: Arc<Context>,
-    pub hub: Sender<HubEvent>,
+    pub lines: Lines,
 }
 
 impl Stages {
@@ -98,7 +98,7 @@ impl Stages {
     /// Serves the connection with the HTTP front, through the trace tap when tracing
     /// is on.
     fn serve<S: Transport>(&self, conn: Accepted<S>) {
-        let Stages { shared, hub } = self;
+        let Stages { shared, lines } = self;
         let Accepted {
             stream,
             peer,
@@ -109,9 +109,9 @@ impl Stages {
             let scheme = if peer.secure { "tls" } else { "tcp" };
             let label = format!("conn {} {} {scheme}", peer.id, peer.addr);
             let stream = Traced::new(stream, label);
-            http::serve(stream, peer, admission, deadline, shared, hub);
+            http::serve(stream, peer, admission, deadline, shared, lines);
         } else {
-            http::serve(stream, peer, admission, deadline, shared, hub);
+            http::serve(stream, peer, admission, deadline, shared, lines);
         }
     }
 }

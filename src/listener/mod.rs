@@ -19,8 +19,8 @@ mod dispatch;
 mod pool;
 
 use crate::base::{ClientKey, ConnId, Context, Peer, Wake};
+use crate::connection::Lines;
 use crate::error::Error;
-use crate::hub::HubEvent;
 use admission::{Counts, Ended};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use dispatch::{Accepted, Stages};
@@ -67,7 +67,7 @@ struct Accepting {
 }
 
 impl Accepting {
-    fn new(shared: &Arc<Context>, hub: Sender<HubEvent>) -> Self {
+    fn new(shared: &Arc<Context>, lines: Lines) -> Self {
         let (reports_tx, reports_rx) = unbounded();
         Self {
             counts: Counts::default(),
@@ -75,7 +75,7 @@ impl Accepting {
             pool: Pool::new(
                 Stages {
                     shared: Arc::clone(shared),
-                    hub,
+                    lines,
                 },
                 reports_tx.clone(),
             ),
@@ -152,9 +152,9 @@ impl Accepting {
 }
 
 /// Accepts until shutdown, then waits for every connection thread to end.
-pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Context>, hub: Sender<HubEvent>) {
+pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Context>, lines: Lines) {
     // `start` made every listener non-blocking before it spawned this thread.
-    let mut accepting = Accepting::new(&shared, hub.clone());
+    let mut accepting = Accepting::new(&shared, lines.clone());
     let mut next_id = 0u64;
     while !shared.shutdown.is_notified() {
         let ready = match wait_for_listeners(&listeners, &shared.shutdown, &shared.thread_ended) {
@@ -198,7 +198,7 @@ pub(crate) fn accept_loop(listeners: Vec<Listener>, shared: Arc<Context>, hub: S
         }
     }
     drop(listeners);
-    drop(hub);
+    drop(lines);
     accepting.drain(&shared);
 }
 

@@ -291,10 +291,11 @@ mod tests {
     fn a_thread_waits_for_the_next_connection_then_gives_up_its_place() {
         let shared = Arc::new(Context::for_config(Config::default()).unwrap());
         let (hub, _events) = unbounded();
+        let (doors, _requests) = unbounded();
         let (reports_tx, reports_rx) = unbounded();
         let stages = Stages {
             shared: Arc::clone(&shared),
-            hub,
+            lines: crate::connection::Lines { hub, doors },
         };
         let mut pool = Pool::new(stages, reports_tx.clone());
         let worker = pool.worker(9);

@@ -2,8 +2,8 @@
 //!
 //! Every door that checks the password or the API token (`POST /login`,
 //! `Authorization: Bearer` on any endpoint, `/info`, the API) hands the guess to the
-//! hub, which spends from the client's budget and compares **in one step**
-//! ([`SignIn::Judge`]): the hub handles one event at a time, so forty guesses sent at
+//! doors' thread, which spends from the client's budget and compares **in one step**
+//! ([`SignIn::Judge`]): it handles one request at a time, so forty guesses sent at
 //! once get at most the five tries the budget holds, and the rest are `Locked`,
 //! whatever they carry — while a right secret costs nothing, so that a script posting
 //! with the right token in parallel is never slowed by its own successes. A door that
@@ -81,14 +81,14 @@ pub(crate) enum SignIn {
     },
 }
 
-/// The secrets the hub compares guesses with.
+/// The secrets the doors compare guesses with.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Secrets {
     pub password: Option<crate::config::Secret>,
     pub api_token: Option<crate::config::Secret>,
 }
 
-/// The budgets and the ended sessions. Only the hub thread touches it.
+/// The budgets and the ended sessions. Only the doors' thread touches it.
 #[derive(Debug, Default)]
 pub(crate) struct SignIns {
     secrets: Secrets,
