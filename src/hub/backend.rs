@@ -3,11 +3,13 @@
 //! and welcome, what was delivered where, and the members of other nodes by the names
 //! the backend gives them. What the hub does with it is in `changes`.
 
+use super::members::{Member, Members, Role};
 use crate::base::ConnId;
 use crate::chat::ClientMessage;
 use crate::store::{Answer, Request, member_key};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, VecDeque};
+use tungstenite::Message;
 
 /// Ids given to members of other nodes start here, far above this node's own.
 const FIRST_REMOTE: ConnId = 1 << 62;
@@ -81,6 +83,28 @@ impl Backend {
     /// (it is behind, or gone).
     pub(super) fn ask(&self, request: Request) -> bool {
         !self.gone && self.requests.try_send(request).is_ok()
+    }
+
+    /// Sends a relay message of member `id` to the other nodes, if the backend has any
+    /// (on a single node, relay rooms are the hub's alone).
+    pub(super) fn publish_relay(&self, members: &Members, id: ConnId, msg: &Message) {
+        // A single node looks nothing up: this runs for every relay message.
+        if !self.shares_relay {
+            return;
+        }
+        if let Some(Member {
+            role: Role::Relay { room },
+            ..
+        }) = members.get(id)
+        {
+            let relay = Request::Relay {
+                member: id,
+                room: room.clone(),
+                msg: msg.clone(),
+            };
+            // Relay is best effort, like the network it stands for.
+            let _ = self.ask(relay);
+        }
     }
 
     /// Tells the backend that member `id` left, now or as soon as the backend can take it;

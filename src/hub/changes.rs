@@ -18,7 +18,7 @@
 
 use super::backend::{Early, Pending, pending};
 use super::chat::ChatRooms;
-use super::members::{Member, Members, Role, with_suffix};
+use super::members::{Members, Role, with_suffix};
 use super::{LeaveReason, Post};
 use crate::base::{ConnId, now_ms};
 use crate::chat::Since;
@@ -50,11 +50,6 @@ fn offered(wanted: Option<String>) -> Vec<(String, String)> {
 }
 
 impl ChatRooms {
-    /// Whether `key` names a member of this node.
-    pub(super) fn is_ours(&self, key: &str) -> bool {
-        self.backend.ours(key).is_some()
-    }
-
     /// A new member of ours asks the backend for a name and its room's history.
     pub(super) fn join(
         &mut self,
@@ -138,27 +133,6 @@ impl ChatRooms {
             // The backend is behind: gone here at once; the others hear it when the
             // backend takes the leave.
             self.drop_member(members, post, id, reason.as_str());
-        }
-    }
-
-    /// Sends a relay message of member `id` to the other nodes, if there are any.
-    pub(super) fn publish_relay(&self, members: &Members, id: ConnId, msg: &Message) {
-        // A single node looks nothing up: this runs for every relay message.
-        if !self.backend.shares_relay {
-            return;
-        }
-        if let Some(Member {
-            role: Role::Relay { room },
-            ..
-        }) = members.get(id)
-        {
-            let relay = Request::Relay {
-                member: id,
-                room: room.clone(),
-                msg: msg.clone(),
-            };
-            // Relay is best effort, like the network it stands for.
-            let _ = self.backend.ask(relay);
         }
     }
 

@@ -240,7 +240,7 @@ impl Hub {
                 let _ = self.doors.try_send(ended);
             }
             Event::Relay { from, room, msg } => {
-                if !chat.is_ours(&from) {
+                if chat.backend.ours(&from).is_none() {
                     relay.deliver(members, post, &room, &msg);
                 }
             }
@@ -295,7 +295,7 @@ impl Hub {
             }
             HubEvent::Chat { id, msg } => chat.handle(members, post, id, msg),
             HubEvent::Relay { id, msg } => {
-                chat.publish_relay(members, id, &msg);
+                chat.backend.publish_relay(members, id, &msg);
                 relay.forward(members, post, id, msg);
             }
             HubEvent::Reply { id, msg } => chat.reply(members, post, id, msg),
