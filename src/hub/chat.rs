@@ -1,24 +1,26 @@
-//! Chat rooms: who is in each, and what each chat request and API call does.
+//! Chat rooms, and what members and the API ask of them.
+//!
+//! [`ChatRooms`] is defined here with the requests: a member joins, moves, renames,
+//! posts, asks for history, writes to someone, leaves; the API posts and reads. Each
+//! request that changes shared state goes to the backend, and nothing changes until
+//! the backend says so: [`changes`](super::changes) adds the methods that apply what
+//! it says. That file may call the methods here (a change can release requests that
+//! waited for it); this file calls none of its (`tests/layers.rs` checks it).
 //!
 //! A room's messages live in the backend. A message goes to the backend first and
-//! reaches the room only once the backend says it is committed, with its id, as a
-//! change ([`changes`](super::changes) applies the changes, this module makes the
-//! requests); the backend makes changes in one order, so every member sees a room's
-//! messages in the same order with the same numbers. A message is encoded to JSON
-//! once and the same bytes are queued for every member.
-//!
-//! A member's `welcome` carries history, which the backend reads; until it comes back
-//! the member's other news is held (see `Post`), so the welcome is always first.
+//! reaches the room only once the backend says it is committed, with its id; the
+//! backend makes changes in one order, so every member sees a room's messages in the
+//! same order with the same numbers.
 
-use super::backend::Backend;
-use super::members::Members;
-use super::{Post, idempotent};
+use super::backend::{Backend, Early, pending};
+use super::members::{Members, with_suffix};
+use super::{LeaveReason, Post, idempotent};
 use crate::base::RateLimit;
 use crate::base::{ClientKey, ConnId, now_ms};
-use crate::chat::{self, ChatError, ClientMessage, ErrorCode, RoomInfo, ServerMessage};
+use crate::chat::{self, ChatError, ClientMessage, ErrorCode, RoomInfo, ServerMessage, Since};
 use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
-use crate::store::{self, Answer, ApiAnswer, Author, NewMessage, StoreError};
+use crate::store::{self, ApiAnswer, Author, NewMessage, Request};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -48,10 +50,10 @@ pub(super) struct ChatRooms {
     /// Which rooms have stored messages, and how many new ones each client may start.
     pub(super) rooms_kept: RoomsKept,
     /// What every welcome tells a client to respect.
-    limits: chat::Limits,
+    pub(super) limits: chat::Limits,
     /// The `Idempotency-Key`s of API posts, for 24 hours.
-    keys: idempotent::Keys,
-    metrics: Arc<Metrics>,
+    pub(super) keys: idempotent::Keys,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// New rooms one client may start at once, and then one every this many seconds: a
@@ -122,6 +124,27 @@ impl RoomsKept {
             self.names.insert(room.to_owned());
         }
     }
+}
+
+/// Name variants offered for a join: the name, then `name-2` up to this.
+const NAME_VARIANTS: u64 = 50;
+/// Requests a member may send before the backend has named it; more get `error`.
+const MAX_EARLY: usize = 64;
+
+/// The names a join offers: the one asked for and variants of it, with their keys
+/// ([`chat::name_key`]); none for a guest.
+fn offered(wanted: Option<String>) -> Vec<(String, String)> {
+    let Some(base) = wanted else {
+        return Vec::new();
+    };
+    let variants = (2..=NAME_VARIANTS).map(|n| with_suffix(&base, n));
+    std::iter::once(base.clone())
+        .chain(variants)
+        .map(|name| {
+            let key = chat::name_key(&name);
+            (name, key)
+        })
+        .collect()
 }
 
 impl ChatRooms {
@@ -343,6 +366,167 @@ impl ChatRooms {
         }
     }
 
+    /// A new member of ours asks the backend for a name and its room's history.
+    pub(super) fn join(
+        &mut self,
+        members: &mut Members,
+        post: &mut Post,
+        id: ConnId,
+        room: &str,
+        wanted: Option<String>,
+        since: Option<Since>,
+    ) {
+        let seq = self.begin_load(post, id);
+        let join = Request::Join {
+            member: id,
+            seq,
+            names: offered(wanted),
+            room: room.to_owned(),
+            since,
+        };
+        if !self.backend.ask(join) {
+            self.join_failed(members, post, id);
+        }
+    }
+
+    /// A member of ours moves to `room`, or asks for its own room's history again.
+    pub(super) fn switch(
+        &mut self,
+        members: &mut Members,
+        post: &mut Post,
+        id: ConnId,
+        room: &str,
+    ) {
+        let seq = self.begin_load(post, id);
+        let switch = Request::Switch {
+            member: id,
+            seq,
+            room: room.to_owned(),
+        };
+        if !self.backend.ask(switch) {
+            self.join_failed(members, post, id);
+        }
+    }
+
+    /// Numbers a new load of member `id` and holds its news for the welcome, which
+    /// waits for the join (or move) to come back on the bus, and for the history.
+    fn begin_load(&mut self, post: &mut Post, id: ConnId) -> u64 {
+        self.loads += 1;
+        let seq = self.loads;
+        post.hold(id);
+        self.backend.pending.insert(id, pending(seq));
+        seq
+    }
+
+    /// A member of ours asks for a new name; it is its once the backend says so.
+    pub(super) fn rename(&mut self, members: &Members, post: &mut Post, id: ConnId, to: String) {
+        if members.find(&to).is_some_and(|(owner, _)| owner != id) {
+            let error = ChatError::new(ErrorCode::NameTaken, format!("{to} is already taken"));
+            return self.send_error(members, post, id, &error);
+        }
+        let key = chat::name_key(&to);
+        if !self.backend.ask(Request::Rename {
+            member: id,
+            to,
+            key,
+        }) {
+            self.unavailable(members, post, id, "names cannot be changed now, try again");
+        }
+    }
+
+    /// A member of ours is gone: it stays in its room, without an outbox, until the
+    /// backend tells its leave (on a cluster, to every node).
+    pub(super) fn member_left(
+        &mut self,
+        members: &mut Members,
+        post: &mut Post,
+        id: ConnId,
+        reason: LeaveReason,
+    ) {
+        members.detach(id);
+        self.backend.pending.remove(&id);
+        if !self.backend.leave(id, reason.as_str()) {
+            // The backend is behind: gone here at once; the others hear it when the
+            // backend takes the leave.
+            self.drop_member(members, post, id, reason.as_str());
+        }
+    }
+
+    /// A request of a member that has no name yet waits for it; `Some` gives it back
+    /// to be handled now.
+    pub(super) fn early(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        msg: ClientMessage,
+    ) -> Option<ClientMessage> {
+        let Some(pending) = self.backend.pending.get_mut(&id).filter(|p| !p.marked) else {
+            return Some(msg);
+        };
+        if pending.early.len() < MAX_EARLY {
+            pending.early.push(Early::Request(msg));
+        } else {
+            let error = ChatError::new(ErrorCode::RateLimited, "wait for the welcome");
+            self.send_error(members, post, id, &error);
+        }
+        None
+    }
+
+    /// A reply to member `id`'s own input, behind the answers to what it asked
+    /// before: it waits with its requests if they wait for its name.
+    pub(super) fn reply(&mut self, members: &Members, post: &mut Post, id: ConnId, msg: Message) {
+        match self.backend.pending.get_mut(&id).filter(|p| !p.marked) {
+            Some(pending) if pending.early.len() < MAX_EARLY => {
+                pending.early.push(Early::Reply(msg));
+            }
+            _ => post.deliver(members, id, msg),
+        }
+    }
+
+    /// A member leaves its room, as the backend (or its absence) says.
+    pub(super) fn drop_member(
+        &mut self,
+        members: &mut Members,
+        post: &mut Post,
+        id: ConnId,
+        reason: &str,
+    ) {
+        if let Some((name, room)) = members.chat_member(id) {
+            let (name, room) = (name.to_owned(), room.to_owned());
+            self.leave(members, post, id, &room, &name, reason);
+        }
+        if members.outbox(id).is_some() {
+            // Still connected here (the cluster took this node for dead): it keeps
+            // its connection, and the resync puts it back.
+            members.unname(id);
+        } else {
+            members.remove(id);
+            self.backend.forget(id);
+        }
+    }
+
+    /// A join or move could not be made: the member is told, then asked to reconnect.
+    pub(super) fn join_failed(&mut self, members: &mut Members, post: &mut Post, id: ConnId) {
+        self.backend.pending.remove(&id);
+        let unnamed = members
+            .chat_member(id)
+            .is_some_and(|(name, _)| name.is_empty());
+        if unnamed && members.outbox(id).is_none() {
+            // Gone before the backend ever heard of it: nothing to wait for.
+            members.remove(id);
+            return;
+        }
+        let error = ChatError::new(
+            ErrorCode::Unavailable,
+            "the chat cannot be joined now; reconnect in a moment",
+        );
+        post.release(members, id, Message::text(error.to_json()));
+        if let Some(outbox) = members.outbox(id) {
+            outbox.reconnect();
+        }
+    }
+
     /// The rooms with people in them, busiest first, then by name.
     fn list(&self) -> Vec<RoomInfo<'_>> {
         let mut rooms: Vec<RoomInfo<'_>> = self
@@ -437,113 +621,6 @@ impl ChatRooms {
         }
     }
 
-    /// Carries out what the backend answered.
-    pub(super) fn answer(&mut self, members: &Members, post: &mut Post, answer: Answer) {
-        match answer {
-            Answer::Committed(lines) => {
-                // The messages reach their rooms as changes; here their authors hear
-                // what became of them.
-                for (author, line) in lines {
-                    match (author, line) {
-                        (Author::Member(sender), Ok(_)) => post.settle(members, sender),
-                        (Author::Member(sender), Err(StoreError::Failed)) => {
-                            self.unavailable(
-                                members,
-                                post,
-                                sender,
-                                "the message could not be stored, so nobody got it; try again",
-                            );
-                            post.settle(members, sender);
-                        }
-                        // The HTTP thread may have given up waiting; the message is
-                        // delivered all the same.
-                        (Author::Api { reply, key }, Ok(line)) => {
-                            if let Some(key) = &key {
-                                self.keys.stored(key, &line);
-                            }
-                            let _ = reply.send(ApiAnswer::Posted(line));
-                        }
-                        (Author::Api { reply, key }, Err(StoreError::Failed)) => {
-                            metrics::bump(&self.metrics.store_errors);
-                            if let Some(key) = &key {
-                                self.keys.failed(key);
-                            }
-                            let _ = reply.send(ApiAnswer::Unavailable);
-                        }
-                    }
-                }
-            }
-            loaded @ Answer::Loaded { .. } => self.loaded(members, post, loaded),
-            Answer::Page {
-                member,
-                room,
-                messages,
-                more,
-                failed,
-            } => {
-                // Ahead of what waited behind it: the page answers an earlier request.
-                let json = if failed {
-                    metrics::bump(&self.metrics.store_errors);
-                    let error =
-                        ChatError::new(ErrorCode::Unavailable, "older messages cannot be read now");
-                    error.to_json()
-                } else {
-                    chat::encode(&ServerMessage::History {
-                        room: &room,
-                        messages: messages.iter().map(|l| &**l).collect(),
-                        more,
-                    })
-                };
-                post.deliver_answer(members, member, Message::text(json));
-                post.settle(members, member);
-            }
-        }
-    }
-
-    /// Sends a member its welcome with the history `loaded` holds (unless it is in
-    /// another room by now): first of all, then what was held for it, then
-    /// `unavailable` if the history could not be read.
-    pub(super) fn welcome(&self, members: &Members, post: &mut Post, loaded: Answer) {
-        let Answer::Loaded {
-            member,
-            room,
-            history,
-            last_id,
-            resumed,
-            failed,
-            ..
-        } = loaded
-        else {
-            return;
-        };
-        let Some((name, current)) = members.chat_member(member) else {
-            return;
-        };
-        if current != room {
-            return;
-        }
-        let json = chat::encode(&ServerMessage::Welcome {
-            name,
-            room: &room,
-            members: self.names(members, &room),
-            history: history.iter().map(|l| &**l).collect(),
-            epoch: &self.epoch,
-            last_id,
-            resumed,
-            wire: members.wire(member),
-            limits: self.limits,
-        });
-        post.release(members, member, Message::text(json));
-        if failed {
-            self.unavailable(
-                members,
-                post,
-                member,
-                "the room's history cannot be read now",
-            );
-        }
-    }
-
     /// The names of a room's members, in order of arrival.
     pub(super) fn names<'m>(&self, members: &'m Members, room: &str) -> Vec<&'m str> {
         let Some(room) = self.rooms.get(room) else {
@@ -571,5 +648,19 @@ impl ChatRooms {
                 post.deliver(members, id, msg.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_offers_the_name_then_numbered_variants_in_lower_case_too() {
+        let names = offered(Some("Ann".into()));
+        assert_eq!(names[0], ("Ann".into(), "ann".into()));
+        assert_eq!(names[1], ("Ann-2".into(), "ann-2".into()));
+        assert_eq!(names.len() as u64, NAME_VARIANTS);
+        assert!(offered(None).is_empty());
     }
 }
