@@ -152,6 +152,8 @@ pub(crate) fn serve<S: Transport>(
             reject(stream, peer, head_only(response), why, &reason, shared)
         }
         Routed::Upgrade(endpoint, response) => {
+            // The session may last for days: the head is not kept for it.
+            drop(req);
             upgrade(stream, rest, endpoint, response, peer, shared, hub)
         }
         Routed::Api(call) => {
@@ -334,11 +336,11 @@ fn upgrade<S: Transport>(
             );
         }
     };
-    if stream
+    let sent = stream
         .write_all(&response.to_bytes())
-        .and_then(|()| stream.flush())
-        .is_err()
-    {
+        .and_then(|()| stream.flush());
+    drop(response);
+    if sent.is_err() {
         shared.metrics.reject(Rejection::Io);
         return;
     }
