@@ -13,6 +13,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tungstenite::protocol::WebSocketConfig;
 
+/// A WebSocket session's read buffer: the size of the frame loop's reads. The request
+/// head is read into a buffer of this size, which the session then keeps
+/// (`http::request::read_head`).
+pub(crate) const READ_BUFFER: usize = 2 * 1024;
+
 /// Identifies one connection for the lifetime of a server.
 pub(crate) type ConnId = u64;
 
@@ -92,8 +97,9 @@ impl Context {
             // tungstenite grows the buffer for a big message when it needs to. The
             // buffer is allocated (and, through the allocator's bookkeeping, made
             // resident) for every connection, so it is small: 2 KiB holds any chat
-            // message in one read; a 1 MiB relay message takes 512 reads.
-            .read_buffer_size(2 * 1024)
+            // message in one read; a 1 MiB relay message takes 512 reads. It is the
+            // buffer the request head came in (`read_head`), kept for the session.
+            .read_buffer_size(READ_BUFFER)
             .write_buffer_size(16 * 1024)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));

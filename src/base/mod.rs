@@ -14,7 +14,7 @@ pub(crate) use crate::escape::escape;
 pub(crate) use client::ClientKey;
 #[cfg(test)]
 pub(crate) use context::own_names;
-pub(crate) use context::{ConnId, Context, ContextParts, Peer, name_of};
+pub(crate) use context::{ConnId, Context, ContextParts, Peer, READ_BUFFER, name_of};
 pub(crate) use random::{key_bytes, new_epoch, random_hex32};
 pub(crate) use rate::RateLimit;
 pub(crate) use transport::{Interest, Transport, linger, wait};

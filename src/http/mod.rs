@@ -160,6 +160,8 @@ pub(crate) fn serve<S: Transport>(
             reject(stream, peer, head_only(response), why, &reason, shared)
         }
         Routed::Upgrade(endpoint, response) => {
+            // The session may last for days: the head is not kept for it.
+            drop(req);
             upgrade(stream, rest, endpoint, response, peer, shared, lines)
         }
         Routed::Api(call) => {
@@ -350,11 +352,11 @@ fn upgrade<S: Transport>(
             );
         }
     };
-    if stream
+    let sent = stream
         .write_all(&response.to_bytes())
-        .and_then(|()| stream.flush())
-        .is_err()
-    {
+        .and_then(|()| stream.flush());
+    drop(response);
+    if sent.is_err() {
         shared.metrics.reject(Rejection::Io);
         return;
     }

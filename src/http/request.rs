@@ -4,6 +4,7 @@
 use std::io::{self, Read};
 use std::time::Instant;
 
+use crate::base::READ_BUFFER;
 use crate::head::{self, Refused};
 pub(crate) use crate::head::{MAX_HEAD, Parsed, Request};
 
@@ -46,12 +47,17 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, HeadError> {
 /// `wait` blocks until the stream may have bytes, or the deadline or a shutdown comes
 /// (it returns `Err` then). Returns the request and whatever bytes followed the head
 /// (pipelined WebSocket frames, which belong to the frame parser).
+///
+/// Those bytes come back in the very buffer the head was read into, with room for
+/// [`READ_BUFFER`] bytes: a WebSocket session takes it as its read buffer instead of
+/// allocating one, and the connection thread is not left holding a freed head
+/// buffer in its allocator's per-thread cache for as long as the session lasts.
 pub(crate) fn read_head<S: Read>(
     stream: &mut S,
     deadline: Instant,
     mut wait: impl FnMut(&mut S, Instant) -> Result<(), HeadError>,
 ) -> Result<(Request, Vec<u8>), HeadError> {
-    let mut buf = Vec::with_capacity(1024);
+    let mut buf = Vec::with_capacity(READ_BUFFER);
     // Where the search for the head's end starts: the head is parsed again only once
     // a blank line may have arrived, so a client sending a byte at a time costs a
     // scan of each byte once, not a parse of the whole head per byte.
@@ -63,8 +69,11 @@ pub(crate) fn read_head<S: Read>(
         if (ended || buf.len() > MAX_HEAD)
             && let Parsed::Complete(req, len) = parse(&buf)?
         {
-            let rest = buf.split_off(len);
-            return Ok((req, rest));
+            buf.drain(..len);
+            // A head that grew the buffer past its usual size leaves no more than that
+            // behind for the session.
+            buf.shrink_to(READ_BUFFER);
+            return Ok((req, buf));
         }
         scanned = buf.len();
         let partial = !buf.is_empty();

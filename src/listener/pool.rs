@@ -242,6 +242,8 @@ struct Worker {
 impl Worker {
     fn run(self, first: Receiver<Job>) {
         let mut next = first.recv().ok();
+        // Not kept for the thread's life: this channel is a few hundred bytes.
+        drop(first);
         while let Some(Job { accepted, ticket }) = next.take() {
             self.stages.run(accepted);
             drop(ticket);
