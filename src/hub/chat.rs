@@ -444,7 +444,17 @@ impl ChatRooms {
         reason: LeaveReason,
     ) {
         members.detach(id);
-        self.backend.pending.remove(&id);
+        let asked = self.backend.pending.remove(&id).is_some();
+        let named = members
+            .chat_member(id)
+            .is_some_and(|(name, _)| !name.is_empty());
+        if !asked && !named {
+            // Its join never reached the backend, or failed there: nobody else ever
+            // heard of it, and no leave will come back for it.
+            members.remove(id);
+            self.backend.forget(id);
+            return;
+        }
         if !self.backend.leave(id, reason.as_str()) {
             // The backend is behind: gone here at once; the others hear it when the
             // backend takes the leave.
@@ -555,7 +565,11 @@ impl ChatRooms {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return;
         };
-        room.members.retain(|&m| m != id);
+        let Some(at) = room.members.iter().position(|&m| m == id) else {
+            // Never announced here (its join had not come back): nobody to tell.
+            return;
+        };
+        room.members.remove(at);
         if room.members.is_empty() {
             self.rooms.remove(room_name);
             self.backend.room_gone(room_name);

@@ -592,6 +592,73 @@ mod tests {
         assert!(!fast.is_evicted());
     }
 
+    /// A member whose join never reached the backend (its queue was full) is gone
+    /// for good when its connection ends: nothing of it is kept, and nobody hears a
+    /// leave of a member that never joined.
+    #[test]
+    fn a_member_whose_join_failed_leaves_nothing_behind() {
+        use crate::store::{Answer, Request};
+        let (bridge, requests) = crossbeam_channel::bounded(1);
+        let config = test_config("e", "n");
+        let mut hub = Hub::new(config, Arc::new(Metrics::new()), bridge, no_doors());
+        let join = |hub: &mut Hub, id: ConnId| {
+            let (tx, rx) = outbox(16, 1 << 20).unwrap();
+            hub.handle(HubEvent::JoinChat {
+                id,
+                client: ClientKey::of([127, 0, 0, 1].into()),
+                room: "r".into(),
+                name: Some(format!("m{id}")),
+                name_error: None,
+                since: None,
+                outbox: tx,
+                wire: None,
+            });
+            rx
+        };
+        let ann = join(&mut hub, 1);
+        let Ok(Request::Join { seq, .. }) = requests.try_recv() else {
+            panic!("a join for the backend");
+        };
+        hub.backend(Event::Change(Change::Join {
+            m: "n.1".into(),
+            name: "m1".into(),
+            room: "r".into(),
+            last: 0,
+            ts: 1,
+            restore: false,
+        }));
+        hub.backend(Event::Answer(Answer::Loaded {
+            member: 1,
+            seq,
+            room: "r".into(),
+            history: Vec::new(),
+            last_id: 0,
+            resumed: false,
+            failed: false,
+        }));
+        hub.post.wake_all();
+        assert_eq!(drain(&ann)[0]["type"], "welcome");
+        let _bob = join(&mut hub, 2); // fills the backend's queue
+        let carl = join(&mut hub, 3); // finds it full
+        let told: Vec<_> = drain(&carl)
+            .into_iter()
+            .map(|m| m["code"].clone())
+            .collect();
+        assert_eq!(told, [serde_json::json!("unavailable")]);
+        hub.handle(HubEvent::Leave {
+            id: 3,
+            reason: LeaveReason::Closed,
+        });
+        assert!(hub.members.get(3).is_none(), "nothing of carl is kept");
+        let heard = drain(&ann);
+        assert!(heard.is_empty(), "ann hears no leave: {heard:?}");
+        let queued: Vec<Request> = requests.try_iter().collect();
+        assert!(
+            matches!(queued.as_slice(), [Request::Join { member: 2, .. }]),
+            "only bob's join, no leave for carl: {queued:?}"
+        );
+    }
+
     /// A hub whose backend's queue is full keeps the leave and sends it as soon as the
     /// backend takes requests again.
     #[test]
