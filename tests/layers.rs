@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 /// same channel the connection's end is reported on, so the loop always sees the
 /// seat taken before it is freed; a value handed back down instead would have to
 /// split the HTTP front in two around the answer.
+///
+/// Answers come back up on channels too: whoever asks the hub, the doors or the
+/// backend hands down a `reply` sender (or, for the hub, a channel of events the
+/// backend answers on) and waits for it. That is allowed everywhere: nothing below
+/// ever starts a conversation with a stage above it, it only answers one.
 const LAYERS: &[&[&str]] = &[
     &["server", "fuzzing", "doc_tables"],
     &["listener"],
