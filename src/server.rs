@@ -264,13 +264,14 @@ fn local_addrs_of(listeners: &[Listener], secure: bool) -> Result<Vec<SocketAddr
         .collect()
 }
 
-/// Starts the backend's threads, then the hub, then the accept loop, and returns
-/// them in the order [`ServerHandle::shutdown`] joins them: the accept loop, the hub,
-/// then the backend's.
+/// Starts the backend's threads, then the doors, the hub and the accept loop, and
+/// returns them in the order [`ServerHandle::shutdown`] joins them: the accept loop,
+/// the hub, the doors, then the backend's.
 ///
-/// Each thread ends when the one before it does: the accept loop drops the hub's
-/// last event sender, and the hub drops the store's (or the bridge's) request
-/// sender; the bridge stops its subscriber. If a thread cannot start, its closure
+/// Each thread ends when the ones before it do: the accept loop and the connection
+/// threads drop the hub's last event senders; the hub drops the doors' last request
+/// sender; the hub and the doors drop the store's (or the bridge's); the bridge
+/// stops its subscriber. If a thread cannot start, its closure
 /// (and the sender in it) is dropped, so the threads already running end too, and
 /// are joined before the error returns.
 fn start_threads(
