@@ -63,6 +63,7 @@ pub fn connection(data: &[u8]) {
         epoch: store.epoch().to_owned(),
         node: store.node().to_owned(),
         shares_relay: false,
+        join_timeout: ctx.config.handshake_timeout,
         api_rate: (20, 40),
         max_rooms: 10_000,
         stored_rooms: Vec::new(),

@@ -463,6 +463,7 @@ impl Opened {
             epoch,
             node,
             shares_relay: matches!(self, Self::Cluster(_)),
+            join_timeout: config.handshake_timeout,
             api_rate: (config.api_rate, config.api_rate.saturating_mul(2)),
             max_rooms: config.max_rooms,
             stored_rooms,

@@ -859,6 +859,54 @@ fn joining_while_redis_is_away_is_refused_with_a_reason_then_1012() {
     assert_eq!(names(&next_of_type(&mut ann, "members")), ["ann"]);
 }
 
+/// A join whose news is lost (the node's subscription broke just as it joined) is
+/// answered all the same, at once: refused with a reason and 1012, or welcomed;
+/// never left waiting. And then every join is welcomed again.
+#[test]
+fn a_join_while_the_subscription_is_down_is_answered_never_left_waiting() {
+    let Some(redis) = Redis::start("join_news_lost") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = chat(a.local_addr(), "r", Some("ann"));
+    let (mut bo, _) = chat(b.local_addr(), "r", Some("bo"));
+    let mut refused = 0;
+    for round in 0..5 {
+        redis.kill_subscribers();
+        let mut late = connect(a.local_addr(), &format!("/ws/chat/r?name=late{round}"));
+        // Read with the tests' read timeout, far below the handshake timeout: a join
+        // must not wait for news that is not coming.
+        let first = next_json(&mut late);
+        match first["type"].as_str() {
+            Some("welcome") => {}
+            Some("error") => {
+                assert_eq!(first["code"], "unavailable", "{first}");
+                let close = close_frame(&mut late).expect("a close frame");
+                assert_eq!(u16::from(close.code), 1012, "reconnect, please");
+                refused += 1;
+            }
+            _ => panic!("round {round}: {first}"),
+        }
+    }
+    println!("{refused} of 5 joins refused while the subscription was down");
+    // Once the subscription is back, joins are welcomed, and see each other.
+    let (_zed, welcome) = eventually(|| {
+        let mut ws = connect(a.local_addr(), "/ws/chat/r?name=zed");
+        let first = next_json(&mut ws);
+        (first["type"] == "welcome").then_some((ws, first))
+    });
+    assert!(names(&welcome).contains(&"ann".to_owned()), "{welcome}");
+    // Nobody given up holds a name anywhere: both nodes list the three alone.
+    for ws in [&mut ann, &mut bo] {
+        eventually(|| {
+            send_json(ws, json!({"type": "members"}));
+            let mut seen = names(&next_of_type(ws, "members"));
+            seen.sort();
+            (seen == ["ann", "bo", "zed"]).then_some(())
+        });
+    }
+}
+
 /// Behind a load balancer the next request may reach any node: a sign-in on one is
 /// good on all (the cookie key is the cluster's, kept in Redis).
 #[test]

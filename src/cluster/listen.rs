@@ -61,6 +61,7 @@ fn session(
             let _ = ready.send(Ok(()));
         }
         None => {
+            log::info!("cluster: subscription back; catching up on what it missed");
             if events.send(Event::Resubscribed).is_err() {
                 return Ok(());
             }

@@ -9,6 +9,7 @@ use crate::chat::ClientMessage;
 use crate::store::{Answer, Request, member_key};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 /// Ids given to members of other nodes start here, far above this node's own.
@@ -18,6 +19,8 @@ const FIRST_REMOTE: ConnId = 1 << 62;
 #[derive(Debug)]
 pub(super) struct Pending {
     pub(super) seq: u64,
+    /// When the backend was asked: past [`Backend::answer_within`], the join failed.
+    asked: Instant,
     /// Its join came back as a change: the changes that follow are for it.
     pub(super) marked: bool,
     /// The history the backend read for it.
@@ -44,6 +47,10 @@ pub(super) struct Backend {
     requests: Sender<Request>,
     /// Whether relay traffic goes to other nodes (a cluster's backend carries it).
     pub(super) shares_relay: bool,
+    /// How long a join (or a move) may wait for the backend's change and history
+    /// before it is given up: news can be lost (a subscription that broke), and a
+    /// client must never wait for ever.
+    answer_within: Duration,
     /// The backend's thread is gone.
     gone: bool,
     pub(super) pending: HashMap<ConnId, Pending>,
@@ -63,11 +70,17 @@ pub(super) struct Backend {
 }
 
 impl Backend {
-    pub(super) fn new(node: String, requests: Sender<Request>, shares_relay: bool) -> Self {
+    pub(super) fn new(
+        node: String,
+        requests: Sender<Request>,
+        shares_relay: bool,
+        answer_within: Duration,
+    ) -> Self {
         Self {
             node,
             requests,
             shares_relay,
+            answer_within,
             gone: false,
             pending: HashMap::new(),
             floors: HashMap::new(),
@@ -182,6 +195,24 @@ impl Backend {
         }
     }
 
+    /// The members whose join (or move) has waited longer than it may at `now`.
+    pub(super) fn overdue(&self, now: Instant) -> Vec<ConnId> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.asked) > self.answer_within)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// The members whose join (or move) has not come back as a change yet.
+    pub(super) fn unmarked(&self) -> Vec<ConnId> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| !p.marked)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
     pub(super) fn is_muted(&self, id: ConnId) -> bool {
         self.pending.get(&id).is_some_and(|p| !p.marked)
     }
@@ -190,6 +221,7 @@ impl Backend {
 pub(super) fn pending(seq: u64) -> Pending {
     Pending {
         seq,
+        asked: Instant::now(),
         marked: false,
         loaded: None,
         early: Vec::new(),

@@ -29,6 +29,7 @@ use crate::metrics;
 use crate::store::{Answer, ApiAnswer, Author, Change, Event, Present, Request, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::mem;
+use std::time::Instant;
 use tungstenite::Message;
 
 impl ChatRooms {
@@ -159,6 +160,21 @@ impl ChatRooms {
         }
     }
 
+    /// Gives up the joins (and moves) the backend has not finished in the time
+    /// allowed: their members are told and asked to reconnect.
+    pub(super) fn expire(&mut self, members: &mut Members, post: &mut Post, now: Instant) {
+        for id in self.backend.overdue(now) {
+            self.give_up(members, post, id);
+        }
+    }
+
+    /// Gives up member `id`'s join (or move), which the backend may have made all the
+    /// same: it is told to forget the member, and the member to reconnect.
+    fn give_up(&mut self, members: &mut Members, post: &mut Post, id: ConnId) {
+        self.backend.leave(id, LeaveReason::Closed.as_str());
+        self.join_failed(members, post, id);
+    }
+
     /// Everything the backend says but a relay message.
     pub(super) fn backend_event(&mut self, members: &mut Members, post: &mut Post, event: Event) {
         self.backend.pay_owed();
@@ -166,7 +182,15 @@ impl ChatRooms {
             Event::Answer(answer) => self.answer(members, post, answer),
             Event::Change(change) => self.change(members, post, change),
             Event::Relay { .. } => {}
-            Event::Resubscribed | Event::Reconnected => self.resync(members),
+            Event::Resubscribed => {
+                // What was published meanwhile is lost, the changes that would have
+                // named the members waiting for one among it: they join again.
+                for id in self.backend.unmarked() {
+                    self.give_up(members, post, id);
+                }
+                self.resync(members);
+            }
+            Event::Reconnected => self.resync(members),
             Event::NewEpoch(epoch) => self.new_epoch(members, epoch),
             Event::JoinFailed { member } => self.join_failed(members, post, member),
             Event::Failed { member, what } => self.unavailable(members, post, member, what),

@@ -124,6 +124,8 @@ pub(crate) struct HubConfig {
     pub node: String,
     /// Whether relay traffic goes to other nodes through the backend.
     pub shares_relay: bool,
+    /// How long a join may wait for the backend (`Config::handshake_timeout`).
+    pub join_timeout: std::time::Duration,
     /// HTTP API posts allowed per address: per second, and in one burst.
     pub api_rate: (u32, u32),
     /// Rooms with stored messages, at most (`Config::max_rooms`).
@@ -138,7 +140,12 @@ pub(crate) struct HubConfig {
 enum Next {
     Event(Option<HubEvent>),
     Backend(Option<Event>),
+    /// A second went by: joins the backend never finished are given up.
+    Tick,
 }
+
+/// How often the hub looks for joins that waited too long.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// All shared state. Only the hub thread ever touches it.
 #[derive(Debug)]
@@ -164,7 +171,12 @@ impl Hub {
         Self {
             chat: ChatRooms::new(
                 config.epoch,
-                backend::Backend::new(config.node, requests, config.shares_relay),
+                backend::Backend::new(
+                    config.node,
+                    requests,
+                    config.shares_relay,
+                    config.join_timeout,
+                ),
                 config.api_rate,
                 chat::RoomsKept::new(config.max_rooms, config.stored_rooms),
                 config.limits,
@@ -192,10 +204,12 @@ impl Hub {
     pub(crate) fn run(mut self, events: Receiver<HubEvent>, backend: Receiver<Event>) {
         let gone = crossbeam_channel::never();
         let mut backend = Some(backend);
+        let ticks = crossbeam_channel::tick(TICK);
         loop {
             let next = select! {
                 recv(events) -> event => Next::Event(event.ok()),
                 recv(backend.as_ref().unwrap_or(&gone)) -> event => Next::Backend(event.ok()),
+                recv(ticks) -> _ => Next::Tick,
             };
             match next {
                 Next::Event(Some(event)) => self.apply(event),
@@ -207,6 +221,7 @@ impl Hub {
                     backend = None;
                     self.chat.backend_gone();
                 }
+                Next::Tick => self.expire(std::time::Instant::now()),
             }
             for _ in 0..MAX_BATCH - 1 {
                 if let Some(event) = backend.as_ref().and_then(|b| b.try_recv().ok()) {
@@ -220,6 +235,18 @@ impl Hub {
             self.post.wake_all();
         }
         log::debug!("hub: every connection is gone, stopping");
+    }
+
+    /// Gives up the joins the backend did not finish in time.
+    fn expire(&mut self, now: std::time::Instant) {
+        let Hub {
+            members,
+            chat,
+            post,
+            ..
+        } = self;
+        chat.expire(members, post, now);
+        self.evict_overflowed();
     }
 
     /// Handles what the backend says: answers to the hub's requests, and the changes
@@ -417,6 +444,7 @@ mod tests {
             epoch: epoch.to_owned(),
             node: node.to_owned(),
             shares_relay: false,
+            join_timeout: std::time::Duration::from_secs(10),
             api_rate: (20, 40),
             max_rooms: 10_000,
             stored_rooms: Vec::new(),
@@ -657,6 +685,93 @@ mod tests {
             matches!(queued.as_slice(), [Request::Join { member: 2, .. }]),
             "only bob's join, no leave for carl: {queued:?}"
         );
+    }
+
+    /// A hub on a backend that takes requests and never answers them.
+    fn silent_backend() -> (Hub, Receiver<store::Request>) {
+        let (bridge, requests) = crossbeam_channel::unbounded();
+        let config = test_config("e", "n");
+        let hub = Hub::new(config, Arc::new(Metrics::new()), bridge, no_doors());
+        (hub, requests)
+    }
+
+    fn join_quietly(hub: &mut Hub, id: ConnId) -> Inbox {
+        let (tx, rx) = outbox(16, 1 << 20).unwrap();
+        hub.handle(HubEvent::JoinChat {
+            id,
+            client: ClientKey::of([127, 0, 0, 1].into()),
+            room: "r".into(),
+            name: Some(format!("m{id}")),
+            name_error: None,
+            since: None,
+            outbox: tx,
+            wire: None,
+        });
+        rx
+    }
+
+    /// A join whose news never comes (the backend lost it) is given up once the
+    /// handshake's time is over: the client is told and asked to reconnect, and is
+    /// not kept waiting for ever.
+    #[test]
+    fn a_join_the_backend_never_finishes_is_given_up_in_time() {
+        let (mut hub, requests) = silent_backend();
+        let rx = join_quietly(&mut hub, 1);
+        hub.expire(std::time::Instant::now());
+        hub.post.wake_all();
+        assert!(drain(&rx).is_empty(), "still in time");
+        hub.expire(std::time::Instant::now() + std::time::Duration::from_secs(11));
+        hub.post.wake_all();
+        let told = drain(&rx);
+        assert_eq!(told[0]["code"], "unavailable", "{told:?}");
+        assert!(rx.must_reconnect());
+        // The backend may have made the join all the same: it is told to forget it.
+        let asked: Vec<store::Request> = requests.try_iter().collect();
+        assert!(
+            matches!(
+                asked.as_slice(),
+                [
+                    store::Request::Join { member: 1, .. },
+                    store::Request::Leave { member: 1, .. }
+                ]
+            ),
+            "{asked:?}"
+        );
+    }
+
+    /// A subscription that broke lost the news of the joins waiting for it: they are
+    /// given up at once, and a member already named is left alone.
+    #[test]
+    fn a_broken_subscription_fails_the_joins_waiting_for_news() {
+        let (mut hub, requests) = silent_backend();
+        let ann = join_quietly(&mut hub, 1);
+        let Ok(store::Request::Join { seq, .. }) = requests.try_recv() else {
+            panic!("a join for the backend");
+        };
+        hub.backend(Event::Change(Change::Join {
+            m: "n.1".into(),
+            name: "m1".into(),
+            room: "r".into(),
+            last: 0,
+            ts: 1,
+            restore: false,
+        }));
+        hub.backend(Event::Answer(store::Answer::Loaded {
+            member: 1,
+            seq,
+            room: "r".into(),
+            history: Vec::new(),
+            last_id: 0,
+            resumed: false,
+            failed: false,
+        }));
+        let bob = join_quietly(&mut hub, 2);
+        hub.backend(Event::Resubscribed);
+        hub.post.wake_all();
+        assert_eq!(drain(&ann)[0]["type"], "welcome");
+        assert!(!ann.must_reconnect());
+        assert_eq!(drain(&bob)[0]["code"], "unavailable");
+        assert!(bob.must_reconnect());
     }
 
     /// A hub whose backend's queue is full keeps the leave and sends it as soon as the

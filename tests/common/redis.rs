@@ -134,6 +134,18 @@ impl Redis {
         assert_eq!(&answer, b"+OK\r\n");
     }
 
+    /// Closes every subscriber's connection (`CLIENT KILL TYPE pubsub`): what a node
+    /// sees when its subscription breaks while its commands still go through.
+    pub fn kill_subscribers(&self) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("redis");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        s.write_all(b"CLIENT KILL TYPE pubsub\r\n")
+            .expect("CLIENT KILL sent");
+        let mut answer = [0u8; 1];
+        s.read_exact(&mut answer).expect("CLIENT KILL answered");
+        assert_eq!(&answer, b":", "an integer reply");
+    }
+
     fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
