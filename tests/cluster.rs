@@ -859,6 +859,87 @@ fn joining_while_redis_is_away_is_refused_with_a_reason_then_1012() {
     assert_eq!(names(&next_of_type(&mut ann, "members")), ["ann"]);
 }
 
+/// A stalled Redis shows in every node's health within seconds, however many messages
+/// each node had on their way to it: a batch is one reply to wait for, so one read's
+/// time-out, not one per message.
+#[test]
+fn a_stalled_redis_shows_in_every_node_s_health_within_seconds() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(redis) = Redis::start("stall_health") else {
+        return;
+    };
+    let nodes = [node(&redis), node(&redis), node(&redis)];
+    let stop = Arc::new(AtomicBool::new(false));
+    let (busy_tx, busy) = crossbeam_channel::unbounded();
+    // A busy sender on each node: bursts of 50 messages, its answers read between
+    // bursts, for at most 30 s.
+    let senders: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(n, node)| {
+            let (addr, stop, busy_tx) = (node.local_addr(), Arc::clone(&stop), busy_tx.clone());
+            std::thread::spawn(move || {
+                let (mut ws, _) = chat(addr, "busy", Some(&format!("sender{n}")));
+                ws.get_mut()
+                    .set_read_timeout(Some(Duration::from_millis(5)))
+                    .expect("timeout");
+                let end = Instant::now() + Duration::from_secs(30);
+                let mut told = false;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    for i in 0..50 {
+                        if ws.send(Message::text(format!("m{i}"))).is_err() {
+                            return;
+                        }
+                    }
+                    loop {
+                        match ws.read() {
+                            Ok(_) if !told => {
+                                told = true;
+                                let _ = busy_tx.send(());
+                            }
+                            Ok(_) => {}
+                            Err(e) if timed_out(&e) => break,
+                            Err(_) => return,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in &nodes {
+        busy.recv_timeout(Duration::from_secs(10))
+            .expect("every sender is answered");
+    }
+    redis.pause();
+    let paused = Instant::now();
+    let mut noticed = Vec::new();
+    for node in &nodes {
+        while status(&get(node.local_addr(), "/healthz")) != 503 {
+            assert!(
+                paused.elapsed() < Duration::from_secs(20),
+                "a node still says it is healthy 20 s into the stall"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        noticed.push(paused.elapsed());
+    }
+    redis.resume();
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        let _ = sender.join();
+    }
+    println!("the nodes said redis_down after {noticed:?}");
+    let last = noticed.iter().max().copied().unwrap_or_default();
+    assert!(
+        last < Duration::from_secs(5),
+        "health followed Redis after {last:?}"
+    );
+    for node in &nodes {
+        eventually(|| (status(&get(node.local_addr(), "/healthz")) == 200).then_some(()));
+    }
+}
+
 /// A join whose news is lost (the node's subscription broke just as it joined) is
 /// answered all the same, at once: refused with a reason and 1012, or welcomed;
 /// never left waiting. And then every join is welcomed again.

@@ -133,8 +133,8 @@ impl Bridge {
         let _ = events.send(Event::NewEpoch(epoch));
     }
 
-    /// Carries out a batch in order: each run of appends in one round trip (a
-    /// pipeline of scripts, which Redis runs one after another), the rest one by one.
+    /// Carries out a batch in order: each run of appends in one round trip (one script
+    /// call for the run, so one reply to wait for), the rest one by one.
     pub(super) fn serve_all(&mut self, batch: Vec<Request>, events: &Sender<Event>) {
         let mut appends = Vec::new();
         for request in batch {

@@ -14,16 +14,25 @@
 
 use crate::chat;
 
-/// Gives the room's next id to a message, keeps it (trimmed to `retain`) and
-/// publishes it. KEYS: the room's stream. ARGV: room, retain, from, text, ts, via.
+/// Gives each message of a batch its room's next id, keeps it (trimmed to `retain`)
+/// and publishes it, in order; returns the ids. One script for the whole batch, so a
+/// batch is one reply to wait for: a stalled Redis costs one read's time-out, however
+/// many messages were in flight. KEYS: each message's room stream. ARGV: retain, then
+/// room, from, text, ts, via for each message.
 pub(super) const APPEND: &str = r"
-local id = redis.call('HINCRBY', 'switchboard:ids', ARGV[1], 1)
-if id == 1 then redis.call('ZADD', 'switchboard:rooms', 0, ARGV[1]) end
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], id .. '-0',
-  'f', ARGV[3], 't', ARGV[4], 'ts', ARGV[5], 'v', ARGV[6])
-redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'msg', room = ARGV[1], id = id,
-  from = ARGV[3], text = ARGV[4], ts = tonumber(ARGV[5]), via = ARGV[6]}))
-return id
+local ids = {}
+for i = 1, #KEYS do
+  local b = 1 + (i - 1) * 5
+  local room, from, text, ts, via = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
+  local id = redis.call('HINCRBY', 'switchboard:ids', room, 1)
+  if id == 1 then redis.call('ZADD', 'switchboard:rooms', 0, room) end
+  redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[1], id .. '-0',
+    'f', from, 't', text, 'ts', ts, 'v', via)
+  redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'msg', room = room, id = id,
+    from = from, text = text, ts = tonumber(ts), via = via}))
+  ids[i] = id
+end
+return ids
 ";
 
 /// A member joins: the first free of the names offered (pairs of name and key),

@@ -17,7 +17,7 @@ impl Bridge {
     /// (or, if Redis failed, with the failure for each).
     pub(super) fn append_all(&mut self, messages: Vec<NewMessage>, events: &Sender<Event>) {
         let stored = match self.con.take() {
-            Some(mut con) => match self.pipeline_appends(&mut con, &messages, events) {
+            Some(mut con) => match self.append_batch(&mut con, &messages, events) {
                 Ok(ids) => {
                     self.con = Some(con);
                     Some(ids)
@@ -32,7 +32,7 @@ impl Bridge {
         let _ = events.send(Event::Answer(committed(messages, stored)));
     }
 
-    pub(super) fn pipeline_appends(
+    pub(super) fn append_batch(
         &mut self,
         con: &mut Connection,
         messages: &[NewMessage],
@@ -44,28 +44,20 @@ impl Bridge {
             self.resync = Some(resync);
             return Err(e);
         }
-        let mut pipe = redis::pipe();
+        // One script for the batch: one reply, so one read's time-out bounds a stall.
+        let mut append = self.scripts.append.prepare_invoke();
+        append.arg(self.retain);
         for msg in messages {
-            pipe.cmd("EVALSHA")
-                .arg(self.scripts.append.get_hash())
-                .arg(1)
-                .arg(stream(&msg.room))
+            append
+                .key(stream(&msg.room))
                 .arg(&msg.room)
-                .arg(self.retain)
                 .arg(&msg.from)
                 .arg(&msg.text)
                 .arg(msg.ts)
                 .arg(msg.via.unwrap_or(""));
         }
-        match pipe.query(con) {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis forgot the script (a restart, SCRIPT FLUSH): nothing of the
-                // pipeline ran, so it runs again once the script is back.
-                self.scripts.append.prepare_invoke().load(con)?;
-                pipe.query(con)
-            }
-            result => result,
-        }
+        // Loads the script first if Redis forgot it (a restart, SCRIPT FLUSH).
+        append.invoke(con)
     }
 
     pub(super) fn store(
@@ -93,7 +85,7 @@ impl Bridge {
             }
             Request::Append(msg) => {
                 // Appends come through `append_all`; one alone is a run of one.
-                let ids = self.pipeline_appends(con, std::slice::from_ref(msg), events)?;
+                let ids = self.append_batch(con, std::slice::from_ref(msg), events)?;
                 let _ = events.send(Event::Answer(committed(vec![msg.clone()], Some(ids))));
             }
             Request::Page {
