@@ -625,49 +625,15 @@ mod tests {
     /// leave of a member that never joined.
     #[test]
     fn a_member_whose_join_failed_leaves_nothing_behind() {
-        use crate::store::{Answer, Request};
+        use crate::store::Request;
         let (bridge, requests) = crossbeam_channel::bounded(1);
         let config = test_config("e", "n");
         let mut hub = Hub::new(config, Arc::new(Metrics::new()), bridge, no_doors());
-        let join = |hub: &mut Hub, id: ConnId| {
-            let (tx, rx) = outbox(16, 1 << 20).unwrap();
-            hub.handle(HubEvent::JoinChat {
-                id,
-                client: ClientKey::of([127, 0, 0, 1].into()),
-                room: "r".into(),
-                name: Some(format!("m{id}")),
-                name_error: None,
-                since: None,
-                outbox: tx,
-                wire: None,
-            });
-            rx
-        };
-        let ann = join(&mut hub, 1);
-        let Ok(Request::Join { seq, .. }) = requests.try_recv() else {
-            panic!("a join for the backend");
-        };
-        hub.backend(Event::Change(Change::Join {
-            m: "n.1".into(),
-            name: "m1".into(),
-            room: "r".into(),
-            last: 0,
-            ts: 1,
-            restore: false,
-        }));
-        hub.backend(Event::Answer(Answer::Loaded {
-            member: 1,
-            seq,
-            room: "r".into(),
-            history: Vec::new(),
-            last_id: 0,
-            resumed: false,
-            failed: false,
-        }));
-        hub.post.wake_all();
+        let ann = join_quietly(&mut hub, 1);
+        welcome_as_backend(&mut hub, &requests);
         assert_eq!(drain(&ann)[0]["type"], "welcome");
-        let _bob = join(&mut hub, 2); // fills the backend's queue
-        let carl = join(&mut hub, 3); // finds it full
+        let _bob = join_quietly(&mut hub, 2); // fills the backend's queue
+        let carl = join_quietly(&mut hub, 3); // finds it full
         let told: Vec<_> = drain(&carl)
             .into_iter()
             .map(|m| m["code"].clone())
@@ -695,6 +661,43 @@ mod tests {
         (hub, requests)
     }
 
+    /// Answers the join the backend was asked for first as a backend would: the change
+    /// that names the member, then its history (none).
+    fn welcome_as_backend(hub: &mut Hub, requests: &Receiver<store::Request>) {
+        let Ok(store::Request::Join {
+            member,
+            seq,
+            room,
+            names,
+            ..
+        }) = requests.try_recv()
+        else {
+            panic!("a join for the backend");
+        };
+        let name = names
+            .first()
+            .map_or_else(String::new, |(name, _)| name.clone());
+        hub.backend(Event::Change(Change::Join {
+            m: format!("n.{member}"),
+            name,
+            room: room.clone(),
+            last: 0,
+            ts: 1,
+            restore: false,
+        }));
+        hub.backend(Event::Answer(store::Answer::Loaded {
+            member,
+            seq,
+            room,
+            history: Vec::new(),
+            last_id: 0,
+            resumed: false,
+            failed: false,
+        }));
+        hub.post.wake_all();
+    }
+
+    /// Joins member `id` (named `m{id}`) to room `r`, leaving its join unanswered.
     fn join_quietly(hub: &mut Hub, id: ConnId) -> Inbox {
         let (tx, rx) = outbox(16, 1 << 20).unwrap();
         hub.handle(HubEvent::JoinChat {
@@ -745,26 +748,7 @@ mod tests {
     fn a_broken_subscription_fails_the_joins_waiting_for_news() {
         let (mut hub, requests) = silent_backend();
         let ann = join_quietly(&mut hub, 1);
-        let Ok(store::Request::Join { seq, .. }) = requests.try_recv() else {
-            panic!("a join for the backend");
-        };
-        hub.backend(Event::Change(Change::Join {
-            m: "n.1".into(),
-            name: "m1".into(),
-            room: "r".into(),
-            last: 0,
-            ts: 1,
-            restore: false,
-        }));
-        hub.backend(Event::Answer(store::Answer::Loaded {
-            member: 1,
-            seq,
-            room: "r".into(),
-            history: Vec::new(),
-            last_id: 0,
-            resumed: false,
-            failed: false,
-        }));
+        welcome_as_backend(&mut hub, &requests);
         let bob = join_quietly(&mut hub, 2);
         hub.backend(Event::Resubscribed);
         hub.post.wake_all();
@@ -778,42 +762,12 @@ mod tests {
     /// backend takes requests again.
     #[test]
     fn a_leave_the_bridge_cannot_take_yet_is_sent_later() {
-        use crate::store::{Answer, Request};
+        use crate::store::Request;
         let (bridge, requests) = crossbeam_channel::bounded(2);
         let config = test_config("e", "n");
         let mut hub = Hub::new(config, Arc::new(Metrics::new()), bridge, no_doors());
-        let (tx, rx) = outbox(16, 1 << 20).unwrap();
-        hub.handle(HubEvent::JoinChat {
-            id: 1,
-            client: ClientKey::of([127, 0, 0, 1].into()),
-            room: "r".into(),
-            name: Some("ann".into()),
-            name_error: None,
-            since: None,
-            outbox: tx,
-            wire: None,
-        });
-        let Ok(Request::Join { seq, .. }) = requests.try_recv() else {
-            panic!("a join for the bridge");
-        };
-        hub.backend(Event::Change(Change::Join {
-            m: "n.1".into(),
-            name: "ann".into(),
-            room: "r".into(),
-            last: 0,
-            ts: 1,
-            restore: false,
-        }));
-        hub.backend(Event::Answer(Answer::Loaded {
-            member: 1,
-            seq,
-            room: "r".into(),
-            history: Vec::new(),
-            last_id: 0,
-            resumed: false,
-            failed: false,
-        }));
-        hub.post.wake_all();
+        let rx = join_quietly(&mut hub, 1);
+        welcome_as_backend(&mut hub, &requests);
         assert_eq!(drain(&rx)[0]["type"], "welcome");
         // Two messages fill the bridge's queue; the leave finds no room.
         for text in ["one", "two"] {
