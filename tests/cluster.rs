@@ -859,6 +859,72 @@ fn joining_while_redis_is_away_is_refused_with_a_reason_then_1012() {
     assert_eq!(names(&next_of_type(&mut ann, "members")), ["ann"]);
 }
 
+/// A node frozen longer than the heartbeat's TTL is taken for dead, and its members'
+/// names are free; when it thaws, a member whose name someone else took meanwhile is
+/// not put back: it is told why and closed with 1012, and the name has one holder,
+/// whom a direct message reaches.
+#[test]
+fn a_name_taken_while_its_node_was_frozen_stays_with_its_new_holder() {
+    let Some(redis) = Redis::start("frozen_node") else {
+        return;
+    };
+    let b = node(&redis);
+    let (child, a) = binary_node(&redis);
+    let child = Running(child);
+    let pid = child.0.id().to_string();
+    let signal = |sig: &str| {
+        let done = Command::new("kill").args([sig, &pid]).status();
+        assert!(done.is_ok_and(|s| s.success()), "kill {sig}");
+    };
+    let (mut old, _) = chat(a, "r", Some("alice"));
+    let (mut kept, _) = chat(a, "r", Some("kept"));
+    let (mut bob, _) = chat(b.local_addr(), "r", Some("bob"));
+    signal("-STOP");
+    let mut gone = Vec::new();
+    while gone.len() < 2 {
+        let leave = next_of_type_within(&mut bob, "leave", Duration::from_secs(15));
+        assert_eq!(leave["reason"], "node_lost", "{leave}");
+        gone.push(leave["name"].as_str().unwrap_or_default().to_owned());
+    }
+    let (mut new, welcome) = chat(b.local_addr(), "r", Some("alice"));
+    assert_eq!(
+        welcome["name"], "alice",
+        "free while its node is taken for dead"
+    );
+    signal("-CONT");
+    // The old holder is told, and asked to reconnect.
+    let error = next_of_type_within(&mut old, "error", Duration::from_secs(15));
+    assert_eq!(error["code"], "unavailable", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("name"),
+        "{error}"
+    );
+    let close = close_frame(&mut old).expect("a close frame");
+    assert_eq!(u16::from(close.code), 1012);
+    // Whoever was not displaced is back, and every node lists one alice.
+    for ws in [&mut bob, &mut kept] {
+        eventually(|| {
+            send_json(ws, json!({"type": "members"}));
+            let mut seen = names(&next_of_type(ws, "members"));
+            seen.sort();
+            (seen == ["alice", "bob", "kept"]).then_some(())
+        });
+    }
+    // A direct message to alice, from either node, reaches the one holder.
+    for ws in [&mut bob, &mut kept] {
+        send_json(
+            ws,
+            json!({"type": "direct", "to": "alice", "text": "for alice"}),
+        );
+        let got = next_of_type(&mut new, "direct");
+        assert_eq!(got["text"], "for alice", "{got}");
+    }
+    drop(child);
+}
+
 /// A stalled Redis shows in every node's health within seconds, however many messages
 /// each node had on their way to it: a batch is one reply to wait for, so one read's
 /// time-out, not one per message.

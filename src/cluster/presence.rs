@@ -153,7 +153,22 @@ impl Bridge {
                 .arg(chat::name_key(name))
                 .arg(room);
         }
-        restore.invoke::<i64>(con)?;
+        // A member whose name someone else took meanwhile is not put back: a name
+        // has one holder. It is told to reconnect, and gets a name of its own.
+        let displaced: Vec<String> = restore.invoke(con)?;
+        let displaced: Vec<ConnId> = displaced
+            .iter()
+            .filter_map(|key| key.strip_prefix(self.node.as_str())?.strip_prefix('.'))
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        if !displaced.is_empty() {
+            log::warn!(
+                "cluster: {} members of this node lost their names to others while it \
+                 was cut off; they are asked to reconnect",
+                displaced.len()
+            );
+            let _ = events.send(Event::Displaced(displaced));
+        }
         for (room, after) in rooms {
             let start = format!("({after}-0");
             let lines = range(con, "XRANGE", room, &start, "+", MAX_RESUME)?;

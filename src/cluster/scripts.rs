@@ -179,19 +179,25 @@ for _, key in ipairs(redis.call('SMEMBERS', set)) do
     redis.call('SREM', set, key)
   end
 end
+local displaced = {{}}
 for i = 3, #ARGV, 4 do
   local key, name, lower, room = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if not redis.call('HGET', 'switchboard:members', key) then
-    redis.call('HSETNX', 'switchboard:names', lower, key)
-    redis.call('HSET', 'switchboard:members', key,
-      cjson.encode({{name = name, lower = lower, room = room}}))
-    redis.call('SADD', set, key)
-    local last = tonumber(redis.call('HGET', 'switchboard:ids', room) or 0)
-    redis.call('PUBLISH', 'switchboard:bus', cjson.encode({{k = 'join', m = key,
-      name = name, room = room, last = last, ts = ts, restore = true}}))
+    local holder = redis.call('HGET', 'switchboard:names', lower)
+    if holder and holder ~= key then
+      table.insert(displaced, key)
+    else
+      redis.call('HSET', 'switchboard:names', lower, key)
+      redis.call('HSET', 'switchboard:members', key,
+        cjson.encode({{name = name, lower = lower, room = room}}))
+      redis.call('SADD', set, key)
+      local last = tonumber(redis.call('HGET', 'switchboard:ids', room) or 0)
+      redis.call('PUBLISH', 'switchboard:bus', cjson.encode({{k = 'join', m = key,
+        name = name, room = room, last = last, ts = ts, restore = true}}))
+    end
   end
 end
-return 1
+return displaced
 "
     )
 }

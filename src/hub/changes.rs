@@ -204,6 +204,11 @@ impl ChatRooms {
                 }
             }
             Event::Presence(present) => self.presence(members, post, present),
+            Event::Displaced(ids) => {
+                for id in ids {
+                    self.displaced(members, post, id);
+                }
+            }
         }
     }
 
@@ -444,6 +449,32 @@ impl ChatRooms {
         backend.delivered.clear();
         backend.remote.clear();
         backend.keys.clear();
+    }
+
+    /// Member `id` was not put back after a gap: its name is someone else's now. It
+    /// leaves its room here, and is told why and asked to reconnect.
+    fn displaced(&mut self, members: &mut Members, post: &mut Post, id: ConnId) {
+        if let Some((name, room)) = members.chat_member(id) {
+            let (name, room) = (name.to_owned(), room.to_owned());
+            self.leave(
+                members,
+                post,
+                id,
+                &room,
+                &name,
+                LeaveReason::Closed.as_str(),
+            );
+        }
+        members.clear_name(id);
+        self.backend.forget(id);
+        let error = ChatError::new(
+            ErrorCode::Unavailable,
+            "while this server was cut off, someone else took your name: reconnect to get one",
+        );
+        post.deliver(members, id, Message::text(error.to_json()));
+        if let Some(outbox) = members.outbox(id) {
+            outbox.reconnect();
+        }
     }
 
     /// Who is in the cluster, after a gap: the members of other nodes are made to

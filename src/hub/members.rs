@@ -84,6 +84,19 @@ impl Members {
         }
     }
 
+    /// Takes chat member `id`'s name away (it keeps its room and its connection):
+    /// the backend no longer knows it, and it will not get that name back.
+    pub(super) fn clear_name(&mut self, id: ConnId) {
+        self.unname(id);
+        if let Some(Member {
+            role: Role::Chat { name, .. },
+            ..
+        }) = self.by_id.get_mut(&id)
+        {
+            name.clear();
+        }
+    }
+
     /// Drops the outbox of member `id`: its connection is gone, but the cluster
     /// still counts it until its leave comes back on the bus.
     pub(super) fn detach(&mut self, id: ConnId) -> Option<Outbox> {

@@ -289,6 +289,9 @@ pub(crate) enum Event {
     CatchUp { lines: Vec<Arc<ChatLine>> },
     /// Everyone there is, after a gap.
     Presence(Vec<Present>),
+    /// Members of this node that could not be put back after a gap: someone else
+    /// holds their names now.
+    Displaced(Vec<ConnId>),
 }
 
 /// How the backend names member `id` of node `node`: `{node}.{id}`.
