@@ -459,6 +459,27 @@ fn binary_node(redis: &Redis) -> (std::process::Child, SocketAddr) {
     (child, addr)
 }
 
+/// A node as the binary, its warnings and errors written to `log`.
+fn binary_node_logging_to(
+    redis: &Redis,
+    log: &std::path::Path,
+) -> (std::process::Child, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let file = std::fs::File::create(log).expect("a log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", &addr.to_string(), "--no-tls", "--no-qr"])
+        .args(["--redis", &redis.url()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("the binary starts");
+    eventually(|| std::net::TcpStream::connect(addr).ok());
+    (child, addr)
+}
+
 #[test]
 fn a_killed_node_s_members_leave_as_node_lost_and_nothing_received_is_lost() {
     let Some(redis) = Redis::start("node_lost") else {
@@ -868,7 +889,11 @@ fn a_name_taken_while_its_node_was_frozen_stays_with_its_new_holder() {
     let Some(redis) = Redis::start("frozen_node") else {
         return;
     };
-    let b = node(&redis);
+    // The survivor is the binary, so that its log can be read: it says it reaped.
+    let dir = TempDir::new("frozen_node");
+    let log = dir.path().join("survivor.log");
+    let (survivor, b) = binary_node_logging_to(&redis, &log);
+    let _survivor = Running(survivor);
     let (child, a) = binary_node(&redis);
     let child = Running(child);
     let pid = child.0.id().to_string();
@@ -878,7 +903,7 @@ fn a_name_taken_while_its_node_was_frozen_stays_with_its_new_holder() {
     };
     let (mut old, _) = chat(a, "r", Some("alice"));
     let (mut kept, _) = chat(a, "r", Some("kept"));
-    let (mut bob, _) = chat(b.local_addr(), "r", Some("bob"));
+    let (mut bob, _) = chat(b, "r", Some("bob"));
     signal("-STOP");
     let mut gone = Vec::new();
     while gone.len() < 2 {
@@ -886,10 +911,15 @@ fn a_name_taken_while_its_node_was_frozen_stays_with_its_new_holder() {
         assert_eq!(leave["reason"], "node_lost", "{leave}");
         gone.push(leave["name"].as_str().unwrap_or_default().to_owned());
     }
-    let (mut new, welcome) = chat(b.local_addr(), "r", Some("alice"));
+    let (mut new, welcome) = chat(b, "r", Some("alice"));
     assert_eq!(
         welcome["name"], "alice",
         "free while its node is taken for dead"
+    );
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        said.contains("taken for dead, its 2 members left (node_lost)"),
+        "the survivor logs the reaping: {said}"
     );
     signal("-CONT");
     // The old holder is told, and asked to reconnect.

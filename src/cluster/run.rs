@@ -76,14 +76,23 @@ impl Bridge {
     /// Beats; `false` when Redis did not know this node.
     pub(super) fn heartbeat(&self, con: &mut Connection) -> RedisResult<bool> {
         let reap = self.up_since.elapsed() >= NODE_TTL;
-        let known: i64 = self
+        let answer: Vec<String> = self
             .scripts
             .beat
             .arg(&self.node)
             .arg(NODE_TTL.as_millis() as u64)
             .arg(if reap { "1" } else { "0" })
             .invoke(con)?;
-        Ok(known == 1)
+        for reaped in answer.get(1..).unwrap_or_default().chunks(2) {
+            if let [node, members] = reaped {
+                log::warn!(
+                    "cluster: node {node} was silent for over {} s: taken for dead, its {members} \
+                     members left (node_lost)",
+                    NODE_TTL.as_secs()
+                );
+            }
+        }
+        Ok(answer.first().is_some_and(|known| known == "1"))
     }
 
     pub(super) fn lost(&mut self, e: &redis::RedisError) {

@@ -135,9 +135,10 @@ return 1
 ";
 
 /// This node's heartbeat, by Redis's clock; with `reap` 1, every node silent for
-/// longer than `ttl` ms has its members leave with reason `node_lost`. Returns 1 if
-/// Redis knew this node, 0 if it did not (its data was lost, or the node was reaped
-/// while it could not reach Redis). ARGV: node, ttl, reap.
+/// longer than `ttl` ms has its members leave with reason `node_lost`. Returns `1` if
+/// Redis knew this node, `0` if it did not (its data was lost, or the node was reaped
+/// while it could not reach Redis), then each node it reaped and how many members it
+/// had. ARGV: node, ttl, reap.
 pub(super) fn beat() -> String {
     format!(
         "{FORGET}
@@ -145,19 +146,23 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local known = redis.call('ZSCORE', 'switchboard:nodes', ARGV[1])
 redis.call('ZADD', 'switchboard:nodes', now, ARGV[1])
+local answer = {{known and '1' or '0'}}
 if ARGV[3] == '1' then
   local dead = redis.call('ZRANGEBYSCORE', 'switchboard:nodes', '-inf',
     now - tonumber(ARGV[2]))
   for _, node in ipairs(dead) do
     local set = 'switchboard:node:' .. node
-    for _, key in ipairs(redis.call('SMEMBERS', set)) do
+    local members = redis.call('SMEMBERS', set)
+    for _, key in ipairs(members) do
       forget(key, 'node_lost', now)
     end
     redis.call('DEL', set)
     redis.call('ZREM', 'switchboard:nodes', node)
+    table.insert(answer, node)
+    table.insert(answer, tostring(#members))
   end
 end
-if known then return 1 else return 0 end
+return answer
 "
     )
 }
