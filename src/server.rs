@@ -365,11 +365,11 @@ fn join_cluster(
     events: Sender<store::Event>,
     threads: &mut Vec<JoinHandle<()>>,
 ) -> Result<()> {
-    let (client, stop) = (bridge.client(), bridge.stop_flag());
+    let (client, subscription) = (bridge.client(), bridge.subscription());
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let bus = events.clone();
     threads.push(spawn("cluster-bus", move || {
-        cluster::listen(client, bus, stop, ready_tx)
+        cluster::listen(client, bus, subscription, ready_tx)
     })?);
     match ready_rx.recv_timeout(Duration::from_secs(5)) {
         Ok(Ok(())) => Ok(()),

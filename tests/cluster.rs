@@ -955,6 +955,62 @@ fn a_name_taken_while_its_node_was_frozen_stays_with_its_new_holder() {
     drop(child);
 }
 
+/// A node whose subscription is down while its commands still go through changes
+/// nothing in Redis (the news of the change would not come back): it says Redis is
+/// down, refuses joins and messages with a reason, and is back only once both of its
+/// connections are.
+#[test]
+fn a_node_is_up_only_while_both_its_redis_connections_are() {
+    use std::io::{Read, Write};
+    let Some(redis) = Redis::start("half_up") else {
+        return;
+    };
+    let a = node(&redis);
+    let addr = a.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let mut admin = std::net::TcpStream::connect(("127.0.0.1", redis.port())).expect("redis");
+    admin
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut command = |line: &str| -> String {
+        admin
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("sent");
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            admin.read_exact(&mut byte).expect("a reply");
+            reply.push(byte[0]);
+        }
+        String::from_utf8_lossy(&reply).trim_end().to_owned()
+    };
+    // No new connection is let in, and the subscriber's is closed: it cannot come
+    // back, while the node's command connection goes on working.
+    assert_eq!(command("CONFIG SET maxclients 1"), "+OK");
+    assert!(command("CLIENT KILL TYPE pubsub").starts_with(':'));
+    eventually(|| (status(&get(addr, "/healthz")) == 503).then_some(()));
+    let mut late = connect(addr, "/ws/chat/r?name=late");
+    let first = next_json(&mut late);
+    assert_eq!(first["code"], "unavailable", "{first}");
+    let close = close_frame(&mut late).expect("a close frame");
+    assert_eq!(u16::from(close.code), 1012);
+    say(&mut ann, "while half up");
+    let refused = next_of_type(&mut ann, "error");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    // Let connections in again: the subscription comes back, and so does the node.
+    assert_eq!(command("CONFIG SET maxclients 10000"), "+OK");
+    eventually(|| (status(&get(addr, "/healthz")) == 200).then_some(()));
+    let (_late, welcome) = eventually(|| {
+        let mut ws = connect(addr, "/ws/chat/r?name=late");
+        let first = next_json(&mut ws);
+        (first["type"] == "welcome").then_some((ws, first))
+    });
+    assert_eq!(welcome["name"], "late");
+    say(&mut ann, "after");
+    let got = next_of_type(&mut ann, "message");
+    assert_eq!(got["text"], "after", "and never the refused one: {got}");
+}
+
 /// A stalled Redis shows in every node's health within seconds, however many messages
 /// each node had on their way to it: a batch is one reply to wait for, so one read's
 /// time-out, not one per message.

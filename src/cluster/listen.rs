@@ -12,27 +12,47 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tungstenite::Message;
 
+/// What the subscriber shares with the bridge.
+pub(crate) struct Subscription {
+    /// Set when the bridge ends: the subscriber ends too.
+    pub stop: Arc<AtomicBool>,
+    /// Set by the subscriber while its subscription is up.
+    pub subscribed: Arc<AtomicBool>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
 /// How often a quiet subscriber looks whether it should end.
 const POLL: Duration = Duration::from_millis(250);
 
 /// Subscribes, tells `ready` whether the first subscription worked, then reads until
 /// `stop` (or the hub is gone), resubscribing with backoff whenever Redis goes away.
+///
+/// `subscribed` says whether the subscription is up: the bridge changes nothing in
+/// Redis while it is not, since the change's news would not come back.
 pub(crate) fn listen(
     client: redis::Client,
     events: Sender<Event>,
-    stop: Arc<AtomicBool>,
+    subscription: Subscription,
     ready: Sender<RedisResult<()>>,
 ) {
+    let Subscription {
+        stop,
+        subscribed,
+        metrics,
+    } = subscription;
     let mut ready = Some(ready);
     let mut backoff = MIN_BACKOFF;
     while !stop.load(Ordering::Acquire) {
-        match session(&client, &events, &stop, &mut ready) {
+        let outcome = session(&client, &events, (&stop, &subscribed), &mut ready);
+        subscribed.store(false, Ordering::Release);
+        match outcome {
             Ok(()) => return,
             Err(e) => {
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Err(e));
                     return;
                 }
+                crate::metrics::bump(&metrics.redis_errors);
                 log::warn!("cluster: subscription lost ({e}); resubscribing");
             }
         }
@@ -49,13 +69,14 @@ pub(crate) fn listen(
 fn session(
     client: &redis::Client,
     events: &Sender<Event>,
-    stop: &AtomicBool,
+    (stop, subscribed): (&AtomicBool, &AtomicBool),
     ready: &mut Option<Sender<RedisResult<()>>>,
 ) -> RedisResult<()> {
     let mut con = open(client)?;
     let mut pubsub = con.as_pubsub();
     pubsub.subscribe(&[BUS, RELAY])?;
     pubsub.set_read_timeout(Some(POLL))?;
+    subscribed.store(true, Ordering::Release);
     match ready.take() {
         Some(ready) => {
             let _ = ready.send(Ok(()));

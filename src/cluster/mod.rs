@@ -33,7 +33,7 @@ mod storage;
 
 use storage::{ended_sessions, rooms};
 
-pub(crate) use listen::listen;
+pub(crate) use listen::{Subscription, listen};
 
 use crate::base::SessionId;
 use crate::chat::ChatLine;
@@ -188,6 +188,8 @@ pub(crate) struct Bridge {
     metrics: Arc<Metrics>,
     /// Set when the bridge ends, so that the subscriber ends too.
     stop: Arc<AtomicBool>,
+    /// Set by the subscriber while its subscription is up ([`listen()`]).
+    subscribed: Arc<AtomicBool>,
     /// The wait before the next reconnection attempt.
     backoff: Duration,
     next_beat: Instant,
@@ -299,6 +301,7 @@ impl Bridge {
             history,
             metrics,
             stop: Arc::new(AtomicBool::new(false)),
+            subscribed: Arc::new(AtomicBool::new(false)),
             backoff: MIN_BACKOFF,
             next_beat: Instant::now() + BEAT,
             up_since: Instant::now(),
@@ -348,6 +351,15 @@ impl Bridge {
     }
 
     /// The flag that tells the subscriber to end.
+    /// What the subscriber shares with the bridge ([`listen()`]).
+    pub(crate) fn subscription(&self) -> Subscription {
+        Subscription {
+            stop: Arc::clone(&self.stop),
+            subscribed: Arc::clone(&self.subscribed),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+
     pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
     }

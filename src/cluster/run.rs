@@ -54,6 +54,11 @@ impl Bridge {
             self.reconnect(events);
             return;
         };
+        // Up for the health check only while both connections are.
+        let subscribed = self.subscribed.load(Ordering::Acquire);
+        self.metrics
+            .redis_up
+            .store(u64::from(subscribed), Ordering::Relaxed);
         self.next_beat = Instant::now() + BEAT;
         match self.heartbeat(&mut con) {
             Ok(true) => self.con = Some(con),
@@ -115,7 +120,10 @@ impl Bridge {
                 self.con = Some(con);
                 self.up_since = Instant::now();
                 self.next_beat = Instant::now();
-                self.metrics.redis_up.store(1, Ordering::Relaxed);
+                let subscribed = self.subscribed.load(Ordering::Acquire);
+                self.metrics
+                    .redis_up
+                    .store(u64::from(subscribed), Ordering::Relaxed);
                 self.rejoined(epoch, events);
             }
             Err(e) => {
@@ -145,6 +153,21 @@ impl Bridge {
     /// Carries out a batch in order: each run of appends in one round trip (one script
     /// call for the run, so one reply to wait for), the rest one by one.
     pub(super) fn serve_all(&mut self, batch: Vec<Request>, events: &Sender<Event>) {
+        if !self.subscribed.load(Ordering::Acquire) {
+            // Redis answers, but the news of a change would not come back: only
+            // reads are served until the subscription is up again (the resync after
+            // it puts right what was refused meanwhile).
+            self.metrics.redis_up.store(0, Ordering::Relaxed);
+            for request in batch {
+                match request {
+                    Request::Page { .. } | Request::Rooms { .. } | Request::Messages { .. } => {
+                        self.serve(request, events);
+                    }
+                    other => self.refuse(other, events),
+                }
+            }
+            return;
+        }
         let mut appends = Vec::new();
         for request in batch {
             match request {
