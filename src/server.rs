@@ -463,7 +463,9 @@ impl Opened {
             epoch,
             node,
             shares_relay: matches!(self, Self::Cluster(_)),
-            join_timeout: config.handshake_timeout,
+            // A handshake timeout set very short (tests do) is no reason to give up
+            // a join that a busy machine is about to finish.
+            join_timeout: config.handshake_timeout.max(MIN_JOIN_TIMEOUT),
             api_rate: (config.api_rate, config.api_rate.saturating_mul(2)),
             max_rooms: config.max_rooms,
             stored_rooms,
@@ -471,6 +473,9 @@ impl Opened {
         }
     }
 }
+
+/// The least time a join may wait for the backend, whatever the handshake timeout.
+const MIN_JOIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
     thread::Builder::new()

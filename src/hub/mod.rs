@@ -124,7 +124,8 @@ pub(crate) struct HubConfig {
     pub node: String,
     /// Whether relay traffic goes to other nodes through the backend.
     pub shares_relay: bool,
-    /// How long a join may wait for the backend (`Config::handshake_timeout`).
+    /// How long a join may wait for the backend (`Config::handshake_timeout`, at
+    /// least 2 s).
     pub join_timeout: std::time::Duration,
     /// HTTP API posts allowed per address: per second, and in one burst.
     pub api_rate: (u32, u32),
