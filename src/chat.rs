@@ -74,13 +74,17 @@ pub(crate) enum ErrorCode {
     TooManyRooms,
     /// The store could not keep the message (or read the history): nothing was sent.
     Unavailable,
+    /// The store did not answer whether it kept the message: it reaches the room
+    /// once the store answers again (if it kept nothing, then), so it must not be sent
+    /// again.
+    Unconfirmed,
 }
 
 impl ErrorCode {
     /// Every code, for the error table of docs/PROTOCOL.md (`src/doc_tables.rs`
     /// checks the table against this list, and this list against the enum).
     #[cfg(test)]
-    pub(crate) const ALL: [ErrorCode; 13] = [
+    pub(crate) const ALL: [ErrorCode; 14] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -94,6 +98,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::TooManyRooms,
         ErrorCode::Unavailable,
+        ErrorCode::Unconfirmed,
     ];
 }
 

@@ -2350,3 +2350,45 @@ fn pages_on_two_cluster_nodes_chat_in_one_room() {
     drop(bob);
     alice.wait_entry("system", "bob left");
 }
+
+/// A message on its way when the cluster's Redis stalls: the page says it is not
+/// confirmed yet and does not put it back in the box (sent again, it would be there
+/// twice), then shows it, once, when Redis answers again.
+#[test]
+fn page_waits_for_a_message_the_store_did_not_confirm_and_shows_it_once() {
+    let Some(driver) =
+        driver_or_skip("page_waits_for_a_message_the_store_did_not_confirm_and_shows_it_once")
+    else {
+        return;
+    };
+    let Some(redis) = common::redis::Redis::start("page_unconfirmed") else {
+        return;
+    };
+    let node = start_with(|b| b.redis(redis.url()));
+    let page = Page::blank(&driver, "hal", DESKTOP);
+    page.join_at(&format!("http://{}/#stall", node.local_addr()));
+    page.send("first");
+    page.wait_entry("message", "first");
+    redis.pause();
+    page.send("in flight");
+    page.wait_entry(
+        "error",
+        "Not confirmed yet: the server's store did not answer. Your message will appear \
+         here once it does; there is no need to send it again.",
+    );
+    assert_eq!(
+        page.run("return document.querySelector('[data-testid=text]').value;"),
+        "",
+        "not put back to be sent twice"
+    );
+    redis.resume();
+    page.wait_up_to(
+        2 * WAIT,
+        "the unconfirmed message, once Redis answers",
+        "[...document.querySelectorAll('#log > li')].some(li =>
+             li.dataset.kind === 'message' && li.textContent.includes('in flight'))",
+        json!([]),
+    );
+    let texts: Vec<String> = page.numbered().into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["first", "in flight"]);
+}

@@ -559,16 +559,8 @@ fn redis_lost_and_back_with_its_data_refuses_then_resumes_without_gaps() {
 
     redis.kill();
     // Clients stay connected; a message is refused, never delivered on one node only.
-    let refused = eventually(|| {
-        say(&mut ann, "during");
-        let msg = next_json(&mut ann);
-        assert_ne!(
-            msg["text"], "during",
-            "delivered while Redis was away: {msg}"
-        );
-        (msg["type"] == "error").then_some(msg)
-    });
-    assert_eq!(refused["code"], "unavailable");
+    // One on its way as Redis died gets no answer until Redis says what became of it.
+    let (refused, in_doubt) = probe_until_refused(&mut ann, "during");
     assert_eq!(metric(a.local_addr(), "switchboard_redis_up"), 0);
     assert!(metric(a.local_addr(), "switchboard_redis_errors_total") >= 1);
     // A load balancer's health check sends new clients elsewhere meanwhile.
@@ -592,10 +584,11 @@ fn redis_lost_and_back_with_its_data_refuses_then_resumes_without_gaps() {
         say(&mut ann, "after");
         loop {
             let msg = next_json(&mut ann);
+            let text = msg["text"].as_str().unwrap_or_default().to_owned();
             match msg["type"].as_str() {
-                Some("message") if msg["text"] == "after" => return Some(msg),
-                Some("message") if msg["text"] == "during" => {
-                    panic!("delivered while Redis was away: {msg}")
+                Some("message") if text == "after" => return Some(msg),
+                Some("message") if refused.contains(&text) => {
+                    panic!("refused, then delivered: {msg}")
                 }
                 Some("error") => return None,
                 _ => {}
@@ -629,9 +622,64 @@ fn redis_lost_and_back_with_its_data_refuses_then_resumes_without_gaps() {
         .iter()
         .map(|m| m["text"].as_str().unwrap_or_default())
         .collect();
-    assert!(texts.iter().all(|t| *t == "after"), "{texts:?}");
-    assert!(!texts.is_empty());
+    // What was in doubt is there once if Redis stored it, what was refused never.
+    assert!(
+        texts
+            .iter()
+            .all(|t| *t == "after" || in_doubt.iter().any(|d| d == t)),
+        "{texts:?}"
+    );
+    for doubt in &in_doubt {
+        assert!(
+            texts.iter().filter(|t| *t == doubt).count() <= 1,
+            "{texts:?}"
+        );
+    }
+    assert!(texts.contains(&"after"));
     assert_eq!(welcome["history"][0]["id"], last_seen + 1, "no gap");
+}
+
+/// Sends messages from `ws`, a new text each time, until one is refused with
+/// `unavailable`: the texts refused, and those not confirmed (`unconfirmed`, or no
+/// answer yet: stored once if Redis keeps them when it answers again).
+fn probe_until_refused(ws: &mut Client, prefix: &str) -> (Vec<String>, Vec<String>) {
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let (mut refused, mut in_doubt) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for n in 0.. {
+        assert!(Instant::now() < deadline, "nothing refused in 15 s");
+        let text = format!("{prefix}{n}");
+        say(ws, &text);
+        let answer = loop {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    let msg: Value = serde_json::from_str(&t).expect("JSON");
+                    assert_ne!(msg["text"], text.as_str(), "delivered while Redis was away");
+                    if msg["type"] == "error" {
+                        break Some(msg);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if timed_out(&e) => break None,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        };
+        match answer {
+            Some(error) if error["code"] == "unconfirmed" => in_doubt.push(text),
+            Some(error) => {
+                assert_eq!(error["code"], "unavailable", "{error}");
+                refused.push(text);
+                break;
+            }
+            None => in_doubt.push(text),
+        }
+    }
+    ws.get_mut()
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .expect("timeout");
+    (refused, in_doubt)
 }
 
 /// The client is still served by its node: `members` is answered from memory.
@@ -862,11 +910,7 @@ fn joining_while_redis_is_away_is_refused_with_a_reason_then_1012() {
     let a = node(&redis);
     let (mut ann, _) = chat(a.local_addr(), "r", Some("ann"));
     redis.kill();
-    eventually(|| {
-        say(&mut ann, "probe");
-        let msg = next_json(&mut ann);
-        (msg["type"] == "error").then_some(())
-    });
+    probe_until_refused(&mut ann, "probe");
     let mut late = connect(a.local_addr(), "/ws/chat/r?name=late");
     let error = next_json(&mut late);
     assert_eq!(
@@ -1009,6 +1053,59 @@ fn a_node_is_up_only_while_both_its_redis_connections_are() {
     say(&mut ann, "after");
     let got = next_of_type(&mut ann, "message");
     assert_eq!(got["text"], "after", "and never the refused one: {got}");
+}
+
+/// A message on its way when Redis stalls is not refused and then delivered: its
+/// sender is told it is not confirmed yet, and once Redis answers, it reaches the
+/// room, the sender too, once, and the history. A message sent while the node knows
+/// Redis is away is refused, and never shows up.
+#[test]
+fn a_message_in_flight_when_redis_stalls_is_answered_by_what_became_of_it() {
+    let Some(redis) = Redis::start("in_doubt") else {
+        return;
+    };
+    let a = node(&redis);
+    let addr = a.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    say(&mut ann, "first");
+    for ws in [&mut ann, &mut bob] {
+        assert_eq!(next_of_type(ws, "message")["text"], "first");
+    }
+    redis.pause();
+    say(&mut ann, "in flight");
+    // The bridge's read times out after 2 s: not refused, not confirmed.
+    let answer = next_of_type(&mut ann, "error");
+    assert_eq!(answer["code"], "unconfirmed", "{answer}");
+    // By now the node knows Redis is away: this one is refused, for good.
+    say(&mut bob, "refused");
+    let refused = next_of_type(&mut bob, "error");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    redis.resume();
+    let texts = |ws: &mut Client| {
+        let got = next_of_type_within(ws, "message", Duration::from_secs(10));
+        got["text"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(texts(&mut ann), "in flight");
+    assert_eq!(texts(&mut bob), "in flight");
+    // Nothing after it: the refused message never comes, nor a second copy.
+    eventually(|| (status(&get(addr, "/healthz")) == 200).then_some(()));
+    say(&mut ann, "after");
+    assert_eq!(texts(&mut ann), "after");
+    assert_eq!(texts(&mut bob), "after");
+    let page = get_with(
+        addr,
+        "/api/rooms/r/messages",
+        "Authorization: Bearer t0ken\r\n",
+    );
+    let page: Value = serde_json::from_str(body(&page)).expect("JSON");
+    let stored: Vec<&str> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(stored, ["first", "in flight", "after"]);
 }
 
 /// A stalled Redis shows in every node's health within seconds, however many messages

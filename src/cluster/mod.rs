@@ -39,7 +39,7 @@ use crate::base::SessionId;
 use crate::chat::ChatLine;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::store::{Change, Request};
+use crate::store::{Change, NewMessage, Request};
 use redis::{Connection, RedisResult, Script};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -199,6 +199,11 @@ pub(crate) struct Bridge {
     up_since: Instant,
     /// A resync that waits for Redis to be back.
     resync: Option<Request>,
+    /// Batches of appends sent when Redis stopped answering: stored or not, nobody
+    /// knows yet; their senders wait until Redis says (see `append_all`).
+    in_doubt: Vec<(String, Vec<NewMessage>)>,
+    /// Batches sent so far, to give each its token.
+    batches: u64,
     scripts: Scripts,
 }
 
@@ -306,6 +311,8 @@ impl Bridge {
             next_beat: Instant::now() + BEAT,
             up_since: Instant::now(),
             resync: None,
+            in_doubt: Vec::new(),
+            batches: 0,
             scripts,
         };
         bridge

@@ -138,9 +138,17 @@ impl Bridge {
     /// `epoch` says Redis lost its data; else what it missed.
     pub(super) fn rejoined(&mut self, epoch: String, events: &Sender<Event>) {
         if epoch == self.epoch {
+            // First what was in doubt: its senders have waited for Redis.
+            if let Some(mut con) = self.con.take() {
+                match self.settle_in_doubt(&mut con, events) {
+                    Ok(()) => self.con = Some(con),
+                    Err(e) => self.lost(&e),
+                }
+            }
             let _ = events.send(Event::Reconnected);
             return;
         }
+        self.drop_in_doubt(events);
         log::warn!(
             "cluster: Redis lost its data (epoch {} is now {epoch})",
             self.epoch
@@ -187,6 +195,9 @@ impl Bridge {
 
     /// Carries out one request; when Redis is away, says so to whoever waits.
     pub(super) fn serve(&mut self, request: Request, events: &Sender<Event>) {
+        if let Request::Append(msg) = request {
+            return self.append_all(vec![msg], events);
+        }
         let Some(mut con) = self.con.take() else {
             return self.refuse(request, events);
         };

@@ -17,12 +17,20 @@ use crate::chat;
 /// Gives each message of a batch its room's next id, keeps it (trimmed to `retain`)
 /// and publishes it, in order; returns the ids. One script for the whole batch, so a
 /// batch is one reply to wait for: a stalled Redis costs one read's time-out, however
-/// many messages were in flight. KEYS: each message's room stream. ARGV: retain, then
-/// room, from, text, ts, via for each message.
+/// many messages were in flight.
+///
+/// A batch is stored once, whatever happens to the reply: its ids are kept under the
+/// batch's token for an hour, and the same batch sent again (the bridge does when the
+/// reply never came) gets them back without storing anything twice. KEYS: each
+/// message's room stream. ARGV: retain, the batch's token, then room, from, text, ts,
+/// via for each message.
 pub(super) const APPEND: &str = r"
+local done = 'switchboard:batch:' .. ARGV[2]
+local stored = redis.call('GET', done)
+if stored then return cjson.decode(stored) end
 local ids = {}
 for i = 1, #KEYS do
-  local b = 1 + (i - 1) * 5
+  local b = 2 + (i - 1) * 5
   local room, from, text, ts, via = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local id = redis.call('HINCRBY', 'switchboard:ids', room, 1)
   if id == 1 then redis.call('ZADD', 'switchboard:rooms', 0, room) end
@@ -32,6 +40,7 @@ for i = 1, #KEYS do
     from = from, text = text, ts = tonumber(ts), via = via}))
   ids[i] = id
 end
+redis.call('SET', done, cjson.encode(ids), 'EX', 3600)
 return ids
 ";
 

@@ -6,47 +6,105 @@ use super::{BUS, Bridge, ENDED, ROOMS};
 use crate::base::{ConnId, SessionId};
 use crate::chat::{ChatLine, Since};
 use crate::store::{
-    self, Answer, ApiAnswer, Event, MAX_PAGE, MAX_RESUME, NewMessage, Request, StoreError,
+    self, Answer, ApiAnswer, Author, Event, MAX_PAGE, MAX_RESUME, NewMessage, Request, StoreError,
 };
 use crossbeam_channel::Sender;
 use redis::{Connection, RedisResult};
 use std::sync::Arc;
 
 impl Bridge {
-    /// Stores and publishes `messages` in one round trip, and answers with their ids
-    /// (or, if Redis failed, with the failure for each).
+    /// Stores and publishes `messages` in one round trip, and answers with their ids,
+    /// or with the failure for each when Redis did not take them. When the outcome is
+    /// unknown (the batch went out and no reply came), each sender is told just that
+    /// (`unconfirmed`), and the batch is sent again, with the same token, as soon as
+    /// Redis answers: it is stored once, whether it was before or only then, and the
+    /// room gets it from the bus. So a message refused is never delivered later, and
+    /// one not confirmed is never stored twice.
     pub(super) fn append_all(&mut self, messages: Vec<NewMessage>, events: &Sender<Event>) {
-        let stored = match self.con.take() {
-            Some(mut con) => match self.append_batch(&mut con, &messages, events) {
-                Ok(ids) => {
-                    self.con = Some(con);
-                    Some(ids)
-                }
-                Err(e) => {
-                    self.lost(&e);
-                    None
-                }
-            },
-            None => None,
+        let Some(mut con) = self.con.take() else {
+            let _ = events.send(Event::Answer(committed(messages, None)));
+            return;
         };
-        let _ = events.send(Event::Answer(committed(messages, stored)));
+        // What is in doubt goes first, so that a room's messages keep their order;
+        // then a resync that waited for Redis.
+        let ready =
+            self.settle_in_doubt(&mut con, events)
+                .and_then(|()| match self.resync.take() {
+                    Some(resync) => self.resync(&mut con, &resync, events).inspect_err(|_| {
+                        self.resync = Some(resync);
+                    }),
+                    None => Ok(()),
+                });
+        if let Err(e) = ready {
+            self.lost(&e);
+            let _ = events.send(Event::Answer(committed(messages, None)));
+            return;
+        }
+        self.batches += 1;
+        let token = format!("{}:{}", self.node, self.batches);
+        match self.append_batch(&mut con, &token, &messages) {
+            Ok(ids) => {
+                self.con = Some(con);
+                let _ = events.send(Event::Answer(committed(messages, Some(ids))));
+            }
+            Err(e) if outcome_unknown(&e) => {
+                log::warn!(
+                    "cluster: no answer from Redis for {} messages ({e}); their senders \
+                     wait until it says whether it stored them",
+                    messages.len()
+                );
+                self.lost(&e);
+                let unconfirmed = messages
+                    .iter()
+                    .map(|m| (m.author.clone(), Err(StoreError::Unconfirmed)))
+                    .collect();
+                let _ = events.send(Event::Answer(Answer::Committed(unconfirmed)));
+                self.in_doubt.push((token, messages));
+            }
+            Err(e) => {
+                self.lost(&e);
+                let _ = events.send(Event::Answer(committed(messages, None)));
+            }
+        }
     }
 
-    pub(super) fn append_batch(
+    /// Sends each batch whose outcome is unknown again, with its token, oldest first.
+    /// Its chat senders were told already and see it in the room; what the API's
+    /// posts became is told now, for their idempotency keys.
+    pub(super) fn settle_in_doubt(
         &mut self,
         con: &mut Connection,
-        messages: &[NewMessage],
         events: &Sender<Event>,
-    ) -> RedisResult<Vec<u64>> {
-        if let Some(resync) = self.resync.take()
-            && let Err(e) = self.resync(con, &resync, events)
-        {
-            self.resync = Some(resync);
-            return Err(e);
+    ) -> RedisResult<()> {
+        while let Some((token, messages)) = self.in_doubt.first() {
+            let ids = self.append_batch(con, token, messages)?;
+            let (_, messages) = self.in_doubt.remove(0);
+            log::info!(
+                "cluster: Redis has the {} messages that were not confirmed",
+                messages.len()
+            );
+            let _ = events.send(Event::Answer(posted_by_api(committed(messages, Some(ids)))));
         }
+        Ok(())
+    }
+
+    /// Redis lost its data: what was not confirmed is not stored, and never will be.
+    pub(super) fn drop_in_doubt(&mut self, events: &Sender<Event>) {
+        for (_, messages) in self.in_doubt.drain(..) {
+            let _ = events.send(Event::Answer(posted_by_api(committed(messages, None))));
+        }
+    }
+
+    /// One call of the append script for `messages`, as batch `token`.
+    fn append_batch(
+        &self,
+        con: &mut Connection,
+        token: &str,
+        messages: &[NewMessage],
+    ) -> RedisResult<Vec<u64>> {
         // One script for the batch: one reply, so one read's time-out bounds a stall.
         let mut append = self.scripts.append.prepare_invoke();
-        append.arg(self.retain);
+        append.arg(self.retain).arg(token);
         for msg in messages {
             append
                 .key(stream(&msg.room))
@@ -83,11 +141,8 @@ impl Bridge {
                     .ignore()
                     .exec(con)?;
             }
-            Request::Append(msg) => {
-                // Appends come through `append_all`; one alone is a run of one.
-                let ids = self.append_batch(con, std::slice::from_ref(msg), events)?;
-                let _ = events.send(Event::Answer(committed(vec![msg.clone()], Some(ids))));
-            }
+            // `serve` hands appends to `append_all`.
+            Request::Append(_) => {}
             Request::Page {
                 member,
                 room,
@@ -242,6 +297,25 @@ pub(super) fn ended_sessions(con: &mut Connection) -> RedisResult<Vec<(SessionId
         }
     }
     Ok(ended)
+}
+
+/// Only the API's part of an answer: its chat senders were answered already.
+fn posted_by_api(answer: Answer) -> Answer {
+    match answer {
+        Answer::Committed(lines) => Answer::Committed(
+            lines
+                .into_iter()
+                .filter(|(author, _)| matches!(author, Author::Api { .. }))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Whether Redis may have run what was sent: the reply did not come (a time-out, a
+/// connection dropped), as opposed to an answer that says it failed.
+fn outcome_unknown(e: &redis::RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_dropped()
 }
 
 /// The answer to a run of appends: each message with its id, or, when Redis did

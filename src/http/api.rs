@@ -163,7 +163,7 @@ pub(crate) fn serve<S: Transport>(
     match answer.recv_timeout(timeout) {
         // The hub has the post and may still store and deliver it: saying `503`
         // ("nothing was posted") would make a script that retries post it twice.
-        Err(_) if posting => json_response(
+        Err(_) | Ok(ApiAnswer::Accepted) if posting => json_response(
             202,
             &json!({
                 "status": "accepted",
@@ -202,7 +202,7 @@ pub(crate) fn serve<S: Transport>(
             "a member connected now has that name, or one that looks like it: \
              pick another \"from\"",
         ),
-        Ok(ApiAnswer::Unavailable) | Err(_) => error(
+        Ok(ApiAnswer::Unavailable | ApiAnswer::Accepted) | Err(_) => error(
             503,
             "unavailable",
             "the store cannot do it now; nothing was posted, try again",

@@ -86,6 +86,23 @@ impl ChatRooms {
                             }
                             let _ = reply.send(ApiAnswer::Unavailable);
                         }
+                        // In, not confirmed: the backend says later what became of it
+                        // (its key stays pending until then), and the room sees it then.
+                        (Author::Member(sender), Err(StoreError::Unconfirmed)) => {
+                            metrics::bump(&self.metrics.store_errors);
+                            let error = ChatError::new(
+                                ErrorCode::Unconfirmed,
+                                "the store has not said yet whether it kept this message: it \
+                                 reaches the room once the store answers again; do not send it \
+                                 again",
+                            );
+                            self.send_error(members, post, sender, &error);
+                            post.settle(members, sender);
+                        }
+                        (Author::Api { reply, .. }, Err(StoreError::Unconfirmed)) => {
+                            metrics::bump(&self.metrics.store_errors);
+                            let _ = reply.send(ApiAnswer::Accepted);
+                        }
                     }
                 }
             }

@@ -87,6 +87,9 @@ pub(crate) enum ApiAnswer {
     },
     /// Too many posts from this address.
     RateLimited,
+    /// The post is in, and not confirmed yet: it reaches the room once the backend
+    /// answers again.
+    Accepted,
     /// The post's `from` is a connected member's name, or looks like one.
     NameTaken,
     /// The store could not do it.
@@ -179,6 +182,9 @@ pub(crate) enum Request {
 pub(crate) enum StoreError {
     /// The commit failed (disk full, I/O error); nothing of the batch was stored.
     Failed,
+    /// The batch went out and no answer came: the backend stores it once as soon as
+    /// it answers again (and tells the API's waiting keys then).
+    Unconfirmed,
 }
 
 /// What became of the hub's requests.
