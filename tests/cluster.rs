@@ -1108,6 +1108,94 @@ fn a_message_in_flight_when_redis_stalls_is_answered_by_what_became_of_it() {
     assert_eq!(stored, ["first", "in flight", "after"]);
 }
 
+/// A node whose link to Redis is held (bytes delayed, not lost: a paused VM, a
+/// congested network) longer than the heartbeat's TTL is taken for dead; when the
+/// link lets go, it reads what it missed, its own members' leaves among it. None of
+/// its clients silently misses an id: each gets every message in order, or is told
+/// (`unavailable`, 1012) and resumes from the store without a gap.
+#[test]
+fn a_node_whose_link_was_held_leaves_no_client_a_silent_gap() {
+    let Some(redis) = Redis::start("held_link") else {
+        return;
+    };
+    let link = common::redis::Link::to(&redis);
+    let slow = Server::builder()
+        .listen("127.0.0.1:0")
+        .redis(link.url())
+        .start()
+        .expect("node starts");
+    let other = node(&redis);
+    let (mut ann, welcome) = chat(slow.local_addr(), "r", Some("ann"));
+    let epoch = welcome["epoch"].as_str().expect("an epoch").to_owned();
+    let (mut ben, _) = chat(other.local_addr(), "r", Some("ben"));
+    assert_eq!(next_of_type(&mut ann, "join")["name"], "ben");
+    say(&mut ben, "before");
+    let mut seen = vec![
+        next_of_type(&mut ann, "message")["id"]
+            .as_u64()
+            .expect("an id"),
+    ];
+
+    link.hold();
+    let leave = next_of_type_within(&mut ben, "leave", Duration::from_secs(15));
+    assert_eq!(leave["reason"], "node_lost", "{leave}");
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        say(&mut ben, &format!("while held {i}"));
+        sent.push(
+            next_of_type(&mut ben, "message")["id"]
+                .as_u64()
+                .expect("an id"),
+        );
+    }
+    link.release();
+
+    // Ann gets each of them in order, or is told to reconnect before any gap.
+    let told = loop {
+        let msg = next_json(&mut ann);
+        match msg["type"].as_str() {
+            Some("message") => {
+                let id = msg["id"].as_u64().expect("an id");
+                assert_eq!(id, seen.last().copied().unwrap_or(0) + 1, "a gap: {msg}");
+                seen.push(id);
+                if seen.last() == sent.last() {
+                    break false;
+                }
+            }
+            Some("error") => {
+                assert_eq!(msg["code"], "unavailable", "{msg}");
+                let close = close_frame(&mut ann).expect("a close frame");
+                assert_eq!(u16::from(close.code), 1012);
+                break true;
+            }
+            _ => {}
+        }
+    };
+    eprintln!("told to reconnect: {told}; got in order: {}", seen.len());
+    if told {
+        // It resumes from where it was, on either node, and gets the rest.
+        let last = seen.last().copied().unwrap_or(0);
+        let welcome = eventually(|| {
+            let mut ws = connect(
+                other.local_addr(),
+                &format!("/ws/chat/r?name=ann&since={last}&epoch={epoch}"),
+            );
+            let first = next_json(&mut ws);
+            (first["type"] == "welcome").then_some(first)
+        });
+        assert_eq!(welcome["resumed"], true, "{welcome}");
+        for msg in welcome["history"].as_array().expect("history") {
+            seen.push(msg["id"].as_u64().expect("an id"));
+        }
+    }
+    let first = seen.first().copied().unwrap_or(0);
+    let whole: Vec<u64> = (first..=sent.last().copied().unwrap_or(0)).collect();
+    assert_eq!(
+        seen, whole,
+        "every id once, in order (told to reconnect: {told})"
+    );
+}
+
 /// A stalled Redis shows in every node's health within seconds, however many messages
 /// each node had on their way to it: a batch is one reply to wait for, so one read's
 /// time-out, not one per message.

@@ -484,14 +484,9 @@ impl ChatRooms {
         }
         members.clear_name(id);
         self.backend.forget(id);
-        let error = ChatError::new(
-            ErrorCode::Unavailable,
-            "while this server was cut off, someone else took your name: reconnect to get one",
-        );
-        post.deliver(members, id, Message::text(error.to_json()));
-        if let Some(outbox) = members.outbox(id) {
-            outbox.reconnect();
-        }
+        let why = "while this server was cut off, someone else took your name: reconnect to get \
+                   one";
+        self.send_off(members, post, id, why);
     }
 
     /// Who is in the cluster, after a gap: the members of other nodes are made to

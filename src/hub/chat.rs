@@ -507,12 +507,28 @@ impl ChatRooms {
             self.leave(members, post, id, &room, &name, reason);
         }
         if members.outbox(id).is_some() {
-            // Still connected here (the cluster took this node for dead): it keeps
-            // its connection, and the resync puts it back.
-            members.unname(id);
+            // Still connected here: the others took this node for dead while it could
+            // not hear them, and what they said meanwhile may not all reach this
+            // member in order. It reconnects and resumes from the store, which has
+            // everything: a gap it is not told of is never left.
+            members.clear_name(id);
+            self.backend.forget(id);
+            let why = "this server lost touch with the others for a while: reconnect to get \
+                       what you missed";
+            self.send_off(members, post, id, why);
         } else {
             members.remove(id);
             self.backend.forget(id);
+        }
+    }
+
+    /// Tells member `id` why in an `unavailable` error, and closes it with 1012, so
+    /// that it reconnects (and resumes where it was).
+    pub(super) fn send_off(&self, members: &Members, post: &mut Post, id: ConnId, why: &str) {
+        let error = ChatError::new(ErrorCode::Unavailable, why);
+        post.deliver(members, id, Message::text(error.to_json()));
+        if let Some(outbox) = members.outbox(id) {
+            outbox.reconnect();
         }
     }
 

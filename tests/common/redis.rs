@@ -169,6 +169,9 @@ impl Drop for Redis {
 pub struct Link {
     port: u16,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// While set, bytes are held, in both directions, and delivered once it is not:
+    /// a link that is slow, not broken (a paused VM, a congested network).
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
     streams: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
 }
 
@@ -181,8 +184,9 @@ impl Link {
         let port = listener.local_addr().expect("an address").port();
         let target = redis.port();
         let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (open2, streams2) = (Arc::clone(&open), Arc::clone(&streams));
+        let (open2, held2, streams2) = (Arc::clone(&open), Arc::clone(&held), Arc::clone(&streams));
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if !open2.load(Ordering::Acquire) {
@@ -196,8 +200,24 @@ impl Link {
                     let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
                         continue;
                     };
+                    let held = Arc::clone(&held2);
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let n = match std::io::Read::read(&mut from, &mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            // Bounded: a held link is let go by the test, or in 60 s.
+                            let until = std::time::Instant::now() + Duration::from_secs(60);
+                            while held.load(Ordering::Acquire) && std::time::Instant::now() < until
+                            {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 }
@@ -208,6 +228,7 @@ impl Link {
         Link {
             port,
             open,
+            held,
             streams,
         }
     }
@@ -228,5 +249,16 @@ impl Link {
     /// Lets connections through again.
     pub fn heal(&self) {
         self.open.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Holds every byte on its way through the link, both ways, without breaking a
+    /// connection: what a paused VM or a congested network does.
+    pub fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Delivers what was held, and lets bytes flow again.
+    pub fn release(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::Release);
     }
 }
