@@ -466,6 +466,9 @@ impl ChatRooms {
         backend.delivered.clear();
         backend.remote.clear();
         backend.keys.clear();
+        // Other nodes may have found out first, and their members be back already:
+        // ask who is there now (nobody of ours to put back).
+        self.resync(members);
     }
 
     /// Member `id` was not put back after a gap: its name is someone else's now. It
