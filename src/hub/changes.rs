@@ -233,7 +233,7 @@ impl ChatRooms {
     fn change(&mut self, members: &mut Members, post: &mut Post, change: Change) {
         let backend = &mut self.backend;
         match change {
-            // The hub's sign-in part takes these before they get here.
+            // The hub hands these to the doors before they get here.
             Change::EndSession { .. } => {}
             Change::Msg(line) => {
                 self.rooms_kept.kept(&line.room);
