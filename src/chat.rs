@@ -28,8 +28,9 @@ pub(crate) const SUBPROTOCOL: &str = "chat.v1";
 /// A request from a chat client, already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ClientMessage {
-    /// Say something to the current room.
-    Message { text: String },
+    /// Say something to the current room; `cid`, the client's own id for it, makes a
+    /// retry safe: a message with a `cid` already used in the room is not stored again.
+    Message { text: String, cid: Option<String> },
     /// Say something to one user, wherever they are.
     Direct { to: String, text: String },
     /// Change display name.
@@ -144,7 +145,11 @@ struct RawRequest {
     room: Option<String>,
     before: Option<u64>,
     limit: Option<u64>,
+    cid: Option<String>,
 }
+
+/// The longest `cid` a client may give a message.
+pub(crate) const MAX_CID_LEN: usize = 64;
 
 /// Decodes one text frame from a chat client.
 ///
@@ -160,6 +165,7 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
         };
         return Ok(ClientMessage::Message {
             text: valid_text(line.to_owned(), max_text_len)?,
+            cid: None,
         });
     }
     let raw: RawRequest = serde_json::from_str(frame)
@@ -178,6 +184,7 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
     match kind.as_str() {
         "message" => Ok(ClientMessage::Message {
             text: valid_text(field(raw.text, "text")?, max_text_len)?,
+            cid: raw.cid.map(valid_cid).transpose()?,
         }),
         "direct" => {
             let to = field(raw.to, "to")?;
@@ -220,6 +227,18 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
             format!("unknown message type {:?}", truncate(other, 64)),
         )),
     }
+}
+
+/// A message's `cid`: 1–64 characters from `A-Z a-z 0-9 . _ : -`.
+fn valid_cid(cid: String) -> Result<String, ChatError> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || ".:_-".contains(c);
+    if cid.is_empty() || cid.len() > MAX_CID_LEN || !cid.chars().all(fine) {
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("cid must be 1 to {MAX_CID_LEN} characters from A-Z a-z 0-9 . _ : -"),
+        ));
+    }
+    Ok(cid)
 }
 
 fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
@@ -465,15 +484,38 @@ mod tests {
         assert_eq!(
             decode("hello there", 4096),
             Ok(ClientMessage::Message {
-                text: "hello there".into()
+                text: "hello there".into(),
+                cid: None,
             })
         );
     }
 
     #[test]
+    fn a_message_may_carry_a_cid_of_a_few_safe_characters() {
+        let cid = |frame: &str| match decode(frame, 4096) {
+            Ok(ClientMessage::Message { cid, .. }) => Ok(cid),
+            Err(e) => Err(e.code),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(cid(r#"{"type":"message","text":"hi"}"#), Ok(None));
+        assert_eq!(
+            cid(r#"{"type":"message","text":"hi","cid":"a1-b2_c3.d4:e5"}"#),
+            Ok(Some("a1-b2_c3.d4:e5".into()))
+        );
+        for bad in ["", "with space", "é", &"x".repeat(MAX_CID_LEN + 1)] {
+            let frame = serde_json::json!({"type": "message", "text": "hi", "cid": bad});
+            assert_eq!(
+                cid(&frame.to_string()),
+                Err(ErrorCode::BadRequest),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn plain_text_loses_one_line_end_only() {
         let text = |s: &str| match decode(s, 4096) {
-            Ok(ClientMessage::Message { text }) => text,
+            Ok(ClientMessage::Message { text, .. }) => text,
             other => panic!("{other:?}"),
         };
         assert_eq!(text("hi\n"), "hi");

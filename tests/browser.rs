@@ -2154,8 +2154,10 @@ fn wire_panel_shows_the_page_its_own_frames() {
     let len = sent[3].as_u64().unwrap();
     assert_eq!(
         len,
-        json!({"type": "message", "text": text}).to_string().len() as u64,
-        "the page sends the message as JSON: {sent}"
+        json!({"type": "message", "text": text, "cid": "0".repeat(24)})
+            .to_string()
+            .len() as u64,
+        "the page sends the message as JSON, with its cid: {sent}"
     );
     // What comes back: unmasked, 16-bit too.
     page.wait(

@@ -646,3 +646,43 @@ fn the_welcome_and_info_carry_the_servers_limits() {
         serde_json::from_str(body(&get(server.local_addr(), "/info"))).expect("JSON");
     assert_eq!(info["limits"], limits);
 }
+
+/// A message with a `cid` is stored once, however often it is sent: a retry gets the
+/// message stored the first time, and nobody else hears it twice. The same `cid` in
+/// another room is another message, and a bad one is `bad_request`.
+#[test]
+fn a_message_sent_again_with_its_cid_is_stored_once() {
+    let server = start();
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    let once = json!({"type": "message", "text": "once", "cid": "m-1"});
+    send_json(&mut ann, once.clone());
+    let first = next_of_type(&mut ann, "message");
+    assert_eq!(next_of_type(&mut bob, "message")["id"], first["id"]);
+    // The retry (after a lost connection, say) is answered with the first.
+    send_json(&mut ann, once.clone());
+    let again = next_of_type(&mut ann, "message");
+    assert_eq!(
+        (&again["id"], &again["text"]),
+        (&first["id"], &json!("once"))
+    );
+    // Bob hears the next message, not a second "once".
+    say(&mut ann, "next");
+    assert_eq!(next_of_type(&mut bob, "message")["text"], "next");
+    send_json(&mut ann, json!({"type": "members"}));
+    next_of_type(&mut ann, "members");
+    // Another room: another message. A bad cid: refused, and nothing stored.
+    send_json(&mut ann, json!({"type": "join", "room": "s"}));
+    next_of_type(&mut ann, "welcome");
+    send_json(&mut ann, once);
+    assert_eq!(next_of_type(&mut ann, "message")["id"], 1, "per room");
+    send_json(
+        &mut ann,
+        json!({"type": "message", "text": "bad", "cid": "not ok"}),
+    );
+    assert_eq!(next_of_type(&mut ann, "error")["code"], "bad_request");
+    let page = get(addr, "/api/rooms/r/messages");
+    let page: Value = serde_json::from_str(body(&page)).expect("JSON");
+    assert_eq!(texts(&page["messages"]), ["once", "next"]);
+}

@@ -1084,10 +1084,16 @@ fn a_message_in_flight_when_redis_stalls_is_answered_by_what_became_of_it() {
         assert_eq!(next_of_type(ws, "message")["text"], "first");
     }
     redis.pause();
-    say(&mut ann, "in flight");
+    let in_flight = json!({"type": "message", "text": "in flight", "cid": "f-1"});
+    send_json(&mut ann, in_flight.clone());
     // The bridge's read times out after 2 s: not refused, not confirmed.
     let answer = next_of_type(&mut ann, "error");
     assert_eq!(answer["code"], "unconfirmed", "{answer}");
+    // Sent again with its cid, as a client that lost its connection would: still on
+    // its way, not a second message.
+    send_json(&mut ann, in_flight.clone());
+    let again = next_of_type(&mut ann, "error");
+    assert_eq!(again["code"], "unconfirmed", "{again}");
     // By now the node knows Redis is away: this one is refused, for good.
     say(&mut bob, "refused");
     let refused = next_of_type(&mut bob, "error");
@@ -1104,6 +1110,10 @@ fn a_message_in_flight_when_redis_stalls_is_answered_by_what_became_of_it() {
     say(&mut ann, "after");
     assert_eq!(texts(&mut ann), "after");
     assert_eq!(texts(&mut bob), "after");
+    // Now that Redis said what became of it, a retry is answered with it, and stores
+    // nothing.
+    send_json(&mut ann, in_flight);
+    assert_eq!(texts(&mut ann), "in flight");
     let page = get_with(
         addr,
         "/api/rooms/r/messages",

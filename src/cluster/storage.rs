@@ -6,7 +6,7 @@ use super::{BUS, Bridge, ENDED, ROOMS};
 use crate::base::{ConnId, SessionId};
 use crate::chat::{ChatLine, Since};
 use crate::store::{
-    self, Answer, ApiAnswer, Author, Event, MAX_PAGE, MAX_RESUME, NewMessage, Request, StoreError,
+    self, Answer, ApiAnswer, Event, MAX_PAGE, MAX_RESUME, NewMessage, Request, StoreError,
 };
 use crossbeam_channel::Sender;
 use redis::{Connection, RedisResult};
@@ -69,8 +69,8 @@ impl Bridge {
     }
 
     /// Sends each batch whose outcome is unknown again, with its token, oldest first.
-    /// Its chat senders were told already and see it in the room; what the API's
-    /// posts became is told now, for their idempotency keys.
+    /// Its senders were told already (chat members see it in the room); what became
+    /// of it is told now, for the keys (`cid`, `Idempotency-Key`).
     pub(super) fn settle_in_doubt(
         &mut self,
         con: &mut Connection,
@@ -83,7 +83,7 @@ impl Bridge {
                 "cluster: Redis has the {} messages that were not confirmed",
                 messages.len()
             );
-            let _ = events.send(Event::Answer(posted_by_api(committed(messages, Some(ids)))));
+            let _ = events.send(Event::Answer(resolved(committed(messages, Some(ids)))));
         }
         Ok(())
     }
@@ -91,7 +91,7 @@ impl Bridge {
     /// Redis lost its data: what was not confirmed is not stored, and never will be.
     pub(super) fn drop_in_doubt(&mut self, events: &Sender<Event>) {
         for (_, messages) in self.in_doubt.drain(..) {
-            let _ = events.send(Event::Answer(posted_by_api(committed(messages, None))));
+            let _ = events.send(Event::Answer(resolved(committed(messages, None))));
         }
     }
 
@@ -299,15 +299,11 @@ pub(super) fn ended_sessions(con: &mut Connection) -> RedisResult<Vec<(SessionId
     Ok(ended)
 }
 
-/// Only the API's part of an answer: its chat senders were answered already.
-fn posted_by_api(answer: Answer) -> Answer {
+/// What became of messages answered `Unconfirmed` before: their senders were
+/// answered already, their keys learn it now.
+fn resolved(answer: Answer) -> Answer {
     match answer {
-        Answer::Committed(lines) => Answer::Committed(
-            lines
-                .into_iter()
-                .filter(|(author, _)| matches!(author, Author::Api { .. }))
-                .collect(),
-        ),
+        Answer::Committed(lines) => Answer::Resolved(lines),
         other => other,
     }
 }

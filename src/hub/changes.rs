@@ -29,6 +29,7 @@ use crate::metrics;
 use crate::store::{Answer, ApiAnswer, Author, Change, Event, Present, Request, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::mem;
+use std::sync::Arc;
 use std::time::Instant;
 use tungstenite::Message;
 
@@ -60,48 +61,19 @@ impl ChatRooms {
                 // The messages reach their rooms as changes; here their authors hear
                 // what became of them.
                 for (author, line) in lines {
-                    match (author, line) {
-                        (Author::Member(sender), Ok(_)) => post.settle(members, sender),
-                        (Author::Member(sender), Err(StoreError::Failed)) => {
-                            self.unavailable(
-                                members,
-                                post,
-                                sender,
-                                "the message could not be stored, so nobody got it; try again",
-                            );
-                            post.settle(members, sender);
-                        }
-                        // The HTTP thread may have given up waiting; the message is
-                        // delivered all the same.
-                        (Author::Api { reply, key }, Ok(line)) => {
-                            if let Some(key) = &key {
-                                self.keys.stored(key, &line);
-                            }
-                            let _ = reply.send(ApiAnswer::Posted(line));
-                        }
-                        (Author::Api { reply, key }, Err(StoreError::Failed)) => {
-                            metrics::bump(&self.metrics.store_errors);
-                            if let Some(key) = &key {
-                                self.keys.failed(key);
-                            }
-                            let _ = reply.send(ApiAnswer::Unavailable);
-                        }
-                        // In, not confirmed: the backend says later what became of it
-                        // (its key stays pending until then), and the room sees it then.
-                        (Author::Member(sender), Err(StoreError::Unconfirmed)) => {
-                            metrics::bump(&self.metrics.store_errors);
-                            let error = ChatError::new(
-                                ErrorCode::Unconfirmed,
-                                "the store has not said yet whether it kept this message: it \
-                                 reaches the room once the store answers again; do not send it \
-                                 again",
-                            );
-                            self.send_error(members, post, sender, &error);
-                            post.settle(members, sender);
-                        }
-                        (Author::Api { reply, .. }, Err(StoreError::Unconfirmed)) => {
-                            metrics::bump(&self.metrics.store_errors);
-                            let _ = reply.send(ApiAnswer::Accepted);
+                    self.committed(members, post, author, line);
+                }
+            }
+            Answer::Resolved(lines) => {
+                // Their authors were told `unconfirmed` already; their keys learn now.
+                for (author, line) in lines {
+                    let key = match &author {
+                        Author::Member { key, .. } | Author::Api { key, .. } => key.as_ref(),
+                    };
+                    if let Some(key) = key {
+                        match &line {
+                            Ok(line) => self.keys.stored(key, line),
+                            Err(_) => self.keys.failed(key),
                         }
                     }
                 }
@@ -190,6 +162,58 @@ impl ChatRooms {
     fn give_up(&mut self, members: &mut Members, post: &mut Post, id: ConnId) {
         self.backend.leave(id, LeaveReason::Closed.as_str());
         self.join_failed(members, post, id);
+    }
+
+    /// Tells the author of one message what became of it.
+    fn committed(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        author: Author,
+        line: Result<Arc<ChatLine>, StoreError>,
+    ) {
+        match (author, line) {
+            (Author::Member { id, key }, Ok(line)) => {
+                if let Some(key) = &key {
+                    self.keys.stored(key, &line);
+                }
+                post.settle(members, id);
+            }
+            (Author::Member { id, key }, Err(StoreError::Failed)) => {
+                if let Some(key) = &key {
+                    self.keys.failed(key);
+                }
+                let why = "the message could not be stored, so nobody got it; try again";
+                self.unavailable(members, post, id, why);
+                post.settle(members, id);
+            }
+            // In, not confirmed: the backend says later what became of it (its key
+            // stays pending until then), and the room sees it then.
+            (Author::Member { id, .. }, Err(StoreError::Unconfirmed)) => {
+                metrics::bump(&self.metrics.store_errors);
+                self.send_error(members, post, id, &super::chat::unconfirmed());
+                post.settle(members, id);
+            }
+            // The HTTP thread may have given up waiting; the message is delivered all
+            // the same.
+            (Author::Api { reply, key }, Ok(line)) => {
+                if let Some(key) = &key {
+                    self.keys.stored(key, &line);
+                }
+                let _ = reply.send(ApiAnswer::Posted(line));
+            }
+            (Author::Api { reply, key }, Err(StoreError::Failed)) => {
+                metrics::bump(&self.metrics.store_errors);
+                if let Some(key) = &key {
+                    self.keys.failed(key);
+                }
+                let _ = reply.send(ApiAnswer::Unavailable);
+            }
+            (Author::Api { reply, .. }, Err(StoreError::Unconfirmed)) => {
+                metrics::bump(&self.metrics.store_errors);
+                let _ = reply.send(ApiAnswer::Accepted);
+            }
+        }
     }
 
     /// Everything the backend says but a relay message.

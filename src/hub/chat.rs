@@ -312,13 +312,30 @@ impl ChatRooms {
         };
         let (name, room) = (name.to_owned(), room.to_owned());
         match msg {
-            ClientMessage::Message { text } => {
+            ClientMessage::Message { text, cid } => {
                 let client = self.rooms_kept.clients.get(&id).copied();
                 if let Err(error) = self.rooms_kept.admit(&room, client) {
                     return self.send_error(members, post, id, &error);
                 }
+                // A `cid` seen in this room already: not stored again. The sender is
+                // told what became of the first.
+                let key = cid.map(|cid| (room.clone(), format!("chat:{cid}")));
+                if let Some(key) = &key {
+                    match self.keys.claim(key) {
+                        idempotent::Claim::New => {}
+                        idempotent::Claim::Pending => {
+                            return self.send_error(members, post, id, &unconfirmed());
+                        }
+                        idempotent::Claim::Done(line) => {
+                            return post.deliver(members, id, Message::text(chat::encode(&*line)));
+                        }
+                    }
+                }
                 let msg = NewMessage {
-                    author: Author::Member(id),
+                    author: Author::Member {
+                        id,
+                        key: key.clone(),
+                    },
                     room,
                     from: name,
                     text,
@@ -328,6 +345,9 @@ impl ChatRooms {
                 if self.ask(store::Request::Append(msg)) {
                     post.begin(members, id);
                 } else {
+                    if let Some(key) = &key {
+                        self.keys.failed(key);
+                    }
                     self.unavailable(
                         members,
                         post,
@@ -679,6 +699,15 @@ impl ChatRooms {
             }
         }
     }
+}
+
+/// The error for a message the store has not confirmed (or not yet: it is on its way).
+pub(super) fn unconfirmed() -> ChatError {
+    ChatError::new(
+        ErrorCode::Unconfirmed,
+        "the store has not said yet whether it kept this message: it reaches the room once \
+         the store answers again; do not send it again",
+    )
 }
 
 #[cfg(test)]

@@ -43,6 +43,17 @@ pub(super) enum Seen {
 }
 
 /// Every key of the last 24 hours. Only the hub touches it.
+/// What a chat message's `cid` finds.
+#[derive(Debug)]
+pub(super) enum Claim {
+    /// Never seen (or long ago): the message goes to the store, its key pending.
+    New,
+    /// On its way to the store, or not confirmed yet.
+    Pending,
+    /// Stored as this.
+    Done(Arc<ChatLine>),
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Keys(HashMap<Key, (Instant, Post)>);
 
@@ -61,6 +72,27 @@ impl Keys {
             }
             return Seen::Answered;
         }
+        self.fresh(key, now);
+        Seen::New
+    }
+
+    /// Looks up a chat message's key; a new one is kept as pending from now on.
+    pub(super) fn claim(&mut self, key: &Key) -> Claim {
+        let now = Instant::now();
+        if let Some((since, post)) = self.0.get(key)
+            && now.duration_since(*since) < KEPT
+        {
+            return match post {
+                Post::Pending(_) => Claim::Pending,
+                Post::Done(line) => Claim::Done(Arc::clone(line)),
+            };
+        }
+        self.fresh(key, now);
+        Claim::New
+    }
+
+    /// Keeps `key` as pending, within the bound on how many keys are kept.
+    fn fresh(&mut self, key: &Key, now: Instant) {
         if self.0.len() >= MAX_KEYS {
             self.0
                 .retain(|_, (since, _)| now.duration_since(*since) < KEPT);
@@ -77,7 +109,6 @@ impl Keys {
             }
         }
         self.0.insert(key.clone(), (now, Post::Pending(Vec::new())));
-        Seen::New
     }
 
     /// The post with `key` was stored as `line`: whoever waits gets it, and so will

@@ -495,7 +495,10 @@ mod tests {
         });
         hub.hub.apply_only(HubEvent::Chat {
             id: 1,
-            msg: ClientMessage::Message { text: "hi".into() },
+            msg: ClientMessage::Message {
+                text: "hi".into(),
+                cid: None,
+            },
         });
         hub.hub.apply_only(HubEvent::Chat {
             id: 1,
@@ -559,7 +562,10 @@ mod tests {
         for text in ["1", "2", "3"] {
             hub.handle(HubEvent::Chat {
                 id: 1,
-                msg: ClientMessage::Message { text: text.into() },
+                msg: ClientMessage::Message {
+                    text: text.into(),
+                    cid: None,
+                },
             });
         }
         drain(&a);
@@ -587,7 +593,10 @@ mod tests {
         drop(b); // the thread ended; its Leave has not reached the hub yet
         hub.handle(HubEvent::Chat {
             id: 1,
-            msg: ClientMessage::Message { text: "hi".into() },
+            msg: ClientMessage::Message {
+                text: "hi".into(),
+                cid: None,
+            },
         });
         hub.handle(HubEvent::Leave {
             id: 2,
@@ -611,6 +620,7 @@ mod tests {
                 id: 1,
                 msg: ClientMessage::Message {
                     text: i.to_string(),
+                    cid: None,
                 },
             });
             drain(&fast);
@@ -774,7 +784,10 @@ mod tests {
         for text in ["one", "two"] {
             hub.handle(HubEvent::Chat {
                 id: 1,
-                msg: ClientMessage::Message { text: text.into() },
+                msg: ClientMessage::Message {
+                    text: text.into(),
+                    cid: None,
+                },
             });
         }
         hub.handle(HubEvent::Leave {

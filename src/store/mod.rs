@@ -40,8 +40,12 @@ pub(crate) use crate::chat::MAX_PAGE;
 /// Who posted a message, and so who hears what became of it.
 #[derive(Debug, Clone)]
 pub(crate) enum Author {
-    /// A chat member: told only if it fails (it sees its message in the room).
-    Member(ConnId),
+    /// A chat member: told only if it fails (it sees its message in the room), and
+    /// the message's `cid` in its room, if it gave one.
+    Member {
+        id: ConnId,
+        key: Option<(String, String)>,
+    },
     /// An HTTP API request, waiting on its connection thread for the answer, and
     /// its `Idempotency-Key` in its room, if it sent one.
     Api {
@@ -192,6 +196,10 @@ pub(crate) enum StoreError {
 pub(crate) enum Answer {
     /// One batch of `Append`s, in order: each stored with its id, or not at all.
     Committed(Vec<(Author, Result<Arc<ChatLine>, StoreError>)>),
+    /// What became, after all, of messages answered `Unconfirmed` before: for their
+    /// keys (`cid`, `Idempotency-Key`) and the API's waiting threads; the room gets
+    /// a stored one as a change like any other.
+    Resolved(Vec<(Author, Result<Arc<ChatLine>, StoreError>)>),
     /// The history for a member's welcome, after its `Join` or `Switch`.
     Loaded {
         member: ConnId,

@@ -830,7 +830,7 @@ mod tests {
     fn append(store: &mut Store, room: &str, text: &str) -> Arc<ChatLine> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let msg = NewMessage {
-            author: Author::Member(1),
+            author: Author::Member { id: 1, key: None },
             room: room.into(),
             from: "a".into(),
             text: text.into(),
