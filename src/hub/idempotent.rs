@@ -1,8 +1,11 @@
-//! `Idempotency-Key` on API posts: a script that retries a post it got no answer to
-//! (a `202`, a timeout, a dropped connection) sends the same key, and every post with
-//! that key in that room is posted once and answered with the same message.
+//! `Idempotency-Key` on API posts and `cid` on chat messages: a script or a client
+//! that retries a message it got no answer to (a `202`, `unconfirmed`, a timeout, a
+//! dropped connection) sends the same key, and every message with that key in that
+//! room is stored once; a retry is answered with the same message. One mechanism,
+//! two namespaces (a `cid` is kept as `chat:{cid}`).
 //!
-//! The hub keeps each key for 24 hours: while its post is on its way to the store,
+//! The hub keeps each key for 24 hours, and at most [`MAX_KEYS`] (the oldest settled
+//! ones go first): while its post is on its way to the store,
 //! later posts with the key wait for the same answer; once stored, they get the
 //! stored message at once; if the store failed, the key is forgotten (nothing was
 //! posted, so a retry may post). Keys are kept by the node that took the post, in
@@ -12,7 +15,7 @@
 use crate::chat::ChatLine;
 use crate::store::ApiAnswer;
 use crossbeam_channel::Sender;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,7 +45,6 @@ pub(super) enum Seen {
     Answered,
 }
 
-/// Every key of the last 24 hours. Only the hub touches it.
 /// What a chat message's `cid` finds.
 #[derive(Debug)]
 pub(super) enum Claim {
@@ -54,14 +56,20 @@ pub(super) enum Claim {
     Done(Arc<ChatLine>),
 }
 
+/// Every key of the last 24 hours (at most [`MAX_KEYS`]). Only the hub touches it.
 #[derive(Debug, Default)]
-pub(super) struct Keys(HashMap<Key, (Instant, Post)>);
+pub(super) struct Keys {
+    posts: HashMap<Key, (Instant, Post)>,
+    /// The keys in the order they were taken, with when: the oldest is forgotten
+    /// first, in constant time (a key taken again later has a newer entry here).
+    order: VecDeque<(Instant, Key)>,
+}
 
 impl Keys {
     /// Takes a post with `key`, whose answer goes to `reply`.
     pub(super) fn take(&mut self, key: &Key, reply: &Sender<ApiAnswer>) -> Seen {
         let now = Instant::now();
-        if let Some((since, post)) = self.0.get_mut(key)
+        if let Some((since, post)) = self.posts.get_mut(key)
             && now.duration_since(*since) < KEPT
         {
             match post {
@@ -79,7 +87,7 @@ impl Keys {
     /// Looks up a chat message's key; a new one is kept as pending from now on.
     pub(super) fn claim(&mut self, key: &Key) -> Claim {
         let now = Instant::now();
-        if let Some((since, post)) = self.0.get(key)
+        if let Some((since, post)) = self.posts.get(key)
             && now.duration_since(*since) < KEPT
         {
             return match post {
@@ -91,30 +99,39 @@ impl Keys {
         Claim::New
     }
 
-    /// Keeps `key` as pending, within the bound on how many keys are kept.
+    /// Keeps `key` as pending, within the bound on how many keys are kept: what
+    /// expired goes, and past the bound the oldest that is not waiting for the store.
     fn fresh(&mut self, key: &Key, now: Instant) {
-        if self.0.len() >= MAX_KEYS {
-            self.0
-                .retain(|_, (since, _)| now.duration_since(*since) < KEPT);
-        }
-        if self.0.len() >= MAX_KEYS {
-            let oldest = self
-                .0
-                .iter()
-                .filter(|(_, (_, post))| matches!(post, Post::Done(_)))
-                .min_by_key(|(_, (since, _))| *since)
-                .map(|(key, _)| key.clone());
-            if let Some(oldest) = oldest {
-                self.0.remove(&oldest);
+        let mut turns = self.order.len();
+        while let Some((taken, oldest)) = self.order.pop_front() {
+            let current = self.posts.get(&oldest).filter(|(since, _)| *since == taken);
+            let Some((_, post)) = current else {
+                continue; // taken again since, or forgotten: a stale entry
+            };
+            let expired = now.duration_since(taken) >= KEPT;
+            let full = self.posts.len() >= MAX_KEYS;
+            if expired || (full && matches!(post, Post::Done(_))) {
+                self.posts.remove(&oldest);
+                continue;
             }
+            if full && turns > 0 {
+                // Still waiting for the store: kept, behind the others.
+                turns -= 1;
+                self.order.push_back((taken, oldest));
+                continue;
+            }
+            self.order.push_front((taken, oldest));
+            break;
         }
-        self.0.insert(key.clone(), (now, Post::Pending(Vec::new())));
+        self.posts
+            .insert(key.clone(), (now, Post::Pending(Vec::new())));
+        self.order.push_back((now, key.clone()));
     }
 
     /// The post with `key` was stored as `line`: whoever waits gets it, and so will
     /// every later post with the key.
     pub(super) fn stored(&mut self, key: &Key, line: &Arc<ChatLine>) {
-        if let Some((_, post)) = self.0.get_mut(key) {
+        if let Some((_, post)) = self.posts.get_mut(key) {
             if let Post::Pending(waiting) = post {
                 for reply in waiting.drain(..) {
                     let _ = reply.send(ApiAnswer::Posted(Arc::clone(line)));
@@ -127,7 +144,7 @@ impl Keys {
     /// The post with `key` was not stored: whoever waits is told, and the key is
     /// forgotten, so that a retry may post.
     pub(super) fn failed(&mut self, key: &Key) {
-        if let Some((_, Post::Pending(waiting))) = self.0.remove(key) {
+        if let Some((_, Post::Pending(waiting))) = self.posts.remove(key) {
             for reply in waiting {
                 let _ = reply.send(ApiAnswer::Unavailable);
             }
@@ -169,6 +186,31 @@ mod tests {
         assert!(matches!(third_rx.try_recv(), Ok(ApiAnswer::Posted(l)) if l.id == 7));
         let other = ("other-room".to_owned(), "k1".to_owned());
         assert!(matches!(keys.take(&other, &third), Seen::New), "per room");
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_settled_key_goes_first_and_a_waiting_one_stays() {
+        let mut keys = Keys::default();
+        let key = |n: usize| ("r".to_owned(), format!("k{n}"));
+        assert!(matches!(keys.claim(&key(0)), Claim::New)); // left waiting
+        for n in 1..MAX_KEYS {
+            assert!(matches!(keys.claim(&key(n)), Claim::New));
+            keys.stored(&key(n), &line(n as u64));
+        }
+        assert!(matches!(keys.claim(&key(MAX_KEYS)), Claim::New));
+        assert_eq!(keys.posts.len(), MAX_KEYS, "bounded");
+        assert!(
+            matches!(keys.claim(&key(0)), Claim::Pending),
+            "waiting: kept"
+        );
+        assert!(
+            matches!(keys.claim(&key(2)), Claim::Done(l) if l.id == 2),
+            "the next oldest is kept"
+        );
+        assert!(
+            matches!(keys.claim(&key(1)), Claim::New),
+            "the oldest settled went"
+        );
     }
 
     #[test]
