@@ -23,6 +23,15 @@ fn node(redis: &Redis) -> ServerHandle {
         .expect("node starts")
 }
 
+/// A node that reaches Redis through `link`, which the test can cut or hold.
+fn node_through(link: &common::redis::Link) -> ServerHandle {
+    Server::builder()
+        .listen("127.0.0.1:0")
+        .redis(link.url())
+        .start()
+        .expect("node starts")
+}
+
 /// Reads chat messages until `n` of type `message` came; returns them.
 fn messages(ws: &mut Client, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
@@ -867,11 +876,7 @@ fn a_node_cut_off_from_redis_is_taken_for_dead_then_comes_back_with_its_members(
         return;
     };
     let link = common::redis::Link::to(&redis);
-    let cut_off = Server::builder()
-        .listen("127.0.0.1:0")
-        .redis(link.url())
-        .start()
-        .expect("node starts");
+    let cut_off = node_through(&link);
     let other = node(&redis);
     let (mut ann, _) = chat(cut_off.local_addr(), "r", Some("ann"));
     let (mut ben, _) = chat(other.local_addr(), "r", Some("ben"));
@@ -1140,11 +1145,7 @@ fn a_node_whose_link_was_held_leaves_no_client_a_silent_gap() {
         return;
     };
     let link = common::redis::Link::to(&redis);
-    let slow = Server::builder()
-        .listen("127.0.0.1:0")
-        .redis(link.url())
-        .start()
-        .expect("node starts");
+    let slow = node_through(&link);
     let other = node(&redis);
     let (mut ann, welcome) = chat(slow.local_addr(), "r", Some("ann"));
     let epoch = welcome["epoch"].as_str().expect("an epoch").to_owned();
