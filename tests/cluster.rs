@@ -1218,6 +1218,52 @@ fn a_node_whose_link_was_held_leaves_no_client_a_silent_gap() {
     );
 }
 
+/// A message sent again with its cid through another node (the client lost its node
+/// and came back on another) is not stored again: Redis keeps the key, whichever node
+/// it came through, and the sender gets the message stored the first time.
+#[test]
+fn a_cid_holds_across_nodes() {
+    let Some(redis) = Redis::start("cid_across") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut watcher, _) = chat(b.local_addr(), "r", Some("watcher"));
+    let once = json!({"type": "message", "text": "once", "cid": "k-42"});
+    let first = {
+        let (mut ann, _) = chat(a.local_addr(), "r", Some("ann"));
+        send_json(&mut ann, once.clone());
+        next_of_type(&mut ann, "message")
+    };
+    assert_eq!(next_of_type(&mut watcher, "message")["id"], first["id"]);
+    // Ann comes back on node B and sends it again.
+    let (mut ann, _) = eventually(|| {
+        let (ws, welcome) = chat(b.local_addr(), "r", Some("ann"));
+        (welcome["name"] == "ann").then_some((ws, welcome))
+    });
+    send_json(&mut ann, once);
+    let again = next_of_type(&mut ann, "message");
+    assert_eq!(
+        (&again["id"], &again["text"]),
+        (&first["id"], &first["text"])
+    );
+    // The watcher hears the next message, not a second "once"; the history has one.
+    say(&mut ann, "next");
+    assert_eq!(next_of_type(&mut watcher, "message")["text"], "next");
+    let page = get_with(
+        a.local_addr(),
+        "/api/rooms/r/messages",
+        "Authorization: Bearer t0ken\r\n",
+    );
+    let page: Value = serde_json::from_str(body(&page)).expect("JSON");
+    let stored: Vec<&str> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(stored, ["once", "next"]);
+}
+
 /// A stalled Redis shows in every node's health within seconds, however many messages
 /// each node had on their way to it: a batch is one reply to wait for, so one read's
 /// time-out, not one per message.

@@ -6,7 +6,7 @@ use super::{BUS, Bridge, ENDED, ROOMS};
 use crate::base::{ConnId, SessionId};
 use crate::chat::{ChatLine, Since};
 use crate::store::{
-    self, Answer, ApiAnswer, Event, MAX_PAGE, MAX_RESUME, NewMessage, Request, StoreError,
+    self, Answer, ApiAnswer, Author, Event, MAX_PAGE, MAX_RESUME, NewMessage, Request, StoreError,
 };
 use crossbeam_channel::Sender;
 use redis::{Connection, RedisResult};
@@ -44,8 +44,9 @@ impl Bridge {
         let token = format!("{}:{}", self.node, self.batches);
         match self.append_batch(&mut con, &token, &messages) {
             Ok(ids) => {
+                let answer = outcomes(&mut con, messages, ids);
                 self.con = Some(con);
-                let _ = events.send(Event::Answer(committed(messages, Some(ids))));
+                let _ = events.send(Event::Answer(answer));
             }
             Err(e) if outcome_unknown(&e) => {
                 log::warn!(
@@ -83,7 +84,8 @@ impl Bridge {
                 "cluster: Redis has the {} messages that were not confirmed",
                 messages.len()
             );
-            let _ = events.send(Event::Answer(resolved(committed(messages, Some(ids)))));
+            let answer = outcomes(con, messages, ids);
+            let _ = events.send(Event::Answer(resolved(answer)));
         }
         Ok(())
     }
@@ -101,7 +103,7 @@ impl Bridge {
         con: &mut Connection,
         token: &str,
         messages: &[NewMessage],
-    ) -> RedisResult<Vec<u64>> {
+    ) -> RedisResult<Vec<i64>> {
         // One script for the batch: one reply, so one read's time-out bounds a stall.
         let mut append = self.scripts.append.prepare_invoke();
         append.arg(self.retain).arg(token);
@@ -112,7 +114,8 @@ impl Bridge {
                 .arg(&msg.from)
                 .arg(&msg.text)
                 .arg(msg.ts)
-                .arg(msg.via.unwrap_or(""));
+                .arg(msg.via.unwrap_or(""))
+                .arg(key_of(msg).unwrap_or_default());
         }
         // Loads the script first if Redis forgot it (a restart, SCRIPT FLUSH).
         append.invoke(con)
@@ -297,6 +300,44 @@ pub(super) fn ended_sessions(con: &mut Connection) -> RedisResult<Vec<(SessionId
         }
     }
     Ok(ended)
+}
+
+/// The Redis key that stores a message once per its key (`cid`, `Idempotency-Key`),
+/// kept a day; `None` for a message without one.
+fn key_of(msg: &NewMessage) -> Option<String> {
+    let key = match &msg.author {
+        Author::Member { key, .. } | Author::Api { key, .. } => key.as_ref()?,
+    };
+    // A room's name holds no `:`, so room and key cannot run into each other.
+    Some(format!("switchboard:key:{}:{}", key.0, key.1))
+}
+
+/// What the append script said of each message: stored with this id, or stored before
+/// under its key (the id negated), the message as it was stored then.
+fn outcomes(con: &mut Connection, messages: Vec<NewMessage>, ids: Vec<i64>) -> Answer {
+    let lines = messages.into_iter().zip(ids).map(|(msg, id)| {
+        let fresh = id >= 0;
+        let id = id.unsigned_abs();
+        let line = Arc::new(ChatLine {
+            id,
+            room: msg.room,
+            from: msg.from,
+            text: msg.text,
+            ts: msg.ts,
+            via: msg.via,
+        });
+        if fresh {
+            return (msg.author, Ok(line));
+        }
+        // As it was stored, if it is still kept; else as it was sent again.
+        let at = format!("{id}-0");
+        let before = range(con, "XRANGE", &line.room, &at, &at, 1)
+            .ok()
+            .and_then(|mut found| found.pop())
+            .unwrap_or(line);
+        (msg.author, Err(StoreError::AlreadyStored(before)))
+    });
+    Answer::Committed(lines.collect())
 }
 
 /// What became of messages answered `Unconfirmed` before: their senders were

@@ -72,7 +72,9 @@ impl ChatRooms {
                     };
                     if let Some(key) = key {
                         match &line {
-                            Ok(line) => self.keys.stored(key, line),
+                            Ok(line) | Err(StoreError::AlreadyStored(line)) => {
+                                self.keys.stored(key, line);
+                            }
                             Err(_) => self.keys.failed(key),
                         }
                     }
@@ -212,6 +214,21 @@ impl ChatRooms {
             (Author::Api { reply, .. }, Err(StoreError::Unconfirmed)) => {
                 metrics::bump(&self.metrics.store_errors);
                 let _ = reply.send(ApiAnswer::Accepted);
+            }
+            // Sent again under a key that was stored before (through another node,
+            // say): nothing was stored or published; its author gets the first.
+            (Author::Member { id, key }, Err(StoreError::AlreadyStored(line))) => {
+                if let Some(key) = &key {
+                    self.keys.stored(key, &line);
+                }
+                post.deliver_answer(members, id, Message::text(chat::encode(&*line)));
+                post.settle(members, id);
+            }
+            (Author::Api { reply, key }, Err(StoreError::AlreadyStored(line))) => {
+                if let Some(key) = &key {
+                    self.keys.stored(key, &line);
+                }
+                let _ = reply.send(ApiAnswer::Posted(line));
             }
         }
     }

@@ -182,13 +182,16 @@ pub(crate) enum Request {
 }
 
 /// Why a message was not stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum StoreError {
     /// The commit failed (disk full, I/O error); nothing of the batch was stored.
     Failed,
     /// The batch went out and no answer came: the backend stores it once as soon as
     /// it answers again (and tells the API's waiting keys then).
     Unconfirmed,
+    /// Its key (a chat `cid`, an `Idempotency-Key`) was stored already, as this (on
+    /// a cluster, by any node): nothing was stored again, and only its author hears.
+    AlreadyStored(Arc<ChatLine>),
 }
 
 /// What became of the hub's requests.
