@@ -63,6 +63,11 @@ impl Post {
     /// ahead of what waits behind the member's requests, never ahead of a pending
     /// welcome.
     pub(super) fn deliver_answer(&mut self, members: &Members, id: ConnId, msg: Message) {
+        // The common case, once per member of a room for every message: nobody is
+        // held, so no lookup.
+        if self.held.is_empty() {
+            return self.send(members, id, msg);
+        }
         match self.held.get_mut(&id) {
             Some(_) => self.deliver(members, id, msg),
             None => self.send(members, id, msg),
