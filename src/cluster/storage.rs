@@ -22,7 +22,7 @@ impl Bridge {
     /// one not confirmed is never stored twice.
     pub(super) fn append_all(&mut self, messages: Vec<NewMessage>, events: &Sender<Event>) {
         let Some(mut con) = self.con.take() else {
-            let _ = events.send(Event::Answer(committed(messages, None)));
+            let _ = events.send(Event::Answer(not_stored(messages)));
             return;
         };
         // What is in doubt goes first, so that a room's messages keep their order;
@@ -37,7 +37,7 @@ impl Bridge {
                 });
         if let Err(e) = ready {
             self.lost(&e);
-            let _ = events.send(Event::Answer(committed(messages, None)));
+            let _ = events.send(Event::Answer(not_stored(messages)));
             return;
         }
         self.batches += 1;
@@ -64,7 +64,7 @@ impl Bridge {
             }
             Err(e) => {
                 self.lost(&e);
-                let _ = events.send(Event::Answer(committed(messages, None)));
+                let _ = events.send(Event::Answer(not_stored(messages)));
             }
         }
     }
@@ -93,7 +93,7 @@ impl Bridge {
     /// Redis lost its data: what was not confirmed is not stored, and never will be.
     pub(super) fn drop_in_doubt(&mut self, events: &Sender<Event>) {
         for (_, messages) in self.in_doubt.drain(..) {
-            let _ = events.send(Event::Answer(resolved(committed(messages, None))));
+            let _ = events.send(Event::Answer(resolved(not_stored(messages))));
         }
     }
 
@@ -355,27 +355,10 @@ fn outcome_unknown(e: &redis::RedisError) -> bool {
     e.is_timeout() || e.is_io_error() || e.is_connection_dropped()
 }
 
-/// The answer to a run of appends: each message with its id, or, when Redis did
-/// not take them (`None`), the failure for each.
-pub(super) fn committed(messages: Vec<NewMessage>, ids: Option<Vec<u64>>) -> Answer {
-    let Some(ids) = ids else {
-        let failed = messages
-            .into_iter()
-            .map(|m| (m.author, Err(StoreError::Failed)));
-        return Answer::Committed(failed.collect());
-    };
-    let lines = messages.into_iter().zip(ids).map(|(msg, id)| {
-        let line = Arc::new(ChatLine {
-            id,
-            room: msg.room,
-            from: msg.from,
-            text: msg.text,
-            ts: msg.ts,
-            via: msg.via,
-        });
-        (msg.author, Ok(line))
-    });
-    Answer::Committed(lines.collect())
+/// The answer to a run of appends Redis did not take: the failure for each.
+pub(super) fn not_stored(messages: Vec<NewMessage>) -> Answer {
+    let failed = messages.into_iter().map(|m| (m.author, Err(StoreError::Failed)));
+    Answer::Committed(failed.collect())
 }
 
 pub(super) fn loaded(
