@@ -23,6 +23,23 @@ fn node(redis: &Redis) -> ServerHandle {
         .expect("node starts")
 }
 
+/// The texts of room `room`'s newest messages, oldest first, read through the API of
+/// the node at `addr`.
+fn stored_texts(addr: SocketAddr, room: &str) -> Vec<String> {
+    let page = get_with(
+        addr,
+        &format!("/api/rooms/{room}/messages"),
+        "Authorization: Bearer t0ken\r\n",
+    );
+    let page: Value = serde_json::from_str(body(&page)).expect("JSON");
+    page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A node that reaches Redis through `link`, which the test can cut or hold.
 fn node_through(link: &common::redis::Link) -> ServerHandle {
     Server::builder()
@@ -1132,18 +1149,7 @@ fn a_message_in_flight_when_redis_stalls_is_answered_by_what_became_of_it() {
     // nothing.
     send_json(&mut ann, in_flight);
     assert_eq!(texts(&mut ann), text);
-    let page = get_with(
-        addr,
-        "/api/rooms/r/messages",
-        "Authorization: Bearer t0ken\r\n",
-    );
-    let page: Value = serde_json::from_str(body(&page)).expect("JSON");
-    let stored: Vec<&str> = page["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|m| m["text"].as_str())
-        .collect();
+    let stored = stored_texts(addr, "r");
     assert_eq!(stored, ["first", text.as_str(), "after"]);
 }
 
@@ -1262,18 +1268,7 @@ fn a_cid_holds_across_nodes() {
     // The watcher hears the next message, not a second "once"; the history has one.
     say(&mut ann, "next");
     assert_eq!(next_of_type(&mut watcher, "message")["text"], "next");
-    let page = get_with(
-        a.local_addr(),
-        "/api/rooms/r/messages",
-        "Authorization: Bearer t0ken\r\n",
-    );
-    let page: Value = serde_json::from_str(body(&page)).expect("JSON");
-    let stored: Vec<&str> = page["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|m| m["text"].as_str())
-        .collect();
+    let stored = stored_texts(a.local_addr(), "r");
     assert_eq!(stored, ["once", "next"]);
 }
 

@@ -357,7 +357,9 @@ fn outcome_unknown(e: &redis::RedisError) -> bool {
 
 /// The answer to a run of appends Redis did not take: the failure for each.
 pub(super) fn not_stored(messages: Vec<NewMessage>) -> Answer {
-    let failed = messages.into_iter().map(|m| (m.author, Err(StoreError::Failed)));
+    let failed = messages
+        .into_iter()
+        .map(|m| (m.author, Err(StoreError::Failed)));
     Answer::Committed(failed.collect())
 }
 
