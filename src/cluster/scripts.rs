@@ -22,19 +22,20 @@ use crate::chat;
 /// A batch is stored once, whatever happens to the reply: its ids are kept under the
 /// batch's token for an hour, and the same batch sent again (the bridge does when the
 /// reply never came) gets them back without storing anything twice. A message is
-/// stored once per key too (a chat `cid`, an `Idempotency-Key`, kept a day, whichever
-/// node it came through): one whose key was stored before is not stored again, and
-/// its id comes back negated. KEYS: each message's room stream. ARGV: retain, the
-/// batch's token, then room, from, text, ts, via and key (or empty) for each message.
+/// stored once per key too (a chat `cid`, an `Idempotency-Key`, whichever node it
+/// came through, for as many seconds as given): one whose key was stored before is
+/// not stored again, and its id comes back negated. KEYS: each message's room
+/// stream. ARGV: retain, the batch's token, then room, from, text, ts, via, key (or
+/// empty) and how long to keep it for each message.
 pub(super) const APPEND: &str = r"
 local done = 'switchboard:batch:' .. ARGV[2]
 local stored = redis.call('GET', done)
 if stored then return cjson.decode(stored) end
 local ids = {}
 for i = 1, #KEYS do
-  local b = 2 + (i - 1) * 6
-  local room, from, text, ts, via, key =
-    ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  local b = 2 + (i - 1) * 7
+  local room, from, text, ts, via, key, ttl =
+    ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   local before = false
   if key ~= '' then before = redis.call('GET', key) end
   if before then
@@ -46,7 +47,7 @@ for i = 1, #KEYS do
       'f', from, 't', text, 'ts', ts, 'v', via)
     redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'msg', room = room, id = id,
       from = from, text = text, ts = tonumber(ts), via = via}))
-    if key ~= '' then redis.call('SET', key, id, 'EX', 86400) end
+    if key ~= '' then redis.call('SET', key, id, 'EX', ttl) end
     ids[i] = id
   end
 end

@@ -11,6 +11,7 @@ use crate::store::{
 use crossbeam_channel::Sender;
 use redis::{Connection, RedisResult};
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Bridge {
     /// Stores and publishes `messages` in one round trip, and answers with their ids,
@@ -114,8 +115,11 @@ impl Bridge {
                 .arg(&msg.from)
                 .arg(&msg.text)
                 .arg(msg.ts)
-                .arg(msg.via.unwrap_or(""))
-                .arg(key_of(msg).unwrap_or_default());
+                .arg(msg.via.unwrap_or(""));
+            match key_of(msg) {
+                Some((key, kept)) => append.arg(key).arg(kept.as_secs()),
+                None => append.arg("").arg(0),
+            };
         }
         // Loads the script first if Redis forgot it (a restart, SCRIPT FLUSH).
         append.invoke(con)
@@ -302,14 +306,21 @@ pub(super) fn ended_sessions(con: &mut Connection) -> RedisResult<Vec<(SessionId
     Ok(ended)
 }
 
+/// How long Redis keeps a chat message's `cid`: long enough for any reconnection, short
+/// enough that one key per message (the page gives each one) cannot fill Redis.
+const CID_KEPT: Duration = Duration::from_secs(3600);
+/// How long Redis keeps an API post's `Idempotency-Key`, as the node does.
+const API_KEY_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// The Redis key that stores a message once per its key (`cid`, `Idempotency-Key`),
-/// kept a day; `None` for a message without one.
-fn key_of(msg: &NewMessage) -> Option<String> {
-    let key = match &msg.author {
-        Author::Member { key, .. } | Author::Api { key, .. } => key.as_ref()?,
+/// and how long it is kept; `None` for a message without one.
+fn key_of(msg: &NewMessage) -> Option<(String, Duration)> {
+    let (key, kept) = match &msg.author {
+        Author::Member { key, .. } => (key.as_ref()?, CID_KEPT),
+        Author::Api { key, .. } => (key.as_ref()?, API_KEY_KEPT),
     };
     // A room's name holds no `:`, so room and key cannot run into each other.
-    Some(format!("switchboard:key:{}:{}", key.0, key.1))
+    Some((format!("switchboard:key:{}:{}", key.0, key.1), kept))
 }
 
 /// What the append script said of each message: stored with this id, or stored before

@@ -9,10 +9,10 @@
 //! later posts with the key wait for the same answer; once stored, they get the
 //! stored message at once; if the store failed, the key is forgotten (nothing was
 //! posted, so a retry may post). Keys are kept by the node that took the post, in
-//! memory; on a cluster the append script keeps them in Redis for a day as well, so a
-//! retry through another node is not stored twice either (the node is told it was
-//! stored before, `StoreError::AlreadyStored`). On a single node, a retry after a
-//! restart is a new post.
+//! memory; on a cluster the append script keeps them in Redis as well (a `cid` an
+//! hour, an `Idempotency-Key` a day), so a retry through another node is not stored
+//! twice either (the node is told it was stored before, `StoreError::AlreadyStored`).
+//! On a single node, a retry after a restart is a new post.
 
 use crate::chat::ChatLine;
 use crate::store::ApiAnswer;
