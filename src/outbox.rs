@@ -191,14 +191,20 @@ impl Outbox {
         true
     }
 
-    /// `n` held messages are being queued now (or dropped with their member).
-    pub(crate) fn unhold(&self, n: usize) {
+    /// `n` held messages are being queued now (or dropped with their member). A
+    /// connection thread that stopped reading because its outbox was congested must
+    /// hear that it no longer is, even when nothing new is queued for it: the
+    /// [`Owed`] returned, when given, wakes it.
+    pub(crate) fn unhold(&self, n: usize) -> Option<Owed> {
+        let was = self.shared.is_congested();
         let _ = self
             .shared
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
                 Some(h.saturating_sub(n))
             });
+        (was && !self.shared.is_congested() && self.shared.wake.claim())
+            .then(|| Owed(Arc::clone(&self.shared)))
     }
 
     /// Asks this client's connection thread to pause reading from its socket for a

@@ -50,8 +50,8 @@ impl Post {
 
     /// Queues messages that were held for `id`, no longer counted as held.
     pub(super) fn unhold(&mut self, members: &Members, id: ConnId, messages: Vec<Message>) {
-        if let Some(outbox) = members.outbox(id) {
-            outbox.unhold(messages.len());
+        if let Some(owed) = members.outbox(id).and_then(|o| o.unhold(messages.len())) {
+            self.owed.push(owed);
         }
         for msg in messages {
             self.deliver(members, id, msg);
@@ -94,8 +94,8 @@ impl Post {
         let Some((count, _)) = self.waiting.get_mut(&id) else {
             return;
         };
-        if let Some(outbox) = members.outbox(id) {
-            outbox.unhold(1);
+        if let Some(owed) = members.outbox(id).and_then(|o| o.unhold(1)) {
+            self.owed.push(owed);
         }
         *count = count.saturating_sub(1);
         if *count == 0
