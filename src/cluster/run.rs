@@ -5,7 +5,7 @@
 use super::presence::direct;
 use super::{BEAT, Bridge, MAX_BACKOFF, MAX_BATCH, MIN_BACKOFF, NODE_TTL, open, shared};
 use crate::base::now_ms;
-use crate::store::{Answer, ApiAnswer, Event, Request, StoreError};
+use crate::store::{Answer, ApiAnswer, Change, Event, Request, StoreError, member_key};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::{Connection, RedisResult};
 use std::mem;
@@ -224,8 +224,14 @@ impl Bridge {
                 member: from,
                 what: "the direct message could not be sent, try again",
             }),
-            // Put right by the next resync.
-            Request::Leave { .. } | Request::Relay { .. } => Ok(()),
+            // Gone here at once (nobody else would tell this node); the others hear it
+            // from the next resync, which puts back only who is still connected.
+            Request::Leave { member, reason } => events.send(Event::Change(Change::Leave {
+                m: member_key(&self.node, member),
+                reason: reason.to_owned(),
+            })),
+            // Best effort, like the network it stands for.
+            Request::Relay { .. } => Ok(()),
             resync @ Request::Resync { .. } => {
                 self.resync = Some(resync);
                 Ok(())

@@ -132,7 +132,13 @@ pub(super) fn leave() -> String {
     format!(
         "{FORGET}
 redis.call('SREM', 'switchboard:node:' .. ARGV[4], ARGV[1])
-return forget(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+if forget(ARGV[1], ARGV[2], tonumber(ARGV[3])) == 0 then
+  -- Reaped while its node could not reach Redis: the others heard of it then, and
+  -- its own node hears it now.
+  redis.call('PUBLISH', 'switchboard:bus', cjson.encode({{k = 'leave', m = ARGV[1],
+    reason = ARGV[2], ts = tonumber(ARGV[3])}}))
+end
+return 1
 "
     )
 }

@@ -544,8 +544,18 @@ impl ChatRooms {
             .filter(|key| !listed.contains(key.as_str()))
             .cloned()
             .collect();
+        // Members of ours who disconnected while the news of their leave could be lost
+        // (the subscription was down when it went out): Redis has them no more.
+        let departed = self
+            .rooms
+            .values()
+            .flat_map(|room| room.members.iter().copied())
+            .filter(|&id| !backend.keys.contains_key(&id) && members.outbox(id).is_none())
+            .map(|id| backend.key(id))
+            .filter(|key| !listed.contains(key.as_str()));
         let mut changes: Vec<Change> = gone
             .into_iter()
+            .chain(departed)
             .map(|m| Change::Leave {
                 m,
                 reason: "closed".into(),
