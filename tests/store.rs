@@ -265,6 +265,70 @@ fn a_store_from_a_newer_version_is_refused() {
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
+/// A post with `Idempotency-Key: key`; the answer.
+fn post_keyed(addr: std::net::SocketAddr, key: &str, text: &str) -> String {
+    raw(
+        addr,
+        format!(
+            "POST /api/rooms/lobby/messages HTTP/1.1\r\nHost: localhost\r\n\
+             Authorization: Bearer t0ken\r\nContent-Type: text/plain\r\n\
+             Idempotency-Key: {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// A client that sent a message and lost the server before it saw the answer sends
+/// it again, with its `cid`, once the server is back; a script retries its post with
+/// its `Idempotency-Key`. Neither is stored twice: the store keeps the keys, so a
+/// restart forgets none of them, and each retry is answered with what was stored.
+#[test]
+fn a_retry_after_a_restart_is_not_stored_twice() {
+    let dir = TempDir::new("keys_restart");
+    let keyed = |dir: &TempDir| start_with(|b| b.data_dir(dir.path()).api_token("t0ken"));
+    let once = json!({"type": "message", "text": "once", "cid": "c-1"});
+    let server = keyed(&dir);
+    let (mut ann, _) = chat(server.local_addr(), "lobby", Some("ann"));
+    send_json(&mut ann, once.clone());
+    let first = next_of_type(&mut ann, "message");
+    let posted = post_keyed(server.local_addr(), "k-1", "posted once");
+    assert_eq!(status(&posted), 201, "{posted}");
+    let posted: Value = serde_json::from_str(body(&posted)).expect("JSON");
+    drop(ann);
+    server.shutdown();
+
+    let server = keyed(&dir);
+    let (mut ann, _) = chat(server.local_addr(), "lobby", Some("ann"));
+    send_json(&mut ann, once);
+    let again = next_of_type(&mut ann, "message");
+    assert_eq!(
+        (&again["id"], &again["text"]),
+        (&first["id"], &json!("once"))
+    );
+    let reposted = post_keyed(server.local_addr(), "k-1", "posted once");
+    assert_eq!(status(&reposted), 201, "{reposted}");
+    let reposted: Value = serde_json::from_str(body(&reposted)).expect("JSON");
+    assert_eq!(reposted["id"], posted["id"]);
+    // The same cid in another room is another message.
+    let (mut elsewhere, _) = chat(server.local_addr(), "other", Some("bob"));
+    send_json(
+        &mut elsewhere,
+        json!({"type": "message", "text": "once", "cid": "c-1"}),
+    );
+    assert_eq!(next_of_type(&mut elsewhere, "message")["id"], 1);
+    assert_eq!(said(&mut ann, "next"), 3);
+    let (_, welcome) = chat(server.local_addr(), "lobby", Some("cat"));
+    assert_eq!(
+        ids_and_texts(&welcome["history"]),
+        [
+            (1, "once".into()),
+            (2, "posted once".into()),
+            (3, "next".into())
+        ]
+    );
+}
+
 #[test]
 fn a_version_1_store_is_upgraded_and_keeps_its_messages() {
     let dir = TempDir::new("v1");
@@ -294,8 +358,8 @@ fn a_version_1_store_is_upgraded_and_keeps_its_messages() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(
-        version, 3,
-        "messages (v1), their `via` (v2), ended sessions (v3)"
+        version, 4,
+        "messages (v1), their `via` (v2), ended sessions (v3), their keys (v4)"
     );
     let ended: i64 = db
         .query_row("SELECT COUNT(*) FROM ended_sessions", [], |row| row.get(0))

@@ -12,7 +12,8 @@
 //! memory; on a cluster the append script keeps them in Redis as well (a `cid` an
 //! hour, an `Idempotency-Key` a day), so a retry through another node is not stored
 //! twice either (the node is told it was stored before, `StoreError::AlreadyStored`).
-//! On a single node, a retry after a restart is a new post.
+//! A single node's store keeps each key with its message in the same way, so a retry
+//! after a restart, or past the [`MAX_KEYS`] kept here, is not stored twice either.
 
 use crate::chat::ChatLine;
 use crate::store::ApiAnswer;

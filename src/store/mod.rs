@@ -66,6 +66,18 @@ pub(crate) struct NewMessage {
     pub via: Option<&'static str>,
 }
 
+impl NewMessage {
+    /// The key it is stored once under in its room: `chat:{cid}` for a chat message
+    /// with a `cid`, the `Idempotency-Key` of an API post; `None` without one.
+    pub(crate) fn key(&self) -> Option<&str> {
+        match &self.author {
+            Author::Member { key, .. } | Author::Api { key, .. } => {
+                key.as_ref().map(|(_, key)| key.as_str())
+            }
+        }
+    }
+}
+
 /// A room as `GET /api/rooms` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct RoomSummary {

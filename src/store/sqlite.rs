@@ -35,7 +35,7 @@ use std::time::Duration;
 
 /// The schema this build writes. 1: messages; 2: messages record `via` (who posted
 /// through what: `api` for the HTTP API, nothing for a chat client).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The store file's name in the data directory.
 const FILE_NAME: &str = "chat.sqlite3";
@@ -43,6 +43,9 @@ const FILE_NAME: &str = "chat.sqlite3";
 /// Messages deleted per room per batch when enforcing retention, so that a big
 /// backlog (a lowered `--retain`) is worked off without stalling commits.
 const RETENTION_CHUNK: u64 = 1000;
+/// How long a message's key (its `cid` or `Idempotency-Key`) keeps a retry from being
+/// stored again: as long as the hub keeps it, and across restarts.
+const KEY_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// The single node's name in member keys ([`member_key`]).
 const NODE: &str = "local";
@@ -361,6 +364,19 @@ impl Store {
     /// Each stored message goes to its room as a [`Change::Msg`], then its author hears
     /// what became of it.
     fn commit(&mut self, messages: Vec<NewMessage>, events: &Sender<Event>) -> bool {
+        // A message whose key was stored before, even before a restart, is answered
+        // with the message stored then, and not stored again.
+        let mut again = Vec::new();
+        let messages: Vec<NewMessage> = messages
+            .into_iter()
+            .filter_map(|m| match self.stored_under_key(&m) {
+                Some(line) => {
+                    again.push((m.author, Err(StoreError::AlreadyStored(line))));
+                    None
+                }
+                None => Some(m),
+            })
+            .collect();
         // Each room's id before this batch, to give the ids back if it fails.
         let mut before: Vec<(String, u64)> = Vec::new();
         let lines: Vec<Arc<ChatLine>> = messages
@@ -381,7 +397,8 @@ impl Store {
                 })
             })
             .collect();
-        let stored = self.insert(&lines);
+        let keys: Vec<Option<&str>> = messages.iter().map(NewMessage::key).collect();
+        let stored = self.insert(&lines, &keys);
         let answer: Vec<_> = match stored {
             Ok(()) => {
                 self.enforce_retention(&lines);
@@ -405,6 +422,7 @@ impl Store {
                     .collect()
             }
         };
+        let answer: Vec<_> = answer.into_iter().chain(again).collect();
         let delivered = answer.iter().all(|(_, line)| match line {
             Ok(line) => events
                 .send(Event::Change(Change::Msg(Arc::clone(line))))
@@ -417,16 +435,42 @@ impl Store {
                 .is_ok()
     }
 
-    fn insert(&mut self, lines: &[Arc<ChatLine>]) -> rusqlite::Result<()> {
+    /// The message stored under `msg`'s key (its `cid` or `Idempotency-Key`) in its
+    /// room within [`KEY_KEPT`], if there is one and it is still kept.
+    fn stored_under_key(&self, msg: &NewMessage) -> Option<Arc<ChatLine>> {
+        let key = msg.key()?;
+        let since = now_ms().saturating_sub(KEY_KEPT.as_millis() as u64);
+        let found = self
+            .db
+            .prepare_cached(
+                "SELECT id, sender, text, ts, via FROM messages \
+                 WHERE room = ?1 AND key = ?2 AND ts >= ?3 LIMIT 1",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_row(params![msg.room, key, since], |row| line(&msg.room, row))
+                    .optional()
+            });
+        match found {
+            Ok(found) => found,
+            Err(e) => {
+                // The insert that follows will most likely fail and say so.
+                log::warn!("store: cannot look up a message's key: {e}");
+                None
+            }
+        }
+    }
+
+    fn insert(&mut self, lines: &[Arc<ChatLine>], keys: &[Option<&str>]) -> rusqlite::Result<()> {
         let tx = self.db.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (room, id, sender, text, ts, via) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO messages (room, id, sender, text, ts, via, key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for line in lines {
+            for (line, key) in lines.iter().zip(keys) {
                 insert.execute(params![
-                    line.room, line.id, line.from, line.text, line.ts, line.via
+                    line.room, line.id, line.from, line.text, line.ts, line.via, key
                 ])?;
             }
         }
@@ -687,6 +731,14 @@ fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
         if version < 3 {
             db.execute_batch(
                 "CREATE TABLE ended_sessions (id BLOB PRIMARY KEY, expires INTEGER NOT NULL);",
+            )?;
+        }
+        if version < 4 {
+            // A message's `cid` or `Idempotency-Key`, so that a retry after a restart
+            // is not stored twice.
+            db.execute_batch(
+                "ALTER TABLE messages ADD COLUMN key TEXT;
+                 CREATE INDEX messages_by_key ON messages (room, key) WHERE key IS NOT NULL;",
             )?;
         }
         db.pragma_update(None, "user_version", SCHEMA_VERSION)
