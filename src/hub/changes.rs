@@ -291,7 +291,13 @@ impl ChatRooms {
                 let id = match backend.ours(&m) {
                     Some(id) => match id.parse() {
                         Ok(id) if members.get(id).is_some() => id,
-                        _ => return,
+                        Ok(id) => {
+                            // Put back by a resync asked for before it went: the
+                            // others list it now, so it leaves again, everywhere.
+                            backend.leave(id, LeaveReason::Closed.as_str());
+                            return;
+                        }
+                        Err(_) => return,
                     },
                     None if restore && backend.remote.contains_key(&m) => return,
                     None => backend.remote_id(&m),
