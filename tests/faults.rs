@@ -643,7 +643,7 @@ impl Run {
 
     /// Lets the cluster settle after the fault, stops the clients, and checks every
     /// promise over all of them; prints the counts.
-    fn finish(self, extra: &str) {
+    fn finish(self, extra: &str) -> Totals {
         thread::sleep(Duration::from_secs(4));
         self.orders.stop.store(true, Ordering::SeqCst);
         let chatters: Vec<Chatter> = self
@@ -843,7 +843,23 @@ impl Run {
             "{}: directs: {misdirected:?}",
             self.label
         );
+        Totals {
+            longest_wait: chatters
+                .iter()
+                .map(|c| c.seen.longest_wait)
+                .max()
+                .unwrap_or_default(),
+            refusals: sum(|s| s.refusals),
+            told: sum(|s| s.told),
+        }
     }
+}
+
+/// What a fault test checks beyond the promises every fault keeps.
+struct Totals {
+    longest_wait: Duration,
+    refusals: usize,
+    told: usize,
 }
 
 /// Prints the end of each node's log when the test fails: what the nodes said of the
@@ -943,7 +959,14 @@ fn redis_stalled() {
     );
     assert!(up.is_some(), "and 200 once Redis goes on");
     let extra = format!("; every /healthz 503 after {:?}", down.unwrap_or_default());
-    run.finish(&extra);
+    let totals = run.finish(&extra);
+    // No sender waits out the stall for an answer: it hears within a round trip's
+    // deadline whether its message was stored, refused, or is on its way.
+    assert!(
+        totals.longest_wait < Duration::from_secs(6),
+        "a sender waited {:?}",
+        totals.longest_wait
+    );
 }
 
 /// Redis is killed, and started again on its files a few seconds later, while clients
@@ -974,7 +997,11 @@ fn redis_restarted() {
         "every node's /healthz says 503 once Redis is gone"
     );
     assert!(up.is_some(), "and 200 once it is back");
-    run.finish("");
+    let totals = run.finish("");
+    assert!(
+        totals.refusals > 0,
+        "some attempts landed while Redis was away"
+    );
 }
 
 /// A node is frozen (`SIGSTOP`) past the TTL: the others take it for dead, and
@@ -1002,7 +1029,11 @@ fn node_frozen() {
     }
     thread::sleep(PAST_TTL.saturating_sub(reaped.unwrap_or_default()));
     run.nodes[frozen].signal("-CONT");
-    run.finish(&format!("; reaped after {:?}", reaped.unwrap_or_default()));
+    let totals = run.finish(&format!("; reaped after {:?}", reaped.unwrap_or_default()));
+    assert!(
+        totals.told >= PER_NODE / 2,
+        "the old holders of the names taken were told"
+    );
 }
 
 /// A node's link to Redis holds its bytes (both ways, nothing lost) past the TTL,
@@ -1017,5 +1048,5 @@ fn node_link_held() {
     link.hold();
     thread::sleep(PAST_TTL);
     link.release();
-    run.finish("");
+    let _ = run.finish("");
 }
