@@ -30,7 +30,16 @@ pub(crate) const SUBPROTOCOL: &str = "chat.v1";
 pub(crate) enum ClientMessage {
     /// Say something to the current room; `cid`, the client's own id for it, makes a
     /// retry safe: a message with a `cid` already used in the room is not stored again.
-    Message { text: String, cid: Option<String> },
+    /// With a `file`, the text is its caption (it may be empty), and the file is on
+    /// disk already: the connection thread took its bytes.
+    Message {
+        text: String,
+        cid: Option<String>,
+        file: Option<FileRef>,
+    },
+    /// A file's bytes follow as binary messages: the connection thread takes them
+    /// (this never reaches the hub), then sends a [`ClientMessage::Message`] with the file.
+    File(FileAnnounce),
     /// Say something to one user, wherever they are.
     Direct { to: String, text: String },
     /// Change display name.
@@ -68,7 +77,13 @@ pub(crate) enum ErrorCode {
     NameTaken,
     BadRoom,
     RateLimited,
-    BinaryNotSupported,
+    /// Binary data with no file announced, more bytes than announced, or a file
+    /// announcement that is not valid (a bad name, type or size).
+    BadFile,
+    /// A file over the largest file size: refused before any byte.
+    FileTooLarge,
+    /// No room is left for the file.
+    StorageFull,
     /// A number out of range, or another request that can never be served.
     BadRequest,
     /// The server keeps as many rooms as it may: a new one cannot be started.
@@ -85,7 +100,7 @@ impl ErrorCode {
     /// Every code, for the error table of docs/PROTOCOL.md (`src/doc_tables.rs`
     /// checks the table against this list, and this list against the enum).
     #[cfg(test)]
-    pub(crate) const ALL: [ErrorCode; 14] = [
+    pub(crate) const ALL: [ErrorCode; 16] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -95,7 +110,9 @@ impl ErrorCode {
         ErrorCode::NameTaken,
         ErrorCode::BadRoom,
         ErrorCode::RateLimited,
-        ErrorCode::BinaryNotSupported,
+        ErrorCode::BadFile,
+        ErrorCode::FileTooLarge,
+        ErrorCode::StorageFull,
         ErrorCode::BadRequest,
         ErrorCode::TooManyRooms,
         ErrorCode::Unavailable,
@@ -146,6 +163,8 @@ struct RawRequest {
     before: Option<u64>,
     limit: Option<u64>,
     cid: Option<String>,
+    mime: Option<String>,
+    size: Option<u64>,
 }
 
 /// The longest `cid` a client may give a message.
@@ -166,6 +185,7 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
         return Ok(ClientMessage::Message {
             text: valid_text(line.to_owned(), max_text_len)?,
             cid: None,
+            file: None,
         });
     }
     let raw: RawRequest = serde_json::from_str(frame)
@@ -185,7 +205,33 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
         "message" => Ok(ClientMessage::Message {
             text: valid_text(field(raw.text, "text")?, max_text_len)?,
             cid: raw.cid.map(valid_cid).transpose()?,
+            file: None,
         }),
+        "file" => {
+            let name = valid_file_name(&field(raw.name, "name")?)?;
+            let mime = valid_mime(&field(raw.mime, "mime")?)?;
+            let size = raw.size.ok_or_else(|| {
+                ChatError::new(ErrorCode::MissingField, "file needs a \"size\" field")
+            })?;
+            let text = raw.text.unwrap_or_default();
+            if text.len() > max_text_len {
+                return Err(ChatError::new(
+                    ErrorCode::TextTooLong,
+                    format!(
+                        "text is {} bytes, the limit is {max_len}",
+                        text.len(),
+                        max_len = max_text_len
+                    ),
+                ));
+            }
+            Ok(ClientMessage::File(FileAnnounce {
+                name,
+                mime,
+                size,
+                text,
+                cid: raw.cid.map(valid_cid).transpose()?,
+            }))
+        }
         "direct" => {
             let to = field(raw.to, "to")?;
             let text = valid_text(field(raw.text, "text")?, max_text_len)?;
@@ -225,6 +271,57 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
             format!("unknown message type {:?}", truncate(other, 64)),
+        )),
+    }
+}
+
+/// Longest file name, in bytes.
+pub(crate) const MAX_FILE_NAME: usize = 255;
+
+/// A file's name as its sender gave it: 1 to 255 bytes, no path (`/`, `\`), no control
+/// characters, not `.` or `..`. It is shown to people and offered as the name to save
+/// the file under, never used as a path on the server.
+pub(crate) fn valid_file_name(name: &str) -> Result<String, ChatError> {
+    let bad = name.is_empty()
+        || name.len() > MAX_FILE_NAME
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\');
+    if bad {
+        return Err(ChatError::new(
+            ErrorCode::BadFile,
+            format!(
+                "a file name is 1 to {MAX_FILE_NAME} bytes, without / \\ or control characters"
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// A media type as `type/subtype` (parameters dropped), lowercase; what a browser
+/// would not understand is `application/octet-stream`. It only labels the file:
+/// how it is served is decided by its bytes.
+pub(crate) fn valid_mime(mime: &str) -> Result<String, ChatError> {
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 64
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    match essence.split_once('/') {
+        Some((kind, sub)) if token(kind) && token(sub) => Ok(essence),
+        _ if essence.is_empty() => Ok("application/octet-stream".to_owned()),
+        _ => Err(ChatError::new(
+            ErrorCode::BadFile,
+            "mime is a media type such as image/png",
         )),
     }
 }
@@ -386,6 +483,105 @@ pub(crate) struct ChatLine {
     /// How it was posted, when not from a chat client: `api`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
+    /// The file it shares, if it shares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+}
+
+/// A `file` announcement: what is coming, before its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileAnnounce {
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    /// The caption; may be empty.
+    pub text: String,
+    pub cid: Option<String>,
+}
+
+/// A file a message shares: `"file":{"id","name","mime","size","url"}`, and
+/// `"expired":true` once its bytes are gone (the message stays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileRef {
+    /// Random, 128 bits, as 32 hex digits: the file's address, never guessable.
+    pub id: String,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    pub expired: bool,
+}
+
+impl FileRef {
+    /// Where it is served: `/files/{id}/{name}`, the name percent-encoded.
+    pub(crate) fn url(&self) -> String {
+        let mut url = format!("/files/{}/", self.id);
+        for b in self.name.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                url.push(char::from(b));
+            } else {
+                url.push_str(&format!("%{b:02X}"));
+            }
+        }
+        url
+    }
+}
+
+/// A file as a store keeps it beside its message (Redis, in one field).
+#[derive(Serialize, Deserialize)]
+struct StoredFile {
+    id: String,
+    name: String,
+    mime: String,
+    size: u64,
+    #[serde(default)]
+    expired: bool,
+}
+
+impl FileRef {
+    /// The file as one JSON field, for a store.
+    pub(crate) fn to_stored(&self) -> String {
+        let mut file = serde_json::json!({"id": self.id, "name": self.name, "mime": self.mime, "size": self.size});
+        if self.expired {
+            file["expired"] = true.into();
+        }
+        file.to_string()
+    }
+
+    /// A file from [`FileRef::to_stored`]'s field; `None` for an empty or broken one.
+    pub(crate) fn from_stored(field: &str) -> Option<FileRef> {
+        let StoredFile {
+            id,
+            name,
+            mime,
+            size,
+            expired,
+        } = serde_json::from_str(field).ok()?;
+        Some(FileRef {
+            id,
+            name,
+            mime,
+            size,
+            expired,
+        })
+    }
+}
+
+impl Serialize for FileRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut file = serializer.serialize_struct("file", 6)?;
+        file.serialize_field("id", &self.id)?;
+        file.serialize_field("name", &self.name)?;
+        file.serialize_field("mime", &self.mime)?;
+        file.serialize_field("size", &self.size)?;
+        file.serialize_field("url", &self.url())?;
+        if self.expired {
+            file.serialize_field("expired", &true)?;
+        } else {
+            file.skip_field("expired")?;
+        }
+        file.end()
+    }
 }
 
 /// One entry of a `rooms` answer.
@@ -486,6 +682,7 @@ mod tests {
             Ok(ClientMessage::Message {
                 text: "hello there".into(),
                 cid: None,
+                file: None,
             })
         );
     }
@@ -653,6 +850,7 @@ mod tests {
             text: "hi".into(),
             ts: 5,
             via: None,
+            file: None,
         };
         let json = encode(&ServerMessage::Welcome {
             name: "a",

@@ -79,6 +79,13 @@ pub struct Config {
     /// connection with 1009. Default: 1 MiB, enough for any chat or relay use while
     /// keeping a malicious peer from making us buffer much.
     pub max_message_size: usize,
+    /// Largest file a member may share, in bytes; a larger one is refused with
+    /// `file_too_large` before any byte. Default: 100 MiB, a phone video or a build.
+    pub max_file_size: u64,
+    /// Most bytes all shared files may take together; past it the oldest files go
+    /// (their messages stay, and say so). Default (`None`): 10 GiB or a tenth of the
+    /// free disk, whichever is less.
+    pub max_files_bytes: Option<u64>,
     /// Time a client has to finish its request head after connecting (including TLS,
     /// when there is TLS). Default: 10 s, generous for a slow phone, short enough that
     /// a slowloris client cannot hold a thread for long.
@@ -176,6 +183,8 @@ impl Default for Config {
             max_connections_per_ip: 256,
             max_rooms: 10_000,
             max_message_size: 1 << 20,
+            max_file_size: 100 << 20,
+            max_files_bytes: None,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             history: 50,
@@ -265,6 +274,18 @@ impl Config {
     /// See [`Config::max_message_size`](field@Config::max_message_size).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// See [`Config::max_file_size`](field@Config::max_file_size).
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
+    /// See [`Config::max_files_bytes`](field@Config::max_files_bytes).
+    pub fn max_files_bytes(mut self, bytes: u64) -> Self {
+        self.max_files_bytes = Some(bytes);
         self
     }
 

@@ -49,10 +49,14 @@ pub fn connection(data: &[u8]) {
     let Ok((server_end, client_end)) = UnixStream::pair() else {
         return;
     };
+    let Ok(files) = crate::files::Files::open(None, 1 << 20, 1 << 30) else {
+        return;
+    };
     let Ok(store) = Store::open(StoreConfig {
         location: Location::Memory,
         retain: 1000,
         history: 50,
+        files,
     }) else {
         return;
     };

@@ -146,6 +146,8 @@ impl ServerBuilder {
         max_connections_per_ip(n: usize);
         max_rooms(n: usize);
         max_message_size(bytes: usize);
+        max_file_size(bytes: u64);
+        max_files_bytes(bytes: u64);
         handshake_timeout(timeout: Duration);
         ping_interval(interval: Duration);
         history(messages: usize);
@@ -185,7 +187,8 @@ impl ServerBuilder {
         let metrics = Arc::new(Metrics::new());
         // First, so that a store in use or broken (or a Redis out of reach) stops the
         // server before it binds.
-        let backend = Opened::open(&config, &metrics)?;
+        let files = open_files(&config)?;
+        let backend = Opened::open(&config, &metrics, &files)?;
         // The default only when nothing at all was asked for: an embedder that asked
         // for TLS alone must not also get plaintext on every interface.
         if config.listen.is_empty() && config.tls_listen.is_empty() && listeners.is_empty() {
@@ -198,6 +201,7 @@ impl ServerBuilder {
         let session_key =
             crate::http::signing_key(&backend.session_key(), config.password.as_ref());
         let ctx = Arc::new(Context::new(ContextParts {
+            files,
             session_key,
             config,
             metrics,
@@ -385,6 +389,20 @@ fn join_cluster(
     Ok(())
 }
 
+/// Where shared files go: `files/` in the data directory, or a directory of their own
+/// that goes when the server stops.
+fn open_files(config: &Config) -> Result<Arc<crate::files::Files>> {
+    let data = config.data_dir.as_deref();
+    let max_total = config
+        .max_files_bytes
+        .unwrap_or_else(|| crate::files::default_total(data));
+    crate::files::Files::open(data, config.max_file_size, max_total).map_err(|e| Error::Store {
+        path: data.map(|d| d.join("files")).unwrap_or_default(),
+        problem: "cannot keep shared files there".to_owned(),
+        source: Some(Box::new(e)),
+    })
+}
+
 /// What keeps the messages, opened before anything else starts. Built once per
 /// server, so the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -396,7 +414,11 @@ enum Opened {
 impl Opened {
     /// Connects to Redis if the settings name one, else opens the store (in memory
     /// without a data directory).
-    fn open(config: &Config, metrics: &Arc<Metrics>) -> Result<Self> {
+    fn open(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        files: &Arc<crate::files::Files>,
+    ) -> Result<Self> {
         Ok(match &config.redis {
             Some(url) => Self::Cluster(Bridge::connect(
                 url,
@@ -411,6 +433,7 @@ impl Opened {
                     .map_or(Location::Memory, Location::Dir),
                 retain: config.retain,
                 history: config.history,
+                files: Arc::clone(files),
             })?),
         })
     }

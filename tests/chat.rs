@@ -350,8 +350,8 @@ fn missing_field_is_an_error_and_the_connection_keeps_working() {
 }
 
 #[test]
-fn binary_frame_is_binary_not_supported_and_the_connection_stays_open() {
-    error_then_still_works(Message::binary(vec![1, 2, 3]), "binary_not_supported");
+fn binary_frame_with_no_file_announced_is_bad_file_and_the_connection_stays_open() {
+    error_then_still_works(Message::binary(vec![1, 2, 3]), "bad_file");
 }
 
 #[test]
@@ -627,12 +627,7 @@ fn answers_come_in_request_order_even_for_errors_found_on_the_connection() {
         .collect();
     assert_eq!(
         kinds,
-        [
-            "members",
-            "message",
-            "error binary_not_supported",
-            "error bad_json"
-        ]
+        ["members", "message", "error bad_file", "error bad_json"]
     );
 }
 

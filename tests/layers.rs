@@ -39,7 +39,7 @@ const LAYERS: &[&[&str]] = &[
     &["base"],
     &["config"],
     &["chat", "cidr", "error", "metrics", "trace"],
-    &["escape", "head"],
+    &["escape", "head", "files"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
@@ -175,7 +175,7 @@ const WITHIN: &[(&str, &[&[&str]])] = &[
         "http",
         &[
             &["route"],
-            &["api", "login", "qr"],
+            &["api", "login", "qr", "files"],
             &["auth", "forwarded", "host"],
             &["body"],
             &["request", "response"],

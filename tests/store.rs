@@ -358,8 +358,8 @@ fn a_version_1_store_is_upgraded_and_keeps_its_messages() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(
-        version, 4,
-        "messages (v1), their `via` (v2), ended sessions (v3), their keys (v4)"
+        version, 5,
+        "messages (v1), their `via` (v2), ended sessions (v3), their keys (v4), files (v5)"
     );
     let ended: i64 = db
         .query_row("SELECT COUNT(*) FROM ended_sessions", [], |row| row.get(0))

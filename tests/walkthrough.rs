@@ -225,7 +225,7 @@ fn run_walkthrough() -> Run {
     let steps = [
         ("hi everyone".to_owned(), "\"text\":\"hi everyone\""),
         ("/ping are you there".to_owned(), "pong \"are you there\""),
-        ("/binary 00ff10".to_owned(), "binary_not_supported"),
+        ("/binary 00ff10".to_owned(), "bad_file"),
         ("0".repeat(300), "\"id\":2"),
         (
             "/frag 3 Hello, fragments".to_owned(),

@@ -7,6 +7,7 @@
 use super::Wake;
 use crate::cidr::Trusted;
 use crate::config::Config;
+use crate::files::Files;
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,6 +58,8 @@ pub(crate) struct Context {
     /// The `/qr.svg` images drawn so far, by link: a cache of bytes, not chat
     /// state; the lock is held only to look up or insert, never while drawing.
     pub qr_cache: Mutex<HashMap<String, Arc<[u8]>>>,
+    /// Where shared files live: connection threads write and serve them.
+    pub files: Arc<Files>,
 }
 
 impl std::fmt::Debug for Context {
@@ -81,6 +84,8 @@ pub(crate) struct ContextParts {
     pub session_key: [u8; 32],
     /// Parsed from `config.trust_proxies` when the settings were checked.
     pub trusted: Trusted,
+    /// Where shared files live.
+    pub files: Arc<Files>,
 }
 
 impl Context {
@@ -91,6 +96,7 @@ impl Context {
             tls,
             session_key,
             trusted,
+            files,
         } = parts;
         let ws_config = WebSocketConfig::default()
             // Thin connections: a LAN chat has thousands of mostly idle clients, and
@@ -115,6 +121,7 @@ impl Context {
             config,
             tls,
             session_key,
+            files,
         })
     }
 
@@ -130,6 +137,7 @@ impl Context {
             tls: None,
             session_key: super::random::random_key()?,
             trusted,
+            files: Files::open(None, 1 << 20, 1 << 30)?,
         })
     }
 }

@@ -36,7 +36,7 @@ use storage::{ended_sessions, rooms};
 pub(crate) use listen::{Subscription, listen};
 
 use crate::base::SessionId;
-use crate::chat::ChatLine;
+use crate::chat::{ChatLine, FileRef};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::store::{Change, NewMessage, Request};
@@ -81,6 +81,9 @@ enum Bus {
         ts: u64,
         #[serde(default)]
         via: String,
+        /// The file it shares ([`FileRef::to_stored`]), or empty.
+        #[serde(default)]
+        file: String,
     },
     /// `last`: the room's newest id at the join; later messages have higher ids.
     Join {
@@ -133,6 +136,7 @@ impl Bus {
                 text,
                 ts,
                 via,
+                file,
             } => Change::Msg(Arc::new(ChatLine {
                 id,
                 room,
@@ -140,6 +144,7 @@ impl Bus {
                 text,
                 ts,
                 via: (via == "api").then_some("api"),
+                file: FileRef::from_stored(&file),
             })),
             Bus::Join {
                 m,

@@ -25,17 +25,17 @@ use crate::chat;
 /// stored once per key too (a chat `cid`, an `Idempotency-Key`, whichever node it
 /// came through, for as many seconds as given): one whose key was stored before is
 /// not stored again, and its id comes back negated. KEYS: each message's room
-/// stream. ARGV: retain, the batch's token, then room, from, text, ts, via, key (or
-/// empty) and how long to keep it for each message.
+/// stream. ARGV: retain, the batch's token, then for each message room, from, text,
+/// ts, via, its file (or empty), its key (or empty) and how long to keep the key.
 pub(super) const APPEND: &str = r"
 local done = 'switchboard:batch:' .. ARGV[2]
 local stored = redis.call('GET', done)
 if stored then return cjson.decode(stored) end
 local ids = {}
 for i = 1, #KEYS do
-  local b = 2 + (i - 1) * 7
-  local room, from, text, ts, via, key, ttl =
-    ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+  local b = 2 + (i - 1) * 8
+  local room, from, text, ts, via, file, key, ttl = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
+    ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
   local before = false
   if key ~= '' then before = redis.call('GET', key) end
   if before then
@@ -43,10 +43,15 @@ for i = 1, #KEYS do
   else
     local id = redis.call('HINCRBY', 'switchboard:ids', room, 1)
     if id == 1 then redis.call('ZADD', 'switchboard:rooms', 0, room) end
-    redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[1], id .. '-0',
-      'f', from, 't', text, 'ts', ts, 'v', via)
+    if file == '' then
+      redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[1], id .. '-0',
+        'f', from, 't', text, 'ts', ts, 'v', via)
+    else
+      redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[1], id .. '-0',
+        'f', from, 't', text, 'ts', ts, 'v', via, 'file', file)
+    end
     redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'msg', room = room, id = id,
-      from = from, text = text, ts = tonumber(ts), via = via}))
+      from = from, text = text, ts = tonumber(ts), via = via, file = file}))
     if key ~= '' then redis.call('SET', key, id, 'EX', ttl) end
     ids[i] = id
   end

@@ -4,7 +4,7 @@
 
 use super::{BUS, Bridge, ENDED, ROOMS};
 use crate::base::{ConnId, SessionId};
-use crate::chat::{ChatLine, Since};
+use crate::chat::{ChatLine, FileRef, Since};
 use crate::store::{
     self, Answer, ApiAnswer, Author, Event, MAX_PAGE, MAX_RESUME, NewMessage, Request, StoreError,
 };
@@ -115,7 +115,13 @@ impl Bridge {
                 .arg(&msg.from)
                 .arg(&msg.text)
                 .arg(msg.ts)
-                .arg(msg.via.unwrap_or(""));
+                .arg(msg.via.unwrap_or(""))
+                .arg(
+                    msg.file
+                        .as_ref()
+                        .map(FileRef::to_stored)
+                        .unwrap_or_default(),
+                );
             match key_of(msg) {
                 Some((key, kept)) => append.arg(key).arg(kept.as_secs()),
                 None => append.arg("").arg(0),
@@ -336,6 +342,7 @@ fn outcomes(con: &mut Connection, messages: Vec<NewMessage>, ids: Vec<i64>) -> A
             text: msg.text,
             ts: msg.ts,
             via: msg.via,
+            file: msg.file,
         });
         if fresh {
             return (msg.author, Ok(line));
@@ -421,7 +428,7 @@ pub(super) fn range(
         .collect())
 }
 
-/// A stream entry `{id}-0` with fields `f`, `t`, `ts`, `v` as a message.
+/// A stream entry `{id}-0` with fields `f`, `t`, `ts`, `v` (and `file`) as a message.
 pub(super) fn entry(room: &str, id: &str, fields: &[String]) -> Option<ChatLine> {
     let id = id.split_once('-')?.0.parse().ok()?;
     let mut line = ChatLine {
@@ -431,6 +438,7 @@ pub(super) fn entry(room: &str, id: &str, fields: &[String]) -> Option<ChatLine>
         text: String::new(),
         ts: 0,
         via: None,
+        file: None,
     };
     for pair in fields.chunks_exact(2) {
         let [field, value] = pair else { continue };
@@ -439,6 +447,7 @@ pub(super) fn entry(room: &str, id: &str, fields: &[String]) -> Option<ChatLine>
             "t" => line.text.clone_from(value),
             "ts" => line.ts = value.parse().unwrap_or(0),
             "v" if value == "api" => line.via = Some("api"),
+            "file" => line.file = FileRef::from_stored(value),
             _ => {}
         }
     }

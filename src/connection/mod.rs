@@ -73,7 +73,7 @@ pub(crate) enum Endpoint {
 
 /// What the frame loop does with a text or binary message.
 enum Handler {
-    Chat(ChatPolicy),
+    Chat(Box<ChatPolicy>),
     Relay,
     Echo,
     /// A wire viewer: what it sends is ignored; its outbox is fed by the tap of the
@@ -212,7 +212,8 @@ pub(crate) fn join<'a>(
                 wire: Some(key),
                 client: crate::base::ClientKey::of(peer.addr.ip()),
             };
-            (Handler::Chat(ChatPolicy::new(config)), event, inbox)
+            let policy = ChatPolicy::new(config, &ctx.files);
+            (Handler::Chat(Box::new(policy)), event, inbox)
         }
         Endpoint::Relay { room } => {
             let (outbox, inbox) = new_outbox()?;
@@ -694,7 +695,15 @@ impl<S: Transport> Session<'_, S> {
             Handler::Echo => return self.send(msg),
             Handler::Wire => return Ok(()),
             Handler::Relay => HubEvent::Relay { id, msg },
-            Handler::Chat(policy) => policy.on_message(id, msg, metrics),
+            Handler::Chat(policy) => {
+                // A file's bytes go to disk here; what waited behind a file follows it.
+                let mut event = policy.on_message(id, msg, metrics);
+                while let Some(ready) = event {
+                    self.hub.send(ready).map_err(|_| LeaveReason::Shutdown)?;
+                    event = policy.next_waiting(id, metrics);
+                }
+                return Ok(());
+            }
         };
         // Blocks only while the hub's queue is full, which pushes back on this client
         // through TCP. The hub itself never blocks, so it always drains.

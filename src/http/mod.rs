@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod body;
+mod files;
 mod forwarded;
 mod host;
 mod login;
@@ -155,6 +156,20 @@ pub(crate) fn serve<S: Transport>(
             );
             respond(stream, &response, shared);
         }
+        Routed::File(rest) => {
+            let served = files::answer(&req, &rest, &shared.files);
+            metrics::bump(&shared.metrics.http_requests_total);
+            log::debug!(
+                "conn {} {}: {} /files/… -> {}",
+                peer.id,
+                peer.addr,
+                base::escape(&req.method),
+                served.response.status
+            );
+            if served.send(&mut stream, req.method == "HEAD").is_ok() {
+                base::linger(&mut stream, Instant::now() + HTTP_LINGER, &shared.shutdown);
+            }
+        }
         Routed::Respond(response) => answer(stream, &req, peer, head_only(response), shared),
         Routed::Reject(response, why, reason) => {
             reject(stream, peer, head_only(response), why, &reason, shared)
@@ -238,8 +253,10 @@ fn guard(
             other => other,
         };
     }
-    let needs_access = matches!(&routed, Routed::Upgrade(..) | Routed::Info)
-        || matches!(&routed, Routed::Api(call) if !call.is_post());
+    let needs_access = matches!(
+        &routed,
+        Routed::Upgrade(..) | Routed::Info | Routed::File(_)
+    ) || matches!(&routed, Routed::Api(call) if !call.is_post());
     if needs_access {
         let access = auth::check(req, peer, ctx, doors);
         return match (routed, access) {

@@ -10,6 +10,9 @@ pub(crate) struct Response {
     body: Cow<'static, [u8]>,
     /// Only the head goes out (an answer to `HEAD`), with the body's length.
     head_only: bool,
+    /// The body is not here: the caller writes these many bytes after the head (a
+    /// shared file, streamed from disk).
+    streamed: Option<u64>,
 }
 
 impl Response {
@@ -19,6 +22,15 @@ impl Response {
             headers: Vec::new(),
             body: Cow::Borrowed(b""),
             head_only: false,
+            streamed: None,
+        }
+    }
+
+    /// A response whose body of `len` bytes the caller writes after the head.
+    pub(crate) fn streamed(status: u16, len: u64) -> Self {
+        Self {
+            streamed: Some(len),
+            ..Self::new(status)
         }
     }
 
@@ -65,8 +77,9 @@ impl Response {
             out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
         }
         // RFC 9110 §8.6: no Content-Length on a 101 or a 204.
-        if self.status != 101 && self.status != 204 {
-            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        if self.status != 101 && self.status != 204 && self.status != 304 {
+            let len = self.streamed.unwrap_or(self.body.len() as u64);
+            out.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
         }
         if self.status != 101 {
             out.extend_from_slice(b"Connection: close\r\n");
@@ -83,14 +96,16 @@ impl Response {
 /// status missing here would go out as `Unknown`; `src/doc_tables.rs` checks every
 /// status the code builds a response with against this list, and the README's
 /// refusal table and the API's status table against those statuses.
-pub(crate) const STATUSES: [(u16, &str); 21] = [
+pub(crate) const STATUSES: [(u16, &str); 24] = [
     (100, "Continue"),
     (101, "Switching Protocols"),
     (200, "OK"),
     (201, "Created"),
     (202, "Accepted"),
     (204, "No Content"),
+    (206, "Partial Content"),
     (303, "See Other"),
+    (304, "Not Modified"),
     (400, "Bad Request"),
     (401, "Unauthorized"),
     (403, "Forbidden"),
@@ -100,6 +115,7 @@ pub(crate) const STATUSES: [(u16, &str); 21] = [
     (409, "Conflict"),
     (413, "Content Too Large"),
     (415, "Unsupported Media Type"),
+    (416, "Range Not Satisfiable"),
     (421, "Misdirected Request"),
     (426, "Upgrade Required"),
     (429, "Too Many Requests"),

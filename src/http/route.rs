@@ -33,6 +33,8 @@ pub(crate) enum Routed {
     Info,
     /// `GET /qr.svg`, drawn from the server's cache of its own links.
     Qr,
+    /// `GET /files/{id}/{name}`: what follows `/files/`.
+    File(String),
 }
 
 fn reject(status: u16, why: Rejection, reason: impl Into<String>) -> Routed {
@@ -153,6 +155,8 @@ pub(crate) fn route(req: &Request, config: &Config, metrics: &Metrics) -> Routed
                         );
                     }
                 }
+            } else if let Some(rest) = path.strip_prefix("/files/") {
+                return Routed::File(rest.to_owned());
             } else if let Some(room) = path.strip_prefix("/ws/relay/") {
                 match chat::valid_room(room) {
                     Ok(room) => Endpoint::Relay { room },

@@ -73,9 +73,9 @@ impl ChatRooms {
                     if let Some(key) = key {
                         match &line {
                             Ok(line) | Err(StoreError::AlreadyStored(line)) => {
-                                self.keys.stored(key, line);
+                                self.key_stored(members, post, key, line);
                             }
-                            Err(_) => self.keys.failed(key),
+                            Err(_) => self.key_failed(members, post, key),
                         }
                     }
                 }
@@ -177,13 +177,13 @@ impl ChatRooms {
         match (author, line) {
             (Author::Member { id, key }, Ok(line)) => {
                 if let Some(key) = &key {
-                    self.keys.stored(key, &line);
+                    self.key_stored(members, post, key, &line);
                 }
                 post.settle(members, id);
             }
             (Author::Member { id, key }, Err(StoreError::Failed)) => {
                 if let Some(key) = &key {
-                    self.keys.failed(key);
+                    self.key_failed(members, post, key);
                 }
                 let why = "the message could not be stored, so nobody got it; try again";
                 self.unavailable(members, post, id, why);
@@ -191,8 +191,11 @@ impl ChatRooms {
             }
             // In, not confirmed: the backend says later what became of it (its key
             // stays pending until then), and the room sees it then.
-            (Author::Member { id, .. }, Err(StoreError::Unconfirmed)) => {
+            (Author::Member { id, key }, Err(StoreError::Unconfirmed)) => {
                 metrics::bump(&self.metrics.store_errors);
+                if let Some(key) = &key {
+                    self.key_in_doubt(members, post, key);
+                }
                 self.send_error(members, post, id, &super::chat::unconfirmed());
                 post.settle(members, id);
             }
@@ -200,33 +203,36 @@ impl ChatRooms {
             // the same.
             (Author::Api { reply, key }, Ok(line)) => {
                 if let Some(key) = &key {
-                    self.keys.stored(key, &line);
+                    self.key_stored(members, post, key, &line);
                 }
                 let _ = reply.send(ApiAnswer::Posted(line));
             }
             (Author::Api { reply, key }, Err(StoreError::Failed)) => {
                 metrics::bump(&self.metrics.store_errors);
                 if let Some(key) = &key {
-                    self.keys.failed(key);
+                    self.key_failed(members, post, key);
                 }
                 let _ = reply.send(ApiAnswer::Unavailable);
             }
-            (Author::Api { reply, .. }, Err(StoreError::Unconfirmed)) => {
+            (Author::Api { reply, key }, Err(StoreError::Unconfirmed)) => {
                 metrics::bump(&self.metrics.store_errors);
+                if let Some(key) = &key {
+                    self.key_in_doubt(members, post, key);
+                }
                 let _ = reply.send(ApiAnswer::Accepted);
             }
             // Sent again under a key that was stored before (through another node,
             // say): nothing was stored or published; its author gets the first.
             (Author::Member { id, key }, Err(StoreError::AlreadyStored(line))) => {
                 if let Some(key) = &key {
-                    self.keys.stored(key, &line);
+                    self.key_stored(members, post, key, &line);
                 }
                 post.deliver_answer(members, id, Message::text(chat::encode(&*line)));
                 post.settle(members, id);
             }
             (Author::Api { reply, key }, Err(StoreError::AlreadyStored(line))) => {
                 if let Some(key) = &key {
-                    self.keys.stored(key, &line);
+                    self.key_stored(members, post, key, &line);
                 }
                 let _ = reply.send(ApiAnswer::Posted(line));
             }

@@ -13,11 +13,14 @@
 //! same order with the same numbers.
 
 use super::backend::{Backend, Early, pending};
+use super::idempotent::{self, Key};
 use super::members::{Members, with_suffix};
-use super::{LeaveReason, Post, idempotent};
+use super::{LeaveReason, Post};
 use crate::base::RateLimit;
 use crate::base::{ClientKey, ConnId, now_ms};
-use crate::chat::{self, ChatError, ClientMessage, ErrorCode, RoomInfo, ServerMessage, Since};
+use crate::chat::{
+    self, ChatError, ChatLine, ClientMessage, ErrorCode, RoomInfo, ServerMessage, Since,
+};
 use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
 use crate::store::{self, ApiAnswer, Author, NewMessage, Request};
@@ -265,6 +268,7 @@ impl ChatRooms {
                     text,
                     ts: now_ms(),
                     via: Some("api"),
+                    file: None,
                 })
             }
         };
@@ -312,7 +316,7 @@ impl ChatRooms {
         };
         let (name, room) = (name.to_owned(), room.to_owned());
         match msg {
-            ClientMessage::Message { text, cid } => {
+            ClientMessage::Message { text, cid, file } => {
                 let client = self.rooms_kept.clients.get(&id).copied();
                 if let Err(error) = self.rooms_kept.admit(&room, client) {
                     return self.send_error(members, post, id, &error);
@@ -321,9 +325,11 @@ impl ChatRooms {
                 // told what became of the first.
                 let key = cid.map(|cid| (room.clone(), format!("chat:{cid}")));
                 if let Some(key) = &key {
-                    match self.keys.claim(key) {
+                    match self.keys.claim(key, id) {
                         idempotent::Claim::New => {}
-                        idempotent::Claim::Pending => {
+                        // Answered with the first once it is stored.
+                        idempotent::Claim::Waiting => return post.begin(members, id),
+                        idempotent::Claim::InDoubt => {
                             return self.send_error(members, post, id, &unconfirmed());
                         }
                         idempotent::Claim::Done(line) => {
@@ -341,12 +347,13 @@ impl ChatRooms {
                     text,
                     ts: now_ms(),
                     via: None,
+                    file,
                 };
                 if self.ask(store::Request::Append(msg)) {
                     post.begin(members, id);
                 } else {
                     if let Some(key) = &key {
-                        self.keys.failed(key);
+                        self.key_failed(members, post, key);
                     }
                     self.unavailable(
                         members,
@@ -379,6 +386,8 @@ impl ChatRooms {
                 });
                 post.deliver(members, id, Message::text(json));
             }
+            // Taken by the connection thread, which sends a `Message` with the file.
+            ClientMessage::File(_) => {}
             ClientMessage::Rooms => {
                 let json = chat::encode(&ServerMessage::Rooms { rooms: self.list() });
                 post.deliver(members, id, Message::text(json));
@@ -451,6 +460,38 @@ impl ChatRooms {
             key,
         }) {
             self.unavailable(members, post, id, "names cannot be changed now, try again");
+        }
+    }
+
+    /// Key `key` was stored as `line`: the members that sent it again meanwhile get it.
+    pub(super) fn key_stored(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        key: &Key,
+        line: &Arc<ChatLine>,
+    ) {
+        for id in self.keys.stored(key, line) {
+            post.deliver_answer(members, id, Message::text(chat::encode(&**line)));
+            post.settle(members, id);
+        }
+    }
+
+    /// Key `key` was not stored: the members that sent it again meanwhile are told.
+    pub(super) fn key_failed(&mut self, members: &Members, post: &mut Post, key: &Key) {
+        for id in self.keys.failed(key) {
+            let why = "the message could not be stored, so nobody got it; try again";
+            self.unavailable(members, post, id, why);
+            post.settle(members, id);
+        }
+    }
+
+    /// Nobody can tell yet whether key `key` was stored: the members that sent it
+    /// again meanwhile hear `unconfirmed`, and so will later ones.
+    pub(super) fn key_in_doubt(&mut self, members: &Members, post: &mut Post, key: &Key) {
+        for id in self.keys.in_doubt(key) {
+            self.send_error(members, post, id, &unconfirmed());
+            post.settle(members, id);
         }
     }
 

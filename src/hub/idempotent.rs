@@ -15,6 +15,7 @@
 //! A single node's store keeps each key with its message in the same way, so a retry
 //! after a restart, or past the [`MAX_KEYS`] kept here, is not stored twice either.
 
+use crate::base::ConnId;
 use crate::chat::ChatLine;
 use crate::store::ApiAnswer;
 use crossbeam_channel::Sender;
@@ -33,10 +34,27 @@ pub(super) type Key = (String, String);
 
 #[derive(Debug)]
 enum Post {
-    /// On its way to the store; these answers wait for it.
-    Pending(Vec<Sender<ApiAnswer>>),
+    /// On its way to the store: the API requests and chat members that sent it again
+    /// wait for the same answer. `in_doubt` once the store said it could not tell
+    /// whether it stored it (`unconfirmed`): a chat retry is told so then, not kept
+    /// waiting.
+    Pending {
+        api: Vec<Sender<ApiAnswer>>,
+        chat: Vec<ConnId>,
+        in_doubt: bool,
+    },
     /// Stored as this.
     Done(Arc<ChatLine>),
+}
+
+impl Post {
+    fn pending() -> Post {
+        Post::Pending {
+            api: Vec::new(),
+            chat: Vec::new(),
+            in_doubt: false,
+        }
+    }
 }
 
 /// What to do with a post that carries a key.
@@ -53,8 +71,11 @@ pub(super) enum Seen {
 pub(super) enum Claim {
     /// Never seen (or long ago): the message goes to the store, its key pending.
     New,
-    /// On its way to the store, or not confirmed yet.
-    Pending,
+    /// On its way to the store: the member gets the message once it is stored
+    /// ([`Keys::stored`] names it).
+    Waiting,
+    /// The store could not tell whether it stored it: `unconfirmed`.
+    InDoubt,
     /// Stored as this.
     Done(Arc<ChatLine>),
 }
@@ -76,7 +97,7 @@ impl Keys {
             && now.duration_since(*since) < KEPT
         {
             match post {
-                Post::Pending(waiting) => waiting.push(reply.clone()),
+                Post::Pending { api, .. } => api.push(reply.clone()),
                 Post::Done(line) => {
                     let _ = reply.send(ApiAnswer::Posted(Arc::clone(line)));
                 }
@@ -87,14 +108,19 @@ impl Keys {
         Seen::New
     }
 
-    /// Looks up a chat message's key; a new one is kept as pending from now on.
-    pub(super) fn claim(&mut self, key: &Key) -> Claim {
+    /// Looks up the key of member `id`'s chat message; a new one is kept as pending
+    /// from now on.
+    pub(super) fn claim(&mut self, key: &Key, id: ConnId) -> Claim {
         let now = Instant::now();
-        if let Some((since, post)) = self.posts.get(key)
+        if let Some((since, post)) = self.posts.get_mut(key)
             && now.duration_since(*since) < KEPT
         {
             return match post {
-                Post::Pending(_) => Claim::Pending,
+                Post::Pending { in_doubt: true, .. } => Claim::InDoubt,
+                Post::Pending { chat, .. } => {
+                    chat.push(id);
+                    Claim::Waiting
+                }
                 Post::Done(line) => Claim::Done(Arc::clone(line)),
             };
         }
@@ -126,31 +152,52 @@ impl Keys {
             self.order.push_front((taken, oldest));
             break;
         }
-        self.posts
-            .insert(key.clone(), (now, Post::Pending(Vec::new())));
+        self.posts.insert(key.clone(), (now, Post::pending()));
         self.order.push_back((now, key.clone()));
     }
 
     /// The post with `key` was stored as `line`: whoever waits gets it, and so will
-    /// every later post with the key.
-    pub(super) fn stored(&mut self, key: &Key, line: &Arc<ChatLine>) {
-        if let Some((_, post)) = self.posts.get_mut(key) {
-            if let Post::Pending(waiting) = post {
-                for reply in waiting.drain(..) {
+    /// every later post with the key. The chat members that wait are returned, for
+    /// the hub to answer.
+    pub(super) fn stored(&mut self, key: &Key, line: &Arc<ChatLine>) -> Vec<ConnId> {
+        let Some((_, post)) = self.posts.get_mut(key) else {
+            return Vec::new();
+        };
+        match std::mem::replace(post, Post::Done(Arc::clone(line))) {
+            Post::Pending { api, chat, .. } => {
+                for reply in api {
                     let _ = reply.send(ApiAnswer::Posted(Arc::clone(line)));
                 }
+                chat
             }
-            *post = Post::Done(Arc::clone(line));
+            Post::Done(_) => Vec::new(),
         }
     }
 
-    /// The post with `key` was not stored: whoever waits is told, and the key is
-    /// forgotten, so that a retry may post.
-    pub(super) fn failed(&mut self, key: &Key) {
-        if let Some((_, Post::Pending(waiting))) = self.posts.remove(key) {
-            for reply in waiting {
-                let _ = reply.send(ApiAnswer::Unavailable);
+    /// The post with `key` was not stored: whoever waits is told (the chat members
+    /// returned, for the hub to tell), and the key is forgotten, so that a retry may
+    /// post.
+    pub(super) fn failed(&mut self, key: &Key) -> Vec<ConnId> {
+        match self.posts.remove(key) {
+            Some((_, Post::Pending { api, chat, .. })) => {
+                for reply in api {
+                    let _ = reply.send(ApiAnswer::Unavailable);
+                }
+                chat
             }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The store could not tell whether it stored the post with `key`: later retries
+    /// are told so at once; the chat members that wait are returned, to be told now.
+    pub(super) fn in_doubt(&mut self, key: &Key) -> Vec<ConnId> {
+        match self.posts.get_mut(key) {
+            Some((_, Post::Pending { chat, in_doubt, .. })) => {
+                *in_doubt = true;
+                std::mem::take(chat)
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -167,6 +214,7 @@ mod tests {
             text: "t".into(),
             ts: 0,
             via: Some("api"),
+            file: None,
         })
     }
 
@@ -195,24 +243,48 @@ mod tests {
     fn past_the_bound_the_oldest_settled_key_goes_first_and_a_waiting_one_stays() {
         let mut keys = Keys::default();
         let key = |n: usize| ("r".to_owned(), format!("k{n}"));
-        assert!(matches!(keys.claim(&key(0)), Claim::New)); // left waiting
+        assert!(matches!(keys.claim(&key(0), 1), Claim::New)); // left waiting
         for n in 1..MAX_KEYS {
-            assert!(matches!(keys.claim(&key(n)), Claim::New));
+            assert!(matches!(keys.claim(&key(n), 1), Claim::New));
             keys.stored(&key(n), &line(n as u64));
         }
-        assert!(matches!(keys.claim(&key(MAX_KEYS)), Claim::New));
+        assert!(matches!(keys.claim(&key(MAX_KEYS), 1), Claim::New));
         assert_eq!(keys.posts.len(), MAX_KEYS, "bounded");
         assert!(
-            matches!(keys.claim(&key(0)), Claim::Pending),
+            matches!(keys.claim(&key(0), 2), Claim::Waiting),
             "waiting: kept"
         );
         assert!(
-            matches!(keys.claim(&key(2)), Claim::Done(l) if l.id == 2),
+            matches!(keys.claim(&key(2), 1), Claim::Done(l) if l.id == 2),
             "the next oldest is kept"
         );
         assert!(
-            matches!(keys.claim(&key(1)), Claim::New),
+            matches!(keys.claim(&key(1), 1), Claim::New),
             "the oldest settled went"
+        );
+    }
+
+    #[test]
+    fn a_chat_retry_waits_for_the_first_unless_the_store_cannot_tell() {
+        let mut keys = Keys::default();
+        let key = ("r".to_owned(), "chat:c".to_owned());
+        assert!(matches!(keys.claim(&key, 1), Claim::New));
+        assert!(matches!(keys.claim(&key, 2), Claim::Waiting));
+        assert_eq!(
+            keys.stored(&key, &line(4)),
+            [2],
+            "the waiting member is named"
+        );
+        assert!(matches!(keys.claim(&key, 3), Claim::Done(l) if l.id == 4));
+        let doubt = ("r".to_owned(), "chat:d".to_owned());
+        assert!(matches!(keys.claim(&doubt, 1), Claim::New));
+        assert!(matches!(keys.claim(&doubt, 2), Claim::Waiting));
+        assert_eq!(keys.in_doubt(&doubt), [2]);
+        assert!(matches!(keys.claim(&doubt, 3), Claim::InDoubt));
+        assert!(keys.failed(&doubt).is_empty());
+        assert!(
+            matches!(keys.claim(&doubt, 3), Claim::New),
+            "forgotten: may post"
         );
     }
 

@@ -420,6 +420,7 @@ mod tests {
             location: Location::Memory,
             retain: 100,
             history: 2,
+            files: crate::files::Files::open(None, 1 << 20, 1 << 30).unwrap(),
         })
         .unwrap();
         let (store_tx, requests) = crossbeam_channel::unbounded();
@@ -498,6 +499,7 @@ mod tests {
             msg: ClientMessage::Message {
                 text: "hi".into(),
                 cid: None,
+                file: None,
             },
         });
         hub.hub.apply_only(HubEvent::Chat {
@@ -565,6 +567,7 @@ mod tests {
                 msg: ClientMessage::Message {
                     text: text.into(),
                     cid: None,
+                    file: None,
                 },
             });
         }
@@ -596,6 +599,7 @@ mod tests {
             msg: ClientMessage::Message {
                 text: "hi".into(),
                 cid: None,
+                file: None,
             },
         });
         hub.handle(HubEvent::Leave {
@@ -621,6 +625,7 @@ mod tests {
                 msg: ClientMessage::Message {
                     text: i.to_string(),
                     cid: None,
+                    file: None,
                 },
             });
             drain(&fast);
@@ -787,6 +792,7 @@ mod tests {
                 msg: ClientMessage::Message {
                     text: text.into(),
                     cid: None,
+                    file: None,
                 },
             });
         }

@@ -17,7 +17,7 @@
 //! script's and comes back on the bus to every node.
 
 use crate::base::{ConnId, SessionId};
-use crate::chat::{ChatLine, Since};
+use crate::chat::{ChatLine, FileRef, Since};
 use crossbeam_channel::Sender;
 use std::sync::Arc;
 use tungstenite::Message;
@@ -64,6 +64,8 @@ pub(crate) struct NewMessage {
     pub ts: u64,
     /// `Some("api")` for a message posted through the HTTP API.
     pub via: Option<&'static str>,
+    /// The file it shares, its bytes on disk already.
+    pub file: Option<FileRef>,
 }
 
 impl NewMessage {

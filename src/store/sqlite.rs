@@ -25,8 +25,9 @@ use super::{
     StoreError, member_key, page_of_rooms,
 };
 use crate::base::{ConnId, SessionId, key_bytes, new_epoch, now_ms, random_hex32};
-use crate::chat::ChatLine;
+use crate::chat::{ChatLine, FileRef, MAX_ID};
 use crate::error::Error;
+use crate::files::Files;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ use std::time::Duration;
 
 /// The schema this build writes. 1: messages; 2: messages record `via` (who posted
 /// through what: `api` for the HTTP API, nothing for a chat client).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The store file's name in the data directory.
 const FILE_NAME: &str = "chat.sqlite3";
@@ -43,6 +44,8 @@ const FILE_NAME: &str = "chat.sqlite3";
 /// Messages deleted per room per batch when enforcing retention, so that a big
 /// backlog (a lowered `--retain`) is worked off without stalling commits.
 const RETENTION_CHUNK: u64 = 1000;
+/// Files expired at most after one batch: the rest wait for the next.
+const MAX_EXPIRED_AT_ONCE: usize = 1000;
 /// How long a message's key (its `cid` or `Idempotency-Key`) keeps a retry from being
 /// stored again: as long as the hub keeps it, and across restarts.
 const KEY_KEPT: Duration = Duration::from_secs(24 * 3600);
@@ -71,6 +74,8 @@ pub(crate) struct StoreConfig {
     pub retain: usize,
     /// Messages in a plain `welcome`.
     pub history: usize,
+    /// The shared files: a message's file goes when the message does.
+    pub files: Arc<Files>,
 }
 
 /// An open store, before its thread runs.
@@ -174,6 +179,14 @@ impl Store {
                 })
             })?;
         let last_ids = last_ids(&db).map_err(|e| store_error(at, "cannot be read", e))?;
+        // A file no message names (a crash between the upload and its message, a
+        // message refused) goes now.
+        let named = file_ids(&db, "", MAX_ID).map_err(|e| store_error(at, "cannot be read", e))?;
+        match config.files.keep_only(&named.into_iter().collect()) {
+            Ok(0) => {}
+            Ok(n) => log::info!("store: removed {n} files no message names"),
+            Err(e) => log::warn!("store: cannot look for files no message names: {e}"),
+        }
         let ended_sessions =
             ended_sessions(&db).map_err(|e| store_error(at, "cannot be read", e))?;
         Ok(Store {
@@ -371,6 +384,10 @@ impl Store {
             .into_iter()
             .filter_map(|m| match self.stored_under_key(&m) {
                 Some(line) => {
+                    // Its file came again too: the first one is the one kept.
+                    if let Some(file) = &m.file {
+                        self.config.files.remove(&file.id);
+                    }
                     again.push((m.author, Err(StoreError::AlreadyStored(line))));
                     None
                 }
@@ -394,6 +411,7 @@ impl Store {
                     text: m.text.clone(),
                     ts: m.ts,
                     via: m.via,
+                    file: m.file.clone(),
                 })
             })
             .collect();
@@ -402,6 +420,9 @@ impl Store {
         let answer: Vec<_> = match stored {
             Ok(()) => {
                 self.enforce_retention(&lines);
+                if lines.iter().any(|l| l.file.is_some()) {
+                    self.expire_files();
+                }
                 messages
                     .iter()
                     .zip(lines)
@@ -416,6 +437,9 @@ impl Store {
                     "store: {} messages not stored, their senders are told: {e}",
                     messages.len()
                 );
+                for file in messages.iter().filter_map(|m| m.file.as_ref()) {
+                    self.config.files.remove(&file.id);
+                }
                 messages
                     .iter()
                     .map(|m| (m.author.clone(), Err(StoreError::Failed)))
@@ -435,6 +459,52 @@ impl Store {
                 .is_ok()
     }
 
+    /// While all files together take more than they may, the oldest go; their messages
+    /// stay, and say so (`"expired":true`). A file being uploaded was checked against
+    /// the limit alone, so this never reaches the files of the batch just stored.
+    fn expire_files(&mut self) {
+        let mut expired = 0;
+        while self.config.files.over_quota() && expired < MAX_EXPIRED_AT_ONCE {
+            let oldest = self
+                .db
+                .query_row(
+                    "SELECT room, id, file FROM messages WHERE file IS NOT NULL \
+                     AND file NOT LIKE '%\"expired\":true%' ORDER BY ts, id LIMIT 1",
+                    [],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, u64>(1)?,
+                            row.get::<_, String>(2)?,
+                        ))
+                    },
+                )
+                .optional();
+            let Ok(Some((room, id, file))) = oldest else {
+                return;
+            };
+            let Some(mut file) = FileRef::from_stored(&file) else {
+                return;
+            };
+            file.expired = true;
+            let marked = self.db.execute(
+                "UPDATE messages SET file = ?1 WHERE room = ?2 AND id = ?3",
+                params![file.to_stored(), room, id],
+            );
+            if let Err(e) = marked {
+                log::warn!("store: cannot expire a file: {e}");
+                return;
+            }
+            self.config.files.remove(&file.id);
+            expired += 1;
+        }
+        if expired > 0 {
+            log::info!(
+                "store: the {expired} oldest files expired, to keep within --max-files-bytes"
+            );
+        }
+    }
+
     /// The message stored under `msg`'s key (its `cid` or `Idempotency-Key`) in its
     /// room within [`KEY_KEPT`], if there is one and it is still kept.
     fn stored_under_key(&self, msg: &NewMessage) -> Option<Arc<ChatLine>> {
@@ -443,7 +513,7 @@ impl Store {
         let found = self
             .db
             .prepare_cached(
-                "SELECT id, sender, text, ts, via FROM messages \
+                "SELECT id, sender, text, ts, via, file FROM messages \
                  WHERE room = ?1 AND key = ?2 AND ts >= ?3 LIMIT 1",
             )
             .and_then(|mut select| {
@@ -465,12 +535,13 @@ impl Store {
         let tx = self.db.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (room, id, sender, text, ts, via, key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO messages (room, id, sender, text, ts, via, key, file) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for (line, key) in lines.iter().zip(keys) {
+                let file = line.file.as_ref().map(FileRef::to_stored);
                 insert.execute(params![
-                    line.room, line.id, line.from, line.text, line.ts, line.via, key
+                    line.room, line.id, line.from, line.text, line.ts, line.via, key, file
                 ])?;
             }
         }
@@ -501,11 +572,20 @@ impl Store {
                 continue;
             };
             let upto = cutoff.min(oldest + RETENTION_CHUNK - 1);
-            if let Err(e) = self.db.execute(
+            // Their files go with them, once the messages are gone for sure.
+            let files = file_ids(&self.db, room, upto);
+            let deleted = self.db.execute(
                 "DELETE FROM messages WHERE room = ?1 AND id <= ?2",
                 params![room, upto],
-            ) {
-                log::warn!("store: retention of {room} delayed: {e}");
+            );
+            match (deleted, files) {
+                (Ok(_), Ok(files)) => {
+                    for file in files {
+                        self.config.files.remove(&file);
+                    }
+                }
+                (Ok(_), Err(e)) => log::warn!("store: files of {room} kept past retention: {e}"),
+                (Err(e), _) => log::warn!("store: retention of {room} delayed: {e}"),
             }
         }
     }
@@ -523,7 +603,7 @@ impl Store {
                 let kept = oldest.is_none_or(|o| o <= since.id + 1);
                 if kept {
                     let missed = self.select(
-                        "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id > ?2 \
+                        "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id > ?2 \
                          ORDER BY id LIMIT ?3",
                         &room,
                         since.id,
@@ -535,7 +615,7 @@ impl Store {
                 }
             }
             let mut recent = self.select(
-                "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id <= ?2 \
+                "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id <= ?2 \
                  ORDER BY id DESC LIMIT ?3",
                 &room,
                 u64::MAX >> 1,
@@ -566,7 +646,7 @@ impl Store {
         let before = before.unwrap_or(u64::MAX >> 1);
         let limit = limit.clamp(1, MAX_PAGE);
         let result = self.select(
-            "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id < ?2 \
+            "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id < ?2 \
              ORDER BY id DESC LIMIT ?3",
             &room,
             before,
@@ -661,10 +741,10 @@ impl Store {
         oldest_first: bool,
     ) -> rusqlite::Result<Vec<Arc<ChatLine>>> {
         let sql = if oldest_first {
-            "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id > ?2 \
+            "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id > ?2 \
              AND id < ?3 ORDER BY id LIMIT ?4"
         } else {
-            "SELECT id, sender, text, ts, via FROM messages WHERE room = ?1 AND id > ?2 \
+            "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id > ?2 \
              AND id < ?3 ORDER BY id DESC LIMIT ?4"
         };
         let mut statement = self.db.prepare_cached(sql)?;
@@ -689,9 +769,29 @@ impl Store {
     }
 }
 
-/// A message from a row of `(id, sender, text, ts, via)`.
+/// The ids of the files that messages up to `upto` name: of room `room`, or of every
+/// room when `room` is empty.
+fn file_ids(db: &Connection, room: &str, upto: u64) -> rusqlite::Result<Vec<String>> {
+    let mut select = db.prepare_cached(
+        "SELECT file FROM messages WHERE file IS NOT NULL AND (?1 = '' OR room = ?1) \
+         AND id <= ?2",
+    )?;
+    let rows = select.query_map(params![room, upto.min(MAX_ID)], |row| {
+        row.get::<_, String>(0)
+    })?;
+    let mut ids = Vec::new();
+    for file in rows {
+        if let Some(file) = FileRef::from_stored(&file?) {
+            ids.push(file.id);
+        }
+    }
+    Ok(ids)
+}
+
+/// A message from a row of `(id, sender, text, ts, via, file)`.
 fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> {
     let via: Option<String> = row.get(4)?;
+    let file: Option<String> = row.get(5)?;
     Ok(Arc::new(ChatLine {
         id: row.get(0)?,
         room: room.to_owned(),
@@ -699,6 +799,7 @@ fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> 
         text: row.get(2)?,
         ts: row.get(3)?,
         via: via.filter(|v| v == "api").map(|_| "api"),
+        file: file.as_deref().and_then(FileRef::from_stored),
     }))
 }
 
@@ -740,6 +841,10 @@ fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
                 "ALTER TABLE messages ADD COLUMN key TEXT;
                  CREATE INDEX messages_by_key ON messages (room, key) WHERE key IS NOT NULL;",
             )?;
+        }
+        if version < 5 {
+            // The file a message shares, as one JSON field ([`FileRef::to_stored`]).
+            db.execute_batch("ALTER TABLE messages ADD COLUMN file TEXT;")?;
         }
         db.pragma_update(None, "user_version", SCHEMA_VERSION)
     };
@@ -875,6 +980,7 @@ mod tests {
             location: Location::Memory,
             retain: 3,
             history: 2,
+            files: crate::files::Files::open(None, 1 << 20, 1 << 30).unwrap(),
         })
         .unwrap()
     }
@@ -888,6 +994,7 @@ mod tests {
             text: text.into(),
             ts: 0,
             via: None,
+            file: None,
         };
         assert!(store.serve(vec![Request::Append(msg)], &tx));
         let committed = rx.try_iter().find_map(|event| match event {

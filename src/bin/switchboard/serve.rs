@@ -47,6 +47,14 @@ pub(crate) struct ServeArgs {
     /// Largest message or frame accepted; larger ones close the connection with 1009.
     #[arg(long, value_name = "BYTES", value_parser = at_least_one::<usize>, default_value_t = Config::default().max_message_size)]
     max_message_size: usize,
+    /// Largest file a member may share; a larger one gets file_too_large before any
+    /// byte is sent.
+    #[arg(long, value_name = "BYTES", value_parser = at_least_one::<u64>, default_value_t = Config::default().max_file_size)]
+    max_file_size: u64,
+    /// Most bytes all shared files may take; past it the oldest go (their messages
+    /// stay, and say so). Default: 10 GiB or a tenth of the free disk, whichever is less.
+    #[arg(long, value_name = "BYTES", value_parser = at_least_one::<u64>)]
+    max_files_bytes: Option<u64>,
     /// Seconds a client has to send its request head.
     #[arg(long, value_name = "SECS", value_parser = at_least_one_second, default_value_t = Config::default().handshake_timeout.as_secs())]
     handshake_timeout: u64,
@@ -232,6 +240,8 @@ impl ServeArgs {
         config.max_connections_per_ip = self.max_connections_per_ip;
         config.max_rooms = self.max_rooms;
         config.max_message_size = self.max_message_size;
+        config.max_file_size = self.max_file_size;
+        config.max_files_bytes = self.max_files_bytes;
         config.handshake_timeout = Duration::from_secs(self.handshake_timeout);
         config.ping_interval = Duration::from_secs(self.ping_interval);
         config.history = self.history;

@@ -1,0 +1,379 @@
+//! The files and pictures people share in the chat: their bytes on disk, streamed there
+//! by the connection thread that receives them, never whole in memory and never through
+//! the hub.
+//!
+//! Under the files directory (`files/` in `--data`, or a directory of its own in the
+//! system's temporary directory, removed at exit, without one):
+//!
+//! - `tmp/{random}.part`: an upload on its way. It is removed when the upload fails or
+//!   its sender goes, and at start-up (what a crash left behind): a file is never
+//!   half-visible.
+//! - `blobs/{sha256}`: each content once, however often it is posted.
+//! - `ids/{id}`: one hard link to its blob per posted file, named by the file's random
+//!   128-bit id. `GET /files/{id}/…` opens it: no lookup, no lock, no hub. The
+//!   filesystem counts the links, so a blob's bytes go when its last file goes.
+//!
+//! A file is linked under its id (and synced) before the message that names it is
+//! stored; an id no stored message names (a crash in between, a message the store
+//! refused) is removed by [`Files::keep_only`] at start-up.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Length of a file id: 32 hex digits, 128 random bits.
+pub(crate) const ID_LEN: usize = 32;
+
+/// Where shared files live, and how big they may be.
+#[derive(Debug)]
+pub(crate) struct Files {
+    root: PathBuf,
+    /// Removed when the server stops: a directory of its own in the temporary one.
+    temporary: bool,
+    /// Largest file, in bytes.
+    pub max_file_size: u64,
+    /// Most bytes all files together may take.
+    pub max_total: u64,
+    /// The bytes all files take now: each content counted once.
+    used: AtomicU64,
+}
+
+/// Why an upload cannot go on.
+#[derive(Debug)]
+pub(crate) enum FileError {
+    /// Over the largest file size.
+    TooLarge,
+    /// More bytes than announced, or bytes nobody announced.
+    Bad(&'static str),
+    /// No room left for it.
+    Full,
+    /// The disk said no.
+    Io(io::Error),
+}
+
+impl From<io::Error> for FileError {
+    fn from(e: io::Error) -> Self {
+        if e.raw_os_error() == Some(28) {
+            // ENOSPC
+            FileError::Full
+        } else {
+            FileError::Io(e)
+        }
+    }
+}
+
+impl Files {
+    /// The files under `data` (its `files/` folder), or, without it, in a directory of
+    /// their own that goes when the server stops. Removes what a crash left half-written.
+    pub(crate) fn open(
+        data: Option<&Path>,
+        max_file_size: u64,
+        max_total: u64,
+    ) -> io::Result<Arc<Files>> {
+        let (root, temporary) = match data {
+            Some(data) => (data.join("files"), false),
+            None => {
+                let name = format!("switchboard-files-{}-{}", std::process::id(), random_id()?);
+                (std::env::temp_dir().join(name), true)
+            }
+        };
+        for dir in ["tmp", "blobs", "ids"] {
+            private_dir(&root.join(dir))?;
+        }
+        for entry in fs::read_dir(root.join("tmp"))?.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+        let used = fs::read_dir(root.join("blobs"))?
+            .flatten()
+            .filter_map(|entry| entry.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(Arc::new(Files {
+            root,
+            temporary,
+            max_file_size,
+            max_total,
+            used: AtomicU64::new(used),
+        }))
+    }
+
+    /// Starts an upload of `size` bytes.
+    pub(crate) fn begin(self: &Arc<Self>, size: u64) -> Result<Upload, FileError> {
+        if size > self.max_file_size {
+            return Err(FileError::TooLarge);
+        }
+        if size > self.max_total {
+            return Err(FileError::Full);
+        }
+        let path = self.root.join("tmp").join(format!("{}.part", random_id()?));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Upload {
+            files: Arc::clone(self),
+            file: Some(file),
+            path,
+            hasher: Sha256::new(),
+            expected: size,
+            written: 0,
+        })
+    }
+
+    /// The file posted as `id`, to be read; `None` when there is none (a malformed id
+    /// included: it never reaches the filesystem).
+    pub(crate) fn open_id(&self, id: &str) -> Option<File> {
+        if !is_id(id) {
+            return None;
+        }
+        File::open(self.root.join("ids").join(id)).ok()
+    }
+
+    /// Removes file `id`, and its bytes if no other file has them.
+    pub(crate) fn remove(&self, id: &str) {
+        if !is_id(id) {
+            return;
+        }
+        let _ = fs::remove_file(self.root.join("ids").join(id));
+        self.drop_unlinked_blobs();
+    }
+
+    /// Removes every file but those in `kept` (the ids stored messages name), and the
+    /// bytes no file has any more.
+    pub(crate) fn keep_only(&self, kept: &HashSet<String>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(self.root.join("ids"))?.flatten() {
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(|id| kept.contains(id)) {
+                let _ = fs::remove_file(entry.path());
+                removed += 1;
+            }
+        }
+        self.drop_unlinked_blobs();
+        Ok(removed)
+    }
+
+    /// Whether all files together take more than they may: the oldest should go.
+    pub(crate) fn over_quota(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.max_total
+    }
+
+    /// Removes the blobs only `blobs/` links to: no file has their bytes any more.
+    fn drop_unlinked_blobs(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = fs::read_dir(self.root.join("blobs")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.nlink() <= 1 && fs::remove_file(entry.path()).is_ok() {
+                self.used.fetch_sub(
+                    meta.len().min(self.used.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// The default for all files together: 10 GiB, or a tenth of the free space where they
+/// go, whichever is less.
+pub(crate) fn default_total(data: Option<&Path>) -> u64 {
+    const TEN_GIB: u64 = 10 << 30;
+    let dir = data.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    rustix::fs::statvfs(&dir)
+        .map(|fs| (fs.f_bavail.saturating_mul(fs.f_frsize) / 10).min(TEN_GIB))
+        .unwrap_or(TEN_GIB)
+}
+
+/// 128 random bits as 32 hex digits: a file's id, an upload's part name.
+fn random_id() -> io::Result<String> {
+    let mut bytes = [0u8; ID_LEN / 2];
+    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(data_encoding::HEXLOWER.encode(&bytes))
+}
+
+/// Whether `id` looks like a file id: 32 lowercase hex digits.
+fn is_id(id: &str) -> bool {
+    id.len() == ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// One file on its way in: written to `tmp/` as it comes, hashed as it goes.
+/// Dropped before [`Upload::finish`], it leaves nothing behind.
+#[derive(Debug)]
+pub(crate) struct Upload {
+    files: Arc<Files>,
+    file: Option<File>,
+    path: PathBuf,
+    hasher: Sha256,
+    expected: u64,
+    written: u64,
+}
+
+impl Upload {
+    /// Appends the next bytes; more than announced is [`FileError::Bad`].
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), FileError> {
+        let fits = u64::try_from(bytes.len())
+            .ok()
+            .and_then(|n| self.written.checked_add(n))
+            .filter(|&total| total <= self.expected);
+        let Some(total) = fits else {
+            return Err(FileError::Bad("more bytes than the file announced"));
+        };
+        let Some(file) = self.file.as_mut() else {
+            return Err(FileError::Bad("the file is complete"));
+        };
+        file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.written = total;
+        Ok(())
+    }
+
+    /// Whether every announced byte is in.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.written == self.expected
+    }
+
+    /// Makes the complete file durable and gives it its id: synced, its bytes under
+    /// their hash (once, however often posted), linked under a new random id. Only
+    /// then may a message name it.
+    pub(crate) fn finish(mut self) -> Result<String, FileError> {
+        if !self.is_complete() {
+            return Err(FileError::Bad("fewer bytes than the file announced"));
+        }
+        let Some(file) = self.file.take() else {
+            return Err(FileError::Bad("the file is complete"));
+        };
+        file.sync_all()?;
+        drop(file);
+        let hash = data_encoding::HEXLOWER.encode(&self.hasher.clone().finalize());
+        let blob = self.files.root.join("blobs").join(&hash);
+        match fs::hard_link(&self.path, &blob) {
+            Ok(()) => {
+                self.files.used.fetch_add(self.written, Ordering::Relaxed);
+            }
+            // The same bytes were posted before: this copy is not needed.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        let id = random_id()?;
+        fs::hard_link(&blob, self.files.root.join("ids").join(&id))?;
+        sync_dir(&self.files.root.join("blobs"))?;
+        sync_dir(&self.files.root.join("ids"))?;
+        let _ = fs::remove_file(&self.path);
+        Ok(id)
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        // Finished or not, the part file goes: its bytes are linked or abandoned.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Creates `dir` (and its parents) readable by this user only.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Makes the names in `dir` durable (a link is in the directory, not in the file).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// What a file's first bytes say it is, when it is a picture a browser may show
+/// inline: PNG, JPEG, GIF or WebP. Anything else (SVG and HTML among them) is `None`:
+/// served as a download, whatever its sender called it.
+pub(crate) fn picture_type(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if head.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if head.len() >= 12 && head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> Arc<Files> {
+        Files::open(None, 1 << 20, 1 << 30).unwrap()
+    }
+
+    #[test]
+    fn a_file_is_stored_once_per_content_and_served_by_id() {
+        let files = files();
+        let post = |bytes: &[u8]| {
+            let mut up = files.begin(bytes.len() as u64).unwrap();
+            up.write(bytes).unwrap();
+            up.finish().unwrap()
+        };
+        let (a, b) = (post(b"same"), post(b"same"));
+        assert_ne!(a, b, "every post has an id of its own");
+        assert_eq!(fs::read_dir(files.root.join("blobs")).unwrap().count(), 1);
+        let mut read = String::new();
+        io::Read::read_to_string(&mut files.open_id(&a).unwrap(), &mut read).unwrap();
+        assert_eq!(read, "same");
+        files.remove(&a);
+        assert!(files.open_id(&a).is_none());
+        assert_eq!(fs::read_dir(files.root.join("blobs")).unwrap().count(), 1);
+        files.remove(&b);
+        assert_eq!(fs::read_dir(files.root.join("blobs")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_unfinished_upload_leaves_nothing() {
+        let files = files();
+        let mut up = files.begin(10).unwrap();
+        up.write(b"12345").unwrap();
+        assert!(matches!(up.write(b"123456"), Err(FileError::Bad(_))));
+        drop(up);
+        assert_eq!(fs::read_dir(files.root.join("tmp")).unwrap().count(), 0);
+        assert!(matches!(files.begin(2 << 20), Err(FileError::TooLarge)));
+    }
+
+    #[test]
+    fn ids_that_are_not_ids_never_reach_the_disk() {
+        let files = files();
+        for id in [
+            "../../etc/passwd",
+            "",
+            "ABCDEF0123456789abcdef0123456789",
+            "x",
+        ] {
+            assert!(files.open_id(id).is_none(), "{id}");
+        }
+    }
+
+    #[test]
+    fn only_the_four_picture_types_are_pictures() {
+        assert_eq!(picture_type(b"\x89PNG\r\n\x1a\nrest"), Some("image/png"));
+        assert_eq!(picture_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(picture_type(b"<svg xmlns="), None);
+        assert_eq!(picture_type(b"<html>"), None);
+        assert_eq!(picture_type(b""), None);
+    }
+}
