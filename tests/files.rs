@@ -462,3 +462,108 @@ fn chat_url_with(addr: SocketAddr, path: &str, extra: &str) -> (Client, Value) {
     assert_eq!(welcome["type"], "welcome");
     (ws, welcome)
 }
+
+/// A POST of `body` to `path` with `Content-Type: mime` and `extra` header lines; the
+/// answer's head and body.
+fn post_raw(
+    addr: SocketAddr,
+    path: &str,
+    mime: &str,
+    body: &[u8],
+    extra: &str,
+) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = tcp(addr);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {mime}\r\n\
+         Content-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("head sent");
+    // A refusal may come before the whole body is sent, and the server close.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    split(&answer)
+}
+
+/// A script posts a file as the raw body (`curl --data-binary @x.png -H 'Content-Type:
+/// image/png'`): `201` and the message, which the room gets like any other.
+#[test]
+fn a_script_posts_a_file_as_the_raw_body() {
+    let server = with_files(|b| b.api_token("t0ken").max_file_size(200_000));
+    let addr = server.local_addr();
+    let (mut watcher, _) = chat(addr, "ops", Some("watcher"));
+    let bytes = png(150_000);
+    let token = "Authorization: Bearer t0ken\r\n";
+    let path = "/api/rooms/ops/files?name=build%20graph.png&text=nightly";
+    let (head, body) = post_raw(addr, path, "image/png", &bytes, token);
+    assert_eq!(status(&head), 201, "{head}");
+    let posted: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(
+        (
+            &posted["via"],
+            &posted["text"],
+            &posted["file"]["name"],
+            &posted["file"]["size"]
+        ),
+        (
+            &json!("api"),
+            &json!("nightly"),
+            &json!("build graph.png"),
+            &json!(bytes.len())
+        )
+    );
+    let got = next_of_type(&mut watcher, "message");
+    assert_eq!(got["file"], posted["file"]);
+    let url = posted["file"]["url"].as_str().expect("a url");
+    let (head, served) = split(&fetch(addr, "GET", url, ""));
+    assert_eq!(status(&head), 200);
+    assert!(served == bytes);
+
+    // Each refusal with its status, and nothing posted.
+    let refusals = [
+        (path, "image/png", &bytes[..], "", 401, "unauthorized"),
+        (
+            "/api/rooms/ops/files",
+            "image/png",
+            &bytes[..],
+            token,
+            400,
+            "bad_file",
+        ),
+        (
+            "/api/rooms/ops/files?name=..",
+            "image/png",
+            &bytes[..],
+            token,
+            400,
+            "bad_file",
+        ),
+        (
+            path,
+            "multipart/form-data; boundary=x",
+            &bytes[..],
+            token,
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (path, mime, body, extra, code, error) in refusals {
+        let (head, body) = post_raw(addr, path, mime, body, extra);
+        assert_eq!(status(&head), code, "{path} {mime}: {head}");
+        let answer: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(answer["error"], error, "{answer}");
+    }
+    let big = png(200_000);
+    let (head, body) = post_raw(addr, path, "image/png", &big, token);
+    assert_eq!(status(&head), 413, "{head}");
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["error"], "file_too_large");
+    say(&mut watcher, "after");
+    assert_eq!(
+        next_of_type(&mut watcher, "message")["id"],
+        2,
+        "nothing else was posted"
+    );
+}

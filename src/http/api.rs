@@ -15,6 +15,7 @@ use crate::base::{Context, Peer, Transport};
 use crate::chat::{self, ChatLine};
 use crate::connection::Lines;
 use crate::doors;
+use crate::files::FileError;
 use crate::hub::{ApiCall, HubEvent};
 use crate::store::{ApiAnswer, MAX_PAGE};
 use crossbeam_channel::Sender;
@@ -34,13 +35,20 @@ const MAX_BODY: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) enum Call {
     Read(ApiCall),
-    Post { room: String },
+    Post {
+        room: String,
+    },
+    /// `POST /api/rooms/{room}/files?name=…`: the body is the file.
+    PostFile {
+        room: String,
+        name: String,
+    },
 }
 
 impl Call {
     /// Whether it posts (guarded by the API token, not the password).
     pub(crate) fn is_post(&self) -> bool {
-        matches!(self, Call::Post { .. })
+        matches!(self, Call::Post { .. } | Call::PostFile { .. })
     }
 }
 
@@ -81,6 +89,22 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
             Some(None) => return Err(error(400, "bad_request", "after is not valid")),
         };
         return Ok(Call::Read(ApiCall::Rooms { after, limit }));
+    }
+    if let Some(room) = path
+        .strip_prefix("/api/rooms/")
+        .and_then(|rest| rest.strip_suffix("/files"))
+    {
+        let room = chat::valid_room(room).map_err(|e| error(404, "bad_room", e.message))?;
+        if method != "POST" {
+            return Err(not_allowed("POST"));
+        }
+        let name = match request::query_param(query, "name") {
+            Some(Some(name)) => {
+                chat::valid_file_name(&name).map_err(|e| error(400, "bad_file", e.message))?
+            }
+            _ => return Err(error(400, "bad_file", "name the file: ?name=cat.jpg")),
+        };
+        return Ok(Call::PostFile { room, name });
     }
     let Some(room) = path
         .strip_prefix("/api/rooms/")
@@ -152,6 +176,12 @@ pub(crate) fn serve<S: Transport>(
             Ok(call) => call,
             Err(response) => return response,
         },
+        Call::PostFile { room, name } => {
+            match post_file(stream, (req, rest), (room, name), peer, ctx, &lines.doors) {
+                Ok(call) => call,
+                Err(response) => return response,
+            }
+        }
     };
     let posting = matches!(call, ApiCall::Post { .. });
     let (reply, answer) = crossbeam_channel::bounded(1);
@@ -244,16 +274,13 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, Response> {
     Ok(Some(key.to_owned()))
 }
 
-/// Checks a post: token (within the client's budget of guesses, like the
-/// password), content type, body, text and sender name.
-fn post<S: Transport>(
-    stream: &mut S,
-    (req, rest): (&Request, Vec<u8>),
-    room: String,
-    (peer, deadline): (Peer, Instant),
+/// The API token's check, within the client's budget of guesses (like the password).
+fn authorize(
+    req: &Request,
+    peer: Peer,
     ctx: &Context,
     doors: &Sender<doors::Request>,
-) -> Result<ApiCall, Response> {
+) -> Result<(), Response> {
     if ctx.config.api_token.is_none() {
         return Err(error(
             403,
@@ -282,6 +309,20 @@ fn post<S: Transport>(
         )
         .header("WWW-Authenticate", "Bearer"));
     }
+    Ok(())
+}
+
+/// Checks a post: token (within the client's budget of guesses, like the
+/// password), content type, body, text and sender name.
+fn post<S: Transport>(
+    stream: &mut S,
+    (req, rest): (&Request, Vec<u8>),
+    room: String,
+    (peer, deadline): (Peer, Instant),
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Result<ApiCall, Response> {
+    authorize(req, peer, ctx, doors)?;
     let key = idempotency_key(req)?;
     let content_type = req
         .header("Content-Type")
@@ -361,5 +402,117 @@ fn post<S: Transport>(
         from,
         text,
         key,
+        file: None,
     })
+}
+
+/// Takes a posted file: token and key as for a message, then the body, its
+/// `Content-Length` bytes streamed to disk as they come. The caption is `?text=`.
+fn post_file<S: Transport>(
+    stream: &mut S,
+    (req, rest): (&Request, Vec<u8>),
+    (room, name): (String, String),
+    peer: Peer,
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Result<ApiCall, Response> {
+    authorize(req, peer, ctx, doors)?;
+    let key = idempotency_key(req)?;
+    let mime = req.header("Content-Type").unwrap_or("");
+    if mime.trim().to_ascii_lowercase().starts_with("multipart/") {
+        return Err(error(
+            415,
+            "unsupported_media_type",
+            "send the file itself as the body: curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg'",
+        ));
+    }
+    let mime = chat::valid_mime(mime).map_err(|e| error(400, "bad_file", e.message))?;
+    let (_, query) = req.path_and_query();
+    let text = match request::query_param(query, "text") {
+        None => String::new(),
+        Some(Some(text)) if text.len() <= ctx.config.max_text_len => text,
+        Some(Some(_)) => return Err(error(413, "text_too_long", "the caption is too long")),
+        Some(None) => return Err(error(400, "bad_request", "text is not valid")),
+    };
+    if req.has_token("Transfer-Encoding", "chunked") {
+        return Err(error(
+            411,
+            "length_required",
+            "send the file with a Content-Length",
+        ));
+    }
+    let size = match req
+        .header("Content-Length")
+        .map(|v| v.trim().parse::<u64>())
+    {
+        Some(Ok(size)) if req.header_values("Content-Length").count() == 1 => size,
+        _ => {
+            return Err(error(
+                411,
+                "length_required",
+                "send the file with a Content-Length",
+            ));
+        }
+    };
+    let mut upload = ctx.files.begin(size).map_err(|e| file_error(e, ctx))?;
+    if req.has_token("Expect", "100-continue") {
+        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    let mut have = rest;
+    have.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    upload.write(&have).map_err(|e| file_error(e, ctx))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    while !upload.is_complete() {
+        // Each piece within the handshake timeout: a slow network is fine, a stalled
+        // one is not.
+        let deadline = Instant::now() + ctx.config.handshake_timeout;
+        super::wait_for_bytes(stream, deadline, ctx)
+            .map_err(|_| error(408, "timeout", "the file stopped coming"))?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(error(400, "bad_request", "the body ended early")),
+            Ok(n) => {
+                let piece = buf.get(..n).unwrap_or_default();
+                upload.write(piece).map_err(|e| file_error(e, ctx))?;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return Err(error(400, "bad_request", "the body ended early")),
+        }
+    }
+    let file_id = upload.finish().map_err(|e| file_error(e, ctx))?;
+    Ok(ApiCall::Post {
+        room,
+        from: chat::API_SENDER.to_owned(),
+        text,
+        key,
+        file: Some(chat::FileRef {
+            id: file_id,
+            name,
+            mime,
+            size,
+            expired: false,
+        }),
+    })
+}
+
+/// The answer to a file that cannot be taken.
+fn file_error(e: FileError, ctx: &Context) -> Response {
+    match e {
+        FileError::TooLarge => error(
+            413,
+            "file_too_large",
+            format!("a file is at most {} bytes", ctx.files.max_file_size),
+        ),
+        FileError::Bad(why) => error(400, "bad_file", why),
+        FileError::Full => error(507, "storage_full", "there is no room for this file"),
+        FileError::Io(e) => {
+            log::warn!("files: cannot store a posted file: {e}");
+            error(507, "storage_full", "the file could not be stored")
+        }
+    }
 }

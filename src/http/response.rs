@@ -96,7 +96,7 @@ impl Response {
 /// status missing here would go out as `Unknown`; `src/doc_tables.rs` checks every
 /// status the code builds a response with against this list, and the README's
 /// refusal table and the API's status table against those statuses.
-pub(crate) const STATUSES: [(u16, &str); 24] = [
+pub(crate) const STATUSES: [(u16, &str); 26] = [
     (100, "Continue"),
     (101, "Switching Protocols"),
     (200, "OK"),
@@ -113,6 +113,7 @@ pub(crate) const STATUSES: [(u16, &str); 24] = [
     (405, "Method Not Allowed"),
     (408, "Request Timeout"),
     (409, "Conflict"),
+    (411, "Length Required"),
     (413, "Content Too Large"),
     (415, "Unsupported Media Type"),
     (416, "Range Not Satisfiable"),
@@ -121,6 +122,7 @@ pub(crate) const STATUSES: [(u16, &str); 24] = [
     (429, "Too Many Requests"),
     (431, "Request Header Fields Too Large"),
     (503, "Service Unavailable"),
+    (507, "Insufficient Storage"),
 ];
 
 fn reason(status: u16) -> &'static str {

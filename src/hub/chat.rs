@@ -223,6 +223,7 @@ impl ChatRooms {
                 from,
                 text,
                 key,
+                file,
             } => {
                 if self.api_buckets.len() > 4096 {
                     // Forget the addresses that have not posted lately: bounded memory.
@@ -268,7 +269,7 @@ impl ChatRooms {
                     text,
                     ts: now_ms(),
                     via: Some("api"),
-                    file: None,
+                    file,
                 })
             }
         };

@@ -112,6 +112,8 @@ pub(crate) enum ApiCall {
         text: String,
         /// Its `Idempotency-Key`, if it sent one.
         key: Option<String>,
+        /// The file it shares, on disk already (`POST /api/rooms/{room}/files`).
+        file: Option<crate::chat::FileRef>,
     },
 }
 
