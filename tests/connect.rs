@@ -237,6 +237,51 @@ fn chat_messages_go_both_ways_between_the_cli_and_another_client() {
     assert_eq!(done.status.code(), Some(0));
 }
 
+/// `/file PATH` shares a file in the chat: the room gets a message with the file, and
+/// the server serves its bytes back exactly.
+#[test]
+fn file_shares_a_file_that_the_room_gets_and_the_server_serves() {
+    let server = start();
+    let addr = server.local_addr();
+    let (mut other, _) = chat(addr, "cli-room", Some("tester"));
+    let dir = TempDir::new("connect_file");
+    let path = dir.path().join("notes v2.txt");
+    // Over one binary message of 1 MiB: two of them.
+    let bytes: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let url = format!("ws://{addr}/ws/chat/cli-room?name=cli");
+    let mut client = Client::spawn(&[&url]);
+    client.wait_stdout(r#""type":"welcome""#);
+    client.write(&format!("/file {}\n", path.display()));
+    let msg = next_of_type(&mut other, "message");
+    assert_eq!(
+        (
+            &msg["from"],
+            &msg["file"]["name"],
+            &msg["file"]["mime"],
+            &msg["file"]["size"]
+        ),
+        (
+            &serde_json::json!("cli"),
+            &serde_json::json!("notes v2.txt"),
+            &serde_json::json!("text/plain"),
+            &serde_json::json!(bytes.len())
+        )
+    );
+    let url = msg["file"]["url"].as_str().expect("a url");
+    let answer = {
+        use std::io::{Read, Write};
+        let mut stream = tcp(addr);
+        write!(stream, "GET {url} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        answer
+    };
+    assert!(answer.ends_with(&bytes), "the bytes back exactly");
+    client.close_stdin();
+    assert_eq!(client.finish().status.code(), Some(0));
+}
+
 #[test]
 fn close_with_another_code_is_reported_and_exits_3() {
     let server = start();

@@ -56,7 +56,8 @@ const COMMANDS: &str = "\
 commands: TEXT sends a text message; //TEXT sends /TEXT; /binary HEX; /ping [TEXT]; \
 /frag N TEXT sends TEXT as one message in N frames (a TEXT frame, then CONTINUATION \
 frames, FIN on the last) with a ping between each two, as RFC 6455 §5.4 allows; \
-/close [CODE [REASON]]; end of input (Ctrl-D) closes with 1000";
+/file PATH shares a file in the chat (a file announcement, then its bytes in binary \
+messages); /close [CODE [REASON]]; end of input (Ctrl-D) closes with 1000";
 
 /// The flags of `switchboard connect`.
 #[derive(Debug, Args)]
@@ -68,6 +69,8 @@ Input (stdin), one line each:
   /ping [TEXT]            a Ping; the server's Pong is printed
   /frag N TEXT            TEXT as one message in N frames (N from 1 to 64), with a
                           Ping between each two: fragmentation, to watch
+  /file PATH              shares a file in the chat: {\"type\":\"file\",…}, then its
+                          bytes as binary messages of 1 MiB
   /close [CODE [REASON]]  a Close with CODE (default 1000) and REASON
   /help                   these commands, on stderr
   end of input            Close 1000, then wait up to 5 s for the reply
@@ -779,10 +782,59 @@ fn parse_line(line: &str) -> Result<Command, String> {
             )))
         }
         "close" => parse_close(rest),
+        "file" => file_command(rest.trim()),
         "frag" => parse_frag(rest),
         "help" => Ok(Command::Help),
         _ => Err(format!("unknown command /{name}; {COMMANDS}")),
     }
+}
+
+/// Largest file `/file` reads: it holds the file in memory while it goes out.
+const MAX_FILE: u64 = 256 << 20;
+/// Bytes in each binary message of a `/file`: the server's default frame limit.
+const FILE_PIECE: usize = 1 << 20;
+
+/// `/file PATH`: the chat's file announcement (name, a type guessed from the name's
+/// extension, size), then the file's bytes as binary messages (RFC 6455 §5.6).
+fn file_command(path: &str) -> Result<Command, String> {
+    let usage = "usage: /file PATH";
+    if path.is_empty() {
+        return Err(usage.to_owned());
+    }
+    let path = std::path::Path::new(path);
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("/file: {}: {e}", path.display()))?
+        .len();
+    if size > MAX_FILE {
+        return Err(format!("/file: at most {MAX_FILE} bytes"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("/file: {}: {e}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    let extension = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mime = match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "txt" | "log" => "text/plain",
+        _ => "application/octet-stream",
+    };
+    let announce =
+        serde_json::json!({"type": "file", "name": name, "mime": mime, "size": bytes.len()});
+    let mut messages = vec![Message::text(announce.to_string())];
+    messages.extend(
+        bytes
+            .chunks(FILE_PIECE)
+            .map(|piece| Message::binary(piece.to_vec())),
+    );
+    Ok(Command::SendAll(messages))
 }
 
 /// Most fragments `/frag` sends: plenty to watch, and no way to flood a server.
