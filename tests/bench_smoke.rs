@@ -216,3 +216,23 @@ fn chat_bench_scenarios_run_and_report() {
     assert!(number(&max, "rate_limited") > 0.0, "{max}");
     assert_eq!(number(&max, "unavailable"), 0.0, "{max}");
 }
+
+#[test]
+fn the_upload_scenario_shares_files_and_reports_their_speed() {
+    let dir = TempDir::new("bench_upload");
+    let server = start_with(|b| b.data_dir(dir.path()));
+    let url = format!("ws://{}", server.local_addr());
+    let pid = std::process::id().to_string();
+    let report = bench(
+        &url,
+        &["upload", "--mib", "2", "--uploads", "2", "--pid", &pid],
+    );
+    assert_eq!(number(&report, "uploads"), 2.0, "{report}");
+    assert!(number(&report, "median_mb_per_sec") > 0.0, "{report}");
+    assert_eq!(report["mb_per_sec"].as_array().map(Vec::len), Some(2));
+    // Two files of different bytes: both on disk.
+    let blobs = std::fs::read_dir(dir.path().join("files/blobs"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 2);
+}

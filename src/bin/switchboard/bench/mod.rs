@@ -30,6 +30,7 @@ mod fanout_max;
 mod idle;
 mod proc;
 mod room;
+mod upload;
 
 use crate::limits::raise_open_file_limit;
 use clap::Subcommand;
@@ -75,6 +76,9 @@ pub(crate) enum Scenario {
     Idle(idle::IdleArgs),
     /// C clients in parallel, each opening, handshaking and closing in a loop.
     ConnectRate(connect_rate::ConnectArgs),
+    /// Files shared in a chat room one after another: MB/s from the first binary
+    /// message to the stored message, and the server's memory meanwhile.
+    Upload(upload::UploadArgs),
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -91,6 +95,7 @@ pub(crate) fn run(scenario: Scenario) -> Result<(), BoxError> {
         Scenario::Echo(args) => echo::echo(&args),
         Scenario::Idle(args) => idle::idle(&args),
         Scenario::ConnectRate(args) => connect_rate::connect_rate(&args),
+        Scenario::Upload(args) => upload::upload(&args),
     }
 }
 

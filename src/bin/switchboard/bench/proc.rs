@@ -74,9 +74,19 @@ pub(super) fn threads_cpu_secs(pid: u32) -> Option<f64> {
 
 /// A process's resident memory from /proc, in KiB.
 pub(super) fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A process's peak resident memory so far (`VmHWM`), in KiB.
+pub(super) fn hwm_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// One `… kB` line of `/proc/{pid}/status`, in KiB.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| {
-        l.strip_prefix("VmRSS:")?
+        l.strip_prefix(field)?
             .trim()
             .strip_suffix("kB")?
             .trim()
