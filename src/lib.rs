@@ -238,6 +238,7 @@ mod doc_tables;
 mod doors;
 mod error;
 mod escape;
+pub mod frame;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;

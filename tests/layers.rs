@@ -39,7 +39,7 @@ const LAYERS: &[&[&str]] = &[
     &["base"],
     &["config"],
     &["chat", "cidr", "error", "metrics", "trace"],
-    &["escape", "head"],
+    &["escape", "frame", "head"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
