@@ -760,15 +760,24 @@ fn diagnose(conn: &Conn, e: &Expect, timeout: Duration) -> String {
     for (i, w) in want.iter().enumerate() {
         let Some(g) = got.get(i) else {
             let waited = timeout.as_secs_f64();
+            // A missing echo of a 126..65535-byte message: the one whose frame had
+            // the 16-bit length, a classic place to slip.
+            let sixteen = match w {
+                Event::Message { payload, .. } if (126..=65535).contains(&payload.len()) => {
+                    " (it came in a frame with a 16-bit length: 126, then 2 bytes of \
+                     length; read them: RFC 6455 §5.2, Payload length)"
+                }
+                _ => "",
+            };
             return match (conn.server_close.as_ref(), conn.end) {
                 (Some((Some(code), _)), _) => {
-                    format!("the server closed with {code} before sending {w}")
+                    format!("the server closed with {code} before sending {w}{sixteen}")
                 }
-                (Some(_), _) => format!("the server closed before sending {w}"),
+                (Some(_), _) => format!("the server closed before sending {w}{sixteen}"),
                 (None, Some(End::ByServer | End::Reset)) => {
-                    format!("the server dropped the connection before sending {w}")
+                    format!("the server dropped the connection before sending {w}{sixteen}")
                 }
-                _ => format!("no {w} within {waited:.0} s: the server hangs or dropped it"),
+                _ => format!("nothing within {waited:.0} s where {w} was due: the server hangs"),
             };
         };
         if g != w {
@@ -781,6 +790,22 @@ fn diagnose(conn: &Conn, e: &Expect, timeout: Duration) -> String {
                     Event::Message { binary: false, .. },
                     Event::Message { binary: true, .. },
                 ) => "a text message came back as binary: an echo keeps the opcode (0x1), RFC 6455 §5.6".to_owned(),
+                (Event::Message { payload: want, .. }, Event::Message { payload: got, .. })
+                    if got.len() == 126 && (126..=65535).contains(&want.len()) =>
+                {
+                    format!(
+                        "126 bytes came back for {} sent: the server read a 16-bit length as 7-bit: RFC 6455 §5.2, Payload length",
+                        want.len()
+                    )
+                }
+                (Event::Message { payload: want, .. }, Event::Message { payload: got, .. })
+                    if got.len() == 127 && want.len() > 65535 =>
+                {
+                    format!(
+                        "127 bytes came back for {} sent: the server read a 64-bit length as 7-bit: RFC 6455 §5.2, Payload length",
+                        want.len()
+                    )
+                }
                 (Event::Message { payload: want, .. }, Event::Message { payload: got, .. }) => {
                     let at = want.iter().zip(got.iter()).take_while(|(a, b)| a == b).count();
                     format!(
