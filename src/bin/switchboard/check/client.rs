@@ -440,6 +440,8 @@ pub(crate) struct Conn {
     mask: u32,
     /// The read buffer, kept between reads.
     buf: Vec<u8>,
+    /// The role we play: `Client` when grading a server.
+    role: Role,
 }
 
 impl Conn {
@@ -460,6 +462,7 @@ impl Conn {
             write_failed: false,
             mask: 0x37fa_213d,
             buf: Vec::new(),
+            role: Role::Client,
         }
     }
 
@@ -467,6 +470,29 @@ impl Conn {
     /// bytes read after the head.
     pub fn after_handshake(stream: Stream, rest: Vec<u8>, timeout: Duration) -> Conn {
         Conn::new(stream, rest, timeout)
+    }
+
+    /// The server's end of a connection a client opened (`--serve`), after the 101.
+    pub fn server(stream: TcpStream, rest: Vec<u8>, timeout: Duration) -> Conn {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(timeout));
+        Conn {
+            role: Role::Server,
+            ..Conn::new(Stream::Plain(stream), rest, timeout)
+        }
+    }
+
+    /// The role we play.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The peer's role.
+    fn peer(&self) -> Role {
+        match self.role {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
     }
 
     /// Writes `bytes` in one write; a failure is remembered, not returned: a server
@@ -497,8 +523,11 @@ impl Conn {
         }
     }
 
-    /// A masked client frame with the next masking key.
+    /// A frame of ours: masked with the next key when we are the client.
     pub fn frame(&mut self, header: Header, payload: &[u8]) -> Vec<u8> {
+        if self.role == Role::Server {
+            return frame::encode(&header, payload);
+        }
         // xorshift: every frame gets its own key, as RFC 6455 §5.3 asks.
         self.mask ^= self.mask << 13;
         self.mask ^= self.mask >> 17;
@@ -581,6 +610,19 @@ impl Conn {
     /// the end of TCP, which the server should bring (RFC 6455 §7.1.1). Drops the
     /// connection ourselves when it does not come in time.
     pub fn finish(&mut self) {
+        if self.role == Role::Server {
+            // The server closes TCP first (§7.1.1), once the Close frames crossed or
+            // the peer failed the connection; then reads what is left so that our
+            // FIN is not turned into a reset.
+            let deadline = Instant::now() + self.timeout;
+            self.pump(deadline, |c| {
+                c.end.is_some() || (c.sent_close && c.server_close.is_some())
+            });
+            let _ = self.stream.tcp().shutdown(std::net::Shutdown::Write);
+            self.pump(Instant::now() + Duration::from_secs(1), |c| c.end.is_some());
+            self.end.get_or_insert(End::ByUs);
+            return;
+        }
         let deadline = Instant::now() + self.timeout;
         self.pump(deadline, |c| c.end.is_some());
         if self.end.is_none() {
@@ -605,7 +647,7 @@ impl Conn {
 
     fn on_frame(&mut self, frame: Frame) {
         let h = frame.header;
-        if let Some(broken) = h.violation(Role::Server) {
+        if let Some(broken) = h.violation(self.peer()) {
             self.violation = Some(format!("the server sent {broken}"));
             return;
         }

@@ -7,6 +7,8 @@
 //!   [`frame`](switchboard::frame) module, which the project's own conformance tests
 //!   and trace decoder use too.
 //! - [`report`]: verdicts, the text report and `--json`.
+//! - [`serve`]: `--serve ADDR`, the same cases from the server's side, to grade a
+//!   client on Autobahn's fuzzingserver URLs.
 //!
 //! Cases are independent (one connection each), so they run on a pool of threads;
 //! the big ones (megabytes each) run one at a time on a lane of their own, beside
@@ -16,6 +18,7 @@
 mod cases;
 mod client;
 mod report;
+mod serve;
 
 use clap::Args;
 use crossbeam_channel::unbounded;
@@ -33,14 +36,36 @@ sent to it comes back unchanged (switchboard's own is /ws/echo). The limits case
 send messages up to 16 MiB: switchboard takes 1 MiB by default, so grade it with
 `switchboard --max-message-size 16777216`.
 
+With --serve ADDR it grades a client instead: it listens on ADDR and serves the
+cases from the server's side on Autobahn|Testsuite's fuzzingserver URLs
+(/getCaseCount, /getCaseInfo?case=N, /runCase?case=N&agent=A,
+/updateReports?agent=A), so a client harness written for Autobahn runs
+unchanged; /updateReports writes that agent's report into --reports DIR.
+
 Exit status:
   0  no case failed (lenient and info are not failures)
   1  some case failed
   2  the server could not be reached, or a bad command line")]
 pub(crate) struct CheckArgs {
     /// The echo endpoint to grade: ws://HOST[:PORT]/PATH or wss://…
-    #[arg(value_name = "URL")]
-    url: String,
+    #[arg(
+        value_name = "URL",
+        required_unless_present = "serve",
+        conflicts_with = "serve"
+    )]
+    url: Option<String>,
+    /// Grade clients instead: serve the cases on ADDR (e.g. 127.0.0.1:9001), on
+    /// Autobahn's fuzzingserver URLs, until stopped.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
+    /// With --serve: where /updateReports writes each agent's report.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "reports/clients",
+        requires = "serve"
+    )]
+    reports: PathBuf,
     /// Write the whole report as JSON on stdout instead of text.
     #[arg(long)]
     json: bool,
@@ -70,6 +95,15 @@ pub(crate) struct CheckArgs {
 
 /// Runs `switchboard check`.
 pub(crate) fn run(args: CheckArgs) -> ExitCode {
+    if !(args.timeout > 0.0 && args.timeout <= 600.0) {
+        eprintln!("switchboard check: --timeout must be between 0 and 600 seconds");
+        return ExitCode::from(2);
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    if let Some(addr) = &args.serve {
+        return serve::run(addr, args.reports.clone(), &args.cases, timeout);
+    }
+    let url = args.url.clone().unwrap_or_default();
     let all = cases::catalogue();
     let chosen: Vec<&cases::Case> = all
         .iter()
@@ -96,12 +130,7 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if !(args.timeout > 0.0 && args.timeout <= 600.0) {
-        eprintln!("switchboard check: --timeout must be between 0 and 600 seconds");
-        return ExitCode::from(2);
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let target = match client::Target::parse(&args.url, args.ca.as_deref(), args.insecure) {
+    let target = match client::Target::parse(&url, args.ca.as_deref(), args.insecure) {
         Ok(target) => target,
         Err(e) => {
             eprintln!("switchboard check: {e}");
@@ -109,12 +138,12 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
         }
     };
     if let Err(e) = target.dial(timeout) {
-        eprintln!("switchboard check: cannot reach {}: {e}", args.url);
+        eprintln!("switchboard check: cannot reach {url}: {e}");
         return ExitCode::from(2);
     }
     let started = Instant::now();
     let rows = run_all(&target, &chosen, timeout, args.jobs.max(1));
-    let report = Report::new(args.url.clone(), rows, started.elapsed());
+    let report = Report::new(url, rows, started.elapsed());
     let out = if args.json {
         report.json() + "\n"
     } else {

@@ -26,9 +26,37 @@ mod utf8;
 
 use super::client::{Conn, End, Event, Target, show};
 use super::report::{Outcome, Verdict};
+use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
-use switchboard::frame::{self, Header};
+use switchboard::frame::{self, Header, Role};
+
+thread_local! {
+    /// The role `check` plays while cases are built: `Client` to grade a server
+    /// (our frames masked), `Server` to grade a client (`--serve`: unmasked).
+    static SIDE: Cell<Role> = const { Cell::new(Role::Client) };
+}
+
+/// The role `check` plays in the cases being built.
+fn side() -> Role {
+    SIDE.with(Cell::get)
+}
+
+/// Runs `f` with the cases built for playing `role`.
+fn playing<T>(role: Role, f: impl FnOnce() -> T) -> T {
+    let before = SIDE.with(|s| s.replace(role));
+    let out = f();
+    SIDE.with(|s| s.set(before));
+    out
+}
+
+/// The rule as it reads for the side graded: `server` when grading a server.
+fn side_rule(server: &str, client: &str) -> String {
+    match side() {
+        Role::Client => server.to_owned(),
+        Role::Server => client.to_owned(),
+    }
+}
 
 /// The areas of RFC 6455 the catalogue covers, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,6 +157,8 @@ pub(crate) struct Case {
     /// Moves megabytes: run on the lane for big cases, with more patience.
     pub big: bool,
     pub run: Run,
+    /// The role `check` plays in it.
+    pub side: Role,
 }
 
 impl Case {
@@ -147,6 +177,7 @@ impl Case {
             rule: String::new(),
             big: false,
             run: Run::Probe(|_, _| Outcome::new(Verdict::Fail, "not set up", "")),
+            side: side(),
         })
     }
 
@@ -165,11 +196,26 @@ impl Case {
     /// Runs the case against `target`, each wait bounded by `timeout`.
     pub fn run(&self, target: &Target, timeout: Duration) -> Outcome {
         let timeout = if self.big { timeout * 6 } else { timeout };
-        let mut outcome = match &self.run {
+        let outcome = match &self.run {
             Run::Probe(probe) => probe(target, timeout),
             Run::Script(script) => script.run(target, timeout),
-            Run::Build(build) => build().run(target, timeout),
+            Run::Build(build) => playing(self.side, build).run(target, timeout),
         };
+        self.with_rule(outcome)
+    }
+
+    /// Runs the case on a connection a client opened (`--serve`).
+    pub fn run_on(&self, conn: Conn, timeout: Duration) -> Outcome {
+        let timeout = if self.big { timeout * 6 } else { timeout };
+        let outcome = match &self.run {
+            Run::Probe(_) => Outcome::new(Verdict::Info, "a server's case", ""),
+            Run::Script(script) => script.run_on(conn, timeout),
+            Run::Build(build) => playing(self.side, build).run_on(conn, timeout),
+        };
+        self.with_rule(outcome)
+    }
+
+    fn with_rule(&self, mut outcome: Outcome) -> Outcome {
         if outcome.verdict != Verdict::Pass && !self.rule.is_empty() {
             outcome.hint = match outcome.hint.is_empty() {
                 true => self.rule.clone(),
@@ -207,6 +253,16 @@ impl CaseBuilder {
         self.0.run = Run::Probe(probe);
         self.0
     }
+}
+
+/// The cases that grade a client (`--serve`): every area but the handshake, with
+/// our frames unmasked, as a server sends them.
+pub(crate) fn client_catalogue() -> Vec<Case> {
+    playing(Role::Server, || {
+        let mut all = catalogue();
+        all.retain(|c| !matches!(c.run, Run::Probe(_)));
+        all
+    })
 }
 
 /// The whole catalogue, in report order.
@@ -252,9 +308,26 @@ fn glob(pattern: &str, text: &str) -> bool {
 /// and Pong frames with keys of its own.
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-/// A masked client frame.
+/// A frame as the side we play sends it: masked from a client, not from a server.
 fn f(header: Header, payload: &[u8]) -> Vec<u8> {
-    frame::encode(&header.masked(KEY), payload)
+    keyed(header, KEY, payload)
+}
+
+/// A frame masked with `key` when we play the client.
+fn keyed(header: Header, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    match side() {
+        Role::Client => frame::encode(&header.masked(key), payload),
+        Role::Server => frame::encode(&header, payload),
+    }
+}
+
+/// A frame masked the wrong way for the side we play: unmasked from a client,
+/// masked from a server (RFC 6455 §5.1).
+fn wrongly_masked(header: Header, payload: &[u8]) -> Vec<u8> {
+    match side() {
+        Role::Client => frame::encode(&header, payload),
+        Role::Server => frame::encode(&header.masked(KEY), payload),
+    }
 }
 
 /// A final masked frame of `opcode`.
@@ -356,6 +429,8 @@ pub(crate) struct Expect {
     info: bool,
     /// The server failing the connection instead is information, not a failure.
     refusal_info: bool,
+    /// What a `lenient` verdict says.
+    lenient_hint: &'static str,
 }
 
 impl Expect {
@@ -371,6 +446,7 @@ impl Expect {
             wrong_code_fails: false,
             info: false,
             refusal_info: false,
+            lenient_hint: LENIENT,
         }
     }
 
@@ -385,6 +461,7 @@ impl Expect {
             wrong_code_fails: false,
             info: false,
             refusal_info: false,
+            lenient_hint: LENIENT,
         }
     }
 
@@ -400,6 +477,7 @@ impl Expect {
             wrong_code_fails: true,
             info: false,
             refusal_info: false,
+            lenient_hint: LENIENT,
         }
     }
 
@@ -415,9 +493,10 @@ impl Expect {
         self
     }
 
-    /// These events are a non-strict pass.
-    fn or_lenient(mut self, events: Vec<Event>) -> Expect {
+    /// These events are a non-strict pass, which `hint` explains.
+    fn or_lenient_because(mut self, events: Vec<Event>, hint: &'static str) -> Expect {
         self.lenient = Some(events);
+        self.lenient_hint = hint;
         self
     }
 
@@ -437,6 +516,13 @@ impl Expect {
 fn script(steps: Vec<Step>, expect: Expect) -> Script {
     Script { steps, expect }
 }
+
+/// What a `lenient` verdict says unless the case says better.
+const LENIENT: &str = "allowed by the RFC, but a stricter server does better";
+
+/// The non-strict pass of a case with a good message before a bad frame: the bad
+/// frame failed the connection before the good message was answered.
+const IN_ORDER: &str = "the valid message before the bad frame was not echoed: handle frames in the order they come, then fail the connection";
 
 /// A script: steps, then the expectation.
 pub(crate) struct Script {
@@ -459,16 +545,17 @@ enum Closing {
 
 impl Script {
     fn run(&self, target: &Target, timeout: Duration) -> Outcome {
-        let mut conn = match target.open(timeout) {
-            Ok(conn) => conn,
-            Err(e) => {
-                return Outcome::new(
-                    Verdict::Fail,
-                    format!("the opening handshake failed: {e}"),
-                    "fix the opening handshake first (see the handshake cases)",
-                );
-            }
-        };
+        match target.open(timeout) {
+            Ok(conn) => self.run_on(conn, timeout),
+            Err(e) => Outcome::new(
+                Verdict::Fail,
+                format!("the opening handshake failed: {e}"),
+                "fix the opening handshake first (see the handshake cases)",
+            ),
+        }
+    }
+
+    fn run_on(&self, mut conn: Conn, timeout: Duration) -> Outcome {
         self.play(&mut conn, timeout);
         let expect = &self.expect;
         if expect.by_us {
@@ -489,7 +576,15 @@ impl Script {
             }
         }
         conn.finish();
-        self.grade(&conn, timeout)
+        let outcome = self.grade(&conn, timeout);
+        match conn.role() {
+            Role::Client => outcome,
+            Role::Server => Outcome {
+                observed: of_client(&outcome.observed),
+                hint: of_client(&outcome.hint),
+                ..outcome
+            },
+        }
     }
 
     /// Runs the steps; stops sending once the server has closed.
@@ -531,7 +626,8 @@ impl Script {
                 } => {
                     for _ in 0..*count {
                         let before = conn.events.len();
-                        conn.send(&whole(*opcode, payload));
+                        let bytes = conn.frame(Header::new(*opcode, payload.len() as u64), payload);
+                        conn.send(&bytes);
                         let deadline = Instant::now() + timeout;
                         let came = conn.pump(deadline, |c| c.events.len() > before);
                         let same = conn.events.last().is_some_and(|e| {
@@ -598,11 +694,9 @@ impl Script {
                 "after the closing handshake the server left TCP open; RFC 6455 §7.1.1: \
                  the server should close the TCP connection first",
             ),
-            Closing::Ok if behaviour == Verdict::Lenient => Outcome::new(
-                Verdict::Lenient,
-                observed,
-                "allowed, but a stricter server fails the connection sooner",
-            ),
+            Closing::Ok if behaviour == Verdict::Lenient => {
+                Outcome::new(Verdict::Lenient, observed, e.lenient_hint)
+            }
             Closing::Ok => Outcome::new(Verdict::Pass, observed, ""),
         }
     }
@@ -643,11 +737,17 @@ impl Script {
         if let Some(code) = conn.close_code().filter(|code| !e.codes.contains(code)) {
             return Closing::WrongCode(code);
         }
-        if conn.end == Some(End::ByUs) {
+        if conn.end == Some(End::ByUs) && conn.role() == Role::Client {
             return Closing::DroppedByUs;
         }
         Closing::Ok
     }
+}
+
+/// A diagnosis written of a server, said of the client graded instead.
+fn of_client(text: &str) -> String {
+    text.replace("the server", "the client")
+        .replace("TCP closed by the client", "TCP closed by the client first")
 }
 
 /// Whether the events so far settle the case: they equal an expected list, or can
@@ -730,6 +830,7 @@ fn observed(conn: &Conn, timeout: Duration) -> String {
         match conn.end {
             Some(End::ByServer) => "TCP closed by the server",
             Some(End::Reset) => "TCP reset by the server",
+            Some(End::ByUs) | None if conn.role() == Role::Server => "TCP closed by us, the server",
             Some(End::ByUs) | None => "TCP left open: we dropped it",
         }
         .to_owned(),

@@ -54,7 +54,7 @@ pub(super) fn cases() -> Vec<Case> {
                     )],
                     Expect::fail(&[1002])
                         .after(vec![text(hello)])
-                        .or_lenient(Vec::new()),
+                        .or_lenient_because(Vec::new(), IN_ORDER),
                 ),
         );
     }
@@ -137,7 +137,7 @@ pub(super) fn cases() -> Vec<Case> {
                         )],
                         Expect::fail(&[1002])
                             .after(vec![text(hello)])
-                            .or_lenient(Vec::new()),
+                            .or_lenient_because(Vec::new(), IN_ORDER),
                     )
                 }
             };
