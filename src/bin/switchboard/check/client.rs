@@ -512,14 +512,10 @@ impl Conn {
     }
 
     /// Writes `bytes` `chop` bytes per write (TCP_NODELAY is on: one segment each).
+    /// A server that fails the connection midway makes a write fail, which ends it.
     pub fn send_chopped(&mut self, bytes: &[u8], chop: usize) {
         for piece in bytes.chunks(chop.max(1)) {
             self.send(piece);
-            // Small chops are read as they come: a server that fails the connection
-            // early is seen failing it, not reset by our next writes.
-            if chop < 64 {
-                self.pump(Instant::now(), |_| true);
-            }
         }
     }
 

@@ -103,8 +103,8 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         refuse(
             1,
-            "Sec-WebSocket-Version: 8",
-            "answer a version other than 13 with 426 Upgrade Required and `Sec-WebSocket-Version: 13`: RFC 6455 §4.2.2, §4.4",
+            "Sec-WebSocket-Version: 25, a version nobody speaks (the RFC's own example)",
+            "answer a version the server does not speak with 426 Upgrade Required and `Sec-WebSocket-Version: 13`: RFC 6455 §4.2.2, §4.4",
             wrong_version,
         ),
         refuse(
@@ -294,7 +294,7 @@ fn echo_after_upgrade(t: &Target, d: Duration) -> Outcome {
 fn wrong_version(t: &Target, d: Duration) -> Outcome {
     let request = t
         .request(&new_key(), "")
-        .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+        .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 25");
     match exchange(t, d, &request, None) {
         Err(e) => Outcome::new(
             Verdict::Lenient,
@@ -319,7 +319,7 @@ fn wrong_version(t: &Target, d: Duration) -> Outcome {
                 101 => Outcome::new(
                     Verdict::Fail,
                     seen,
-                    "the server upgraded a request for version 8",
+                    "the server upgraded a request for version 25",
                 ),
                 426 if has_13 => Outcome::new(Verdict::Pass, seen, ""),
                 400..=499 if has_13 => {

@@ -649,7 +649,7 @@ impl Script {
 
     fn grade(&self, conn: &Conn, timeout: Duration) -> Outcome {
         let e = &self.expect;
-        let observed = observed(conn, timeout);
+        let observed = observed(conn);
         if let Some(broken) = &conn.violation {
             return Outcome::new(Verdict::Fail, observed, broken.clone());
         }
@@ -774,7 +774,7 @@ fn codes(codes: &[u16]) -> String {
 }
 
 /// What happened, in one line.
-fn observed(conn: &Conn, timeout: Duration) -> String {
+fn observed(conn: &Conn) -> String {
     let mut parts = Vec::new();
     let pauses: Vec<&str> = conn
         .events
@@ -835,7 +835,6 @@ fn observed(conn: &Conn, timeout: Duration) -> String {
         }
         .to_owned(),
     );
-    let _ = timeout;
     parts.join("; ")
 }
 
