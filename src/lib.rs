@@ -239,6 +239,7 @@ mod doors;
 mod error;
 mod escape;
 mod files;
+pub mod frame;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -15,6 +15,7 @@
 //! connection when `Config::trace` is set; `switchboard connect --trace` wraps its own.
 
 use crate::escape::escape;
+use crate::frame::{self, Header};
 use crate::head::{self, Field, Parsed, Refused, redact};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -306,7 +307,7 @@ impl Decoder {
                 1 => bytes.first(),
                 _ => self.header.get(1),
             };
-            let need = b1.map_or(2, |&b1| header_len(b1));
+            let need = b1.map_or(2, |&b1| frame::header_size(b1));
             // Never 0: the header is parsed as soon as it is complete.
             let take = need.saturating_sub(have).clamp(1, bytes.len());
             self.header.extend_from_slice(&bytes[..take]);
@@ -530,44 +531,16 @@ pub(crate) fn head_end(buf: &[u8]) -> HeadEnd {
     }
 }
 
-/// The length of a frame header whose second byte is `b1`: 2, then 2 or 8 bytes of
-/// extended length, then 4 of masking key (RFC 6455 §5.2).
-fn header_len(b1: u8) -> usize {
-    let ext = match b1 & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    2 + ext + if b1 & 0x80 != 0 { 4 } else { 0 }
-}
-
 /// A complete frame header, or `None` if more bytes are needed (RFC 6455 §5.2).
-fn parse_header(h: &[u8]) -> Option<Frame> {
-    let (&b0, &b1) = (h.first()?, h.get(1)?);
-    let len7 = b1 & 0x7f;
-    let (len, len_bits, ext) = match len7 {
-        126 => (
-            u64::from(u16::from_be_bytes(h.get(2..4)?.try_into().ok()?)),
-            16,
-            2,
-        ),
-        127 => (u64::from_be_bytes(h.get(2..10)?.try_into().ok()?), 64, 8),
-        n => (u64::from(n), 7, 0),
-    };
-    let masked = b1 & 0x80 != 0;
-    let mask = if masked {
-        let at = 2 + ext;
-        Some(h.get(at..at + 4)?.try_into().ok()?)
-    } else {
-        None
-    };
+fn parse_header(bytes: &[u8]) -> Option<Frame> {
+    let (h, _) = Header::parse(bytes)?;
     Some(Frame {
-        fin: b0 & 0x80 != 0,
-        rsv: (b0 >> 4) & 0x07,
-        opcode: b0 & 0x0f,
-        mask,
-        len,
-        len_bits,
+        fin: h.fin,
+        rsv: h.rsv,
+        opcode: h.opcode,
+        mask: h.mask,
+        len: h.len,
+        len_bits: h.length.bits(),
         preview: Vec::new(),
     })
 }
@@ -840,22 +813,8 @@ mod tests {
     }
 
     fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let key = [1, 2, 3, 4];
-        let mut f = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(&key);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        f
+        let header = Header::new(opcode, payload.len() as u64).masked([1, 2, 3, 4]);
+        frame::encode(&header, payload)
     }
 
     #[test]

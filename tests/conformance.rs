@@ -16,10 +16,7 @@ use std::thread;
 use std::time::Duration;
 use switchboard::ServerHandle;
 
-// RFC 6455 §5.2 RSV bits, as the `rsv` argument of `frame` takes them.
-const RSV1: u8 = 0b100;
-const RSV2: u8 = 0b010;
-const RSV3: u8 = 0b001;
+use switchboard::frame::{Decoder, RSV1, RSV2, RSV3, Role};
 
 /// Reads exactly `buf.len()` bytes, failing the test on a timeout or an early end.
 fn read_exact(stream: &mut TcpStream, buf: &mut [u8], what: &str) {
@@ -28,32 +25,37 @@ fn read_exact(stream: &mut TcpStream, buf: &mut [u8], what: &str) {
     }
 }
 
-/// Reads one server frame and returns `(fin, opcode, payload)`. Server frames must
-/// have no RSV bit (nothing was negotiated) and no mask (§5.1).
+/// Reads one server frame, with the library's decoder, and returns `(fin, opcode,
+/// payload)`. Server frames must keep the header rules (§5.2): no mask (§5.1), no
+/// RSV bit (nothing was negotiated), the minimal length form. The decoder reads only
+/// what the header says, one frame at a time, so nothing after the frame is taken.
 fn read_frame(stream: &mut TcpStream) -> (bool, u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    read_exact(stream, &mut head, "a frame header");
-    let fin = head[0] & 0x80 != 0;
-    assert_eq!(head[0] & 0x70, 0, "server frame with RSV bits: {head:02x?}");
-    let opcode = head[0] & 0x0f;
-    assert_eq!(head[1] & 0x80, 0, "server frames are never masked (§5.1)");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut ext = [0u8; 2];
-            read_exact(stream, &mut ext, "a 16-bit length");
-            u64::from(u16::from_be_bytes(ext))
+    let mut decoder = Decoder::new(16 << 20);
+    let mut byte = [0u8; 1];
+    let frame = loop {
+        match decoder.next_frame() {
+            Ok(Some(frame)) => break frame,
+            Ok(None) => {}
+            Err(e) => panic!("not a frame: {e}"),
         }
-        127 => {
-            let mut ext = [0u8; 8];
-            read_exact(stream, &mut ext, "a 64-bit length");
-            u64::from_be_bytes(ext)
-        }
-        len => u64::from(len),
+        // A byte at a time until the header is known, then the rest in one read.
+        let want = match decoder.peek_header() {
+            Some(h) => (h.size() as u64 + h.len) as usize - decoder.pending().len(),
+            None => 1,
+        };
+        let mut buf = vec![0u8; want.max(1)];
+        let buf = if want <= 1 {
+            &mut byte[..]
+        } else {
+            &mut buf[..]
+        };
+        read_exact(stream, buf, "a frame");
+        decoder.feed(buf);
     };
-    assert!(len <= 16 << 20, "implausible frame length {len}");
-    let mut payload = vec![0u8; len as usize];
-    read_exact(stream, &mut payload, "a frame payload");
-    (fin, opcode, payload)
+    if let Some(broken) = frame.header.violation(Role::Server) {
+        panic!("the server sent {broken}: {:?}", frame.header);
+    }
+    (frame.header.fin, frame.header.opcode, frame.payload)
 }
 
 /// Reads frames until a Close and returns its payload; other frames are skipped.

@@ -39,7 +39,7 @@ const LAYERS: &[&[&str]] = &[
     &["base"],
     &["config"],
     &["chat", "cidr", "error", "metrics", "trace"],
-    &["escape", "head", "files"],
+    &["escape", "files", "frame", "head"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -1,10 +1,11 @@
 //! The `switchboard` binary: flags in, a running server out, exit code at the end.
 //!
 //! Only the wiring lives here. Each subcommand is a module: [`serve`] (the default),
-//! [`connect`] and [`bench`]; [`banner`] and [`limits`] serve `serve`.
+//! [`connect`], [`bench`] and [`check`]; [`banner`] and [`limits`] serve `serve`.
 
 mod banner;
 mod bench;
+mod check;
 mod connect;
 mod limits;
 mod serve;
@@ -34,6 +35,8 @@ enum Command {
     },
     /// Talk to a WebSocket server: stdin lines out as messages, messages in to stdout.
     Connect(connect::ConnectArgs),
+    /// Grade a WebSocket server's echo endpoint against RFC 6455, case by case.
+    Check(check::CheckArgs),
 }
 
 /// Exit status 0 when the subcommand succeeded, 1 when it could not start or failed;
@@ -44,7 +47,7 @@ fn main() -> ExitCode {
     let trace_plain = match &cli.command {
         Some(Command::Serve(args)) => args.trace_plain(),
         Some(Command::Connect(args)) => args.trace_plain(),
-        Some(Command::Bench { .. }) => false,
+        Some(Command::Bench { .. } | Command::Check(_)) => false,
         None => cli.serve.trace_plain(),
     };
     start_logging(trace_plain);
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Bench { scenario }) => bench::run(scenario),
         Some(Command::Connect(args)) => return connect::run(args),
+        Some(Command::Check(args)) => return check::run(args),
         None => serve::run(cli.serve),
     };
     match result {
