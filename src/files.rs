@@ -110,10 +110,16 @@ impl Files {
             return Err(FileError::Full);
         }
         let path = self.root.join("tmp").join(format!("{}.part", random_id()?));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        // Readable by this user only, like the store: a file shared behind a password
+        // is as private as the messages.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?
+        };
         Ok(Upload {
             files: Arc::clone(self),
             file: Some(file),

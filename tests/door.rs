@@ -294,6 +294,15 @@ fn the_data_directory_and_its_files_are_private() {
     let (mut alice, _) = chat(server.local_addr(), "lobby", Some("alice"));
     say(&mut alice, "hello");
     let _ = next_of_type(&mut alice, "message");
+    // A shared file too: its bytes are as private as the messages.
+    send_json(
+        &mut alice,
+        serde_json::json!({"type": "file", "name": "a.txt", "mime": "text/plain", "size": 2}),
+    );
+    alice
+        .send(tungstenite::Message::binary(b"hi".to_vec()))
+        .expect("send");
+    assert!(next_of_type(&mut alice, "message")["file"].is_object());
     let mode = |path: &std::path::Path| {
         std::fs::metadata(path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -301,14 +310,25 @@ fn the_data_directory_and_its_files_are_private() {
             .mode()
             & 0o777
     };
-    assert_eq!(mode(&dir), 0o700);
+    // Every directory 0700, every file 0600, all the way down.
     let mut files = 0;
-    for entry in std::fs::read_dir(&dir).expect("the data directory") {
-        let path = entry.expect("an entry").path();
-        assert_eq!(mode(&path), 0o600, "{}", path.display());
-        files += 1;
+    let mut dirs = vec![dir.clone()];
+    while let Some(dir) = dirs.pop() {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for entry in std::fs::read_dir(&dir).expect("a directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
     }
-    assert!(files >= 2, "the store and its write-ahead log");
+    assert!(
+        files >= 4,
+        "the store, its write-ahead log, and the file twice linked"
+    );
 }
 
 #[test]
