@@ -236,6 +236,29 @@ impl Page {
         );
     }
 
+    /// Waits until the private conversation with `peer` is on screen and shows an
+    /// entry whose text is exactly `text`.
+    fn wait_private(&self, peer: &str, text: &str) {
+        self.wait(
+            &format!("the private message {text:?} in the conversation with {peer}"),
+            "document.querySelector('[data-testid=app]').dataset.view === 'private'
+             && document.querySelector('#title-peer').textContent === arguments[0]
+             && [...document.querySelectorAll('[data-testid=dm-log] > li')].some(li =>
+                li.dataset.kind === 'direct'
+                && li.querySelector('[data-part=text]').textContent === arguments[1])",
+            json!([peer, text]),
+        );
+    }
+
+    /// `[peer, unread]` of each private conversation in the side panel, in order.
+    fn conversations(&self) -> Value {
+        self.run(
+            "return [...document.querySelectorAll('[data-testid=convos] button[data-convo]')]
+                .map(b => [b.dataset.convo,
+                           Number(b.querySelector('[data-part=unread]')?.firstChild.textContent ?? 0)]);",
+        )
+    }
+
     /// Waits until the member list holds exactly `names`, in any order.
     fn wait_members(&self, names: &[&str]) {
         let mut want: Vec<&str> = names.to_vec();
@@ -705,22 +728,22 @@ fn two_pages_chat_in_one_room() {
         }
     }
 
-    // A direct message from clicking a member, and one typed as /msg: each reaches
-    // its target and the sender's copy, and carol sees neither.
+    // A direct message from clicking a member (which opens the private
+    // conversation with them), and one typed as /msg: each reaches its target and
+    // the sender's copy, and carol sees neither.
     alice
         .session
         .click("[data-testid=members] button[data-member=bob]");
-    let prefilled = alice.session.execute(
-        "return document.querySelector('[data-testid=text]').value;",
+    alice.wait(
+        "the private conversation with bob",
+        "document.querySelector('[data-testid=app]').dataset.view === 'private'
+         && document.activeElement === document.querySelector('[data-testid=text]')",
         json!([]),
-    );
-    assert_eq!(
-        prefilled, "/msg bob ",
-        "clicking a member starts a direct message"
     );
     alice.send("the door code is 4711");
     bob.wait_entry("direct", "the door code is 4711");
-    alice.wait_entry("direct", "the door code is 4711");
+    alice.wait_private("bob", "the door code is 4711");
+    alice.session.click("[data-testid=dm-back]");
     bob.send("/msg alice got it, thanks");
     alice.wait_entry("direct", "got it, thanks");
     bob.wait_entry("direct", "got it, thanks");
@@ -784,6 +807,152 @@ fn two_pages_chat_in_one_room() {
 
     alice.screenshot("chat-alice-desktop.png");
     bob.screenshot("chat-bob-phone.png");
+}
+
+/// The issue's first defect: private messages vanished on a room switch. Each person
+/// is a conversation of its own, with an unread count, that outlives room switches
+/// and reconnects; each private message has a Reply action; someone in another room
+/// can be written to without `/msg`; a message naming the reader is marked.
+#[test]
+fn private_conversations_outlive_room_switches_and_reconnects() {
+    let Some(driver) = driver_or_skip("private_conversations_outlive_room_switches_and_reconnects")
+    else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.before_scripts(FAIL_STORE);
+    alice.join_at(&format!("http://{addr}/#alpha"));
+    let (mut bob, _) = chat(addr, "alpha", Some("bob"));
+    let (mut carol, _) = chat(addr, "beta", Some("carol"));
+    alice.wait_entry("system", "bob joined");
+
+    // bob writes while alice is in #alpha: she sees it where she is, with a Reply
+    // action, and bob is a conversation with one unread.
+    send_json(
+        &mut bob,
+        json!({"type": "direct", "to": "alice", "text": "first secret"}),
+    );
+    alice.wait_entry("direct", "first secret");
+    assert_eq!(alice.conversations(), json!([["bob", 1]]));
+    let reply = alice.run(
+        "const b = document.querySelector('#log > li[data-kind=direct] button[data-action=reply]');
+         return b && [b.textContent, b.dataset.peer];",
+    );
+    assert_eq!(
+        reply,
+        json!(["Reply to bob", "bob"]),
+        "a reply action, named for the sender"
+    );
+
+    // To #beta and a message there, then back: nothing is lost.
+    alice.send("/join beta");
+    alice.wait_entry("system", "You joined #beta as alice. carol is here.");
+    send_json(
+        &mut bob,
+        json!({"type": "direct", "to": "alice", "text": "second secret"}),
+    );
+    alice.wait(
+        "two unread from bob",
+        "document.querySelector('[data-testid=convos] [data-convo=bob] [data-part=unread]')
+            ?.firstChild.textContent === '2'",
+        json!([]),
+    );
+    alice.send("/join alpha");
+    alice.wait_entry("system", "You joined #alpha as alice. bob is here.");
+    assert_eq!(
+        alice.conversations(),
+        json!([["bob", 2]]),
+        "kept across room switches"
+    );
+    alice
+        .session
+        .click("[data-testid=convos] button[data-convo=bob]");
+    alice.wait_private("bob", "first secret");
+    alice.wait_private("bob", "second secret");
+    assert_eq!(
+        alice.conversations(),
+        json!([["bob", 0]]),
+        "read once opened"
+    );
+    assert_eq!(
+        alice.run(
+            "const t = document.querySelector('#title-private');
+             return [t.hidden, t.textContent, document.querySelector('#title-room').hidden];"
+        ),
+        json!([false, "Private conversation with bob private", true]),
+        "the header names the person"
+    );
+
+    // Reply: what she types goes to bob alone.
+    alice
+        .session
+        .click("[data-testid=dm-log] li[data-kind=direct] button[data-action=reply]");
+    alice.send("got both");
+    // bob's own copies of what he sent come first.
+    let got = loop {
+        let direct = next_of_type(&mut bob, "direct");
+        if direct["from"] != "bob" {
+            break direct;
+        }
+    };
+    assert_eq!(
+        (&got["from"], &got["to"], &got["text"]),
+        (&json!("alice"), &json!("bob"), &json!("got both"))
+    );
+    alice.wait_private("bob", "got both");
+
+    // carol is in another room: a name in the Private section reaches her.
+    alice
+        .session
+        .type_into("[data-testid=convo-input]", &format!("carol{ENTER}"));
+    alice.wait(
+        "the conversation with carol",
+        "document.querySelector('#title-peer').textContent === 'carol'",
+        json!([]),
+    );
+    alice.send("hello from alpha");
+    let got = next_of_type(&mut carol, "direct");
+    assert_eq!(
+        (&got["from"], &got["text"]),
+        (&json!("alice"), &json!("hello from alpha"))
+    );
+    assert_eq!(alice.conversations(), json!([["bob", 0], ["carol", 0]]));
+
+    // The connection drops and comes back: the conversations are still there.
+    alice.run("window.__sockets.at(-1).close();");
+    alice.wait_status(WAIT, "reconnecting");
+    alice.wait_online();
+    assert_eq!(
+        alice.conversations(),
+        json!([["bob", 0], ["carol", 0]]),
+        "kept across reconnects"
+    );
+    alice
+        .session
+        .click("[data-testid=convos] button[data-convo=bob]");
+    alice.wait_private("bob", "second secret");
+    alice.wait_private("bob", "got both");
+    alice.screenshot("private-conversation.png");
+
+    // Back in the room: a message naming her is marked, one that merely contains her
+    // name inside a word is not.
+    alice.session.click("[data-testid=dm-back]");
+    say(&mut bob, "alice, can you look at this?");
+    say(&mut bob, "no malice meant");
+    alice.wait_entry("message", "no malice meant");
+    let marked = alice.run(
+        "return [...document.querySelectorAll('#log > li[data-kind=message]')]
+            .map(li => [li.querySelector('[data-part=text]').textContent, li.dataset.mention === 'true']);",
+    );
+    assert_eq!(
+        marked,
+        json!([
+            ["alice, can you look at this?", true],
+            ["no malice meant", false]
+        ])
+    );
 }
 
 #[test]
