@@ -955,6 +955,166 @@ fn private_conversations_outlive_room_switches_and_reconnects() {
     );
 }
 
+/// The issue's stale and missing state: each thing the page says stops being said
+/// when it stops being true, and nothing it is asked to do loses what was typed.
+#[test]
+fn page_state_tells_the_truth() {
+    let Some(driver) = driver_or_skip("page_state_tells_the_truth") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let (mut bob, _) = chat(addr, "truth", Some("bob"));
+    for n in 1..=40 {
+        say(&mut bob, &format!("backlog {n}"));
+    }
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.before_scripts(NETWORK_SWITCH);
+    alice.before_scripts(FAIL_STORE);
+    alice.join_at(&format!("http://{addr}/#truth"));
+    alice.wait_entry("message", "backlog 40");
+    let text = "document.querySelector('[data-testid=text]').value";
+    let hint = "document.querySelector('#hint')";
+
+    // A refused /msg and a refused /nick keep what was typed.
+    alice.send("/msg nobody are you there?");
+    alice.wait(
+        "the refused private message back in the box",
+        &format!("{text} === '/msg nobody are you there?'"),
+        json!([]),
+    );
+    assert!(alice.entries().iter().any(|e| e.kind == "error"));
+    alice.run("document.querySelector('[data-testid=text]').value = '';");
+    alice.send("/nick bob");
+    alice.wait(
+        "the refused rename back in the box",
+        &format!("{text} === '/nick bob'"),
+        json!([]),
+    );
+    alice.run("document.querySelector('[data-testid=text]').value = '';");
+
+    // Scrolled up, a join does not call for the "New messages" button; messages
+    // do, and it counts them.
+    // Two frames later the page has had its scroll event.
+    let top = alice.session.execute_async(
+        "const done = arguments[0];
+         document.querySelector('#scroller').scrollTop = 0;
+         requestAnimationFrame(() => requestAnimationFrame(() =>
+             done(document.querySelector('#scroller').scrollTop)));",
+        json!([]),
+    );
+    assert_eq!(top, 0, "scrolled up");
+    let (carol, _) = chat(addr, "truth", Some("carol"));
+    alice.wait_entry("system", "carol joined");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        alice.run("return document.querySelector('#jump').hidden;"),
+        true,
+        "no button for a join"
+    );
+    say(&mut bob, "news one");
+    say(&mut bob, "news two");
+    alice.wait(
+        "the button counting two new messages",
+        "!document.querySelector('#jump').hidden
+         && document.querySelector('#jump').textContent === 'New messages ↓ (2)'",
+        json!([]),
+    );
+    alice.session.click_at("#jump");
+    alice.wait(
+        "the button gone",
+        "document.querySelector('#jump').hidden",
+        json!([]),
+    );
+    drop(carol);
+
+    // A follow-up (bob again, within minutes) shows its time only when pointed at
+    // or focused.
+    let time_of = |id: &str| {
+        alice.run(&format!(
+            "const t = document.querySelector('#log > li[data-id=\"42\"] time');
+             const r = t.getBoundingClientRect();
+             return [t.closest('li').classList.contains('cont'), getComputedStyle(t).opacity,
+                     r.width > 10 && r.height > 5 && r.left >= 0, '{id}'];"
+        ))
+    };
+    alice.session.hover("[data-testid=text]");
+    assert_eq!(time_of("plain"), json!([true, "0", true, "plain"]));
+    alice.session.hover("#log > li[data-id=\"42\"] .bubble");
+    alice.wait(
+        "the follow-up's time on hover",
+        "getComputedStyle(document.querySelector('#log > li[data-id=\"42\"] time')).opacity === '1'",
+        json!([]),
+    );
+    alice.session.hover("[data-testid=text]");
+    alice.wait(
+        "the time hidden again",
+        "getComputedStyle(document.querySelector('#log > li[data-id=\"42\"] time')).opacity === '0'",
+        json!([]),
+    );
+    alice
+        .session
+        .click("#log > li[data-id=\"42\"] [data-part=text]");
+    alice.session.hover("[data-testid=text]");
+    assert_eq!(
+        time_of("focused"),
+        json!([true, "1", true, "focused"]),
+        "shown while focused"
+    );
+
+    // Offline, a message stays in the box with an error; back online, the error
+    // goes by itself, and the message is still there to send.
+    alice.run("window.__network.down = true; window.__sockets.at(-1).close();");
+    alice.wait_status(WAIT, "reconnecting");
+    alice.send("said while offline");
+    alice.wait(
+        "the offline error",
+        &format!("{hint}.classList.contains('error') && {hint}.textContent.includes('offline')"),
+        json!([]),
+    );
+    // The network back, and "Retry now" pressed unless the page already has.
+    alice.run(
+        "window.__network.down = false;
+         const retry = document.querySelector('#retry');
+         if (!retry.hidden) retry.click();",
+    );
+    alice.wait_online();
+    alice.wait(
+        "the offline error gone",
+        &format!("!{hint}.classList.contains('error') && !{hint}.textContent.includes('offline')"),
+        json!([]),
+    );
+    assert_eq!(alice.run(&format!("return {text};")), "said while offline");
+    alice.send("");
+    events_until_message(&mut bob, "said while offline");
+
+    // A room that cannot be, in a link: the join card's own error.
+    let visitor = Page::blank(&driver, "visitor", PHONE);
+    visitor
+        .session
+        .goto(&format!("http://{addr}/#no%20spaces!"));
+    visitor.wait(
+        "the join card with the room's error",
+        "!document.querySelector('[data-testid=join]').hidden
+         && document.querySelector('#join-error').textContent === 'Room names are 1 to 64 letters, digits, _ . or -.'
+         && document.querySelector('[data-testid=join-room]').getAttribute('aria-invalid') === 'true'
+         && document.querySelector('[data-testid=join-room]').value === 'no spaces!'
+         && document.activeElement === document.querySelector('[data-testid=join-room]')",
+        json!([]),
+    );
+    // Behind the card, nothing pretends to connect.
+    assert_eq!(
+        visitor.run("return document.querySelector('[data-testid=status]').dataset.state;"),
+        "idle"
+    );
+    visitor.run("document.querySelector('[data-testid=join-room]').value = 'fixed';");
+    visitor
+        .session
+        .type_into("[data-testid=join-name]", &format!("vic{ENTER}"));
+    visitor.wait_online();
+    assert_eq!(visitor.run("return location.hash;"), "#fixed");
+}
+
 #[test]
 fn page_reconnects_after_server_restart() {
     let Some(driver) = driver_or_skip("page_reconnects_after_server_restart") else {
@@ -2376,6 +2536,16 @@ fn wire_panel_shows_the_page_its_own_frames() {
         json!([]),
     );
     page.wait_online();
+    // A rejoin asked for is not a failure come right.
+    page.wait_entry("system", "Rejoined on a new connection.");
+    assert!(
+        !page
+            .entries()
+            .iter()
+            .any(|e| e.text == "Back online." || e.kind == "error"),
+        "{:?}",
+        page.entries()
+    );
     page.wait(
         "the new connection's handshake",
         "[...document.querySelectorAll('[data-testid=wire-note]')].filter(li =>

@@ -256,6 +256,48 @@ impl Session {
         self.must("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Moves the mouse to the middle of the element `css`, as a person pointing at
+    /// it (`:hover` then applies).
+    pub fn hover(&self, css: &str) {
+        let origin = self.origin(css);
+        self.pointer(
+            "mouse",
+            json!([{"type": "pointerMove", "duration": 0, "origin": origin, "x": 0, "y": 0}]),
+        );
+    }
+
+    /// Clicks the middle of the element `css` with the mouse, through the actions
+    /// API (where [`Session::click`]'s checks refuse an element over a scrolling
+    /// region, a person can still click it).
+    pub fn click_at(&self, css: &str) {
+        let origin = self.origin(css);
+        self.pointer(
+            "mouse",
+            json!([
+                {"type": "pointerMove", "duration": 0, "origin": origin, "x": 0, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerUp", "button": 0},
+            ]),
+        );
+    }
+
+    /// The element `css` as a WebDriver actions origin.
+    fn origin(&self, css: &str) -> Value {
+        let mut origin = serde_json::Map::new();
+        origin.insert(ELEMENT_KEY.to_owned(), Value::String(self.element(css)));
+        Value::Object(origin)
+    }
+
+    /// Performs one input source's `actions` (W3C WebDriver §17.5), then releases
+    /// whatever is still pressed.
+    fn pointer(&self, id: &str, actions: Value) {
+        let source = json!({
+            "type": "pointer", "id": id, "parameters": {"pointerType": "mouse"}, "actions": actions,
+        });
+        self.must("POST", "/actions", Some(json!({ "actions": [source] })));
+        self.must("DELETE", "/actions", None);
+    }
+
     /// The text of an open `alert`/`confirm`/`prompt`, if there is one.
     pub fn alert_text(&self) -> Option<String> {
         match self.cmd("GET", "/alert/text", None) {
