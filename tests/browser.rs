@@ -161,6 +161,13 @@ impl Page {
             .type_into("[data-testid=text]", &format!("{text}{ENTER}"));
     }
 
+    /// Types `text` into the message box and presses Send (a touch keyboard's Enter
+    /// makes a new line).
+    fn send_by_button(&self, text: &str) {
+        self.session.type_into("[data-testid=text]", text);
+        self.session.click("[data-testid=send]");
+    }
+
     /// Every entry in the log, oldest first.
     fn entries(&self) -> Vec<Entry> {
         let list = self.session.execute(
@@ -540,7 +547,7 @@ const FAIL_STORE: &str = "(() => {
 })();";
 
 /// The share panel's invite link (the text field).
-const SHARE_LINK: &str = "document.querySelector('[data-testid=share-link]').value";
+const SHARE_LINK: &str = "document.querySelector('[data-testid=share-link]').dataset.link";
 
 /// The text the share panel's QR `<img>` asks `/qr.svg` to draw, once the image has
 /// loaded (`null` before).
@@ -1115,6 +1122,187 @@ fn page_state_tells_the_truth() {
     assert_eq!(visitor.run("return location.hash;"), "#fixed");
 }
 
+/// Whether the page fits `width` CSS pixels, at each of the phone widths the issue
+/// names: `[innerWidth, whether nothing is wider than it, whether the room's name
+/// shows whole]`, for [`phone_layout_holds_from_320_to_430_px`].
+const FITS: &str = "const done = arguments[0];
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+        const title = document.querySelector('#title-room');
+        done([innerWidth, document.documentElement.scrollWidth <= innerWidth
+                && document.body.scrollWidth <= innerWidth,
+              title.hidden || title.scrollWidth <= title.clientWidth]);
+    }));";
+
+/// Where the share panel's link breaks into lines: its text as shown, and the
+/// character before each break.
+const LINK_LINES: &str = "const p = document.querySelector('[data-testid=share-link]');
+    const range = document.createRange();
+    const walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+    const chars = [];
+    while (walker.nextNode()) {
+        const n = walker.currentNode;
+        for (let i = 0; i < n.length; i++) {
+            range.setStart(n, i); range.setEnd(n, i + 1);
+            chars.push([n.data[i], Math.round(range.getClientRects()[0].top)]);
+        }
+    }
+    const breaks = [];
+    for (let i = 1; i < chars.length; i++) if (chars[i][1] > chars[i - 1][1]) breaks.push(chars[i - 1][0]);
+    return {text: chars.map(c => c[0]).join(''), breaks, fits: p.scrollWidth <= p.clientWidth};";
+
+/// The issue's phone: at 320, 390 and 430 px the room's name is the header and
+/// nothing overflows, online or offline; a touch keyboard's Enter makes a new line;
+/// rooms and renaming are reached from the title, not the People drawer; Share
+/// offers the phone's share sheet and shows the link whole, broken only between
+/// its parts.
+#[test]
+fn phone_layout_holds_from_320_to_430_px() {
+    let Some(driver) = driver_or_skip("phone_layout_holds_from_320_to_430_px") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let (mut bob, _) = chat(addr, "lobby", Some("bob"));
+    let alice = Page::blank(&driver, "alice", (320, 700));
+    alice.session.touch(true);
+    alice.before_scripts(NETWORK_SWITCH);
+    alice.before_scripts(FAIL_STORE);
+    alice.before_scripts(
+        "navigator.share = (data) => { window.__shared = data; return Promise.resolve(); };",
+    );
+    alice.join_at(&format!("http://{addr}/#lobby"));
+    assert_eq!(
+        alice.run("return matchMedia('(pointer: coarse)').matches;"),
+        true
+    );
+    let fits = |state: &str| {
+        for width in [320, 390, 430] {
+            alice.session.resize(width, 700);
+            let seen = alice.session.execute_async(FITS, json!([]));
+            assert_eq!(seen, json!([width, true, true]), "{state} at {width} px");
+            alice.screenshot(&format!("phone-{state}-{width}.png"));
+        }
+    };
+    fits("online");
+
+    // Enter makes a new line; Send sends.
+    alice.session.type_into(
+        "[data-testid=text]",
+        &format!("first line{ENTER}second line"),
+    );
+    assert_eq!(
+        alice.run("return document.querySelector('[data-testid=text]').value;"),
+        "first line\nsecond line"
+    );
+    alice.session.click("[data-testid=send]");
+    events_until_message(&mut bob, "first line\nsecond line");
+
+    // The title opens rooms and renaming; the background is inert meanwhile, and
+    // focus comes back to the title when the drawer closes.
+    alice.session.resize(390, 700);
+    alice.session.click("[data-testid=rooms-toggle]");
+    let drawer_open =
+        "getComputedStyle(document.querySelector('[data-testid=side]')).visibility === 'visible'";
+    alice.wait(
+        "the rooms drawer, with the room field focused",
+        &format!(
+            "{drawer_open} && document.activeElement === document.querySelector('[data-testid=room-input]')"
+        ),
+        json!([]),
+    );
+    assert_eq!(
+        alice.run(
+            "return [getComputedStyle(document.querySelector('[data-testid=members]').closest('section')).display,
+                     document.querySelector('.chat').inert, document.querySelector('.topbar').inert];"
+        ),
+        json!(["none", true, true]),
+        "only the rooms half, over an inert page"
+    );
+    alice.run("document.querySelector('[data-testid=name-input]').value = '';");
+    alice
+        .session
+        .type_into("[data-testid=name-input]", &format!("alicia{ENTER}"));
+    alice.wait_entry("system", "You are now alicia");
+    alice.session.press(ESCAPE);
+    alice.wait(
+        "the drawer closed, focus back on the title",
+        "getComputedStyle(document.querySelector('[data-testid=side]')).visibility === 'hidden'
+         && document.activeElement === document.querySelector('[data-testid=rooms-toggle]')",
+        json!([]),
+    );
+    alice.session.click("[data-testid=rooms-toggle]");
+    alice.wait("the rooms drawer again", drawer_open, json!([]));
+    alice.run("document.querySelector('[data-testid=room-input]').value = '';");
+    alice
+        .session
+        .type_into("[data-testid=room-input]", &format!("busy{ENTER}"));
+    alice.wait_entry(
+        "system",
+        "You joined #busy as alicia. Nobody else is here yet.",
+    );
+    alice.wait(
+        "the drawer closed",
+        "getComputedStyle(document.querySelector('[data-testid=side]')).visibility === 'hidden'",
+        json!([]),
+    );
+
+    // Offline: a dot in the header and a thin strip under it, still within the width.
+    alice.run("window.__network.down = true; window.__sockets.at(-1).close();");
+    alice.wait_status(WAIT, "reconnecting");
+    alice.wait(
+        "the strip under the header",
+        "!document.querySelector('[data-testid=strip]').hidden
+         && document.querySelector('[data-testid=strip]').getBoundingClientRect().top
+            >= document.querySelector('.topbar').getBoundingClientRect().bottom - 1",
+        json!([]),
+    );
+    fits("offline");
+    alice.run("window.__network.down = false; document.querySelector('#retry').click();");
+    alice.wait_online();
+    assert_eq!(
+        alice.run("return document.querySelector('[data-testid=strip]').hidden;"),
+        true
+    );
+
+    // Share: the phone's share sheet, and the whole link, broken only between parts.
+    let room = "busy-room-for-the-phone-layout-test";
+    alice.session.resize(320, 700);
+    alice.send_by_button(&format!("/join {room}"));
+    alice.wait_entry(
+        "system",
+        &format!("You joined #{room} as alicia. Nobody else is here yet."),
+    );
+    alice.session.click("[data-testid=share-toggle]");
+    alice.wait(
+        "the share panel with the phone's share button",
+        "document.querySelector('[data-testid=share]').open
+         && !document.querySelector('[data-testid=share-native]').hidden",
+        json!([]),
+    );
+    let link = format!("http://{addr}/#{room}");
+    let lines = alice.run(LINK_LINES);
+    assert_eq!(lines["text"], link.as_str(), "{lines}");
+    assert_eq!(lines["fits"], true, "{lines}");
+    let breaks = lines["breaks"].as_array().expect("breaks");
+    assert!(
+        !breaks.is_empty(),
+        "the link is long enough to wrap: {lines}"
+    );
+    assert!(
+        breaks
+            .iter()
+            .all(|b| ["/", ".", "#", "-", "?", "&", "="].contains(&b.as_str().unwrap_or(""))),
+        "the link breaks only between its parts: {lines}"
+    );
+    alice.screenshot("phone-share-320.png");
+    alice.session.click("[data-testid=share-native]");
+    alice.wait(
+        "the share sheet given the link",
+        "window.__shared && window.__shared.url === arguments[0]",
+        json!([link]),
+    );
+}
+
 #[test]
 fn page_reconnects_after_server_restart() {
     let Some(driver) = driver_or_skip("page_reconnects_after_server_restart") else {
@@ -1681,7 +1869,7 @@ fn share_panel_on_loopback_invites_with_the_lan_address() {
     assert_eq!(clipboard, invite, "the clipboard holds the invite link");
 
     // Escape closes the panel; the link and its QR code follow a change of room.
-    alice.session.type_into("[data-testid=share-link]", ESCAPE);
+    alice.session.press(ESCAPE);
     alice.wait(
         "the share panel closed",
         "!document.querySelector('[data-testid=share]').open",
@@ -1772,7 +1960,7 @@ fn share_panel_without_an_address_to_share_offers_the_page_address() {
         &format!("{SHARE_LINK} === arguments[0] && {QR_TEXT} === arguments[0]"),
         json!([own]),
     );
-    dirk.session.type_into("[data-testid=share-link]", ESCAPE);
+    dirk.session.press(ESCAPE);
     dirk.send("still chatting");
     cara.wait_entry("message", "still chatting");
 }

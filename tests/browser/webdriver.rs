@@ -129,11 +129,8 @@ impl Driver {
             profile,
         };
         // `--window-size` sizes the window, not the page: set the viewport itself.
-        // Narrow viewports are emulated as a phone (touch, mobile viewport rules).
-        session.cdp(
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
-        );
+        // Narrow viewports are emulated as a phone (mobile viewport rules).
+        session.resize(width, height);
         session
     }
 }
@@ -178,6 +175,24 @@ impl Session {
             "/goog/cdp/execute",
             Some(json!({"cmd": cmd, "params": params})),
         )
+    }
+
+    /// Sets the viewport to `width` × `height` CSS pixels, emulated as a phone
+    /// (touch-sized layout rules) below 600 px, as [`Driver::session`] does.
+    pub fn resize(&self, width: u32, height: u32) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+        );
+    }
+
+    /// Makes the page's pointer a finger (`(pointer: coarse)`, touch events), as on
+    /// a phone, or a mouse again.
+    pub fn touch(&self, on: bool) {
+        self.cdp(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": on, "maxTouchPoints": if on { 5 } else { 1 }}),
+        );
     }
 
     /// Loads `url` and waits for the page to finish loading.
@@ -279,6 +294,15 @@ impl Session {
                 {"type": "pointerUp", "button": 0},
             ]),
         );
+    }
+
+    /// Presses and releases `key` (a character, or a code like [`ESCAPE`]) on
+    /// whatever has the focus, as a keyboard would.
+    pub fn press(&self, key: &str) {
+        let source = json!({"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key},
+        ]});
+        self.must("POST", "/actions", Some(json!({ "actions": [source] })));
     }
 
     /// The element `css` as a WebDriver actions origin.
