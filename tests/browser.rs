@@ -2742,6 +2742,122 @@ fn wire_panel_shows_the_page_its_own_frames() {
     );
 }
 
+/// Rectangles the Wire tests compare: `[top, right, bottom, left]` of the Wire
+/// panel, the message box, the Send button and the last room message, and the
+/// viewport's `[width, height]`.
+const WIRE_LAYOUT: &str = "const done = arguments[0];
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+        const box = (el) => { const r = el.getBoundingClientRect(); return [r.top, r.right, r.bottom, r.left].map(Math.round); };
+        const last = [...document.querySelectorAll('#log > li[data-kind=message]')].at(-1);
+        done({wire: box(document.querySelector('[data-testid=wire]')),
+              composer: box(document.querySelector('[data-testid=composer]')),
+              send: box(document.querySelector('[data-testid=send]')),
+              last: box(last), scroller: box(document.querySelector('#scroller')),
+              viewport: [innerWidth, innerHeight],
+              fits: document.documentElement.scrollWidth <= innerWidth,
+              focus_inside: document.querySelector('[data-testid=wire]').contains(document.activeElement)});
+    }));";
+
+/// The issue's Wire panel hid what it explains. On a desktop it now sits beside the
+/// chat, which narrows; on a phone it is a sheet under it that can be resized
+/// (dragged or with the arrow keys) but always leaves the message box and the last
+/// messages in view. Focus goes into it on opening and back on closing.
+#[test]
+fn wire_panel_sits_beside_the_chat_not_over_it() {
+    let Some(driver) = driver_or_skip("wire_panel_sits_beside_the_chat_not_over_it") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    for (size, label) in [(DESKTOP, "desktop"), (PHONE, "phone")] {
+        let page = Page::join(
+            &driver,
+            &format!("http://{addr}/#dock-{label}"),
+            "Ada",
+            size,
+        );
+        for n in 1..=12 {
+            page.send(&format!("line {n}"));
+        }
+        page.wait_entry("message", "line 12");
+        page.session.click("[data-testid=wire-toggle]");
+        let seen = page.session.execute_async(WIRE_LAYOUT, json!([]));
+        let at = |part: &str, side: usize| seen[part][side].as_i64().expect("a number");
+        assert_eq!(seen["fits"], true, "{label}: {seen}");
+        assert_eq!(
+            seen["focus_inside"], true,
+            "{label}: focus moved into the panel: {seen}"
+        );
+        let (width, height) = (
+            seen["viewport"][0].as_i64().unwrap(),
+            seen["viewport"][1].as_i64().unwrap(),
+        );
+        if label == "desktop" {
+            // Beside: the box, Send and the last message end where the panel begins.
+            for part in ["composer", "send", "last"] {
+                assert!(
+                    at(part, 1) <= at("wire", 3),
+                    "{label}: {part} under the panel: {seen}"
+                );
+            }
+            assert!(at("wire", 1) <= width, "{seen}");
+        } else {
+            // Under: the sheet starts below the box, and the last message shows
+            // above the box.
+            assert!(at("wire", 0) >= at("composer", 2) - 1, "{label}: {seen}");
+            assert!(at("composer", 2) <= height, "{seen}");
+            assert!(
+                at("last", 2) <= at("composer", 0) + 1 && at("last", 0) >= at("scroller", 0),
+                "{label}: the last message in view: {seen}"
+            );
+            // Dragged up as far as a finger can, it still leaves both in view.
+            let before = at("wire", 2) - at("wire", 0);
+            let grip = page.run(
+                "const r = document.querySelector('[data-testid=wire-grip]').getBoundingClientRect();
+                 return Math.round(r.top + r.height / 2);",
+            );
+            let to_top = 10 - grip.as_i64().expect("the grip's middle") as i32;
+            page.session
+                .drag_vertically("[data-testid=wire-grip]", to_top);
+            let dragged = page.session.execute_async(WIRE_LAYOUT, json!([]));
+            let after = dragged["wire"][2].as_i64().unwrap() - dragged["wire"][0].as_i64().unwrap();
+            assert!(
+                after > before + 100,
+                "the sheet grew: {before} → {after}: {dragged}"
+            );
+            assert!(
+                dragged["wire"][0].as_i64() >= dragged["composer"][2].as_i64().map(|b| b - 1),
+                "{dragged}"
+            );
+            let last = &dragged["last"];
+            assert!(
+                last[2].as_i64() <= dragged["composer"][0].as_i64().map(|t| t + 1)
+                    && last[0].as_i64() >= dragged["scroller"][0].as_i64(),
+                "the last message still in view: {dragged}"
+            );
+            page.screenshot("wire-sheet-tall.png");
+            // The keyboard does the same: down makes it smaller.
+            page.run("document.querySelector('[data-testid=wire-grip]').focus();");
+            page.session.press("\u{E015}"); // ArrowDown
+            page.session.press("\u{E015}");
+            let smaller = page.session.execute_async(WIRE_LAYOUT, json!([]));
+            let now = smaller["wire"][2].as_i64().unwrap() - smaller["wire"][0].as_i64().unwrap();
+            assert!(now < after - 100, "arrow keys shrink it: {after} → {now}");
+        }
+        page.screenshot(&format!("wire-{label}-docked.png"));
+        // The chat is usable meanwhile: a message sent with the panel open.
+        page.send("still here");
+        page.wait_entry("message", "still here");
+        page.session.press(ESCAPE);
+        page.wait(
+            "the panel closed and focus on its toggle",
+            "document.querySelector('[data-testid=wire]').hidden
+             && document.activeElement === document.querySelector('[data-testid=wire-toggle]')",
+            json!([]),
+        );
+    }
+}
+
 #[test]
 #[ignore = "writes docs/wire-panel.png; run by hand after changing the panel"]
 fn wire_panel_screenshot() {

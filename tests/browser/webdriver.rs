@@ -281,6 +281,22 @@ impl Session {
         );
     }
 
+    /// Presses the mouse on the middle of the element `css`, moves it by `dy` CSS
+    /// pixels (down when positive) in a few steps, and lets go: a drag.
+    pub fn drag_vertically(&self, css: &str, dy: i32) {
+        let origin = self.origin(css);
+        self.pointer(
+            "mouse",
+            json!([
+                {"type": "pointerMove", "duration": 0, "origin": origin, "x": 0, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerMove", "duration": 100, "origin": "pointer", "x": 0, "y": dy / 2},
+                {"type": "pointerMove", "duration": 100, "origin": "pointer", "x": 0, "y": dy - dy / 2},
+                {"type": "pointerUp", "button": 0},
+            ]),
+        );
+    }
+
     /// Clicks the middle of the element `css` with the mouse, through the actions
     /// API (where [`Session::click`]'s checks refuse an element over a scrolling
     /// region, a person can still click it).
