@@ -2485,12 +2485,27 @@ fn without_the_password_a_second_browser_context_cannot_open_the_websocket() {
     }
     let wait = "Too many wrong passwords. Wait 12 s, then try again.";
     assert_eq!(guess(6), wait);
-    let said = guess(7);
+    // Join is disabled meanwhile and counts the wait down on itself.
+    let join = "(() => { const b = document.querySelector('[data-testid=join-submit]');
+                         return b.disabled && b.textContent; })()";
+    let first = mallory.wait("Join disabled with a countdown", join, json!([]));
     assert!(
-        said.as_str()
-            .is_some_and(|s| s.starts_with("Too many wrong passwords. Wait ")),
-        "{said}"
+        first
+            .as_str()
+            .is_some_and(|t| t == "Wait 12 s" || t == "Wait 11 s"),
+        "{first}"
     );
+    mallory.wait_up_to(
+        Duration::from_secs(3),
+        "the countdown going down",
+        &format!("(t => t && t !== arguments[0] && /^Wait \\d+ s$/.test(t))({join})"),
+        json!([first]),
+    );
+    // Enter in the password field asks nothing while Join is disabled.
+    mallory
+        .session
+        .type_into("[data-testid=join-password]", &format!("guess 7{ENTER}"));
+    std::thread::sleep(Duration::from_millis(500));
     // A request's timing entry is added when its answer has been read to the end,
     // which may come a moment after the page showed the answer: wait for the sixth.
     assert_eq!(
@@ -3063,4 +3078,374 @@ fn page_waits_for_a_message_the_store_did_not_confirm_and_shows_it_once() {
     );
     let texts: Vec<String> = page.numbered().into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["first".to_owned(), text]);
+}
+
+// ---- accessibility: WCAG 2.2 AA ----
+
+/// axe-core's browser build (`axe.min.js`, from npm's `axe-core`, which `.ci/run`
+/// installs globally), or `None` after saying why the audit cannot run here.
+fn axe_or_skip(test: &str) -> Option<String> {
+    let mut places = Vec::new();
+    if let Ok(mut npm) = Command::new("npm")
+        .args(["root", "-g"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        if wait_exit(&mut npm, Duration::from_secs(30)).is_some_and(|exit| exit.success()) {
+            let mut root = String::new();
+            if let Some(mut out) = npm.stdout.take() {
+                let _ = out.read_to_string(&mut root);
+            }
+            places.push(PathBuf::from(root.trim()).join("axe-core/axe.min.js"));
+        } else {
+            let _ = npm.kill();
+            let _ = npm.wait();
+        }
+    }
+    places.extend(
+        ["/usr/lib/node_modules", "/usr/local/lib/node_modules"]
+            .map(|dir| Path::new(dir).join("axe-core/axe.min.js")),
+    );
+    if let Some(found) = places.iter().find(|p| p.is_file()) {
+        return Some(std::fs::read_to_string(found).expect("read axe.min.js"));
+    }
+    assert!(
+        std::env::var_os("SWITCHBOARD_REQUIRE_TOOLS").is_none(),
+        "{test}: SWITCHBOARD_REQUIRE_TOOLS is set but axe-core is not installed (npm install -g axe-core)"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: axe-core is not installed (.ci/run installs it)"
+    );
+    None
+}
+
+/// The contrast ratios (WCAG 2.x relative luminance) of the focus ring (on the
+/// message box, focused) and of a field's border (the name field, not focused),
+/// each against the page's background and its panels' colour.
+const CONTRASTS: &str = "const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+    const lum = (c) => {
+        const [r, g, b] = rgb(c).map(v => v / 255).map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return Math.round((x + 0.05) / (y + 0.05) * 100) / 100; };
+    const text = document.querySelector('[data-testid=text]');
+    text.focus();
+    const ring = getComputedStyle(text).outlineColor;
+    text.blur();
+    const border = getComputedStyle(document.querySelector('[data-testid=name-input]')).borderTopColor;
+    const panel = getComputedStyle(document.querySelector('.composer')).backgroundColor;
+    const bg = getComputedStyle(document.body).backgroundColor;
+    return {'focus ring on the panel': ratio(ring, panel), 'focus ring on the background': ratio(ring, bg),
+            'field border on the panel': ratio(border, panel), 'field border on the background': ratio(border, bg)};";
+
+/// The WCAG 2.0, 2.1 and 2.2 rules of levels A and AA, as axe-core tags them.
+const WCAG_22_AA: [&str; 5] = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
+
+/// Runs axe-core over the page as it is now, once in the light colour scheme and
+/// once in the dark one, and adds each violation, described, to `found`.
+fn audit(page: &Page, axe: &str, state: &str, found: &mut Vec<String>) {
+    if page.run("return typeof window.axe;") != "object" {
+        // Through WebDriver, not a <script>: the page's own policy admits no other
+        // script, and the test must not need it to.
+        page.session.execute(axe, json!([]));
+    }
+    for scheme in ["light", "dark"] {
+        page.session.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        );
+        let violations = page.session.execute_async(
+            "const [tags, done] = arguments;
+             requestAnimationFrame(() => requestAnimationFrame(() =>
+               axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})
+                 .then(r => done(r.violations.map(v => `${v.id} (${v.impact}): ${v.help}\\n` +
+                     v.nodes.map(n => `      ${n.target.join(' ')}: ${(n.failureSummary || '').replace(/\\s+/g, ' ')}`)
+                       .join('\\n'))),
+                       e => done(['axe failed: ' + e]))));",
+            json!([WCAG_22_AA]),
+        );
+        let size = page.run("return `${innerWidth}x${innerHeight}`;");
+        for v in violations.as_array().cloned().unwrap_or_default() {
+            found.push(format!(
+                "{} {state} {size} {scheme}: {}",
+                page.who,
+                v.as_str().unwrap_or_default()
+            ));
+        }
+    }
+    page.session.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "light"}]}),
+    );
+}
+
+/// The issue's "done when": axe-core finds no WCAG 2.2 A or AA violation in any
+/// state of the page (join card, chat, private conversation, share, wire, offline,
+/// the drawers, the password card), at desktop and phone size, light and dark. Each
+/// panel that opens takes the focus, and gives it back when it closes.
+#[test]
+fn page_meets_wcag_2_2_aa_in_every_state() {
+    let test = "page_meets_wcag_2_2_aa_in_every_state";
+    let Some(driver) = driver_or_skip(test) else {
+        return;
+    };
+    let Some(axe) = axe_or_skip(test) else {
+        return;
+    };
+    let mut found = Vec::new();
+    let server = start();
+    let addr = server.local_addr();
+    let (mut bob, _) = chat(addr, "audit", Some("bob"));
+    say(&mut bob, "Welcome! The agenda is on http://wiki.lan/agenda");
+    say(&mut bob, "and coffee is in the kitchen");
+    for (size, who) in [(DESKTOP, "desk"), (PHONE, "phone")] {
+        let page = Page::blank(&driver, who, size);
+        page.before_scripts(NETWORK_SWITCH);
+        page.before_scripts(FAIL_STORE);
+        page.session.goto(&format!("http://{addr}/#audit"));
+        page.wait(
+            "the join card",
+            "!document.querySelector('[data-testid=join]').hidden",
+            json!([]),
+        );
+        audit(&page, &axe, "join card", &mut found);
+        page.session
+            .type_into("[data-testid=join-name]", &format!("{who}{ENTER}"));
+        page.wait_online();
+        say(&mut bob, &format!("{who}, can you read this?"));
+        send_json(
+            &mut bob,
+            json!({"type": "direct", "to": who, "text": "a private word"}),
+        );
+        page.wait_entry("direct", "a private word");
+        page.send("yes, loud and clear");
+        page.wait_entry("message", "yes, loud and clear");
+        audit(&page, &axe, "chat", &mut found);
+        // What axe does not measure: the focus ring and the fields' borders against
+        // the panels around them, 3:1 at least (WCAG 1.4.11), in both schemes.
+        for scheme in ["light", "dark"] {
+            page.session.cdp(
+                "Emulation.setEmulatedMedia",
+                json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            );
+            let ratios = page.run(CONTRASTS);
+            for (what, ratio) in ratios.as_object().expect("ratios") {
+                if ratio.as_f64() < Some(3.0) {
+                    found.push(format!("{who} {scheme}: {what} has a contrast of {ratio}"));
+                }
+            }
+        }
+        page.session.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": "light"}]}),
+        );
+
+        if who == "phone" {
+            page.session.click("[data-testid=people-toggle]");
+        }
+        page.session
+            .click("[data-testid=members] button[data-member=bob]");
+        page.wait_private("bob", "a private word");
+        page.send("thanks");
+        page.wait_private("bob", "thanks");
+        audit(&page, &axe, "private conversation", &mut found);
+        page.session.click("[data-testid=dm-back]");
+
+        page.session.click("[data-testid=share-toggle]");
+        page.wait(
+            "the share panel, focused",
+            "document.querySelector('[data-testid=share]').open
+             && document.querySelector('[data-testid=share]').contains(document.activeElement)",
+            json!([]),
+        );
+        audit(&page, &axe, "share", &mut found);
+        page.session.press(ESCAPE);
+        page.wait(
+            "the share panel closed, focus back on Share",
+            "!document.querySelector('[data-testid=share]').open
+             && document.activeElement === document.querySelector('[data-testid=share-toggle]')",
+            json!([]),
+        );
+
+        page.session.click("[data-testid=wire-toggle]");
+        page.wait(
+            "the wire panel with the handshake",
+            "document.querySelectorAll('[data-testid=wire-http]').length > 3",
+            json!([]),
+        );
+        audit(&page, &axe, "wire", &mut found);
+        page.session.click("[data-testid=wire-close]");
+
+        if who == "phone" {
+            page.session.click("[data-testid=people-toggle]");
+            page.wait(
+                "the people drawer, focused",
+                "document.querySelector('[data-testid=side]').contains(document.activeElement)
+                 && document.querySelector('.chat').inert",
+                json!([]),
+            );
+            audit(&page, &axe, "people drawer", &mut found);
+            page.session.press(ESCAPE);
+            page.wait(
+                "focus back on People",
+                "document.activeElement === document.querySelector('[data-testid=people-toggle]')",
+                json!([]),
+            );
+            page.session.click("[data-testid=rooms-toggle]");
+            page.wait(
+                "the rooms drawer, focused",
+                "document.activeElement === document.querySelector('[data-testid=room-input]')",
+                json!([]),
+            );
+            audit(&page, &axe, "rooms drawer", &mut found);
+            page.session.press(ESCAPE);
+        }
+
+        page.run(
+            "window.__network.down = true;
+             window.__sockets.filter(s => s.url.includes('/ws/chat/')).at(-1).close();",
+        );
+        page.wait_status(WAIT, "reconnecting");
+        page.session
+            .type_into("[data-testid=text]", &format!("lost words{ENTER}"));
+        audit(&page, &axe, "offline", &mut found);
+        page.run("window.__network.down = false;");
+    }
+
+    // The password card, asking and after a wrong password.
+    let guarded = guarded();
+    let url = format!("http://{}/#audit", guarded.local_addr());
+    for (size, who) in [(DESKTOP, "desk-pw"), (PHONE, "phone-pw")] {
+        let page = Page::blank(&driver, who, size);
+        page.session.goto(&url);
+        page.wait_password_prompt();
+        audit(&page, &axe, "password card", &mut found);
+        page.session.type_into("[data-testid=join-name]", who);
+        page.session
+            .type_into("[data-testid=join-password]", &format!("wrong{ENTER}"));
+        page.wait("the wrong password said", PASSWORD_ERROR, json!([]));
+        audit(&page, &axe, "password card, wrong password", &mut found);
+    }
+    assert!(
+        found.is_empty(),
+        "{} WCAG 2.2 AA violations:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+/// Records what the page's live regions (`aria-live`, `role=status|alert|log`) come
+/// to say, as `[region id, text]` in `window.__live`, the way a screen reader would
+/// hear them: each change of a region's text, empty ones left out.
+const RECORD_LIVE: &str = "(() => {
+    const heard = [];
+    window.__live = heard;
+    const live = '[aria-live], [role=status], [role=alert], [role=log]';
+    const observer = new MutationObserver((changes) => {
+        for (const c of changes) {
+            const node = c.target.nodeType === 1 ? c.target : c.target.parentElement;
+            const region = node && node.closest(live);
+            if (!region) continue;
+            const said = region.textContent.trim();
+            const last = heard[heard.length - 1];
+            if (said && !(last && last[0] === region.id && last[1] === said)) heard.push([region.id, said]);
+        }
+    });
+    // From when the page has been built: its first text is there to be read, not news.
+    document.addEventListener('DOMContentLoaded', () =>
+        observer.observe(document, {subtree: true, childList: true, characterData: true}));
+})();";
+
+/// The issue's live regions read out a page of history on joining, another on each
+/// "load older", and the hint on every key. Now a screen reader hears a new
+/// message, once, and not history nor typing. And every text a person wrote has
+/// `dir="auto"`; a name cut short has a tooltip with all of it.
+#[test]
+fn screen_readers_hear_new_messages_only_and_names_keep_their_direction() {
+    let test = "screen_readers_hear_new_messages_only_and_names_keep_their_direction";
+    let Some(driver) = driver_or_skip(test) else {
+        return;
+    };
+    let server = start_with(|b| b.rate_per_sec(1000).rate_burst(1000));
+    let addr = server.local_addr();
+    let (mut bob, _) = chat(addr, "live", Some("bob"));
+    for n in 1..=60 {
+        say(&mut bob, &format!("old {n}"));
+    }
+    events_until_message(&mut bob, "old 60");
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.before_scripts(RECORD_LIVE);
+    alice.join_at(&format!("http://{addr}/#live"));
+    alice.wait_entry("message", "old 60");
+    // Scrolled to the top, the page loads the ten it did not get on joining.
+    alice.run("document.querySelector('#scroller').scrollTop = 0;");
+    alice.wait(
+        "the older messages",
+        "document.querySelectorAll('#log > li[data-kind=message]').length === 60",
+        json!([]),
+    );
+    alice
+        .session
+        .type_into("[data-testid=text]", "typing, letter by letter");
+    alice.session.type_into("[data-testid=text]", BACKSPACE);
+    let heard = |page: &Page| {
+        page.run("return window.__live.filter(([region]) => region !== 'status-text');")
+    };
+    assert_eq!(
+        heard(&alice),
+        json!([]),
+        "history and typing are not read out"
+    );
+
+    say(&mut bob, "fresh news");
+    send_json(
+        &mut bob,
+        json!({"type": "direct", "to": "alice", "text": "psst"}),
+    );
+    alice.wait_entry("direct", "psst");
+    alice.wait(
+        "both announced",
+        "window.__live.filter(([region]) => region === 'announce').length === 2",
+        json!([]),
+    );
+    assert_eq!(
+        heard(&alice),
+        json!([
+            ["announce", "bob: fresh news"],
+            ["announce", "Private message from bob: psst"]
+        ])
+    );
+
+    // A right-to-left name and its text, and a name too long for the side panel.
+    let (mut sara, _) = chat_url(addr, "/ws/chat/live?name=%D7%A9%D7%A8%D7%94");
+    say(&mut sara, "\u{5e9}\u{5dc}\u{5d5}\u{5dd}.");
+    let long = "Maximiliane-Wilhelmina-Schmidt-K";
+    let (_max, _) = chat(addr, "live", Some(long));
+    alice.wait_members(&["alice", "bob", "\u{5e9}\u{5e8}\u{5d4}", long]);
+    alice.wait_entry("message", "\u{5e9}\u{5dc}\u{5d5}\u{5dd}.");
+    alice
+        .session
+        .click("[data-testid=members] button[data-member=bob]");
+    alice.wait_private("bob", "psst");
+    alice.session.click("[data-testid=dm-back]");
+    let undirected = alice.run(
+        "return [...document.querySelectorAll(`#log > li.msg [data-part=text], bdi, [data-part=name],
+                  #room-name, #intro-room, #title-peer, #dm-peer, textarea,
+                  input:not([type=password]):not([type=hidden])`)]
+            .filter(e => e.getAttribute('dir') !== 'auto').map(e => e.outerHTML.slice(0, 100));",
+    );
+    assert_eq!(
+        undirected,
+        json!([]),
+        "every text a person wrote has dir=auto"
+    );
+    let cut = alice.session.execute(
+        "const n = document.querySelector(`[data-testid=members] button[data-member='${arguments[0]}'] .name`);
+         return [n.scrollWidth > n.clientWidth, n.title];",
+        json!([long]),
+    );
+    assert_eq!(cut, json!([true, long]), "a name cut short has a tooltip");
 }
