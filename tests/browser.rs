@@ -12,8 +12,9 @@
 //! `cargo test` works anywhere; `.ci/run` installs both and sets
 //! `SWITCHBOARD_REQUIRE_BROWSER=1`, which turns a skip into a failure.
 //!
-//! `cargo test --test browser -- --ignored readme_screenshot` regenerates
-//! `docs/screenshot.png` for the README.
+//! `cargo test --test browser -- --ignored readme_screenshot` regenerates the
+//! README's screenshots (`docs/screenshot*.png`: desktop and phone, light and dark),
+//! and `-- --ignored wire_panel_screenshot` the Wire panel's, `docs/wire-panel.png`.
 
 mod common;
 #[path = "browser/webdriver.rs"]
@@ -2627,8 +2628,6 @@ fn page_asks_for_the_password_again_after_a_restart_signs_it_out() {
     drop(server);
 }
 
-/// Regenerates `docs/screenshot.png`: a desktop page in the middle of a realistic
-/// conversation. Run it by hand after changing the page's look.
 /// The frame rows of the Wire panel: `[dir, opcode, masked, len, len_bits, text]`.
 fn wire_frames(page: &Page) -> Vec<Value> {
     let rows = page.run(
@@ -2897,8 +2896,12 @@ fn wire_panel_screenshot() {
     std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
 }
 
+/// Regenerates the README's screenshots: a desktop page in the middle of a realistic
+/// conversation and a phone that just joined it, each light and dark
+/// (`docs/screenshot.png`, `screenshot-dark.png`, `screenshot-phone.png`,
+/// `screenshot-phone-dark.png`). Run it by hand after changing the page's look.
 #[test]
-#[ignore = "writes docs/screenshot.png; run by hand after changing the page"]
+#[ignore = "writes docs/screenshot*.png; run by hand after changing the page"]
 fn readme_screenshot() {
     let Some(driver) = driver_or_skip("readme_screenshot") else {
         return;
@@ -2948,18 +2951,47 @@ fn readme_screenshot() {
         .type_into("[data-testid=text]", "/msg Lena sounds good, see you then");
     page.session
         .execute("document.activeElement.blur();", json!([]));
-    std::thread::sleep(Duration::from_millis(300));
-    let shot = page.screenshot("readme.png");
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshot.png");
-    std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
-
-    // The same page in dark mode, to look at (not used by the README).
-    page.session.cdp(
-        "Emulation.setEmulatedMedia",
-        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    page.session
+        .execute("document.activeElement.blur();", json!([]));
+    // Mia on her phone, new in the room: she sees what was said, with her name marked.
+    let mia = Page::join(&driver, &format!("http://{addr}/#office"), "Mia", PHONE);
+    say(
+        &mut lena,
+        "Mia, welcome to the office chat! Ask anything here.",
     );
+    mia.wait_entry(
+        "message",
+        "Mia, welcome to the office chat! Ask anything here.",
+    );
+    page.wait_entry(
+        "message",
+        "Mia, welcome to the office chat! Ask anything here.",
+    );
+    mia.send("Thanks Lena! Where do I find the coffee?");
+    page.wait_entry("message", "Thanks Lena! Where do I find the coffee?");
+    mia.session
+        .execute("document.activeElement.blur();", json!([]));
     std::thread::sleep(Duration::from_millis(300));
-    page.screenshot("readme-dark.png");
+    // Light and dark, desktop and phone: each written to docs/ for the README.
+    for scheme in ["light", "dark"] {
+        for (shown, name) in [(&page, "screenshot"), (&mia, "screenshot-phone")] {
+            shown.session.cdp(
+                "Emulation.setEmulatedMedia",
+                json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            );
+            std::thread::sleep(Duration::from_millis(300));
+            let file = if scheme == "light" {
+                format!("{name}.png")
+            } else {
+                format!("{name}-dark.png")
+            };
+            let shot = shown.screenshot(&format!("readme-{file}"));
+            let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs")
+                .join(&file);
+            std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
+        }
+    }
 }
 
 /// Two pages on two nodes of one cluster are in one room: each sees the
