@@ -29,7 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerHandle};
 use tungstenite::client::IntoClientRequest;
-use webdriver::{BACKSPACE, Driver, ENTER, ESCAPE, Session, TimedOut, WAIT};
+use webdriver::{BACKSPACE, Driver, ENTER, ESCAPE, Engine, Session, TimedOut, WAIT};
 
 /// The page as built into the binary.
 const PAGE: &str = include_str!("../src/http/page.html");
@@ -50,8 +50,14 @@ const DESCRIBE: &str = "return {
 
 /// A `chromedriver`, or `None` after saying why the browser tests cannot run here.
 fn driver_or_skip(test: &str) -> Option<Driver> {
-    let Some(why) = Driver::missing() else {
-        return Some(Driver::start());
+    driver_or_skip_in(test, Engine::Chromium)
+}
+
+/// A driver for `engine`, or `None` after saying why it cannot run here (a failure
+/// instead when `SWITCHBOARD_REQUIRE_BROWSER` is set, as in CI).
+fn driver_or_skip_in(test: &str, engine: Engine) -> Option<Driver> {
+    let Some(why) = Driver::missing_engine(engine) else {
+        return Some(Driver::start_engine(engine));
     };
     assert!(
         std::env::var_os("SWITCHBOARD_REQUIRE_BROWSER").is_none(),
@@ -642,7 +648,16 @@ fn page_is_served_self_contained_and_never_parses_text_as_html() {
 
 #[test]
 fn two_pages_chat_in_one_room() {
-    let Some(driver) = driver_or_skip("two_pages_chat_in_one_room") else {
+    two_pages_chat_in_one_room_in(Engine::Chromium);
+}
+
+#[test]
+fn two_pages_chat_in_one_room_in_webkit() {
+    two_pages_chat_in_one_room_in(Engine::WebKit);
+}
+
+fn two_pages_chat_in_one_room_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in("two_pages_chat_in_one_room", engine) else {
         return;
     };
     let server = start();
@@ -823,15 +838,22 @@ fn two_pages_chat_in_one_room() {
 /// can be written to without `/msg`; a message naming the reader is marked.
 #[test]
 fn private_conversations_outlive_room_switches_and_reconnects() {
-    let Some(driver) = driver_or_skip("private_conversations_outlive_room_switches_and_reconnects")
-    else {
+    private_conversations_outlive_room_switches_and_reconnects_in(Engine::Chromium);
+}
+
+#[test]
+fn private_conversations_outlive_room_switches_and_reconnects_in_webkit() {
+    private_conversations_outlive_room_switches_and_reconnects_in(Engine::WebKit);
+}
+
+fn private_conversations_outlive_room_switches_and_reconnects_in(engine: Engine) {
+    let test = "private_conversations_outlive_room_switches_and_reconnects";
+    let Some(driver) = driver_or_skip_in(test, engine) else {
         return;
     };
     let server = start();
     let addr = server.local_addr();
-    let alice = Page::blank(&driver, "alice", DESKTOP);
-    alice.before_scripts(FAIL_STORE);
-    alice.join_at(&format!("http://{addr}/#alpha"));
+    let alice = Page::join(&driver, &format!("http://{addr}/#alpha"), "alice", DESKTOP);
     let (mut bob, _) = chat(addr, "alpha", Some("bob"));
     let (mut carol, _) = chat(addr, "beta", Some("carol"));
     alice.wait_entry("system", "bob joined");
@@ -928,10 +950,14 @@ fn private_conversations_outlive_room_switches_and_reconnects() {
     );
     assert_eq!(alice.conversations(), json!([["bob", 0], ["carol", 0]]));
 
-    // The connection drops and comes back: the conversations are still there.
-    alice.run("window.__sockets.at(-1).close();");
+    // The server restarts: the page reconnects, and the conversations are still
+    // there (bob comes back too, to mention her below).
+    drop((bob, carol));
+    server.shutdown();
     alice.wait_status(WAIT, "reconnecting");
+    let _server = restart_on(addr);
     alice.wait_online();
+    let (mut bob, _) = chat(addr, "alpha", Some("bob"));
     assert_eq!(
         alice.conversations(),
         json!([["bob", 0], ["carol", 0]]),
@@ -1306,7 +1332,16 @@ fn phone_layout_holds_from_320_to_430_px() {
 
 #[test]
 fn page_reconnects_after_server_restart() {
-    let Some(driver) = driver_or_skip("page_reconnects_after_server_restart") else {
+    page_reconnects_after_server_restart_in(Engine::Chromium);
+}
+
+#[test]
+fn page_reconnects_after_server_restart_in_webkit() {
+    page_reconnects_after_server_restart_in(Engine::WebKit);
+}
+
+fn page_reconnects_after_server_restart_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in("page_reconnects_after_server_restart", engine) else {
         return;
     };
     let server = start();
@@ -1655,7 +1690,17 @@ fn page_puts_a_message_the_server_could_not_store_back_in_the_box() {
 
 #[test]
 fn page_holds_a_text_to_the_servers_own_limit() {
-    let Some(driver) = driver_or_skip("page_holds_a_text_to_the_servers_own_limit") else {
+    page_holds_a_text_to_the_servers_own_limit_in(Engine::Chromium);
+}
+
+#[test]
+fn page_holds_a_text_to_the_servers_own_limit_in_webkit() {
+    page_holds_a_text_to_the_servers_own_limit_in(Engine::WebKit);
+}
+
+fn page_holds_a_text_to_the_servers_own_limit_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in("page_holds_a_text_to_the_servers_own_limit", engine)
+    else {
         return;
     };
     let server = start_with(|b| b.max_text_len(10));
@@ -1683,7 +1728,17 @@ fn page_holds_a_text_to_the_servers_own_limit() {
 
 #[test]
 fn page_isolates_a_right_to_left_name_and_its_text() {
-    let Some(driver) = driver_or_skip("page_isolates_a_right_to_left_name_and_its_text") else {
+    page_isolates_a_right_to_left_name_and_its_text_in(Engine::Chromium);
+}
+
+#[test]
+fn page_isolates_a_right_to_left_name_and_its_text_in_webkit() {
+    page_isolates_a_right_to_left_name_and_its_text_in(Engine::WebKit);
+}
+
+fn page_isolates_a_right_to_left_name_and_its_text_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in("page_isolates_a_right_to_left_name_and_its_text", engine)
+    else {
         return;
     };
     let server = start();
@@ -1775,7 +1830,16 @@ fn page_keeps_its_messages_when_the_server_cannot_read_the_history() {
 
 #[test]
 fn page_over_https_connects_with_wss() {
-    let Some(driver) = driver_or_skip("page_over_https_connects_with_wss") else {
+    page_over_https_connects_with_wss_in(Engine::Chromium);
+}
+
+#[test]
+fn page_over_https_connects_with_wss_in_webkit() {
+    page_over_https_connects_with_wss_in(Engine::WebKit);
+}
+
+fn page_over_https_connects_with_wss_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in("page_over_https_connects_with_wss", engine) else {
         return;
     };
     let server = start_with(|b| b.tls_listen("127.0.0.1:0"));
@@ -1968,7 +2032,17 @@ fn share_panel_without_an_address_to_share_offers_the_page_address() {
 
 #[test]
 fn room_list_follows_joins_and_switches_rooms() {
-    let Some(driver) = driver_or_skip("room_list_follows_joins_and_switches_rooms") else {
+    room_list_follows_joins_and_switches_rooms_in(Engine::Chromium);
+}
+
+#[test]
+fn room_list_follows_joins_and_switches_rooms_in_webkit() {
+    room_list_follows_joins_and_switches_rooms_in(Engine::WebKit);
+}
+
+fn room_list_follows_joins_and_switches_rooms_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in("room_list_follows_joins_and_switches_rooms", engine)
+    else {
         return;
     };
     let server = start();
@@ -2643,7 +2717,16 @@ fn wire_frames(page: &Page) -> Vec<Value> {
 /// rejoining shows the closing handshake.
 #[test]
 fn wire_panel_shows_the_page_its_own_frames() {
-    let Some(driver) = driver_or_skip("wire_panel_shows_the_page_its_own_frames") else {
+    wire_panel_shows_the_page_its_own_frames_in(Engine::Chromium);
+}
+
+#[test]
+fn wire_panel_shows_the_page_its_own_frames_in_webkit() {
+    wire_panel_shows_the_page_its_own_frames_in(Engine::WebKit);
+}
+
+fn wire_panel_shows_the_page_its_own_frames_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in("wire_panel_shows_the_page_its_own_frames", engine) else {
         return;
     };
     // Pings after a second of quiet, for the panel to show the browser's pongs.
@@ -2778,7 +2861,17 @@ const WIRE_LAYOUT: &str = "const done = arguments[0];
 /// messages in view. Focus goes into it on opening and back on closing.
 #[test]
 fn wire_panel_sits_beside_the_chat_not_over_it() {
-    let Some(driver) = driver_or_skip("wire_panel_sits_beside_the_chat_not_over_it") else {
+    wire_panel_sits_beside_the_chat_not_over_it_in(Engine::Chromium);
+}
+
+#[test]
+fn wire_panel_sits_beside_the_chat_not_over_it_in_webkit() {
+    wire_panel_sits_beside_the_chat_not_over_it_in(Engine::WebKit);
+}
+
+fn wire_panel_sits_beside_the_chat_not_over_it_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in("wire_panel_sits_beside_the_chat_not_over_it", engine)
+    else {
         return;
     };
     let server = start();
