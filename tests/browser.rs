@@ -896,6 +896,11 @@ fn private_conversations_outlive_room_switches_and_reconnects_in(engine: Engine)
         json!([["bob", 2]]),
         "kept across room switches"
     );
+    assert_eq!(
+        alice.run("return document.querySelector('[data-testid=title-unread]').hidden;"),
+        false,
+        "the title says private messages wait"
+    );
     alice
         .session
         .click("[data-testid=convos] button[data-convo=bob]");
@@ -905,6 +910,10 @@ fn private_conversations_outlive_room_switches_and_reconnects_in(engine: Engine)
         alice.conversations(),
         json!([["bob", 0]]),
         "read once opened"
+    );
+    assert_eq!(
+        alice.run("return document.querySelector('[data-testid=title-unread]').hidden;"),
+        true
     );
     assert_eq!(
         alice.run(
