@@ -1,4 +1,4 @@
-//! The browser chat page at `/`, driven in real headless Chromium.
+//! The browser chat page at `/`, driven in real headless Chromium, and in WebKit.
 //!
 //! Each test starts a server on `127.0.0.1:0`, a `chromedriver`, and one fresh
 //! Chromium per page (its own empty profile, so its own `localStorage`), then acts
@@ -7,10 +7,18 @@
 //! (`data-testid`, and `data-kind`/`data-from`/`data-mine` on each entry of `#log`)
 //! and saves a screenshot of every page under `target/tmp/browser/`.
 //!
+//! The tests named `…_in_webkit` run the same test in WebKitGTK's MiniBrowser
+//! (Safari's engine) under Xvfb, through `WebKitWebDriver`; the others need
+//! Chromium's DevTools (a script before the page's own, emulated media or touch).
+//! `page_meets_wcag_2_2_aa_in_every_state` runs axe-core (npm's `axe-core`) over
+//! every state of the page.
+//!
 //! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's `chromium` and
-//! `chromium-driver`) the browser tests say they were skipped and pass, so
-//! `cargo test` works anywhere; `.ci/run` installs both and sets
-//! `SWITCHBOARD_REQUIRE_BROWSER=1`, which turns a skip into a failure.
+//! `chromium-driver`), or `WebKitWebDriver` and `Xvfb` (`webkit2gtk-driver`,
+//! `xvfb`) for the WebKit tests, the browser tests say they were skipped and pass,
+//! so `cargo test` works anywhere; `.ci/run` installs them and sets
+//! `SWITCHBOARD_REQUIRE_BROWSER=1`, which turns a skip into a failure (and
+//! `SWITCHBOARD_REQUIRE_TOOLS=1`, which does the same for a missing axe-core).
 //!
 //! `cargo test --test browser -- --ignored readme_screenshot` regenerates the
 //! README's screenshots (`docs/screenshot*.png`: desktop and phone, light and dark),
