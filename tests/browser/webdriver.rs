@@ -216,13 +216,24 @@ impl Driver {
     pub fn session(&self, width: u32, height: u32) -> Session {
         match self.engine {
             Engine::Chromium => self.chromium_session(width, height),
-            Engine::WebKit => self.webkit_session(width, height),
+            Engine::WebKit => self.webkit_session(width, height, false),
         }
+    }
+
+    /// A WebKit window whose system colour scheme is dark (MiniBrowser's
+    /// `--dark-mode`), for what Chromium emulates through DevTools.
+    pub fn dark_webkit_session(&self, width: u32, height: u32) -> Session {
+        assert_eq!(
+            self.engine,
+            Engine::WebKit,
+            "Chromium emulates the scheme instead"
+        );
+        self.webkit_session(width, height, true)
     }
 
     /// A MiniBrowser window with a WebKitWebDriver of its own (it drives one at a
     /// time). Automation sessions keep their cookies and storage to themselves.
-    fn webkit_session(&self, width: u32, height: u32) -> Session {
+    fn webkit_session(&self, width: u32, height: u32, dark: bool) -> Session {
         let port = free_port();
         let child = Command::new(WEBKIT_DRIVER)
             .arg(format!("--port={port}"))
@@ -242,10 +253,14 @@ impl Driver {
         };
         wait_ready(port, "WebKitWebDriver");
         let binary = minibrowser().expect("MiniBrowser (checked by missing_engine)");
+        let mut args = vec!["--automation"];
+        if dark {
+            args.push("--dark-mode");
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "acceptInsecureCerts": true,
             "unhandledPromptBehavior": "ignore",
-            "webkitgtk:browserOptions": {"binary": binary, "args": ["--automation"]},
+            "webkitgtk:browserOptions": {"binary": binary, "args": args},
         }}});
         let value = command(port, "POST", "/session", Some(&caps))
             .unwrap_or_else(|e| panic!("cannot start MiniBrowser: {e}"));
