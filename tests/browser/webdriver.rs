@@ -1,9 +1,16 @@
 //! A small synchronous WebDriver client: just what the browser tests need.
 //!
-//! It speaks the W3C WebDriver protocol (JSON over HTTP/1.1) to a `chromedriver` it
-//! starts on a free loopback port, one short `Connection: close` request per command,
-//! over a plain `std::net::TcpStream`. That keeps the tests free of an async runtime
-//! and of extra dependencies, in the same blocking style as the server itself.
+//! It speaks the W3C WebDriver protocol (JSON over HTTP/1.1) to a driver it starts
+//! on a free loopback port, one short `Connection: close` request per command, over
+//! a plain `std::net::TcpStream`. That keeps the tests free of an async runtime and
+//! of extra dependencies, in the same blocking style as the server itself.
+//!
+//! Two engines: Chromium, headless, through one `chromedriver` for every window;
+//! and WebKit (Safari's engine, as WebKitGTK's MiniBrowser), through Debian's
+//! `WebKitWebDriver`, which drives one window at a time, so each [`Session`] gets its
+//! own, all on one Xvfb display the [`Driver`] starts (WebKitGTK has no headless
+//! mode). What only Chromium has (its DevTools protocol, [`Session::cdp`]) says so
+//! when asked of WebKit.
 //!
 //! Every wait is bounded: a command has a socket timeout, and [`Session::wait`]
 //! polls the page against a deadline.
@@ -36,13 +43,140 @@ pub const BACKSPACE: &str = "\u{E003}";
 /// WebDriver's code for the Escape key.
 pub const ESCAPE: &str = "\u{E00C}";
 
-/// A running `chromedriver`, killed when dropped.
+/// Debian's `webkit2gtk-driver` package.
+pub const WEBKIT_DRIVER: &str = "/usr/bin/WebKitWebDriver";
+/// Debian's `xvfb` package: an X server without a screen, for WebKitGTK.
+pub const XVFB: &str = "/usr/bin/Xvfb";
+
+/// The browser engine a [`Driver`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Headless Chromium through `chromedriver`.
+    Chromium,
+    /// WebKitGTK's MiniBrowser through `WebKitWebDriver`, on Xvfb.
+    WebKit,
+}
+
+/// WebKitGTK's MiniBrowser, which Debian keeps under the architecture's lib dir.
+fn minibrowser() -> Option<PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib").ok()?;
+    lib.flatten()
+        .flat_map(|dir| {
+            ["webkit2gtk-4.1", "webkit2gtk-4.0"].map(|v| dir.path().join(v).join("MiniBrowser"))
+        })
+        .find(|path| path.is_file())
+}
+
+/// A free loopback port, for a driver to listen on. Another process could take it
+/// before the driver does; that fails the driver's start, loudly.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Waits until the driver on `port` says it is ready for a new session.
+fn wait_ready(port: u16, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok((200, status)) = request(port, "GET", "/status", None)
+            && status["value"]["ready"] == true
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} on port {port} not ready in {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running driver (`chromedriver`, or the Xvfb display WebKit's drivers use),
+/// killed when dropped.
 pub struct Driver {
+    engine: Engine,
     child: Child,
+    /// chromedriver's port; unused for WebKit, whose sessions each start a driver.
     port: u16,
+    /// The X display Xvfb serves, for WebKit.
+    display: String,
 }
 
 impl Driver {
+    /// Why `engine` cannot run here, if it cannot.
+    pub fn missing_engine(engine: Engine) -> Option<String> {
+        match engine {
+            Engine::Chromium => Driver::missing(),
+            Engine::WebKit => {
+                let why = "(Debian: apt-get install webkit2gtk-driver xvfb)";
+                [WEBKIT_DRIVER, XVFB]
+                    .into_iter()
+                    .find(|path| !Path::new(path).exists())
+                    .map(|path| format!("{path} not found {why}"))
+                    .or_else(|| {
+                        minibrowser()
+                            .is_none()
+                            .then(|| format!("WebKitGTK's MiniBrowser not found {why}"))
+                    })
+            }
+        }
+    }
+
+    /// Starts what `engine` needs: chromedriver, or an Xvfb display for WebKit.
+    pub fn start_engine(engine: Engine) -> Driver {
+        match engine {
+            Engine::Chromium => Driver::start(),
+            Engine::WebKit => Driver::start_xvfb(),
+        }
+    }
+
+    /// Starts Xvfb on a display number it picks itself (`-displayfd`: it writes the
+    /// number once it accepts connections).
+    fn start_xvfb() -> Driver {
+        let mut child = Command::new(XVFB)
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1600x1200x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {XVFB}: {e}"));
+        let mut out = child.stdout.take().expect("Xvfb's stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut said = Vec::new();
+            let mut byte = [0u8; 1];
+            while let Ok(1) = out.read(&mut byte) {
+                if byte[0] == b'\n' {
+                    break;
+                }
+                said.push(byte[0]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&said).trim().to_owned());
+        });
+        let number = rx.recv_timeout(WAIT).ok().filter(|n| !n.is_empty());
+        let Some(number) = number else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("Xvfb did not say its display number in {WAIT:?}");
+        };
+        Driver {
+            engine: Engine::WebKit,
+            child,
+            port: 0,
+            display: format!(":{number}"),
+        }
+    }
+
     /// Why the browser tests cannot run here, if they cannot: Chromium or
     /// chromedriver is not installed.
     pub fn missing() -> Option<String> {
@@ -58,10 +192,7 @@ impl Driver {
     pub fn start() -> Driver {
         // Ask the OS for a free port, then hand it to chromedriver. Another process
         // could take it in between; that would fail the start below, loudly.
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = free_port();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -69,25 +200,80 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER}: {e}"));
-        let driver = Driver { child, port };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok((200, status)) = request(port, "GET", "/status", None)
-                && status["value"]["ready"] == true
-            {
-                return driver;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver on port {port} not ready in {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let driver = Driver {
+            engine: Engine::Chromium,
+            child,
+            port,
+            display: String::new(),
+        };
+        wait_ready(port, "chromedriver");
+        driver
+    }
+
+    /// Opens a fresh browser window with its own empty profile, with a viewport of
+    /// `width` × `height` CSS pixels (WebKit: a window that size, as near as GTK
+    /// allows; MiniBrowser windows are never narrower than about 450 px).
+    pub fn session(&self, width: u32, height: u32) -> Session {
+        match self.engine {
+            Engine::Chromium => self.chromium_session(width, height),
+            Engine::WebKit => self.webkit_session(width, height, false),
         }
     }
 
-    /// Opens a fresh headless Chromium with its own empty profile, with a viewport
-    /// of `width` × `height` CSS pixels.
-    pub fn session(&self, width: u32, height: u32) -> Session {
+    /// A WebKit window whose system colour scheme is dark (MiniBrowser's
+    /// `--dark-mode`), for what Chromium emulates through DevTools.
+    pub fn dark_webkit_session(&self, width: u32, height: u32) -> Session {
+        assert_eq!(
+            self.engine,
+            Engine::WebKit,
+            "Chromium emulates the scheme instead"
+        );
+        self.webkit_session(width, height, true)
+    }
+
+    /// A MiniBrowser window with a WebKitWebDriver of its own (it drives one at a
+    /// time). Automation sessions keep their cookies and storage to themselves.
+    fn webkit_session(&self, width: u32, height: u32, dark: bool) -> Session {
+        let port = free_port();
+        let child = Command::new(WEBKIT_DRIVER)
+            .arg(format!("--port={port}"))
+            .env("DISPLAY", &self.display)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {WEBKIT_DRIVER}: {e}"));
+        // The guard from here on: a panic below kills the driver.
+        let mut session = Session {
+            port,
+            id: String::new(),
+            profile: None,
+            engine: Engine::WebKit,
+            driver: Some(child),
+        };
+        wait_ready(port, "WebKitWebDriver");
+        let binary = minibrowser().expect("MiniBrowser (checked by missing_engine)");
+        let mut args = vec!["--automation"];
+        if dark {
+            args.push("--dark-mode");
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "acceptInsecureCerts": true,
+            "unhandledPromptBehavior": "ignore",
+            "webkitgtk:browserOptions": {"binary": binary, "args": args},
+        }}});
+        let value = command(port, "POST", "/session", Some(&caps))
+            .unwrap_or_else(|e| panic!("cannot start MiniBrowser: {e}"));
+        session.id = value["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sessionId in {value}"))
+            .to_owned();
+        session.resize(width, height);
+        session
+    }
+
+    /// A fresh headless Chromium with its own empty profile.
+    fn chromium_session(&self, width: u32, height: u32) -> Session {
         static PROFILES: AtomicUsize = AtomicUsize::new(0);
         let profile = std::env::temp_dir().join(format!(
             "switchboard-browser-{}-{}",
@@ -126,14 +312,13 @@ impl Driver {
         let session = Session {
             port: self.port,
             id,
-            profile,
+            profile: Some(profile),
+            engine: Engine::Chromium,
+            driver: None,
         };
         // `--window-size` sizes the window, not the page: set the viewport itself.
-        // Narrow viewports are emulated as a phone (touch, mobile viewport rules).
-        session.cdp(
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
-        );
+        // Narrow viewports are emulated as a phone (mobile viewport rules).
+        session.resize(width, height);
         session
     }
 }
@@ -149,11 +334,15 @@ impl Drop for Driver {
 #[derive(Debug)]
 pub struct TimedOut;
 
-/// One browser window, closed (and its profile deleted) when dropped.
+/// One browser window, closed (and its profile deleted, and its own driver
+/// stopped) when dropped.
 pub struct Session {
     port: u16,
     id: String,
-    profile: PathBuf,
+    profile: Option<PathBuf>,
+    engine: Engine,
+    /// WebKit's driver for this window alone.
+    driver: Option<Child>,
 }
 
 impl Session {
@@ -171,13 +360,45 @@ impl Session {
             .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
     }
 
-    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    /// Runs a Chrome DevTools Protocol command through chromedriver (Chromium only).
     pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        assert_eq!(
+            self.engine,
+            Engine::Chromium,
+            "{cmd}: the DevTools protocol is Chromium's; this test cannot run in WebKit"
+        );
         self.must(
             "POST",
             "/goog/cdp/execute",
             Some(json!({"cmd": cmd, "params": params})),
         )
+    }
+
+    /// Sets the viewport to `width` × `height` CSS pixels, emulated as a phone
+    /// (touch-sized layout rules) below 600 px, as [`Driver::session`] does.
+    pub fn resize(&self, width: u32, height: u32) {
+        if self.engine == Engine::WebKit {
+            // The window, not the viewport: WebDriver has no other way (§11.8.2).
+            self.must(
+                "POST",
+                "/window/rect",
+                Some(json!({"width": width, "height": height})),
+            );
+            return;
+        }
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+        );
+    }
+
+    /// Makes the page's pointer a finger (`(pointer: coarse)`, touch events), as on
+    /// a phone, or a mouse again.
+    pub fn touch(&self, on: bool) {
+        self.cdp(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": on, "maxTouchPoints": if on { 5 } else { 1 }}),
+        );
     }
 
     /// Loads `url` and waits for the page to finish loading.
@@ -256,6 +477,73 @@ impl Session {
         self.must("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Moves the mouse to the middle of the element `css`, as a person pointing at
+    /// it (`:hover` then applies).
+    pub fn hover(&self, css: &str) {
+        let origin = self.origin(css);
+        self.pointer(
+            "mouse",
+            json!([{"type": "pointerMove", "duration": 0, "origin": origin, "x": 0, "y": 0}]),
+        );
+    }
+
+    /// Presses the mouse on the middle of the element `css`, moves it by `dy` CSS
+    /// pixels (down when positive) in a few steps, and lets go: a drag.
+    pub fn drag_vertically(&self, css: &str, dy: i32) {
+        let origin = self.origin(css);
+        self.pointer(
+            "mouse",
+            json!([
+                {"type": "pointerMove", "duration": 0, "origin": origin, "x": 0, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerMove", "duration": 100, "origin": "pointer", "x": 0, "y": dy / 2},
+                {"type": "pointerMove", "duration": 100, "origin": "pointer", "x": 0, "y": dy - dy / 2},
+                {"type": "pointerUp", "button": 0},
+            ]),
+        );
+    }
+
+    /// Clicks the middle of the element `css` with the mouse, through the actions
+    /// API (where [`Session::click`]'s checks refuse an element over a scrolling
+    /// region, a person can still click it).
+    pub fn click_at(&self, css: &str) {
+        let origin = self.origin(css);
+        self.pointer(
+            "mouse",
+            json!([
+                {"type": "pointerMove", "duration": 0, "origin": origin, "x": 0, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerUp", "button": 0},
+            ]),
+        );
+    }
+
+    /// Presses and releases `key` (a character, or a code like [`ESCAPE`]) on
+    /// whatever has the focus, as a keyboard would.
+    pub fn press(&self, key: &str) {
+        let source = json!({"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key},
+        ]});
+        self.must("POST", "/actions", Some(json!({ "actions": [source] })));
+    }
+
+    /// The element `css` as a WebDriver actions origin.
+    fn origin(&self, css: &str) -> Value {
+        let mut origin = serde_json::Map::new();
+        origin.insert(ELEMENT_KEY.to_owned(), Value::String(self.element(css)));
+        Value::Object(origin)
+    }
+
+    /// Performs one input source's `actions` (W3C WebDriver §17.5), then releases
+    /// whatever is still pressed.
+    fn pointer(&self, id: &str, actions: Value) {
+        let source = json!({
+            "type": "pointer", "id": id, "parameters": {"pointerType": "mouse"}, "actions": actions,
+        });
+        self.must("POST", "/actions", Some(json!({ "actions": [source] })));
+        self.must("DELETE", "/actions", None);
+    }
+
     /// The text of an open `alert`/`confirm`/`prompt`, if there is one.
     pub fn alert_text(&self) -> Option<String> {
         match self.cmd("GET", "/alert/text", None) {
@@ -287,8 +575,16 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.cmd("DELETE", "", None);
-        let _ = std::fs::remove_dir_all(&self.profile);
+        if !self.id.is_empty() {
+            let _ = self.cmd("DELETE", "", None);
+        }
+        if let Some(profile) = &self.profile {
+            let _ = std::fs::remove_dir_all(profile);
+        }
+        if let Some(driver) = &mut self.driver {
+            let _ = driver.kill();
+            let _ = driver.wait();
+        }
     }
 }
 
