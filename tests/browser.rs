@@ -1743,6 +1743,46 @@ fn page_holds_a_text_to_the_servers_own_limit_in(engine: Engine) {
     page.wait_entry("message", "0123456789");
 }
 
+/// A file shared in the room (here by a script) shows on the page as its name and size,
+/// a link that downloads exactly its bytes.
+#[test]
+fn page_shows_a_shared_file_as_a_link_to_its_bytes() {
+    let Some(driver) = driver_or_skip_in(
+        "page_shows_a_shared_file_as_a_link_to_its_bytes",
+        Engine::Chromium,
+    ) else {
+        return;
+    };
+    let server = start_with(|b| b.api_token("t0ken"));
+    let addr = server.local_addr();
+    let page = Page::join(&driver, &format!("http://{addr}/#files"), "alice", DESKTOP);
+    let (mut bob, _) = chat(addr, "files", Some("bob"));
+    let bytes: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    send_json(
+        &mut bob,
+        json!({"type": "file", "name": "report v2.pdf", "mime": "application/pdf", "size": bytes.len()}),
+    );
+    bob.send(tungstenite::Message::binary(bytes.clone()))
+        .expect("send");
+    let sent = next_of_type(&mut bob, "message");
+    page.wait(
+        "the file's card",
+        "document.querySelector('#log > li[data-kind=message] .file a')?.textContent === arguments[0]",
+        json!(["report v2.pdf (2.9 KiB)"]),
+    );
+    let link = page.run(
+        "const a = document.querySelector('#log > li[data-kind=message] .file a');
+         return fetch(a.href).then(r => r.arrayBuffer()).then(b => ({
+             href: a.getAttribute('href'), download: a.download, text: a.textContent,
+             bytes: b.byteLength, first: new Uint8Array(b)[1] }));",
+    );
+    assert_eq!(
+        link,
+        json!({"href": sent["file"]["url"], "download": "report v2.pdf",
+               "text": "report v2.pdf (2.9 KiB)", "bytes": 3000, "first": 1})
+    );
+}
+
 #[test]
 fn page_isolates_a_right_to_left_name_and_its_text() {
     page_isolates_a_right_to_left_name_and_its_text_in(Engine::Chromium);
