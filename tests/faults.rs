@@ -23,7 +23,7 @@ use common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -54,26 +54,18 @@ struct Node {
 
 impl Node {
     fn start(redis_url: &str, dir: &TempDir, n: usize) -> Node {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-            .parse()
-            .expect("an address");
         let log = std::fs::File::create(dir.path().join(format!("node{n}.log"))).expect("a log");
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--listen", &addr.to_string(), "--no-tls", "--no-qr"])
+        let (mut command, addr) = binary_command();
+        command
             .args(["--redis", redis_url])
             .env("SWITCHBOARD_API_TOKEN", TOKEN)
             .env(
                 "RUST_LOG",
                 std::env::var("FAULTS_LOG").unwrap_or("info".into()),
             )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the binary starts");
-        eventually(|| TcpStream::connect(addr).ok());
+            .stderr(log);
         Node {
-            process: Running(child),
+            process: serving(command, addr),
             addr,
         }
     }

@@ -7,7 +7,6 @@ use common::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use switchboard::ServerHandle;
 use tungstenite::Message;
 
@@ -313,20 +312,9 @@ fn a_sender_that_drops_mid_file_posts_nothing_and_leaves_nothing() {
 
 /// The binary on a data directory, so that it can be killed.
 fn binary(dir: &Path) -> (Running, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("an address");
-    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--listen", &addr.to_string(), "--no-tls", "--no-qr"])
-        .arg("--data")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    eventually(|| std::net::TcpStream::connect(addr).ok());
-    (Running(child), addr)
+    let (mut command, addr) = binary_command();
+    command.arg("--data").arg(dir);
+    (serving(command, addr), addr)
 }
 
 /// `kill -9` in the middle of an upload: after the restart nothing of it is visible

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerBuilder, ServerHandle};
@@ -308,6 +308,33 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// The `switchboard` binary set to listen on a free loopback port, plain, without the
+/// QR code, its input and output thrown away: add what the test needs, then
+/// [`serving`]. Only for test targets that build the binary (`cli`).
+#[allow(dead_code)]
+pub fn binary_command() -> (Command, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .args(["--listen", &addr.to_string(), "--no-tls", "--no-qr"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    (command, addr)
+}
+
+/// Starts `command` (from [`binary_command`]) and waits until it accepts connections
+/// on `addr`.
+#[allow(dead_code)]
+pub fn serving(mut command: Command, addr: SocketAddr) -> Running {
+    let child = command.spawn().expect("the binary starts");
+    let running = Running(child);
+    eventually(|| TcpStream::connect(addr).ok());
+    running
 }
 
 /// A child process (a server, a tool), killed when dropped, so that a failing test

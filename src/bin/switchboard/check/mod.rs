@@ -196,18 +196,7 @@ fn run_all(
                             "a bug in switchboard check: please report it",
                         )
                     });
-                    let row = Row {
-                        id: case.id.clone(),
-                        area: case.area.key(),
-                        rfc: case.rfc,
-                        autobahn: case.autobahn.then(|| case.id.clone()),
-                        title: case.title.clone(),
-                        verdict: outcome.verdict,
-                        observed: outcome.observed,
-                        hint: outcome.hint,
-                        ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        area_order: case.area,
-                    };
+                    let row = Row::of(case, outcome, started);
                     if done_tx.send(row).is_err() {
                         return;
                     }

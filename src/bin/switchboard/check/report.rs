@@ -4,7 +4,7 @@
 use super::cases::Area;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A case's verdict, in Autobahn's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -67,6 +67,24 @@ pub(crate) struct Row {
     pub ms: u64,
     #[serde(skip)]
     pub area_order: Area,
+}
+
+impl Row {
+    /// The line of case `case`, run from `started`, that came out as `outcome`.
+    pub(crate) fn of(case: &super::cases::Case, outcome: Outcome, started: Instant) -> Row {
+        Row {
+            id: case.id.clone(),
+            area: case.area.key(),
+            rfc: case.rfc,
+            autobahn: case.autobahn.then(|| case.id.clone()),
+            title: case.title.clone(),
+            verdict: outcome.verdict,
+            observed: outcome.observed,
+            hint: outcome.hint,
+            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            area_order: case.area,
+        }
+    }
 }
 
 /// Counts by verdict.

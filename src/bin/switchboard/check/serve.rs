@@ -206,18 +206,7 @@ fn run_case(case: &Case, conn: Conn, request: &Request, agent: &str, shared: &Sh
         outcome.verdict = Verdict::Fail;
         outcome.hint = format!("the opening handshake: {problem}");
     }
-    let row = Row {
-        id: case.id.clone(),
-        area: case.area.key(),
-        rfc: case.rfc,
-        autobahn: case.autobahn.then(|| case.id.clone()),
-        title: case.title.clone(),
-        verdict: outcome.verdict,
-        observed: outcome.observed,
-        hint: outcome.hint,
-        ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        area_order: case.area,
-    };
+    let row = Row::of(case, outcome, started);
     if let Ok(mut results) = shared.results.lock() {
         results
             .entry(agent.to_owned())
