@@ -196,7 +196,7 @@ fn run_all(
                             "a bug in switchboard check: please report it",
                         )
                     });
-                    let row = Row::of(case, outcome, started);
+                    let row = case.row(outcome, started);
                     if done_tx.send(row).is_err() {
                         return;
                     }

@@ -1,10 +1,9 @@
 //! Verdicts and the two reports: text for a person (grouped by area, non-passes with
 //! what was seen and a hint, a summary line) and JSON for CI.
 
-use super::cases::Area;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A case's verdict, in Autobahn's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -51,6 +50,69 @@ impl Outcome {
     }
 }
 
+/// The areas of RFC 6455 the catalogue covers, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Area {
+    Handshake,
+    Framing,
+    Masking,
+    Control,
+    Reserved,
+    Fragmentation,
+    Utf8,
+    Closing,
+    Limits,
+    Segmentation,
+}
+
+impl Area {
+    /// Every area, in report order.
+    pub const ALL: [Area; 10] = [
+        Area::Handshake,
+        Area::Framing,
+        Area::Masking,
+        Area::Control,
+        Area::Reserved,
+        Area::Fragmentation,
+        Area::Utf8,
+        Area::Closing,
+        Area::Limits,
+        Area::Segmentation,
+    ];
+
+    /// The short name used in `--json`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Area::Handshake => "handshake",
+            Area::Framing => "framing",
+            Area::Masking => "masking",
+            Area::Control => "control",
+            Area::Reserved => "reserved",
+            Area::Fragmentation => "fragmentation",
+            Area::Utf8 => "utf8",
+            Area::Closing => "closing",
+            Area::Limits => "limits",
+            Area::Segmentation => "segmentation",
+        }
+    }
+
+    /// The heading in the report, with the RFC sections.
+    pub fn title(self) -> &'static str {
+        match self {
+            Area::Handshake => "Opening handshake (RFC 6455 §4)",
+            Area::Framing => "Framing and the 7/16/64-bit lengths (§5.2)",
+            Area::Masking => "Masking (§5.1, §5.3)",
+            Area::Control => "Control frames: ping and pong (§5.5)",
+            Area::Reserved => "Reserved bits and opcodes (§5.2)",
+            Area::Fragmentation => "Fragmentation (§5.4)",
+            Area::Utf8 => "UTF-8 in text messages (§5.6, §8.1)",
+            Area::Closing => "Closing handshake and close codes (§5.5.1, §7)",
+            Area::Limits => "Large messages, up to 16 MiB (§5.2, §10.4)",
+            Area::Segmentation => "TCP segmentation: frames are not writes (§5.2)",
+        }
+    }
+}
+
 /// One case's line of the report.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Row {
@@ -67,24 +129,6 @@ pub(crate) struct Row {
     pub ms: u64,
     #[serde(skip)]
     pub area_order: Area,
-}
-
-impl Row {
-    /// The line of case `case`, run from `started`, that came out as `outcome`.
-    pub(crate) fn of(case: &super::cases::Case, outcome: Outcome, started: Instant) -> Row {
-        Row {
-            id: case.id.clone(),
-            area: case.area.key(),
-            rfc: case.rfc,
-            autobahn: case.autobahn.then(|| case.id.clone()),
-            title: case.title.clone(),
-            verdict: outcome.verdict,
-            observed: outcome.observed,
-            hint: outcome.hint,
-            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            area_order: case.area,
-        }
-    }
 }
 
 /// Counts by verdict.

@@ -206,7 +206,7 @@ fn run_case(case: &Case, conn: Conn, request: &Request, agent: &str, shared: &Sh
         outcome.verdict = Verdict::Fail;
         outcome.hint = format!("the opening handshake: {problem}");
     }
-    let row = Row::of(case, outcome, started);
+    let row = case.row(outcome, started);
     if let Ok(mut results) = shared.results.lock() {
         results
             .entry(agent.to_owned())

@@ -25,7 +25,7 @@ mod segmentation;
 mod utf8;
 
 use super::client::{Conn, End, Event, Target, show};
-use super::report::{Outcome, Verdict};
+use super::report::{Outcome, Row, Verdict};
 use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -58,68 +58,8 @@ fn side_rule(server: &str, client: &str) -> String {
     }
 }
 
-/// The areas of RFC 6455 the catalogue covers, in report order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Area {
-    Handshake,
-    Framing,
-    Masking,
-    Control,
-    Reserved,
-    Fragmentation,
-    Utf8,
-    Closing,
-    Limits,
-    Segmentation,
-}
-
-impl Area {
-    /// Every area, in report order.
-    pub const ALL: [Area; 10] = [
-        Area::Handshake,
-        Area::Framing,
-        Area::Masking,
-        Area::Control,
-        Area::Reserved,
-        Area::Fragmentation,
-        Area::Utf8,
-        Area::Closing,
-        Area::Limits,
-        Area::Segmentation,
-    ];
-
-    /// The short name used in `--json`.
-    pub fn key(self) -> &'static str {
-        match self {
-            Area::Handshake => "handshake",
-            Area::Framing => "framing",
-            Area::Masking => "masking",
-            Area::Control => "control",
-            Area::Reserved => "reserved",
-            Area::Fragmentation => "fragmentation",
-            Area::Utf8 => "utf8",
-            Area::Closing => "closing",
-            Area::Limits => "limits",
-            Area::Segmentation => "segmentation",
-        }
-    }
-
-    /// The heading in the report, with the RFC sections.
-    pub fn title(self) -> &'static str {
-        match self {
-            Area::Handshake => "Opening handshake (RFC 6455 §4)",
-            Area::Framing => "Framing and the 7/16/64-bit lengths (§5.2)",
-            Area::Masking => "Masking (§5.1, §5.3)",
-            Area::Control => "Control frames: ping and pong (§5.5)",
-            Area::Reserved => "Reserved bits and opcodes (§5.2)",
-            Area::Fragmentation => "Fragmentation (§5.4)",
-            Area::Utf8 => "UTF-8 in text messages (§5.6, §8.1)",
-            Area::Closing => "Closing handshake and close codes (§5.5.1, §7)",
-            Area::Limits => "Large messages, up to 16 MiB (§5.2, §10.4)",
-            Area::Segmentation => "TCP segmentation: frames are not writes (§5.2)",
-        }
-    }
-}
+// The areas live with the report, which orders by them; the catalogue names them.
+pub(crate) use super::report::Area;
 
 impl fmt::Display for Area {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,6 +102,22 @@ pub(crate) struct Case {
 }
 
 impl Case {
+    /// This case's line of the report: it came out as `outcome`, run from `started`.
+    pub(crate) fn row(&self, outcome: Outcome, started: std::time::Instant) -> Row {
+        Row {
+            id: self.id.clone(),
+            area: self.area.key(),
+            rfc: self.rfc,
+            autobahn: self.autobahn.then(|| self.id.clone()),
+            title: self.title.clone(),
+            verdict: outcome.verdict,
+            observed: outcome.observed,
+            hint: outcome.hint,
+            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            area_order: self.area,
+        }
+    }
+
     fn plain(
         id: impl Into<String>,
         area: Area,
