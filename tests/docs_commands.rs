@@ -126,14 +126,29 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
         "curl --cacert certs/ca.pem https://localhost:3443/healthz",
         "readme_and_certs_curl_line_verifies_with_the_dev_ca",
     ),
+    (
+        "README.md",
+        FILE_POST,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
 ];
 
+/// The README's post of a file with curl.
+const FILE_POST: &str = "curl --data-binary @graph.png -H 'Content-Type: image/png' -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:3000/api/rooms/ops/files?name=graph.png'";
+
 /// Inline spans that start like a command but are not one, and why.
-const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[(
-    "docs/PROTOCOL.md",
-    "curl -d",
-    "names curl's flag to say what body it sends",
-)];
+const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
+    (
+        "docs/PROTOCOL.md",
+        "curl -d",
+        "names curl's flag to say what body it sends",
+    ),
+    (
+        "docs/PROTOCOL.md",
+        "curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg'",
+        "names the flags that send a file as the body; the README's whole command is run",
+    ),
+];
 
 /// The marker of a block the tests cannot run, on the line before it.
 const MARKER: (&str, &str) = ("<!-- not run by the tests: ", "-->");
@@ -1037,6 +1052,28 @@ fn readme_token_file_server_and_curl_post_a_message() {
         (seen["text"].as_str(), seen["id"].clone()),
         (Some("deploy finished"), stored["id"].clone())
     );
+
+    // A file goes the same way: the README's command, run from where the file is.
+    let mut picture = b"\x89PNG\r\n\x1a\n".to_vec();
+    picture.extend((0..5000u32).map(|i| (i % 251) as u8));
+    std::fs::write(shell.home().join("graph.png"), &picture).expect("a picture");
+    let post = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\ncd ~\n{}",
+        at(&inline("README.md", FILE_POST), served.http, None)
+    );
+    let answer = shell.run(&post);
+    answer.assert_success(&post);
+    let stored: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(
+        (&stored["file"]["name"], &stored["file"]["size"]),
+        (
+            &serde_json::json!("graph.png"),
+            &serde_json::json!(picture.len())
+        ),
+        "{}",
+        answer.stdout
+    );
+    assert_eq!(next_of_type(&mut ops, "message")["file"], stored["file"]);
 }
 
 #[test]
