@@ -40,6 +40,9 @@ pub(crate) struct Files {
     pub max_total: u64,
     /// The bytes all files take now: each content counted once.
     used: AtomicU64,
+    /// The bytes announced by uploads on their way: together they stay within
+    /// `max_total`, so many connections uploading at once cannot fill the disk.
+    reserved: AtomicU64,
 }
 
 /// Why an upload cannot go on.
@@ -98,6 +101,7 @@ impl Files {
             max_file_size,
             max_total,
             used: AtomicU64::new(used),
+            reserved: AtomicU64::new(0),
         }))
     }
 
@@ -106,10 +110,16 @@ impl Files {
         if size > self.max_file_size {
             return Err(FileError::TooLarge);
         }
-        if size > self.max_total {
+        let reserve = |taken: u64| taken.checked_add(size).filter(|&t| t <= self.max_total);
+        if self
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, reserve)
+            .is_err()
+        {
             return Err(FileError::Full);
         }
-        let path = self.root.join("tmp").join(format!("{}.part", random_id()?));
+        let name = random_id().inspect_err(|_| self.unreserve(size))?;
+        let path = self.root.join("tmp").join(format!("{name}.part"));
         // Readable by this user only, like the store: a file shared behind a password
         // is as private as the messages.
         let file = {
@@ -118,7 +128,8 @@ impl Files {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)?
+                .open(&path)
+                .inspect_err(|_| self.unreserve(size))?
         };
         Ok(Upload {
             files: Arc::clone(self),
@@ -161,6 +172,14 @@ impl Files {
         }
         self.drop_unlinked_blobs();
         Ok(removed)
+    }
+
+    fn unreserve(&self, size: u64) {
+        let _ = self
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_sub(size))
+            });
     }
 
     /// Whether all files together take more than they may: the oldest should go.
@@ -287,6 +306,7 @@ impl Drop for Upload {
     fn drop(&mut self) {
         // Finished or not, the part file goes: its bytes are linked or abandoned.
         let _ = fs::remove_file(&self.path);
+        self.files.unreserve(self.expected);
     }
 }
 
@@ -359,6 +379,21 @@ mod tests {
         drop(up);
         assert_eq!(fs::read_dir(files.root.join("tmp")).unwrap().count(), 0);
         assert!(matches!(files.begin(2 << 20), Err(FileError::TooLarge)));
+    }
+
+    #[test]
+    fn uploads_on_their_way_together_stay_within_the_total() {
+        let files = Files::open(None, 600, 1000).unwrap();
+        let first = files.begin(600).unwrap();
+        assert!(
+            matches!(files.begin(600), Err(FileError::Full)),
+            "1,200 > 1,000"
+        );
+        let small = files.begin(400).unwrap();
+        drop(first);
+        let again = files.begin(600).unwrap();
+        drop((small, again));
+        assert_eq!(files.reserved.load(Ordering::Relaxed), 0, "all given back");
     }
 
     #[test]
