@@ -1252,6 +1252,82 @@ fn a_node_whose_link_was_held_leaves_no_client_a_silent_gap() {
     );
 }
 
+/// A message whose news never reached a node (stored in Redis, its publication lost,
+/// as when Redis dies between the two) leaves no silent hole: the next message of the
+/// room finds it missing, and the node's members of that room are told to reconnect
+/// instead of getting it past the hole; they resume and get both, in order. Another
+/// room's member is untouched.
+#[test]
+fn a_message_whose_news_was_lost_is_not_skipped_silently() {
+    let Some(redis) = Redis::start("lost_news") else {
+        return;
+    };
+    let server = node(&redis);
+    let addr = server.local_addr();
+    let (mut ann, welcome) = chat(addr, "r", Some("ann"));
+    let epoch = welcome["epoch"].as_str().expect("an epoch").to_owned();
+    let (mut ben, _) = chat(addr, "r", Some("ben"));
+    let (mut cy, _) = chat(addr, "s", Some("cy"));
+    say(&mut ben, "one");
+    assert_eq!(next_of_type(&mut ann, "message")["id"], 1);
+    assert_eq!(next_of_type(&mut ben, "message")["id"], 1);
+
+    // Stored as the append script stores it, but never published.
+    assert_eq!(
+        redis.command(&["HINCRBY", "switchboard:ids", "r", "1"]),
+        ":2"
+    );
+    let added = redis.command(&[
+        "XADD",
+        "switchboard:room:r",
+        "2-0",
+        "f",
+        "ghost",
+        "t",
+        "lost news",
+        "ts",
+        "1",
+        "v",
+        "",
+    ]);
+    assert!(added.starts_with('$'), "XADD answered {added}");
+
+    say(&mut ben, "three");
+    for ws in [&mut ann, &mut ben] {
+        let msg = next_json(ws);
+        assert_eq!(
+            msg["type"], "error",
+            "told, not given id 3 past the hole: {msg}"
+        );
+        assert_eq!(msg["code"], "unavailable", "{msg}");
+        let close = close_frame(ws).expect("a close frame");
+        assert_eq!(u16::from(close.code), 1012);
+    }
+    let (mut ann, welcome) = chat_url(addr, &format!("/ws/chat/r?name=ann&since=1&epoch={epoch}"));
+    assert_eq!(welcome["resumed"], true, "{welcome}");
+    let history: Vec<(u64, String)> = welcome["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap_or(0),
+                m["text"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [(2, "lost news".to_owned()), (3, "three".to_owned())],
+        "{welcome}"
+    );
+    // Both rooms go on as before.
+    say(&mut ann, "four");
+    assert_eq!(next_of_type(&mut ann, "message")["id"], 4);
+    say(&mut cy, "elsewhere");
+    assert_eq!(next_of_type(&mut cy, "message")["text"], "elsewhere");
+}
+
 /// A message sent again with its cid through another node (the client lost its node
 /// and came back on another) is not stored again: Redis keeps the key, whichever node
 /// it came through, and the sender gets the message stored the first time.

@@ -8,7 +8,7 @@ use crate::base::ConnId;
 use crate::chat::ClientMessage;
 use crate::store::{Answer, Request, member_key};
 use crossbeam_channel::Sender;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
@@ -60,6 +60,9 @@ pub(super) struct Backend {
     /// Per room with members, the newest id delivered: a message that comes twice
     /// (live and in a catch-up) is delivered once.
     pub(super) delivered: HashMap<String, u64>,
+    /// Members of ours told to reconnect because their room's messages reached this
+    /// node with a hole: nothing more is delivered to them before they go.
+    pub(super) missed: HashSet<ConnId>,
     /// Members of other nodes: their name in the backend ↔ their id here.
     pub(super) remote: HashMap<String, ConnId>,
     pub(super) keys: HashMap<ConnId, String>,
@@ -85,6 +88,7 @@ impl Backend {
             pending: HashMap::new(),
             floors: HashMap::new(),
             delivered: HashMap::new(),
+            missed: HashSet::new(),
             remote: HashMap::new(),
             keys: HashMap::new(),
             next_remote: FIRST_REMOTE,
@@ -190,6 +194,7 @@ impl Backend {
     pub(super) fn forget(&mut self, id: ConnId) {
         self.pending.remove(&id);
         self.floors.remove(&id);
+        self.missed.remove(&id);
         if let Some(key) = self.keys.remove(&id) {
             self.remote.remove(&key);
         }

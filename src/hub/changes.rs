@@ -432,6 +432,11 @@ impl ChatRooms {
     /// it. A message that comes live, in its order, is after every member's join;
     /// only a catch-up (or a member between its join and its welcome) needs looking at.
     ///
+    /// A room's ids follow one another. One that comes after a hole (its news was lost
+    /// while the subscription was down, and came neither live nor in time in the
+    /// catch-up) is not delivered past it: each member who lacks the missing ones is
+    /// told to reconnect, and resumes from the store, which has them all, in order.
+    ///
     /// Nothing is logged here: this runs for every message, and a log line can block
     /// on a full stderr, the hub with it.
     fn deliver(&mut self, members: &Members, post: &mut Post, line: &ChatLine, catch_up: bool) {
@@ -443,20 +448,32 @@ impl ChatRooms {
         if line.id <= *delivered {
             return;
         }
-        *delivered = line.id;
-        let check = catch_up || !backend.pending.is_empty();
+        // The newest this node had of the room before; 0 when it had none yet.
+        let before = mem::replace(delivered, line.id);
+        let hole = before != 0 && line.id > before + 1;
+        let mut lacking = Vec::new();
+        let check = catch_up || hole || !backend.pending.is_empty() || !backend.missed.is_empty();
         let msg = Message::text(chat::encode(line));
         for &id in &room.members {
-            let skip = check
-                && (backend.is_muted(id)
-                    || backend
-                        .floors
-                        .get(&id)
-                        .is_some_and(|&floor| line.id <= floor));
-            if !skip {
-                // A member of another node has no outbox: nothing is queued.
-                post.deliver_answer(members, id, msg.clone());
+            let floor = backend.floors.get(&id).copied();
+            if check && (backend.is_muted(id) || backend.missed.contains(&id)) {
+                continue;
             }
+            if check && floor.is_some_and(|floor| line.id <= floor) {
+                continue;
+            }
+            if hole && floor.is_none_or(|floor| floor + 1 < line.id) && members.outbox(id).is_some()
+            {
+                lacking.push(id);
+                continue;
+            }
+            // A member of another node has no outbox: nothing is queued.
+            post.deliver_answer(members, id, msg.clone());
+        }
+        for id in lacking {
+            self.backend.missed.insert(id);
+            let why = "this server missed some of the room's messages: reconnect to get them";
+            self.send_off(members, post, id, why);
         }
     }
 
@@ -517,6 +534,7 @@ impl ChatRooms {
         backend.pending.clear();
         backend.floors.clear();
         backend.delivered.clear();
+        backend.missed.clear();
         backend.remote.clear();
         backend.keys.clear();
         // Other nodes may have found out first, and their members be back already:

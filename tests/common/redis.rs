@@ -134,6 +134,25 @@ impl Redis {
         assert_eq!(&answer, b"+OK\r\n");
     }
 
+    /// Runs one command on its own connection; returns the first line of the reply
+    /// (`:3`, `+OK`, `$5`, …).
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("redis");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        s.write_all(request.as_bytes()).expect("command sent");
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            s.read_exact(&mut byte).expect("command answered");
+            line.push(byte[0]);
+        }
+        String::from_utf8_lossy(&line).trim_end().to_owned()
+    }
+
     /// Closes every subscriber's connection (`CLIENT KILL TYPE pubsub`): what a node
     /// sees when its subscription breaks while its commands still go through.
     pub fn kill_subscribers(&self) {
