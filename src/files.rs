@@ -16,14 +16,21 @@
 //! A file is linked under its id (and synced) before the message that names it is
 //! stored; an id no stored message names (a crash in between, a message the store
 //! refused) is removed by [`Files::keep_only`] at start-up.
+//!
+//! In a cluster, the disk of one node is not enough: the node may die, and the others
+//! must serve its files too. A [`Mirror`] (Redis, on a thread of its own) then takes
+//! each file's bytes before its message is stored, and gives them to a node that is
+//! asked for a file it does not have yet: this directory is that node's copy.
 
+use crossbeam_channel::{Sender, bounded};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// Length of a file id: 32 hex digits, 128 random bits.
 pub(crate) const ID_LEN: usize = 32;
@@ -43,6 +50,72 @@ pub(crate) struct Files {
     /// The bytes announced by uploads on their way: together they stay within
     /// `max_total`, so many connections uploading at once cannot fill the disk.
     reserved: AtomicU64,
+    /// Where a cluster keeps every file, set once its bridge is up.
+    mirror: OnceLock<Mirror>,
+}
+
+/// The way to the thread that keeps files where every node reaches them (in a
+/// cluster: Redis). It is asked from the thread that has the file, or wants it, and
+/// that thread waits for the answer: the connection that uploaded it, the HTTP request
+/// that asks for it; never the hub.
+#[derive(Debug, Clone)]
+pub(crate) struct Mirror {
+    tx: Sender<Mirrored>,
+}
+
+/// What the mirror's thread is asked.
+#[derive(Debug)]
+pub(crate) enum Mirrored {
+    /// Keep the bytes of the file posted here as `id` (`size` bytes): answered once
+    /// they are safe, or why not.
+    Put {
+        id: String,
+        size: u64,
+        reply: Sender<Result<(), FileError>>,
+    },
+    /// Bring file `id` here, if it exists: answered `true` once it is here.
+    Fetch { id: String, reply: Sender<bool> },
+}
+
+/// How many requests may wait for the mirror's thread; more are refused at once.
+const MIRROR_QUEUE: usize = 64;
+/// How long a file's copy may take, beyond its bytes at [`MIRROR_RATE`].
+const MIRROR_WAIT: Duration = Duration::from_secs(10);
+/// The slowest a copy to or from the mirror may go, in bytes per second, before its
+/// waiter gives up: far below loopback or a LAN.
+const MIRROR_RATE: u64 = 10 << 20;
+
+impl Mirror {
+    /// A mirror, and the requests its thread is to serve.
+    pub(crate) fn new() -> (Mirror, crossbeam_channel::Receiver<Mirrored>) {
+        let (tx, rx) = bounded(MIRROR_QUEUE);
+        (Mirror { tx }, rx)
+    }
+
+    fn put(&self, id: &str, size: u64) -> Result<(), FileError> {
+        let (reply, answer) = bounded(1);
+        let request = Mirrored::Put {
+            id: id.to_owned(),
+            size,
+            reply,
+        };
+        if self.tx.try_send(request).is_err() {
+            return Err(FileError::Unavailable);
+        }
+        answer
+            .recv_timeout(MIRROR_WAIT + Duration::from_secs(size / MIRROR_RATE))
+            .unwrap_or(Err(FileError::Unavailable))
+    }
+
+    fn fetch(&self, id: &str) -> bool {
+        let (reply, answer) = bounded(1);
+        let request = Mirrored::Fetch {
+            id: id.to_owned(),
+            reply,
+        };
+        // The size is not known here: long enough for the largest file allowed.
+        self.tx.try_send(request).is_ok() && answer.recv_timeout(MIRROR_WAIT * 6).unwrap_or(false)
+    }
 }
 
 /// Why an upload cannot go on.
@@ -54,6 +127,8 @@ pub(crate) enum FileError {
     Bad(&'static str),
     /// No room left for it.
     Full,
+    /// Where a cluster keeps files did not take it (Redis is away or too slow).
+    Unavailable,
     /// The disk said no.
     Io(io::Error),
 }
@@ -102,7 +177,14 @@ impl Files {
             max_total,
             used: AtomicU64::new(used),
             reserved: AtomicU64::new(0),
+            mirror: OnceLock::new(),
         }))
+    }
+
+    /// From now on every file posted here is handed to `mirror` before its message is
+    /// stored, and a file asked for that is not here is looked for there.
+    pub(crate) fn mirror_to(&self, mirror: Mirror) {
+        let _ = self.mirror.set(mirror);
     }
 
     /// Starts an upload of `size` bytes.
@@ -143,11 +225,28 @@ impl Files {
 
     /// The file posted as `id`, to be read; `None` when there is none (a malformed id
     /// included: it never reaches the filesystem).
+    /// In a cluster, a file posted on another node is brought here first.
     pub(crate) fn open_id(&self, id: &str) -> Option<File> {
         if !is_id(id) {
             return None;
         }
+        self.open_here(id).or_else(|| {
+            let mirror = self.mirror.get()?;
+            mirror.fetch(id).then(|| self.open_here(id))?
+        })
+    }
+
+    /// The file posted as `id`, if it is on this node's disk.
+    pub(crate) fn open_here(&self, id: &str) -> Option<File> {
+        if !is_id(id) {
+            return None;
+        }
         File::open(self.root.join("ids").join(id)).ok()
+    }
+
+    /// Whether file `id` is here.
+    pub(crate) fn has(&self, id: &str) -> bool {
+        is_id(id) && self.root.join("ids").join(id).exists()
     }
 
     /// Removes file `id`, and its bytes if no other file has them.
@@ -185,6 +284,43 @@ impl Files {
     /// Whether all files together take more than they may: the oldest should go.
     pub(crate) fn over_quota(&self) -> bool {
         self.used.load(Ordering::Relaxed) > self.max_total
+    }
+
+    /// In a cluster, this disk is a copy of what Redis holds: while all files here take
+    /// more than they may, the oldest copies go (any node can bring them back), never
+    /// `keep`, the one just made.
+    pub(crate) fn trim_copies(&self, keep: &str) {
+        if self.mirror.get().is_none() || !self.over_quota() {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(self.root.join("ids")) else {
+            return;
+        };
+        use std::os::unix::fs::MetadataExt;
+        let mut copies: Vec<(std::time::SystemTime, PathBuf, u64)> = entries
+            .flatten()
+            .filter(|entry| entry.file_name() != keep)
+            .filter_map(|entry| {
+                let meta = entry.metadata().ok()?;
+                // Its last file (the blob and this link): removing it frees its bytes.
+                let frees = if meta.nlink() <= 2 { meta.len() } else { 0 };
+                Some((meta.modified().ok()?, entry.path(), frees))
+            })
+            .collect();
+        copies.sort();
+        let mut over = self
+            .used
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.max_total);
+        for (_, path, frees) in copies {
+            if over == 0 {
+                break;
+            }
+            if fs::remove_file(path).is_ok() {
+                over = over.saturating_sub(frees);
+            }
+        }
+        self.drop_unlinked_blobs();
     }
 
     /// Removes the blobs only `blobs/` links to: no file has their bytes any more.
@@ -272,9 +408,26 @@ impl Upload {
     }
 
     /// Makes the complete file durable and gives it its id: synced, its bytes under
-    /// their hash (once, however often posted), linked under a new random id. Only
-    /// then may a message name it.
-    pub(crate) fn finish(mut self) -> Result<String, FileError> {
+    /// their hash (once, however often posted), linked under a new random id, and in a
+    /// cluster handed to the mirror. Only then may a message name it.
+    pub(crate) fn finish(self) -> Result<String, FileError> {
+        let id = random_id()?;
+        let files = Arc::clone(&self.files);
+        let size = self.written;
+        self.finish_as(&id)?;
+        if let Some(mirror) = files.mirror.get() {
+            if let Err(e) = mirror.put(&id, size) {
+                files.remove(&id);
+                return Err(e);
+            }
+            files.trim_copies(&id);
+        }
+        Ok(id)
+    }
+
+    /// Makes the complete file durable as file `id` (a file another node posted, when
+    /// it is brought here).
+    pub(crate) fn finish_as(mut self, id: &str) -> Result<(), FileError> {
         if !self.is_complete() {
             return Err(FileError::Bad("fewer bytes than the file announced"));
         }
@@ -293,12 +446,15 @@ impl Upload {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
         }
-        let id = random_id()?;
-        fs::hard_link(&blob, self.files.root.join("ids").join(&id))?;
+        match fs::hard_link(&blob, self.files.root.join("ids").join(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
         sync_dir(&self.files.root.join("blobs"))?;
         sync_dir(&self.files.root.join("ids"))?;
         let _ = fs::remove_file(&self.path);
-        Ok(id)
+        Ok(())
     }
 }
 

@@ -348,12 +348,19 @@ fn start_backend(
         }
         Opened::Cluster(bridge) => {
             let stop = bridge.stop_flag();
+            let client = bridge.client();
             let redis = ctx.config.redis.as_deref().unwrap_or_default();
             if let Err(e) = join_cluster(bridge, redis, requests_rx, events, threads) {
                 // The bus listener ends on this flag alone.
                 stop.store(true, std::sync::atomic::Ordering::Release);
                 return Err(e);
             }
+            // Files go through Redis too, on a thread of their own (as the flag says,
+            // it ends with the bridge).
+            let (mirror, mirrored) = crate::files::Mirror::new();
+            let copier = cluster::Copier::new(client, &ctx.files, stop);
+            threads.push(spawn("cluster-files", move || copier.run(mirrored))?);
+            ctx.files.mirror_to(mirror);
         }
     }
     Ok(requests)

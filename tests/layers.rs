@@ -166,7 +166,12 @@ const WITHIN: &[(&str, &[&[&str]])] = &[
     ),
     (
         "cluster",
-        &[&["run"], &["presence"], &["storage", "listen", "scripts"]],
+        &[
+            &["run"],
+            &["presence"],
+            &["storage", "listen", "scripts"],
+            &["files"],
+        ],
     ),
     ("store", &[&["sqlite"], &["presence"]]),
     ("doors", &[&["signin"]]),

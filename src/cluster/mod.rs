@@ -25,6 +25,7 @@
 //! reconnects with backoff, and then catches up: the messages it missed, who came and
 //! went, and its own members, in case it was taken for dead meanwhile.
 
+mod files;
 mod listen;
 mod presence;
 mod run;
@@ -33,6 +34,7 @@ mod storage;
 
 use storage::{ended_sessions, rooms};
 
+pub(crate) use files::Copier;
 pub(crate) use listen::{Subscription, listen};
 
 use crate::base::SessionId;
@@ -288,7 +290,7 @@ impl Bridge {
             ended_sessions(&mut con).map_err(|e| fail(format!("cannot be read ({e})")))?;
         let rooms = rooms(&mut con).map_err(|e| fail(format!("cannot be read ({e})")))?;
         let scripts = Scripts {
-            append: Script::new(scripts::APPEND),
+            append: Script::new(&format!("{}{}", files::DROP_FILE, scripts::APPEND)),
             join: Script::new(scripts::JOIN),
             guest_keys: scripts::guest_keys(),
             switch: Script::new(scripts::SWITCH),

@@ -24,7 +24,9 @@ use crate::chat;
 /// reply never came) gets them back without storing anything twice. A message is
 /// stored once per key too (a chat `cid`, an `Idempotency-Key`, whichever node it
 /// came through, for as many seconds as given): one whose key was stored before is
-/// not stored again, and its id comes back negated. KEYS: each message's room
+/// not stored again, and its id comes back negated. The files of the messages trimmed
+/// away are removed (`drop_file`, [`super::files::DROP_FILE`], comes before this
+/// script). KEYS: each message's room
 /// stream. ARGV: retain, the batch's token, then for each message room, from, text,
 /// ts, via, its file (or empty), its key (or empty) and how long to keep the key.
 pub(super) const APPEND: &str = r"
@@ -43,6 +45,19 @@ for i = 1, #KEYS do
   else
     local id = redis.call('HINCRBY', 'switchboard:ids', room, 1)
     if id == 1 then redis.call('ZADD', 'switchboard:rooms', 0, room) end
+    -- The files of the messages the trim below removes go with them.
+    local excess = redis.call('XLEN', KEYS[i]) - tonumber(ARGV[1]) + 1
+    if excess > 0 then
+      for _, entry in ipairs(redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', excess)) do
+        local fields = entry[2]
+        for f = 1, #fields - 1, 2 do
+          if fields[f] == 'file' then
+            local ok, old = pcall(cjson.decode, fields[f + 1])
+            if ok and type(old) == 'table' and type(old.id) == 'string' then drop_file(old.id) end
+          end
+        end
+      end
+    end
     if file == '' then
       redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[1], id .. '-0',
         'f', from, 't', text, 'ts', ts, 'v', via)

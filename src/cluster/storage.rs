@@ -421,11 +421,34 @@ pub(super) fn range(
         .arg("COUNT")
         .arg(count)
         .query(con)?;
-    Ok(entries
+    let mut lines: Vec<ChatLine> = entries
         .into_iter()
         .filter_map(|(id, fields)| entry(room, &id, &fields))
-        .map(Arc::new)
-        .collect())
+        .collect();
+    mark_expired(con, &mut lines)?;
+    Ok(lines.into_iter().map(Arc::new).collect())
+}
+
+/// Marks the files Redis no longer has (past the total, the oldest go) as expired: the
+/// message stays and says so, as on a single node.
+fn mark_expired(con: &mut Connection, lines: &mut [ChatLine]) -> RedisResult<()> {
+    let mut files: Vec<&mut FileRef> = lines
+        .iter_mut()
+        .filter_map(|line| line.file.as_mut())
+        .filter(|file| !file.expired)
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut exists = redis::pipe();
+    for file in &files {
+        exists.cmd("EXISTS").arg(super::files::file_key(&file.id));
+    }
+    let found: Vec<bool> = exists.query(con)?;
+    for (file, found) in files.iter_mut().zip(found) {
+        file.expired = !found;
+    }
+    Ok(())
 }
 
 /// A stream entry `{id}-0` with fields `f`, `t`, `ts`, `v` (and `file`) as a message.

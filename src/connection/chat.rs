@@ -194,6 +194,12 @@ fn file_error(id: ConnId, e: FileError, files: &Files) -> HubEvent {
             ErrorCode::StorageFull,
             "there is no room for this file".into(),
         ),
+        FileError::Unavailable => error(
+            id,
+            ErrorCode::Unavailable,
+            "the file could not be shared with the other servers, so nobody got it; try again"
+                .into(),
+        ),
         FileError::Io(e) => {
             log::warn!("files: cannot store a file: {e}");
             error(

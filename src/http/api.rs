@@ -510,6 +510,12 @@ fn file_error(e: FileError, ctx: &Context) -> Response {
         ),
         FileError::Bad(why) => error(400, "bad_file", why),
         FileError::Full => error(507, "storage_full", "there is no room for this file"),
+        FileError::Unavailable => error(
+            503,
+            "unavailable",
+            "the file could not be shared with the other servers; nothing was posted, try again",
+        )
+        .header("Retry-After", "1"),
         FileError::Io(e) => {
             log::warn!("files: cannot store a posted file: {e}");
             error(507, "storage_full", "the file could not be stored")
