@@ -60,7 +60,16 @@ pub(crate) struct Files {
 /// that asks for it; never the hub.
 #[derive(Debug, Clone)]
 pub(crate) struct Mirror {
-    tx: Sender<Mirrored>,
+    /// Files posted here, to be kept: a queue of their own, served first, so that
+    /// requests for files (anyone may ask for any id) never crowd them out.
+    puts: Sender<Mirrored>,
+    fetches: Sender<Mirrored>,
+}
+
+/// The two queues a mirror's thread serves: puts first, then fetches.
+pub(crate) struct MirrorQueues {
+    pub puts: crossbeam_channel::Receiver<Mirrored>,
+    pub fetches: crossbeam_channel::Receiver<Mirrored>,
 }
 
 /// What the mirror's thread is asked.
@@ -77,7 +86,8 @@ pub(crate) enum Mirrored {
     Fetch { id: String, reply: Sender<bool> },
 }
 
-/// How many requests may wait for the mirror's thread; more are refused at once.
+/// How many requests of each kind may wait for the mirror's thread; more are refused
+/// at once (a fetch as "no such file").
 const MIRROR_QUEUE: usize = 64;
 /// How long a file's copy may take, beyond its bytes at [`MIRROR_RATE`].
 const MIRROR_WAIT: Duration = Duration::from_secs(10);
@@ -87,9 +97,14 @@ const MIRROR_RATE: u64 = 10 << 20;
 
 impl Mirror {
     /// A mirror, and the requests its thread is to serve.
-    pub(crate) fn new() -> (Mirror, crossbeam_channel::Receiver<Mirrored>) {
-        let (tx, rx) = bounded(MIRROR_QUEUE);
-        (Mirror { tx }, rx)
+    pub(crate) fn new() -> (Mirror, MirrorQueues) {
+        let (puts, puts_rx) = bounded(MIRROR_QUEUE);
+        let (fetches, fetches_rx) = bounded(MIRROR_QUEUE);
+        let queues = MirrorQueues {
+            puts: puts_rx,
+            fetches: fetches_rx,
+        };
+        (Mirror { puts, fetches }, queues)
     }
 
     fn put(&self, id: &str, size: u64) -> Result<(), FileError> {
@@ -99,7 +114,7 @@ impl Mirror {
             size,
             reply,
         };
-        if self.tx.try_send(request).is_err() {
+        if self.puts.try_send(request).is_err() {
             return Err(FileError::Unavailable);
         }
         answer
@@ -114,7 +129,8 @@ impl Mirror {
             reply,
         };
         // The size is not known here: long enough for the largest file allowed.
-        self.tx.try_send(request).is_ok() && answer.recv_timeout(MIRROR_WAIT * 6).unwrap_or(false)
+        self.fetches.try_send(request).is_ok()
+            && answer.recv_timeout(MIRROR_WAIT * 6).unwrap_or(false)
     }
 }
 

@@ -296,3 +296,62 @@ fn a_file_posted_through_the_api_of_one_node_is_served_by_another() {
     assert_eq!(status(&head), 200, "{head}");
     assert!(body == bytes, "the bytes back exactly");
 }
+
+/// Anyone may ask any node for any file id, and a node that lacks one asks Redis. A
+/// crowd asking for ids nobody posted, in parallel from several addresses while Redis
+/// is slow (stopped for a moment), fills the queue of such requests: they get
+/// `404`s, and a file posted meanwhile still waits its turn and is kept and shared.
+#[test]
+fn asking_for_files_nobody_posted_never_crowds_out_a_file_being_posted() {
+    use std::io::{Read, Write};
+    let Some(redis) = Redis::start("files_crowd") else {
+        return;
+    };
+    let server = node_with(&redis, |b| b);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "f", Some("ann"));
+    redis.pause();
+    let crowd: Vec<_> = (0..96u8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let id = format!("{:032x}", u32::from(i) + 1);
+                let mut s = tcp_from([127, 0, 0, 2 + i % 8], addr);
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+                let request = format!(
+                    "GET /files/{id}/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                );
+                let _ = s.write_all(request.as_bytes());
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                status(&answer)
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let bytes = varied(500_000);
+    let announce = json!({"type": "file", "name": "mid-crowd.bin", "size": bytes.len(),
+                          "mime": "application/octet-stream"});
+    send_json(&mut ann, announce);
+    for piece in bytes.chunks(64 * 1024) {
+        ann.send(Message::binary(piece.to_vec())).expect("send");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    redis.resume();
+    let sent = eventually(|| {
+        let msg = next_json(&mut ann);
+        (msg["type"] == "message" || msg["type"] == "error").then_some(msg)
+    });
+    assert_eq!(sent["type"], "message", "the file was kept: {sent}");
+    let statuses: Vec<u16> = crowd
+        .into_iter()
+        .map(|t| t.join().expect("a crowd thread"))
+        .collect();
+    assert!(
+        statuses.iter().all(|&s| s == 404),
+        "every made-up id is not found: {statuses:?}"
+    );
+    assert_eq!(
+        held(&redis, &sent["file"]["id"]),
+        format!(":{}", bytes.len())
+    );
+}

@@ -18,8 +18,8 @@
 //! must never hold up the bridge, whose every message waits behind the one before.
 
 use super::{TIMEOUT, open};
-use crate::files::{FileError, Files, Mirrored};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crate::files::{FileError, Files, MirrorQueues, Mirrored};
+use crossbeam_channel::select_biased;
 use redis::{Connection, RedisResult, Script};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,13 +100,17 @@ impl Copier {
         }
     }
 
-    /// Serves `requests` one by one until the server stops.
-    pub(crate) fn run(mut self, requests: Receiver<Mirrored>) {
+    /// Serves the requests one by one, a file to keep before a file asked for, until
+    /// the server stops.
+    pub(crate) fn run(mut self, queues: MirrorQueues) {
         while !self.stop.load(Ordering::Acquire) {
-            let request = match requests.recv_timeout(POLL) {
-                Ok(request) => request,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
+            let request = select_biased! {
+                recv(queues.puts) -> request => request,
+                recv(queues.fetches) -> request => request,
+                default(POLL) => continue,
+            };
+            let Ok(request) = request else {
+                return;
             };
             let Some(files) = self.files.upgrade() else {
                 return;
