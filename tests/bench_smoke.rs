@@ -230,6 +230,18 @@ fn the_upload_scenario_shares_files_and_reports_their_speed() {
     assert_eq!(number(&report, "uploads"), 2.0, "{report}");
     assert!(number(&report, "median_mb_per_sec") > 0.0, "{report}");
     assert_eq!(report["mb_per_sec"].as_array().map(Vec::len), Some(2));
+    // The yardsticks beside it: a plain socket into a file, and another room's chat
+    // timed before and during the uploads.
+    assert_eq!(
+        report["baseline_mb_per_sec"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(number(&report, "ratio_to_baseline") > 0.0, "{report}");
+    assert!(number(&report, "other_room_p99_ms_quiet") > 0.0, "{report}");
+    assert!(
+        report["other_room_samples"][0].as_u64() > Some(5),
+        "{report}"
+    );
     // Two files of different bytes: both on disk.
     let blobs = std::fs::read_dir(dir.path().join("files/blobs"))
         .unwrap()
