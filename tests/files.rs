@@ -555,3 +555,89 @@ fn a_script_posts_a_file_as_the_raw_body() {
         "nothing else was posted"
     );
 }
+
+/// Uploads on their way reserve their announced size: twelve clients from six
+/// addresses announce 200 kB each at once, with 1 MB allowed for all files; five are
+/// taken, the seven others get `storage_full` before they send a byte more, and a
+/// bystander in another room chats on.
+#[test]
+fn uploads_announced_at_once_from_many_addresses_stay_within_the_total() {
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+    let dir = TempDir::new("files_reserve");
+    let server = with_files(|b| b.data_dir(dir.path()).max_files_bytes(1_000_000));
+    let addr = server.local_addr();
+    let (mut bystander, _) = chat(addr, "elsewhere", Some("bystander"));
+    let clients = 12;
+    let announced = Arc::new(Barrier::new(clients));
+    let answered = Arc::new(Barrier::new(clients));
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let (announced, answered) = (Arc::clone(&announced), Arc::clone(&answered));
+            std::thread::spawn(move || {
+                let stream = tcp_from([127, 0, 0, 2 + (i % 6) as u8], addr);
+                let url = format!("ws://{addr}/ws/chat/up?name=u{i}");
+                let (mut ws, _) = tungstenite::client(url, stream).expect("handshake");
+                assert_eq!(next_json(&mut ws)["type"], "welcome");
+                // Bytes of its own: the same bytes would be stored once.
+                let mut bytes = png(200_000 - 8);
+                if let Some(last) = bytes.last_mut() {
+                    *last = i as u8;
+                }
+                announced.wait();
+                send_json(
+                    &mut ws,
+                    json!({"type": "file", "name": format!("f{i}.png"), "mime": "image/png",
+                           "size": bytes.len()}),
+                );
+                // A refusal comes at once; a reservation says nothing.
+                let _ = ws.get_ref().set_read_timeout(Some(Duration::from_secs(1)));
+                let refused = loop {
+                    match ws.read() {
+                        Ok(Message::Text(t)) => {
+                            let msg: Value = serde_json::from_str(&t).expect("JSON");
+                            if msg["type"] == "error" {
+                                break Some(msg["code"].as_str().unwrap_or("").to_owned());
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) if timed_out(&e) => break None,
+                        Err(e) => panic!("u{i}: {e}"),
+                    }
+                };
+                answered.wait();
+                if let Some(code) = refused {
+                    return code;
+                }
+                let _ = ws.get_ref().set_read_timeout(Some(READ_TIMEOUT));
+                for piece in bytes.chunks(64 * 1024) {
+                    ws.send(Message::binary(piece.to_vec())).expect("send");
+                }
+                let msg = next_of_type(&mut ws, "message");
+                assert_eq!(msg["file"]["size"], 200_000, "{msg}");
+                "stored".to_owned()
+            })
+        })
+        .collect();
+    let mut outcomes: Vec<String> = threads
+        .into_iter()
+        .map(|t| t.join().expect("a client"))
+        .collect();
+    outcomes.sort();
+    let mut expected = vec!["storage_full".to_owned(); 7];
+    expected.extend(vec!["stored".to_owned(); 5]);
+    assert_eq!(outcomes, expected);
+    let on_disk: u64 = std::fs::read_dir(dir.path().join("files/blobs"))
+        .expect("blobs")
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert_eq!(on_disk, 1_000_000, "five files of 200 kB");
+    assert!(entries(&dir.path().join("files/tmp")).is_empty());
+    say(&mut bystander, "still here");
+    assert_eq!(
+        next_of_type(&mut bystander, "message")["text"],
+        "still here"
+    );
+}
