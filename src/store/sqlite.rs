@@ -36,7 +36,7 @@ use std::time::Duration;
 
 /// The schema this build writes. 1: messages; 2: messages record `via` (who posted
 /// through what: `api` for the HTTP API, nothing for a chat client).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The store file's name in the data directory.
 const FILE_NAME: &str = "chat.sqlite3";
@@ -467,18 +467,13 @@ impl Store {
         while self.config.files.over_quota() && expired < MAX_EXPIRED_AT_ONCE {
             let oldest = self
                 .db
-                .query_row(
-                    "SELECT room, id, file FROM messages WHERE file IS NOT NULL \
-                     AND file NOT LIKE '%\"expired\":true%' ORDER BY ts, id LIMIT 1",
-                    [],
-                    |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, u64>(1)?,
-                            row.get::<_, String>(2)?,
-                        ))
-                    },
-                )
+                .query_row(OLDEST_LIVE_FILE, [], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, u64>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
                 .optional();
             let Ok(Some((room, id, file))) = oldest else {
                 return;
@@ -803,6 +798,12 @@ fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> 
     }))
 }
 
+/// The oldest message whose file has not expired: the condition is the one of the
+/// index `messages_with_live_files`, word for word, so that SQLite reads the index and
+/// not every message.
+const OLDEST_LIVE_FILE: &str = "SELECT room, id, file FROM messages WHERE file IS NOT NULL \
+     AND file NOT LIKE '%\"expired\":true%' ORDER BY ts, id LIMIT 1";
+
 /// Brings a file of schema `version` up to [`SCHEMA_VERSION`], in one transaction.
 fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
     // BEGIN IMMEDIATE takes the write lock now, so that a file in use by another
@@ -845,6 +846,14 @@ fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
         if version < 5 {
             // The file a message shares, as one JSON field ([`FileRef::to_stored`]).
             db.execute_batch("ALTER TABLE messages ADD COLUMN file TEXT;")?;
+        }
+        if version < 6 {
+            // The oldest file not yet expired, found without reading every message:
+            // the query in `expire_files` has this index's condition, word for word.
+            db.execute_batch(
+                "CREATE INDEX messages_with_live_files ON messages (ts, id) \
+                 WHERE file IS NOT NULL AND file NOT LIKE '%\"expired\":true%';",
+            )?;
         }
         db.pragma_update(None, "user_version", SCHEMA_VERSION)
     };
@@ -983,6 +992,20 @@ mod tests {
             files: crate::files::Files::open(None, 1 << 20, 1 << 30).unwrap(),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_oldest_live_file_is_found_through_its_index() {
+        let store = memory();
+        let plan: String = store
+            .db
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN {OLDEST_LIVE_FILE}"),
+                [],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert_eq!(plan, "SCAN messages USING INDEX messages_with_live_files");
     }
 
     fn append(store: &mut Store, room: &str, text: &str) -> Arc<ChatLine> {
