@@ -358,9 +358,18 @@ fn a_version_1_store_is_upgraded_and_keeps_its_messages() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(
-        version, 5,
-        "messages (v1), their `via` (v2), ended sessions (v3), their keys (v4), files (v5)"
+        version, 6,
+        "messages (v1), their `via` (v2), ended sessions (v3), their keys (v4), files (v5), \
+         the index of files not expired (v6)"
     );
+    let indexed: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_with_live_files'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1);
     let ended: i64 = db
         .query_row("SELECT COUNT(*) FROM ended_sessions", [], |row| row.get(0))
         .unwrap();
