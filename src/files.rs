@@ -32,6 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+/// An upload is synced to disk every this many bytes.
+const SYNC_EVERY: u64 = 4 << 20;
+
 /// Length of a file id: 32 hex digits, 128 random bits.
 pub(crate) const ID_LEN: usize = 32;
 
@@ -236,6 +239,7 @@ impl Files {
             hasher: Sha256::new(),
             expected: size,
             written: 0,
+            unsynced: 0,
         })
     }
 
@@ -397,6 +401,8 @@ pub(crate) struct Upload {
     hasher: Sha256,
     expected: u64,
     written: u64,
+    /// Bytes written since the file was last synced.
+    unsynced: u64,
 }
 
 impl Upload {
@@ -413,6 +419,14 @@ impl Upload {
             return Err(FileError::Bad("the file is complete"));
         };
         file.write_all(bytes)?;
+        // Synced a few megabytes at a time, not all at the end: a large file's bytes
+        // then never stand between the disk and the store's next commit (whose sync
+        // would wait behind them), and the last sync is short.
+        self.unsynced += bytes.len() as u64;
+        if self.unsynced >= SYNC_EVERY {
+            file.sync_data()?;
+            self.unsynced = 0;
+        }
         self.hasher.update(bytes);
         self.written = total;
         Ok(())
