@@ -811,6 +811,14 @@ fn a_bad_form_gets_its_status_and_posts_nothing() {
             "bad_request",
         ),
         (
+            "two hundred tiny parts",
+            form_type(),
+            form(&vec![("text", "", &b"x"[..]); 200]),
+            token,
+            400,
+            "bad_request",
+        ),
+        (
             "no file name anywhere",
             form_type(),
             form(&[("file", "", &file)]),
@@ -884,6 +892,31 @@ fn a_bad_form_gets_its_status_and_posts_nothing() {
         let (head, _) = split(&answer);
         assert_eq!(status(&head), code, "{what}: {head}");
     }
+
+    // A part header that never ends: refused once the server holds a little of it,
+    // not when (or if) the rest of the body comes.
+    let big = with_files(|b| b.api_token("t0ken").max_file_size(1 << 20));
+    let mut stream = tcp(big.local_addr());
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {}\r\n\
+         Content-Length: 1000000\r\n{token}\r\n\
+         --{B}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"",
+        form_type()
+    )
+    .into_bytes();
+    request.resize(request.len() + 200_000, b'a');
+    let _ = stream.write_all(&request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let (head, body) = split(&answer);
+    assert_eq!(status(&head), 400, "{head}");
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("longer than")),
+        "{answer}"
+    );
 
     // The bystander heard nothing before its own next message; the server still
     // answers; nothing is left half-written.
