@@ -16,7 +16,7 @@ use crate::base::{self, Context, Peer, Transport};
 use crate::chat::{self, ChatLine};
 use crate::connection::Lines;
 use crate::doors;
-use crate::files::FileError;
+use crate::files::{FileError, Upload};
 use crate::hub::{ApiCall, HubEvent};
 use crate::store::{ApiAnswer, MAX_PAGE};
 use crossbeam_channel::Sender;
@@ -455,68 +455,104 @@ fn post_file<S: Transport>(
         Some(None) => return Err(error(400, "bad_request", "text is not valid")),
     };
     let size = content_length(req)?;
-    let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
-    let patience = ctx.config.handshake_timeout;
-    let (upload, name, mime, text) = match form {
-        None => {
-            let Some(name) = name else {
-                return Err(error(400, "bad_file", "name the file: ?name=cat.jpg"));
-            };
-            let mime =
-                chat::valid_mime(content_type).map_err(|e| error(400, "bad_file", e.message))?;
-            let mut upload = ctx.files.begin(size).map_err(|e| file_error(e, ctx))?;
-            go_on(stream, req);
-            let mut body = Pieces::new(stream, rest, size, patience, wait);
-            while let Some(piece) = body.next().map_err(body_error)? {
-                upload.write(piece).map_err(|e| file_error(e, ctx))?;
-            }
-            (upload, name, mime, text.unwrap_or_default())
-        }
-        Some(boundary) => {
-            let most = ctx
-                .files
-                .max_file_size
-                .saturating_add(multipart::overhead(ctx.config.max_text_len));
-            if size > most {
-                return Err(file_error(FileError::TooLarge, ctx));
-            }
-            let mut upload = ctx
-                .files
-                .begin_at_most(size)
-                .map_err(|e| file_error(e, ctx))?;
-            go_on(stream, req);
-            let body = Pieces::new(stream, rest, size, patience, wait);
-            let given = multipart::Given {
-                name,
-                text,
-                max_text_len: ctx.config.max_text_len,
-            };
-            let form =
-                multipart::read(body, &boundary, &mut upload, &given).map_err(|e| match e {
-                    FormError::File(e) => file_error(e, ctx),
-                    FormError::Body(e) => body_error(e),
-                    FormError::Bad(code, why) => error(400, code, why),
-                    FormError::TextTooLong => {
-                        error(413, "text_too_long", "the caption is too long")
-                    }
-                })?;
-            (upload, form.name, form.mime, form.text)
-        }
+    let body = (req, rest, size);
+    let posted = match form {
+        None => raw_file(stream, body, name, text, ctx)?,
+        Some(boundary) => form_file(stream, body, &boundary, (name, text), ctx)?,
     };
-    let size = upload.len();
-    let file_id = upload.finish().map_err(|e| file_error(e, ctx))?;
+    let size = posted.upload.len();
+    let file_id = posted.upload.finish().map_err(|e| file_error(e, ctx))?;
     Ok(ApiCall::Post {
         room,
         from: chat::API_SENDER.to_owned(),
-        text,
+        text: posted.text,
         key,
         file: Some(chat::FileRef {
             id: file_id,
-            name,
-            mime,
+            name: posted.name,
+            mime: posted.mime,
             size,
             expired: false,
         }),
+    })
+}
+
+/// A posted file's bytes, all on disk but not yet committed, and what it is.
+struct Posted {
+    upload: Upload,
+    name: String,
+    mime: String,
+    text: String,
+}
+
+/// Reads a file sent as the body itself: `size` bytes, named by the query, typed by
+/// the request's `Content-Type`.
+fn raw_file<S: Transport>(
+    stream: &mut S,
+    (req, rest, size): (&Request, Vec<u8>, u64),
+    name: Option<String>,
+    text: Option<String>,
+    ctx: &Context,
+) -> Result<Posted, Response> {
+    let Some(name) = name else {
+        return Err(error(400, "bad_file", "name the file: ?name=cat.jpg"));
+    };
+    let mime = chat::valid_mime(req.header("Content-Type").unwrap_or(""))
+        .map_err(|e| error(400, "bad_file", e.message))?;
+    let mut upload = ctx.files.begin(size).map_err(|e| file_error(e, ctx))?;
+    go_on(stream, req);
+    let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
+    let mut body = Pieces::new(stream, rest, size, ctx.config.handshake_timeout, wait);
+    while let Some(piece) = body.next().map_err(body_error)? {
+        upload.write(piece).map_err(|e| file_error(e, ctx))?;
+    }
+    Ok(Posted {
+        upload,
+        name,
+        mime,
+        text: text.unwrap_or_default(),
+    })
+}
+
+/// Reads a file sent in a `multipart/form-data` form of `size` bytes; the query's
+/// name and caption, when given, win over the parts'.
+fn form_file<S: Transport>(
+    stream: &mut S,
+    (req, rest, size): (&Request, Vec<u8>, u64),
+    boundary: &str,
+    (name, text): (Option<String>, Option<String>),
+    ctx: &Context,
+) -> Result<Posted, Response> {
+    let most = ctx
+        .files
+        .max_file_size
+        .saturating_add(multipart::overhead(ctx.config.max_text_len));
+    if size > most {
+        return Err(file_error(FileError::TooLarge, ctx));
+    }
+    let mut upload = ctx
+        .files
+        .begin_at_most(size)
+        .map_err(|e| file_error(e, ctx))?;
+    go_on(stream, req);
+    let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
+    let body = Pieces::new(stream, rest, size, ctx.config.handshake_timeout, wait);
+    let given = multipart::Given {
+        name,
+        text,
+        max_text_len: ctx.config.max_text_len,
+    };
+    let form = multipart::read(body, boundary, &mut upload, &given).map_err(|e| match e {
+        FormError::File(e) => file_error(e, ctx),
+        FormError::Body(e) => body_error(e),
+        FormError::Bad(code, why) => error(400, code, why),
+        FormError::TextTooLong => error(413, "text_too_long", "the caption is too long"),
+    })?;
+    Ok(Posted {
+        upload,
+        name: form.name,
+        mime: form.mime,
+        text: form.text,
     })
 }
 

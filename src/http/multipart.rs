@@ -107,6 +107,8 @@ where
         .unwrap_or_else(|| Err(bad("the form ends before its closing boundary")))
 }
 
+/// The parts in order, each judged by its header before its data is read: the file's
+/// bytes go to `upload` as they come, the caption is kept.
 async fn read_parts(
     parts: &mut multer::Multipart<'_>,
     upload: &mut Upload,
