@@ -206,12 +206,24 @@ impl Files {
         let _ = self.mirror.set(mirror);
     }
 
-    /// Starts an upload of `size` bytes.
+    /// Starts an upload of exactly `size` bytes.
     pub(crate) fn begin(self: &Arc<Self>, size: u64) -> Result<Upload, FileError> {
         if size > self.max_file_size {
             return Err(FileError::TooLarge);
         }
-        let reserve = |taken: u64| taken.checked_add(size).filter(|&t| t <= self.max_total);
+        self.start(Size::Exactly(size))
+    }
+
+    /// Starts an upload whose size is known only at its end, and is at most `bound`
+    /// (the body it comes in): what may be needed, up to the largest file, is
+    /// reserved now, before any byte is read.
+    pub(crate) fn begin_at_most(self: &Arc<Self>, bound: u64) -> Result<Upload, FileError> {
+        self.start(Size::AtMost(bound.min(self.max_file_size)))
+    }
+
+    fn start(self: &Arc<Self>, size: Size) -> Result<Upload, FileError> {
+        let reserved = size.bound();
+        let reserve = |taken: u64| taken.checked_add(reserved).filter(|&t| t <= self.max_total);
         if self
             .reserved
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, reserve)
@@ -219,7 +231,7 @@ impl Files {
         {
             return Err(FileError::Full);
         }
-        let name = random_id().inspect_err(|_| self.unreserve(size))?;
+        let name = random_id().inspect_err(|_| self.unreserve(reserved))?;
         let path = self.root.join("tmp").join(format!("{name}.part"));
         // Readable by this user only, like the store: a file shared behind a password
         // is as private as the messages.
@@ -230,14 +242,14 @@ impl Files {
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
-                .inspect_err(|_| self.unreserve(size))?
+                .inspect_err(|_| self.unreserve(reserved))?
         };
         Ok(Upload {
             files: Arc::clone(self),
             file: Some(file),
             path,
             hasher: Sha256::new(),
-            expected: size,
+            size,
             written: 0,
             unsynced: 0,
         })
@@ -391,6 +403,26 @@ fn is_id(id: &str) -> bool {
     id.len() == ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// How big an upload says it is: what its bytes are checked against, and what it
+/// holds reserved of the total while it comes.
+#[derive(Debug, Clone, Copy)]
+enum Size {
+    /// Announced before the bytes (a chat `file` request, a raw body): fewer or more
+    /// is an error.
+    Exactly(u64),
+    /// Known at the end (a file part in a form): at most this, which is within the
+    /// largest file.
+    AtMost(u64),
+}
+
+impl Size {
+    fn bound(self) -> u64 {
+        match self {
+            Size::Exactly(n) | Size::AtMost(n) => n,
+        }
+    }
+}
+
 /// One file on its way in: written to `tmp/` as it comes, hashed as it goes.
 /// Dropped before [`Upload::finish`], it leaves nothing behind.
 #[derive(Debug)]
@@ -399,21 +431,25 @@ pub(crate) struct Upload {
     file: Option<File>,
     path: PathBuf,
     hasher: Sha256,
-    expected: u64,
+    size: Size,
     written: u64,
     /// Bytes written since the file was last synced.
     unsynced: u64,
 }
 
 impl Upload {
-    /// Appends the next bytes; more than announced is [`FileError::Bad`].
+    /// Appends the next bytes; more than announced is [`FileError::Bad`], more than
+    /// an upload of a size known at its end may have is [`FileError::TooLarge`].
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), FileError> {
         let fits = u64::try_from(bytes.len())
             .ok()
             .and_then(|n| self.written.checked_add(n))
-            .filter(|&total| total <= self.expected);
+            .filter(|&total| total <= self.size.bound());
         let Some(total) = fits else {
-            return Err(FileError::Bad("more bytes than the file announced"));
+            return Err(match self.size {
+                Size::Exactly(_) => FileError::Bad("more bytes than the file announced"),
+                Size::AtMost(_) => FileError::TooLarge,
+            });
         };
         let Some(file) = self.file.as_mut() else {
             return Err(FileError::Bad("the file is complete"));
@@ -432,9 +468,18 @@ impl Upload {
         Ok(())
     }
 
-    /// Whether every announced byte is in.
+    /// Whether every announced byte is in (an upload of a size known at its end is
+    /// complete when its sender says so, by finishing it).
     pub(crate) fn is_complete(&self) -> bool {
-        self.written == self.expected
+        match self.size {
+            Size::Exactly(n) => self.written == n,
+            Size::AtMost(_) => true,
+        }
+    }
+
+    /// The bytes written so far: the file's size once it is complete.
+    pub(crate) fn len(&self) -> u64 {
+        self.written
     }
 
     /// Makes the complete file durable and gives it its id: synced, its bytes under
@@ -492,7 +537,7 @@ impl Drop for Upload {
     fn drop(&mut self) {
         // Finished or not, the part file goes: its bytes are linked or abandoned.
         let _ = fs::remove_file(&self.path);
-        self.files.unreserve(self.expected);
+        self.files.unreserve(self.size.bound());
     }
 }
 
@@ -580,6 +625,26 @@ mod tests {
         let again = files.begin(600).unwrap();
         drop((small, again));
         assert_eq!(files.reserved.load(Ordering::Relaxed), 0, "all given back");
+    }
+
+    #[test]
+    fn an_upload_of_unknown_size_reserves_its_bound_and_may_end_short() {
+        let files = Files::open(None, 600, 1000).unwrap();
+        let mut up = files.begin_at_most(5000).unwrap();
+        assert_eq!(
+            files.reserved.load(Ordering::Relaxed),
+            600,
+            "at most a file"
+        );
+        assert!(matches!(files.begin(600), Err(FileError::Full)));
+        up.write(b"abc").unwrap();
+        assert!(matches!(up.write(&[0; 598]), Err(FileError::TooLarge)));
+        assert_eq!(up.len(), 3);
+        let id = up.finish().unwrap();
+        assert_eq!(files.reserved.load(Ordering::Relaxed), 0);
+        let mut read = String::new();
+        io::Read::read_to_string(&mut files.open_id(&id).unwrap(), &mut read).unwrap();
+        assert_eq!(read, "abc");
     }
 
     #[test]

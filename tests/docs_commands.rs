@@ -131,10 +131,18 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
         FILE_POST,
         "readme_token_file_server_and_curl_post_a_message",
     ),
+    (
+        "README.md",
+        FORM_POST,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
 ];
 
 /// The README's post of a file with curl.
 const FILE_POST: &str = "curl --data-binary @graph.png -H 'Content-Type: image/png' -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:3000/api/rooms/ops/files?name=graph.png'";
+
+/// The README's post of a file as a form, with curl.
+const FORM_POST: &str = "curl -F file=@graph.png -F 'text=nightly build' -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3000/api/rooms/ops/files";
 
 /// Inline spans that start like a command but are not one, and why.
 const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
@@ -147,6 +155,11 @@ const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
         "docs/PROTOCOL.md",
         "curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg'",
         "names the flags that send a file as the body; the README's whole command is run",
+    ),
+    (
+        "docs/PROTOCOL.md",
+        "curl -F file=@cat.jpg -F text=hello",
+        "names the flags that send a file as a form; the README's whole command is run",
     ),
 ];
 
@@ -1074,6 +1087,36 @@ fn readme_token_file_server_and_curl_post_a_message() {
         answer.stdout
     );
     assert_eq!(next_of_type(&mut ops, "message")["file"], stored["file"]);
+
+    // And as a form: named and typed by its part, with a caption.
+    let post = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\ncd ~\n{}",
+        at(&inline("README.md", FORM_POST), served.http, None)
+    );
+    let answer = shell.run(&post);
+    answer.assert_success(&post);
+    let stored: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(
+        (
+            &stored["text"],
+            &stored["file"]["name"],
+            &stored["file"]["mime"],
+            &stored["file"]["size"]
+        ),
+        (
+            &serde_json::json!("nightly build"),
+            &serde_json::json!("graph.png"),
+            &serde_json::json!("image/png"),
+            &serde_json::json!(picture.len())
+        ),
+        "{}",
+        answer.stdout
+    );
+    let seen = next_of_type(&mut ops, "message");
+    assert_eq!(
+        (&seen["file"], &seen["text"]),
+        (&stored["file"], &stored["text"])
+    );
 }
 
 #[test]

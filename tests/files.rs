@@ -530,7 +530,7 @@ fn a_script_posts_a_file_as_the_raw_body() {
         ),
         (
             path,
-            "multipart/form-data; boundary=x",
+            "multipart/mixed; boundary=x",
             &bytes[..],
             token,
             415,
@@ -640,4 +640,455 @@ fn uploads_announced_at_once_from_many_addresses_stay_within_the_total() {
         next_of_type(&mut bystander, "message")["text"],
         "still here"
     );
+}
+
+/// The boundary the tests' forms use.
+const B: &str = "form-boundary-7MA4YWxk";
+
+/// A `multipart/form-data` body: each part its name, the rest of its
+/// `Content-Disposition` and any header lines after it, and its bytes.
+fn form(parts: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, extra, bytes) in parts {
+        body.extend_from_slice(
+            format!("--{B}\r\nContent-Disposition: form-data; name=\"{name}\"{extra}\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{B}--\r\n").as_bytes());
+    body
+}
+
+fn form_type() -> String {
+    format!("multipart/form-data; boundary={B}")
+}
+
+/// Runs the real curl with `args` (and `-s`), from `dir`; its standard output.
+fn curl(dir: &Path, args: &[&str]) -> String {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let status = wait_exit(&mut child, std::time::Duration::from_secs(30));
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        std::io::Read::read_to_string(&mut stdout, &mut out).expect("curl's output");
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(status.is_some_and(|s| s.success()), "curl {args:?}: {out}");
+    out
+}
+
+/// `curl -F file=@…`: `201` and the stored message, exactly as for a raw body: the
+/// name and type from the part, the caption from a `text` part, the bytes back
+/// exactly; the query's `name` and `text` win over the parts'.
+#[test]
+fn curl_f_posts_a_file_as_a_form() {
+    let test = "curl_f_posts_a_file_as_a_form";
+    if tool_or_skip(test, "curl", "SWITCHBOARD_REQUIRE_TOOLS").is_none() {
+        return;
+    }
+    let dir = TempDir::new("files_form");
+    let server = with_files(|b| {
+        b.api_token("t0ken")
+            .data_dir(dir.path().join("data"))
+            .max_file_size(4 << 20)
+    });
+    let addr = server.local_addr();
+    let (mut watcher, _) = chat(addr, "ops", Some("watcher"));
+    let url = format!("http://{addr}/api/rooms/ops/files");
+    let token = "Authorization: Bearer t0ken";
+    // Over a MiB: curl waits for `100 Continue` before the body.
+    let picture = png(3 << 20);
+    std::fs::write(dir.path().join("build graph.png"), &picture).expect("a picture");
+    let answer = curl(
+        dir.path(),
+        &[
+            "-F",
+            "file=@build graph.png",
+            "-F",
+            "text=nightly é",
+            "-H",
+            token,
+            &url,
+        ],
+    );
+    let posted: Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(
+        (
+            &posted["via"],
+            &posted["text"],
+            &posted["file"]["name"],
+            &posted["file"]["mime"],
+            &posted["file"]["size"]
+        ),
+        (
+            &json!("api"),
+            &json!("nightly é"),
+            &json!("build graph.png"),
+            &json!("image/png"),
+            &json!(picture.len())
+        ),
+        "{answer}"
+    );
+    assert_eq!(
+        next_of_type(&mut watcher, "message")["file"],
+        posted["file"]
+    );
+    let (head, served) = split(&fetch(
+        addr,
+        "GET",
+        posted["file"]["url"].as_str().unwrap(),
+        "",
+    ));
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(served == picture, "the bytes back exactly");
+
+    // A type of the sender's choosing, no caption, and the status line itself.
+    std::fs::write(dir.path().join("notes.bin"), b"\x00\x01 notes").expect("a file");
+    let answer = curl(
+        dir.path(),
+        &[
+            "-w",
+            "\n%{http_code}",
+            "-F",
+            "file=@notes.bin;type=application/x-notes",
+            "-H",
+            token,
+            &url,
+        ],
+    );
+    let (json, code) = answer.rsplit_once('\n').expect("a status");
+    assert_eq!(code, "201", "{answer}");
+    let posted: Value = serde_json::from_str(json).expect("JSON");
+    assert_eq!(
+        (
+            &posted["text"],
+            &posted["file"]["mime"],
+            &posted["file"]["size"]
+        ),
+        (&json!(""), &json!("application/x-notes"), &json!(8))
+    );
+    next_of_type(&mut watcher, "message");
+
+    // The query names it and captions it, over the parts.
+    let answer = curl(
+        dir.path(),
+        &[
+            "-F",
+            "file=@notes.bin",
+            "-F",
+            "text=from the part",
+            "-H",
+            token,
+            &format!("{url}?name=renamed.txt&text=from%20the%20query"),
+        ],
+    );
+    let posted: Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(
+        (&posted["text"], &posted["file"]["name"]),
+        (&json!("from the query"), &json!("renamed.txt"))
+    );
+    next_of_type(&mut watcher, "message");
+    assert!(entries(&dir.path().join("data/files/tmp")).is_empty());
+}
+
+/// A refused form: what it is, its `Content-Type`, its body, extra header lines, and
+/// the status and error it gets.
+type BadForm<'a> = (&'a str, String, Vec<u8>, &'a str, u16, &'a str);
+
+/// Each bad form gets its status and a reason, before a byte is read wherever it can
+/// be: nothing is posted, a bystander in the room hears nothing, the server answers
+/// the next client, and nothing is left in `files/tmp`.
+#[test]
+fn a_bad_form_gets_its_status_and_posts_nothing() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("files_bad_form");
+    let server = with_files(|b| {
+        b.api_token("t0ken")
+            .data_dir(dir.path())
+            .max_file_size(10_000)
+            .max_text_len(100)
+    });
+    let addr = server.local_addr();
+    let (mut bystander, _) = chat(addr, "ops", Some("bystander"));
+    let path = "/api/rooms/ops/files";
+    let token = "Authorization: Bearer t0ken\r\n";
+    let file = png(1000);
+    let mixed = "multipart/mixed; boundary=x".to_owned();
+    let no_boundary = "multipart/form-data".to_owned();
+    let long = format!("; filename=\"a.png\"\r\nX-Padding: {}", "p".repeat(5000));
+    let too_big = png(12_000);
+    let cases: Vec<BadForm> = vec![
+        (
+            "no token",
+            form_type(),
+            form(&[("file", "; filename=\"a.png\"", &file)]),
+            "",
+            401,
+            "unauthorized",
+        ),
+        (
+            "no file part",
+            form_type(),
+            form(&[("text", "", b"hello")]),
+            token,
+            400,
+            "bad_request",
+        ),
+        (
+            "two file parts",
+            form_type(),
+            form(&[
+                ("file", "; filename=\"a.png\"", &file),
+                ("file", "; filename=\"b.png\"", &file),
+            ]),
+            token,
+            400,
+            "bad_request",
+        ),
+        (
+            "another boundary than announced",
+            form_type(),
+            form(&[("file", "; filename=\"a.png\"", &file)])
+                .into_iter()
+                .map(|b| if b == b'7' { b'8' } else { b })
+                .collect(),
+            token,
+            400,
+            "bad_request",
+        ),
+        (
+            "no closing boundary",
+            form_type(),
+            {
+                let mut cut = form(&[("file", "; filename=\"a.png\"", &file)]);
+                cut.truncate(cut.len() - B.len() - 8);
+                cut
+            },
+            token,
+            400,
+            "bad_request",
+        ),
+        (
+            "no boundary at all",
+            no_boundary,
+            form(&[("file", "; filename=\"a.png\"", &file)]),
+            token,
+            400,
+            "bad_request",
+        ),
+        (
+            "a part header of 5 KiB",
+            form_type(),
+            form(&[("file", long.as_str(), &file)]),
+            token,
+            400,
+            "bad_request",
+        ),
+        (
+            "two hundred tiny parts",
+            form_type(),
+            form(&vec![("text", "", &b"x"[..]); 200]),
+            token,
+            400,
+            "bad_request",
+        ),
+        (
+            "no file name anywhere",
+            form_type(),
+            form(&[("file", "", &file)]),
+            token,
+            400,
+            "bad_file",
+        ),
+        (
+            "a file name that is a path",
+            form_type(),
+            form(&[("file", "; filename=\"../../etc/passwd\"", &file)]),
+            token,
+            400,
+            "bad_file",
+        ),
+        (
+            "a caption longer than a chat text",
+            form_type(),
+            form(&[
+                ("file", "; filename=\"a.png\"", &file),
+                ("text", "", &[b'a'; 101]),
+            ]),
+            token,
+            413,
+            "text_too_long",
+        ),
+        (
+            "a file part over the largest file",
+            form_type(),
+            form(&[("file", "; filename=\"big.png\"", &too_big)]),
+            token,
+            413,
+            "file_too_large",
+        ),
+        (
+            "another multipart type",
+            mixed,
+            form(&[("file", "; filename=\"a.png\"", &file)]),
+            token,
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (what, mime, body, extra, code, error) in cases {
+        let (head, body) = post_raw(addr, path, &mime, &body, extra);
+        assert_eq!(status(&head), code, "{what}: {head}");
+        let answer: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(answer["error"], error, "{what}: {answer}");
+        let reason = answer["message"].as_str().expect("a reason");
+        assert!(
+            !reason.is_empty() && !reason.contains('\n'),
+            "{what}: {reason}"
+        );
+    }
+
+    // Framing refused before any byte of the body is sent: chunked, no length, a
+    // length past the largest file and what a form adds to it.
+    for (what, framing, code) in [
+        ("chunked", "Transfer-Encoding: chunked\r\n".to_owned(), 411),
+        ("no length", String::new(), 411),
+        ("too long", "Content-Length: 1000000\r\n".to_owned(), 413),
+    ] {
+        let mut stream = tcp(addr);
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {}\r\n{framing}{token}\r\n",
+            form_type()
+        );
+        stream.write_all(head.as_bytes()).expect("head sent");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let (head, _) = split(&answer);
+        assert_eq!(status(&head), code, "{what}: {head}");
+    }
+
+    // A part header that never ends: refused once the server holds a little of it,
+    // not when (or if) the rest of the body comes.
+    let big = with_files(|b| b.api_token("t0ken").max_file_size(1 << 20));
+    let mut stream = tcp(big.local_addr());
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {}\r\n\
+         Content-Length: 1000000\r\n{token}\r\n\
+         --{B}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"",
+        form_type()
+    )
+    .into_bytes();
+    request.resize(request.len() + 200_000, b'a');
+    let _ = stream.write_all(&request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let (head, body) = split(&answer);
+    assert_eq!(status(&head), 400, "{head}");
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("longer than")),
+        "{answer}"
+    );
+
+    // The bystander heard nothing before its own next message; the server still
+    // answers; nothing is left half-written.
+    say(&mut bystander, "after");
+    assert_eq!(next_of_type(&mut bystander, "message")["id"], 1);
+    assert_eq!(healthz(addr)["status"], "ok");
+    eventually(|| {
+        entries(&dir.path().join("files/tmp"))
+            .is_empty()
+            .then_some(())
+    });
+    assert!(entries(&dir.path().join("files/ids")).is_empty());
+}
+
+/// Forms posted in parallel from several addresses, each announcing a file as large
+/// as allowed and then stalling: the server keeps answering others, the reservations
+/// keep the total within `--max-files-bytes` (the ones past it get `507` at once),
+/// the stalled ones time out (`408`), and nothing is left on disk.
+#[test]
+fn stalled_forms_in_parallel_stay_within_the_total() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("files_stalled_forms");
+    let server = with_files(|b| {
+        b.api_token("t0ken")
+            .data_dir(dir.path())
+            .max_file_size(100_000)
+            .max_files_bytes(250_000)
+            .handshake_timeout(std::time::Duration::from_secs(2))
+    });
+    let addr = server.local_addr();
+    let (mut bystander, _) = chat(addr, "ops", Some("bystander"));
+    let head = format!(
+        "--{B}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.bin\"\r\n\r\n"
+    );
+    let streams: Vec<_> = (2..10u8)
+        .map(|last| {
+            let mut stream = tcp_from([127, 0, 0, last], addr);
+            let request = format!(
+                "POST /api/rooms/ops/files HTTP/1.1\r\nHost: localhost\r\n\
+                 Content-Type: {}\r\nContent-Length: 100500\r\n\
+                 Authorization: Bearer t0ken\r\n\r\n{head}",
+                form_type()
+            );
+            stream.write_all(request.as_bytes()).expect("head sent");
+            stream.write_all(&[7; 1000]).expect("a first piece");
+            stream
+        })
+        .collect();
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let waiting: Vec<_> = streams
+            .into_iter()
+            .map(|mut stream| {
+                scope.spawn(move || {
+                    let mut answer = Vec::new();
+                    let _ = stream.read_to_end(&mut answer);
+                    status(&split(&answer).0)
+                })
+            })
+            .collect();
+        // Two hold their reservation and stall; meanwhile the server answers.
+        eventually(|| (entries(&dir.path().join("files/tmp")).len() == 2).then_some(()));
+        assert_eq!(healthz(addr)["status"], "ok");
+        say(&mut bystander, "still here");
+        assert_eq!(
+            next_of_type(&mut bystander, "message")["text"],
+            "still here"
+        );
+        waiting
+            .into_iter()
+            .map(|t| t.join().expect("a status"))
+            .collect()
+    });
+    let count = |code| answers.iter().filter(|&&s| s == code).count();
+    assert_eq!((count(507), count(408)), (6, 2), "{answers:?}");
+    eventually(|| {
+        entries(&dir.path().join("files/tmp"))
+            .is_empty()
+            .then_some(())
+    });
+    // The reservations are given back: a real file fits again.
+    let (head, _) = post_raw(
+        addr,
+        "/api/rooms/ops/files",
+        &form_type(),
+        &form(&[("file", "; filename=\"a.png\"", &png(90_000))]),
+        "Authorization: Bearer t0ken\r\n",
+    );
+    assert_eq!(status(&head), 201, "{head}");
 }

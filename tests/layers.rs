@@ -181,7 +181,7 @@ const WITHIN: &[(&str, &[&[&str]])] = &[
         &[
             &["route"],
             &["api", "login", "qr", "files"],
-            &["auth", "forwarded", "host"],
+            &["auth", "forwarded", "host", "multipart"],
             &["body"],
             &["request", "response"],
         ],

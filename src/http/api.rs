@@ -8,14 +8,15 @@
 //! A posted message is stored and delivered like a chat client's, marked
 //! `"via":"api"`.
 
-use super::body::{self, BodyError};
+use super::body::{self, BodyError, Pieces};
+use super::multipart::{self, FormError};
 use super::request::{self, HeadError, Request};
 use super::response::{Response, error};
-use crate::base::{Context, Peer, Transport};
+use crate::base::{self, Context, Peer, Transport};
 use crate::chat::{self, ChatLine};
 use crate::connection::Lines;
 use crate::doors;
-use crate::files::FileError;
+use crate::files::{FileError, Upload};
 use crate::hub::{ApiCall, HubEvent};
 use crate::store::{ApiAnswer, MAX_PAGE};
 use crossbeam_channel::Sender;
@@ -38,10 +39,11 @@ pub(crate) enum Call {
     Post {
         room: String,
     },
-    /// `POST /api/rooms/{room}/files?name=…`: the body is the file.
+    /// `POST /api/rooms/{room}/files?name=…`: the body is the file, or a form with
+    /// it (whose part may name it).
     PostFile {
         room: String,
-        name: String,
+        name: Option<String>,
     },
 }
 
@@ -100,9 +102,10 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
         }
         let name = match request::query_param(query, "name") {
             Some(Some(name)) => {
-                chat::valid_file_name(&name).map_err(|e| error(400, "bad_file", e.message))?
+                Some(chat::valid_file_name(&name).map_err(|e| error(400, "bad_file", e.message))?)
             }
-            _ => return Err(error(400, "bad_file", "name the file: ?name=cat.jpg")),
+            Some(None) => return Err(error(400, "bad_file", "name is not valid")),
+            None => None,
         };
         return Ok(Call::PostFile { room, name });
     }
@@ -407,97 +410,190 @@ fn post<S: Transport>(
 }
 
 /// Takes a posted file: token and key as for a message, then the body, its
-/// `Content-Length` bytes streamed to disk as they come. The caption is `?text=`.
+/// `Content-Length` bytes streamed to disk as they come: the file itself (named by
+/// `?name=`, typed by `Content-Type`), or a `multipart/form-data` form with it. The
+/// caption is `?text=`, or the form's `text` part.
 fn post_file<S: Transport>(
     stream: &mut S,
     (req, rest): (&Request, Vec<u8>),
-    (room, name): (String, String),
+    (room, name): (String, Option<String>),
     peer: Peer,
     ctx: &Context,
     doors: &Sender<doors::Request>,
 ) -> Result<ApiCall, Response> {
     authorize(req, peer, ctx, doors)?;
     let key = idempotency_key(req)?;
-    let mime = req.header("Content-Type").unwrap_or("");
-    if mime.trim().to_ascii_lowercase().starts_with("multipart/") {
-        return Err(error(
-            415,
-            "unsupported_media_type",
-            "send the file itself as the body: curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg'",
-        ));
-    }
-    let mime = chat::valid_mime(mime).map_err(|e| error(400, "bad_file", e.message))?;
+    let content_type = req.header("Content-Type").unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let form = match essence.as_str() {
+        "multipart/form-data" => {
+            Some(multipart::boundary(content_type).map_err(|why| error(400, "bad_request", why))?)
+        }
+        other if other.starts_with("multipart/") => {
+            return Err(error(
+                415,
+                "unsupported_media_type",
+                format!(
+                    "{} is not taken: send multipart/form-data (curl -F file=@cat.jpg), \
+                     or the file itself as the body",
+                    base::escape(other)
+                ),
+            ));
+        }
+        _ => None,
+    };
     let (_, query) = req.path_and_query();
     let text = match request::query_param(query, "text") {
-        None => String::new(),
-        Some(Some(text)) if text.len() <= ctx.config.max_text_len => text,
+        None => None,
+        Some(Some(text)) if text.len() <= ctx.config.max_text_len => Some(text),
         Some(Some(_)) => return Err(error(413, "text_too_long", "the caption is too long")),
         Some(None) => return Err(error(400, "bad_request", "text is not valid")),
     };
-    if req.has_token("Transfer-Encoding", "chunked") {
-        return Err(error(
-            411,
-            "length_required",
-            "send the file with a Content-Length",
-        ));
-    }
-    let size = match req
-        .header("Content-Length")
-        .map(|v| v.trim().parse::<u64>())
-    {
-        Some(Ok(size)) if req.header_values("Content-Length").count() == 1 => size,
-        _ => {
-            return Err(error(
-                411,
-                "length_required",
-                "send the file with a Content-Length",
-            ));
-        }
+    let size = content_length(req)?;
+    let body = (req, rest, size);
+    let posted = match form {
+        None => raw_file(stream, body, name, text, ctx)?,
+        Some(boundary) => form_file(stream, body, &boundary, (name, text), ctx)?,
     };
-    let mut upload = ctx.files.begin(size).map_err(|e| file_error(e, ctx))?;
-    if req.has_token("Expect", "100-continue") {
-        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    let mut have = rest;
-    have.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    upload.write(&have).map_err(|e| file_error(e, ctx))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    while !upload.is_complete() {
-        // Each piece within the handshake timeout: a slow network is fine, a stalled
-        // one is not.
-        let deadline = Instant::now() + ctx.config.handshake_timeout;
-        super::wait_for_bytes(stream, deadline, ctx)
-            .map_err(|_| error(408, "timeout", "the file stopped coming"))?;
-        match stream.read(&mut buf) {
-            Ok(0) => return Err(error(400, "bad_request", "the body ended early")),
-            Ok(n) => {
-                let piece = buf.get(..n).unwrap_or_default();
-                upload.write(piece).map_err(|e| file_error(e, ctx))?;
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return Err(error(400, "bad_request", "the body ended early")),
-        }
-    }
-    let file_id = upload.finish().map_err(|e| file_error(e, ctx))?;
+    let size = posted.upload.len();
+    let file_id = posted.upload.finish().map_err(|e| file_error(e, ctx))?;
     Ok(ApiCall::Post {
         room,
         from: chat::API_SENDER.to_owned(),
-        text,
+        text: posted.text,
         key,
         file: Some(chat::FileRef {
             id: file_id,
-            name,
-            mime,
+            name: posted.name,
+            mime: posted.mime,
             size,
             expired: false,
         }),
     })
+}
+
+/// A posted file's bytes, all on disk but not yet committed, and what it is.
+struct Posted {
+    upload: Upload,
+    name: String,
+    mime: String,
+    text: String,
+}
+
+/// Reads a file sent as the body itself: `size` bytes, named by the query, typed by
+/// the request's `Content-Type`.
+fn raw_file<S: Transport>(
+    stream: &mut S,
+    (req, rest, size): (&Request, Vec<u8>, u64),
+    name: Option<String>,
+    text: Option<String>,
+    ctx: &Context,
+) -> Result<Posted, Response> {
+    let Some(name) = name else {
+        return Err(error(400, "bad_file", "name the file: ?name=cat.jpg"));
+    };
+    let mime = chat::valid_mime(req.header("Content-Type").unwrap_or(""))
+        .map_err(|e| error(400, "bad_file", e.message))?;
+    let mut upload = ctx.files.begin(size).map_err(|e| file_error(e, ctx))?;
+    go_on(stream, req);
+    let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
+    let mut body = Pieces::new(stream, rest, size, ctx.config.handshake_timeout, wait);
+    while let Some(piece) = body.next().map_err(body_error)? {
+        upload.write(piece).map_err(|e| file_error(e, ctx))?;
+    }
+    Ok(Posted {
+        upload,
+        name,
+        mime,
+        text: text.unwrap_or_default(),
+    })
+}
+
+/// Reads a file sent in a `multipart/form-data` form of `size` bytes; the query's
+/// name and caption, when given, win over the parts'.
+fn form_file<S: Transport>(
+    stream: &mut S,
+    (req, rest, size): (&Request, Vec<u8>, u64),
+    boundary: &str,
+    (name, text): (Option<String>, Option<String>),
+    ctx: &Context,
+) -> Result<Posted, Response> {
+    let most = ctx
+        .files
+        .max_file_size
+        .saturating_add(multipart::overhead(ctx.config.max_text_len));
+    if size > most {
+        return Err(file_error(FileError::TooLarge, ctx));
+    }
+    let mut upload = ctx
+        .files
+        .begin_at_most(size)
+        .map_err(|e| file_error(e, ctx))?;
+    go_on(stream, req);
+    let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
+    let body = Pieces::new(stream, rest, size, ctx.config.handshake_timeout, wait);
+    let given = multipart::Given {
+        name,
+        text,
+        max_text_len: ctx.config.max_text_len,
+    };
+    let form = multipart::read(body, boundary, &mut upload, &given).map_err(|e| match e {
+        FormError::File(e) => file_error(e, ctx),
+        FormError::Body(e) => body_error(e),
+        FormError::Bad(code, why) => error(400, code, why),
+        FormError::TextTooLong => error(413, "text_too_long", "the caption is too long"),
+    })?;
+    Ok(Posted {
+        upload,
+        name: form.name,
+        mime: form.mime,
+        text: form.text,
+    })
+}
+
+/// The body's announced length: a file comes with one, never chunked, so that its
+/// room is reserved before any byte of it is read.
+fn content_length(req: &Request) -> Result<u64, Response> {
+    let refused = || {
+        error(
+            411,
+            "length_required",
+            "send the file with a Content-Length",
+        )
+    };
+    if req.has_token("Transfer-Encoding", "chunked") {
+        return Err(refused());
+    }
+    match req
+        .header("Content-Length")
+        .map(|v| v.trim().parse::<u64>())
+    {
+        Some(Ok(size)) if req.header_values("Content-Length").count() == 1 => Ok(size),
+        _ => Err(refused()),
+    }
+}
+
+/// Tells a client waiting for it (curl does, a second, before a large body) to send
+/// the body: everything that could refuse it before a byte is read has passed.
+fn go_on<S: Transport>(stream: &mut S, req: &Request) {
+    if req.has_token("Expect", "100-continue") {
+        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+}
+
+/// The answer to a file's body that did not come whole.
+fn body_error(e: BodyError) -> Response {
+    match e {
+        BodyError::Head(HeadError::Timeout { .. }) => {
+            error(408, "timeout", "the file stopped coming")
+        }
+        _ => error(400, "bad_request", "the body ended early"),
+    }
 }
 
 /// The answer to a file that cannot be taken.

@@ -2,10 +2,14 @@
 //! §6), bounded in size and read under the same deadline as the head, so a client
 //! that lies about its length cannot hold the thread. Chunk sizes are parsed by
 //! `httparse`.
+//!
+//! A posted file is not read whole: [`Pieces`] hands its `Content-Length` bytes out
+//! as they arrive, each piece within a timeout of its own, so a slow network is fine
+//! and a stalled one is not.
 
 use super::request::{HeadError, Request};
 use std::io::{self, Read};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Why no body could be had.
 #[derive(Debug)]
@@ -58,6 +62,83 @@ pub(crate) fn read<S: Read>(
     input.fill_to(length, &mut wait)?;
     input.buf.truncate(length);
     Ok(input.buf)
+}
+
+/// Most bytes one [`Pieces::next`] hands out: a few reads' worth, never the body.
+pub(crate) const PIECE: usize = 64 * 1024;
+
+/// A body of `Content-Length` bytes, handed out in pieces as they arrive: what
+/// streams a file to disk, raw or in a form, never whole in memory.
+pub(crate) struct Pieces<'a, S, W> {
+    stream: &'a mut S,
+    /// What arrived behind the head, handed out first.
+    early: Vec<u8>,
+    /// Bytes of the body not yet handed out.
+    left: u64,
+    buf: Vec<u8>,
+    /// How long the next piece may take to start arriving.
+    patience: Duration,
+    wait: W,
+}
+
+impl<'a, S: Read, W: FnMut(&mut S, Instant) -> Result<(), HeadError>> Pieces<'a, S, W> {
+    /// The body of `length` bytes, of which `early` arrived with the head (more than
+    /// `length` of it is the next request's, and ignored). `wait` blocks until the
+    /// stream may have bytes, or fails at the deadline or shutdown.
+    pub(crate) fn new(
+        stream: &'a mut S,
+        mut early: Vec<u8>,
+        length: u64,
+        patience: Duration,
+        wait: W,
+    ) -> Self {
+        early.truncate(usize::try_from(length).unwrap_or(usize::MAX));
+        Pieces {
+            stream,
+            left: length,
+            early,
+            buf: Vec::new(),
+            patience,
+            wait,
+        }
+    }
+
+    /// The next bytes of the body (at least one, at most [`PIECE`]); `None` once all
+    /// `Content-Length` bytes are in.
+    pub(crate) fn next(&mut self) -> Result<Option<&[u8]>, BodyError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        if !self.early.is_empty() {
+            self.buf = std::mem::take(&mut self.early);
+            self.left -= self.buf.len() as u64;
+            return Ok(Some(&self.buf));
+        }
+        let want = usize::try_from(self.left).map_or(PIECE, |left| left.min(PIECE));
+        self.buf.resize(want, 0);
+        loop {
+            let deadline = Instant::now() + self.patience;
+            (self.wait)(self.stream, deadline).map_err(|e| match e {
+                HeadError::Timeout { .. } => BodyError::Head(HeadError::Timeout { partial: true }),
+                other => BodyError::Head(other),
+            })?;
+            match self.stream.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(BodyError::Head(HeadError::Closed { partial: true })),
+                Ok(n) => {
+                    self.left -= n as u64;
+                    return Ok(self.buf.get(..n));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(BodyError::Head(HeadError::Io(e))),
+            }
+        }
+    }
 }
 
 /// Bytes of the body that have arrived, and where more come from.
@@ -174,7 +255,6 @@ fn dechunk<S: Read>(
 mod tests {
     use super::*;
     use crate::http::request::{Parsed, parse};
-    use std::time::Duration;
 
     fn body(raw: &[u8], max: usize) -> Result<Vec<u8>, BodyError> {
         let Ok(Parsed::Complete(req, len)) = parse(raw) else {
@@ -226,6 +306,39 @@ mod tests {
         // Says 10, sends 3: the deadline ends it.
         assert!(matches!(
             body(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 100),
+            Err(BodyError::Head(HeadError::Timeout { partial: true }))
+        ));
+    }
+
+    #[test]
+    fn pieces_hand_out_the_body_as_it_comes_and_no_more() {
+        let mut rest: &[u8] = b"defgh-next request";
+        let mut pieces = Pieces::new(
+            &mut rest,
+            b"abc-".to_vec(),
+            3,
+            Duration::from_millis(50),
+            |_, _| Ok(()),
+        );
+        assert_eq!(pieces.next().unwrap(), Some(&b"abc"[..]));
+        assert!(pieces.next().unwrap().is_none());
+
+        let mut rest: &[u8] = b"defgh-next request";
+        let mut pieces = Pieces::new(&mut rest, b"abc".to_vec(), 8, Duration::ZERO, |_, _| Ok(()));
+        let mut got = Vec::new();
+        while let Some(piece) = pieces.next().unwrap() {
+            got.extend_from_slice(piece);
+        }
+        assert_eq!(got, b"abcdefgh");
+
+        // Says 10, sends 3: the wait ends it.
+        let mut rest: &[u8] = b"";
+        let mut pieces = Pieces::new(&mut rest, b"abc".to_vec(), 10, Duration::ZERO, |_, _| {
+            Err(HeadError::Timeout { partial: false })
+        });
+        assert!(pieces.next().is_ok());
+        assert!(matches!(
+            pieces.next(),
             Err(BodyError::Head(HeadError::Timeout { partial: true }))
         ));
     }

@@ -14,6 +14,7 @@ mod files;
 mod forwarded;
 mod host;
 mod login;
+mod multipart;
 mod qr;
 pub(crate) mod request;
 pub(crate) mod response;
