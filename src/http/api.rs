@@ -484,6 +484,7 @@ fn post_file<S: Transport>(
             Err(_) => return Err(error(400, "bad_request", "the body ended early")),
         }
     }
+    let picture = upload.picture_size();
     let file_id = upload.finish().map_err(|e| file_error(e, ctx))?;
     Ok(ApiCall::Post {
         room,
@@ -495,6 +496,7 @@ fn post_file<S: Transport>(
             name,
             mime,
             size,
+            picture,
             expired: false,
         }),
     })
