@@ -3720,3 +3720,166 @@ fn screen_readers_hear_new_messages_only_and_names_keep_their_direction() {
     );
     assert_eq!(cut, json!([true, long]), "a name cut short has a tooltip");
 }
+
+// ---- files and pictures ------------------------------------------------------
+
+/// A `w`×`h` PNG (a sky, a sun, a hill) drawn by `page`'s browser: the picture a
+/// person would pick, made without an image library.
+fn draw_png(page: &Page, w: u32, h: u32) -> Vec<u8> {
+    let data = page.session.execute(
+        "const [w, h] = arguments;
+         const c = document.createElement('canvas');
+         c.width = w; c.height = h;
+         const g = c.getContext('2d');
+         const sky = g.createLinearGradient(0, 0, 0, h);
+         sky.addColorStop(0, '#ffb86b'); sky.addColorStop(1, '#6b5bd6');
+         g.fillStyle = sky; g.fillRect(0, 0, w, h);
+         g.fillStyle = '#ffe27a'; g.beginPath(); g.arc(w * 0.7, h * 0.5, h * 0.2, 0, 7); g.fill();
+         g.fillStyle = '#2b2340'; g.fillRect(0, h * 0.75, w, h * 0.25);
+         return c.toDataURL('image/png').split(',')[1];",
+        json!([w, h]),
+    );
+    webdriver::base64_decode(data.as_str().expect("a data URL"))
+}
+
+/// Records, for each picture that appears in the log, its box as inserted (before a
+/// byte of it can have loaded) and once loaded: `window.pictures`.
+const RECORD_PICTURES: &str = "window.pictures = [];
+    new MutationObserver((changes) => {
+        for (const change of changes) for (const node of change.addedNodes) {
+            if (!(node instanceof Element)) continue;
+            for (const img of node.querySelectorAll('img')) {
+                const seen = { name: img.alt, width: img.getAttribute('width'), height: img.getAttribute('height'),
+                               lazy: img.loading, src: img.getAttribute('src'),
+                               link: img.closest('a')?.getAttribute('href'),
+                               before: img.getBoundingClientRect().height, complete: img.complete };
+                window.pictures.push(seen);
+                img.addEventListener('load', () => {
+                    seen.after = img.getBoundingClientRect().height;
+                    seen.shownWidth = img.getBoundingClientRect().width;
+                    seen.natural = [img.naturalWidth, img.naturalHeight];
+                });
+            }
+        }
+    }).observe(document.querySelector('#log'), { childList: true, subtree: true });";
+
+/// The bytes at `url` as fetched by `page`, base64-decoded back here.
+fn fetched(page: &Page, url: &str) -> Vec<u8> {
+    let data = page.session.execute_async(
+        "const [url, done] = arguments;
+         fetch(url).then(r => r.blob()).then(b => {
+             const reader = new FileReader();
+             reader.onload = () => done(reader.result.split(',')[1] || '');
+             reader.readAsDataURL(b);
+         }, () => done(null));",
+        json!([url]),
+    );
+    webdriver::base64_decode(data.as_str().expect("the bytes"))
+}
+
+/// A picture attached from disk on one page shows inline on the other: its width and
+/// height are set before it loads (its box does not change when it does), it is
+/// scaled to fit, lazy, named, a link to the full picture, and its bytes are the
+/// file's. The sender's Wire panel shows the binary frame, its first bytes in hex.
+#[test]
+fn page_attaches_a_picture_from_disk_and_others_see_it_inline() {
+    page_attaches_a_picture_from_disk_and_others_see_it_inline_in(Engine::Chromium);
+}
+
+#[test]
+fn page_attaches_a_picture_from_disk_and_others_see_it_inline_in_webkit() {
+    page_attaches_a_picture_from_disk_and_others_see_it_inline_in(Engine::WebKit);
+}
+
+fn page_attaches_a_picture_from_disk_and_others_see_it_inline_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in(
+        "page_attaches_a_picture_from_disk_and_others_see_it_inline",
+        engine,
+    ) else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#pics");
+    let alice = Page::join(&driver, &url, "alice", DESKTOP);
+    let bob = Page::join(&driver, &url, "bob", DESKTOP);
+    bob.run(RECORD_PICTURES);
+    alice.session.click("[data-testid=wire-toggle]");
+    alice.wait(
+        "the Wire panel watching",
+        "document.querySelectorAll('[data-testid=wire-http]').length > 0",
+        json!([]),
+    );
+
+    let dir = TempDir::new("browser_picture");
+    let png = draw_png(&alice, 1200, 800);
+    let path = dir.path().join("sunset over the hill.png");
+    std::fs::write(&path, &png).expect("write the picture");
+    alice
+        .session
+        .type_into("[data-testid=file-input]", path.to_str().expect("a path"));
+
+    let seen = bob.wait(
+        "the picture, loaded",
+        "window.pictures.length && window.pictures[0].after !== undefined && window.pictures[0]",
+        json!([]),
+    );
+    assert_eq!(
+        json!([
+            seen["name"],
+            seen["width"],
+            seen["height"],
+            seen["lazy"],
+            seen["natural"]
+        ]),
+        json!([
+            "sunset over the hill.png",
+            "1200",
+            "800",
+            "lazy",
+            [1200, 800]
+        ]),
+        "{seen}"
+    );
+    let (before, after) = (
+        seen["before"].as_f64().unwrap_or(0.0),
+        seen["after"].as_f64().unwrap_or(-1.0),
+    );
+    assert!(before > 0.0, "laid out at its size before loading: {seen}");
+    assert!(
+        (before - after).abs() < 0.5,
+        "no jump when it loads: {seen}"
+    );
+    let shown = seen["shownWidth"].as_f64().unwrap_or(0.0);
+    assert!(
+        shown > 0.0 && shown < 1200.0 && (after / shown - 800.0 / 1200.0).abs() < 0.01,
+        "scaled down to fit, keeping its ratio: {seen}"
+    );
+    let src = seen["src"].as_str().expect("a src");
+    assert_eq!(seen["link"], src, "a click opens the full picture: {seen}");
+    assert!(
+        fetched(&bob, src) == png,
+        "the bytes behind it are the file's"
+    );
+    // The sender sees it too, and its row is gone.
+    alice.wait(
+        "her own picture, and no upload row left",
+        "document.querySelector('#log li[data-mine=true] [data-file-kind=picture] img')
+         && !document.querySelector('[data-testid=upload]')
+         && document.querySelector('[data-testid=uploads]').hidden",
+        json!([]),
+    );
+    // On the wire: the picture as a masked binary frame, the PNG signature in hex.
+    let frames = wire_frames(&alice);
+    let binary = frames
+        .iter()
+        .find(|f| f[0] == "in" && f[1] == "BINARY")
+        .unwrap_or_else(|| panic!("no binary frame: {frames:#?}"));
+    assert_eq!(binary[2], "1", "masked: {binary}");
+    let shown = binary[5].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("89 50 4e 47 0d 0a 1a 0a") && shown.contains("BINARY (0x2)"),
+        "{binary}"
+    );
+    bob.screenshot(&format!("files-picture-{engine:?}.png").to_lowercase());
+}
