@@ -1767,19 +1767,21 @@ fn page_shows_a_shared_file_as_a_link_to_its_bytes() {
     let sent = next_of_type(&mut bob, "message");
     page.wait(
         "the file's card",
-        "document.querySelector('#log > li[data-kind=message] .file a')?.textContent === arguments[0]",
-        json!(["report v2.pdf (2.9 KiB)"]),
+        "document.querySelector('#log > li[data-kind=message] [data-file-kind=file] .file-name')
+            ?.textContent === arguments[0]",
+        json!(["report v2.pdf"]),
     );
     let link = page.run(
-        "const a = document.querySelector('#log > li[data-kind=message] .file a');
+        "const a = document.querySelector('#log > li[data-kind=message] [data-file-kind=file] a');
          return fetch(a.href).then(r => r.arrayBuffer()).then(b => ({
-             href: a.getAttribute('href'), download: a.download, text: a.textContent,
+             href: a.getAttribute('href'), download: a.download,
+             size: a.querySelector('.file-size').textContent,
              bytes: b.byteLength, first: new Uint8Array(b)[1] }));",
     );
     assert_eq!(
         link,
         json!({"href": sent["file"]["url"], "download": "report v2.pdf",
-               "text": "report v2.pdf (2.9 KiB)", "bytes": 3000, "first": 1})
+               "size": "2.9 KiB", "bytes": 3000, "first": 1})
     );
 }
 
@@ -3705,7 +3707,7 @@ fn screen_readers_hear_new_messages_only_and_names_keep_their_direction() {
     let undirected = alice.run(
         "return [...document.querySelectorAll(`#log > li.msg [data-part=text], bdi, [data-part=name],
                   #room-name, #intro-room, #title-peer, #dm-peer, textarea,
-                  input:not([type=password]):not([type=hidden])`)]
+                  input:not([type=password]):not([type=hidden]):not([type=file])`)]
             .filter(e => e.getAttribute('dir') !== 'auto').map(e => e.outerHTML.slice(0, 100));",
     );
     assert_eq!(
@@ -3882,4 +3884,229 @@ fn page_attaches_a_picture_from_disk_and_others_see_it_inline_in(engine: Engine)
         "{binary}"
     );
     bob.screenshot(&format!("files-picture-{engine:?}.png").to_lowercase());
+}
+
+/// A picture pasted into the message box is sent and shows; a PDF dropped on the
+/// conversation (the drop target shows while dragging) reaches the other page as a
+/// card whose link downloads exactly its bytes. On a phone, light and dark.
+#[test]
+fn page_sends_a_pasted_picture_and_a_dropped_pdf() {
+    let Some(driver) = driver_or_skip("page_sends_a_pasted_picture_and_a_dropped_pdf") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#desk");
+    let alice = Page::join(&driver, &url, "alice", DESKTOP);
+    let bob = Page::join(&driver, &url, "bob", PHONE);
+
+    // Paste: a screenshot on the clipboard, no text.
+    let pasted = alice.run(
+        "const c = document.createElement('canvas');
+         c.width = 300; c.height = 150;
+         const g = c.getContext('2d');
+         g.fillStyle = '#2f5bd3'; g.fillRect(0, 0, 300, 150);
+         g.fillStyle = '#ffd166'; g.fillRect(30, 30, 120, 90);
+         return new Promise((done) => c.toBlob((blob) => {
+             const dt = new DataTransfer();
+             dt.items.add(new File([blob], 'image.png', { type: 'image/png' }));
+             const text = document.querySelector('[data-testid=text]');
+             text.focus();
+             const paste = new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true });
+             text.dispatchEvent(paste);
+             done({ handled: paste.defaultPrevented, size: blob.size, box: text.value });
+         }, 'image/png'));",
+    );
+    assert_eq!(pasted["handled"], true, "{pasted}");
+    assert_eq!(
+        pasted["box"], "",
+        "a picture does not go in the box: {pasted}"
+    );
+    let picture = bob.wait(
+        "the pasted picture",
+        "(() => { const img = document.querySelector('#log [data-file-kind=picture] img');
+                  return img && img.complete && img.naturalWidth
+                      && [img.alt, img.getAttribute('width'), img.getAttribute('height'), img.naturalWidth]; })()",
+        json!([]),
+    );
+    assert_eq!(picture, json!(["image.png", "300", "150", 300]));
+
+    // Drop: a PDF dragged in from the desktop.
+    let pdf: Vec<u8> = b"%PDF-1.4\n"
+        .iter()
+        .copied()
+        .chain((0..150_000u32).map(|i| (i * 31 % 253) as u8))
+        .collect();
+    let dragged = alice.run(&format!(
+        "const bytes = Uint8Array.from(atob('{}'), (c) => c.charCodeAt(0));
+         const dt = new DataTransfer();
+         dt.items.add(new File([bytes], 'minutes 2026-12.pdf', {{ type: 'application/pdf' }}));
+         const target = document.querySelector('#scroller');
+         const fire = (type) => {{
+             const e = new DragEvent(type, {{ dataTransfer: dt, bubbles: true, cancelable: true }});
+             target.dispatchEvent(e);
+             return e.defaultPrevented;
+         }};
+         const entered = fire('dragenter'), over = fire('dragover');
+         const drop = document.querySelector('[data-testid=drop]');
+         const shown = !drop.hidden && drop.getBoundingClientRect().height > 0 && drop.textContent.trim();
+         const dropped = fire('drop');
+         return {{ entered, over, shown, dropped, after: drop.hidden }};",
+        data_encoding::BASE64.encode(&pdf)
+    ));
+    assert_eq!(
+        dragged,
+        json!({"entered": true, "over": true, "shown": "Drop files to share them in #desk",
+               "dropped": true, "after": true})
+    );
+    let card = bob.wait(
+        "the PDF's card",
+        "(() => { const a = document.querySelector('#log [data-file-kind=file] a');
+                  return a && { name: a.querySelector('.file-name').textContent,
+                                size: a.querySelector('.file-size').textContent,
+                                download: a.download, href: a.getAttribute('href') }; })()",
+        json!([]),
+    );
+    assert_eq!(
+        json!([card["name"], card["size"], card["download"]]),
+        json!(["minutes 2026-12.pdf", "146.5 KiB", "minutes 2026-12.pdf"]),
+        "{card}"
+    );
+    let href = card["href"].as_str().expect("a link");
+    assert!(
+        fetched(&bob, href) == pdf,
+        "the download is the file, byte for byte"
+    );
+    alice.wait(
+        "both sent",
+        "document.querySelectorAll('#log li[data-mine=true] [data-part=file]').length === 2
+         && document.querySelector('[data-testid=uploads]').hidden",
+        json!([]),
+    );
+    bob.run("document.activeElement.blur();");
+    // On a phone, light and dark: both fit the screen.
+    for scheme in ["light", "dark"] {
+        bob.session.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        );
+        let fits = bob.run(
+            "const img = document.querySelector('#log [data-file-kind=picture] img').getBoundingClientRect();
+             const card = document.querySelector('#log [data-file-kind=file] a').getBoundingClientRect();
+             return [img.right <= innerWidth, card.right <= innerWidth,
+                     document.documentElement.scrollWidth <= innerWidth + 1];",
+        );
+        assert_eq!(fits, json!([true, true, true]), "{scheme}");
+        let file = if scheme == "light" {
+            "files-phone.png"
+        } else {
+            "files-phone-dark.png"
+        };
+        bob.screenshot(file);
+    }
+}
+
+/// Clicks Cancel on the upload row once its bar is past 0 and short of the end
+/// (recording where), after typing a message meanwhile: `window.cancelled`.
+const CANCEL_HALF_WAY: &str = "window.cancelled = null;
+    const timer = setInterval(() => {
+        const row = document.querySelector('[data-testid=upload]');
+        const bar = row && row.querySelector('progress');
+        if (!bar || row.dataset.state !== 'sending' || !(bar.value > 0) || bar.value >= bar.max) return;
+        clearInterval(timer);
+        const text = document.querySelector('[data-testid=text]');
+        text.value = 'typed while it went';
+        document.querySelector('[data-testid=send]').click();
+        window.cancelled = { value: bar.value, max: bar.max, box: text.value };
+        row.querySelector('[data-action=cancel]').click();
+        window.cancelled.rowGone = !document.querySelector('[data-testid=upload]');
+    }, 1);";
+
+/// Cancel half-way through an 8 MiB upload posts nothing: nobody in the room gets a
+/// message with a file, and the server keeps none of its bytes. The page is back
+/// online by itself, shows every message once, and what was typed during the upload
+/// is sent, once.
+#[test]
+fn page_cancels_an_upload_half_way_and_nothing_is_posted() {
+    let Some(driver) = driver_or_skip("page_cancels_an_upload_half_way_and_nothing_is_posted")
+    else {
+        return;
+    };
+    let data = TempDir::new("browser_cancel");
+    let server = start_with(|b| b.data_dir(data.path()));
+    let addr = server.local_addr();
+    let (mut carol, _) = chat(addr, "big", Some("carol"));
+    let alice = Page::join(&driver, &format!("http://{addr}/#big"), "alice", DESKTOP);
+    alice.send("before the file");
+    alice.wait_entry("message", "before the file");
+
+    let dir = TempDir::new("browser_cancel_file");
+    let path = dir.path().join("backup.bin");
+    let mut state = 0x2545_f491_u32;
+    let bytes: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&path, &bytes).expect("write the file");
+    alice.run(CANCEL_HALF_WAY);
+    alice
+        .session
+        .type_into("[data-testid=file-input]", path.to_str().expect("a path"));
+    let cancelled = alice.wait("the cancel", "window.cancelled", json!([]));
+    assert_eq!(
+        json!([cancelled["max"], cancelled["box"], cancelled["rowGone"]]),
+        json!([8 << 20, "", true]),
+        "cancelled mid-way, the text sent from the box: {cancelled}"
+    );
+    // Back on a new connection, and the message typed meanwhile arrives.
+    alice.wait_entry("message", "typed while it went");
+    alice.wait_online();
+    alice.send("after the cancel");
+    alice.wait_entry("message", "after the cancel");
+    let mut seen = events_until_message(&mut carol, "after the cancel");
+    seen.retain(|e| e["type"] == "message");
+    let texts: Vec<&Value> = seen.iter().map(|m| &m["text"]).collect();
+    assert_eq!(
+        texts,
+        ["before the file", "typed while it went"],
+        "nothing else posted: {seen:?}"
+    );
+    assert!(seen.iter().all(|m| m.get("file").is_none()), "{seen:?}");
+    // The server kept none of the bytes.
+    for folder in ["tmp", "ids", "blobs"] {
+        eventually(|| {
+            entries(&data.path().join("files").join(folder))
+                .is_empty()
+                .then_some(())
+        });
+    }
+    // Every message once, nothing on the page that the room does not have.
+    assert_eq!(
+        alice.messages(),
+        [
+            ("alice".to_owned(), "before the file".to_owned()),
+            ("alice".to_owned(), "typed while it went".to_owned()),
+            ("alice".to_owned(), "after the cancel".to_owned()),
+        ]
+    );
+    assert!(
+        !alice.entries().iter().any(|e| e.kind == "error"),
+        "{:?}",
+        alice.entries()
+    );
+}
+
+/// The names in `dir`, or none when it is not there.
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
