@@ -3469,7 +3469,8 @@ fn page_meets_wcag_2_2_aa_in_every_state() {
         return;
     };
     let mut found = Vec::new();
-    let server = start();
+    // Files over 1 MiB are refused: the audit sees a refused upload's row.
+    let server = start_with(|b| b.max_file_size(1 << 20));
     let addr = server.local_addr();
     let (mut bob, _) = chat(addr, "audit", Some("bob"));
     say(&mut bob, "Welcome! The agenda is on http://wiki.lan/agenda");
@@ -3497,6 +3498,62 @@ fn page_meets_wcag_2_2_aa_in_every_state() {
         page.send("yes, loud and clear");
         page.wait_entry("message", "yes, loud and clear");
         audit(&page, &axe, "chat", &mut found);
+
+        // Files: a picture and a document shared, an upload refused, files dragged in.
+        let picture = draw_png(&page, 640, 400);
+        let pdf = b"%PDF-1.4\n%%EOF\n".repeat(100);
+        for (name, mime, bytes) in [
+            ("whiteboard.png", "image/png", &picture),
+            ("agenda.pdf", "application/pdf", &pdf),
+        ] {
+            send_json(
+                &mut bob,
+                json!({"type": "file", "name": name, "mime": mime, "size": bytes.len()}),
+            );
+            bob.send(tungstenite::Message::binary(bytes.clone()))
+                .expect("send");
+        }
+        page.wait(
+            "the picture and the card",
+            "document.querySelector('#log [data-file-kind=picture] img')?.complete
+             && document.querySelector('#log [data-file-kind=file]')",
+            json!([]),
+        );
+        page.run(
+            "const dt = new DataTransfer();
+             dt.items.add(new File([new Uint8Array(2 << 20)], 'too big.zip', { type: 'application/zip' }));
+             const text = document.querySelector('[data-testid=text]');
+             text.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+             document.querySelector('#scroller').dispatchEvent(
+                 new DragEvent('dragenter', { dataTransfer: dt, bubbles: true, cancelable: true }));",
+        );
+        page.wait(
+            "the refused upload and the drop target",
+            "document.querySelector('[data-testid=upload][data-state=failed]')
+             && !document.querySelector('[data-testid=drop]').hidden",
+            json!([]),
+        );
+        for scheme in ["dark", "light"] {
+            page.session.cdp(
+                "Emulation.setEmulatedMedia",
+                json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            );
+            audit(&page, &axe, &format!("files, {scheme}"), &mut found);
+            page.save_screenshot(&format!("audit-files-{who}-{scheme}.png"));
+        }
+        page.run(
+            "const dt = new DataTransfer();
+             dt.items.add(new File(['x'], 'x.txt'));
+             document.querySelector('#scroller').dispatchEvent(
+                 new DragEvent('dragleave', { dataTransfer: dt, bubbles: true, cancelable: true }));
+             document.querySelector('[data-testid=upload] [data-action=cancel]').click();",
+        );
+        page.wait(
+            "the drop target and the row gone",
+            "document.querySelector('[data-testid=drop]').hidden
+             && document.querySelector('[data-testid=uploads]').hidden",
+            json!([]),
+        );
         // What axe does not measure: the focus ring and the fields' borders against
         // the panels around them, 3:1 at least (WCAG 1.4.11), in both schemes.
         for scheme in ["light", "dark"] {
