@@ -3956,6 +3956,17 @@ fn page_sends_a_pasted_picture_and_a_dropped_pdf() {
     let url = format!("http://{addr}/#desk");
     let alice = Page::join(&driver, &url, "alice", DESKTOP);
     let bob = Page::join(&driver, &url, "bob", PHONE);
+    // A phone can take a photo; a desktop without a touch screen is not offered one.
+    let camera = "const input = document.querySelector('[data-testid=camera-input]');
+        return [document.querySelector('[data-testid=attach]').hidden,
+                document.querySelector('[data-testid=camera]').hidden,
+                input.accept, input.getAttribute('capture'), input.multiple,
+                document.querySelector('[data-testid=file-input]').multiple];";
+    assert_eq!(
+        bob.run(camera),
+        json!([false, false, "image/*", "environment", false, true])
+    );
+    assert_eq!(alice.run(camera)[1], true, "no camera button on a desktop");
 
     // Paste: a screenshot on the clipboard, no text.
     let pasted = alice.run(
@@ -4166,4 +4177,72 @@ fn entries(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// An upload's binary frames, however many, take one row of the Wire panel (with
+/// their count), showing the first frame's opcode 2 and its bytes in hex: the panel
+/// stays readable, and what came before the upload stays in it.
+#[test]
+fn wire_panel_shows_an_uploads_binary_frames_in_one_row() {
+    let Some(driver) = driver_or_skip("wire_panel_shows_an_uploads_binary_frames_in_one_row")
+    else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let page = Page::join(&driver, &format!("http://{addr}/#lab"), "Ada", DESKTOP);
+    page.session.click("[data-testid=wire-toggle]");
+    page.send("before the file");
+    page.wait(
+        "the message on the wire",
+        "[...document.querySelectorAll('[data-testid=wire-frame]')].some(li =>
+            li.dataset.dir === 'out' && li.textContent.includes('before the file'))",
+        json!([]),
+    );
+    let dir = TempDir::new("browser_wire_file");
+    let path = dir.path().join("one mebibyte.bin");
+    let bytes: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&path, &bytes).expect("write the file");
+    let rows_before = page.run("return document.querySelectorAll('#wire-log > li').length;");
+    page.session
+        .type_into("[data-testid=file-input]", path.to_str().expect("a path"));
+    page.wait(
+        "the file in the room",
+        "document.querySelector('#log li[data-mine=true] [data-file-kind=file]')",
+        json!([]),
+    );
+    let run = page.wait(
+        "the upload's frames on the wire, counted",
+        "(() => { const rows = [...document.querySelectorAll('[data-testid=wire-frame]')]
+                      .filter(li => li.dataset.dir === 'in' && li.dataset.opcode === 'BINARY');
+                  return rows.length === 1 && document.querySelector('#wire-log > li:last-child')
+                      && { frames: Number(rows[0].dataset.frames || 1), text: rows[0].textContent }; })()",
+        json!([]),
+    );
+    let text = run["text"].as_str().unwrap_or_default();
+    let first = bytes[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains("BINARY (0x2)") && text.contains(&first) && text.contains("MASK=1"),
+        "opcode 2, masked, its first bytes in hex: {run}"
+    );
+    let frames = run["frames"].as_u64().unwrap_or(0);
+    assert!(
+        frames >= 4 && text.contains(&format!("{} more", frames - 1)),
+        "1 MiB in 256 KiB messages is at least 4 frames, counted in the row: {run}"
+    );
+    let rows_after = page.run("return document.querySelectorAll('#wire-log > li').length;");
+    assert!(
+        rows_after.as_u64() < rows_before.as_u64().map(|n| n + 10),
+        "a few rows for the whole upload ({rows_before} before, {rows_after} after)"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "wire: a 1 MiB upload from Chromium made {frames} frames"
+    );
 }
