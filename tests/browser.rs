@@ -4246,3 +4246,64 @@ fn wire_panel_shows_an_uploads_binary_frames_in_one_row() {
         "wire: a 1 MiB upload from Chromium made {frames} frames"
     );
 }
+
+/// A connection that drops in the middle of a file: the page sends the file again,
+/// whole, once it is back, and the room gets it once, byte for byte.
+#[test]
+fn page_sends_a_file_again_after_a_drop_mid_way_and_the_room_gets_it_once() {
+    let test = "page_sends_a_file_again_after_a_drop_mid_way_and_the_room_gets_it_once";
+    let Some(driver) = driver_or_skip(test) else {
+        return;
+    };
+    let data = TempDir::new("browser_drop_mid_file");
+    let server = start_with(|b| b.data_dir(data.path()));
+    let addr = server.local_addr();
+    let (mut carol, _) = chat(addr, "big", Some("carol"));
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.before_scripts(FAIL_STORE);
+    alice.join_at(&format!("http://{addr}/#big"));
+    let dir = TempDir::new("browser_drop_mid_file_src");
+    let path = dir.path().join("video.bin");
+    let bytes: Vec<u8> = (0..6u32 << 20)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 23) as u8)
+        .collect();
+    std::fs::write(&path, &bytes).expect("write the file");
+    // The network drops once the bar has moved.
+    alice.run(
+        "window.dropped = null;
+         const timer = setInterval(() => {
+             const row = document.querySelector('[data-testid=upload]');
+             const bar = row && row.querySelector('progress');
+             if (!bar || row.dataset.state !== 'sending' || !(bar.value > 0) || bar.value >= bar.max) return;
+             clearInterval(timer);
+             window.dropped = bar.value;
+             window.__sockets.filter(s => s.url.includes('/ws/chat/')).at(-1).close();
+         }, 1);",
+    );
+    alice
+        .session
+        .type_into("[data-testid=file-input]", path.to_str().expect("a path"));
+    alice.wait("the drop", "window.dropped", json!([]));
+    alice.wait(
+        "the file in the room, and no upload left",
+        "document.querySelector('#log li[data-mine=true] [data-file-kind=file]')
+         && document.querySelector('[data-testid=uploads]').hidden",
+        json!([]),
+    );
+    alice.send("after the file");
+    let mut seen = events_until_message(&mut carol, "after the file");
+    seen.retain(|e| e["type"] == "message");
+    assert_eq!(seen.len(), 1, "the file, once: {seen:?}");
+    assert_eq!(seen[0]["file"]["size"], bytes.len(), "{seen:?}");
+    let url = seen[0]["file"]["url"].as_str().expect("a url");
+    assert!(
+        fetched(&alice, url) == bytes,
+        "the whole file, byte for byte"
+    );
+    assert_eq!(
+        alice
+            .run("return document.querySelectorAll('#log li[data-kind=message] [data-part=file]').length;"),
+        1,
+        "shown once"
+    );
+}
