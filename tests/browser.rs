@@ -4307,3 +4307,51 @@ fn page_sends_a_file_again_after_a_drop_mid_way_and_the_room_gets_it_once() {
         "shown once"
     );
 }
+
+/// A picture whose bytes the server no longer keeps says so in words, with neither a
+/// picture nor a link; the pictures still kept show inline.
+#[test]
+fn page_says_a_file_expired_in_words() {
+    let Some(driver) = driver_or_skip("page_says_a_file_expired_in_words") else {
+        return;
+    };
+    let painter = Page::blank(&driver, "painter", DESKTOP);
+    let pictures: Vec<Vec<u8>> = (0..3).map(|i| draw_png(&painter, 40 + i, 30)).collect();
+    let total: usize = pictures.iter().map(Vec::len).sum();
+    // One byte short of all three: the oldest goes when the third comes.
+    let server = start_with(|b| b.max_files_bytes(total as u64 - 1));
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "album", Some("ann"));
+    for (i, bytes) in pictures.iter().enumerate() {
+        send_json(
+            &mut ann,
+            json!({"type": "file", "name": format!("{i}.png"), "mime": "image/png", "size": bytes.len()}),
+        );
+        ann.send(tungstenite::Message::binary(bytes.clone()))
+            .expect("send");
+        next_of_type(&mut ann, "message");
+    }
+    let page = Page::join(&driver, &format!("http://{addr}/#album"), "bob", DESKTOP);
+    let shown = page.wait(
+        "three files, the first expired",
+        "(() => { const files = [...document.querySelectorAll('#log [data-part=file]')];
+                  return files.length === 3 && files.map(f => [f.dataset.fileKind,
+                      f.textContent.trim(), !!f.querySelector('a, img')]); })()",
+        json!([]),
+    );
+    assert_eq!(
+        json!([shown[0][0], shown[0][2], shown[1], shown[2]]),
+        json!([
+            "expired",
+            false,
+            ["picture", "", true],
+            ["picture", "", true]
+        ]),
+        "{shown}"
+    );
+    let words = shown[0][1].as_str().unwrap_or_default();
+    assert!(
+        words.starts_with("0.png") && words.ends_with("expired: no longer on the server"),
+        "{shown}"
+    );
+}
