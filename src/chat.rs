@@ -431,6 +431,9 @@ pub(crate) struct Limits {
     pub max_text_len: usize,
     /// Largest message or frame on any endpoint, in bytes (`--max-message-size`).
     pub max_message_size: usize,
+    /// Largest shared file, in bytes (`--max-file-size`): a page refuses a bigger one
+    /// before sending a byte.
+    pub max_file_size: u64,
 }
 
 /// Where a reconnecting client left off.
@@ -499,8 +502,9 @@ pub(crate) struct FileAnnounce {
     pub cid: Option<String>,
 }
 
-/// A file a message shares: `"file":{"id","name","mime","size","url"}`, and
-/// `"expired":true` once its bytes are gone (the message stays).
+/// A file a message shares: `"file":{"id","name","mime","size","url"}`, with
+/// `"width"` and `"height"` when it is a picture, and `"expired":true` once its bytes
+/// are gone (the message stays).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileRef {
     /// Random, 128 bits, as 32 hex digits: the file's address, never guessable.
@@ -508,6 +512,9 @@ pub(crate) struct FileRef {
     pub name: String,
     pub mime: String,
     pub size: u64,
+    /// Width and height in pixels, when the bytes are a picture served inline
+    /// ([`crate::files::picture_size`]): a page lays it out before it loads.
+    pub picture: Option<(u32, u32)>,
     pub expired: bool,
 }
 
@@ -533,6 +540,11 @@ struct StoredFile {
     name: String,
     mime: String,
     size: u64,
+    // Absent in what was stored before pictures had a size.
+    #[serde(default)]
+    width: Option<u32>,
+    #[serde(default)]
+    height: Option<u32>,
     #[serde(default)]
     expired: bool,
 }
@@ -541,6 +553,10 @@ impl FileRef {
     /// The file as one JSON field, for a store.
     pub(crate) fn to_stored(&self) -> String {
         let mut file = serde_json::json!({"id": self.id, "name": self.name, "mime": self.mime, "size": self.size});
+        if let Some((width, height)) = self.picture {
+            file["width"] = width.into();
+            file["height"] = height.into();
+        }
         if self.expired {
             file["expired"] = true.into();
         }
@@ -554,6 +570,8 @@ impl FileRef {
             name,
             mime,
             size,
+            width,
+            height,
             expired,
         } = serde_json::from_str(field).ok()?;
         Some(FileRef {
@@ -561,6 +579,7 @@ impl FileRef {
             name,
             mime,
             size,
+            picture: width.zip(height),
             expired,
         })
     }
@@ -569,12 +588,19 @@ impl FileRef {
 impl Serialize for FileRef {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut file = serializer.serialize_struct("file", 6)?;
+        let mut file = serializer.serialize_struct("file", 8)?;
         file.serialize_field("id", &self.id)?;
         file.serialize_field("name", &self.name)?;
         file.serialize_field("mime", &self.mime)?;
         file.serialize_field("size", &self.size)?;
         file.serialize_field("url", &self.url())?;
+        if let Some((width, height)) = self.picture {
+            file.serialize_field("width", &width)?;
+            file.serialize_field("height", &height)?;
+        } else {
+            file.skip_field("width")?;
+            file.skip_field("height")?;
+        }
         if self.expired {
             file.serialize_field("expired", &true)?;
         } else {
@@ -864,15 +890,39 @@ mod tests {
             limits: Limits {
                 max_text_len: 4096,
                 max_message_size: 1 << 20,
+                max_file_size: 100 << 20,
             },
         });
         assert_eq!(
             json,
-            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576}}"#
+            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576,"max_file_size":104857600}}"#
         );
         assert_eq!(
             encode(&line),
             r#"{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}"#
+        );
+    }
+
+    #[test]
+    fn a_files_picture_size_is_stored_and_old_stored_files_still_read() {
+        let file = FileRef {
+            id: "0".repeat(32),
+            name: "a.png".into(),
+            mime: "image/png".into(),
+            size: 73,
+            picture: Some((3, 2)),
+            expired: false,
+        };
+        assert_eq!(FileRef::from_stored(&file.to_stored()), Some(file.clone()));
+        let json = serde_json::to_value(&file).unwrap();
+        assert_eq!((&json["width"], &json["height"]), (&3.into(), &2.into()));
+        let old = r#"{"id":"00000000000000000000000000000000","name":"a.png","mime":"image/png","size":73}"#;
+        let read = FileRef::from_stored(old).expect("an old stored file");
+        assert_eq!(read.picture, None);
+        let json = serde_json::to_value(&read).unwrap();
+        assert!(
+            json.get("width").is_none() && json.get("height").is_none(),
+            "{json}"
         );
     }
 }

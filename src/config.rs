@@ -342,6 +342,7 @@ impl Config {
         crate::chat::Limits {
             max_text_len: self.max_text_len,
             max_message_size: self.max_message_size,
+            max_file_size: self.max_file_size,
         }
     }
 

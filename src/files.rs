@@ -482,6 +482,20 @@ impl Upload {
         self.written
     }
 
+    /// The width and height of the file when it is a picture a browser may show inline
+    /// ([`picture_type`]) and its header says them; `None` otherwise. Only the first
+    /// [`PICTURE_HEAD`] bytes are read, whatever the header claims.
+    pub(crate) fn picture_size(&self) -> Option<(u32, u32)> {
+        use std::io::Read;
+        let mut head = Vec::new();
+        File::open(&self.path)
+            .ok()?
+            .take(PICTURE_HEAD)
+            .read_to_end(&mut head)
+            .ok()?;
+        picture_size(&head)
+    }
+
     /// Makes the complete file durable and gives it its id: synced, its bytes under
     /// their hash (once, however often posted), linked under a new random id, and in a
     /// cluster handed to the mirror. Only then may a message name it.
@@ -553,6 +567,20 @@ fn private_dir(dir: &Path) -> io::Result<()> {
 /// Makes the names in `dir` durable (a link is in the directory, not in the file).
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// How much of a picture is read for its width and height: a JPEG may carry a few
+/// 64 KiB segments (EXIF, a colour profile) before the one that says its size.
+const PICTURE_HEAD: u64 = 256 * 1024;
+
+/// The width and height a picture's first bytes say (both at least 1), when it is one
+/// of [`picture_type`]'s; `None` for anything else, or a header that does not add up.
+pub(crate) fn picture_size(head: &[u8]) -> Option<(u32, u32)> {
+    picture_type(head)?;
+    let size = imagesize::blob_size(head).ok()?;
+    let width = u32::try_from(size.width).ok().filter(|&w| w > 0)?;
+    let height = u32::try_from(size.height).ok().filter(|&h| h > 0)?;
+    Some((width, height))
 }
 
 /// What a file's first bytes say it is, when it is a picture a browser may show
@@ -658,6 +686,41 @@ mod tests {
         ] {
             assert!(files.open_id(id).is_none(), "{id}");
         }
+    }
+
+    /// A 3×2 PNG, whole: signature, IHDR, IDAT, IEND.
+    const PNG_3X2: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0x12,
+        0x16, 0xf1, 0x4d, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
+        0xcf, 0xc0, 0x00, 0x41, 0x0c, 0x70, 0x16, 0x00, 0x41, 0xd2, 0x05, 0xfb, 0x87, 0xf0, 0xb9,
+        0x48, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+
+    #[test]
+    fn a_pictures_size_comes_from_its_header_and_a_lying_one_gives_none() {
+        assert_eq!(picture_size(PNG_3X2), Some((3, 2)));
+        // Every cut of the header, and garbage after a picture's signature: no size, no
+        // panic.
+        for n in 0..PNG_3X2.len() {
+            let _ = picture_size(&PNG_3X2[..n]);
+        }
+        assert_eq!(picture_size(&PNG_3X2[..12]), None);
+        let mut zero = PNG_3X2.to_vec();
+        zero[16..20].copy_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(picture_size(&zero), None, "a width of 0 is no picture");
+        for head in [
+            &b"\xff\xd8\xff\xe0\xff\xff\xff\xff"[..],
+            b"\xff\xd8\xff",
+            b"GIF89a",
+            b"RIFF\xff\xff\xff\xffWEBPVP8X",
+            b"RIFF\0\0\0\0WEBPVP8 \xff\xff\xff\xff",
+        ] {
+            let _ = picture_size(head);
+        }
+        // Not one of the four: no size, whatever the bytes after.
+        assert_eq!(picture_size(b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0\x28\0"), None);
+        assert_eq!(picture_size(b"<svg width='3' height='2'/>"), None);
     }
 
     #[test]

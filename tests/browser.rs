@@ -1767,19 +1767,21 @@ fn page_shows_a_shared_file_as_a_link_to_its_bytes() {
     let sent = next_of_type(&mut bob, "message");
     page.wait(
         "the file's card",
-        "document.querySelector('#log > li[data-kind=message] .file a')?.textContent === arguments[0]",
-        json!(["report v2.pdf (2.9 KiB)"]),
+        "document.querySelector('#log > li[data-kind=message] [data-file-kind=file] .file-name')
+            ?.textContent === arguments[0]",
+        json!(["report v2.pdf"]),
     );
     let link = page.run(
-        "const a = document.querySelector('#log > li[data-kind=message] .file a');
+        "const a = document.querySelector('#log > li[data-kind=message] [data-file-kind=file] a');
          return fetch(a.href).then(r => r.arrayBuffer()).then(b => ({
-             href: a.getAttribute('href'), download: a.download, text: a.textContent,
+             href: a.getAttribute('href'), download: a.download,
+             size: a.querySelector('.file-size').textContent,
              bytes: b.byteLength, first: new Uint8Array(b)[1] }));",
     );
     assert_eq!(
         link,
         json!({"href": sent["file"]["url"], "download": "report v2.pdf",
-               "text": "report v2.pdf (2.9 KiB)", "bytes": 3000, "first": 1})
+               "size": "2.9 KiB", "bytes": 3000, "first": 1})
     );
 }
 
@@ -3467,7 +3469,8 @@ fn page_meets_wcag_2_2_aa_in_every_state() {
         return;
     };
     let mut found = Vec::new();
-    let server = start();
+    // Files over 1 MiB are refused: the audit sees a refused upload's row.
+    let server = start_with(|b| b.max_file_size(1 << 20));
     let addr = server.local_addr();
     let (mut bob, _) = chat(addr, "audit", Some("bob"));
     say(&mut bob, "Welcome! The agenda is on http://wiki.lan/agenda");
@@ -3495,6 +3498,62 @@ fn page_meets_wcag_2_2_aa_in_every_state() {
         page.send("yes, loud and clear");
         page.wait_entry("message", "yes, loud and clear");
         audit(&page, &axe, "chat", &mut found);
+
+        // Files: a picture and a document shared, an upload refused, files dragged in.
+        let picture = draw_png(&page, 640, 400);
+        let pdf = b"%PDF-1.4\n%%EOF\n".repeat(100);
+        for (name, mime, bytes) in [
+            ("whiteboard.png", "image/png", &picture),
+            ("agenda.pdf", "application/pdf", &pdf),
+        ] {
+            send_json(
+                &mut bob,
+                json!({"type": "file", "name": name, "mime": mime, "size": bytes.len()}),
+            );
+            bob.send(tungstenite::Message::binary(bytes.clone()))
+                .expect("send");
+        }
+        page.wait(
+            "the picture and the card",
+            "document.querySelector('#log [data-file-kind=picture] img')?.complete
+             && document.querySelector('#log [data-file-kind=file]')",
+            json!([]),
+        );
+        page.run(
+            "const dt = new DataTransfer();
+             dt.items.add(new File([new Uint8Array(2 << 20)], 'too big.zip', { type: 'application/zip' }));
+             const text = document.querySelector('[data-testid=text]');
+             text.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+             document.querySelector('#scroller').dispatchEvent(
+                 new DragEvent('dragenter', { dataTransfer: dt, bubbles: true, cancelable: true }));",
+        );
+        page.wait(
+            "the refused upload and the drop target",
+            "document.querySelector('[data-testid=upload][data-state=failed]')
+             && !document.querySelector('[data-testid=drop]').hidden",
+            json!([]),
+        );
+        for scheme in ["dark", "light"] {
+            page.session.cdp(
+                "Emulation.setEmulatedMedia",
+                json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            );
+            audit(&page, &axe, &format!("files, {scheme}"), &mut found);
+            page.save_screenshot(&format!("audit-files-{who}-{scheme}.png"));
+        }
+        page.run(
+            "const dt = new DataTransfer();
+             dt.items.add(new File(['x'], 'x.txt'));
+             document.querySelector('#scroller').dispatchEvent(
+                 new DragEvent('dragleave', { dataTransfer: dt, bubbles: true, cancelable: true }));
+             document.querySelector('[data-testid=upload] [data-action=cancel]').click();",
+        );
+        page.wait(
+            "the drop target and the row gone",
+            "document.querySelector('[data-testid=drop]').hidden
+             && document.querySelector('[data-testid=uploads]').hidden",
+            json!([]),
+        );
         // What axe does not measure: the focus ring and the fields' borders against
         // the panels around them, 3:1 at least (WCAG 1.4.11), in both schemes.
         for scheme in ["light", "dark"] {
@@ -3705,7 +3764,7 @@ fn screen_readers_hear_new_messages_only_and_names_keep_their_direction() {
     let undirected = alice.run(
         "return [...document.querySelectorAll(`#log > li.msg [data-part=text], bdi, [data-part=name],
                   #room-name, #intro-room, #title-peer, #dm-peer, textarea,
-                  input:not([type=password]):not([type=hidden])`)]
+                  input:not([type=password]):not([type=hidden]):not([type=file])`)]
             .filter(e => e.getAttribute('dir') !== 'auto').map(e => e.outerHTML.slice(0, 100));",
     );
     assert_eq!(
@@ -3719,4 +3778,580 @@ fn screen_readers_hear_new_messages_only_and_names_keep_their_direction() {
         json!([long]),
     );
     assert_eq!(cut, json!([true, long]), "a name cut short has a tooltip");
+}
+
+// ---- files and pictures ------------------------------------------------------
+
+/// A `w`×`h` PNG (a sky, a sun, a hill) drawn by `page`'s browser: the picture a
+/// person would pick, made without an image library.
+fn draw_png(page: &Page, w: u32, h: u32) -> Vec<u8> {
+    let data = page.session.execute(
+        "const [w, h] = arguments;
+         const c = document.createElement('canvas');
+         c.width = w; c.height = h;
+         const g = c.getContext('2d');
+         const sky = g.createLinearGradient(0, 0, 0, h);
+         sky.addColorStop(0, '#ffb86b'); sky.addColorStop(1, '#6b5bd6');
+         g.fillStyle = sky; g.fillRect(0, 0, w, h);
+         g.fillStyle = '#ffe27a'; g.beginPath(); g.arc(w * 0.7, h * 0.5, h * 0.2, 0, 7); g.fill();
+         g.fillStyle = '#2b2340'; g.fillRect(0, h * 0.75, w, h * 0.25);
+         return c.toDataURL('image/png').split(',')[1];",
+        json!([w, h]),
+    );
+    webdriver::base64_decode(data.as_str().expect("a data URL"))
+}
+
+/// Records, for each picture that appears in the log, its box as inserted (before a
+/// byte of it can have loaded) and once loaded: `window.pictures`.
+const RECORD_PICTURES: &str = "window.pictures = [];
+    new MutationObserver((changes) => {
+        for (const change of changes) for (const node of change.addedNodes) {
+            if (!(node instanceof Element)) continue;
+            for (const img of node.querySelectorAll('img')) {
+                const seen = { name: img.alt, width: img.getAttribute('width'), height: img.getAttribute('height'),
+                               lazy: img.loading, src: img.getAttribute('src'),
+                               link: img.closest('a')?.getAttribute('href'),
+                               before: img.getBoundingClientRect().height, complete: img.complete };
+                window.pictures.push(seen);
+                img.addEventListener('load', () => {
+                    seen.after = img.getBoundingClientRect().height;
+                    seen.shownWidth = img.getBoundingClientRect().width;
+                    seen.natural = [img.naturalWidth, img.naturalHeight];
+                });
+            }
+        }
+    }).observe(document.querySelector('#log'), { childList: true, subtree: true });";
+
+/// The bytes at `url` as fetched by `page`, base64-decoded back here.
+fn fetched(page: &Page, url: &str) -> Vec<u8> {
+    let data = page.session.execute_async(
+        "const [url, done] = arguments;
+         fetch(url).then(r => r.blob()).then(b => {
+             const reader = new FileReader();
+             reader.onload = () => done(reader.result.split(',')[1] || '');
+             reader.readAsDataURL(b);
+         }, () => done(null));",
+        json!([url]),
+    );
+    webdriver::base64_decode(data.as_str().expect("the bytes"))
+}
+
+/// A picture attached from disk on one page shows inline on the other: its width and
+/// height are set before it loads (its box does not change when it does), it is
+/// scaled to fit, lazy, named, a link to the full picture, and its bytes are the
+/// file's. The sender's Wire panel shows the binary frame, its first bytes in hex.
+#[test]
+fn page_attaches_a_picture_from_disk_and_others_see_it_inline() {
+    page_attaches_a_picture_from_disk_and_others_see_it_inline_in(Engine::Chromium);
+}
+
+#[test]
+fn page_attaches_a_picture_from_disk_and_others_see_it_inline_in_webkit() {
+    page_attaches_a_picture_from_disk_and_others_see_it_inline_in(Engine::WebKit);
+}
+
+fn page_attaches_a_picture_from_disk_and_others_see_it_inline_in(engine: Engine) {
+    let Some(driver) = driver_or_skip_in(
+        "page_attaches_a_picture_from_disk_and_others_see_it_inline",
+        engine,
+    ) else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#pics");
+    let alice = Page::join(&driver, &url, "alice", DESKTOP);
+    let bob = Page::join(&driver, &url, "bob", DESKTOP);
+    bob.run(RECORD_PICTURES);
+    alice.session.click("[data-testid=wire-toggle]");
+    alice.wait(
+        "the Wire panel watching",
+        "document.querySelectorAll('[data-testid=wire-http]').length > 0",
+        json!([]),
+    );
+
+    let dir = TempDir::new("browser_picture");
+    let png = draw_png(&alice, 1200, 800);
+    let path = dir.path().join("sunset over the hill.png");
+    std::fs::write(&path, &png).expect("write the picture");
+    alice
+        .session
+        .type_into("[data-testid=file-input]", path.to_str().expect("a path"));
+
+    let seen = bob.wait(
+        "the picture, loaded",
+        "window.pictures.length && window.pictures[0].after !== undefined && window.pictures[0]",
+        json!([]),
+    );
+    assert_eq!(
+        json!([
+            seen["name"],
+            seen["width"],
+            seen["height"],
+            seen["lazy"],
+            seen["natural"]
+        ]),
+        json!([
+            "sunset over the hill.png",
+            "1200",
+            "800",
+            "lazy",
+            [1200, 800]
+        ]),
+        "{seen}"
+    );
+    let (before, after) = (
+        seen["before"].as_f64().unwrap_or(0.0),
+        seen["after"].as_f64().unwrap_or(-1.0),
+    );
+    assert!(before > 0.0, "laid out at its size before loading: {seen}");
+    assert!(
+        (before - after).abs() < 0.5,
+        "no jump when it loads: {seen}"
+    );
+    let shown = seen["shownWidth"].as_f64().unwrap_or(0.0);
+    assert!(
+        shown > 0.0 && shown < 1200.0 && (after / shown - 800.0 / 1200.0).abs() < 0.01,
+        "scaled down to fit, keeping its ratio: {seen}"
+    );
+    let src = seen["src"].as_str().expect("a src");
+    assert_eq!(seen["link"], src, "a click opens the full picture: {seen}");
+    assert!(
+        fetched(&bob, src) == png,
+        "the bytes behind it are the file's"
+    );
+    // The sender sees it too, and its row is gone.
+    alice.wait(
+        "her own picture, and no upload row left",
+        "document.querySelector('#log li[data-mine=true] [data-file-kind=picture] img')
+         && !document.querySelector('[data-testid=upload]')
+         && document.querySelector('[data-testid=uploads]').hidden",
+        json!([]),
+    );
+    // On the wire: the picture as a masked binary frame, the PNG signature in hex.
+    let frames = wire_frames(&alice);
+    let binary = frames
+        .iter()
+        .find(|f| f[0] == "in" && f[1] == "BINARY")
+        .unwrap_or_else(|| panic!("no binary frame: {frames:#?}"));
+    assert_eq!(binary[2], "1", "masked: {binary}");
+    let shown = binary[5].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("89 50 4e 47 0d 0a 1a 0a") && shown.contains("BINARY (0x2)"),
+        "{binary}"
+    );
+    bob.screenshot(&format!("files-picture-{engine:?}.png").to_lowercase());
+}
+
+/// A picture pasted into the message box is sent and shows; a PDF dropped on the
+/// conversation (the drop target shows while dragging) reaches the other page as a
+/// card whose link downloads exactly its bytes. On a phone, light and dark.
+#[test]
+fn page_sends_a_pasted_picture_and_a_dropped_pdf() {
+    let Some(driver) = driver_or_skip("page_sends_a_pasted_picture_and_a_dropped_pdf") else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#desk");
+    let alice = Page::join(&driver, &url, "alice", DESKTOP);
+    let bob = Page::join(&driver, &url, "bob", PHONE);
+    // A phone can take a photo; a desktop without a touch screen is not offered one.
+    let camera = "const input = document.querySelector('[data-testid=camera-input]');
+        return [document.querySelector('[data-testid=attach]').hidden,
+                document.querySelector('[data-testid=camera]').hidden,
+                input.accept, input.getAttribute('capture'), input.multiple,
+                document.querySelector('[data-testid=file-input]').multiple];";
+    assert_eq!(
+        bob.run(camera),
+        json!([false, false, "image/*", "environment", false, true])
+    );
+    assert_eq!(alice.run(camera)[1], true, "no camera button on a desktop");
+
+    // Paste: a screenshot on the clipboard, no text.
+    let pasted = alice.run(
+        "const c = document.createElement('canvas');
+         c.width = 300; c.height = 150;
+         const g = c.getContext('2d');
+         g.fillStyle = '#2f5bd3'; g.fillRect(0, 0, 300, 150);
+         g.fillStyle = '#ffd166'; g.fillRect(30, 30, 120, 90);
+         return new Promise((done) => c.toBlob((blob) => {
+             const dt = new DataTransfer();
+             dt.items.add(new File([blob], 'image.png', { type: 'image/png' }));
+             const text = document.querySelector('[data-testid=text]');
+             text.focus();
+             const paste = new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true });
+             text.dispatchEvent(paste);
+             done({ handled: paste.defaultPrevented, size: blob.size, box: text.value });
+         }, 'image/png'));",
+    );
+    assert_eq!(pasted["handled"], true, "{pasted}");
+    assert_eq!(
+        pasted["box"], "",
+        "a picture does not go in the box: {pasted}"
+    );
+    let picture = bob.wait(
+        "the pasted picture",
+        "(() => { const img = document.querySelector('#log [data-file-kind=picture] img');
+                  return img && img.complete && img.naturalWidth
+                      && [img.alt, img.getAttribute('width'), img.getAttribute('height'), img.naturalWidth]; })()",
+        json!([]),
+    );
+    assert_eq!(picture, json!(["image.png", "300", "150", 300]));
+
+    // Drop: a PDF dragged in from the desktop.
+    let pdf: Vec<u8> = b"%PDF-1.4\n"
+        .iter()
+        .copied()
+        .chain((0..150_000u32).map(|i| (i * 31 % 253) as u8))
+        .collect();
+    let dragged = alice.run(&format!(
+        "const bytes = Uint8Array.from(atob('{}'), (c) => c.charCodeAt(0));
+         const dt = new DataTransfer();
+         dt.items.add(new File([bytes], 'minutes 2026-12.pdf', {{ type: 'application/pdf' }}));
+         const target = document.querySelector('#scroller');
+         const fire = (type) => {{
+             const e = new DragEvent(type, {{ dataTransfer: dt, bubbles: true, cancelable: true }});
+             target.dispatchEvent(e);
+             return e.defaultPrevented;
+         }};
+         const entered = fire('dragenter'), over = fire('dragover');
+         const drop = document.querySelector('[data-testid=drop]');
+         const shown = !drop.hidden && drop.getBoundingClientRect().height > 0 && drop.textContent.trim();
+         const dropped = fire('drop');
+         return {{ entered, over, shown, dropped, after: drop.hidden }};",
+        data_encoding::BASE64.encode(&pdf)
+    ));
+    assert_eq!(
+        dragged,
+        json!({"entered": true, "over": true, "shown": "Drop files to share them in #desk",
+               "dropped": true, "after": true})
+    );
+    let card = bob.wait(
+        "the PDF's card",
+        "(() => { const a = document.querySelector('#log [data-file-kind=file] a');
+                  return a && { name: a.querySelector('.file-name').textContent,
+                                size: a.querySelector('.file-size').textContent,
+                                download: a.download, href: a.getAttribute('href') }; })()",
+        json!([]),
+    );
+    assert_eq!(
+        json!([card["name"], card["size"], card["download"]]),
+        json!(["minutes 2026-12.pdf", "146.5 KiB", "minutes 2026-12.pdf"]),
+        "{card}"
+    );
+    let href = card["href"].as_str().expect("a link");
+    assert!(
+        fetched(&bob, href) == pdf,
+        "the download is the file, byte for byte"
+    );
+    alice.wait(
+        "both sent",
+        "document.querySelectorAll('#log li[data-mine=true] [data-part=file]').length === 2
+         && document.querySelector('[data-testid=uploads]').hidden",
+        json!([]),
+    );
+    bob.run("document.activeElement.blur();");
+    // On a phone, light and dark: both fit the screen.
+    for scheme in ["light", "dark"] {
+        bob.session.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        );
+        let fits = bob.run(
+            "const img = document.querySelector('#log [data-file-kind=picture] img').getBoundingClientRect();
+             const card = document.querySelector('#log [data-file-kind=file] a').getBoundingClientRect();
+             return [img.right <= innerWidth, card.right <= innerWidth,
+                     document.documentElement.scrollWidth <= innerWidth + 1];",
+        );
+        assert_eq!(fits, json!([true, true, true]), "{scheme}");
+        let file = if scheme == "light" {
+            "files-phone.png"
+        } else {
+            "files-phone-dark.png"
+        };
+        bob.screenshot(file);
+    }
+}
+
+/// Clicks Cancel on the upload row once its bar is past 0 and short of the end
+/// (recording where), after typing a message meanwhile: `window.cancelled`.
+const CANCEL_HALF_WAY: &str = "window.cancelled = null;
+    const timer = setInterval(() => {
+        const row = document.querySelector('[data-testid=upload]');
+        const bar = row && row.querySelector('progress');
+        if (!bar || row.dataset.state !== 'sending' || !(bar.value > 0) || bar.value >= bar.max) return;
+        clearInterval(timer);
+        const text = document.querySelector('[data-testid=text]');
+        text.value = 'typed while it went';
+        document.querySelector('[data-testid=send]').click();
+        window.cancelled = { value: bar.value, max: bar.max, box: text.value };
+        row.querySelector('[data-action=cancel]').click();
+        window.cancelled.rowGone = !document.querySelector('[data-testid=upload]');
+    }, 1);";
+
+/// Cancel half-way through an 8 MiB upload posts nothing: nobody in the room gets a
+/// message with a file, and the server keeps none of its bytes. The page is back
+/// online by itself, shows every message once, and what was typed during the upload
+/// is sent, once.
+#[test]
+fn page_cancels_an_upload_half_way_and_nothing_is_posted() {
+    let Some(driver) = driver_or_skip("page_cancels_an_upload_half_way_and_nothing_is_posted")
+    else {
+        return;
+    };
+    let data = TempDir::new("browser_cancel");
+    let server = start_with(|b| b.data_dir(data.path()));
+    let addr = server.local_addr();
+    let (mut carol, _) = chat(addr, "big", Some("carol"));
+    let alice = Page::join(&driver, &format!("http://{addr}/#big"), "alice", DESKTOP);
+    alice.send("before the file");
+    alice.wait_entry("message", "before the file");
+
+    let dir = TempDir::new("browser_cancel_file");
+    let path = dir.path().join("backup.bin");
+    let mut state = 0x2545_f491_u32;
+    let bytes: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&path, &bytes).expect("write the file");
+    alice.run(CANCEL_HALF_WAY);
+    alice
+        .session
+        .type_into("[data-testid=file-input]", path.to_str().expect("a path"));
+    let cancelled = alice.wait("the cancel", "window.cancelled", json!([]));
+    assert_eq!(
+        json!([cancelled["max"], cancelled["box"], cancelled["rowGone"]]),
+        json!([8 << 20, "", true]),
+        "cancelled mid-way, the text sent from the box: {cancelled}"
+    );
+    // Back on a new connection, and the message typed meanwhile arrives.
+    alice.wait_entry("message", "typed while it went");
+    alice.wait_online();
+    alice.send("after the cancel");
+    alice.wait_entry("message", "after the cancel");
+    let mut seen = events_until_message(&mut carol, "after the cancel");
+    seen.retain(|e| e["type"] == "message");
+    let texts: Vec<&Value> = seen.iter().map(|m| &m["text"]).collect();
+    assert_eq!(
+        texts,
+        ["before the file", "typed while it went"],
+        "nothing else posted: {seen:?}"
+    );
+    assert!(seen.iter().all(|m| m.get("file").is_none()), "{seen:?}");
+    // The server kept none of the bytes.
+    for folder in ["tmp", "ids", "blobs"] {
+        eventually(|| {
+            entries(&data.path().join("files").join(folder))
+                .is_empty()
+                .then_some(())
+        });
+    }
+    // Every message once, nothing on the page that the room does not have.
+    assert_eq!(
+        alice.messages(),
+        [
+            ("alice".to_owned(), "before the file".to_owned()),
+            ("alice".to_owned(), "typed while it went".to_owned()),
+            ("alice".to_owned(), "after the cancel".to_owned()),
+        ]
+    );
+    assert!(
+        !alice.entries().iter().any(|e| e.kind == "error"),
+        "{:?}",
+        alice.entries()
+    );
+}
+
+/// The names in `dir`, or none when it is not there.
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An upload's binary frames, however many, take one row of the Wire panel (with
+/// their count), showing the first frame's opcode 2 and its bytes in hex: the panel
+/// stays readable, and what came before the upload stays in it.
+#[test]
+fn wire_panel_shows_an_uploads_binary_frames_in_one_row() {
+    let Some(driver) = driver_or_skip("wire_panel_shows_an_uploads_binary_frames_in_one_row")
+    else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let page = Page::join(&driver, &format!("http://{addr}/#lab"), "Ada", DESKTOP);
+    page.session.click("[data-testid=wire-toggle]");
+    page.send("before the file");
+    page.wait(
+        "the message on the wire",
+        "[...document.querySelectorAll('[data-testid=wire-frame]')].some(li =>
+            li.dataset.dir === 'out' && li.textContent.includes('before the file'))",
+        json!([]),
+    );
+    let dir = TempDir::new("browser_wire_file");
+    let path = dir.path().join("one mebibyte.bin");
+    let bytes: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&path, &bytes).expect("write the file");
+    let rows_before = page.run("return document.querySelectorAll('#wire-log > li').length;");
+    page.session
+        .type_into("[data-testid=file-input]", path.to_str().expect("a path"));
+    page.wait(
+        "the file in the room",
+        "document.querySelector('#log li[data-mine=true] [data-file-kind=file]')",
+        json!([]),
+    );
+    let run = page.wait(
+        "the upload's frames on the wire, counted",
+        "(() => { const rows = [...document.querySelectorAll('[data-testid=wire-frame]')]
+                      .filter(li => li.dataset.dir === 'in' && li.dataset.opcode === 'BINARY');
+                  return rows.length === 1 && document.querySelector('#wire-log > li:last-child')
+                      && { frames: Number(rows[0].dataset.frames || 1), text: rows[0].textContent }; })()",
+        json!([]),
+    );
+    let text = run["text"].as_str().unwrap_or_default();
+    let first = bytes[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains("BINARY (0x2)") && text.contains(&first) && text.contains("MASK=1"),
+        "opcode 2, masked, its first bytes in hex: {run}"
+    );
+    let frames = run["frames"].as_u64().unwrap_or(0);
+    assert!(
+        frames >= 4 && text.contains(&format!("{} more", frames - 1)),
+        "1 MiB in 256 KiB messages is at least 4 frames, counted in the row: {run}"
+    );
+    let rows_after = page.run("return document.querySelectorAll('#wire-log > li').length;");
+    assert!(
+        rows_after.as_u64() < rows_before.as_u64().map(|n| n + 10),
+        "a few rows for the whole upload ({rows_before} before, {rows_after} after)"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "wire: a 1 MiB upload from Chromium made {frames} frames"
+    );
+}
+
+/// A connection that drops in the middle of a file: the page sends the file again,
+/// whole, once it is back, and the room gets it once, byte for byte.
+#[test]
+fn page_sends_a_file_again_after_a_drop_mid_way_and_the_room_gets_it_once() {
+    let test = "page_sends_a_file_again_after_a_drop_mid_way_and_the_room_gets_it_once";
+    let Some(driver) = driver_or_skip(test) else {
+        return;
+    };
+    let data = TempDir::new("browser_drop_mid_file");
+    let server = start_with(|b| b.data_dir(data.path()));
+    let addr = server.local_addr();
+    let (mut carol, _) = chat(addr, "big", Some("carol"));
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    alice.before_scripts(FAIL_STORE);
+    alice.join_at(&format!("http://{addr}/#big"));
+    let dir = TempDir::new("browser_drop_mid_file_src");
+    let path = dir.path().join("video.bin");
+    let bytes: Vec<u8> = (0..6u32 << 20)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 23) as u8)
+        .collect();
+    std::fs::write(&path, &bytes).expect("write the file");
+    // The network drops once the bar has moved.
+    alice.run(
+        "window.dropped = null;
+         const timer = setInterval(() => {
+             const row = document.querySelector('[data-testid=upload]');
+             const bar = row && row.querySelector('progress');
+             if (!bar || row.dataset.state !== 'sending' || !(bar.value > 0) || bar.value >= bar.max) return;
+             clearInterval(timer);
+             window.dropped = bar.value;
+             window.__sockets.filter(s => s.url.includes('/ws/chat/')).at(-1).close();
+         }, 1);",
+    );
+    alice
+        .session
+        .type_into("[data-testid=file-input]", path.to_str().expect("a path"));
+    alice.wait("the drop", "window.dropped", json!([]));
+    alice.wait(
+        "the file in the room, and no upload left",
+        "document.querySelector('#log li[data-mine=true] [data-file-kind=file]')
+         && document.querySelector('[data-testid=uploads]').hidden",
+        json!([]),
+    );
+    alice.send("after the file");
+    let mut seen = events_until_message(&mut carol, "after the file");
+    seen.retain(|e| e["type"] == "message");
+    assert_eq!(seen.len(), 1, "the file, once: {seen:?}");
+    assert_eq!(seen[0]["file"]["size"], bytes.len(), "{seen:?}");
+    let url = seen[0]["file"]["url"].as_str().expect("a url");
+    assert!(
+        fetched(&alice, url) == bytes,
+        "the whole file, byte for byte"
+    );
+    assert_eq!(
+        alice
+            .run("return document.querySelectorAll('#log li[data-kind=message] [data-part=file]').length;"),
+        1,
+        "shown once"
+    );
+}
+
+/// A picture whose bytes the server no longer keeps says so in words, with neither a
+/// picture nor a link; the pictures still kept show inline.
+#[test]
+fn page_says_a_file_expired_in_words() {
+    let Some(driver) = driver_or_skip("page_says_a_file_expired_in_words") else {
+        return;
+    };
+    let painter = Page::blank(&driver, "painter", DESKTOP);
+    let pictures: Vec<Vec<u8>> = (0..3).map(|i| draw_png(&painter, 40 + i, 30)).collect();
+    let total: usize = pictures.iter().map(Vec::len).sum();
+    // One byte short of all three: the oldest goes when the third comes.
+    let server = start_with(|b| b.max_files_bytes(total as u64 - 1));
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "album", Some("ann"));
+    for (i, bytes) in pictures.iter().enumerate() {
+        send_json(
+            &mut ann,
+            json!({"type": "file", "name": format!("{i}.png"), "mime": "image/png", "size": bytes.len()}),
+        );
+        ann.send(tungstenite::Message::binary(bytes.clone()))
+            .expect("send");
+        next_of_type(&mut ann, "message");
+    }
+    let page = Page::join(&driver, &format!("http://{addr}/#album"), "bob", DESKTOP);
+    let shown = page.wait(
+        "three files, the first expired",
+        "(() => { const files = [...document.querySelectorAll('#log [data-part=file]')];
+                  return files.length === 3 && files.map(f => [f.dataset.fileKind,
+                      f.textContent.trim(), !!f.querySelector('a, img')]); })()",
+        json!([]),
+    );
+    assert_eq!(
+        json!([shown[0][0], shown[0][2], shown[1], shown[2]]),
+        json!([
+            "expired",
+            false,
+            ["picture", "", true],
+            ["picture", "", true]
+        ]),
+        "{shown}"
+    );
+    let words = shown[0][1].as_str().unwrap_or_default();
+    assert!(
+        words.starts_with("0.png") && words.ends_with("expired: no longer on the server"),
+        "{shown}"
+    );
 }

@@ -633,9 +633,14 @@ fn answers_come_in_request_order_even_for_errors_found_on_the_connection() {
 
 #[test]
 fn the_welcome_and_info_carry_the_servers_limits() {
-    let server = start_with(|b| b.max_text_len(100).max_message_size(5000));
+    let server = start_with(|b| {
+        b.max_text_len(100)
+            .max_message_size(5000)
+            .max_file_size(70_000)
+    });
     let (_alice, welcome) = chat(server.local_addr(), "lobby", Some("alice"));
-    let limits = serde_json::json!({"max_text_len": 100, "max_message_size": 5000});
+    let limits =
+        serde_json::json!({"max_text_len": 100, "max_message_size": 5000, "max_file_size": 70_000});
     assert_eq!(welcome["limits"], limits);
     let info: serde_json::Value =
         serde_json::from_str(body(&get(server.local_addr(), "/info"))).expect("JSON");

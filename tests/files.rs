@@ -1092,3 +1092,95 @@ fn stalled_forms_in_parallel_stay_within_the_total() {
     );
     assert_eq!(status(&head), 201, "{head}");
 }
+
+/// A whole 3×2 PNG (signature, IHDR, IDAT, IEND), as a browser would decode it.
+const PNG_3X2: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0x12, 0x16, 0xf1,
+    0x4d, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0x00,
+    0x41, 0x0c, 0x70, 0x16, 0x00, 0x41, 0xd2, 0x05, 0xfb, 0x87, 0xf0, 0xb9, 0x48, 0x00, 0x00, 0x00,
+    0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// `[width, height]` of a message's file, `null` where absent.
+fn dimensions(msg: &Value) -> Value {
+    json!([msg["file"].get("width"), msg["file"].get("height")])
+}
+
+/// A picture's message says its width and height (read from its bytes, on the chat
+/// socket and through the API alike), so a page can lay it out before it loads; a
+/// file that is not a picture, whatever its name and type say, says neither; and the
+/// history keeps them.
+#[test]
+fn a_picture_carries_its_width_and_height_and_other_files_do_not() {
+    let server = with_files(|b| b.api_token("t0ken"));
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+
+    send_file(&mut ann, "dot.png", "image/png", PNG_3X2, 10);
+    let picture = next_of_type(&mut bob, "message");
+    assert_eq!(dimensions(&picture), json!([3, 2]), "{picture}");
+    let pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n";
+    send_file(&mut ann, "notes.pdf", "application/pdf", pdf, 1 << 16);
+    let document = next_of_type(&mut bob, "message");
+    assert_eq!(dimensions(&document), json!([null, null]), "{document}");
+    // Named and typed as a PNG, but its bytes are not one: no size.
+    send_file(
+        &mut ann,
+        "fake.png",
+        "image/png",
+        b"<svg width='3' height='2'/>",
+        1 << 16,
+    );
+    let fake = next_of_type(&mut bob, "message");
+    assert_eq!(fake["file"]["name"], "fake.png");
+    assert_eq!(dimensions(&fake), json!([null, null]), "{fake}");
+    // A PNG's signature with a header that says nothing sensible: no size either.
+    let mut lying = PNG_3X2.to_vec();
+    lying.truncate(20);
+    send_file(&mut ann, "cut.png", "image/png", &lying, 1 << 16);
+    assert_eq!(
+        dimensions(&next_of_type(&mut bob, "message")),
+        json!([null, null])
+    );
+
+    // Through the API: a 5×4 GIF.
+    let gif = b"GIF89a\x05\x00\x04\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x05\x00\x04\x00\x00\x02\x04\x84\x8f\xa9\x0b\x00;";
+    let (head, body) = post_raw(
+        addr,
+        "/api/rooms/r/files?name=wave.gif",
+        "image/gif",
+        gif,
+        "Authorization: Bearer t0ken\r\n",
+    );
+    assert_eq!(status(&head), 201, "{head}");
+    let posted: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(dimensions(&posted), json!([5, 4]), "{posted}");
+    assert_eq!(next_of_type(&mut bob, "message")["file"], posted["file"]);
+
+    // Someone who comes later finds them in the history, sizes and all.
+    let (_carol, welcome) = chat(addr, "r", Some("carol"));
+    let history: Vec<Value> = welcome["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|m| {
+            json!([
+                m["file"]["name"],
+                m["file"].get("width"),
+                m["file"].get("height")
+            ])
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [
+            json!(["dot.png", 3, 2]),
+            json!(["notes.pdf", null, null]),
+            json!(["fake.png", null, null]),
+            json!(["cut.png", null, null]),
+            json!(["wave.gif", 5, 4]),
+        ]
+    );
+}

@@ -141,6 +141,7 @@ impl ChatPolicy {
             return None;
         }
         let (upload, announce) = self.upload.take()?;
+        let picture = upload.picture_size();
         match upload.finish() {
             Ok(file_id) => {
                 let FileAnnounce {
@@ -155,6 +156,7 @@ impl ChatPolicy {
                     name,
                     mime,
                     size,
+                    picture,
                     expired: false,
                 };
                 let msg = ClientMessage::Message {

@@ -461,6 +461,7 @@ fn post_file<S: Transport>(
         Some(boundary) => form_file(stream, body, &boundary, (name, text), ctx)?,
     };
     let size = posted.upload.len();
+    let picture = posted.upload.picture_size();
     let file_id = posted.upload.finish().map_err(|e| file_error(e, ctx))?;
     Ok(ApiCall::Post {
         room,
@@ -472,6 +473,7 @@ fn post_file<S: Transport>(
             name: posted.name,
             mime: posted.mime,
             size,
+            picture,
             expired: false,
         }),
     })

@@ -455,6 +455,7 @@ mod tests {
             limits: crate::chat::Limits {
                 max_text_len: 4096,
                 max_message_size: 1 << 20,
+                max_file_size: 100 << 20,
             },
         }
     }
