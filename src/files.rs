@@ -8,7 +8,9 @@
 //! - `tmp/{random}.part`: an upload on its way. It is removed when the upload fails or
 //!   its sender goes, and at start-up (what a crash left behind): a file is never
 //!   half-visible.
-//! - `blobs/{sha256}`: each content once, however often it is posted.
+//! - `blobs/{hash}`: each content once, however often it is posted, named by its
+//!   BLAKE3 hash (older files, by their SHA-256: a name is only ever compared with
+//!   itself, so both live side by side).
 //! - `ids/{id}`: one hard link to its blob per posted file, named by the file's random
 //!   128-bit id. `GET /files/{id}/…` opens it: no lookup, no lock, no hub. The
 //!   filesystem counts the links, so a blob's bytes go when its last file goes.
@@ -23,7 +25,6 @@
 //! asked for a file it does not have yet: this directory is that node's copy.
 
 use crossbeam_channel::{Sender, bounded};
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -248,7 +249,7 @@ impl Files {
             files: Arc::clone(self),
             file: Some(file),
             path,
-            hasher: Sha256::new(),
+            hasher: blake3::Hasher::new(),
             size,
             written: 0,
             unsynced: 0,
@@ -430,7 +431,7 @@ pub(crate) struct Upload {
     files: Arc<Files>,
     file: Option<File>,
     path: PathBuf,
-    hasher: Sha256,
+    hasher: blake3::Hasher,
     size: Size,
     written: u64,
     /// Bytes written since the file was last synced.
@@ -525,8 +526,8 @@ impl Upload {
         };
         file.sync_all()?;
         drop(file);
-        let hash = data_encoding::HEXLOWER.encode(&self.hasher.clone().finalize());
-        let blob = self.files.root.join("blobs").join(&hash);
+        let hash = self.hasher.finalize().to_hex();
+        let blob = self.files.root.join("blobs").join(hash.as_str());
         match fs::hard_link(&self.path, &blob) {
             Ok(()) => {
                 self.files.used.fetch_add(self.written, Ordering::Relaxed);
