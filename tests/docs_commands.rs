@@ -101,6 +101,22 @@ const RUN: &[(&str, &str, &str)] = &[
         "cargo run --release -- connect ws://127.0.0.1:3000/ws/wire/1 --protocol switchboard-wire,switchboard-wire.KEY",
         "how_it_works_trace_commands_and_wire_viewer_show_the_bytes",
     ),
+    // The picture's id changes whenever the walkthrough's output is regenerated.
+    (
+        "docs/how-it-works.md",
+        "curl -I http://127.0.0.1:3000/files/…",
+        "walkthrough.rs: the_walkthroughs_output_is_what_the_binary_prints",
+    ),
+    (
+        "docs/how-it-works.md",
+        "curl -I -H 'Range: bytes=0-7' http://127.0.0.1:3000/files/…",
+        "walkthrough.rs: the_walkthroughs_output_is_what_the_binary_prints",
+    ),
+    (
+        "docs/how-it-works.md",
+        "curl -I -H 'If-None-Match: …",
+        "walkthrough.rs: the_walkthroughs_output_is_what_the_binary_prints",
+    ),
     (
         "certs/README.md",
         "certs/generate.sh 192.168.1.20 mybox.local",
@@ -366,7 +382,12 @@ fn inline(file: &str, span: &str) -> String {
 
 #[test]
 fn every_command_block_in_the_docs_is_run_by_a_test_or_says_why_not() {
-    let tests = [include_str!("docs_commands.rs"), include_str!("clients.rs")].concat();
+    let tests = [
+        include_str!("docs_commands.rs"),
+        include_str!("clients.rs"),
+        include_str!("walkthrough.rs"),
+    ]
+    .concat();
     let mut problems = Vec::new();
     // Per file: commands run, commands in marked blocks.
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();

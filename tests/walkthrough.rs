@@ -4,10 +4,12 @@
 //!
 //! The test runs the doc's own commands (the server with `--trace-plain`, then
 //! `switchboard connect` for alice, then a second `connect` watching her wire),
-//! types what the doc says to type, and compares every block marked
+//! types what the doc says to type (a picture, `/file docs/pixel.png`, among it), runs
+//! the doc's `curl` commands for that picture, and compares every block marked
 //! `<!-- walkthrough: NAME -->` with the lines the run printed, both sides normalised
 //! the same way: times, ports, connection ids, masking keys, `Sec-WebSocket-Key` and
-//! `-Accept`, the epoch and timestamps vary from run to run; nothing else may.
+//! `-Accept`, the epoch, timestamps and the picture's file id vary from run to run;
+//! nothing else may.
 //!
 //! A mismatch fails with a diff. To refresh the doc from a real run instead:
 //!
@@ -38,13 +40,19 @@ const REGENERATE: &str = "SWITCHBOARD_REGENERATE_DOCS";
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 fn doc_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/how-it-works.md")
+    root().join("docs/how-it-works.md")
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     // The doc's commands run with no RUST_LOG: the default filter.
     command.env_remove("RUST_LOG");
+    // From the repository's root, as the reader does: `/file docs/pixel.png` is there.
+    command.current_dir(root());
     command
 }
 
@@ -123,13 +131,18 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str]) -> Proc {
-        let mut child = binary()
-            .args(args)
+        let mut command = binary();
+        command.args(args);
+        Proc::start(command)
+    }
+
+    fn start(mut command: Command) -> Proc {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("the binary starts");
+            .expect("the command starts");
         let stdout = Lines::of(child.stdout.take().expect("piped"));
         let stderr = Lines::of(child.stderr.take().expect("piped"));
         Proc {
@@ -179,18 +192,23 @@ struct Run {
     server: Vec<String>,
     /// Alice's client: its trace, and how it ended.
     client: Vec<String>,
+    /// What alice's client printed of the messages it received: one a line, whole.
+    received: Vec<String>,
     /// The wire viewer's output: one event a line.
     wire: Vec<String>,
     /// A trace line as `--trace` prints it, with the log prefix.
     prefixed: Vec<String>,
+    /// What each of the doc's `curl` commands printed, in the doc's order, its line
+    /// ends without `\r` and its blank line dropped; `None` without curl.
+    http: Option<Vec<Vec<String>>>,
     /// The server's real port, shown as [`DOC_PORT`].
     port: u16,
 }
 
 /// The session of the doc: alice joins, a viewer watches her wire, she types the
 /// doc's lines one after another (each once the answer to the one before came),
-/// then Ctrl-D.
-fn run_walkthrough() -> Run {
+/// then Ctrl-D; then the doc's `curl` commands ask for her picture.
+fn run_walkthrough(curls: &[String]) -> Run {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut server = Proc::spawn(&[
@@ -231,6 +249,7 @@ fn run_walkthrough() -> Run {
             "/frag 3 Hello, fragments".to_owned(),
             "\"text\":\"Hello, fragments\"",
         ),
+        (PICTURE_LINE.to_owned(), r#""name":"pixel.png""#),
     ];
     for (line, answer) in &steps {
         alice.type_line(line);
@@ -276,15 +295,111 @@ fn run_walkthrough() -> Run {
         .filter(|l| is_timed(l))
         .cloned()
         .collect();
+    let received: Vec<String> = alice
+        .stdout
+        .seen
+        .iter()
+        .filter(|l| is_timed(l))
+        .cloned()
+        .collect();
+    let file_id = received
+        .iter()
+        .find_map(|l| l.split_once(r#""file":{"id":""#))
+        .and_then(|(_, rest)| rest.get(..FILE_ID_LEN))
+        .expect("alice's picture came back with its id")
+        .to_owned();
+    // The server still serves the picture: alice left, her message stays.
+    let http = tool_or_skip(
+        "the_walkthroughs_output_is_what_the_binary_prints (its curl blocks)",
+        "curl",
+        "SWITCHBOARD_REQUIRE_TOOLS",
+    )
+    .map(|_| {
+        curls
+            .iter()
+            .map(|command| run_shell(&as_run(command, port, &file_id)))
+            .collect()
+    });
     drop(server);
 
     Run {
         server: server_lines,
         client,
+        received,
         wire,
         prefixed: prefixed_trace_line(),
+        http,
         port,
     }
+}
+
+/// What alice types to share the doc's picture.
+const PICTURE_LINE: &str = "/file docs/pixel.png";
+
+/// A file id: 128 random bits as 32 hex digits.
+const FILE_ID_LEN: usize = 32;
+
+/// The doc's `curl` commands: the lines of its `sh` blocks that start with `curl `.
+fn curl_commands(doc: &[&str]) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    for line in doc {
+        let line = line.trim();
+        if let Some(info) = line.strip_prefix("```") {
+            in_sh = !in_sh && info.trim() == "sh";
+        } else if in_sh && line.starts_with("curl ") {
+            commands.push(line.to_owned());
+        }
+    }
+    commands
+}
+
+/// A doc's command as the test runs it: against the real port, for the real file.
+fn as_run(command: &str, port: u16, file_id: &str) -> String {
+    let mut command = command.replace(
+        &format!("127.0.0.1:{DOC_PORT}"),
+        &format!("127.0.0.1:{port}"),
+    );
+    for shown in file_ids(&command.clone()) {
+        command = command.replace(shown, file_id);
+    }
+    command
+}
+
+/// Runs `command` through `sh`, and returns the lines it printed (without `\r`, and
+/// without blank lines: the one that ends an HTTP head).
+fn run_shell(command: &str) -> Vec<String> {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", command]).current_dir(root());
+    let mut proc = Proc::start(sh);
+    proc.stdin = None;
+    let status = wait_exit(&mut proc.running.0, TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "`{command}` failed: {status:?}"
+    );
+    proc.stdout.finish(TIMEOUT);
+    proc.stdout
+        .seen
+        .iter()
+        .map(|l| l.trim_end_matches('\r').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Every file id in `text`: 32 hex digits after `/files/`, `"id":"`, or the quote
+/// of an `ETag` or `If-None-Match`.
+fn file_ids(text: &str) -> Vec<&str> {
+    let mut ids = Vec::new();
+    for marker in ["/files/", r#""id":""#, r#"ETag: ""#, r#"If-None-Match: ""#] {
+        for (at, _) in text.match_indices(marker) {
+            let id = text.get(at + marker.len()..at + marker.len() + FILE_ID_LEN);
+            if let Some(id) = id.filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit())) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
 }
 
 /// The first trace line of a server started with `--trace`, as it prints it.
@@ -309,8 +424,12 @@ fn prefixed_trace_line() -> Vec<String> {
 enum Source {
     Server,
     Client,
+    /// Alice's client's messages, as it prints them.
+    Received,
     Wire,
     Prefixed,
+    /// The output of the doc's `curl` command number N (from 0).
+    Http(usize),
 }
 
 /// Which lines of a source a block shows.
@@ -320,10 +439,23 @@ enum Pick {
     Each(Source, &'static [&'static str]),
     /// From the first line containing the first, to the next containing the second.
     Range(Source, &'static str, &'static str),
+    /// Every line.
+    All(Source),
 }
 
-use Pick::{Each, Range};
-use Source::{Client, Prefixed, Server, Wire};
+impl Pick {
+    fn source(&self) -> Source {
+        match *self {
+            Each(source, _) | Range(source, _, _) | All(source) => source,
+        }
+    }
+}
+
+use Pick::{All, Each, Range};
+use Source::{Client, Http, Prefixed, Received, Server, Wire};
+
+/// The PNG signature (its first 8 bytes), as a trace shows a binary payload.
+const PNG_HEX: &str = "[89 50 4e 47 0d 0a 1a 0a";
 
 /// Every block of the doc, by its marker's name, and what it shows.
 const BLOCKS: &[(&str, &[Pick])] = &[
@@ -390,6 +522,37 @@ const BLOCKS: &[(&str, &[Pick])] = &[
             Each(Wire, &[r#""event":"closed""#]),
         ],
     ),
+    (
+        "file-announce",
+        &[
+            Each(Client, &["-> frame", r#"\"type\":\"file\""#]),
+            Each(Server, &["<- frame", r#"\"type\":\"file\""#]),
+        ],
+    ),
+    (
+        "file-bytes",
+        &[
+            Each(Client, &["-> frame", "BINARY(0x2)", PNG_HEX]),
+            Each(Server, &["<- frame", "BINARY(0x2)", PNG_HEX]),
+        ],
+    ),
+    (
+        "file-message",
+        &[
+            Each(Server, &["-> frame", r#"\"file\":{"#]),
+            Each(Received, &[r#""file":{"#]),
+        ],
+    ),
+    ("file-head", &[All(Http(0))]),
+    (
+        "file-range",
+        &[
+            Each(Http(1), &["HTTP/1.1 "]),
+            Each(Http(1), &["Content-Range: "]),
+            Each(Http(1), &["Content-Length: "]),
+        ],
+    ),
+    ("file-304", &[All(Http(2))]),
 ];
 
 impl Run {
@@ -397,9 +560,20 @@ impl Run {
         match source {
             Server => &self.server,
             Client => &self.client,
+            Received => &self.received,
             Wire => &self.wire,
             Prefixed => &self.prefixed,
+            Http(n) => self
+                .http
+                .as_ref()
+                .and_then(|outputs| outputs.get(n))
+                .map_or(&[], Vec::as_slice),
         }
+    }
+
+    /// Whether the run has the lines `picks` show: not the curl output without curl.
+    fn has(&self, picks: &[Pick]) -> bool {
+        self.http.is_some() || !picks.iter().any(|p| matches!(p.source(), Http(_)))
     }
 
     /// The lines block `name` shows, as the run printed them (the server's port
@@ -427,6 +601,7 @@ impl Run {
                         _ => Vec::new(),
                     }
                 }
+                All(source) => self.source(source).iter().collect(),
             };
             assert!(
                 !found.is_empty(),
@@ -492,7 +667,7 @@ fn normalise(line: &str) -> String {
     } else {
         line.to_owned()
     };
-    let rules: [(&str, Keep, &str); 9] = [
+    let rules: [(&str, Keep, &str); 14] = [
         ("conn ", digit, "<id>"),
         ("127.0.0.1:", digit, "<port>"),
         ("key=", hex, "<mask>"),
@@ -501,7 +676,12 @@ fn normalise(line: &str) -> String {
         ("Sec-WebSocket-Accept: ", base64, "<accept>"),
         (r#"epoch\":\""#, hex, "<epoch>"),
         (r#"ts\":"#, digit, "<ts>"),
+        (r#""ts":"#, digit, "<ts>"),
         (r#""t":"#, digit, "<t>"),
+        ("/files/", hex, "<file>"),
+        (r#""id":""#, hex, "<file>"),
+        (r#"ETag: ""#, hex, "<file>"),
+        (r#"If-None-Match: ""#, hex, "<file>"),
     ];
     for (marker, keep, with) in rules {
         line = blank_after(&line, marker, keep, with);
@@ -553,10 +733,16 @@ fn value_after<'a>(lines: &[&'a str], marker: &str) -> Option<&'a str> {
 
 #[test]
 fn the_walkthroughs_output_is_what_the_binary_prints() {
-    let run = run_walkthrough();
     let path = doc_path();
     let text = std::fs::read_to_string(&path).expect("docs/how-it-works.md");
     let doc: Vec<&str> = text.lines().collect();
+    let curls = curl_commands(&doc);
+    assert_eq!(
+        curls.len(),
+        3,
+        "the doc asks for the picture three times: {curls:?}"
+    );
+    let run = run_walkthrough(&curls);
     let marked = marked_blocks(&doc);
     for (name, _) in BLOCKS {
         let n = marked.iter().filter(|m| m.name == *name).count();
@@ -571,17 +757,18 @@ fn the_walkthroughs_output_is_what_the_binary_prints() {
     }
     let fresh: Vec<(&Marked, Vec<String>)> = marked
         .iter()
-        .map(|m| {
+        .filter_map(|m| {
             let picks = BLOCKS
                 .iter()
                 .find(|(name, _)| *name == m.name)
                 .map(|(_, picks)| *picks)
                 .unwrap_or_default();
-            (m, run.block(&m.name, picks))
+            run.has(picks).then(|| (m, run.block(&m.name, picks)))
         })
         .collect();
 
     if std::env::var_os(REGENERATE).is_some() {
+        assert_eq!(fresh.len(), marked.len(), "{REGENERATE} needs curl");
         return regenerate(&path, &doc, &fresh);
     }
 
@@ -613,6 +800,19 @@ fn the_walkthroughs_output_is_what_the_binary_prints() {
          refresh it with `{REGENERATE}=1 cargo test --test walkthrough`:\n{diff}"
     );
     check_accept_example(&doc, &marked);
+    check_one_picture(&text);
+}
+
+/// The picture has one id throughout the doc: in alice's message, the commands that
+/// ask for it, and the `ETag` they get back. (The comparison blanks file ids, which
+/// vary from run to run; this keeps the doc's own consistent.)
+fn check_one_picture(text: &str) {
+    let ids = file_ids(text);
+    assert!(ids.len() >= 5, "the doc shows the picture's id: {ids:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "the doc shows the picture under more than one id: {ids:?}"
+    );
 }
 
 /// The doc's `openssl` check hashes the key its trace shows, and the answer it
@@ -655,6 +855,7 @@ fn regenerate(path: &Path, doc: &[&str], fresh: &[(&Marked, Vec<String>)]) {
         let new = value_after(&lines, marker)?;
         Some((old.to_owned(), new.to_owned()))
     })
+    .chain(picture_id_swap(doc, fresh))
     .collect();
     let mut out: Vec<String> = Vec::new();
     let mut at = 0;
@@ -676,6 +877,16 @@ fn regenerate(path: &Path, doc: &[&str], fresh: &[(&Marked, Vec<String>)]) {
         fresh.len(),
         path.display()
     );
+}
+
+/// The picture's id as the doc shows it, and as the run made it.
+fn picture_id_swap(doc: &[&str], fresh: &[(&Marked, Vec<String>)]) -> Option<(String, String)> {
+    let (m, lines) = fresh.iter().find(|(m, _)| m.name == "file-message")?;
+    let old = doc[m.lines.clone()]
+        .iter()
+        .find_map(|l| file_ids(l).first().copied())?;
+    let new = lines.iter().find_map(|l| file_ids(l).first().copied())?;
+    Some((old.to_owned(), new.to_owned()))
 }
 
 // ---- what the doc may cite ----
@@ -786,5 +997,34 @@ fn normalising_keeps_what_is_fixed_and_blanks_what_varies() {
         normalise("[2026-12-02T01:49:41.672Z INFO switchboard::trace] x"),
         normalise("[2026-12-02T01:49:41.672Z INFO  switchboard::trace] x"),
         "the prefix's spacing is the binary's, not a detail"
+    );
+}
+
+#[test]
+fn a_pictures_id_is_blanked_and_its_commands_ask_for_the_real_one() {
+    let picture = |id: &str| {
+        format!(
+            r#"01:49:44.177 < {{"type":"message","id":4,"ts":1796686766377,"file":{{"id":"{id}","size":76,"url":"/files/{id}/pixel.png"}}}}"#
+        )
+    };
+    let one = picture("06fd8313d3033bb2826cccc6e787419c");
+    let other = picture("d1130dea4d6dfdb37c704e6904e9f65a");
+    assert_eq!(normalise(&one), normalise(&other), "a file id varies");
+    assert_ne!(
+        normalise(&one),
+        normalise(&one.replace(r#""size":76"#, r#""size":77"#)),
+        "a file's size is no detail"
+    );
+    assert_eq!(
+        normalise(r#"ETag: "06fd8313d3033bb2826cccc6e787419c""#),
+        r#"ETag: "<file>""#
+    );
+    assert_eq!(
+        as_run(
+            r#"curl -I -H 'If-None-Match: "06fd8313d3033bb2826cccc6e787419c"' http://127.0.0.1:3000/files/06fd8313d3033bb2826cccc6e787419c/pixel.png"#,
+            40000,
+            "d1130dea4d6dfdb37c704e6904e9f65a"
+        ),
+        r#"curl -I -H 'If-None-Match: "d1130dea4d6dfdb37c704e6904e9f65a"' http://127.0.0.1:40000/files/d1130dea4d6dfdb37c704e6904e9f65a/pixel.png"#
     );
 }
