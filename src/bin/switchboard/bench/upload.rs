@@ -101,12 +101,12 @@ pub(super) fn upload(args: &UploadArgs) -> Result<(), BoxError> {
     // One buffer of varied bytes, sent again and again: the generator allocates
     // nothing per upload. The last byte differs per upload, so that the server does
     // not store the same content once.
-    let mut piece: Vec<u8> = (0..chunk).map(|i| (i * 31 % 251) as u8).collect();
+    let piece: Vec<u8> = (0..chunk).map(|i| (i * 31 % 251) as u8).collect();
     let mut during = Vec::new();
     for n in 0..args.uploads {
         baseline.push(plain(&piece, size)?);
         probe.take();
-        rates.push(share(&mut ws, &mut piece, size, n)?);
+        rates.push(share(&mut ws, &piece, size, n)?);
         during.extend(probe.take());
     }
     probe.stop();
@@ -165,7 +165,7 @@ pub(super) fn upload(args: &UploadArgs) -> Result<(), BoxError> {
 
 /// Shares one file of `size` bytes (`piece` over and over, its last byte made `n`);
 /// its MB/s, from the announcement to the stored message.
-fn share(ws: &mut super::Client, piece: &mut [u8], size: usize, n: usize) -> Result<f64, BoxError> {
+fn share(ws: &mut super::Client, piece: &[u8], size: usize, n: usize) -> Result<f64, BoxError> {
     let chunk = piece.len();
     let name = format!("bench-{n}.bin");
     let announce = serde_json::json!({
@@ -173,15 +173,24 @@ fn share(ws: &mut super::Client, piece: &mut [u8], size: usize, n: usize) -> Res
     });
     let start = Instant::now();
     ws.send(Message::text(announce.to_string()))?;
+    // The same bytes each time, shared rather than copied (the generator should cost
+    // less than the server); the last piece is the one that differs per upload.
+    let whole = tungstenite::Bytes::copy_from_slice(piece);
     let mut sent = 0;
     while sent < size {
         let len = chunk.min(size - sent);
-        if sent + len == size
-            && let Some(last) = piece.get_mut(len - 1)
-        {
-            *last = n as u8;
-        }
-        ws.write(Message::binary(piece[..len].to_vec()))?;
+        let data = if sent + len == size {
+            let mut last = piece[..len].to_vec();
+            if let Some(byte) = last.last_mut() {
+                *byte = n as u8;
+            }
+            tungstenite::Bytes::from(last)
+        } else if len == chunk {
+            whole.clone()
+        } else {
+            whole.slice(..len)
+        };
+        ws.write(Message::binary(data))?;
         sent += len;
     }
     ws.flush()?;
