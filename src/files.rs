@@ -34,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// An upload is synced to disk every this many bytes.
-const SYNC_EVERY: u64 = 4 << 20;
+const SYNC_EVERY: u64 = 1 << 20;
 
 /// Length of a file id: 32 hex digits, 128 random bits.
 pub(crate) const ID_LEN: usize = 32;

@@ -29,7 +29,7 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the other room's chat is timed before any upload.
 const QUIET: Duration = Duration::from_secs(3);
 /// Time between the other room's messages: within the default rate limit.
-const PROBE_EVERY: Duration = Duration::from_millis(100);
+const PROBE_EVERY: Duration = Duration::from_millis(60);
 
 #[derive(Debug, Args)]
 pub(crate) struct UploadArgs {
