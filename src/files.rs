@@ -33,7 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// An upload is synced to disk every this many bytes.
+/// An upload is synced to disk every this many bytes: the store syncs every commit,
+/// and waits behind whatever the disk has queued, so the queue is kept short.
 const SYNC_EVERY: u64 = 1 << 20;
 
 /// Length of a file id: 32 hex digits, 128 random bits.
@@ -456,7 +457,7 @@ impl Upload {
             return Err(FileError::Bad("the file is complete"));
         };
         file.write_all(bytes)?;
-        // Synced a few megabytes at a time, not all at the end: a large file's bytes
+        // Synced a megabyte at a time, not all at the end: a large file's bytes
         // then never stand between the disk and the store's next commit (whose sync
         // would wait behind them), and the last sync is short.
         self.unsynced += bytes.len() as u64;
