@@ -442,7 +442,34 @@ pub(crate) struct Tap<S> {
     /// Boxed: the tap is moved down the handshake's calls with the stream, and only
     /// a pointer of it should be.
     wire: Box<Wire>,
+    /// Bytes read ahead while a peer sends in bulk (see [`ReadAhead`]).
+    ahead: ReadAhead,
 }
+
+/// Reads of a busy connection, made larger than the frame loop asks for.
+///
+/// The frame loop reads [`crate::base::READ_BUFFER`] bytes at a time, small because
+/// every one of thousands of idle connections keeps that buffer; a file sent at
+/// loopback speed then costs a system call every 2 KiB, which was most of the server's
+/// CPU per megabyte. So once a read fills what was asked, the next one reads up to
+/// [`AHEAD`] into a buffer of its own and hands it out in the sizes asked; the buffer
+/// goes again as soon as a read does not fill it (the burst is over). Only
+/// connections receiving in bulk ever hold it, and only while they do. Nothing is
+/// left unread behind a `WouldBlock`: one is only returned once this buffer is empty,
+/// so `poll(2)` on the socket still tells the whole truth.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    /// Only in a session's frame loop ([`Tap::read_ahead`]): while a head is read, or
+    /// before the stream leaves the tap, nothing may be taken beyond what is asked.
+    on: bool,
+    buf: Vec<u8>,
+    at: usize,
+    /// The last read filled what was asked: the peer sends faster than we read.
+    busy: bool,
+}
+
+/// The most a read-ahead takes at once.
+const AHEAD: usize = 64 * 1024;
 
 impl<S> Tap<S> {
     /// Wraps a stream whose HTTP head is still to come.
@@ -457,6 +484,7 @@ impl<S> Tap<S> {
                 seen: Vec::new(),
                 closer: None,
             }),
+            ahead: ReadAhead::default(),
         }
     }
 
@@ -473,6 +501,43 @@ impl<S> Tap<S> {
 
 impl<S: Read> Read for Tap<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(n) = self.ahead.hand_out(buf) {
+            return Ok(n);
+        }
+        if !self.ahead.on || !self.ahead.busy || buf.is_empty() || buf.len() >= AHEAD / 2 {
+            let n = self.read_through(buf)?;
+            self.ahead.busy = n == buf.len() && n > 0;
+            return Ok(n);
+        }
+        let mut ahead = std::mem::take(&mut self.ahead.buf);
+        ahead.resize(AHEAD, 0);
+        let read = self.read_through(&mut ahead);
+        let n = *read.as_ref().unwrap_or(&0);
+        ahead.truncate(n);
+        self.ahead = ReadAhead {
+            on: true,
+            // Still bursting while it fills the buffer; else this is the last of it.
+            busy: n == AHEAD,
+            buf: ahead,
+            at: 0,
+        };
+        read?;
+        Ok(self.ahead.hand_out(buf).unwrap_or(0))
+    }
+}
+
+impl<S> Tap<S> {
+    /// From now on, reads made while the peer sends in bulk take more than asked
+    /// ([`ReadAhead`]): for the frame loop, which asks whether bytes are buffered
+    /// ([`Transport::has_buffered`]) before it trusts `poll(2)`.
+    pub(crate) fn read_ahead(&mut self) {
+        self.ahead.on = true;
+    }
+}
+
+impl<S: Read> Tap<S> {
+    /// One read of the stream, seen by the tap.
+    fn read_through(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         match buf.get(..n) {
             Some([]) if !buf.is_empty() => {
@@ -482,6 +547,26 @@ impl<S: Read> Read for Tap<S> {
             None => {}
         }
         Ok(n)
+    }
+}
+
+impl ReadAhead {
+    /// Copies what is read ahead into `buf`; `None` when nothing is. The buffer is
+    /// let go once it is empty and the burst is over.
+    fn hand_out(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let rest = self.buf.get(self.at..).filter(|rest| !rest.is_empty())?;
+        let n = rest.len().min(buf.len());
+        buf.get_mut(..n)?.copy_from_slice(rest.get(..n)?);
+        self.at += n;
+        if self.at == self.buf.len() {
+            self.at = 0;
+            if self.busy {
+                self.buf.clear();
+            } else {
+                self.buf = Vec::new();
+            }
+        }
+        Some(n)
     }
 }
 
@@ -517,7 +602,7 @@ impl<S: Transport> Transport for Tap<S> {
     }
 
     fn has_buffered(&self) -> bool {
-        self.inner.has_buffered()
+        self.ahead.at < self.ahead.buf.len() || self.inner.has_buffered()
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -538,6 +623,39 @@ impl<S: Transport> Transport for Tap<S> {
 mod tests {
     use super::*;
     use crate::outbox::outbox;
+
+    #[test]
+    fn a_busy_reader_reads_ahead_and_hands_out_every_byte_once_in_order() {
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut tap = Tap::new(std::io::Cursor::new(bytes.clone()));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        // Before the session, reads take exactly what is asked.
+        for _ in 0..2 {
+            assert_eq!(tap.read(&mut buf).unwrap(), 2048);
+            got.extend_from_slice(&buf);
+        }
+        assert!(
+            tap.ahead.buf.is_empty(),
+            "no read-ahead before read_ahead()"
+        );
+        tap.read_ahead();
+        let mut read_ahead = false;
+        loop {
+            let n = tap.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            read_ahead |= tap.ahead.buf.len() > buf.len();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(read_ahead, "a busy reader read ahead");
+        assert!(got == bytes, "every byte once, in order");
+        assert!(
+            tap.ahead.buf.capacity() == 0,
+            "the buffer goes when the burst ends"
+        );
+    }
 
     /// A door of a connection whose outbox is of no more use here.
     fn watched_door() -> (Door, Hatch) {

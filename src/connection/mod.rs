@@ -287,6 +287,8 @@ pub(crate) fn run<S: Transport>(
     match joined.hatch.take() {
         Some(hatch) => {
             stream.open(hatch);
+            // The tap stays on the stream for the whole session: it may read ahead.
+            stream.read_ahead();
             run_on(stream, rest, joined, peer, ctx, hub);
         }
         None => {
@@ -511,6 +513,13 @@ impl<S: Transport> Session<'_, S> {
         // Shutdown is a level, not an event: once it has started our close, waiting on
         // it again would return at once, forever.
         let shutdown = self.phase.is_open().then_some(&self.ctx.shutdown);
+        // Bytes already read (tungstenite's buffer, the tap's read-ahead) that nothing
+        // keeps us from taking now: `poll` cannot see them, so look, but do not sleep.
+        let deadline = if self.readable && self.may_read() {
+            Instant::now()
+        } else {
+            deadline
+        };
         let wake = self.inbox.as_ref().map(Inbox::wake);
         let interest = Interest {
             read: self.may_read(),

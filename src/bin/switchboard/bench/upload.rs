@@ -8,7 +8,7 @@
 //! same machine; and the **chat of another room**, a member there timing its own
 //! messages round trip, first while nothing is uploaded, then during the uploads.
 
-use super::proc::{hwm_kib, rss_kib};
+use super::proc::{ThreadTime, hwm_kib, rss_kib, threads_cpu_secs};
 use super::{BoxError, connect, print_json};
 use clap::Args;
 use serde::Serialize;
@@ -74,6 +74,14 @@ struct UploadReport {
     other_room_p99_ms_quiet: f64,
     other_room_p99_ms_during: f64,
     other_room_samples: (usize, usize),
+    /// CPU time per MiB, in ms: the server's (all its threads) against the baseline's
+    /// receiver, and this generator's sending thread against the baseline's sender.
+    /// Throughput on two cores is as much the sender's cost as the server's; these say
+    /// whose it is.
+    server_cpu_ms_per_mib: Option<f64>,
+    baseline_receiver_cpu_ms_per_mib: f64,
+    sender_cpu_ms_per_mib: f64,
+    baseline_sender_cpu_ms_per_mib: f64,
     /// How much the server's peak resident memory grew over the run.
     server_peak_growth_kib: Option<u64>,
     server_rss_before_kib: Option<u64>,
@@ -103,12 +111,26 @@ pub(super) fn upload(args: &UploadArgs) -> Result<(), BoxError> {
     // not store the same content once.
     let piece: Vec<u8> = (0..chunk).map(|i| (i * 31 % 251) as u8).collect();
     let mut during = Vec::new();
+    let (mut server_cpu, mut sender_cpu) = (Some(0.0), 0.0);
+    let (mut plain_receiver_cpu, mut plain_sender_cpu) = (0.0, 0.0);
     for n in 0..args.uploads {
-        baseline.push(plain(&piece, size)?);
+        let plain = plain(&piece, size)?;
+        baseline.push(plain.rate);
+        plain_receiver_cpu += plain.receiver_cpu;
+        plain_sender_cpu += plain.sender_cpu;
         probe.take();
+        let server_before = args.pid.and_then(threads_cpu_secs);
+        let sender_before = ThreadTime::now();
         rates.push(share(&mut ws, &piece, size, n)?);
+        sender_cpu += ThreadTime::now().since(sender_before).cpu;
+        let server_after = args.pid.and_then(threads_cpu_secs);
+        server_cpu = server_cpu
+            .zip(server_before.zip(server_after))
+            .map(|(sum, (before, after))| sum + (after - before));
         during.extend(probe.take());
     }
+    let mib = (args.uploads * args.mib) as f64;
+    let per_mib = |secs: f64| (secs * 1000.0 / mib * 100.0).round() / 100.0;
     probe.stop();
     let peak_after = args.pid.and_then(hwm_kib);
     let median = median(&rates);
@@ -127,6 +149,10 @@ pub(super) fn upload(args: &UploadArgs) -> Result<(), BoxError> {
         other_room_p99_ms_quiet: round2(p99_ms(&quiet)),
         other_room_p99_ms_during: round2(p99_ms(&during)),
         other_room_samples: (quiet.len(), during.len()),
+        server_cpu_ms_per_mib: server_cpu.filter(|_| args.pid.is_some()).map(per_mib),
+        baseline_receiver_cpu_ms_per_mib: per_mib(plain_receiver_cpu),
+        sender_cpu_ms_per_mib: per_mib(sender_cpu),
+        baseline_sender_cpu_ms_per_mib: per_mib(plain_sender_cpu),
         server_peak_growth_kib: peak_before
             .zip(peak_after)
             .map(|(a, b)| b.saturating_sub(a)),
@@ -154,6 +180,16 @@ pub(super) fn upload(args: &UploadArgs) -> Result<(), BoxError> {
             report.other_room_p99_ms_during,
             quiet.len(),
             during.len()
+        );
+        println!(
+            "  CPU per MiB               server {} ms (baseline's receiver {} ms); sender {} ms \
+             (baseline's {} ms)",
+            report
+                .server_cpu_ms_per_mib
+                .map_or("?".to_owned(), |ms| ms.to_string()),
+            report.baseline_receiver_cpu_ms_per_mib,
+            report.sender_cpu_ms_per_mib,
+            report.baseline_sender_cpu_ms_per_mib
         );
         match report.server_peak_growth_kib {
             Some(kib) => println!("  server peak memory grew   {kib} KiB"),
@@ -221,9 +257,16 @@ fn timed_out(e: &std::io::Error) -> bool {
     )
 }
 
+/// One run of the baseline: its MB/s, and the CPU seconds of its two threads.
+struct Plain {
+    rate: f64,
+    receiver_cpu: f64,
+    sender_cpu: f64,
+}
+
 /// The baseline: `size` bytes, `piece` at a time, through a plain loopback socket to a
-/// thread that writes them to a file and syncs it; MB/s.
-fn plain(piece: &[u8], size: usize) -> Result<f64, BoxError> {
+/// thread that writes them to a file and syncs it.
+fn plain(piece: &[u8], size: usize) -> Result<Plain, BoxError> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let path = std::env::temp_dir().join(format!(
@@ -231,8 +274,9 @@ fn plain(piece: &[u8], size: usize) -> Result<f64, BoxError> {
         std::process::id()
     ));
     let target = path.clone();
-    let receiver = thread::spawn(move || -> std::io::Result<()> {
+    let receiver = thread::spawn(move || -> std::io::Result<f64> {
         let (mut stream, _) = listener.accept()?;
+        let cpu = ThreadTime::now();
         stream.set_read_timeout(Some(UPLOAD_TIMEOUT))?;
         let mut file = std::fs::File::create(&target)?;
         let mut buf = vec![0u8; 256 * 1024];
@@ -247,8 +291,10 @@ fn plain(piece: &[u8], size: usize) -> Result<f64, BoxError> {
         }
         file.sync_all()?;
         // The answer, as the server's message is one.
-        stream.write_all(b"k")
+        stream.write_all(b"k")?;
+        Ok(ThreadTime::now().since(cpu).cpu)
     });
+    let sender = ThreadTime::now();
     let start = Instant::now();
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
@@ -262,10 +308,15 @@ fn plain(piece: &[u8], size: usize) -> Result<f64, BoxError> {
     let mut answer = [0u8; 1];
     stream.read_exact(&mut answer)?;
     let rate = size as f64 / 1e6 / start.elapsed().as_secs_f64();
+    let sender_cpu = ThreadTime::now().since(sender).cpu;
     let joined = receiver.join();
     let _ = std::fs::remove_file(&path);
     match joined {
-        Ok(Ok(())) => Ok(rate),
+        Ok(Ok(receiver_cpu)) => Ok(Plain {
+            rate,
+            receiver_cpu,
+            sender_cpu,
+        }),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err("the baseline's receiver failed".into()),
     }
