@@ -188,11 +188,14 @@ fn someone_elses_message_is_forbidden_and_nobody_hears_of_it() {
         assert_eq!(next["text"], "sorry");
     }
     assert_eq!(api_messages(addr, "r")[0]["text"], "mine");
+    let counted = "switchboard_moderation_actions_total{action=\"delete\"}";
+    assert_eq!(metric(addr, counted), 0, "a refusal is no action");
     // Deleted once; the second time there is nothing to delete.
     delete(&mut ann, id);
     next_of_type(&mut ann, "deleted");
     delete(&mut ann, id);
     assert_eq!(next_json(&mut ann)["code"], "not_found");
+    assert_eq!(metric(addr, counted), 1);
 }
 
 #[test]

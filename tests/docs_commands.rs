@@ -1164,6 +1164,11 @@ fn readme_token_file_server_and_curl_post_a_message() {
         answer.stdout
     );
     assert_eq!(next_of_type(&mut ops, "deleted"), told);
+    // Who did what to which message, in the log (never the token).
+    let logged = served
+        .program
+        .wait_stderr(&format!("deleted message {id} of room ops (by api)"));
+    assert!(!logged.contains(token.trim()), "{logged}");
 }
 
 #[test]
