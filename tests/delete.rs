@@ -399,3 +399,32 @@ fn a_deleted_file_is_gone_from_every_node_and_from_redis() {
     let key = format!("switchboard:file:{file_id}");
     assert_eq!(redis.command(&["EXISTS", &key]).trim(), ":0");
 }
+
+#[test]
+fn a_tombstone_goes_from_redis_with_its_trimmed_entry() {
+    let Some(redis) = Redis::start("delete_cluster_trim") else {
+        return;
+    };
+    let node = Server::builder()
+        .listen("127.0.0.1:0")
+        .redis(redis.url())
+        .retain(2)
+        .rate_per_sec(1000)
+        .rate_burst(1000)
+        .start()
+        .expect("node starts");
+    let (mut ann, _) = chat(node.local_addr(), "r", Some("ann"));
+    let first = said(&mut ann, "one");
+    delete(&mut ann, first);
+    next_of_type(&mut ann, "deleted");
+    let kept = || redis.command(&["HLEN", "switchboard:deleted:r"]);
+    assert_eq!(kept().trim(), ":1");
+    said(&mut ann, "two");
+    assert_eq!(kept().trim(), ":1", "its entry is still kept");
+    said(&mut ann, "three");
+    assert_eq!(
+        kept().trim(),
+        ":0",
+        "trimmed with its entry: the hash stays bounded"
+    );
+}
