@@ -52,6 +52,8 @@ pub(crate) enum ClientMessage {
     Rooms,
     /// Ask for older messages of the current room (scroll-back).
     History { before: Option<u64>, limit: usize },
+    /// Delete message `id` of the current room: one's own, or any as an admin.
+    Delete { id: u64 },
 }
 
 /// Messages a `history` request gets when it names no `limit`.
@@ -94,13 +96,17 @@ pub(crate) enum ErrorCode {
     /// once the store answers again (if it kept nothing, then), so it must not be sent
     /// again.
     Unconfirmed,
+    /// The request is not the member's to make: deleting someone else's message.
+    Forbidden,
+    /// No such message in the room (or it is deleted already).
+    NotFound,
 }
 
 impl ErrorCode {
     /// Every code, for the error table of docs/PROTOCOL.md (`src/doc_tables.rs`
     /// checks the table against this list, and this list against the enum).
     #[cfg(test)]
-    pub(crate) const ALL: [ErrorCode; 16] = [
+    pub(crate) const ALL: [ErrorCode; 18] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -117,6 +123,8 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
         ErrorCode::Unavailable,
         ErrorCode::Unconfirmed,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
     ];
 }
 
@@ -165,6 +173,7 @@ struct RawRequest {
     cid: Option<String>,
     mime: Option<String>,
     size: Option<u64>,
+    id: Option<u64>,
 }
 
 /// The longest `cid` a client may give a message.
@@ -268,6 +277,17 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
                 limit,
             })
         }
+        "delete" => match raw.id {
+            None => Err(ChatError::new(
+                ErrorCode::MissingField,
+                "delete needs an \"id\" field",
+            )),
+            Some(id) if id > MAX_ID => Err(ChatError::new(
+                ErrorCode::BadRequest,
+                format!("id is at most {MAX_ID}"),
+            )),
+            Some(id) => Ok(ClientMessage::Delete { id }),
+        },
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
             format!("unknown message type {:?}", truncate(other, 64)),
@@ -474,9 +494,11 @@ impl LeaveReason {
     }
 }
 
-/// One chat message as stored in history and sent to a room: a `message` event.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename = "message")]
+/// One chat message as stored in history and sent to a room: a `message` event. A
+/// deleted one is a tombstone: its id and time stay, so that histories keep whole
+/// sequences, and nothing else of it is kept or shown
+/// (`{"type":"message","id":N,"room":…,"deleted":true,"ts":…}`).
+#[derive(Debug, Clone)]
 pub(crate) struct ChatLine {
     pub id: u64,
     pub room: String,
@@ -484,11 +506,52 @@ pub(crate) struct ChatLine {
     pub text: String,
     pub ts: u64,
     /// How it was posted, when not from a chat client: `api`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
     /// The file it shares, if it shares one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<FileRef>,
+    /// Deleted: `from`, `text`, `via` and `file` are empty and never shown.
+    pub deleted: bool,
+}
+
+impl ChatLine {
+    /// The tombstone of message `id` of `room`, sent at `ts`.
+    pub(crate) fn tombstone(id: u64, room: String, ts: u64) -> ChatLine {
+        ChatLine {
+            id,
+            room,
+            from: String::new(),
+            text: String::new(),
+            ts,
+            via: None,
+            file: None,
+            deleted: true,
+        }
+    }
+}
+
+impl Serialize for ChatLine {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut line = serializer.serialize_struct("message", 8)?;
+        line.serialize_field("type", "message")?;
+        line.serialize_field("id", &self.id)?;
+        line.serialize_field("room", &self.room)?;
+        if self.deleted {
+            line.serialize_field("deleted", &true)?;
+            line.serialize_field("ts", &self.ts)?;
+            return line.end();
+        }
+        line.serialize_field("from", &self.from)?;
+        line.serialize_field("text", &self.text)?;
+        line.serialize_field("ts", &self.ts)?;
+        if let Some(via) = self.via {
+            line.serialize_field("via", via)?;
+        }
+        if let Some(file) = &self.file {
+            line.serialize_field("file", file)?;
+        }
+        line.end()
+    }
 }
 
 /// A `file` announcement: what is coming, before its bytes.
@@ -680,6 +743,12 @@ pub(crate) enum ServerMessage<'a> {
     },
     Rooms {
         rooms: Vec<RoomInfo<'a>>,
+    },
+    /// Message `id` of `room` was deleted, by `by`.
+    Deleted {
+        room: &'a str,
+        id: u64,
+        by: &'a str,
     },
     Error {
         code: ErrorCode,
@@ -877,6 +946,7 @@ mod tests {
             ts: 5,
             via: None,
             file: None,
+            deleted: false,
         };
         let json = encode(&ServerMessage::Welcome {
             name: "a",
@@ -900,6 +970,29 @@ mod tests {
         assert_eq!(
             encode(&line),
             r#"{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}"#
+        );
+        assert_eq!(
+            encode(&ChatLine::tombstone(1, "lobby".into(), 5)),
+            r#"{"type":"message","id":1,"room":"lobby","deleted":true,"ts":5}"#,
+            "a tombstone says nothing of who or what"
+        );
+    }
+
+    #[test]
+    fn a_delete_names_an_id() {
+        let code = |s: &str| decode(s, 10).map_err(|e| e.code);
+        assert_eq!(
+            code(r#"{"type":"delete","id":7}"#),
+            Ok(ClientMessage::Delete { id: 7 })
+        );
+        assert_eq!(code(r#"{"type":"delete"}"#), Err(ErrorCode::MissingField));
+        assert_eq!(
+            code(r#"{"type":"delete","id":-1}"#),
+            Err(ErrorCode::BadJson)
+        );
+        assert_eq!(
+            code(&format!(r#"{{"type":"delete","id":{}}}"#, MAX_ID + 1)),
+            Err(ErrorCode::BadRequest)
         );
     }
 

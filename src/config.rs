@@ -135,8 +135,9 @@ pub struct Config {
     /// client that never answers holds up [`crate::ServerHandle::shutdown`] this long.
     /// Default: 5 s, enough for a phone on a weak link to answer.
     pub close_timeout: Duration,
-    /// The token `POST /api/rooms/{room}/messages` needs, as
-    /// `Authorization: Bearer TOKEN`. Default: none, and the endpoint answers `403`
+    /// The token `POST /api/rooms/{room}/messages` (and `DELETE` of a message, which
+    /// it moderates) needs, as `Authorization: Bearer TOKEN`. Default: none, and the
+    /// endpoint answers `403`
     /// saying how to set one: nobody can post from outside until the operator decides
     /// they may.
     pub api_token: Option<Secret>,

@@ -100,6 +100,9 @@ pub(crate) struct Metrics {
     pub redis_up: AtomicU64,
     /// Times this node lost its connection to Redis.
     pub redis_errors: AtomicU64,
+    /// Messages deleted at the asking of this node's members and API
+    /// (`switchboard_moderation_actions_total{action="delete"}`).
+    pub deletes: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -125,6 +128,7 @@ impl Metrics {
             clustered: AtomicBool::new(false),
             redis_up: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -291,6 +295,13 @@ impl Metrics {
                 get(&self.rejections[why as usize])
             );
         }
+        let _ = write!(
+            out,
+            "# HELP switchboard_moderation_actions_total Moderation actions taken through this node, by action.\n\
+             # TYPE switchboard_moderation_actions_total counter\n\
+             switchboard_moderation_actions_total{{action=\"delete\"}} {}\n",
+            get(&self.deletes)
+        );
         let _ = write!(
             out,
             "# HELP switchboard_uptime_seconds Seconds since the server started.\n# TYPE switchboard_uptime_seconds gauge\nswitchboard_uptime_seconds {}\n",

@@ -350,7 +350,8 @@ fn start_backend(
             let stop = bridge.stop_flag();
             let client = bridge.client();
             let redis = ctx.config.redis.as_deref().unwrap_or_default();
-            if let Err(e) = join_cluster(bridge, redis, requests_rx, events, threads) {
+            let channels = (requests_rx, events);
+            if let Err(e) = join_cluster(bridge, redis, &ctx.files, channels, threads) {
                 // The bus listener ends on this flag alone.
                 stop.store(true, std::sync::atomic::Ordering::Release);
                 return Err(e);
@@ -372,11 +373,11 @@ fn start_backend(
 fn join_cluster(
     mut bridge: Bridge,
     redis: &str,
-    bridge_rx: Receiver<store::Request>,
-    events: Sender<store::Event>,
+    files: &Arc<crate::files::Files>,
+    (bridge_rx, events): (Receiver<store::Request>, Sender<store::Event>),
     threads: &mut Vec<JoinHandle<()>>,
 ) -> Result<()> {
-    let (client, subscription) = (bridge.client(), bridge.subscription());
+    let (client, subscription) = (bridge.client(), bridge.subscription(files));
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let bus = events.clone();
     threads.push(spawn("cluster-bus", move || {

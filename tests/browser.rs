@@ -1786,6 +1786,68 @@ fn page_shows_a_shared_file_as_a_link_to_its_bytes() {
 }
 
 #[test]
+fn page_deletes_its_own_message_and_the_other_page_shows_it_deleted() {
+    let Some(driver) = driver_or_skip_in(
+        "page_deletes_its_own_message_and_the_other_page_shows_it_deleted",
+        Engine::Chromium,
+    ) else {
+        return;
+    };
+    let server = start();
+    let addr = server.local_addr();
+    let alice = Page::join(&driver, &format!("http://{addr}/#del"), "alice", DESKTOP);
+    let bob = Page::join(&driver, &format!("http://{addr}/#del"), "bob", PHONE);
+    bob.send("not mine to delete");
+    alice.wait_entry("message", "not mine to delete");
+    alice.send("a password, oops");
+    bob.wait_entry("message", "a password, oops");
+    // Only one's own message offers Delete.
+    let offered = alice.run(
+        "return [...document.querySelectorAll('#log > li[data-kind=message]')].map(li =>
+             [li.querySelector('[data-part=text]').textContent,
+              !!li.querySelector('button[data-action=delete]')]);",
+    );
+    assert_eq!(
+        offered,
+        json!([["not mine to delete", false], ["a password, oops", true]])
+    );
+    // A tap on the message shows its Delete (as on a phone), and a click deletes it.
+    let own = "#log > li[data-mine=true]";
+    alice.session.click(&format!("{own} [data-part=text]"));
+    let name = alice.run(&format!(
+        "const b = document.querySelector('{own} button[data-action=delete]');
+         return [b.textContent, getComputedStyle(b).opacity];"
+    ));
+    assert_eq!(name, json!(["Delete this message", "1"]));
+    alice
+        .session
+        .click(&format!("{own} button[data-action=delete]"));
+    for page in [&alice, &bob] {
+        page.wait(
+            "the message shown as deleted",
+            "[...document.querySelectorAll('#log > li[data-kind=message]')].map(li =>
+                 [li.dataset.deleted || '', li.querySelector('[data-part=text]').textContent]
+             ).join('|') === arguments[0]",
+            json!([",not mine to delete|true,message deleted"]),
+        );
+    }
+    assert!(
+        !bob.run("return document.body.textContent.includes('a password, oops');")
+            .as_bool()
+            .unwrap_or(true),
+        "nothing of it is left on the other page"
+    );
+    // A newcomer's history shows the tombstone too.
+    let carol = Page::join(&driver, &format!("http://{addr}/#del"), "carol", DESKTOP);
+    carol.wait(
+        "the tombstone in the history",
+        "document.querySelector('#log > li[data-deleted=true] [data-part=text]')
+             ?.textContent === 'message deleted'",
+        json!([]),
+    );
+}
+
+#[test]
 fn page_isolates_a_right_to_left_name_and_its_text() {
     page_isolates_a_right_to_left_name_and_its_text_in(Engine::Chromium);
 }
@@ -3475,6 +3537,9 @@ fn page_meets_wcag_2_2_aa_in_every_state() {
     let (mut bob, _) = chat(addr, "audit", Some("bob"));
     say(&mut bob, "Welcome! The agenda is on http://wiki.lan/agenda");
     say(&mut bob, "and coffee is in the kitchen");
+    say(&mut bob, "the door code is 1234");
+    // The audit sees a deleted message among the others.
+    send_json(&mut bob, json!({"type": "delete", "id": 3}));
     for (size, who) in [(DESKTOP, "desk"), (PHONE, "phone")] {
         let page = Page::blank(&driver, who, size);
         page.before_scripts(NETWORK_SWITCH);
@@ -3497,6 +3562,13 @@ fn page_meets_wcag_2_2_aa_in_every_state() {
         page.wait_entry("direct", "a private word");
         page.send("yes, loud and clear");
         page.wait_entry("message", "yes, loud and clear");
+        page.wait(
+            "a deleted message, and Delete shown on one's own",
+            "document.querySelector('#log > li[data-deleted=true]')
+             && document.querySelector('#log > li[data-mine=true] button[data-action=delete]')",
+            json!([]),
+        );
+        page.run("document.querySelector('#log > li[data-mine=true]').focus();");
         audit(&page, &axe, "chat", &mut found);
 
         // Files: a picture and a document shared, an upload refused, files dragged in.

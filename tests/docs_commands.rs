@@ -152,6 +152,11 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
         FORM_POST,
         "readme_token_file_server_and_curl_post_a_message",
     ),
+    (
+        "README.md",
+        API_DELETE,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
 ];
 
 /// The README's post of a file with curl.
@@ -159,6 +164,9 @@ const FILE_POST: &str = "curl --data-binary @graph.png -H 'Content-Type: image/p
 
 /// The README's post of a file as a form, with curl.
 const FORM_POST: &str = "curl -F file=@graph.png -F 'text=nightly build' -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3000/api/rooms/ops/files";
+
+/// The README's deletion of a message with curl.
+const API_DELETE: &str = "curl -X DELETE -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3000/api/rooms/ops/messages/43";
 
 /// Inline spans that start like a command but are not one, and why.
 const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
@@ -1138,6 +1146,29 @@ fn readme_token_file_server_and_curl_post_a_message() {
         (&seen["file"], &seen["text"]),
         (&stored["file"], &stored["text"])
     );
+
+    // The token deletes: the README's command, for the form's message.
+    let id = stored["id"].as_u64().expect("an id");
+    let delete = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_DELETE), served.http, None)
+            .replace("/messages/43", &format!("/messages/{id}"))
+    );
+    let answer = shell.run(&delete);
+    answer.assert_success(&delete);
+    let told = serde_json::json!({"type": "deleted", "room": "ops", "id": id, "by": "api"});
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer.stdout).expect("JSON"),
+        told,
+        "{}",
+        answer.stdout
+    );
+    assert_eq!(next_of_type(&mut ops, "deleted"), told);
+    // Who did what to which message, in the log (never the token).
+    let logged = served
+        .program
+        .wait_stderr(&format!("deleted message {id} of room ops (by api)"));
+    assert!(!logged.contains(token.trim()), "{logged}");
 }
 
 #[test]

@@ -351,6 +351,9 @@ fn a_version_1_store_is_upgraded_and_keeps_its_messages() {
     assert_eq!(welcome["epoch"], "old-epoch");
     assert_eq!(ids_and_texts(&welcome["history"]), [(1, "from v1".into())]);
     assert_eq!(said(&mut bob, "from v2"), 2);
+    // A message of the old file can be deleted like a new one.
+    send_json(&mut bob, json!({"type": "delete", "id": 2}));
+    next_of_type(&mut bob, "deleted");
     drop(bob);
     server.shutdown();
     let db = rusqlite::Connection::open(dir.path().join("chat.sqlite3")).unwrap();
@@ -358,10 +361,18 @@ fn a_version_1_store_is_upgraded_and_keeps_its_messages() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(
-        version, 6,
+        version, 7,
         "messages (v1), their `via` (v2), ended sessions (v3), their keys (v4), files (v5), \
-         the index of files not expired (v6)"
+         the index of files not expired (v6), tombstones (v7)"
     );
+    let deleted: Vec<(i64, bool)> = db
+        .prepare("SELECT id, deleted FROM messages ORDER BY id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(deleted, [(1, false), (2, true)]);
     let indexed: i64 = db
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_with_live_files'",

@@ -4,11 +4,13 @@
 //! catch-up after the reconnection makes up for it.
 
 use super::{BUS, Bus, MAX_BACKOFF, MIN_BACKOFF, RELAY, open};
+use crate::files::Files;
+use crate::store::Change;
 use crate::store::Event;
 use crossbeam_channel::Sender;
 use redis::{Msg, RedisResult};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tungstenite::Message;
 
@@ -19,6 +21,9 @@ pub(crate) struct Subscription {
     /// Set by the subscriber while its subscription is up.
     pub subscribed: Arc<AtomicBool>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This node's copies of the files: a deleted message's goes when the news comes.
+    /// Weak: the files outlive no server.
+    pub files: Weak<Files>,
 }
 
 /// How often a quiet subscriber looks whether it should end.
@@ -39,11 +44,12 @@ pub(crate) fn listen(
         stop,
         subscribed,
         metrics,
+        files,
     } = subscription;
     let mut ready = Some(ready);
     let mut backoff = MIN_BACKOFF;
     while !stop.load(Ordering::Acquire) {
-        let outcome = session(&client, &events, (&stop, &subscribed), &mut ready);
+        let outcome = session(&client, (&events, &files), (&stop, &subscribed), &mut ready);
         subscribed.store(false, Ordering::Release);
         match outcome {
             Ok(()) => return,
@@ -68,7 +74,7 @@ pub(crate) fn listen(
 /// One subscription, until it fails (`Err`) or the subscriber is to end (`Ok`).
 fn session(
     client: &redis::Client,
-    events: &Sender<Event>,
+    (events, files): (&Sender<Event>, &Weak<Files>),
     (stop, subscribed): (&AtomicBool, &AtomicBool),
     ready: &mut Option<Sender<RedisResult<()>>>,
 ) -> RedisResult<()> {
@@ -94,7 +100,15 @@ fn session(
             Err(e) if e.is_timeout() => continue,
             Err(e) => return Err(e),
         };
-        if let Some(event) = decode(&msg)
+        let event = decode(&msg);
+        // Whichever node it was posted on, no node may serve it any more: Redis has
+        // dropped its bytes, and this drops this node's copy.
+        if let Some(Event::Change(Change::Deleted(deleted))) = &event
+            && let (Some(file), Some(files)) = (&deleted.file, files.upgrade())
+        {
+            files.remove(file);
+        }
+        if let Some(event) = event
             && events.send(event).is_err()
         {
             return Ok(());

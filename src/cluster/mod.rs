@@ -124,6 +124,14 @@ enum Bus {
         id: String,
         expires: u64,
     },
+    /// A message was deleted; `file` is the id of the file it shared, or empty.
+    Deleted {
+        room: String,
+        id: u64,
+        by: String,
+        #[serde(default)]
+        file: String,
+    },
 }
 
 impl Bus {
@@ -147,6 +155,7 @@ impl Bus {
                 ts,
                 via: (via == "api").then_some("api"),
                 file: FileRef::from_stored(&file),
+                deleted: false,
             })),
             Bus::Join {
                 m,
@@ -167,6 +176,12 @@ impl Bus {
             Bus::Leave { m, reason, .. } => Change::Leave { m, reason },
             Bus::Rename { m, to, ts } => Change::Rename { m, to, ts },
             Bus::Direct { to, json } => Change::Direct { to, json },
+            Bus::Deleted { room, id, by, file } => Change::Deleted(crate::store::Deleted {
+                room,
+                id,
+                by,
+                file: (!file.is_empty()).then_some(file),
+            }),
             Bus::EndSession { id, expires } => {
                 let id = data_encoding::HEXLOWER.decode(id.as_bytes()).ok()?;
                 let id = SessionId::try_from(id.as_slice()).ok()?;
@@ -216,6 +231,7 @@ pub(crate) struct Bridge {
 
 struct Scripts {
     append: Script,
+    delete: Script,
     join: Script,
     /// What `join` needs to key a guest name, [`scripts::guest_keys`].
     guest_keys: Vec<String>,
@@ -291,6 +307,7 @@ impl Bridge {
         let rooms = rooms(&mut con).map_err(|e| fail(format!("cannot be read ({e})")))?;
         let scripts = Scripts {
             append: Script::new(&format!("{}{}", files::DROP_FILE, scripts::APPEND)),
+            delete: Script::new(&format!("{}{}", files::DROP_FILE, scripts::DELETE)),
             join: Script::new(scripts::JOIN),
             guest_keys: scripts::guest_keys(),
             switch: Script::new(scripts::SWITCH),
@@ -364,13 +381,14 @@ impl Bridge {
         self.client.clone()
     }
 
-    /// The flag that tells the subscriber to end.
-    /// What the subscriber shares with the bridge ([`listen()`]).
-    pub(crate) fn subscription(&self) -> Subscription {
+    /// What the subscriber shares with the bridge ([`listen()`]), and the node's
+    /// files, whose copies of deleted messages' files it removes.
+    pub(crate) fn subscription(&self, files: &Arc<crate::files::Files>) -> Subscription {
         Subscription {
             stop: Arc::clone(&self.stop),
             subscribed: Arc::clone(&self.subscribed),
             metrics: Arc::clone(&self.metrics),
+            files: Arc::downgrade(files),
         }
     }
 
@@ -411,5 +429,12 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(join, Bus::Join { restore: false, .. }));
+        let deleted: Bus =
+            serde_json::from_str(r#"{"k":"deleted","room":"r","id":3,"by":"ann","file":""}"#)
+                .unwrap();
+        let Some(Change::Deleted(deleted)) = deleted.into_change() else {
+            panic!("a deletion");
+        };
+        assert_eq!((deleted.id, deleted.file), (3, None));
     }
 }

@@ -253,6 +253,10 @@ impl Bridge {
                 let _ = reply.send(ApiAnswer::Unavailable);
                 Ok(())
             }
+            Request::Delete(deletion) => events.send(Event::Answer(Answer::Deletion {
+                asker: deletion.asker,
+                outcome: Err(crate::store::Refusal::Failed),
+            })),
         };
     }
 

@@ -9,7 +9,8 @@
 //! `room:{room}` (a stream per room, entry ids `{id}-0`), `names`
 //! (hash: a name's key, [`chat::name_key`] → member), `members` (hash: member →
 //! `{name,lower,room}`, `lower` being the name's key),
-//! `nodes` (sorted set: node → last heartbeat, ms), `node:{node}` (set of members).
+//! `nodes` (sorted set: node → last heartbeat, ms), `node:{node}` (set of members),
+//! `deleted:{room}` (hash: id of a deleted message of the room → who deleted it).
 //! A member is `{node}.{connection id}`.
 
 use crate::chat;
@@ -45,10 +46,12 @@ for i = 1, #KEYS do
   else
     local id = redis.call('HINCRBY', 'switchboard:ids', room, 1)
     if id == 1 then redis.call('ZADD', 'switchboard:rooms', 0, room) end
-    -- The files of the messages the trim below removes go with them.
+    -- The files of the messages the trim below removes go with them, and so do
+    -- their tombstones.
     local excess = redis.call('XLEN', KEYS[i]) - tonumber(ARGV[1]) + 1
     if excess > 0 then
       for _, entry in ipairs(redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', excess)) do
+        redis.call('HDEL', 'switchboard:deleted:' .. room, string.match(entry[1], '^%d+'))
         local fields = entry[2]
         for f = 1, #fields - 1, 2 do
           if fields[f] == 'file' then
@@ -73,6 +76,39 @@ for i = 1, #KEYS do
 end
 redis.call('SET', done, cjson.encode(ids), 'EX', 3600)
 return ids
+";
+
+/// Deletes a message: a tombstone in the room's `deleted` hash (a stream entry cannot
+/// be edited: every read applies the tombstones), its file dropped from Redis, and
+/// the `deleted` change published. Returns `{1, file id or ''}` when done, `{0, ''}`
+/// when there is no such message (or it is deleted already), `{-1, ''}` when it is
+/// not the asker's. The message is the asker's when it was sent under its name from a
+/// chat client ([`crate::store::may_delete`]). KEYS: the room's stream, its tombstones.
+/// ARGV: room, id, by, 1 for an admin (else 0).
+pub(super) const DELETE: &str = r"
+local id = ARGV[2]
+local found = redis.call('XRANGE', KEYS[1], id .. '-0', id .. '-0')
+if #found == 0 or redis.call('HEXISTS', KEYS[2], id) == 1 then return {0, ''} end
+local from, via, file = '', '', ''
+local fields = found[1][2]
+for f = 1, #fields - 1, 2 do
+  if fields[f] == 'f' then from = fields[f + 1]
+  elseif fields[f] == 'v' then via = fields[f + 1]
+  elseif fields[f] == 'file' then file = fields[f + 1] end
+end
+if ARGV[4] ~= '1' and (from ~= ARGV[3] or via ~= '') then return {-1, ''} end
+redis.call('HSET', KEYS[2], id, ARGV[3])
+local dropped = ''
+if file ~= '' then
+  local ok, f = pcall(cjson.decode, file)
+  if ok and type(f) == 'table' and type(f.id) == 'string' then
+    drop_file(f.id)
+    dropped = f.id
+  end
+end
+redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'deleted', room = ARGV[1],
+  id = tonumber(id), by = ARGV[3], file = dropped}))
+return {1, dropped}
 ";
 
 /// A member joins: the first free of the names offered (pairs of name and key),

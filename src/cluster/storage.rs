@@ -156,6 +156,34 @@ impl Bridge {
             }
             // `serve` hands appends to `append_all`.
             Request::Append(_) => {}
+            Request::Delete(deletion) => {
+                let (done, file): (i64, String) = self
+                    .scripts
+                    .delete
+                    .key(stream(&deletion.room))
+                    .key(tombstones(&deletion.room))
+                    .arg(&deletion.room)
+                    .arg(deletion.id)
+                    .arg(&deletion.by)
+                    .arg(u8::from(deletion.by_admin))
+                    .invoke(con)?;
+                // The room hears it from the bus, before this answer: Redis published
+                // it before it replied.
+                let outcome = match done {
+                    1 => Ok(store::Deleted {
+                        room: deletion.room.clone(),
+                        id: deletion.id,
+                        by: deletion.by.clone(),
+                        file: (!file.is_empty()).then_some(file),
+                    }),
+                    0 => Err(store::Refusal::NotFound),
+                    _ => Err(store::Refusal::Forbidden),
+                };
+                let _ = events.send(Event::Answer(Answer::Deletion {
+                    asker: deletion.asker.clone(),
+                    outcome,
+                }));
+            }
             Request::Page {
                 member,
                 room,
@@ -343,6 +371,7 @@ fn outcomes(con: &mut Connection, messages: Vec<NewMessage>, ids: Vec<i64>) -> A
             ts: msg.ts,
             via: msg.via,
             file: msg.file,
+            deleted: false,
         });
         if fresh {
             return (msg.author, Ok(line));
@@ -405,7 +434,13 @@ pub(super) fn stream(room: &str) -> String {
     format!("switchboard:room:{room}")
 }
 
-/// Up to `count` messages of `room` by `XRANGE` or `XREVRANGE` from `start` to `end`.
+/// The hash of `room`'s tombstones: id of a deleted message → who deleted it.
+pub(super) fn tombstones(room: &str) -> String {
+    format!("switchboard:deleted:{room}")
+}
+
+/// Up to `count` messages of `room` by `XRANGE` or `XREVRANGE` from `start` to `end`,
+/// the deleted ones as tombstones.
 pub(super) fn range(
     con: &mut Connection,
     command: &str,
@@ -425,8 +460,28 @@ pub(super) fn range(
         .into_iter()
         .filter_map(|(id, fields)| entry(room, &id, &fields))
         .collect();
+    mark_deleted(con, room, &mut lines)?;
     mark_expired(con, &mut lines)?;
     Ok(lines.into_iter().map(Arc::new).collect())
+}
+
+/// Makes the deleted ones of `lines` tombstones: a stream entry cannot be edited, so
+/// every read of one applies the room's tombstones (one round trip per read).
+fn mark_deleted(con: &mut Connection, room: &str, lines: &mut [ChatLine]) -> RedisResult<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<u64> = lines.iter().map(|line| line.id).collect();
+    let deleted: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(tombstones(room))
+        .arg(&ids)
+        .query(con)?;
+    for (line, deleted) in lines.iter_mut().zip(deleted) {
+        if deleted.is_some() {
+            *line = ChatLine::tombstone(line.id, line.room.clone(), line.ts);
+        }
+    }
+    Ok(())
 }
 
 /// Marks the files Redis no longer has (past the total, the oldest go) as expired: the
@@ -462,6 +517,7 @@ pub(super) fn entry(room: &str, id: &str, fields: &[String]) -> Option<ChatLine>
         ts: 0,
         via: None,
         file: None,
+        deleted: false,
     };
     for pair in fields.chunks_exact(2) {
         let [field, value] = pair else { continue };

@@ -45,12 +45,21 @@ pub(crate) enum Call {
         room: String,
         name: Option<String>,
     },
+    /// `DELETE /api/rooms/{room}/messages/{id}`: moderation, with the API token.
+    Delete {
+        room: String,
+        id: u64,
+    },
 }
 
 impl Call {
-    /// Whether it posts (guarded by the API token, not the password).
+    /// Whether it changes the chat (posts or deletes: guarded by the API token, not
+    /// the password).
     pub(crate) fn is_post(&self) -> bool {
-        matches!(self, Call::Post { .. } | Call::PostFile { .. })
+        matches!(
+            self,
+            Call::Post { .. } | Call::PostFile { .. } | Call::Delete { .. }
+        )
     }
 }
 
@@ -108,6 +117,22 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
             None => None,
         };
         return Ok(Call::PostFile { room, name });
+    }
+    if let Some((room, id)) = path
+        .strip_prefix("/api/rooms/")
+        .and_then(|rest| rest.split_once("/messages/"))
+    {
+        let room = chat::valid_room(room).map_err(|e| error(404, "bad_room", e.message))?;
+        // Only a number names a message: anything else names nothing.
+        let id = id
+            .parse::<u64>()
+            .ok()
+            .filter(|&id| id <= chat::MAX_ID)
+            .ok_or_else(|| error(404, "not_found", format!("nothing at {path}")))?;
+        if method != "DELETE" {
+            return Err(not_allowed("DELETE"));
+        }
+        return Ok(Call::Delete { room, id });
     }
     let Some(room) = path
         .strip_prefix("/api/rooms/")
@@ -185,8 +210,15 @@ pub(crate) fn serve<S: Transport>(
                 Err(response) => return response,
             }
         }
+        Call::Delete { room, id } => {
+            if let Err(response) = authorize(req, peer, ctx, &lines.doors) {
+                return response;
+            }
+            ApiCall::Delete { room, id }
+        }
     };
     let posting = matches!(call, ApiCall::Post { .. });
+    let deleting = matches!(call, ApiCall::Delete { .. });
     let (reply, answer) = crossbeam_channel::bounded(1);
     let event = HubEvent::Api { ip, call, reply };
     if lines.hub.send(event).is_err() {
@@ -204,7 +236,34 @@ pub(crate) fn serve<S: Transport>(
                             room, so do not send it again",
             }),
         ),
+        // The store may still carry it out: `503` would be a lie.
+        Err(_) if deleting => json_response(
+            202,
+            &json!({
+                "status": "accepted",
+                "message": "the deletion is on its way but not yet confirmed",
+            }),
+        ),
         Ok(ApiAnswer::Posted(line)) => json_response(201, &message_json(&line)),
+        Ok(ApiAnswer::Deleted(deleted)) => {
+            log::info!(
+                "conn {} {}: deleted message {} of room {} (by {})",
+                peer.id,
+                peer.addr,
+                deleted.id,
+                deleted.room,
+                deleted.by
+            );
+            json_response(
+                200,
+                &json!({"type": "deleted", "room": deleted.room, "id": deleted.id, "by": deleted.by}),
+            )
+        }
+        Ok(ApiAnswer::NotFound) => error(
+            404,
+            "not_found",
+            "there is no such message in this room (or it is deleted already)",
+        ),
         Ok(ApiAnswer::Rooms { rooms, more }) => {
             json_response(200, &json!({ "rooms": rooms, "more": more }))
         }

@@ -26,7 +26,9 @@ use super::{LeaveReason, Post};
 use crate::base::{ConnId, now_ms};
 use crate::chat::{self, ChatError, ChatLine, ErrorCode, ServerMessage};
 use crate::metrics;
-use crate::store::{Answer, ApiAnswer, Author, Change, Event, Present, Request, StoreError};
+use crate::store::{
+    Answer, ApiAnswer, Asker, Author, Change, Deleted, Event, Present, Refusal, Request, StoreError,
+};
 use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::sync::Arc;
@@ -81,6 +83,7 @@ impl ChatRooms {
                 }
             }
             loaded @ Answer::Loaded { .. } => self.loaded(members, post, loaded),
+            Answer::Deletion { asker, outcome } => self.deletion(members, post, asker, outcome),
             Answer::Page {
                 member,
                 room,
@@ -239,6 +242,67 @@ impl ChatRooms {
         }
     }
 
+    /// Tells who asked for a deletion how it went (the room heard of one made as a
+    /// change already); a deletion made is logged and counted here, on the node that
+    /// asked for it, once however many nodes tell their rooms.
+    fn deletion(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        asker: Asker,
+        outcome: Result<Deleted, Refusal>,
+    ) {
+        if outcome.is_ok() {
+            metrics::bump(&self.metrics.deletes);
+        }
+        match (asker, outcome) {
+            (Asker::Member(id), Ok(deleted)) => {
+                // Rare, and only of a member's own messages (or an admin's doing): a
+                // log line here cannot be made to flood.
+                let client = self.rooms_kept.clients.get(&id);
+                log::info!(
+                    "conn {id} {}: deleted message {} of room {} (by {})",
+                    client.map_or_else(|| "?".to_owned(), ToString::to_string),
+                    deleted.id,
+                    deleted.room,
+                    crate::base::escape(&deleted.by)
+                );
+                post.settle(members, id);
+            }
+            (Asker::Member(id), Err(refusal)) => {
+                let error = match refusal {
+                    Refusal::NotFound => ChatError::new(
+                        ErrorCode::NotFound,
+                        "there is no such message in this room (or it is deleted already)",
+                    ),
+                    Refusal::Forbidden => ChatError::new(
+                        ErrorCode::Forbidden,
+                        "only your own messages can be deleted",
+                    ),
+                    Refusal::Failed => {
+                        metrics::bump(&self.metrics.store_errors);
+                        ChatError::new(ErrorCode::Unavailable, "the message cannot be deleted now")
+                    }
+                };
+                post.deliver_answer(members, id, Message::text(error.to_json()));
+                metrics::bump(&self.metrics.chat_errors);
+                post.settle(members, id);
+            }
+            (Asker::Api(reply), outcome) => {
+                let answer = match outcome {
+                    Ok(deleted) => ApiAnswer::Deleted(deleted),
+                    Err(Refusal::NotFound) => ApiAnswer::NotFound,
+                    // The API token may delete anything.
+                    Err(Refusal::Forbidden | Refusal::Failed) => {
+                        metrics::bump(&self.metrics.store_errors);
+                        ApiAnswer::Unavailable
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
     /// Everything the backend says but a relay message.
     pub(super) fn backend_event(&mut self, members: &mut Members, post: &mut Post, event: Event) {
         self.backend.pay_owed();
@@ -285,6 +349,21 @@ impl ChatRooms {
             Change::Msg(line) => {
                 self.rooms_kept.kept(&line.room);
                 self.deliver(members, post, &line, false);
+            }
+            Change::Deleted(deleted) => {
+                self.keys.deleted(&deleted.room, deleted.id);
+                // Like a message: news that answers nothing else a member waits for.
+                let json = chat::encode(&ServerMessage::Deleted {
+                    room: &deleted.room,
+                    id: deleted.id,
+                    by: &deleted.by,
+                });
+                let msg = Message::text(json);
+                if let Some(room) = self.rooms.get(&deleted.room) {
+                    for &id in &room.members {
+                        post.deliver_answer(members, id, msg.clone());
+                    }
+                }
             }
             Change::Join {
                 m,

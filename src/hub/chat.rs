@@ -218,6 +218,14 @@ impl ChatRooms {
                 limit,
                 reply: reply.clone(),
             },
+            // The API token moderates: any message, as `api`.
+            ApiCall::Delete { room, id } => store::Request::Delete(store::Deletion {
+                asker: store::Asker::Api(reply.clone()),
+                room,
+                id,
+                by: chat::API_SENDER.to_owned(),
+                by_admin: true,
+            }),
             ApiCall::Post {
                 room,
                 from,
@@ -386,6 +394,20 @@ impl ChatRooms {
                     members: self.names(members, &room),
                 });
                 post.deliver(members, id, Message::text(json));
+            }
+            ClientMessage::Delete { id: message } => {
+                let delete = store::Request::Delete(store::Deletion {
+                    asker: store::Asker::Member(id),
+                    room,
+                    id: message,
+                    by: name,
+                    by_admin: is_admin(members, id),
+                });
+                if self.ask(delete) {
+                    post.begin(members, id);
+                } else {
+                    self.unavailable(members, post, id, "the message cannot be deleted now");
+                }
             }
             // Taken by the connection thread, which sends a `Message` with the file.
             ClientMessage::File(_) => {}
@@ -741,6 +763,12 @@ impl ChatRooms {
             }
         }
     }
+}
+
+/// Whether chat member `id` may delete anyone's message.
+fn is_admin(_members: &Members, _id: ConnId) -> bool {
+    // the admin role lands with issue 27's admin-role branch
+    false
 }
 
 /// The error for a message the store has not confirmed (or not yet: it is on its way).

@@ -174,6 +174,19 @@ impl Keys {
         }
     }
 
+    /// Message `id` of `room` was deleted: a retry of its post gets its tombstone, never
+    /// its text. Rare, so a look at every key is cheap enough.
+    pub(super) fn deleted(&mut self, room: &str, id: u64) {
+        for ((key_room, _), (_, post)) in &mut self.posts {
+            if let Post::Done(line) = post
+                && key_room == room
+                && line.id == id
+            {
+                *line = Arc::new(ChatLine::tombstone(id, room.to_owned(), line.ts));
+            }
+        }
+    }
+
     /// The post with `key` was not stored: whoever waits is told (the chat members
     /// returned, for the hub to tell), and the key is forgotten, so that a retry may
     /// post.
@@ -215,6 +228,7 @@ mod tests {
             ts: 0,
             via: Some("api"),
             file: None,
+            deleted: false,
         })
     }
 

@@ -105,6 +105,8 @@ pub(crate) enum ApiCall {
         after: Option<u64>,
         limit: usize,
     },
+    /// `DELETE /api/rooms/{room}/messages/{id}`, with the API token.
+    Delete { room: String, id: u64 },
     /// `POST /api/rooms/{room}/messages`, validated.
     Post {
         room: String,

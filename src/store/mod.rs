@@ -80,6 +80,56 @@ impl NewMessage {
     }
 }
 
+/// Who asked for a message to be deleted, and so who hears how it went.
+#[derive(Debug, Clone)]
+pub(crate) enum Asker {
+    /// A chat member; it sees the `deleted` in its room, and hears only a refusal.
+    Member(ConnId),
+    /// An HTTP API request, waiting on its connection thread.
+    Api(Sender<ApiAnswer>),
+}
+
+/// A request to delete message `id` of `room`.
+#[derive(Debug, Clone)]
+pub(crate) struct Deletion {
+    pub asker: Asker,
+    pub room: String,
+    pub id: u64,
+    /// Who deletes it, as the room is told: the member's name, or `api`.
+    pub by: String,
+    /// Whether `by` may delete anyone's message; else only one sent under the name
+    /// `by` from a chat client (not through the API).
+    pub by_admin: bool,
+}
+
+/// A message deleted: the room is told, and its file goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Deleted {
+    pub room: String,
+    pub id: u64,
+    pub by: String,
+    /// The id of the file it shared, now removed: a cluster's nodes drop their copies.
+    pub file: Option<String>,
+}
+
+/// Why a message was not deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No such message in the room, or it is deleted already.
+    NotFound,
+    /// Someone else's message, and the asker is no admin.
+    Forbidden,
+    /// The store could not do it.
+    Failed,
+}
+
+/// Whether a message sent under `from` (through `via`) is `by`'s to delete: the name
+/// it was sent under is the member's name now, and it came from a chat client (a
+/// script's post is never a member's own, whatever name it gave).
+pub(crate) fn may_delete(by_admin: bool, by: &str, from: &str, via: Option<&str>) -> bool {
+    by_admin || (from == by && via.is_none_or(str::is_empty))
+}
+
 /// A room as `GET /api/rooms` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct RoomSummary {
@@ -112,6 +162,10 @@ pub(crate) enum ApiAnswer {
     NameTaken,
     /// The store could not do it.
     Unavailable,
+    /// `DELETE /api/rooms/{room}/messages/{id}`: done, and the room told.
+    Deleted(Deleted),
+    /// No such message (or it is deleted already).
+    NotFound,
 }
 
 /// What the hub asks of the backend.
@@ -193,6 +247,9 @@ pub(crate) enum Request {
         limit: usize,
         reply: Sender<ApiAnswer>,
     },
+    /// Delete a message: its text and file go, a tombstone keeps its id; the room is
+    /// told as a [`Change::Deleted`], the asker hears in [`Answer::Deletion`].
+    Delete(Deletion),
 }
 
 /// Why a message was not stored.
@@ -227,6 +284,11 @@ pub(crate) enum Answer {
         resumed: bool,
         /// The read failed: the history is empty, and the client is told.
         failed: bool,
+    },
+    /// What became of a `Delete`, after its change (if it was made).
+    Deletion {
+        asker: Asker,
+        outcome: Result<Deleted, Refusal>,
     },
     /// The answer to a `Page`.
     Page {
@@ -280,6 +342,8 @@ pub(crate) enum Change {
         id: SessionId,
         expires: u64,
     },
+    /// A message was deleted: in its room's order, after the message itself.
+    Deleted(Deleted),
 }
 
 /// A member as the backend lists it.
@@ -361,4 +425,21 @@ pub(crate) fn page_of_rooms(
     }
     let more = rooms.len() > limit;
     (rooms.into_values().take(limit).collect(), more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_deletes_only_what_it_sent_from_the_chat_under_its_name() {
+        assert!(may_delete(false, "ann", "ann", None));
+        assert!(!may_delete(false, "ann", "bob", None));
+        assert!(
+            !may_delete(false, "ann", "ann", Some("api")),
+            "a script's post"
+        );
+        assert!(may_delete(true, "api", "ann", None));
+        assert!(may_delete(true, "api", "ci", Some("api")));
+    }
 }

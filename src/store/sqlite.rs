@@ -35,8 +35,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The schema this build writes. 1: messages; 2: messages record `via` (who posted
-/// through what: `api` for the HTTP API, nothing for a chat client).
-const SCHEMA_VERSION: i64 = 6;
+/// through what: `api` for the HTTP API, nothing for a chat client); … 7: a message
+/// may be deleted, a tombstone (see [`migrate`]).
+const SCHEMA_VERSION: i64 = 7;
 
 /// The store file's name in the data directory.
 const FILE_NAME: &str = "chat.sqlite3";
@@ -149,6 +150,11 @@ impl Store {
                 .and_then(|_| db.pragma_update(None, "synchronous", "FULL"))
                 .map_err(|e| store_error(at, "is not a switchboard store (SQLite)", e))?;
         }
+        // A deleted message's text is overwritten, not only unlinked: deleted means
+        // gone from the file's bytes too. FAST: only where it costs no extra I/O,
+        // which is where an erased row was (its page is written anyway).
+        db.pragma_update(None, "secure_delete", "FAST")
+            .map_err(|e| store_error(at, "cannot set it up", e))?;
         let version: i64 = db
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(|e| store_error(at, "is not a switchboard store (SQLite)", e))?;
@@ -364,8 +370,85 @@ impl Store {
                 news.push(Event::Change(Change::EndSession { id, expires }));
             }
             Request::Append(msg) => return self.commit(vec![msg], events),
+            Request::Delete(deletion) => {
+                let asker = deletion.asker.clone();
+                let outcome = self.delete(deletion);
+                if let Ok(deleted) = &outcome {
+                    news.push(Event::Change(Change::Deleted(deleted.clone())));
+                }
+                news.push(Event::Answer(Answer::Deletion { asker, outcome }));
+            }
         }
         news.into_iter().all(|event| events.send(event).is_ok())
+    }
+
+    /// Deletes a message, if it is there and the asker's to delete: its row keeps
+    /// the id and time, nothing else; its file goes from the disk once the row says
+    /// so (unless another message names the same file).
+    fn delete(&mut self, deletion: super::Deletion) -> Result<super::Deleted, super::Refusal> {
+        use super::Refusal;
+        let super::Deletion {
+            room,
+            id,
+            by,
+            by_admin,
+            ..
+        } = deletion;
+        let found = self
+            .db
+            .query_row(
+                "SELECT sender, via, file FROM messages WHERE room = ?1 AND id = ?2 \
+                 AND deleted = 0",
+                params![room, id.min(MAX_ID)],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional();
+        let (from, via, file) = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(Refusal::NotFound),
+            Err(e) => {
+                log::warn!("store: cannot read message {id} of {room} to delete it: {e}");
+                return Err(Refusal::Failed);
+            }
+        };
+        if !super::may_delete(by_admin, &by, &from, via.as_deref()) {
+            return Err(Refusal::Forbidden);
+        }
+        let erased = self.db.execute(
+            "UPDATE messages SET sender = '', text = '', via = NULL, file = NULL, deleted = 1 \
+             WHERE room = ?1 AND id = ?2",
+            params![room, id],
+        );
+        if let Err(e) = erased {
+            log::warn!("store: cannot delete message {id} of {room}: {e}");
+            return Err(Refusal::Failed);
+        }
+        let file = file.as_deref().and_then(FileRef::from_stored).map(|f| f.id);
+        if let Some(file) = &file {
+            // A file id is one upload's; this only guards against a store that names it
+            // twice.
+            let named_elsewhere = self
+                .db
+                .query_row(
+                    "SELECT 1 FROM messages WHERE file IS NOT NULL \
+                     AND json_extract(file, '$.id') = ?1 LIMIT 1",
+                    [file],
+                    |_| Ok(()),
+                )
+                .optional();
+            match named_elsewhere {
+                Ok(None) => self.config.files.remove(file),
+                Ok(Some(())) => {}
+                Err(e) => log::warn!("store: the file of a deleted message is kept: {e}"),
+            }
+        }
+        Ok(super::Deleted { room, id, by, file })
     }
 
     /// The newest id of `room`, committed.
@@ -412,6 +495,7 @@ impl Store {
                     ts: m.ts,
                     via: m.via,
                     file: m.file.clone(),
+                    deleted: false,
                 })
             })
             .collect();
@@ -508,7 +592,7 @@ impl Store {
         let found = self
             .db
             .prepare_cached(
-                "SELECT id, sender, text, ts, via, file FROM messages \
+                "SELECT id, sender, text, ts, via, file, deleted FROM messages \
                  WHERE room = ?1 AND key = ?2 AND ts >= ?3 LIMIT 1",
             )
             .and_then(|mut select| {
@@ -598,7 +682,7 @@ impl Store {
                 let kept = oldest.is_none_or(|o| o <= since.id + 1);
                 if kept {
                     let missed = self.select(
-                        "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id > ?2 \
+                        "SELECT id, sender, text, ts, via, file, deleted FROM messages WHERE room = ?1 AND id > ?2 \
                          ORDER BY id LIMIT ?3",
                         &room,
                         since.id,
@@ -610,7 +694,7 @@ impl Store {
                 }
             }
             let mut recent = self.select(
-                "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id <= ?2 \
+                "SELECT id, sender, text, ts, via, file, deleted FROM messages WHERE room = ?1 AND id <= ?2 \
                  ORDER BY id DESC LIMIT ?3",
                 &room,
                 u64::MAX >> 1,
@@ -641,7 +725,7 @@ impl Store {
         let before = before.unwrap_or(u64::MAX >> 1);
         let limit = limit.clamp(1, MAX_PAGE);
         let result = self.select(
-            "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id < ?2 \
+            "SELECT id, sender, text, ts, via, file, deleted FROM messages WHERE room = ?1 AND id < ?2 \
              ORDER BY id DESC LIMIT ?3",
             &room,
             before,
@@ -736,10 +820,10 @@ impl Store {
         oldest_first: bool,
     ) -> rusqlite::Result<Vec<Arc<ChatLine>>> {
         let sql = if oldest_first {
-            "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id > ?2 \
+            "SELECT id, sender, text, ts, via, file, deleted FROM messages WHERE room = ?1 AND id > ?2 \
              AND id < ?3 ORDER BY id LIMIT ?4"
         } else {
-            "SELECT id, sender, text, ts, via, file FROM messages WHERE room = ?1 AND id > ?2 \
+            "SELECT id, sender, text, ts, via, file, deleted FROM messages WHERE room = ?1 AND id > ?2 \
              AND id < ?3 ORDER BY id DESC LIMIT ?4"
         };
         let mut statement = self.db.prepare_cached(sql)?;
@@ -749,7 +833,7 @@ impl Store {
         rows.collect()
     }
 
-    /// Runs a query of `(id, sender, text, ts, via)` rows with parameters (room, id,
+    /// Runs a query of `(id, sender, text, ts, via, file, deleted)` rows with parameters (room, id,
     /// limit).
     fn select(
         &self,
@@ -783,8 +867,15 @@ fn file_ids(db: &Connection, room: &str, upto: u64) -> rusqlite::Result<Vec<Stri
     Ok(ids)
 }
 
-/// A message from a row of `(id, sender, text, ts, via, file)`.
+/// A message from a row of `(id, sender, text, ts, via, file, deleted)`.
 fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> {
+    if row.get::<_, bool>(6)? {
+        return Ok(Arc::new(ChatLine::tombstone(
+            row.get(0)?,
+            room.to_owned(),
+            row.get(3)?,
+        )));
+    }
     let via: Option<String> = row.get(4)?;
     let file: Option<String> = row.get(5)?;
     Ok(Arc::new(ChatLine {
@@ -795,6 +886,7 @@ fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> 
         ts: row.get(3)?,
         via: via.filter(|v| v == "api").map(|_| "api"),
         file: file.as_deref().and_then(FileRef::from_stored),
+        deleted: false,
     }))
 }
 
@@ -853,6 +945,13 @@ fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
             db.execute_batch(
                 "CREATE INDEX messages_with_live_files ON messages (ts, id) \
                  WHERE file IS NOT NULL AND file NOT LIKE '%\"expired\":true%';",
+            )?;
+        }
+        if version < 7 {
+            // A deleted message keeps its row, with nothing in it but its id and time:
+            // a tombstone, so that histories keep whole sequences.
+            db.execute_batch(
+                "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;",
             )?;
         }
         db.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -105,7 +105,7 @@ pub(crate) struct ServeArgs {
     /// of behind the log prefix: easier to read on a projector.
     #[arg(long)]
     trace_plain: bool,
-    /// A file holding the token that POST /api/rooms/{room}/messages needs (as
+    /// A file holding the token that the API's posts and deletes need (as
     /// `Authorization: Bearer TOKEN`); or set SWITCHBOARD_API_TOKEN. Never on the
     /// command line, where every user of the machine could read it.
     #[arg(long, value_name = "FILE")]
