@@ -122,22 +122,30 @@ impl<'a, S: Read, W: FnMut(&mut S, Instant) -> Result<(), HeadError>> Pieces<'a,
                 HeadError::Timeout { .. } => BodyError::Head(HeadError::Timeout { partial: true }),
                 other => BodyError::Head(other),
             })?;
-            match self.stream.read(&mut self.buf[..want]) {
-                Ok(0) => return Err(BodyError::Head(HeadError::Closed { partial: true })),
-                Ok(n) => {
-                    self.left -= n as u64;
-                    return Ok(self.buf.get(..n));
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(BodyError::Head(HeadError::Io(e))),
+            if let Some(n) = read_some(self.stream, &mut self.buf[..want])? {
+                self.left -= n as u64;
+                return Ok(self.buf.get(..n));
             }
         }
+    }
+}
+
+/// One read of a body: `Some` of the bytes read (at least one), `None` when there
+/// was nothing after all (a read that would block, timed out or was interrupted: the
+/// caller waits again); the end of the stream before the body's end is an error.
+fn read_some<S: Read>(stream: &mut S, buf: &mut [u8]) -> Result<Option<usize>, BodyError> {
+    match stream.read(buf) {
+        Ok(0) => Err(BodyError::Head(HeadError::Closed { partial: true })),
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(BodyError::Head(HeadError::Io(e))),
     }
 }
 
@@ -184,17 +192,8 @@ impl<S: Read> Input<'_, S> {
                 other => BodyError::Head(other),
             })?;
             let want = (len + extra - self.buf.len()).min(scratch.len());
-            match self.stream.read(&mut scratch[..want]) {
-                Ok(0) => return Err(BodyError::Head(HeadError::Closed { partial: true })),
-                Ok(n) => self.buf.extend_from_slice(&scratch[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(BodyError::Head(HeadError::Io(e))),
+            if let Some(n) = read_some(self.stream, &mut scratch[..want])? {
+                self.buf.extend_from_slice(&scratch[..n]);
             }
         }
         Ok(())
