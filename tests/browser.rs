@@ -4240,17 +4240,6 @@ fn page_cancels_an_upload_half_way_and_nothing_is_posted() {
     );
 }
 
-/// The names in `dir`, or none when it is not there.
-fn entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// An upload's binary frames, however many, take one row of the Wire panel (with
 /// their count), showing the first frame's opcode 2 and its bytes in hex: the panel
 /// stays readable, and what came before the upload stays in it.

@@ -209,17 +209,6 @@ fn a_message_sent_under_a_name_given_up_is_no_longer_its_senders() {
     assert_eq!(next_json(&mut ann)["code"], "forbidden");
 }
 
-/// Ids of the files on disk under `dir`.
-fn entries(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|list| {
-            list.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Announces `bytes` as `name` and returns the room's message about it.
 fn share(ws: &mut Client, name: &str, bytes: &[u8]) -> Value {
     let announce = json!({"type": "file", "name": name, "mime": "application/octet-stream",

@@ -268,16 +268,6 @@ fn messages_sent_during_a_file_follow_it() {
     assert_eq!(next_of_type(&mut ann, "message")["text"], "after the file");
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A sender that goes mid-file posts nothing, and leaves no bytes behind.
 #[test]
 fn a_sender_that_drops_mid_file_posts_nothing_and_leaves_nothing() {

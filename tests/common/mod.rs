@@ -551,6 +551,17 @@ pub fn tool_or_skip(test: &str, program: &str, require: &str) -> Option<PathBuf>
 
 /// A fresh directory under the system's temp dir, removed with everything in it when
 /// dropped.
+/// The names in `dir` (files, links, directories), or none when it is not there.
+pub fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub struct TempDir(PathBuf);
 
 impl TempDir {
