@@ -100,6 +100,8 @@ pub(crate) struct Metrics {
     pub redis_up: AtomicU64,
     /// Times this node lost its connection to Redis.
     pub redis_errors: AtomicU64,
+    /// Sign-ins with the admin password: at `POST /login`, or as a Bearer header.
+    pub admin_signins: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -125,6 +127,7 @@ impl Metrics {
             clustered: AtomicBool::new(false),
             redis_up: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
+            admin_signins: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -210,6 +213,12 @@ impl Metrics {
             "counter",
             "Plain HTTP requests answered.",
             get(&self.http_requests_total),
+        );
+        metric(
+            "admin_signins_total",
+            "counter",
+            "Sign-ins with the admin password (POST /login or a Bearer header).",
+            get(&self.admin_signins),
         );
         metric(
             "messages_in_total",

@@ -277,13 +277,17 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, Response> {
     Ok(Some(key.to_owned()))
 }
 
-/// The API token's check, within the client's budget of guesses (like the password).
+/// The API token's check, within the client's budget of guesses (like the password):
+/// the guess is judged against each secret of `accepts` for one try, and the right
+/// one is returned. Posting takes the token alone; what may also take an admin's
+/// word (moderation) passes `[Secret::ApiToken, Secret::AdminPassword]` and asks the
+/// session with `auth::check(…).is_admin()`.
 fn authorize(
     req: &Request,
-    peer: Peer,
+    (peer, accepts): (Peer, &'static [doors::Secret]),
     ctx: &Context,
     doors: &Sender<doors::Request>,
-) -> Result<(), Response> {
+) -> Result<doors::Secret, Response> {
     if ctx.config.api_token.is_none() {
         return Err(error(
             403,
@@ -300,20 +304,20 @@ fn authorize(
         )
         .header("WWW-Authenticate", "Bearer"));
     };
-    let verdict = super::auth::judge(peer, doors::Secret::ApiToken, offered, ctx, doors);
-    if verdict == doors::Verdict::Locked {
-        return Err(super::auth::locked());
-    }
-    if verdict == doors::Verdict::Wrong {
-        return Err(error(
+    match super::auth::judge(peer, accepts, offered, ctx, doors) {
+        doors::Verdict::Right(secret) => Ok(secret),
+        doors::Verdict::Locked => Err(super::auth::locked()),
+        doors::Verdict::Wrong => Err(error(
             401,
             "unauthorized",
             "send Authorization: Bearer TOKEN with the right token",
         )
-        .header("WWW-Authenticate", "Bearer"));
+        .header("WWW-Authenticate", "Bearer")),
     }
-    Ok(())
 }
+
+/// What a post takes: the API token.
+const POSTER: &[doors::Secret] = &[doors::Secret::ApiToken];
 
 /// Checks a post: token (within the client's budget of guesses, like the
 /// password), content type, body, text and sender name.
@@ -325,7 +329,7 @@ fn post<S: Transport>(
     ctx: &Context,
     doors: &Sender<doors::Request>,
 ) -> Result<ApiCall, Response> {
-    authorize(req, peer, ctx, doors)?;
+    authorize(req, (peer, POSTER), ctx, doors)?;
     let key = idempotency_key(req)?;
     let content_type = req
         .header("Content-Type")
@@ -421,7 +425,7 @@ fn post_file<S: Transport>(
     ctx: &Context,
     doors: &Sender<doors::Request>,
 ) -> Result<ApiCall, Response> {
-    authorize(req, peer, ctx, doors)?;
+    authorize(req, (peer, POSTER), ctx, doors)?;
     let key = idempotency_key(req)?;
     let content_type = req.header("Content-Type").unwrap_or("");
     let essence = content_type
