@@ -272,6 +272,34 @@ mod tests {
     }
 
     #[test]
+    fn a_guess_is_right_only_for_a_secret_its_door_takes() {
+        let secrets = Secrets {
+            password: Some(crate::config::Secret::new("pw")),
+            admin_password: Some(crate::config::Secret::new("admin")),
+            api_token: Some(crate::config::Secret::new("token")),
+        };
+        let mut signins = SignIns::new(secrets, []);
+        let alice = ClientKey::of("192.0.2.1".parse().unwrap());
+        let mut judge = |accepts: &'static [Secret], offered: &str| {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            signins.handle(SignIn::Judge {
+                client: alice,
+                accepts,
+                offered: crate::config::Secret::new(offered),
+                reply,
+            });
+            answer.try_recv().unwrap_or(Verdict::Locked)
+        };
+        let token = &[Secret::ApiToken];
+        assert_eq!(judge(token, "admin"), Verdict::Wrong);
+        assert_eq!(judge(token, "token"), Verdict::Right(Secret::ApiToken));
+        assert_eq!(judge(PASSWORDS, "token"), Verdict::Wrong);
+        let moderator = &[Secret::ApiToken, Secret::AdminPassword];
+        let admin = Verdict::Right(Secret::AdminPassword);
+        assert_eq!(judge(moderator, "admin"), admin);
+    }
+
+    #[test]
     fn an_ended_session_is_remembered_until_it_expires() {
         let mut signins = SignIns::default();
         let now = crate::base::unix_now();
