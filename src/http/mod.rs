@@ -219,11 +219,11 @@ fn answer<S: Transport>(stream: S, req: &Request, peer: Peer, response: Response
 ///    lock them out, or sign them out).
 /// 3. **Its credentials**, with a password set: every WebSocket endpoint and every
 ///    `/api` read need a session or the password ([`auth::check`]): `401` without,
-///    `429` while the client's budget is spent. With an admin password set (with a
-///    password or without), the same check says whether a chat connection is an
-///    admin's. `/info` says whether the request is
+///    `429` while the client's budget is spent. `/info` says whether the request is
 ///    signed in, within the same budget. `/metrics` answers only loopback unless told
 ///    `metrics_public`. Posting to the API has its own token, checked by the API.
+///    With an admin password set (with a password or without), the same check says
+///    whether a chat connection is an admin's ([`admit`]).
 fn guard(
     routed: Routed,
     req: &Request,
