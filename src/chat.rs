@@ -688,6 +688,16 @@ pub(crate) struct WireRef<'a> {
     pub key: &'a str,
 }
 
+/// What a chat client may do, as its `welcome` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Role {
+    /// Everyone who is not an admin.
+    Member,
+    /// Signed in with the admin password.
+    Admin,
+}
+
 /// Everything the server sends to a chat client.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -695,6 +705,8 @@ pub(crate) enum ServerMessage<'a> {
     Welcome {
         name: &'a str,
         room: &'a str,
+        /// An admin's connection or a member's.
+        role: Role,
         members: Vec<&'a str>,
         history: Vec<&'a ChatLine>,
         /// Names the store the ids belong to.
@@ -951,6 +963,7 @@ mod tests {
         let json = encode(&ServerMessage::Welcome {
             name: "a",
             room: "lobby",
+            role: Role::Member,
             members: vec!["a"],
             history: vec![&line],
             epoch: "e1",
@@ -965,7 +978,7 @@ mod tests {
         });
         assert_eq!(
             json,
-            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576,"max_file_size":104857600}}"#
+            r#"{"type":"welcome","name":"a","room":"lobby","role":"member","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576,"max_file_size":104857600}}"#
         );
         assert_eq!(
             encode(&line),

@@ -145,6 +145,14 @@ pub struct Config {
     /// every `/api` read needs a session cookie from `POST /login` or
     /// `Authorization: Bearer PASSWORD`. Default: none, an open LAN chat.
     pub password: Option<Secret>,
+    /// The admin password: signing in with it (`POST /login`, or
+    /// `Authorization: Bearer ADMIN_PASSWORD`) makes an admin, whose chat `welcome`
+    /// says `"role":"admin"`; an admin may go wherever a member may. It spends from
+    /// the same budget of guesses as the password. It may be set without
+    /// [`password`](field@Config::password): everyone comes in then, and the admin
+    /// still signs in. It must differ from the password. Default: none, and nobody is
+    /// an admin.
+    pub admin_password: Option<Secret>,
     /// Serve `/metrics` to everyone even while a password is set. Default: off, so
     /// that a password-protected server shows its numbers only to loopback (where a
     /// local Prometheus or an SSH tunnel scrapes).
@@ -201,6 +209,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             api_token: None,
             password: None,
+            admin_password: None,
             metrics_public: false,
             trace: false,
             trust_proxies: Vec::new(),
@@ -389,6 +398,12 @@ impl Config {
         self
     }
 
+    /// See [`Config::admin_password`](field@Config::admin_password).
+    pub fn admin_password(mut self, password: impl Into<String>) -> Self {
+        self.admin_password = Some(Secret::new(password));
+        self
+    }
+
     /// See [`Config::metrics_public`](field@Config::metrics_public).
     pub fn metrics_public(mut self, on: bool) -> Self {
         self.metrics_public = on;
@@ -449,6 +464,11 @@ impl Config {
             if value.is_zero() {
                 return bad(setting, "must be longer than zero");
             }
+        }
+        // Else whoever knows the password would be an admin too, and a session could
+        // not say which it was signed in with.
+        if self.admin_password.is_some() && self.admin_password == self.password {
+            return bad("admin_password", "must differ from the password");
         }
         crate::cidr::Trusted::parse_all(&self.trust_proxies)
             .or_else(|problem| bad("trust_proxy", &problem))

@@ -103,6 +103,8 @@ pub(crate) struct Metrics {
     /// Messages deleted at the asking of this node's members and API
     /// (`switchboard_moderation_actions_total{action="delete"}`).
     pub deletes: AtomicU64,
+    /// Sign-ins with the admin password: at `POST /login`, or as a Bearer header.
+    pub admin_signins: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -129,6 +131,7 @@ impl Metrics {
             redis_up: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
+            admin_signins: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -214,6 +217,12 @@ impl Metrics {
             "counter",
             "Plain HTTP requests answered.",
             get(&self.http_requests_total),
+        );
+        metric(
+            "admin_signins_total",
+            "counter",
+            "Sign-ins with the admin password (POST /login or a Bearer header).",
+            get(&self.admin_signins),
         );
         metric(
             "messages_in_total",

@@ -163,6 +163,7 @@ impl ServerBuilder {
         close_timeout(timeout: Duration);
         api_token(token: impl Into<String>);
         password(password: impl Into<String>);
+        admin_password(password: impl Into<String>);
         metrics_public(on: bool);
         trace(on: bool);
         proxy_header(header: crate::config::ProxyHeader);
@@ -198,11 +199,16 @@ impl ServerBuilder {
         let local_addrs = local_addrs_of(&listeners, false)?;
         let tls_local_addrs = local_addrs_of(&listeners, true)?;
         let store_path = backend.path();
-        let session_key =
-            crate::http::signing_key(&backend.session_key(), config.password.as_ref());
+        let stored_key = backend.session_key();
+        let session_key = crate::http::signing_key(&stored_key, config.password.as_ref());
+        let admin_session_key = config
+            .admin_password
+            .as_ref()
+            .map(|admin| crate::http::admin_signing_key(&stored_key, admin));
         let ctx = Arc::new(Context::new(ContextParts {
             files,
             session_key,
+            admin_session_key,
             config,
             metrics,
             tls,
@@ -467,6 +473,7 @@ impl Opened {
     fn doors_config(&self, config: &Config) -> (doors::Secrets, Vec<(SessionId, u64)>) {
         let secrets = doors::Secrets {
             password: config.password.clone(),
+            admin_password: config.admin_password.clone(),
             api_token: config.api_token.clone(),
         };
         let ended = match self {

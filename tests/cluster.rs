@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::{Server, ServerHandle};
 use tungstenite::Message;
+use tungstenite::client::IntoClientRequest;
 
 /// A node of the cluster on `redis`, on an ephemeral loopback port.
 fn node(redis: &Redis) -> ServerHandle {
@@ -1625,4 +1626,50 @@ fn after_redis_is_emptied_every_node_knows_every_member_again() {
         next_of_type(&mut clients[2], "direct")["text"],
         "still here?"
     );
+}
+
+#[test]
+fn an_admin_is_an_admin_on_every_node_and_the_role_is_per_connection() {
+    let Some(redis) = Redis::start("admin_role") else {
+        return;
+    };
+    let guarded = || {
+        Server::builder()
+            .listen("127.0.0.1:0")
+            .redis(redis.url())
+            .password("pw")
+            .admin_password("admin pw")
+            .start()
+            .expect("node starts")
+    };
+    let (a, b) = (guarded(), guarded());
+    let body = r#"{"password":"admin pw"}"#;
+    let login = format!(
+        "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let signed_in = raw(a.local_addr(), login.as_bytes());
+    assert_eq!(status(&signed_in), 204, "{signed_in}");
+    let cookie = header(&signed_in, "Set-Cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a cookie")
+        .to_owned();
+    // Signed in on node A, an admin on node B: the nodes share the signing key.
+    let open = |addr: SocketAddr, header: &'static str, value: &str| {
+        let mut request = format!("ws://{addr}/ws/chat/hall")
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(header, value.parse().unwrap());
+        let (mut ws, _) = tungstenite::client(request, tcp(addr)).expect("signed in");
+        let welcome = next_of_type(&mut ws, "welcome");
+        (ws, welcome)
+    };
+    let (mut admin, welcome) = open(b.local_addr(), "Cookie", &cookie);
+    assert_eq!(welcome["role"], "admin");
+    let (_member, welcome) = open(a.local_addr(), "Authorization", "Bearer pw");
+    assert_eq!(welcome["role"], "member");
+    // Still an admin in the next room's welcome.
+    send_json(&mut admin, json!({"type": "join", "room": "stage"}));
+    assert_eq!(next_of_type(&mut admin, "welcome")["role"], "admin");
 }

@@ -417,3 +417,52 @@ fn a_tombstone_goes_from_redis_with_its_trimmed_entry() {
         "trimmed with its entry: the hash stays bounded"
     );
 }
+
+/// An admin (signed in with the admin password, here as its Bearer) deletes anyone's
+/// message on the chat socket, and through the API with the admin password; the room
+/// is told who did it. A member beside it still may not.
+#[test]
+fn an_admin_deletes_anyones_message_on_the_socket_and_through_the_api() {
+    use tungstenite::client::IntoClientRequest;
+    const ADMIN: &str = "staple battery";
+    let server = start_with(|b| b.admin_password(ADMIN).rate_per_sec(1000).rate_burst(1000));
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let mut upgrade = format!("ws://{addr}/ws/chat/r?name=teacher")
+        .into_client_request()
+        .expect("a request");
+    let bearer = format!("Bearer {ADMIN}").parse().expect("a header value");
+    upgrade.headers_mut().insert("Authorization", bearer);
+    let (mut teacher, _) = tungstenite::client(upgrade, tcp(addr)).expect("handshake");
+    let welcome = next_of_type(&mut teacher, "welcome");
+    assert_eq!(welcome["role"], "admin", "{welcome}");
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    let first = said(&mut ann, "first");
+    let second = said(&mut ann, "second");
+    delete(&mut bob, first);
+    assert_eq!(next_of_type(&mut bob, "error")["code"], "forbidden");
+
+    delete(&mut teacher, first);
+    for ws in [&mut ann, &mut bob, &mut teacher] {
+        let told = next_of_type(ws, "deleted");
+        assert_eq!(
+            (&told["id"], &told["by"]),
+            (&json!(first), &json!("teacher"))
+        );
+    }
+    let answer = request(
+        addr,
+        "DELETE",
+        &format!("/api/rooms/r/messages/{second}"),
+        &format!("Authorization: Bearer {ADMIN}\r\n"),
+    );
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert_eq!(next_of_type(&mut ann, "deleted")["id"], second);
+    let wrong = request(
+        addr,
+        "DELETE",
+        &format!("/api/rooms/r/messages/{second}"),
+        "Authorization: Bearer not the admin password\r\n",
+    );
+    assert_eq!(status(&wrong), 401, "{wrong}");
+}

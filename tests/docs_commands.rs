@@ -77,6 +77,11 @@ const RUN: &[(&str, &str, &str)] = &[
     ),
     (
         "README.md",
+        "mkdir -p ~/.config && (umask 077; echo 'staple battery horse' > ~/.config/switchboard-admin-password)",
+        "readme_admin_password_file_makes_an_admin",
+    ),
+    (
+        "README.md",
         "websocat -E --linemode-strip-newlines 'ws://127.0.0.1:3000/ws/chat?name=alice' -H 'Authorization: Bearer correct horse battery'",
         "readme_password_file_server_and_websocat_with_the_password",
     ),
@@ -571,6 +576,7 @@ impl Shell {
             "RUST_LOG",
             "SWITCHBOARD_API_TOKEN",
             "SWITCHBOARD_PASSWORD",
+            "SWITCHBOARD_ADMIN_PASSWORD",
             "SWITCHBOARD_REDIS",
         ] {
             command.env_remove(var);
@@ -1218,6 +1224,42 @@ fn readme_password_file_server_and_websocat_with_the_password() {
         (message["from"].as_str(), message["text"].as_str()),
         (Some("alice"), Some("let in"))
     );
+}
+
+#[test]
+fn readme_admin_password_file_makes_an_admin() {
+    let shell = Shell::new("admin");
+    // The password's file, as the section before says, then the admin's.
+    let password = block(
+        "README.md",
+        "mkdir -p ~/.config && (umask 077; echo 'correct horse battery' > ~/.config/switchboard-password)",
+    )
+    .commands();
+    let lines = block(
+        "README.md",
+        "mkdir -p ~/.config && (umask 077; echo 'staple battery horse' > ~/.config/switchboard-admin-password)",
+    )
+    .commands();
+    let (start_line, setup) = lines.split_last().expect("commands");
+    let setup = [&password[0], &setup[0]];
+    shell
+        .run(&setup.map(String::as_str).join("\n"))
+        .assert_success(&setup.map(String::as_str).join("; "));
+    let served = shell.serve(start_line);
+    let addr = served.http;
+    let role = |secret: &str| {
+        let mut request = format!("ws://{addr}/ws/chat")
+            .into_client_request()
+            .unwrap();
+        let bearer = format!("Bearer {secret}");
+        request
+            .headers_mut()
+            .insert("Authorization", bearer.parse().unwrap());
+        let (mut ws, _) = tungstenite::client(request, tcp(addr)).expect("signed in");
+        next_of_type(&mut ws, "welcome")["role"].clone()
+    };
+    assert_eq!(role("staple battery horse"), "admin");
+    assert_eq!(role("correct horse battery"), "member");
 }
 
 #[test]

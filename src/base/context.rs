@@ -50,6 +50,11 @@ pub(crate) struct Context {
     /// Signs session cookies: derived from the key the store (or the cluster) keeps,
     /// so that sign-ins outlive a restart on the same data directory.
     pub session_key: [u8; 32],
+    /// Signs admin session cookies: bound to the admin password as `session_key` is
+    /// to the password, so that a new admin password ends every admin session and
+    /// leaves the members' alone. `None` without an admin password: no admin cookie
+    /// is good then.
+    pub admin_session_key: Option<[u8; 32]>,
     /// The proxies whose forwarding headers are believed (`Config::trust_proxies`).
     pub trusted: Trusted,
     /// The DNS names a request's `Host` may carry besides IP literals and
@@ -82,6 +87,8 @@ pub(crate) struct ContextParts {
     pub tls: Option<openssl::ssl::SslAcceptor>,
     /// Derived from the key the backend keeps and the password (`http::signing_key`).
     pub session_key: [u8; 32],
+    /// Derived from the same key and the admin password (`http::admin_signing_key`).
+    pub admin_session_key: Option<[u8; 32]>,
     /// Parsed from `config.trust_proxies` when the settings were checked.
     pub trusted: Trusted,
     /// Where shared files live.
@@ -95,6 +102,7 @@ impl Context {
             metrics,
             tls,
             session_key,
+            admin_session_key,
             trusted,
             files,
         } = parts;
@@ -121,6 +129,7 @@ impl Context {
             config,
             tls,
             session_key,
+            admin_session_key,
             files,
         })
     }
@@ -136,6 +145,7 @@ impl Context {
             metrics: Arc::new(Metrics::new()),
             tls: None,
             session_key: super::random::random_key()?,
+            admin_session_key: Some(super::random::random_key()?),
             trusted,
             files: Files::open(None, 1 << 20, 1 << 30)?,
         })

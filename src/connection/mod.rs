@@ -62,6 +62,9 @@ pub(crate) enum Endpoint {
         name_error: Option<ChatError>,
         /// `?since=ID&epoch=E`: where a reconnecting client left off.
         since: Option<Since>,
+        /// Whether it signed in as an admin (an admin session, or the admin password
+        /// as Bearer).
+        admin: bool,
     },
     /// `/ws/relay/{room}`: raw forwarding to the rest of the room.
     Relay { room: String },
@@ -193,6 +196,7 @@ pub(crate) fn join<'a>(
             name,
             name_error,
             since,
+            admin,
         } => {
             let (outbox, inbox) = new_outbox()?;
             let (door, opened) = wire::door(outbox.waker()).map_err(JoinError::Overloaded)?;
@@ -211,6 +215,7 @@ pub(crate) fn join<'a>(
                 outbox,
                 wire: Some(key),
                 client: crate::base::ClientKey::of(peer.addr.ip()),
+                admin,
             };
             let policy = ChatPolicy::new(config, &ctx.files);
             (Handler::Chat(Box::new(policy)), event, inbox)

@@ -1,14 +1,16 @@
 //! The one budget every secret is guessed against, and the sessions that were ended.
 //!
-//! Every door that checks the password or the API token (`POST /login`,
-//! `Authorization: Bearer` on any endpoint, `/info`, the API) hands the guess to the
-//! doors' thread, which spends from the client's budget and compares **in one step**
-//! ([`SignIn::Judge`]): it handles one request at a time, so forty guesses sent at
-//! once get at most the five tries the budget holds, and the rest are `Locked`,
-//! whatever they carry — while a right secret costs nothing, so that a script posting
-//! with the right token in parallel is never slowed by its own successes. A door that
-//! must read a body first asks [`SignIn::May`] before reading it, so a locked-out
-//! client costs no more than its request head.
+//! Every door that checks the password, the admin password or the API token
+//! (`POST /login`, `Authorization: Bearer` on any endpoint, `/info`, the API) hands
+//! the guess to the doors' thread, which spends from the client's budget and compares
+//! **in one step** ([`SignIn::Judge`]): it handles one request at a time, so forty
+//! guesses sent at once get at most the five tries the budget holds, and the rest are
+//! `Locked`, whatever they carry — while a right secret costs nothing, so that a
+//! script posting with the right token in parallel is never slowed by its own
+//! successes. A door that takes either of several secrets (the password or the admin
+//! password) has one guess compared with all of them at once, for one try, and is
+//! told which it was. A door that must read a body first asks [`SignIn::May`] before
+//! reading it, so a locked-out client costs no more than its request head.
 //!
 //! A session ended by `POST /logout` is remembered until its cookie would have
 //! expired anyway, so the same cookie is refused from then on, on every node (the
@@ -36,6 +38,8 @@ pub(crate) const END_EVERY_SECS: f64 = 3.0;
 pub(crate) enum Secret {
     /// The password (`--password-file`).
     Password,
+    /// The admin password (`--admin-password-file`).
+    AdminPassword,
     /// The API token (`--api-token-file`).
     ApiToken,
 }
@@ -43,8 +47,8 @@ pub(crate) enum Secret {
 /// What became of a guess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// The right secret: nothing was spent.
-    Right,
+    /// The right secret, this one of those the door takes: nothing was spent.
+    Right(Secret),
     /// A wrong one (or no such secret is set): one try spent.
     Wrong,
     /// The client's budget is spent: nothing was compared.
@@ -59,10 +63,12 @@ pub(crate) enum SignIn {
         client: ClientKey,
         reply: Sender<bool>,
     },
-    /// Spend a try of `client`'s and compare `offered` with `secret`, in one step.
+    /// Spend a try of `client`'s and compare `offered` with each secret of `accepts`
+    /// (those set), in one step: one guess is one try, however many it is compared
+    /// with.
     Judge {
         client: ClientKey,
-        secret: Secret,
+        accepts: &'static [Secret],
         /// The guess; its `Debug` shows nothing of it.
         offered: crate::config::Secret,
         reply: Sender<Verdict>,
@@ -85,6 +91,7 @@ pub(crate) enum SignIn {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Secrets {
     pub password: Option<crate::config::Secret>,
+    pub admin_password: Option<crate::config::Secret>,
     pub api_token: Option<crate::config::Secret>,
 }
 
@@ -119,11 +126,11 @@ impl SignIns {
             }
             SignIn::Judge {
                 client,
-                secret,
+                accepts,
                 offered,
                 reply,
             } => {
-                let _ = reply.send(self.judge(client, secret, &offered));
+                let _ = reply.send(self.judge(client, accepts, &offered));
             }
             SignIn::Ended { id, reply } => {
                 let _ = reply.send(self.ended.contains_key(&id));
@@ -171,21 +178,31 @@ impl SignIns {
     fn judge(
         &mut self,
         client: ClientKey,
-        secret: Secret,
+        accepts: &[Secret],
         offered: &crate::config::Secret,
     ) -> Verdict {
         if !self.budget(client).has_one() {
             return Verdict::Locked;
         }
-        let ours = match secret {
-            Secret::Password => self.secrets.password.as_ref(),
-            Secret::ApiToken => self.secrets.api_token.as_ref(),
-        };
-        if ours.is_some_and(|ours| offered.feed_matches(ours)) {
-            Verdict::Right
-        } else {
-            self.budget(client).allow();
-            Verdict::Wrong
+        // Compared with every one, not up to the first that matches, so that the time
+        // taken says nothing about which it was.
+        let mut right = None;
+        for &secret in accepts {
+            let ours = match secret {
+                Secret::Password => self.secrets.password.as_ref(),
+                Secret::AdminPassword => self.secrets.admin_password.as_ref(),
+                Secret::ApiToken => self.secrets.api_token.as_ref(),
+            };
+            if ours.is_some_and(|ours| offered.feed_matches(ours)) && right.is_none() {
+                right = Some(secret);
+            }
+        }
+        match right {
+            Some(secret) => Verdict::Right(secret),
+            None => {
+                self.budget(client).allow();
+                Verdict::Wrong
+            }
         }
     }
 
@@ -203,11 +220,13 @@ impl SignIns {
 mod tests {
     use super::*;
 
+    const PASSWORDS: &[Secret] = &[Secret::Password, Secret::AdminPassword];
+
     fn guess(signins: &mut SignIns, client: ClientKey, offered: &str) -> Verdict {
         let (reply, answer) = crossbeam_channel::bounded(1);
         signins.handle(SignIn::Judge {
             client,
-            secret: Secret::Password,
+            accepts: PASSWORDS,
             offered: crate::config::Secret::new(offered),
             reply,
         });
@@ -218,13 +237,17 @@ mod tests {
     fn five_wrong_tries_then_nothing_and_a_right_one_costs_nothing() {
         let secrets = Secrets {
             password: Some(crate::config::Secret::new("pw")),
+            admin_password: Some(crate::config::Secret::new("admin")),
             api_token: None,
         };
         let mut signins = SignIns::new(secrets, []);
         let alice = ClientKey::of("192.0.2.1".parse().unwrap());
         let bob = ClientKey::of("192.0.2.2".parse().unwrap());
         for _ in 0..10 {
-            assert_eq!(guess(&mut signins, alice, "pw"), Verdict::Right);
+            let right = Verdict::Right(Secret::Password);
+            assert_eq!(guess(&mut signins, alice, "pw"), right);
+            let admin = Verdict::Right(Secret::AdminPassword);
+            assert_eq!(guess(&mut signins, alice, "admin"), admin);
         }
         let verdicts: Vec<Verdict> = (0..40).map(|_| guess(&mut signins, alice, "no")).collect();
         assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Wrong).count(), 5);
@@ -235,17 +258,45 @@ mod tests {
         );
         assert_eq!(
             guess(&mut signins, bob, "pw"),
-            Verdict::Right,
+            Verdict::Right(Secret::Password),
             "another client"
         );
         let (reply, token) = crossbeam_channel::bounded(1);
         signins.handle(SignIn::Judge {
             client: bob,
-            secret: Secret::ApiToken,
+            accepts: &[Secret::ApiToken],
             offered: crate::config::Secret::new("pw"),
             reply,
         });
         assert_eq!(token.try_recv(), Ok(Verdict::Wrong), "no token set: wrong");
+    }
+
+    #[test]
+    fn a_guess_is_right_only_for_a_secret_its_door_takes() {
+        let secrets = Secrets {
+            password: Some(crate::config::Secret::new("pw")),
+            admin_password: Some(crate::config::Secret::new("admin")),
+            api_token: Some(crate::config::Secret::new("token")),
+        };
+        let mut signins = SignIns::new(secrets, []);
+        let alice = ClientKey::of("192.0.2.1".parse().unwrap());
+        let mut judge = |accepts: &'static [Secret], offered: &str| {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            signins.handle(SignIn::Judge {
+                client: alice,
+                accepts,
+                offered: crate::config::Secret::new(offered),
+                reply,
+            });
+            answer.try_recv().unwrap_or(Verdict::Locked)
+        };
+        let token = &[Secret::ApiToken];
+        assert_eq!(judge(token, "admin"), Verdict::Wrong);
+        assert_eq!(judge(token, "token"), Verdict::Right(Secret::ApiToken));
+        assert_eq!(judge(PASSWORDS, "token"), Verdict::Wrong);
+        let moderator = &[Secret::ApiToken, Secret::AdminPassword];
+        let admin = Verdict::Right(Secret::AdminPassword);
+        assert_eq!(judge(moderator, "admin"), admin);
     }
 
     #[test]

@@ -211,7 +211,7 @@ pub(crate) fn serve<S: Transport>(
             }
         }
         Call::Delete { room, id } => {
-            if let Err(response) = authorize(req, peer, ctx, &lines.doors) {
+            if let Err(response) = authorize(req, (peer, MODERATOR), ctx, &lines.doors) {
                 return response;
             }
             ApiCall::Delete { room, id }
@@ -336,14 +336,23 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, Response> {
     Ok(Some(key.to_owned()))
 }
 
-/// The API token's check, within the client's budget of guesses (like the password).
+/// The API token's check, within the client's budget of guesses (like the password):
+/// the guess is judged against each secret of `accepts` for one try, and the right
+/// one is returned. Posting takes the token alone; what may also take an admin's
+/// word (moderation) passes `[Secret::ApiToken, Secret::AdminPassword]` and asks the
+/// session with `auth::check(…).is_admin()`.
 fn authorize(
     req: &Request,
-    peer: Peer,
+    (peer, accepts): (Peer, &'static [doors::Secret]),
     ctx: &Context,
     doors: &Sender<doors::Request>,
-) -> Result<(), Response> {
-    if ctx.config.api_token.is_none() {
+) -> Result<doors::Secret, Response> {
+    let configured = accepts.iter().any(|secret| match secret {
+        doors::Secret::ApiToken => ctx.config.api_token.is_some(),
+        doors::Secret::AdminPassword => ctx.config.admin_password.is_some(),
+        doors::Secret::Password => ctx.config.password.is_some(),
+    });
+    if !configured {
         return Err(error(
             403,
             "forbidden",
@@ -359,20 +368,23 @@ fn authorize(
         )
         .header("WWW-Authenticate", "Bearer"));
     };
-    let verdict = super::auth::judge(peer, doors::Secret::ApiToken, offered, ctx, doors);
-    if verdict == doors::Verdict::Locked {
-        return Err(super::auth::locked());
-    }
-    if verdict == doors::Verdict::Wrong {
-        return Err(error(
+    match super::auth::judge(peer, accepts, offered, ctx, doors) {
+        doors::Verdict::Right(secret) => Ok(secret),
+        doors::Verdict::Locked => Err(super::auth::locked()),
+        doors::Verdict::Wrong => Err(error(
             401,
             "unauthorized",
             "send Authorization: Bearer TOKEN with the right token",
         )
-        .header("WWW-Authenticate", "Bearer"));
+        .header("WWW-Authenticate", "Bearer")),
     }
-    Ok(())
 }
+
+/// What a post takes: the API token.
+const POSTER: &[doors::Secret] = &[doors::Secret::ApiToken];
+/// Who may moderate through the API: a script with the token, or an admin with the
+/// admin password as its Bearer.
+const MODERATOR: &[doors::Secret] = &[doors::Secret::ApiToken, doors::Secret::AdminPassword];
 
 /// Checks a post: token (within the client's budget of guesses, like the
 /// password), content type, body, text and sender name.
@@ -384,7 +396,7 @@ fn post<S: Transport>(
     ctx: &Context,
     doors: &Sender<doors::Request>,
 ) -> Result<ApiCall, Response> {
-    authorize(req, peer, ctx, doors)?;
+    authorize(req, (peer, POSTER), ctx, doors)?;
     let key = idempotency_key(req)?;
     let content_type = req
         .header("Content-Type")
@@ -480,7 +492,7 @@ fn post_file<S: Transport>(
     ctx: &Context,
     doors: &Sender<doors::Request>,
 ) -> Result<ApiCall, Response> {
-    authorize(req, peer, ctx, doors)?;
+    authorize(req, (peer, POSTER), ctx, doors)?;
     let key = idempotency_key(req)?;
     let content_type = req.header("Content-Type").unwrap_or("");
     let essence = content_type

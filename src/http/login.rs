@@ -2,8 +2,9 @@
 //! (`password=…`) or as JSON (`{"password":…}`), in exchange for a session cookie,
 //! and the session ended again.
 //!
-//! A right password gets `204` (JSON) or `303` to `/` (a form), with the cookie; a
-//! wrong one `401`. A client whose budget is spent is refused before its body is
+//! A right password gets `204` (JSON) or `303` to `/` (a form), with the cookie: a
+//! member's for the password, an admin's for the admin password (one guess is
+//! compared with both, for one try); a wrong one `401`. A client whose budget is spent is refused before its body is
 //! read, and the guess is judged by the doors within the budget ([`auth::judge`]), so
 //! sign-ins sent in parallel get no more tries than sent one by one: past the budget,
 //! `429` with `Retry-After`, right password or not.
@@ -15,6 +16,7 @@ use super::request::{self, Request};
 use super::response::{Response, error};
 use crate::base::{ClientKey, Context, Peer, Transport};
 use crate::doors::{self, Secret, SignIn, Verdict};
+use auth::Role;
 use crossbeam_channel::Sender;
 use std::time::Instant;
 
@@ -30,7 +32,7 @@ pub(crate) fn serve<S: Transport>(
     ctx: &Context,
     doors: &Sender<doors::Request>,
 ) -> Response {
-    if ctx.config.password.is_none() {
+    if !auth::signs_in(ctx) {
         return error(404, "not_found", "this server has no password: just open /");
     }
     if !auth::may_try(peer, ctx, doors) {
@@ -64,14 +66,18 @@ pub(crate) fn serve<S: Transport>(
             "send the password as password=… or {\"password\":…}",
         );
     };
-    match auth::judge(peer, Secret::Password, &offered, ctx, doors) {
-        Verdict::Right => {}
+    let role = match auth::judge(peer, auth::PASSWORDS, &offered, ctx, doors) {
+        Verdict::Right(Secret::AdminPassword) => Role::Admin,
+        Verdict::Right(_) => Role::Member,
         Verdict::Wrong => return error(401, "wrong_password", "wrong password"),
         Verdict::Locked => return auth::locked(),
-    }
-    let Some(cookie) = auth::new_session(ctx, peer.secure) else {
+    };
+    let Some(cookie) = auth::new_session(ctx, role, peer.secure) else {
         return error(503, "unavailable", "no randomness for a session: try again");
     };
+    if role == Role::Admin {
+        auth::admin_signed_in(peer, ctx);
+    }
     signed_in_or_out(form, cookie)
 }
 
@@ -84,7 +90,7 @@ pub(crate) fn logout(
     ctx: &Context,
     doors: &Sender<doors::Request>,
 ) -> Response {
-    if ctx.config.password.is_none() {
+    if !auth::signs_in(ctx) {
         return error(
             404,
             "not_found",

@@ -26,7 +26,7 @@ use crate::connection::{self, Endpoint, JoinError};
 use crate::doors;
 use crate::metrics::{self, Rejection};
 use crate::wire::Tap;
-pub(crate) use auth::signing_key;
+pub(crate) use auth::{admin_signing_key, signing_key};
 use crossbeam_channel::Sender;
 pub(crate) use request::{HeadError, Request};
 pub(crate) use response::Response;
@@ -222,6 +222,8 @@ fn answer<S: Transport>(stream: S, req: &Request, peer: Peer, response: Response
 ///    `429` while the client's budget is spent. `/info` says whether the request is
 ///    signed in, within the same budget. `/metrics` answers only loopback unless told
 ///    `metrics_public`. Posting to the API has its own token, checked by the API.
+///    With an admin password set (with a password or without), the same check says
+///    whether a chat connection is an admin's ([`admit`]).
 fn guard(
     routed: Routed,
     req: &Request,
@@ -249,8 +251,12 @@ fn guard(
         );
     }
     if ctx.config.password.is_none() {
+        // Open to all: only an admin's chat connection needs telling apart.
         return match routed {
             Routed::Info => Routed::Respond(info(ctx, true)),
+            Routed::Upgrade(Endpoint::Chat { .. }, _) if auth::signs_in(ctx) => {
+                admit(routed, auth::check(req, peer, ctx, doors), ctx)
+            }
             other => other,
         };
     }
@@ -259,35 +265,7 @@ fn guard(
         Routed::Upgrade(..) | Routed::Info | Routed::File(_)
     ) || matches!(&routed, Routed::Api(call) if !call.is_post());
     if needs_access {
-        let access = auth::check(req, peer, ctx, doors);
-        return match (routed, access) {
-            (_, auth::Access::Locked) => {
-                let response = auth::locked();
-                Routed::Reject(
-                    response,
-                    Rejection::Unauthorized,
-                    "too many wrong passwords from this address".to_owned(),
-                )
-            }
-            (Routed::Info, access) => Routed::Respond(info(ctx, access.allowed())),
-            (routed, access) if access.allowed() => routed,
-            (Routed::Api(_), _) => Routed::Respond(
-                response::error(
-                    401,
-                    "unauthorized",
-                    "sign in first: POST /login, or Authorization: Bearer PASSWORD",
-                )
-                .header("WWW-Authenticate", "Bearer"),
-            ),
-            _ => {
-                let reason = "this chat needs a password: sign in at / or send Authorization: Bearer PASSWORD";
-                Routed::Reject(
-                    Response::text(401, reason).header("WWW-Authenticate", "Bearer"),
-                    Rejection::Unauthorized,
-                    reason.to_owned(),
-                )
-            }
-        };
+        return admit(routed, auth::check(req, peer, ctx, doors), ctx);
     }
     match routed {
         Routed::Respond(_) if path == "/metrics" && !ctx.config.metrics_public && !peer.local => {
@@ -300,6 +278,46 @@ fn guard(
             )
         }
         other => other,
+    }
+}
+
+/// What a request that needs access gets, given its `access`: a chat connection
+/// learns here whether it is an admin's.
+fn admit(routed: Routed, access: auth::Access, ctx: &Context) -> Routed {
+    match (routed, access) {
+        (_, auth::Access::Locked) => {
+            let response = auth::locked();
+            Routed::Reject(
+                response,
+                Rejection::Unauthorized,
+                "too many wrong passwords from this address".to_owned(),
+            )
+        }
+        (Routed::Info, access) => Routed::Respond(info(ctx, access.allowed())),
+        (Routed::Upgrade(mut endpoint, response), access) if access.allowed() => {
+            if let Endpoint::Chat { admin, .. } = &mut endpoint {
+                *admin = access.is_admin();
+            }
+            Routed::Upgrade(endpoint, response)
+        }
+        (routed, access) if access.allowed() => routed,
+        (Routed::Api(_), _) => Routed::Respond(
+            response::error(
+                401,
+                "unauthorized",
+                "sign in first: POST /login, or Authorization: Bearer PASSWORD",
+            )
+            .header("WWW-Authenticate", "Bearer"),
+        ),
+        _ => {
+            let reason =
+                "this chat needs a password: sign in at / or send Authorization: Bearer PASSWORD";
+            Routed::Reject(
+                Response::text(401, reason).header("WWW-Authenticate", "Bearer"),
+                Rejection::Unauthorized,
+                reason.to_owned(),
+            )
+        }
     }
 }
 

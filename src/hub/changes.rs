@@ -132,9 +132,15 @@ impl ChatRooms {
         if current != room {
             return;
         }
+        let role = if members.is_admin(member) {
+            chat::Role::Admin
+        } else {
+            chat::Role::Member
+        };
         let json = chat::encode(&ServerMessage::Welcome {
             name,
             room: &room,
+            role,
             members: self.names(members, &room),
             history: history.iter().map(|l| &**l).collect(),
             epoch: &self.epoch,

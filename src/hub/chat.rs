@@ -765,10 +765,9 @@ impl ChatRooms {
     }
 }
 
-/// Whether chat member `id` may delete anyone's message.
-fn is_admin(_members: &Members, _id: ConnId) -> bool {
-    // the admin role lands with issue 27's admin-role branch
-    false
+/// Whether chat member `id` may delete anyone's message: it signed in as an admin.
+fn is_admin(members: &Members, id: ConnId) -> bool {
+    members.is_admin(id)
 }
 
 /// The error for a message the store has not confirmed (or not yet: it is on its way).

@@ -26,6 +26,9 @@ pub(super) struct Member {
     pub role: Role,
     /// The key a chat member's traffic can be watched with.
     pub wire: Option<String>,
+    /// Whether it signed in as an admin. Known for the members of this node only
+    /// (an admin acts through its own connection); `false` for the rest.
+    pub admin: bool,
 }
 
 /// Every member of the hub, and the names in use.
@@ -45,13 +48,20 @@ impl Members {
         room: &str,
         outbox: Outbox,
         wire: Option<String>,
+        admin: bool,
     ) {
         let role = Role::Chat {
             name: String::new(),
             room: room.to_owned(),
         };
         let outbox = Some(outbox);
-        self.by_id.insert(id, Member { outbox, role, wire });
+        let member = Member {
+            outbox,
+            role,
+            wire,
+            admin,
+        };
+        self.by_id.insert(id, member);
     }
 
     /// Adds a chat member of another node, or names one of ours, as the cluster says:
@@ -66,8 +76,14 @@ impl Members {
         match self.by_id.get_mut(&id) {
             Some(member) => member.role = role,
             None => {
-                let (outbox, wire) = (None, None);
-                self.by_id.insert(id, Member { outbox, role, wire });
+                let (outbox, wire, admin) = (None, None, false);
+                let member = Member {
+                    outbox,
+                    role,
+                    wire,
+                    admin,
+                };
+                self.by_id.insert(id, member);
             }
         }
     }
@@ -123,14 +139,25 @@ impl Members {
         let role = Role::Relay {
             room: room.to_owned(),
         };
-        let (outbox, wire) = (Some(outbox), None);
-        self.by_id.insert(id, Member { outbox, role, wire });
+        let (outbox, wire, admin) = (Some(outbox), None, false);
+        let member = Member {
+            outbox,
+            role,
+            wire,
+            admin,
+        };
+        self.by_id.insert(id, member);
     }
 
     /// Where chat member `id`'s traffic can be watched, for its `welcome`.
     pub(super) fn wire(&self, id: ConnId) -> Option<chat::WireRef<'_>> {
         let key = self.by_id.get(&id)?.wire.as_deref()?;
         Some(chat::WireRef { id, key })
+    }
+
+    /// Whether member `id` is an admin of this node's (what moderation asks).
+    pub(super) fn is_admin(&self, id: ConnId) -> bool {
+        self.by_id.get(&id).is_some_and(|m| m.admin)
     }
 
     pub(super) fn get(&self, id: ConnId) -> Option<&Member> {

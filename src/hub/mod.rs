@@ -68,6 +68,8 @@ pub(crate) enum HubEvent {
         wire: Option<String>,
         /// Its client (address, or IPv6 /64), for the per-client limits.
         client: ClientKey,
+        /// Whether it signed in as an admin: kept per connection, on its own node.
+        admin: bool,
     },
     /// A relay client finished its handshake.
     JoinRelay {
@@ -313,9 +315,10 @@ impl Hub {
                 outbox,
                 wire,
                 client,
+                admin,
             } => {
                 chat.rooms_kept.clients.insert(id, client);
-                members.join_unnamed(id, &room, outbox, wire);
+                members.join_unnamed(id, &room, outbox, wire, admin);
                 chat.join(members, post, id, &room, name, since);
                 if let Some(error) = name_error {
                     chat.send_error(members, post, id, &error);
@@ -473,6 +476,7 @@ mod tests {
             since: None,
             outbox: tx,
             wire: None,
+            admin: false,
         });
         rx
     }
@@ -498,6 +502,7 @@ mod tests {
             since: None,
             outbox: tx,
             wire: None,
+            admin: false,
         });
         hub.hub.apply_only(HubEvent::Chat {
             id: 1,
@@ -558,6 +563,7 @@ mod tests {
             since: None,
             outbox: tx,
             wire: None,
+            admin: false,
         });
         assert_eq!(drain(&d)[0]["name"], "guest-2");
     }
@@ -730,6 +736,7 @@ mod tests {
             since: None,
             outbox: tx,
             wire: None,
+            admin: false,
         });
         rx
     }

@@ -114,6 +114,11 @@ pub(crate) struct ServeArgs {
     /// SWITCHBOARD_PASSWORD. Never on the command line.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// A file holding the admin password: signing in with it makes an admin (the
+    /// chat's welcome says "role":"admin"); or set SWITCHBOARD_ADMIN_PASSWORD. Never on
+    /// the command line. Must differ from the password; works without one too.
+    #[arg(long, value_name = "FILE")]
+    admin_password_file: Option<PathBuf>,
     /// Serve /metrics to everyone even while a password is set (by default only to
     /// this machine then).
     #[arg(long)]
@@ -291,6 +296,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "--password-file",
         "SWITCHBOARD_PASSWORD",
     )?;
+    let admin_password = secret(
+        args.admin_password_file.as_deref(),
+        "--admin-password-file",
+        "SWITCHBOARD_ADMIN_PASSWORD",
+    )?;
     let mut config = args.into_config();
     if config.redis.is_none()
         && let Ok(url) = std::env::var("SWITCHBOARD_REDIS")
@@ -301,6 +311,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     config.api_token = token.map(switchboard::Secret::new);
     config.password = password.map(switchboard::Secret::new);
+    config.admin_password = admin_password.map(switchboard::Secret::new);
     let development_cert =
         !config.tls_listen.is_empty() && config.tls_identity == Identity::Development;
     let cluster = config.redis.is_some();
@@ -316,6 +327,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .start()
             .map_err(|e| -> Box<dyn std::error::Error> {
                 match e {
+                    switchboard::Error::BadConfig {
+                        setting: "admin_password",
+                        ..
+                    } => "--admin-password-file (or SWITCHBOARD_ADMIN_PASSWORD) must hold \
+                          another password than --password-file (or SWITCHBOARD_PASSWORD): \
+                          whoever knows the password would be an admin"
+                        .into(),
                     // Named as the user named it: by its flag.
                     switchboard::Error::BadConfig { setting, problem } => {
                         format!("{} {problem}", flag_for(setting)).into()
