@@ -4416,3 +4416,45 @@ fn page_says_a_file_expired_in_words() {
         "{shown}"
     );
 }
+
+/// A page signed in with the admin password offers Delete on everyone's messages: the
+/// teacher deletes a student's message, the student's client is told who did it, and
+/// the page shows it deleted. A member's page offers Delete on its own only.
+#[test]
+fn an_admin_page_deletes_a_members_message() {
+    let Some(driver) = driver_or_skip("an_admin_page_deletes_a_members_message") else {
+        return;
+    };
+    const ADMIN: &str = "staple battery";
+    let server = start_with(|b| b.password(PASSWORD).admin_password(ADMIN));
+    let addr = server.local_addr();
+    let teacher = Page::blank(&driver, "teacher", DESKTOP);
+    teacher.session.goto(&format!("http://{addr}/#class"));
+    teacher.wait_password_prompt();
+    teacher
+        .session
+        .type_into("[data-testid=join-name]", "teacher");
+    teacher
+        .session
+        .type_into("[data-testid=join-password]", &format!("{ADMIN}{ENTER}"));
+    teacher.wait_online();
+    assert_eq!(teacher.run("return document.body.dataset.role;"), "admin");
+    let (mut student, _) = bearer_chat(addr, "class", "student");
+    say(&mut student, "something rude");
+    let id = next_of_type(&mut student, "message")["id"].clone();
+    teacher.wait_entry("message", "something rude");
+    let row = format!("#log > li[data-kind=message][data-id='{id}']");
+    teacher.session.click(&format!("{row} [data-part=text]"));
+    teacher
+        .session
+        .click(&format!("{row} button[data-action=delete]"));
+    let told = next_of_type(&mut student, "deleted");
+    assert_eq!((&told["id"], &told["by"]), (&id, &json!("teacher")));
+    teacher.wait(
+        "the message shown as deleted",
+        &format!(
+            "document.querySelector(\"{row}\")?.querySelector('[data-part=text]').textContent === 'message deleted'"
+        ),
+        json!([]),
+    );
+}
