@@ -4458,3 +4458,52 @@ fn an_admin_page_deletes_a_members_message() {
         json!([]),
     );
 }
+
+/// With only an admin password set, members come in freely and the page offers to sign
+/// in as an admin: a wrong password is refused in words; the right one brings the
+/// same room back on a new connection as an admin, and the form goes.
+#[test]
+fn a_page_signs_in_as_admin_where_members_need_no_password() {
+    let Some(driver) = driver_or_skip("a_page_signs_in_as_admin_where_members_need_no_password")
+    else {
+        return;
+    };
+    const ADMIN: &str = "staple battery";
+    let server = start_with(|b| b.admin_password(ADMIN));
+    let addr = server.local_addr();
+    let teacher = Page::join(
+        &driver,
+        &format!("http://{addr}/#class"),
+        "teacher",
+        DESKTOP,
+    );
+    assert_eq!(teacher.run("return document.body.dataset.role;"), "member");
+    teacher.wait(
+        "the admin sign-in offered",
+        "!document.querySelector('[data-testid=admin-form]').hidden",
+        json!([]),
+    );
+    teacher
+        .session
+        .type_into("[data-testid=admin-password]", &format!("not it{ENTER}"));
+    teacher.wait(
+        "the wrong password refused",
+        "document.querySelector('[data-testid=admin-error]').textContent === 'Wrong password.'",
+        json!([]),
+    );
+    teacher
+        .session
+        .type_into("[data-testid=admin-password]", &format!("{ADMIN}{ENTER}"));
+    teacher.wait(
+        "the page an admin's",
+        "document.body.dataset.role === 'admin' && document.querySelector('[data-testid=admin-form]').hidden",
+        json!([]),
+    );
+    let (mut student, _) = chat(addr, "class", Some("student"));
+    say(&mut student, "hello");
+    teacher.wait_entry("message", "hello");
+    let offered = teacher.run(
+        "return !!document.querySelector('#log > li[data-kind=message] button[data-action=delete]');",
+    );
+    assert_eq!(offered, true, "an admin may delete the student's message");
+}

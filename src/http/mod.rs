@@ -347,6 +347,8 @@ fn info(ctx: &Context, signed_in: bool) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "urls": ctx.config.public_urls,
         "password": ctx.config.password.is_some(),
+        // Whether anyone can sign in as an admin: the page then offers it.
+        "admin": ctx.config.admin_password.is_some(),
         "signed_in": signed_in,
         "limits": ctx.config.limits(),
     });
