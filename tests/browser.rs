@@ -4483,6 +4483,7 @@ fn a_page_signs_in_as_admin_where_members_need_no_password() {
         "!document.querySelector('[data-testid=admin-form]').hidden",
         json!([]),
     );
+    teacher.screenshot("admin-signin.png");
     teacher
         .session
         .type_into("[data-testid=admin-password]", &format!("not it{ENTER}"));
