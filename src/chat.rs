@@ -54,6 +54,25 @@ pub(crate) enum ClientMessage {
     History { before: Option<u64>, limit: usize },
     /// Delete message `id` of the current room: one's own, or any as an admin.
     Delete { id: u64 },
+    /// Close member `name` of the current room with `reason` and keep it out of the
+    /// room for a while (admins).
+    Kick { name: String, reason: String },
+}
+
+/// The longest reason a kick may give, in characters: a line a person reads.
+pub(crate) const MAX_REASON_CHARS: usize = 200;
+
+/// The longest reason a Close frame carries, in bytes (RFC 6455 §5.5: a control
+/// frame's payload is at most 125 bytes, two of them the code).
+pub(crate) const MAX_CLOSE_REASON: usize = 123;
+
+/// `reason` cut to fit a Close frame, at a character boundary.
+pub(crate) fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// Messages a `history` request gets when it names no `limit`.
@@ -98,15 +117,17 @@ pub(crate) enum ErrorCode {
     Unconfirmed,
     /// The request is not the member's to make: deleting someone else's message.
     Forbidden,
-    /// No such message in the room (or it is deleted already).
+    /// No such message in the room (or it is deleted already), or no such member.
     NotFound,
+    /// The member was kicked from the room and may not come back before `until`.
+    Kicked,
 }
 
 impl ErrorCode {
     /// Every code, for the error table of docs/PROTOCOL.md (`src/doc_tables.rs`
     /// checks the table against this list, and this list against the enum).
     #[cfg(test)]
-    pub(crate) const ALL: [ErrorCode; 18] = [
+    pub(crate) const ALL: [ErrorCode; 19] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -125,6 +146,7 @@ impl ErrorCode {
         ErrorCode::Unconfirmed,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::Kicked,
     ];
 }
 
@@ -133,6 +155,8 @@ impl ErrorCode {
 pub(crate) struct ChatError {
     pub code: ErrorCode,
     pub message: String,
+    /// Until when (ms since the epoch) it holds, for a refusal that ends: `kicked`.
+    pub until: Option<u64>,
 }
 
 impl ChatError {
@@ -140,6 +164,15 @@ impl ChatError {
         Self {
             code,
             message: message.into(),
+            until: None,
+        }
+    }
+
+    /// The same error, saying until when it holds.
+    pub(crate) fn until(self, until: u64) -> Self {
+        Self {
+            until: Some(until),
+            ..self
         }
     }
 
@@ -148,6 +181,7 @@ impl ChatError {
         encode(&ServerMessage::Error {
             code: self.code,
             message: &self.message,
+            until: self.until,
         })
     }
 }
@@ -174,6 +208,7 @@ struct RawRequest {
     mime: Option<String>,
     size: Option<u64>,
     id: Option<u64>,
+    reason: Option<String>,
 }
 
 /// The longest `cid` a client may give a message.
@@ -288,6 +323,10 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
             )),
             Some(id) => Ok(ClientMessage::Delete { id }),
         },
+        "kick" => Ok(ClientMessage::Kick {
+            name: valid_name(&field(raw.name, "name")?)?,
+            reason: valid_reason(raw.reason.unwrap_or_default())?,
+        }),
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
             format!("unknown message type {:?}", truncate(other, 64)),
@@ -369,6 +408,25 @@ fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
         return Err(ChatError::new(ErrorCode::MissingField, "text is empty"));
     }
     Ok(text)
+}
+
+/// A moderator's reason: up to [`MAX_REASON_CHARS`] characters, trimmed, nothing
+/// invisible (it is shown to the room and in the kicked member's Close frame).
+pub(crate) fn valid_reason(reason: String) -> Result<String, ChatError> {
+    let reason = reason.trim();
+    if reason.chars().nth(MAX_REASON_CHARS).is_some() {
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("a reason has at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    if reason.chars().any(crate::escape::needs_escape) {
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            "a reason has no control, formatting or separator characters",
+        ));
+    }
+    Ok(reason.nfc().collect())
 }
 
 /// Checks a display name (1–32 characters, nothing invisible, trimmed) and
@@ -478,6 +536,8 @@ pub(crate) enum LeaveReason {
     Switched,
     /// The client did not read fast enough and was evicted (Close 1008).
     SlowConsumer,
+    /// A moderator kicked the member (Close 4001).
+    Kicked,
 }
 
 impl LeaveReason {
@@ -490,6 +550,7 @@ impl LeaveReason {
             LeaveReason::Shutdown => "shutdown",
             LeaveReason::Switched => "switched",
             LeaveReason::SlowConsumer => "slow_consumer",
+            LeaveReason::Kicked => "kicked",
         }
     }
 }
@@ -750,9 +811,20 @@ pub(crate) enum ServerMessage<'a> {
         id: u64,
         by: &'a str,
     },
+    /// Member `name` was kicked from `room` by `by`, and may not come back before
+    /// `until` (ms since the epoch).
+    Kicked {
+        room: &'a str,
+        name: &'a str,
+        by: &'a str,
+        reason: &'a str,
+        until: u64,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<u64>,
     },
 }
 

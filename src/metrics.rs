@@ -103,6 +103,9 @@ pub(crate) struct Metrics {
     /// Messages deleted at the asking of this node's members and API
     /// (`switchboard_moderation_actions_total{action="delete"}`).
     pub deletes: AtomicU64,
+    /// Members kicked at the asking of this node's admins and API
+    /// (`switchboard_moderation_actions_total{action="kick"}`).
+    pub kicks: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -129,6 +132,7 @@ impl Metrics {
             redis_up: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
+            kicks: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -299,8 +303,10 @@ impl Metrics {
             out,
             "# HELP switchboard_moderation_actions_total Moderation actions taken through this node, by action.\n\
              # TYPE switchboard_moderation_actions_total counter\n\
-             switchboard_moderation_actions_total{{action=\"delete\"}} {}\n",
-            get(&self.deletes)
+             switchboard_moderation_actions_total{{action=\"delete\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"kick\"}} {}\n",
+            get(&self.deletes),
+            get(&self.kicks)
         );
         let _ = write!(
             out,

@@ -157,6 +157,11 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
         API_DELETE,
         "readme_token_file_server_and_curl_post_a_message",
     ),
+    (
+        "README.md",
+        API_KICK,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
 ];
 
 /// The README's post of a file with curl.
@@ -167,6 +172,9 @@ const FORM_POST: &str = "curl -F file=@graph.png -F 'text=nightly build' -H \"Au
 
 /// The README's deletion of a message with curl.
 const API_DELETE: &str = "curl -X DELETE -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3000/api/rooms/ops/messages/43";
+
+/// The README's kick with curl.
+const API_KICK: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"name\":\"mallory\",\"reason\":\"flooding\"}' http://127.0.0.1:3000/api/rooms/ops/kick";
 
 /// Inline spans that start like a command but are not one, and why.
 const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
@@ -1168,6 +1176,37 @@ fn readme_token_file_server_and_curl_post_a_message() {
     let logged = served
         .program
         .wait_stderr(&format!("deleted message {id} of room ops (by api)"));
+    assert!(!logged.contains(token.trim()), "{logged}");
+
+    // The token kicks: the README's command, for a member of ops.
+    let (mut mallory, _) = chat(served.http, "ops", Some("mallory"));
+    next_of_type(&mut ops, "join");
+    let kick = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_KICK), served.http, None)
+    );
+    let answer = shell.run(&kick);
+    answer.assert_success(&kick);
+    let told: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(
+        (&told["type"], &told["name"], &told["reason"]),
+        (
+            &serde_json::json!("kicked"),
+            &serde_json::json!("mallory"),
+            &serde_json::json!("flooding")
+        ),
+        "{}",
+        answer.stdout
+    );
+    assert_eq!(next_of_type(&mut ops, "kicked"), told);
+    let close = close_frame(&mut mallory).expect("a Close");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4001, "flooding")
+    );
+    let logged = served
+        .program
+        .wait_stderr("api kicked mallory from room ops (flooding)");
     assert!(!logged.contains(token.trim()), "{logged}");
 }
 

@@ -15,6 +15,7 @@
 use super::backend::{Backend, Early, pending};
 use super::idempotent::{self, Key};
 use super::members::{Members, with_suffix};
+use super::moderation::{self, Moderation};
 use super::{LeaveReason, Post};
 use crate::base::RateLimit;
 use crate::base::{ClientKey, ConnId, now_ms};
@@ -23,7 +24,7 @@ use crate::chat::{
 };
 use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
-use crate::store::{self, ApiAnswer, Author, NewMessage, Request};
+use crate::store::{self, Action, ApiAnswer, Asker, Author, NewMessage, Refusal, Request, Rule};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -56,6 +57,8 @@ pub(super) struct ChatRooms {
     pub(super) limits: chat::Limits,
     /// The `Idempotency-Key`s of API posts, for 24 hours.
     pub(super) keys: idempotent::Keys,
+    /// Kicks in force, and what a new one needs.
+    pub(super) moderation: Moderation,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -156,7 +159,7 @@ impl ChatRooms {
         backend: Backend,
         api_rate: (u32, u32),
         rooms_kept: RoomsKept,
-        limits: chat::Limits,
+        (limits, moderation): (chat::Limits, Moderation),
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -169,6 +172,7 @@ impl ChatRooms {
             rooms_kept,
             limits,
             keys: idempotent::Keys::default(),
+            moderation,
             metrics,
         }
     }
@@ -226,6 +230,17 @@ impl ChatRooms {
                 by: chat::API_SENDER.to_owned(),
                 by_admin: true,
             }),
+            ApiCall::Kick { room, name, reason } => {
+                let asker = store::Asker::Api(reply.clone());
+                let by = chat::API_SENDER.to_owned();
+                match self.kick_request(members, asker, (room, by), (&name, reason)) {
+                    Ok(request) => request,
+                    Err(_) => {
+                        let _ = reply.send(ApiAnswer::NotFound);
+                        return;
+                    }
+                }
+            }
             ApiCall::Post {
                 room,
                 from,
@@ -374,7 +389,19 @@ impl ChatRooms {
             }
             ClientMessage::Direct { to, text } => self.direct(members, post, id, &to, &text),
             ClientMessage::Rename { name: to } => self.rename(members, post, id, to),
-            ClientMessage::Join { room: to } => self.switch(members, post, id, &to),
+            ClientMessage::Join { room: to } => {
+                let client = self.rooms_kept.clients.get(&id).copied();
+                let session = self.moderation.sessions.get(&id);
+                // Another room is fine; the one it was kicked from is not, yet. It
+                // stays where it is.
+                if let Some((reason, until)) =
+                    self.moderation.kicked(&to, Some(&name), session, client)
+                {
+                    let error = moderation::kicked_error(&to, reason, until);
+                    return self.send_error(members, post, id, &error);
+                }
+                self.switch(members, post, id, &to);
+            }
             ClientMessage::History { before, limit } => {
                 let page = store::Request::Page {
                     member: id,
@@ -409,6 +436,27 @@ impl ChatRooms {
                     self.unavailable(members, post, id, "the message cannot be deleted now");
                 }
             }
+            ClientMessage::Kick {
+                name: target,
+                reason,
+            } => {
+                if !is_admin(members, id) {
+                    return self.send_error(members, post, id, &moderation::forbidden());
+                }
+                let asker = store::Asker::Member(id);
+                match self.kick_request(members, asker, (room, name), (&target, reason)) {
+                    Ok(request) => {
+                        if self.ask(request) {
+                            post.begin(members, id);
+                        } else {
+                            self.unavailable(members, post, id, "the kick cannot be made now");
+                        }
+                    }
+                    Err(refusal) => {
+                        self.send_error(members, post, id, &moderation::refusal_error(refusal));
+                    }
+                }
+            }
             // Taken by the connection thread, which sends a `Message` with the file.
             ClientMessage::File(_) => {}
             ClientMessage::Rooms => {
@@ -416,6 +464,87 @@ impl ChatRooms {
                 post.deliver(members, id, Message::text(json));
             }
         }
+    }
+
+    /// Whether member `id` of ours, joining `room` under `name`, is kept out by a
+    /// kick: if so it is told why (an `error` `kicked` with `until`, no welcome) and
+    /// closed with 4001.
+    pub(super) fn refuse_kicked(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        room: &str,
+        name: Option<&str>,
+    ) -> bool {
+        let client = self.rooms_kept.clients.get(&id).copied();
+        let session = self.moderation.sessions.get(&id);
+        let Some((reason, until)) = self.moderation.kicked(room, name, session, client) else {
+            return false;
+        };
+        let error = moderation::kicked_error(room, reason, until);
+        let close = if reason.is_empty() {
+            moderation::NO_REASON
+        } else {
+            reason
+        };
+        post.deliver(members, id, Message::text(error.to_json()));
+        if let Some(outbox) = members.outbox(id) {
+            outbox.kick(close);
+        }
+        true
+    }
+
+    /// A request to kick `name` out of `room`, made by `by`: the rules to keep, or
+    /// why not. The name, always; the session and address too when the member is
+    /// connected here.
+    pub(super) fn kick_request(
+        &self,
+        members: &Members,
+        asker: Asker,
+        (room, by): (String, String),
+        (name, reason): (&str, String),
+    ) -> Result<store::Request, Refusal> {
+        let (target, spelled) = members.find(name).ok_or(Refusal::NotFound)?;
+        if members.chat_member(target).is_none_or(|(_, r)| r != room) {
+            return Err(Refusal::NotFound);
+        }
+        let until = now_ms().saturating_add(self.moderation.kick_time.as_millis() as u64);
+        let rule = |key: String| Rule {
+            room: room.clone(),
+            key,
+            value: reason.clone(),
+            until,
+        };
+        let mut rules = vec![rule(moderation::name_rule(spelled))];
+        if members.outbox(target).is_some() {
+            rules.extend(
+                self.moderation
+                    .sessions
+                    .get(&target)
+                    .map(moderation::session_rule)
+                    .map(rule),
+            );
+            rules.extend(
+                self.rooms_kept
+                    .clients
+                    .get(&target)
+                    .copied()
+                    .map(moderation::address_rule)
+                    .map(rule),
+            );
+        }
+        Ok(store::Request::Moderate(store::Moderation {
+            asker: Some(asker),
+            room,
+            by,
+            action: Action::Kick {
+                name: spelled.to_owned(),
+                reason,
+                until,
+            },
+            rules,
+        }))
     }
 
     /// A new member of ours asks the backend for a name and its room's history.
@@ -765,7 +894,8 @@ impl ChatRooms {
     }
 }
 
-/// Whether chat member `id` may delete anyone's message.
+/// Whether chat member `id` is an admin: may delete anyone's message, kick, mute, set
+/// the room and clear it.
 fn is_admin(_members: &Members, _id: ConnId) -> bool {
     // the admin role lands with issue 27's admin-role branch
     false

@@ -1,0 +1,403 @@
+//! Moderation through the API token (an admin on the chat socket comes with the admin
+//! role): a kick closes the member with 4001 and its reason, tells the room, and keeps
+//! the member's name, session and address out of the room for a while, across a
+//! restart and on every node of a cluster. A member who is no admin asking for it gets
+//! `forbidden`, and nothing changes.
+
+mod common;
+
+use common::redis::Redis;
+use common::*;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchboard::{Server, ServerBuilder, ServerHandle};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+const TOKEN: &str = "t0ken-for-tests";
+const PASSWORD: &str = "class-of-2026";
+
+/// Where the kicked member connects from, and where a bystander does.
+const KICKED_IP: [u8; 4] = [127, 0, 0, 2];
+const BYSTANDER_IP: [u8; 4] = [127, 0, 0, 3];
+const ELSEWHERE_IP: [u8; 4] = [127, 0, 0, 4];
+
+fn moderated(b: ServerBuilder) -> ServerBuilder {
+    b.api_token(TOKEN).rate_per_sec(1000).rate_burst(1000)
+}
+
+/// A node of a cluster on `redis`.
+fn node(redis: &Redis) -> ServerHandle {
+    moderated(Server::builder().listen("127.0.0.1:0").redis(redis.url()))
+        .start()
+        .expect("node starts")
+}
+
+/// A chat client at `path`, connecting from `from` with extra request headers.
+fn open_from(
+    addr: SocketAddr,
+    from: [u8; 4],
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> Client {
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("a request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, value.parse().expect("a header value"));
+    }
+    let (ws, _) = tungstenite::client(request, tcp_from(from, addr)).expect("handshake");
+    ws
+}
+
+/// Joins `path` from `from`; its welcome.
+fn join_from(
+    addr: SocketAddr,
+    from: [u8; 4],
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> (Client, Value) {
+    let mut ws = open_from(addr, from, path, headers);
+    let welcome = next_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
+}
+
+/// Asserts that a join at `path` from `from` is refused as kicked: an `error`
+/// `kicked` with `until` and no welcome, then Close 4001.
+fn assert_kept_out(addr: SocketAddr, from: [u8; 4], path: &str, headers: &[(&'static str, &str)]) {
+    let mut ws = open_from(addr, from, path, headers);
+    let first = next_json(&mut ws);
+    assert_eq!(first["type"], "error", "no welcome for {path}: {first}");
+    assert_eq!(first["code"], "kicked", "{first}");
+    assert!(first["until"].as_u64().is_some(), "{first}");
+    let close = closed_by_server(&mut ws);
+    assert_eq!(close.code, CloseCode::from(4001), "{close:?}");
+}
+
+/// The Close the server sends, answered at once (tungstenite queues its answer until
+/// the next write), so that the server sees the member go now.
+fn closed_by_server(ws: &mut Client) -> CloseFrame {
+    let close = close_frame(ws).expect("a Close");
+    let _ = ws.flush();
+    close
+}
+
+/// Whether a join at `path` from `from` is refused as kicked (else it is let in).
+fn kept_out(addr: SocketAddr, from: [u8; 4], path: &str) -> bool {
+    let mut ws = open_from(addr, from, path, &[]);
+    next_json(&mut ws)["code"] == "kicked"
+}
+
+/// A `POST` to the API with a JSON body and `extra` header lines, answered in full.
+fn post(addr: SocketAddr, path: &str, extra: &str, body: &str) -> String {
+    raw(
+        addr,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+fn bearer() -> String {
+    format!("Authorization: Bearer {TOKEN}\r\n")
+}
+
+/// Kicks `name` out of `room` through the API; the answer's body.
+fn kick(addr: SocketAddr, room: &str, name: &str, reason: &str) -> Value {
+    let request = json!({"name": name, "reason": reason}).to_string();
+    let answer = post(
+        addr,
+        &format!("/api/rooms/{room}/kick"),
+        &bearer(),
+        &request,
+    );
+    assert_eq!(status(&answer), 200, "{answer}");
+    serde_json::from_str(body(&answer)).expect("JSON")
+}
+
+const KICKS: &str = "switchboard_moderation_actions_total{action=\"kick\"}";
+
+#[test]
+fn a_kick_closes_the_member_with_4001_and_its_reason_and_tells_the_room() {
+    let server = start_with(moderated);
+    let addr = server.local_addr();
+    let (mut ann, _) = join_from(addr, KICKED_IP, "/ws/chat/r?name=ann", &[]);
+    let (mut bob, _) = join_from(addr, BYSTANDER_IP, "/ws/chat/r?name=bob", &[]);
+    next_of_type(&mut ann, "join");
+    // Longer than a Close frame holds, with a character across the cut.
+    let reason = format!("{}é and more", "x".repeat(122));
+    let answer = kick(addr, "r", "Ann", &reason);
+    let until = answer["until"].as_u64().expect("an until");
+    assert_eq!(
+        answer,
+        json!({"type": "kicked", "room": "r", "name": "ann", "by": "api", "reason": reason,
+               "until": until})
+    );
+    assert_eq!(next_of_type(&mut bob, "kicked"), answer, "the room is told");
+    assert_eq!(next_of_type(&mut ann, "kicked"), answer, "the member too");
+    let close = closed_by_server(&mut ann);
+    assert_eq!(close.code, CloseCode::from(4001));
+    assert_eq!(
+        close.reason.as_str(),
+        "x".repeat(122),
+        "cut to 123 bytes at a character boundary"
+    );
+    let left = next_of_type(&mut bob, "leave");
+    assert_eq!(
+        (&left["name"], &left["reason"]),
+        (&json!("ann"), &json!("kicked"))
+    );
+    assert_eq!(metric(addr, KICKS), 1);
+    // The bystander stays, and the room goes on.
+    say(&mut bob, "on we go");
+    assert_eq!(next_of_type(&mut bob, "message")["text"], "on we go");
+}
+
+#[test]
+fn a_kicked_member_is_kept_out_by_name_session_and_address() {
+    let server = start_with(|b| moderated(b).password(PASSWORD));
+    let addr = server.local_addr();
+    let signed_in = post(
+        addr,
+        "/login",
+        "",
+        &json!({"password": PASSWORD}).to_string(),
+    );
+    let cookie = header(&signed_in, "Set-Cookie")
+        .unwrap_or_else(|| panic!("a cookie in {signed_in}"))
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+    let password = format!("Bearer {PASSWORD}");
+    let (mut ann, _) = join_from(
+        addr,
+        KICKED_IP,
+        "/ws/chat/r?name=ann",
+        &[("Cookie", &cookie)],
+    );
+    let (mut bob, _) = join_from(
+        addr,
+        BYSTANDER_IP,
+        "/ws/chat/r?name=bob",
+        &[("Authorization", &password)],
+    );
+    next_of_type(&mut ann, "join");
+    kick(addr, "r", "ann", "");
+    assert_eq!(
+        Some(closed_by_server(&mut ann)).map(|c| (c.code, c.reason.to_string())),
+        Some((CloseCode::from(4001), "kicked".to_owned()))
+    );
+    next_of_type(&mut bob, "leave");
+    let by_password = [("Authorization", password.as_str())];
+    // The name (by its key: a look-alike too), from elsewhere, without the cookie.
+    assert_kept_out(addr, ELSEWHERE_IP, "/ws/chat/r?name=ANN", &by_password);
+    // The cookie, under another name, from elsewhere.
+    assert_kept_out(
+        addr,
+        ELSEWHERE_IP,
+        "/ws/chat/r?name=zed",
+        &[("Cookie", &cookie)],
+    );
+    // The address, under another name, without the cookie.
+    assert_kept_out(addr, KICKED_IP, "/ws/chat/r?name=zed", &by_password);
+    // Refused joins told nobody anything: the bystander's next news is its own.
+    say(&mut bob, "still here");
+    assert_eq!(next_json(&mut bob)["text"], "still here");
+    // A bystander from another address joins; the kicked member may join another room.
+    join_from(addr, BYSTANDER_IP, "/ws/chat/r?name=carol", &by_password);
+    let (mut elsewhere, _) = join_from(
+        addr,
+        KICKED_IP,
+        "/ws/chat/other?name=ann",
+        &[("Cookie", &cookie)],
+    );
+    // …but cannot move into the room it was kicked from, and stays where it is.
+    send_json(&mut elsewhere, json!({"type": "join", "room": "r"}));
+    let refused = next_json(&mut elsewhere);
+    assert_eq!(refused["code"], "kicked", "{refused}");
+    say(&mut elsewhere, "here");
+    assert_eq!(next_json(&mut elsewhere)["room"], "other");
+}
+
+#[test]
+fn a_kicked_member_comes_back_once_the_kick_runs_out() {
+    let server = start_with(|b| moderated(b).kick_time(Duration::from_millis(300)));
+    let addr = server.local_addr();
+    let (mut ann, _) = join_from(addr, KICKED_IP, "/ws/chat/r?name=ann", &[]);
+    let answer = kick(addr, "r", "ann", "");
+    closed_by_server(&mut ann);
+    eventually(|| {
+        let mut ws = open_from(addr, KICKED_IP, "/ws/chat/r?name=ann", &[]);
+        let first = next_json(&mut ws);
+        (first["type"] == "welcome").then_some(())
+    });
+    assert!(
+        answer["until"].as_u64() <= Some(unix_ms()),
+        "not before the kick's end"
+    );
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[test]
+fn a_kick_survives_a_restart() {
+    let dir = TempDir::new("kick_restart");
+    let durable = |dir: &TempDir| start_with(|b| moderated(b).data_dir(dir.path()));
+    let server = durable(&dir);
+    let addr = server.local_addr();
+    let (mut ann, _) = join_from(addr, KICKED_IP, "/ws/chat/r?name=ann", &[]);
+    kick(addr, "r", "ann", "spam");
+    assert_eq!(closed_by_server(&mut ann).code, CloseCode::from(4001));
+    drop(ann);
+    server.shutdown();
+
+    let server = durable(&dir);
+    let addr = server.local_addr();
+    assert_kept_out(addr, ELSEWHERE_IP, "/ws/chat/r?name=ann", &[]);
+    assert_kept_out(addr, KICKED_IP, "/ws/chat/r?name=zed", &[]);
+    join_from(addr, BYSTANDER_IP, "/ws/chat/r?name=bob", &[]);
+}
+
+#[test]
+fn a_kick_on_one_node_closes_the_member_on_another_and_keeps_it_out_of_both() {
+    let Some(redis) = Redis::start("kick_cluster") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = join_from(b.local_addr(), KICKED_IP, "/ws/chat/r?name=ann", &[]);
+    let (mut bob, _) = join_from(a.local_addr(), BYSTANDER_IP, "/ws/chat/r?name=bob", &[]);
+    next_of_type(&mut ann, "join");
+    let answer = kick(a.local_addr(), "r", "ann", "off topic");
+    assert_eq!(next_of_type(&mut bob, "kicked"), answer);
+    let close = closed_by_server(&mut ann);
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (CloseCode::from(4001), "off topic")
+    );
+    assert_eq!(next_of_type(&mut bob, "leave")["reason"], "kicked");
+    for node in [&a, &b] {
+        assert_kept_out(node.local_addr(), ELSEWHERE_IP, "/ws/chat/r?name=ann", &[]);
+    }
+    // Only node b knew the member's address: it binds it on every node.
+    for node in [&a, &b] {
+        eventually(|| kept_out(node.local_addr(), KICKED_IP, "/ws/chat/r?name=zed").then_some(()));
+    }
+    assert_eq!(
+        metric(a.local_addr(), KICKS),
+        1,
+        "counted where it was asked"
+    );
+    assert_eq!(metric(b.local_addr(), KICKS), 0);
+    // A node started later reads the kick from Redis.
+    let c = node(&redis);
+    assert_kept_out(c.local_addr(), KICKED_IP, "/ws/chat/r?name=zed", &[]);
+}
+
+#[test]
+fn a_members_kick_is_forbidden_and_changes_nothing() {
+    let server = start_with(moderated);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    send_json(
+        &mut bob,
+        json!({"type": "kick", "name": "ann", "reason": "mine"}),
+    );
+    let refused = next_json(&mut bob);
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    // Also for a name that is not there: a member learns nothing from it.
+    send_json(&mut bob, json!({"type": "kick", "name": "nobody"}));
+    assert_eq!(next_json(&mut bob)["code"], "forbidden");
+    send_json(&mut bob, json!({"type": "kick"}));
+    assert_eq!(next_json(&mut bob)["code"], "missing_field");
+    say(&mut bob, "sorry");
+    for ws in [&mut ann, &mut bob] {
+        let next = next_json(ws);
+        assert_eq!(next["text"], "sorry", "{next}");
+    }
+    assert_eq!(metric(addr, KICKS), 0, "a refusal is no action");
+    let (_ann_again, _) = chat(addr, "r", Some("ann2"));
+}
+
+#[test]
+fn the_kick_api_answers_bad_requests_with_exact_statuses() {
+    let server = start_with(moderated);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (_bob, _) = chat(addr, "elsewhere", Some("bob"));
+    let path = "/api/rooms/r/kick";
+    let ann_body = r#"{"name":"ann"}"#;
+    let long = format!(r#"{{"name":"ann","reason":"{}"}}"#, "x".repeat(201));
+    let cases: [(&str, String, &str, u16, &str); 8] = [
+        ("no token", String::new(), ann_body, 401, "unauthorized"),
+        (
+            "a wrong token",
+            "Authorization: Bearer nope\r\n".into(),
+            ann_body,
+            401,
+            "unauthorized",
+        ),
+        ("not JSON", bearer(), "ann", 400, "bad_json"),
+        (
+            "no name",
+            bearer(),
+            r#"{"reason":"x"}"#,
+            400,
+            "missing_field",
+        ),
+        (
+            "a bad name",
+            bearer(),
+            r#"{"name":"a\u0007"}"#,
+            400,
+            "bad_name",
+        ),
+        ("a reason too long", bearer(), &long, 400, "bad_request"),
+        (
+            "nobody of that name",
+            bearer(),
+            r#"{"name":"zed"}"#,
+            404,
+            "not_found",
+        ),
+        (
+            "someone in another room",
+            bearer(),
+            r#"{"name":"bob"}"#,
+            404,
+            "not_found",
+        ),
+    ];
+    for (what, extra, request, code, error) in cases {
+        let answer = post(addr, path, &extra, request);
+        assert_eq!(status(&answer), code, "{what}: {answer}");
+        let json: Value = serde_json::from_str(body(&answer)).expect("JSON");
+        assert_eq!(json["error"], error, "{what}: {answer}");
+    }
+    let get = raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{}\r\n", bearer()).as_bytes(),
+    );
+    assert_eq!(status(&get), 405, "{get}");
+    let unset = start();
+    let answer = post(unset.local_addr(), path, &bearer(), ann_body);
+    assert_eq!(status(&answer), 403, "no token set: {answer}");
+    // Nothing happened to ann.
+    say(&mut ann, "still here");
+    assert_eq!(next_of_type(&mut ann, "message")["text"], "still here");
+    assert_eq!(metric(addr, KICKS), 0);
+}
