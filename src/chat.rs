@@ -57,6 +57,25 @@ pub(crate) enum ClientMessage {
     /// Close member `name` of the current room with `reason` and keep it out of the
     /// room for a while (admins).
     Kick { name: String, reason: String },
+    /// Let member `name` of the current room read but not post for `minutes` (admins).
+    Mute { name: String, minutes: u64 },
+    /// Let member `name` of the current room post again (admins).
+    Unmute { name: String },
+}
+
+/// The longest mute, in minutes: a week. A longer one is `bad_request`.
+pub(crate) const MAX_MUTE_MINUTES: u64 = 7 * 24 * 60;
+
+/// A mute's length: 1 to [`MAX_MUTE_MINUTES`] minutes.
+pub(crate) fn valid_minutes(minutes: u64) -> Result<u64, ChatError> {
+    if (1..=MAX_MUTE_MINUTES).contains(&minutes) {
+        Ok(minutes)
+    } else {
+        Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("minutes is 1 to {MAX_MUTE_MINUTES}"),
+        ))
+    }
 }
 
 /// The longest reason a kick may give, in characters: a line a person reads.
@@ -121,13 +140,15 @@ pub(crate) enum ErrorCode {
     NotFound,
     /// The member was kicked from the room and may not come back before `until`.
     Kicked,
+    /// The member is muted in the room: it reads, but may not post before `until`.
+    Muted,
 }
 
 impl ErrorCode {
     /// Every code, for the error table of docs/PROTOCOL.md (`src/doc_tables.rs`
     /// checks the table against this list, and this list against the enum).
     #[cfg(test)]
-    pub(crate) const ALL: [ErrorCode; 19] = [
+    pub(crate) const ALL: [ErrorCode; 20] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -147,6 +168,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::Kicked,
+        ErrorCode::Muted,
     ];
 }
 
@@ -209,6 +231,7 @@ struct RawRequest {
     size: Option<u64>,
     id: Option<u64>,
     reason: Option<String>,
+    minutes: Option<u64>,
 }
 
 /// The longest `cid` a client may give a message.
@@ -326,6 +349,15 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
         "kick" => Ok(ClientMessage::Kick {
             name: valid_name(&field(raw.name, "name")?)?,
             reason: valid_reason(raw.reason.unwrap_or_default())?,
+        }),
+        "mute" => Ok(ClientMessage::Mute {
+            name: valid_name(&field(raw.name, "name")?)?,
+            minutes: valid_minutes(raw.minutes.ok_or_else(|| {
+                ChatError::new(ErrorCode::MissingField, "mute needs a \"minutes\" field")
+            })?)?,
+        }),
+        "unmute" => Ok(ClientMessage::Unmute {
+            name: valid_name(&field(raw.name, "name")?)?,
         }),
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
@@ -820,6 +852,20 @@ pub(crate) enum ServerMessage<'a> {
         reason: &'a str,
         until: u64,
     },
+    /// To the member alone: it is muted in `room` until `until` (ms since the
+    /// epoch), by `by`.
+    Muted {
+        room: &'a str,
+        name: &'a str,
+        by: &'a str,
+        until: u64,
+    },
+    /// To the member alone: it may post in `room` again.
+    Unmuted {
+        room: &'a str,
+        name: &'a str,
+        by: &'a str,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
@@ -1048,6 +1094,47 @@ mod tests {
             r#"{"type":"message","id":1,"room":"lobby","deleted":true,"ts":5}"#,
             "a tombstone says nothing of who or what"
         );
+    }
+
+    #[test]
+    fn a_kick_names_a_member_and_a_mute_its_minutes() {
+        let code = |s: &str| decode(s, 10).map_err(|e| e.code);
+        assert_eq!(
+            code(r#"{"type":"kick","name":"ann","reason":" spam "}"#),
+            Ok(ClientMessage::Kick {
+                name: "ann".into(),
+                reason: "spam".into()
+            })
+        );
+        assert_eq!(code(r#"{"type":"kick"}"#), Err(ErrorCode::MissingField));
+        let long = format!(
+            r#"{{"type":"kick","name":"a","reason":"{}"}}"#,
+            "é".repeat(201)
+        );
+        assert_eq!(code(&long), Err(ErrorCode::BadRequest));
+        assert_eq!(
+            code(r#"{"type":"mute","name":"ann","minutes":5}"#),
+            Ok(ClientMessage::Mute {
+                name: "ann".into(),
+                minutes: 5
+            })
+        );
+        for minutes in [0, MAX_MUTE_MINUTES + 1] {
+            let frame = format!(r#"{{"type":"mute","name":"ann","minutes":{minutes}}}"#);
+            assert_eq!(code(&frame), Err(ErrorCode::BadRequest));
+        }
+        assert_eq!(
+            code(r#"{"type":"unmute","name":"ann"}"#),
+            Ok(ClientMessage::Unmute { name: "ann".into() })
+        );
+    }
+
+    #[test]
+    fn a_close_reason_is_cut_at_a_character_boundary() {
+        assert_eq!(close_reason("short"), "short");
+        let long = format!("{}é", "x".repeat(122));
+        assert_eq!(close_reason(&long), "x".repeat(122));
+        assert_eq!(close_reason(&"é".repeat(100)).len(), 122);
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub(crate) struct Metrics {
     /// Members kicked at the asking of this node's admins and API
     /// (`switchboard_moderation_actions_total{action="kick"}`).
     pub kicks: AtomicU64,
+    /// Members muted (`action="mute"`) and unmuted (`action="unmute"`).
+    pub mutes: AtomicU64,
+    pub unmutes: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -133,6 +136,8 @@ impl Metrics {
             redis_errors: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             kicks: AtomicU64::new(0),
+            mutes: AtomicU64::new(0),
+            unmutes: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -304,9 +309,13 @@ impl Metrics {
             "# HELP switchboard_moderation_actions_total Moderation actions taken through this node, by action.\n\
              # TYPE switchboard_moderation_actions_total counter\n\
              switchboard_moderation_actions_total{{action=\"delete\"}} {}\n\
-             switchboard_moderation_actions_total{{action=\"kick\"}} {}\n",
+             switchboard_moderation_actions_total{{action=\"kick\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"mute\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"unmute\"}} {}\n",
             get(&self.deletes),
-            get(&self.kicks)
+            get(&self.kicks),
+            get(&self.mutes),
+            get(&self.unmutes)
         );
         let _ = write!(
             out,

@@ -162,6 +162,11 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
         API_KICK,
         "readme_token_file_server_and_curl_post_a_message",
     ),
+    (
+        "README.md",
+        API_MUTE,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
 ];
 
 /// The README's post of a file with curl.
@@ -175,6 +180,9 @@ const API_DELETE: &str = "curl -X DELETE -H \"Authorization: Bearer $TOKEN\" htt
 
 /// The README's kick with curl.
 const API_KICK: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"name\":\"mallory\",\"reason\":\"flooding\"}' http://127.0.0.1:3000/api/rooms/ops/kick";
+
+/// The README's mute with curl.
+const API_MUTE: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"name\":\"mallory\",\"minutes\":10}' http://127.0.0.1:3000/api/rooms/ops/mute";
 
 /// Inline spans that start like a command but are not one, and why.
 const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
@@ -1178,9 +1186,28 @@ fn readme_token_file_server_and_curl_post_a_message() {
         .wait_stderr(&format!("deleted message {id} of room ops (by api)"));
     assert!(!logged.contains(token.trim()), "{logged}");
 
-    // The token kicks: the README's command, for a member of ops.
+    // The token mutes: the README's command, for a member of ops.
     let (mut mallory, _) = chat(served.http, "ops", Some("mallory"));
     next_of_type(&mut ops, "join");
+    let mute = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_MUTE), served.http, None)
+    );
+    let answer = shell.run(&mute);
+    answer.assert_success(&mute);
+    let told: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(
+        next_of_type(&mut mallory, "muted"),
+        told,
+        "{}",
+        answer.stdout
+    );
+    mallory
+        .send(tungstenite::Message::text("hello?"))
+        .expect("send");
+    assert_eq!(next_of_type(&mut mallory, "error")["code"], "muted");
+
+    // The token kicks: the README's command, for a member of ops.
     let kick = format!(
         "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
         at(&inline("README.md", API_KICK), served.http, None)

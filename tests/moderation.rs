@@ -401,3 +401,178 @@ fn the_kick_api_answers_bad_requests_with_exact_statuses() {
     assert_eq!(next_of_type(&mut ann, "message")["text"], "still here");
     assert_eq!(metric(addr, KICKS), 0);
 }
+
+/// Mutes `name` in `room` for `minutes` (0 unmutes) through the API; the answer.
+fn mute(addr: SocketAddr, room: &str, name: &str, minutes: u64) -> String {
+    let request = json!({"name": name, "minutes": minutes}).to_string();
+    post(
+        addr,
+        &format!("/api/rooms/{room}/mute"),
+        &bearer(),
+        &request,
+    )
+}
+
+/// The answer's JSON body, asserting its status.
+fn answered(answer: &str, code: u16) -> Value {
+    assert_eq!(status(answer), code, "{answer}");
+    serde_json::from_str(body(answer)).expect("JSON")
+}
+
+const MUTES: &str = "switchboard_moderation_actions_total{action=\"mute\"}";
+const UNMUTES: &str = "switchboard_moderation_actions_total{action=\"unmute\"}";
+
+/// Asserts that every kind of post from `ws` gets `error` `muted` with `until`.
+fn assert_muted(ws: &mut Client, until: u64) {
+    say(ws, "let me talk");
+    send_json(ws, json!({"type": "direct", "to": "bob", "text": "psst"}));
+    send_json(
+        ws,
+        json!({"type": "file", "name": "a.txt", "mime": "text/plain", "size": 3}),
+    );
+    ws.send(tungstenite::Message::binary(b"abc".to_vec()))
+        .expect("send");
+    for _ in 0..3 {
+        let refused = next_json(ws);
+        assert_eq!(
+            (&refused["code"], &refused["until"]),
+            (&json!("muted"), &json!(until)),
+            "{refused}"
+        );
+    }
+}
+
+#[test]
+fn a_muted_member_reads_but_every_post_is_refused_until_unmuted_even_after_a_restart() {
+    let dir = TempDir::new("mute");
+    let durable = |dir: &TempDir| start_with(|b| moderated(b).data_dir(dir.path()));
+    let server = durable(&dir);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    let told = answered(&mute(addr, "r", "ANN", 5), 200);
+    let until = told["until"].as_u64().expect("an until");
+    assert_eq!(
+        told,
+        json!({"type": "muted", "room": "r", "name": "ann", "by": "api", "until": until})
+    );
+    assert!(until > unix_ms() + 4 * 60_000, "five minutes: {until}");
+    assert_eq!(next_json(&mut ann), told, "the member is told");
+    assert_muted(&mut ann, until);
+    // The room is not told, and the member still reads.
+    say(&mut bob, "quiet please");
+    assert_eq!(
+        next_json(&mut bob)["text"],
+        "quiet please",
+        "nothing else first"
+    );
+    assert_eq!(next_json(&mut ann)["text"], "quiet please");
+    assert_eq!(metric(addr, MUTES), 1);
+    drop((ann, bob));
+    server.shutdown();
+
+    let server = durable(&dir);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (_bob, _) = chat(addr, "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    assert_muted(&mut ann, until);
+    // In another room it talks.
+    send_json(&mut ann, json!({"type": "join", "room": "other"}));
+    next_of_type(&mut ann, "welcome");
+    say(&mut ann, "elsewhere");
+    assert_eq!(next_json(&mut ann)["text"], "elsewhere");
+    send_json(&mut ann, json!({"type": "join", "room": "r"}));
+    next_of_type(&mut ann, "welcome");
+    let unmuted = answered(&mute(addr, "r", "ann", 0), 200);
+    assert_eq!(
+        unmuted,
+        json!({"type": "unmuted", "room": "r", "name": "ann", "by": "api"})
+    );
+    assert_eq!(next_of_type(&mut ann, "unmuted"), unmuted);
+    say(&mut ann, "thanks");
+    assert_eq!(next_of_type(&mut ann, "message")["text"], "thanks");
+    assert_eq!(metric(addr, UNMUTES), 1);
+    // Unmuted already: nobody of that name is muted.
+    assert_eq!(
+        answered(&mute(addr, "r", "ann", 0), 404)["error"],
+        "not_found"
+    );
+}
+
+#[test]
+fn a_mute_on_one_node_holds_on_another() {
+    let Some(redis) = Redis::start("mute_cluster") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = chat(b.local_addr(), "r", Some("ann"));
+    let (mut bob, _) = chat(a.local_addr(), "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    let told = answered(&mute(a.local_addr(), "r", "ann", 10), 200);
+    assert_eq!(next_json(&mut ann), told);
+    let until = told["until"].as_u64().expect("an until");
+    assert_muted(&mut ann, until);
+    say(&mut bob, "heard");
+    assert_eq!(next_json(&mut bob)["text"], "heard", "the room is not told");
+    assert_eq!(next_json(&mut ann)["text"], "heard");
+    // Unmuted on the other node.
+    answered(&mute(b.local_addr(), "r", "ann", 0), 200);
+    next_of_type(&mut ann, "unmuted");
+    say(&mut ann, "back");
+    assert_eq!(next_of_type(&mut bob, "message")["text"], "back");
+}
+
+#[test]
+fn a_members_mute_is_forbidden_and_bad_mutes_are_refused_with_exact_codes() {
+    let server = start_with(moderated);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    for (request, code) in [
+        (
+            json!({"type": "mute", "name": "ann", "minutes": 5}),
+            "forbidden",
+        ),
+        (json!({"type": "unmute", "name": "ann"}), "forbidden"),
+        (
+            json!({"type": "mute", "name": "ann", "minutes": 0}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "mute", "name": "ann", "minutes": 100_000}),
+            "bad_request",
+        ),
+        (json!({"type": "mute", "name": "ann"}), "missing_field"),
+    ] {
+        send_json(&mut bob, request.clone());
+        assert_eq!(next_json(&mut bob)["code"], code, "{request}");
+    }
+    for (request, code, error) in [
+        (json!({"name": "ann"}), 400, "missing_field"),
+        (
+            json!({"name": "ann", "minutes": 100_000}),
+            400,
+            "bad_request",
+        ),
+        (json!({"name": "ann", "minutes": -1}), 400, "bad_json"),
+        (json!({"name": "zed", "minutes": 5}), 404, "not_found"),
+        (json!({"name": "ann", "minutes": 0}), 404, "not_found"),
+    ] {
+        let answer = post(addr, "/api/rooms/r/mute", &bearer(), &request.to_string());
+        assert_eq!(answered(&answer, code)["error"], error, "{request}");
+    }
+    let answer = post(
+        addr,
+        "/api/rooms/r/mute",
+        "",
+        r#"{"name":"ann","minutes":5}"#,
+    );
+    assert_eq!(status(&answer), 401, "{answer}");
+    // Nothing changed: ann talks.
+    say(&mut ann, "still talking");
+    assert_eq!(next_of_type(&mut bob, "message")["text"], "still talking");
+    assert_eq!(metric(addr, MUTES), 0);
+}

@@ -55,6 +55,10 @@ pub(crate) enum Call {
     Kick {
         room: String,
     },
+    /// `POST /api/rooms/{room}/mute`: the body names who and for how long.
+    Mute {
+        room: String,
+    },
 }
 
 impl Call {
@@ -63,7 +67,11 @@ impl Call {
     pub(crate) fn is_post(&self) -> bool {
         matches!(
             self,
-            Call::Post { .. } | Call::PostFile { .. } | Call::Delete { .. } | Call::Kick { .. }
+            Call::Post { .. }
+                | Call::PostFile { .. }
+                | Call::Delete { .. }
+                | Call::Kick { .. }
+                | Call::Mute { .. }
         )
     }
 }
@@ -123,15 +131,20 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
         };
         return Ok(Call::PostFile { room, name });
     }
-    if let Some(room) = path
+    // Moderation: `POST /api/rooms/{room}/{action}`.
+    if let Some((room, action)) = path
         .strip_prefix("/api/rooms/")
-        .and_then(|rest| rest.strip_suffix("/kick"))
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(_, action)| matches!(*action, "kick" | "mute"))
     {
         let room = chat::valid_room(room).map_err(|e| error(404, "bad_room", e.message))?;
         if method != "POST" {
             return Err(not_allowed("POST"));
         }
-        return Ok(Call::Kick { room });
+        return Ok(match action {
+            "kick" => Call::Kick { room },
+            _ => Call::Mute { room },
+        });
     }
     if let Some((room, id)) = path
         .strip_prefix("/api/rooms/")
@@ -233,18 +246,40 @@ pub(crate) fn serve<S: Transport>(
         }
         Call::Kick { room } => {
             match moderation(stream, (req, rest), (peer, deadline), ctx, &lines.doors) {
-                Ok(Moderation { name, reason }) => ApiCall::Kick { room, name, reason },
+                Ok(Moderation { name, reason, .. }) => ApiCall::Kick { room, name, reason },
+                Err(response) => return response,
+            }
+        }
+        Call::Mute { room } => {
+            match moderation(stream, (req, rest), (peer, deadline), ctx, &lines.doors) {
+                Ok(Moderation {
+                    name,
+                    minutes: Some(minutes),
+                    ..
+                }) => ApiCall::Mute {
+                    room,
+                    name,
+                    minutes,
+                },
+                Ok(_) => {
+                    return error(400, "missing_field", "a mute needs \"minutes\" (0 unmutes)");
+                }
                 Err(response) => return response,
             }
         }
     };
     let posting = matches!(call, ApiCall::Post { .. });
     // The store may still carry these out once it answers.
-    let deleting = matches!(call, ApiCall::Delete { .. } | ApiCall::Kick { .. });
-    let not_found = if matches!(call, ApiCall::Delete { .. }) {
-        "there is no such message in this room (or it is deleted already)"
-    } else {
-        "there is nobody of that name in this room"
+    let deleting = matches!(
+        call,
+        ApiCall::Delete { .. } | ApiCall::Kick { .. } | ApiCall::Mute { .. }
+    );
+    let not_found = match &call {
+        ApiCall::Delete { .. } => {
+            "there is no such message in this room (or it is deleted already)"
+        }
+        ApiCall::Mute { minutes: 0, .. } => "nobody of that name is muted in this room",
+        _ => "there is nobody of that name in this room",
     };
     let (reply, answer) = crossbeam_channel::bounded(1);
     let event = HubEvent::Api { ip, call, reply };
@@ -351,15 +386,30 @@ fn moderated_json(moderated: &crate::store::Moderated) -> serde_json::Value {
             "reason": reason,
             "until": until,
         }),
+        Action::Mute { name, until } => json!({
+            "type": "muted",
+            "room": moderated.room,
+            "name": name,
+            "by": moderated.by,
+            "until": until,
+        }),
+        Action::Unmute { name } => json!({
+            "type": "unmuted",
+            "room": moderated.room,
+            "name": name,
+            "by": moderated.by,
+        }),
         Action::Bar => json!({"type": "barred", "room": moderated.room}),
     }
 }
 
-/// A moderation's body: `{"name":…,"reason":…}`, small.
+/// A moderation's body: `{"name":…,"reason":…,"minutes":…}`, small.
 #[derive(Debug)]
 struct Moderation {
     name: String,
     reason: String,
+    /// A mute's length; 0 unmutes.
+    minutes: Option<u64>,
 }
 
 /// Largest body of a moderation request: a name and a reason, with room to spare.
@@ -418,6 +468,7 @@ fn moderation<S: Transport>(
     struct Raw {
         name: Option<String>,
         reason: Option<String>,
+        minutes: Option<u64>,
     }
     let raw: Raw = serde_json::from_slice(&body)
         .map_err(|e| error(400, "bad_json", format!("not a valid request: {e}")))?;
@@ -427,7 +478,16 @@ fn moderation<S: Transport>(
     let name = chat::valid_name(&name).map_err(|e| error(400, "bad_name", e.message))?;
     let reason = chat::valid_reason(raw.reason.unwrap_or_default())
         .map_err(|e| error(400, "bad_request", e.message))?;
-    Ok(Moderation { name, reason })
+    let minutes = match raw.minutes {
+        Some(0) => Some(0),
+        Some(n) => Some(chat::valid_minutes(n).map_err(|e| error(400, "bad_request", e.message))?),
+        None => None,
+    };
+    Ok(Moderation {
+        name,
+        reason,
+        minutes,
+    })
 }
 
 /// A stored message as JSON, exactly as chat clients get it.

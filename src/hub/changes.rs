@@ -383,7 +383,42 @@ impl ChatRooms {
                     let _ = self.backend.ask(bar);
                 }
             }
+            Action::Mute { name, until } => {
+                // To the member alone: the room is not told.
+                let json = chat::encode(&ServerMessage::Muted {
+                    room: &room,
+                    name: &name,
+                    by: &by,
+                    until,
+                });
+                self.tell_member(members, post, &room, &name, Message::text(json));
+            }
+            Action::Unmute { name } => {
+                let json = chat::encode(&ServerMessage::Unmuted {
+                    room: &room,
+                    name: &name,
+                    by: &by,
+                });
+                self.tell_member(members, post, &room, &name, Message::text(json));
+            }
             Action::Bar => {}
+        }
+    }
+
+    /// Sends `msg` to member `name` of `room`, if it is connected here.
+    fn tell_member(
+        &self,
+        members: &Members,
+        post: &mut Post,
+        room: &str,
+        name: &str,
+        msg: Message,
+    ) {
+        if let Some((id, _)) = members.find(name)
+            && members.outbox(id).is_some()
+            && members.chat_member(id).is_some_and(|(_, r)| r == room)
+        {
+            post.deliver_answer(members, id, msg);
         }
     }
 

@@ -241,6 +241,21 @@ impl ChatRooms {
                     }
                 }
             }
+            ApiCall::Mute {
+                room,
+                name,
+                minutes,
+            } => {
+                let asker = store::Asker::Api(reply.clone());
+                let by = chat::API_SENDER.to_owned();
+                match self.mute_request(members, asker, (room, by), &name, minutes) {
+                    Ok(request) => request,
+                    Err(_) => {
+                        let _ = reply.send(ApiAnswer::NotFound);
+                        return;
+                    }
+                }
+            }
             ApiCall::Post {
                 room,
                 from,
@@ -340,6 +355,13 @@ impl ChatRooms {
         };
         let (name, room) = (name.to_owned(), room.to_owned());
         match msg {
+            ClientMessage::Message { .. } | ClientMessage::Direct { .. }
+                if let Some(until) = self.moderation.muted(&room, &name) =>
+            {
+                // A file's bytes are on disk already: like any refused file, it goes
+                // when the store next starts.
+                self.send_error(members, post, id, &moderation::muted_error(&room, until));
+            }
             ClientMessage::Message { text, cid, file } => {
                 let client = self.rooms_kept.clients.get(&id).copied();
                 if let Err(error) = self.rooms_kept.admit(&room, client) {
@@ -457,6 +479,22 @@ impl ChatRooms {
                     }
                 }
             }
+            ClientMessage::Mute { .. } | ClientMessage::Unmute { .. } if !is_admin(members, id) => {
+                self.send_error(members, post, id, &moderation::forbidden());
+            }
+            ClientMessage::Mute {
+                name: target,
+                minutes,
+            } => {
+                let asker = Asker::Member(id);
+                let made = self.mute_request(members, asker, (room, name), &target, minutes);
+                self.moderate(members, post, id, made);
+            }
+            ClientMessage::Unmute { name: target } => {
+                let asker = Asker::Member(id);
+                let made = self.mute_request(members, asker, (room, name), &target, 0);
+                self.moderate(members, post, id, made);
+            }
             // Taken by the connection thread, which sends a `Message` with the file.
             ClientMessage::File(_) => {}
             ClientMessage::Rooms => {
@@ -544,6 +582,72 @@ impl ChatRooms {
                 until,
             },
             rules,
+        }))
+    }
+
+    /// Asks the backend for a moderation member `id` made, or tells it why not.
+    fn moderate(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        made: Result<store::Request, Refusal>,
+    ) {
+        match made {
+            Ok(request) => {
+                if self.ask(request) {
+                    post.begin(members, id);
+                } else {
+                    self.unavailable(members, post, id, "that cannot be done now");
+                }
+            }
+            Err(refusal) => {
+                self.send_error(members, post, id, &moderation::refusal_error(refusal));
+            }
+        }
+    }
+
+    /// A request to mute `name` in `room` for `minutes` (0: to unmute it), made by
+    /// `by`. Only a member of the room is muted; only a muted one unmuted.
+    pub(super) fn mute_request(
+        &self,
+        members: &Members,
+        asker: Asker,
+        (room, by): (String, String),
+        name: &str,
+        minutes: u64,
+    ) -> Result<store::Request, Refusal> {
+        let (action, until) = if minutes == 0 {
+            if self.moderation.muted(&room, name).is_none() {
+                return Err(Refusal::NotFound);
+            }
+            let spelled = members.find(name).map_or(name, |(_, spelled)| spelled);
+            let name = spelled.to_owned();
+            (Action::Unmute { name }, 0)
+        } else {
+            let (target, spelled) = members.find(name).ok_or(Refusal::NotFound)?;
+            if members.chat_member(target).is_none_or(|(_, r)| r != room) {
+                return Err(Refusal::NotFound);
+            }
+            let until = now_ms().saturating_add(minutes.saturating_mul(60_000));
+            let name = spelled.to_owned();
+            (Action::Mute { name, until }, until)
+        };
+        let key = match &action {
+            Action::Mute { name, .. } | Action::Unmute { name } => moderation::mute_rule(name),
+            _ => return Err(Refusal::Failed),
+        };
+        Ok(store::Request::Moderate(store::Moderation {
+            asker: Some(asker),
+            rules: vec![Rule {
+                room: room.clone(),
+                key,
+                value: String::new(),
+                until,
+            }],
+            room,
+            by,
+            action,
         }))
     }
 

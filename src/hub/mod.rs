@@ -111,6 +111,13 @@ pub(crate) enum ApiCall {
     },
     /// `DELETE /api/rooms/{room}/messages/{id}`, with the API token.
     Delete { room: String, id: u64 },
+    /// `POST /api/rooms/{room}/mute`, with the API token, validated; `minutes` 0
+    /// unmutes.
+    Mute {
+        room: String,
+        name: String,
+        minutes: u64,
+    },
     /// `POST /api/rooms/{room}/kick`, with the API token, validated.
     Kick {
         room: String,

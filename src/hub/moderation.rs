@@ -75,6 +75,15 @@ impl Moderation {
         self.rules.contains_key(&(room.to_owned(), key.to_owned()))
     }
 
+    /// Until when member `name` is muted in `room`, if it is.
+    pub(super) fn muted(&self, room: &str, name: &str) -> Option<u64> {
+        let now = now_ms();
+        self.rules
+            .get(&(room.to_owned(), mute_rule(name)))
+            .map(|(_, until)| *until)
+            .filter(|&until| until > now)
+    }
+
     /// The kick that keeps a member out of `room`, if one does: its reason and end.
     /// A member is out if its session, its address or the name it asks for is.
     pub(super) fn kicked(
@@ -99,6 +108,11 @@ impl Moderation {
     }
 }
 
+/// A mute's rule on a name key.
+pub(super) fn mute_rule(name: &str) -> String {
+    format!("mute:{}", chat::name_key(name))
+}
+
 /// The `error` a kicked member gets when it tries to come back.
 pub(super) fn kicked_error(room: &str, reason: &str, until: u64) -> ChatError {
     let why = if reason.is_empty() {
@@ -116,6 +130,15 @@ pub(super) fn kicked_error(room: &str, reason: &str, until: u64) -> ChatError {
 /// What a kicked member's Close says when the moderator gave no reason (the close
 /// codes' table says it too).
 pub(super) const NO_REASON: &str = "kicked";
+
+/// The `error` a muted member gets for a post.
+pub(super) fn muted_error(room: &str, until: u64) -> ChatError {
+    ChatError::new(
+        ErrorCode::Muted,
+        format!("you are muted in {room}: you can read, and post again later"),
+    )
+    .until(until)
+}
 
 /// The `error` a member gets for a moderation refused.
 pub(super) fn refusal_error(refusal: Refusal) -> ChatError {
@@ -138,6 +161,8 @@ pub(super) fn forbidden() -> ChatError {
 pub(super) fn count(metrics: &Metrics, action: &Action) {
     match action {
         Action::Kick { .. } => metrics::bump(&metrics.kicks),
+        Action::Mute { .. } => metrics::bump(&metrics.mutes),
+        Action::Unmute { .. } => metrics::bump(&metrics.unmutes),
         // Part of a kick, counted there.
         Action::Bar => {}
     }
@@ -152,6 +177,16 @@ pub(crate) fn describe(moderated: &Moderated) -> String {
             crate::base::escape(name),
             moderated.room,
             crate::base::escape(reason)
+        ),
+        Action::Mute { name, until } => format!(
+            "{by} muted {} in room {} until {until}",
+            crate::base::escape(name),
+            moderated.room
+        ),
+        Action::Unmute { name } => format!(
+            "{by} unmuted {} in room {}",
+            crate::base::escape(name),
+            moderated.room
         ),
         Action::Bar => format!("{by} barred a kicked member from room {}", moderated.room),
     }
@@ -215,5 +250,21 @@ mod tests {
             Duration::from_secs(60),
         );
         assert!(ran_out.kicked("r", Some("ann"), None, None).is_none());
+    }
+
+    #[test]
+    fn a_mute_holds_in_its_room_under_the_names_key_until_it_runs_out() {
+        let until = now_ms() + 60_000;
+        let mute = |until| Rule {
+            room: "r".into(),
+            key: mute_rule("Ann"),
+            value: String::new(),
+            until,
+        };
+        let mut moderation = Moderation::new(vec![mute(until)], Duration::from_secs(60));
+        assert_eq!(moderation.muted("r", "ANN"), Some(until));
+        assert_eq!(moderation.muted("other", "ann"), None);
+        moderation.apply(&[mute(now_ms() - 1)]);
+        assert_eq!(moderation.muted("r", "ann"), None, "run out");
     }
 }

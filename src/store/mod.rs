@@ -132,7 +132,7 @@ pub(crate) fn may_delete(by_admin: bool, by: &str, from: &str, via: Option<&str>
 
 /// One standing moderation rule of a room, kept until `until` (ms since the epoch):
 /// `key` is what it binds (`kick:name:{name key}`, `kick:session:{hex}`,
-/// `kick:addr:{client}`), `value` what it says (a kick's reason). Kept by the backend
+/// `kick:addr:{client}`, `mute:{name key}`), `value` what it says (a kick's reason). Kept by the backend
 /// so that it survives a restart and reaches every node; the hub keeps a copy to
 /// decide with, without asking.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -156,6 +156,10 @@ pub(crate) enum Action {
         reason: String,
         until: u64,
     },
+    /// Member `name` may read but not post in the room before `until`.
+    Mute { name: String, until: u64 },
+    /// Member `name` may post again.
+    Unmute { name: String },
     /// More of what a kick binds (the kicked member's session and address, which only
     /// the node it is connected to knows): nobody is told.
     Bar,
