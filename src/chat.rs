@@ -61,6 +61,78 @@ pub(crate) enum ClientMessage {
     Mute { name: String, minutes: u64 },
     /// Let member `name` of the current room post again (admins).
     Unmute { name: String },
+    /// Change the current room's settings: what is `Some` changes (admins).
+    Room(RoomChange),
+}
+
+/// A change to a room's settings: `None` leaves that one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RoomChange {
+    pub locked: Option<bool>,
+    pub slow_secs: Option<u64>,
+    pub topic: Option<String>,
+}
+
+/// A room's settings, as every `welcome` and `room` event say them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RoomSettings {
+    /// Only admins (and the API token) may post.
+    #[serde(default)]
+    pub locked: bool,
+    /// Each member may post once per this many seconds; 0: as often as the rate limit
+    /// allows.
+    #[serde(default)]
+    pub slow_secs: u64,
+    /// Shown to everyone; may be empty.
+    #[serde(default)]
+    pub topic: String,
+}
+
+impl RoomSettings {
+    /// These settings with `change` made.
+    pub(crate) fn with(&self, change: RoomChange) -> RoomSettings {
+        RoomSettings {
+            locked: change.locked.unwrap_or(self.locked),
+            slow_secs: change.slow_secs.unwrap_or(self.slow_secs),
+            topic: change.topic.unwrap_or_else(|| self.topic.clone()),
+        }
+    }
+}
+
+/// The longest slow mode, in seconds: an hour between posts.
+pub(crate) const MAX_SLOW_SECS: u64 = 3600;
+
+/// The longest topic, in characters.
+pub(crate) const MAX_TOPIC_CHARS: usize = 200;
+
+/// Checks a change of room settings: a slow mode of 0 to [`MAX_SLOW_SECS`], a topic of
+/// at most [`MAX_TOPIC_CHARS`] characters with nothing invisible (empty clears it); at
+/// least one of them, or `locked`.
+pub(crate) fn valid_room_change(
+    locked: Option<bool>,
+    slow_secs: Option<u64>,
+    topic: Option<String>,
+) -> Result<RoomChange, ChatError> {
+    if locked.is_none() && slow_secs.is_none() && topic.is_none() {
+        return Err(ChatError::new(
+            ErrorCode::MissingField,
+            "room needs \"locked\", \"slow_secs\" or \"topic\"",
+        ));
+    }
+    if slow_secs.is_some_and(|s| s > MAX_SLOW_SECS) {
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("slow_secs is 0 to {MAX_SLOW_SECS}"),
+        ));
+    }
+    let topic = topic
+        .map(|topic| valid_line(topic, MAX_TOPIC_CHARS, "a topic"))
+        .transpose()?;
+    Ok(RoomChange {
+        locked,
+        slow_secs,
+        topic,
+    })
 }
 
 /// The longest mute, in minutes: a week. A longer one is `bad_request`.
@@ -142,13 +214,17 @@ pub(crate) enum ErrorCode {
     Kicked,
     /// The member is muted in the room: it reads, but may not post before `until`.
     Muted,
+    /// The room is locked: only admins (and the API) post.
+    Locked,
+    /// The room is in slow mode: the member may post again in `retry_after` seconds.
+    SlowMode,
 }
 
 impl ErrorCode {
     /// Every code, for the error table of docs/PROTOCOL.md (`src/doc_tables.rs`
     /// checks the table against this list, and this list against the enum).
     #[cfg(test)]
-    pub(crate) const ALL: [ErrorCode; 20] = [
+    pub(crate) const ALL: [ErrorCode; 22] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -169,6 +245,8 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::Kicked,
         ErrorCode::Muted,
+        ErrorCode::Locked,
+        ErrorCode::SlowMode,
     ];
 }
 
@@ -179,6 +257,8 @@ pub(crate) struct ChatError {
     pub message: String,
     /// Until when (ms since the epoch) it holds, for a refusal that ends: `kicked`.
     pub until: Option<u64>,
+    /// In how many seconds a retry may work: `slow_mode`.
+    pub retry_after: Option<u64>,
 }
 
 impl ChatError {
@@ -187,6 +267,15 @@ impl ChatError {
             code,
             message: message.into(),
             until: None,
+            retry_after: None,
+        }
+    }
+
+    /// The same error, saying in how many seconds a retry may work.
+    pub(crate) fn retry_after(self, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..self
         }
     }
 
@@ -204,6 +293,7 @@ impl ChatError {
             code: self.code,
             message: &self.message,
             until: self.until,
+            retry_after: self.retry_after,
         })
     }
 }
@@ -232,6 +322,9 @@ struct RawRequest {
     id: Option<u64>,
     reason: Option<String>,
     minutes: Option<u64>,
+    locked: Option<bool>,
+    slow_secs: Option<u64>,
+    topic: Option<String>,
 }
 
 /// The longest `cid` a client may give a message.
@@ -356,6 +449,11 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
                 ChatError::new(ErrorCode::MissingField, "mute needs a \"minutes\" field")
             })?)?,
         }),
+        "room" => Ok(ClientMessage::Room(valid_room_change(
+            raw.locked,
+            raw.slow_secs,
+            raw.topic,
+        )?)),
         "unmute" => Ok(ClientMessage::Unmute {
             name: valid_name(&field(raw.name, "name")?)?,
         }),
@@ -445,20 +543,26 @@ fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
 /// A moderator's reason: up to [`MAX_REASON_CHARS`] characters, trimmed, nothing
 /// invisible (it is shown to the room and in the kicked member's Close frame).
 pub(crate) fn valid_reason(reason: String) -> Result<String, ChatError> {
-    let reason = reason.trim();
-    if reason.chars().nth(MAX_REASON_CHARS).is_some() {
+    valid_line(reason, MAX_REASON_CHARS, "a reason")
+}
+
+/// One line a person reads (a reason, a topic): up to `max` characters, trimmed, in
+/// NFC, nothing invisible; `what` names it in the error.
+fn valid_line(line: String, max: usize, what: &str) -> Result<String, ChatError> {
+    let line = line.trim();
+    if line.chars().nth(max).is_some() {
         return Err(ChatError::new(
             ErrorCode::BadRequest,
-            format!("a reason has at most {MAX_REASON_CHARS} characters"),
+            format!("{what} has at most {max} characters"),
         ));
     }
-    if reason.chars().any(crate::escape::needs_escape) {
+    if line.chars().any(crate::escape::needs_escape) {
         return Err(ChatError::new(
             ErrorCode::BadRequest,
-            "a reason has no control, formatting or separator characters",
+            format!("{what} has no control, formatting or separator characters"),
         ));
     }
-    Ok(reason.nfc().collect())
+    Ok(line.nfc().collect())
 }
 
 /// Checks a display name (1–32 characters, nothing invisible, trimmed) and
@@ -801,6 +905,9 @@ pub(crate) enum ServerMessage<'a> {
         wire: Option<WireRef<'a>>,
         /// What this server accepts, so that a client never hard-codes it.
         limits: Limits,
+        /// The room's `topic`, and whether it is `locked` or in slow mode.
+        #[serde(flatten)]
+        settings: RoomSettings,
     },
     History {
         room: &'a str,
@@ -866,11 +973,20 @@ pub(crate) enum ServerMessage<'a> {
         name: &'a str,
         by: &'a str,
     },
+    /// The settings of `room` changed, by `by`: all of them, as they are now.
+    Room {
+        room: &'a str,
+        by: &'a str,
+        #[serde(flatten)]
+        settings: &'a RoomSettings,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         until: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
 
@@ -1080,10 +1196,11 @@ mod tests {
                 max_message_size: 1 << 20,
                 max_file_size: 100 << 20,
             },
+            settings: RoomSettings::default(),
         });
         assert_eq!(
             json,
-            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576,"max_file_size":104857600}}"#
+            r#"{"type":"welcome","name":"a","room":"lobby","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576,"max_file_size":104857600},"locked":false,"slow_secs":0,"topic":""}"#
         );
         assert_eq!(
             encode(&line),

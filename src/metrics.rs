@@ -109,6 +109,8 @@ pub(crate) struct Metrics {
     /// Members muted (`action="mute"`) and unmuted (`action="unmute"`).
     pub mutes: AtomicU64,
     pub unmutes: AtomicU64,
+    /// Room settings changed (`action="room"`).
+    pub room_settings: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -138,6 +140,7 @@ impl Metrics {
             kicks: AtomicU64::new(0),
             mutes: AtomicU64::new(0),
             unmutes: AtomicU64::new(0),
+            room_settings: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -311,11 +314,13 @@ impl Metrics {
              switchboard_moderation_actions_total{{action=\"delete\"}} {}\n\
              switchboard_moderation_actions_total{{action=\"kick\"}} {}\n\
              switchboard_moderation_actions_total{{action=\"mute\"}} {}\n\
-             switchboard_moderation_actions_total{{action=\"unmute\"}} {}\n",
+             switchboard_moderation_actions_total{{action=\"unmute\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"room\"}} {}\n",
             get(&self.deletes),
             get(&self.kicks),
             get(&self.mutes),
-            get(&self.unmutes)
+            get(&self.unmutes),
+            get(&self.room_settings)
         );
         let _ = write!(
             out,

@@ -167,6 +167,11 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
         API_MUTE,
         "readme_token_file_server_and_curl_post_a_message",
     ),
+    (
+        "README.md",
+        API_SETTINGS,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
 ];
 
 /// The README's post of a file with curl.
@@ -183,6 +188,9 @@ const API_KICK: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Typ
 
 /// The README's mute with curl.
 const API_MUTE: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"name\":\"mallory\",\"minutes\":10}' http://127.0.0.1:3000/api/rooms/ops/mute";
+
+/// The README's room settings with curl.
+const API_SETTINGS: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"locked\":true,\"slow_secs\":30,\"topic\":\"Week 3: sockets\"}' http://127.0.0.1:3000/api/rooms/ops/settings";
 
 /// Inline spans that start like a command but are not one, and why.
 const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
@@ -1235,6 +1243,31 @@ fn readme_token_file_server_and_curl_post_a_message() {
         .program
         .wait_stderr("api kicked mallory from room ops (flooding)");
     assert!(!logged.contains(token.trim()), "{logged}");
+
+    // The token sets the room: the README's command.
+    let set = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_SETTINGS), served.http, None)
+    );
+    let answer = shell.run(&set);
+    answer.assert_success(&set);
+    let told: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(next_of_type(&mut ops, "room"), told, "{}", answer.stdout);
+    // From another address than mallory's, which the kick keeps out of ops.
+    let (mut newcomer, _) = tungstenite::client(
+        format!("ws://{}/ws/chat/ops?name=newcomer", served.http),
+        tcp_from([127, 0, 0, 5], served.http),
+    )
+    .expect("handshake");
+    let welcome = next_json(&mut newcomer);
+    assert_eq!(
+        (&welcome["topic"], &welcome["locked"], &welcome["slow_secs"]),
+        (
+            &serde_json::json!("Week 3: sockets"),
+            &serde_json::json!(true),
+            &serde_json::json!(30)
+        )
+    );
 }
 
 #[test]

@@ -576,3 +576,195 @@ fn a_members_mute_is_forbidden_and_bad_mutes_are_refused_with_exact_codes() {
     assert_eq!(next_of_type(&mut bob, "message")["text"], "still talking");
     assert_eq!(metric(addr, MUTES), 0);
 }
+
+/// Changes `room`'s settings through the API; the answer.
+fn settings(addr: SocketAddr, room: &str, change: Value) -> String {
+    post(
+        addr,
+        &format!("/api/rooms/{room}/settings"),
+        &bearer(),
+        &change.to_string(),
+    )
+}
+
+const ROOM_CHANGES: &str = "switchboard_moderation_actions_total{action=\"room\"}";
+
+#[test]
+fn a_locked_room_refuses_a_members_post_and_takes_the_tokens() {
+    let server = start_with(moderated);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    let told = answered(&settings(addr, "r", json!({"locked": true})), 200);
+    assert_eq!(
+        told,
+        json!({"type": "room", "room": "r", "by": "api", "locked": true, "slow_secs": 0,
+               "topic": ""})
+    );
+    for ws in [&mut ann, &mut bob] {
+        assert_eq!(next_json(ws), told, "the room is told");
+    }
+    say(&mut ann, "can I?");
+    let refused = next_json(&mut ann);
+    assert_eq!(refused["code"], "locked", "{refused}");
+    // An announcement through the API goes in.
+    let posted = post(
+        addr,
+        "/api/rooms/r/messages",
+        &bearer(),
+        r#"{"text":"exam starts now"}"#,
+    );
+    assert_eq!(status(&posted), 201, "{posted}");
+    for ws in [&mut ann, &mut bob] {
+        assert_eq!(
+            next_json(ws)["text"],
+            "exam starts now",
+            "nothing else first"
+        );
+    }
+    // Unlocked, the member posts again.
+    answered(&settings(addr, "r", json!({"locked": false})), 200);
+    next_of_type(&mut ann, "room");
+    say(&mut ann, "now?");
+    assert_eq!(next_of_type(&mut bob, "message")["text"], "now?");
+    assert_eq!(metric(addr, ROOM_CHANGES), 2);
+}
+
+#[test]
+fn slow_mode_lets_each_member_post_once_per_period() {
+    let server = start_with(moderated);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    answered(&settings(addr, "r", json!({"slow_secs": 60})), 200);
+    next_of_type(&mut ann, "room");
+    next_of_type(&mut bob, "room");
+    say(&mut ann, "one");
+    assert_eq!(next_json(&mut ann)["text"], "one");
+    std::thread::sleep(Duration::from_millis(100));
+    say(&mut ann, "two");
+    let refused = next_json(&mut ann);
+    assert_eq!(refused["code"], "slow_mode", "{refused}");
+    let wait = refused["retry_after"].as_u64().expect("a retry_after");
+    assert!((1..=60).contains(&wait), "{refused}");
+    // Each member has its own period; a reconnect does not start a new one.
+    assert_eq!(next_json(&mut bob)["text"], "one");
+    say(&mut bob, "mine");
+    assert_eq!(next_json(&mut bob)["text"], "mine");
+    close_politely(ann);
+    let mut ann = eventually(|| {
+        let (ws, welcome) = chat(addr, "r", Some("ann"));
+        (welcome["name"] == "ann").then_some(ws)
+    });
+    say(&mut ann, "three");
+    assert_eq!(next_json(&mut ann)["code"], "slow_mode");
+}
+
+#[test]
+fn the_topic_and_settings_are_in_a_newcomers_welcome_after_a_restart() {
+    let dir = TempDir::new("room_settings");
+    let durable = |dir: &TempDir| start_with(|b| moderated(b).data_dir(dir.path()));
+    let server = durable(&dir);
+    let addr = server.local_addr();
+    let (_, welcome) = chat(addr, "r", Some("ann"));
+    assert_eq!(
+        (&welcome["topic"], &welcome["locked"], &welcome["slow_secs"]),
+        (&json!(""), &json!(false), &json!(0)),
+        "{welcome}"
+    );
+    answered(
+        &settings(
+            addr,
+            "r",
+            json!({"topic": " Week 3: sockets ", "slow_secs": 5}),
+        ),
+        200,
+    );
+    // Absent fields stay as they are.
+    let told = answered(&settings(addr, "r", json!({"locked": true})), 200);
+    assert_eq!(
+        (&told["topic"], &told["slow_secs"], &told["locked"]),
+        (&json!("Week 3: sockets"), &json!(5), &json!(true))
+    );
+    server.shutdown();
+
+    let server = durable(&dir);
+    let (_, welcome) = chat(server.local_addr(), "r", Some("bob"));
+    assert_eq!(
+        (&welcome["topic"], &welcome["locked"], &welcome["slow_secs"]),
+        (&json!("Week 3: sockets"), &json!(true), &json!(5)),
+        "{welcome}"
+    );
+    let (_, elsewhere) = chat(server.local_addr(), "other", Some("carol"));
+    assert_eq!(elsewhere["topic"], "", "another room's own");
+}
+
+#[test]
+fn room_settings_on_one_node_hold_on_another() {
+    let Some(redis) = Redis::start("room_cluster") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = chat(b.local_addr(), "r", Some("ann"));
+    let told = answered(
+        &settings(
+            a.local_addr(),
+            "r",
+            json!({"locked": true, "topic": "quiet"}),
+        ),
+        200,
+    );
+    assert_eq!(next_json(&mut ann), told);
+    say(&mut ann, "hello?");
+    assert_eq!(next_json(&mut ann)["code"], "locked");
+    let (_, welcome) = chat(b.local_addr(), "r", Some("bob"));
+    assert_eq!(welcome["topic"], "quiet");
+    let c = node(&redis);
+    let (_, welcome) = chat(c.local_addr(), "r", Some("carol"));
+    assert_eq!(
+        (&welcome["topic"], &welcome["locked"]),
+        (&json!("quiet"), &json!(true)),
+        "a node started later reads them"
+    );
+}
+
+#[test]
+fn a_members_room_change_is_forbidden_and_bad_settings_are_refused_with_exact_codes() {
+    let server = start_with(moderated);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    for (request, code) in [
+        (json!({"type": "room", "locked": true}), "forbidden"),
+        (json!({"type": "room"}), "missing_field"),
+        (json!({"type": "room", "slow_secs": 3601}), "bad_request"),
+        (
+            json!({"type": "room", "topic": "x".repeat(201)}),
+            "bad_request",
+        ),
+    ] {
+        send_json(&mut ann, request.clone());
+        assert_eq!(next_json(&mut ann)["code"], code, "{request}");
+    }
+    for (change, code, error) in [
+        (json!({}), 400, "missing_field"),
+        (json!({"slow_secs": 3601}), 400, "bad_request"),
+        (json!({"topic": "x".repeat(201)}), 400, "bad_request"),
+        (json!({"topic": "a\u{202e}b"}), 400, "bad_request"),
+        (json!({"locked": "yes"}), 400, "bad_json"),
+    ] {
+        assert_eq!(
+            answered(&settings(addr, "r", change.clone()), code)["error"],
+            error,
+            "{change}"
+        );
+    }
+    let answer = post(addr, "/api/rooms/r/settings", "", r#"{"locked":true}"#);
+    assert_eq!(status(&answer), 401, "{answer}");
+    say(&mut ann, "unlocked still");
+    assert_eq!(next_json(&mut ann)["text"], "unlocked still");
+    let (_, welcome) = chat(addr, "r", Some("bob"));
+    assert_eq!(welcome["locked"], false);
+    assert_eq!(metric(addr, ROOM_CHANGES), 0);
+}

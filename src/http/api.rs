@@ -59,6 +59,10 @@ pub(crate) enum Call {
     Mute {
         room: String,
     },
+    /// `POST /api/rooms/{room}/settings`: the body says what changes.
+    Settings {
+        room: String,
+    },
 }
 
 impl Call {
@@ -72,6 +76,7 @@ impl Call {
                 | Call::Delete { .. }
                 | Call::Kick { .. }
                 | Call::Mute { .. }
+                | Call::Settings { .. }
         )
     }
 }
@@ -135,7 +140,7 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
     if let Some((room, action)) = path
         .strip_prefix("/api/rooms/")
         .and_then(|rest| rest.split_once('/'))
-        .filter(|(_, action)| matches!(*action, "kick" | "mute"))
+        .filter(|(_, action)| matches!(*action, "kick" | "mute" | "settings"))
     {
         let room = chat::valid_room(room).map_err(|e| error(404, "bad_room", e.message))?;
         if method != "POST" {
@@ -143,7 +148,8 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
         }
         return Ok(match action {
             "kick" => Call::Kick { room },
-            _ => Call::Mute { room },
+            "mute" => Call::Mute { room },
+            _ => Call::Settings { room },
         });
     }
     if let Some((room, id)) = path
@@ -250,6 +256,13 @@ pub(crate) fn serve<S: Transport>(
                 Err(response) => return response,
             }
         }
+        Call::Settings { room } => {
+            let body = (stream, (req, rest));
+            match settings(body, (peer, deadline), ctx, &lines.doors) {
+                Ok(change) => ApiCall::Settings { room, change },
+                Err(response) => return response,
+            }
+        }
         Call::Mute { room } => {
             match moderation(stream, (req, rest), (peer, deadline), ctx, &lines.doors) {
                 Ok(Moderation {
@@ -272,7 +285,10 @@ pub(crate) fn serve<S: Transport>(
     // The store may still carry these out once it answers.
     let deleting = matches!(
         call,
-        ApiCall::Delete { .. } | ApiCall::Kick { .. } | ApiCall::Mute { .. }
+        ApiCall::Delete { .. }
+            | ApiCall::Kick { .. }
+            | ApiCall::Mute { .. }
+            | ApiCall::Settings { .. }
     );
     let not_found = match &call {
         ApiCall::Delete { .. } => {
@@ -399,6 +415,14 @@ fn moderated_json(moderated: &crate::store::Moderated) -> serde_json::Value {
             "name": name,
             "by": moderated.by,
         }),
+        Action::Room { settings } => json!({
+            "type": "room",
+            "room": moderated.room,
+            "by": moderated.by,
+            "locked": settings.locked,
+            "slow_secs": settings.slow_secs,
+            "topic": settings.topic,
+        }),
         Action::Bar => json!({"type": "barred", "room": moderated.room}),
     }
 }
@@ -415,8 +439,32 @@ struct Moderation {
 /// Largest body of a moderation request: a name and a reason, with room to spare.
 const MAX_MODERATION_BODY: usize = 4096;
 
-/// Checks a moderation request: the token (within the client's budget of guesses),
-/// then its JSON body (`curl -d` sends it as a form: it is read as JSON all the same).
+/// Checks a room settings request: the token, its body, and the change.
+fn settings<S: Transport>(
+    (stream, (req, rest)): (&mut S, (&Request, Vec<u8>)),
+    (peer, deadline): (Peer, Instant),
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Result<chat::RoomChange, Response> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        locked: Option<bool>,
+        slow_secs: Option<u64>,
+        topic: Option<String>,
+    }
+    let raw: Raw = moderation_body(stream, (req, rest), (peer, deadline), ctx, doors)?;
+    chat::valid_room_change(raw.locked, raw.slow_secs, raw.topic).map_err(|e| {
+        let code = if e.code == chat::ErrorCode::MissingField {
+            "missing_field"
+        } else {
+            "bad_request"
+        };
+        error(400, code, e.message)
+    })
+}
+
+/// Checks a kick's or a mute's request: the token, its body, the name, the reason and
+/// the minutes.
 fn moderation<S: Transport>(
     stream: &mut S,
     (req, rest): (&Request, Vec<u8>),
@@ -424,6 +472,41 @@ fn moderation<S: Transport>(
     ctx: &Context,
     doors: &Sender<doors::Request>,
 ) -> Result<Moderation, Response> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        name: Option<String>,
+        reason: Option<String>,
+        minutes: Option<u64>,
+    }
+    let raw: Raw = moderation_body(stream, (req, rest), (peer, deadline), ctx, doors)?;
+    let name = raw
+        .name
+        .ok_or_else(|| error(400, "missing_field", "it needs a \"name\""))?;
+    let name = chat::valid_name(&name).map_err(|e| error(400, "bad_name", e.message))?;
+    let reason = chat::valid_reason(raw.reason.unwrap_or_default())
+        .map_err(|e| error(400, "bad_request", e.message))?;
+    let minutes = match raw.minutes {
+        Some(0) => Some(0),
+        Some(n) => Some(chat::valid_minutes(n).map_err(|e| error(400, "bad_request", e.message))?),
+        None => None,
+    };
+    Ok(Moderation {
+        name,
+        reason,
+        minutes,
+    })
+}
+
+/// Reads a moderation request's JSON body, once the token is checked (within the
+/// client's budget of guesses). `curl -d` sends it as a form: it is read as JSON all
+/// the same.
+fn moderation_body<S: Transport, T: serde::de::DeserializeOwned>(
+    stream: &mut S,
+    (req, rest): (&Request, Vec<u8>),
+    (peer, deadline): (Peer, Instant),
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Result<T, Response> {
     authorize(req, peer, ctx, doors)?;
     let content_type = req
         .header("Content-Type")
@@ -464,30 +547,8 @@ fn moderation<S: Transport>(
                 BodyError::Head(_) => error(400, "bad_request", "the body ended early"),
             },
         )?;
-    #[derive(serde::Deserialize)]
-    struct Raw {
-        name: Option<String>,
-        reason: Option<String>,
-        minutes: Option<u64>,
-    }
-    let raw: Raw = serde_json::from_slice(&body)
-        .map_err(|e| error(400, "bad_json", format!("not a valid request: {e}")))?;
-    let name = raw
-        .name
-        .ok_or_else(|| error(400, "missing_field", "it needs a \"name\""))?;
-    let name = chat::valid_name(&name).map_err(|e| error(400, "bad_name", e.message))?;
-    let reason = chat::valid_reason(raw.reason.unwrap_or_default())
-        .map_err(|e| error(400, "bad_request", e.message))?;
-    let minutes = match raw.minutes {
-        Some(0) => Some(0),
-        Some(n) => Some(chat::valid_minutes(n).map_err(|e| error(400, "bad_request", e.message))?),
-        None => None,
-    };
-    Ok(Moderation {
-        name,
-        reason,
-        minutes,
-    })
+    serde_json::from_slice(&body)
+        .map_err(|e| error(400, "bad_json", format!("not a valid request: {e}")))
 }
 
 /// A stored message as JSON, exactly as chat clients get it.

@@ -147,6 +147,7 @@ impl ChatRooms {
             resumed,
             wire: members.wire(member),
             limits: self.limits,
+            settings: self.moderation.settings(&room),
         });
         post.release(members, member, Message::text(json));
         if failed {
@@ -400,6 +401,19 @@ impl ChatRooms {
                     by: &by,
                 });
                 self.tell_member(members, post, &room, &name, Message::text(json));
+            }
+            Action::Room { settings } => {
+                let json = chat::encode(&ServerMessage::Room {
+                    room: &room,
+                    by: &by,
+                    settings: &settings,
+                });
+                let msg = Message::text(json);
+                if let Some(people) = self.rooms.get(&room) {
+                    for &id in &people.members {
+                        post.deliver_answer(members, id, msg.clone());
+                    }
+                }
             }
             Action::Bar => {}
         }

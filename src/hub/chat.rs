@@ -241,6 +241,10 @@ impl ChatRooms {
                     }
                 }
             }
+            ApiCall::Settings { room, change } => {
+                let by = chat::API_SENDER.to_owned();
+                self.room_request(store::Asker::Api(reply.clone()), (room, by), change)
+            }
             ApiCall::Mute {
                 room,
                 name,
@@ -363,6 +367,11 @@ impl ChatRooms {
                 self.send_error(members, post, id, &moderation::muted_error(&room, until));
             }
             ClientMessage::Message { text, cid, file } => {
+                let admin = is_admin(members, id);
+                let now = std::time::Instant::now();
+                if let Err(error) = self.moderation.may_post(&room, &name, admin, now) {
+                    return self.send_error(members, post, id, &error);
+                }
                 let client = self.rooms_kept.clients.get(&id).copied();
                 if let Err(error) = self.rooms_kept.admit(&room, client) {
                     return self.send_error(members, post, id, &error);
@@ -479,7 +488,9 @@ impl ChatRooms {
                     }
                 }
             }
-            ClientMessage::Mute { .. } | ClientMessage::Unmute { .. } if !is_admin(members, id) => {
+            ClientMessage::Mute { .. } | ClientMessage::Unmute { .. } | ClientMessage::Room(_)
+                if !is_admin(members, id) =>
+            {
                 self.send_error(members, post, id, &moderation::forbidden());
             }
             ClientMessage::Mute {
@@ -489,6 +500,10 @@ impl ChatRooms {
                 let asker = Asker::Member(id);
                 let made = self.mute_request(members, asker, (room, name), &target, minutes);
                 self.moderate(members, post, id, made);
+            }
+            ClientMessage::Room(change) => {
+                let made = self.room_request(Asker::Member(id), (room, name), change);
+                self.moderate(members, post, id, Ok(made));
             }
             ClientMessage::Unmute { name: target } => {
                 let asker = Asker::Member(id);
@@ -605,6 +620,35 @@ impl ChatRooms {
                 self.send_error(members, post, id, &moderation::refusal_error(refusal));
             }
         }
+    }
+
+    /// A request to change the settings of `room`, made by `by`: the whole settings,
+    /// kept for as long as the room (taken away when back to the defaults).
+    pub(super) fn room_request(
+        &self,
+        asker: Asker,
+        (room, by): (String, String),
+        change: chat::RoomChange,
+    ) -> store::Request {
+        let settings = self.moderation.settings(&room).with(change);
+        let value = serde_json::to_string(&settings).unwrap_or_default();
+        let until = if settings == chat::RoomSettings::default() {
+            0
+        } else {
+            moderation::FOREVER
+        };
+        store::Request::Moderate(store::Moderation {
+            asker: Some(asker),
+            rules: vec![Rule {
+                room: room.clone(),
+                key: moderation::ROOM_RULE.to_owned(),
+                value,
+                until,
+            }],
+            room,
+            by,
+            action: Action::Room { settings },
+        })
     }
 
     /// A request to mute `name` in `room` for `minutes` (0: to unmute it), made by

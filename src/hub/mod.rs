@@ -111,6 +111,11 @@ pub(crate) enum ApiCall {
     },
     /// `DELETE /api/rooms/{room}/messages/{id}`, with the API token.
     Delete { room: String, id: u64 },
+    /// `POST /api/rooms/{room}/settings`, with the API token, validated.
+    Settings {
+        room: String,
+        change: crate::chat::RoomChange,
+    },
     /// `POST /api/rooms/{room}/mute`, with the API token, validated; `minutes` 0
     /// unmutes.
     Mute {

@@ -14,11 +14,11 @@
 //! refuses a kicked join, [`changes`](super::changes) carries out a kick made.
 
 use crate::base::{ClientKey, ConnId, SessionId, now_ms};
-use crate::chat::{self, ChatError, ErrorCode};
+use crate::chat::{self, ChatError, ErrorCode, RoomSettings};
 use crate::metrics::{self, Metrics};
 use crate::store::{Action, Moderated, Refusal, Rule};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The hub's copy of the rules in force, and what it needs to make new ones.
 #[derive(Debug)]
@@ -29,7 +29,20 @@ pub(super) struct Moderation {
     pub(super) kick_time: Duration,
     /// The session each chat member of this node signed in with, if any.
     pub(super) sessions: HashMap<ConnId, SessionId>,
+    /// The settings of each room that has any (a copy of its `room` rule, read).
+    settings: HashMap<String, RoomSettings>,
+    /// When each member (by room and name key) last posted in a room in slow mode.
+    last_posts: HashMap<(String, String), Instant>,
 }
+
+/// The rule that holds a room's settings.
+pub(super) const ROOM_RULE: &str = "room";
+
+/// How long a room's settings are kept: for as long as the room (a rule must end).
+pub(super) const FOREVER: u64 = chat::MAX_ID;
+
+/// Slow-mode timestamps kept before the old ones are forgotten.
+const MAX_LAST_POSTS: usize = 4096;
 
 /// A kick's rule on a name key.
 pub(super) fn name_rule(name: &str) -> String {
@@ -50,6 +63,8 @@ impl Moderation {
             rules: HashMap::new(),
             kick_time,
             sessions: HashMap::new(),
+            settings: HashMap::new(),
+            last_posts: HashMap::new(),
         };
         moderation.apply(&rules);
         moderation
@@ -61,6 +76,16 @@ impl Moderation {
         let now = now_ms();
         self.rules.retain(|_, (_, until)| *until > now);
         for rule in rules {
+            if rule.key == ROOM_RULE {
+                match serde_json::from_str::<RoomSettings>(&rule.value) {
+                    Ok(settings) if rule.until > now => {
+                        self.settings.insert(rule.room.clone(), settings);
+                    }
+                    _ => {
+                        self.settings.remove(&rule.room);
+                    }
+                }
+            }
             let key = (rule.room.clone(), rule.key.clone());
             if rule.until > now {
                 self.rules.insert(key, (rule.value.clone(), rule.until));
@@ -73,6 +98,61 @@ impl Moderation {
     /// Whether rule `key` of `room` is in force.
     pub(super) fn has(&self, room: &str, key: &str) -> bool {
         self.rules.contains_key(&(room.to_owned(), key.to_owned()))
+    }
+
+    /// The settings of `room`.
+    pub(super) fn settings(&self, room: &str) -> RoomSettings {
+        self.settings.get(room).cloned().unwrap_or_default()
+    }
+
+    /// Whether member `name` may post in `room` now: not in a locked room, not sooner
+    /// than slow mode allows (an admin may, always). A post let through counts for
+    /// slow mode.
+    pub(super) fn may_post(
+        &mut self,
+        room: &str,
+        name: &str,
+        admin: bool,
+        now: Instant,
+    ) -> Result<(), ChatError> {
+        let Some(settings) = self.settings.get(room) else {
+            return Ok(());
+        };
+        if admin {
+            return Ok(());
+        }
+        if settings.locked {
+            return Err(ChatError::new(
+                ErrorCode::Locked,
+                format!("{room} is locked: only its moderators post for now"),
+            ));
+        }
+        if settings.slow_secs == 0 {
+            return Ok(());
+        }
+        let every = Duration::from_secs(settings.slow_secs);
+        let key = (room.to_owned(), chat::name_key(name));
+        if let Some(&last) = self.last_posts.get(&key) {
+            let since = now.saturating_duration_since(last);
+            if since < every {
+                let wait = (every - since).as_secs_f64().ceil() as u64;
+                return Err(ChatError::new(
+                    ErrorCode::SlowMode,
+                    format!(
+                        "{room} is in slow mode: one post every {} s",
+                        settings.slow_secs
+                    ),
+                )
+                .retry_after(wait.max(1)));
+            }
+        }
+        if self.last_posts.len() >= MAX_LAST_POSTS {
+            let oldest = Duration::from_secs(chat::MAX_SLOW_SECS);
+            self.last_posts
+                .retain(|_, last| now.saturating_duration_since(*last) < oldest);
+        }
+        self.last_posts.insert(key, now);
+        Ok(())
     }
 
     /// Until when member `name` is muted in `room`, if it is.
@@ -163,6 +243,7 @@ pub(super) fn count(metrics: &Metrics, action: &Action) {
         Action::Kick { .. } => metrics::bump(&metrics.kicks),
         Action::Mute { .. } => metrics::bump(&metrics.mutes),
         Action::Unmute { .. } => metrics::bump(&metrics.unmutes),
+        Action::Room { .. } => metrics::bump(&metrics.room_settings),
         // Part of a kick, counted there.
         Action::Bar => {}
     }
@@ -187,6 +268,13 @@ pub(crate) fn describe(moderated: &Moderated) -> String {
             "{by} unmuted {} in room {}",
             crate::base::escape(name),
             moderated.room
+        ),
+        Action::Room { settings } => format!(
+            "{by} set room {}: locked {}, slow mode {} s, topic \"{}\"",
+            moderated.room,
+            settings.locked,
+            settings.slow_secs,
+            crate::base::escape(&settings.topic)
         ),
         Action::Bar => format!("{by} barred a kicked member from room {}", moderated.room),
     }
@@ -250,6 +338,52 @@ mod tests {
             Duration::from_secs(60),
         );
         assert!(ran_out.kicked("r", Some("ann"), None, None).is_none());
+    }
+
+    #[test]
+    fn a_locked_room_takes_admins_and_slow_mode_spaces_each_members_posts() {
+        let room = |settings: &RoomSettings| Rule {
+            room: "r".into(),
+            key: ROOM_RULE.into(),
+            value: serde_json::to_string(settings).unwrap(),
+            until: FOREVER,
+        };
+        let locked = RoomSettings {
+            locked: true,
+            ..RoomSettings::default()
+        };
+        let mut moderation = Moderation::new(vec![room(&locked)], Duration::from_secs(60));
+        let now = Instant::now();
+        let code = |r: Result<(), ChatError>| r.map_err(|e| (e.code, e.retry_after));
+        assert_eq!(
+            code(moderation.may_post("r", "ann", false, now)),
+            Err((ErrorCode::Locked, None))
+        );
+        assert_eq!(code(moderation.may_post("r", "ann", true, now)), Ok(()));
+        assert_eq!(
+            code(moderation.may_post("other", "ann", false, now)),
+            Ok(())
+        );
+        let slow = RoomSettings {
+            slow_secs: 10,
+            ..RoomSettings::default()
+        };
+        moderation.apply(&[room(&slow)]);
+        assert_eq!(code(moderation.may_post("r", "ann", false, now)), Ok(()));
+        let soon = now + Duration::from_millis(2500);
+        assert_eq!(
+            code(moderation.may_post("r", "ANN", false, soon)),
+            Err((ErrorCode::SlowMode, Some(8))),
+            "the same name's key, 7.5 s to wait"
+        );
+        assert_eq!(code(moderation.may_post("r", "bob", false, soon)), Ok(()));
+        let later = now + Duration::from_secs(10);
+        assert_eq!(code(moderation.may_post("r", "ann", false, later)), Ok(()));
+        moderation.apply(&[Rule {
+            until: 0,
+            ..room(&slow)
+        }]);
+        assert_eq!(moderation.settings("r"), RoomSettings::default());
     }
 
     #[test]

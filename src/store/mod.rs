@@ -132,7 +132,7 @@ pub(crate) fn may_delete(by_admin: bool, by: &str, from: &str, via: Option<&str>
 
 /// One standing moderation rule of a room, kept until `until` (ms since the epoch):
 /// `key` is what it binds (`kick:name:{name key}`, `kick:session:{hex}`,
-/// `kick:addr:{client}`, `mute:{name key}`), `value` what it says (a kick's reason). Kept by the backend
+/// `kick:addr:{client}`, `mute:{name key}`, `room`: its settings), `value` what it says (a kick's reason). Kept by the backend
 /// so that it survives a restart and reaches every node; the hub keeps a copy to
 /// decide with, without asking.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -160,6 +160,11 @@ pub(crate) enum Action {
     Mute { name: String, until: u64 },
     /// Member `name` may post again.
     Unmute { name: String },
+    /// The room's settings are now these.
+    Room {
+        #[serde(flatten)]
+        settings: crate::chat::RoomSettings,
+    },
     /// More of what a kick binds (the kicked member's session and address, which only
     /// the node it is connected to knows): nobody is told.
     Bar,
