@@ -63,6 +63,8 @@ pub(crate) enum ClientMessage {
     Unmute { name: String },
     /// Change the current room's settings: what is `Some` changes (admins).
     Room(RoomChange),
+    /// Empty the current room's history (admins).
+    Clear,
 }
 
 /// A change to a room's settings: `None` leaves that one as it is.
@@ -454,6 +456,7 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
             raw.slow_secs,
             raw.topic,
         )?)),
+        "clear" => Ok(ClientMessage::Clear),
         "unmute" => Ok(ClientMessage::Unmute {
             name: valid_name(&field(raw.name, "name")?)?,
         }),
@@ -972,6 +975,12 @@ pub(crate) enum ServerMessage<'a> {
         room: &'a str,
         name: &'a str,
         by: &'a str,
+    },
+    /// The history of `room` was emptied by `by`: every message up to `through`.
+    Cleared {
+        room: &'a str,
+        by: &'a str,
+        through: u64,
     },
     /// The settings of `room` changed, by `by`: all of them, as they are now.
     Room {

@@ -111,6 +111,8 @@ pub(crate) struct Metrics {
     pub unmutes: AtomicU64,
     /// Room settings changed (`action="room"`).
     pub room_settings: AtomicU64,
+    /// Rooms' histories emptied (`action="clear"`).
+    pub clears: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -141,6 +143,7 @@ impl Metrics {
             mutes: AtomicU64::new(0),
             unmutes: AtomicU64::new(0),
             room_settings: AtomicU64::new(0),
+            clears: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -315,12 +318,14 @@ impl Metrics {
              switchboard_moderation_actions_total{{action=\"kick\"}} {}\n\
              switchboard_moderation_actions_total{{action=\"mute\"}} {}\n\
              switchboard_moderation_actions_total{{action=\"unmute\"}} {}\n\
-             switchboard_moderation_actions_total{{action=\"room\"}} {}\n",
+             switchboard_moderation_actions_total{{action=\"room\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"clear\"}} {}\n",
             get(&self.deletes),
             get(&self.kicks),
             get(&self.mutes),
             get(&self.unmutes),
-            get(&self.room_settings)
+            get(&self.room_settings),
+            get(&self.clears)
         );
         let _ = write!(
             out,

@@ -172,6 +172,11 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
         API_SETTINGS,
         "readme_token_file_server_and_curl_post_a_message",
     ),
+    (
+        "README.md",
+        API_CLEAR,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
 ];
 
 /// The README's post of a file with curl.
@@ -191,6 +196,10 @@ const API_MUTE: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Typ
 
 /// The README's room settings with curl.
 const API_SETTINGS: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"locked\":true,\"slow_secs\":30,\"topic\":\"Week 3: sockets\"}' http://127.0.0.1:3000/api/rooms/ops/settings";
+
+/// The README's clear with curl.
+const API_CLEAR: &str =
+    "curl -X POST -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3000/api/rooms/ops/clear";
 
 /// Inline spans that start like a command but are not one, and why.
 const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
@@ -1267,6 +1276,22 @@ fn readme_token_file_server_and_curl_post_a_message() {
             &serde_json::json!(true),
             &serde_json::json!(30)
         )
+    );
+
+    // The token clears the room: the README's command.
+    let cleared = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_CLEAR), served.http, None)
+    );
+    let answer = shell.run(&cleared);
+    answer.assert_success(&cleared);
+    let told: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(told["type"], "cleared", "{}", answer.stdout);
+    assert_eq!(next_of_type(&mut ops, "cleared"), told);
+    let page = get(served.http, "/api/rooms/ops/messages");
+    assert!(
+        page.contains("\"messages\":[]"),
+        "the history is empty: {page}"
     );
 }
 

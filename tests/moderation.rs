@@ -768,3 +768,163 @@ fn a_members_room_change_is_forbidden_and_bad_settings_are_refused_with_exact_co
     assert_eq!(welcome["locked"], false);
     assert_eq!(metric(addr, ROOM_CHANGES), 0);
 }
+
+/// Announces `bytes` as `name` from `ws` and returns the room's message about it.
+fn share(ws: &mut Client, name: &str, bytes: &[u8]) -> Value {
+    let announce = json!({"type": "file", "name": name, "mime": "application/octet-stream",
+                          "size": bytes.len()});
+    send_json(ws, announce);
+    ws.send(tungstenite::Message::binary(bytes.to_vec()))
+        .expect("send");
+    let msg = next_of_type(ws, "message");
+    assert_eq!(msg["file"]["name"], name, "{msg}");
+    msg
+}
+
+/// Says `text` from `ws` and waits for it to come back stored; its id.
+fn said(ws: &mut Client, text: &str) -> u64 {
+    say(ws, text);
+    let msg = next_of_type(ws, "message");
+    assert_eq!(msg["text"], text, "{msg}");
+    msg["id"].as_u64().expect("an id")
+}
+
+/// A plain GET of `path`, its status.
+fn get_status(addr: SocketAddr, path: &str) -> u16 {
+    status(&get(addr, path))
+}
+
+/// `GET /api/rooms/{room}/messages`, its messages.
+fn api_messages(addr: SocketAddr, room: &str) -> Vec<Value> {
+    let page = answered(&get(addr, &format!("/api/rooms/{room}/messages")), 200);
+    page["messages"].as_array().expect("messages").clone()
+}
+
+fn clear(addr: SocketAddr, room: &str) -> String {
+    post(addr, &format!("/api/rooms/{room}/clear"), &bearer(), "")
+}
+
+const CLEARS: &str = "switchboard_moderation_actions_total{action=\"clear\"}";
+
+#[test]
+fn clear_empties_history_and_files_and_ids_go_on_after_a_restart() {
+    let dir = TempDir::new("clear");
+    let durable = |dir: &TempDir| start_with(|b| moderated(b).data_dir(dir.path()));
+    let server = durable(&dir);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    let (mut bob, _) = chat(addr, "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    said(&mut ann, "one");
+    let url = share(&mut ann, "notes.txt", b"private notes")["file"]["url"]
+        .as_str()
+        .expect("a url")
+        .to_owned();
+    said(&mut ann, "three");
+    let keyed = format!("{}Idempotency-Key: k1\r\n", bearer());
+    let posted = post(
+        addr,
+        "/api/rooms/r/messages",
+        &keyed,
+        r#"{"text":"secret plan"}"#,
+    );
+    let last = answered(&posted, 201)["id"].as_u64().expect("an id");
+    next_of_type(&mut ann, "message");
+    assert_eq!(get_status(addr, &url), 200);
+    let (_, elsewhere) = chat(addr, "other", Some("carol"));
+    assert_eq!(elsewhere["last_id"], 0);
+    let told = answered(&clear(addr, "r"), 200);
+    assert_eq!(
+        told,
+        json!({"type": "cleared", "room": "r", "by": "api", "through": last})
+    );
+    for ws in [&mut ann, &mut bob] {
+        assert_eq!(next_of_type(ws, "cleared"), told);
+    }
+    assert_eq!(get_status(addr, &url), 404, "the file goes too");
+    // A script's retry gets no text back.
+    let retried = post(
+        addr,
+        "/api/rooms/r/messages",
+        &keyed,
+        r#"{"text":"secret plan"}"#,
+    );
+    assert!(!retried.contains("secret plan"), "{retried}");
+    assert!(api_messages(addr, "r").is_empty());
+    let (_, welcome) = chat(addr, "r", Some("dan"));
+    assert_eq!(welcome["history"], json!([]), "{welcome}");
+    assert_eq!(welcome["last_id"], last);
+    assert_eq!(said(&mut ann, "after"), last + 1, "ids go on");
+    assert_eq!(metric(addr, CLEARS), 1);
+    drop((ann, bob));
+    server.shutdown();
+
+    let server = durable(&dir);
+    let addr = server.local_addr();
+    let (mut erin, welcome) = chat(addr, "r", Some("erin"));
+    let history: Vec<&str> = welcome["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(history, ["after"]);
+    assert_eq!(
+        said(&mut erin, "later"),
+        last + 2,
+        "ids go on after a restart"
+    );
+    // Cleared again, with nothing but ids left: they still go on.
+    answered(&clear(addr, "r"), 200);
+    drop(erin);
+    server.shutdown();
+    let server = durable(&dir);
+    let (mut fay, welcome) = chat(server.local_addr(), "r", Some("fay"));
+    assert_eq!(welcome["history"], json!([]));
+    assert_eq!(said(&mut fay, "again"), last + 3);
+}
+
+#[test]
+fn clear_on_one_node_empties_the_room_on_every_node() {
+    let Some(redis) = Redis::start("clear_cluster") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = chat(a.local_addr(), "r", Some("ann"));
+    let (mut bob, _) = chat(b.local_addr(), "r", Some("bob"));
+    next_of_type(&mut ann, "join");
+    said(&mut ann, "one");
+    let msg = share(&mut ann, "notes.txt", b"private notes");
+    let url = msg["file"]["url"].as_str().expect("a url").to_owned();
+    let last = msg["id"].as_u64().expect("an id");
+    assert_eq!(get_status(b.local_addr(), &url), 200, "node b has a copy");
+    let told = answered(&clear(b.local_addr(), "r"), 200);
+    assert_eq!(told["through"], last);
+    assert_eq!(next_of_type(&mut ann, "cleared"), told);
+    assert_eq!(next_of_type(&mut bob, "cleared"), told);
+    for node in [&a, &b] {
+        let addr = node.local_addr();
+        eventually(|| (get_status(addr, &url) == 404).then_some(()));
+        assert!(api_messages(addr, "r").is_empty());
+        let (_, welcome) = chat(addr, "r", None);
+        assert_eq!(welcome["history"], json!([]), "{welcome}");
+    }
+    assert_eq!(said(&mut bob, "after"), last + 1, "ids go on");
+}
+
+#[test]
+fn a_members_clear_is_forbidden_and_keeps_the_history() {
+    let server = start_with(moderated);
+    let addr = server.local_addr();
+    let (mut ann, _) = chat(addr, "r", Some("ann"));
+    said(&mut ann, "keep me");
+    send_json(&mut ann, json!({"type": "clear"}));
+    assert_eq!(next_json(&mut ann)["code"], "forbidden");
+    assert_eq!(api_messages(addr, "r").len(), 1);
+    let answer = post(addr, "/api/rooms/r/clear", "", "");
+    assert_eq!(status(&answer), 401, "{answer}");
+    let answer = get(addr, "/api/rooms/r/clear");
+    assert_eq!(status(&answer), 405, "{answer}");
+    assert_eq!(api_messages(addr, "r").len(), 1);
+    assert_eq!(metric(addr, CLEARS), 0);
+}

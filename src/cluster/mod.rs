@@ -256,6 +256,7 @@ pub(crate) struct Bridge {
 struct Scripts {
     append: Script,
     delete: Script,
+    clear: Script,
     join: Script,
     /// What `join` needs to key a guest name, [`scripts::guest_keys`].
     guest_keys: Vec<String>,
@@ -333,6 +334,7 @@ impl Bridge {
         let scripts = Scripts {
             append: Script::new(&format!("{}{}", files::DROP_FILE, scripts::APPEND)),
             delete: Script::new(&format!("{}{}", files::DROP_FILE, scripts::DELETE)),
+            clear: Script::new(&format!("{}{}", files::DROP_FILE, scripts::CLEAR)),
             join: Script::new(scripts::JOIN),
             guest_keys: scripts::guest_keys(),
             switch: Script::new(scripts::SWITCH),

@@ -111,6 +111,28 @@ redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'deleted', room = ARG
 return {1, dropped}
 ";
 
+/// Empties a room's history: every entry of its stream goes, with the files they
+/// shared and the room's tombstones; its id counter stays, so ids go on. Returns the
+/// room's newest id (as text) and the ids of the files dropped. KEYS: the room's
+/// stream, its tombstones. ARGV: room.
+pub(super) const CLEAR: &str = r"
+local dropped = {tostring(tonumber(redis.call('HGET', 'switchboard:ids', ARGV[1]) or '0'))}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local fields = entry[2]
+  for f = 1, #fields - 1, 2 do
+    if fields[f] == 'file' then
+      local ok, file = pcall(cjson.decode, fields[f + 1])
+      if ok and type(file) == 'table' and type(file.id) == 'string' then
+        drop_file(file.id)
+        table.insert(dropped, file.id)
+      end
+    end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return dropped
+";
+
 /// A member joins: the first free of the names offered (pairs of name and key),
 /// else `guest-N`. Returns the name and the room's newest id, which splits the
 /// room's messages into those before the join (its history) and those after

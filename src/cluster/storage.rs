@@ -155,17 +155,32 @@ impl Bridge {
                     .exec(con)?;
             }
             Request::Moderate(moderation) => {
+                let (mut action, mut rules) = (moderation.action.clone(), moderation.rules.clone());
+                if let store::Action::Clear { through, files } = &mut action {
+                    let dropped: Vec<String> = self
+                        .scripts
+                        .clear
+                        .key(stream(&moderation.room))
+                        .key(tombstones(&moderation.room))
+                        .arg(&moderation.room)
+                        .invoke(con)?;
+                    let mut dropped = dropped.into_iter();
+                    *through = dropped.next().and_then(|id| id.parse().ok()).unwrap_or(0);
+                    *files = dropped.collect();
+                    // Redis keeps the id counter: no rule is needed for ids to go on.
+                    rules = Vec::new();
+                }
                 // The rules and the news together: a node that hears of a kick finds
                 // it kept, and one that starts later reads it.
                 let moderated = store::Moderated {
                     room: moderation.room.clone(),
                     by: moderation.by.clone(),
-                    action: moderation.action.clone(),
-                    rules: moderation.rules.clone(),
+                    action,
+                    rules,
                 };
                 let mut pipe = redis::pipe();
                 pipe.atomic();
-                for rule in &moderation.rules {
+                for rule in &moderated.rules {
                     let field = format!("{} {}", rule.room, rule.key);
                     if rule.until == 0 {
                         pipe.cmd("HDEL").arg(MODERATION).arg(field).ignore();

@@ -63,6 +63,10 @@ pub(crate) enum Call {
     Settings {
         room: String,
     },
+    /// `POST /api/rooms/{room}/clear`: no body.
+    Clear {
+        room: String,
+    },
 }
 
 impl Call {
@@ -77,6 +81,7 @@ impl Call {
                 | Call::Kick { .. }
                 | Call::Mute { .. }
                 | Call::Settings { .. }
+                | Call::Clear { .. }
         )
     }
 }
@@ -140,7 +145,7 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
     if let Some((room, action)) = path
         .strip_prefix("/api/rooms/")
         .and_then(|rest| rest.split_once('/'))
-        .filter(|(_, action)| matches!(*action, "kick" | "mute" | "settings"))
+        .filter(|(_, action)| matches!(*action, "kick" | "mute" | "settings" | "clear"))
     {
         let room = chat::valid_room(room).map_err(|e| error(404, "bad_room", e.message))?;
         if method != "POST" {
@@ -149,7 +154,8 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
         return Ok(match action {
             "kick" => Call::Kick { room },
             "mute" => Call::Mute { room },
-            _ => Call::Settings { room },
+            "settings" => Call::Settings { room },
+            _ => Call::Clear { room },
         });
     }
     if let Some((room, id)) = path
@@ -256,6 +262,12 @@ pub(crate) fn serve<S: Transport>(
                 Err(response) => return response,
             }
         }
+        Call::Clear { room } => {
+            if let Err(response) = authorize(req, peer, ctx, &lines.doors) {
+                return response;
+            }
+            ApiCall::Clear { room }
+        }
         Call::Settings { room } => {
             let body = (stream, (req, rest));
             match settings(body, (peer, deadline), ctx, &lines.doors) {
@@ -289,6 +301,7 @@ pub(crate) fn serve<S: Transport>(
             | ApiCall::Kick { .. }
             | ApiCall::Mute { .. }
             | ApiCall::Settings { .. }
+            | ApiCall::Clear { .. }
     );
     let not_found = match &call {
         ApiCall::Delete { .. } => {
@@ -422,6 +435,12 @@ fn moderated_json(moderated: &crate::store::Moderated) -> serde_json::Value {
             "locked": settings.locked,
             "slow_secs": settings.slow_secs,
             "topic": settings.topic,
+        }),
+        Action::Clear { through, .. } => json!({
+            "type": "cleared",
+            "room": moderated.room,
+            "by": moderated.by,
+            "through": through,
         }),
         Action::Bar => json!({"type": "barred", "room": moderated.room}),
     }

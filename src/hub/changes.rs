@@ -402,6 +402,20 @@ impl ChatRooms {
                 });
                 self.tell_member(members, post, &room, &name, Message::text(json));
             }
+            Action::Clear { through, .. } => {
+                self.keys.cleared(&room, through);
+                let json = chat::encode(&ServerMessage::Cleared {
+                    room: &room,
+                    by: &by,
+                    through,
+                });
+                let msg = Message::text(json);
+                if let Some(people) = self.rooms.get(&room) {
+                    for &id in &people.members {
+                        post.deliver_answer(members, id, msg.clone());
+                    }
+                }
+            }
             Action::Room { settings } => {
                 let json = chat::encode(&ServerMessage::Room {
                     room: &room,

@@ -241,6 +241,10 @@ impl ChatRooms {
                     }
                 }
             }
+            ApiCall::Clear { room } => {
+                let by = chat::API_SENDER.to_owned();
+                clear_request(store::Asker::Api(reply.clone()), (room, by))
+            }
             ApiCall::Settings { room, change } => {
                 let by = chat::API_SENDER.to_owned();
                 self.room_request(store::Asker::Api(reply.clone()), (room, by), change)
@@ -488,7 +492,10 @@ impl ChatRooms {
                     }
                 }
             }
-            ClientMessage::Mute { .. } | ClientMessage::Unmute { .. } | ClientMessage::Room(_)
+            ClientMessage::Mute { .. }
+            | ClientMessage::Unmute { .. }
+            | ClientMessage::Room(_)
+            | ClientMessage::Clear
                 if !is_admin(members, id) =>
             {
                 self.send_error(members, post, id, &moderation::forbidden());
@@ -500,6 +507,10 @@ impl ChatRooms {
                 let asker = Asker::Member(id);
                 let made = self.mute_request(members, asker, (room, name), &target, minutes);
                 self.moderate(members, post, id, made);
+            }
+            ClientMessage::Clear => {
+                let made = clear_request(Asker::Member(id), (room, name));
+                self.moderate(members, post, id, Ok(made));
             }
             ClientMessage::Room(change) => {
                 let made = self.room_request(Asker::Member(id), (room, name), change);
@@ -1040,6 +1051,20 @@ impl ChatRooms {
             }
         }
     }
+}
+
+/// A request to empty `room`'s history, made by `by`; the backend says how far.
+fn clear_request(asker: Asker, (room, by): (String, String)) -> store::Request {
+    store::Request::Moderate(store::Moderation {
+        asker: Some(asker),
+        room,
+        by,
+        action: Action::Clear {
+            through: 0,
+            files: Vec::new(),
+        },
+        rules: Vec::new(),
+    })
 }
 
 /// Whether chat member `id` is an admin: may delete anyone's message, kick, mute, set

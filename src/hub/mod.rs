@@ -111,6 +111,8 @@ pub(crate) enum ApiCall {
     },
     /// `DELETE /api/rooms/{room}/messages/{id}`, with the API token.
     Delete { room: String, id: u64 },
+    /// `POST /api/rooms/{room}/clear`, with the API token.
+    Clear { room: String },
     /// `POST /api/rooms/{room}/settings`, with the API token, validated.
     Settings {
         room: String,

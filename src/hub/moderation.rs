@@ -244,6 +244,7 @@ pub(super) fn count(metrics: &Metrics, action: &Action) {
         Action::Mute { .. } => metrics::bump(&metrics.mutes),
         Action::Unmute { .. } => metrics::bump(&metrics.unmutes),
         Action::Room { .. } => metrics::bump(&metrics.room_settings),
+        Action::Clear { .. } => metrics::bump(&metrics.clears),
         // Part of a kick, counted there.
         Action::Bar => {}
     }
@@ -275,6 +276,11 @@ pub(crate) fn describe(moderated: &Moderated) -> String {
             settings.locked,
             settings.slow_secs,
             crate::base::escape(&settings.topic)
+        ),
+        Action::Clear { through, files } => format!(
+            "{by} cleared room {} (messages up to {through}, {} files)",
+            moderated.room,
+            files.len()
         ),
         Action::Bar => format!("{by} barred a kicked member from room {}", moderated.room),
     }

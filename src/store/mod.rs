@@ -132,7 +132,8 @@ pub(crate) fn may_delete(by_admin: bool, by: &str, from: &str, via: Option<&str>
 
 /// One standing moderation rule of a room, kept until `until` (ms since the epoch):
 /// `key` is what it binds (`kick:name:{name key}`, `kick:session:{hex}`,
-/// `kick:addr:{client}`, `mute:{name key}`, `room`: its settings), `value` what it says (a kick's reason). Kept by the backend
+/// `kick:addr:{client}`, `mute:{name key}`, `room`: its settings, `cleared`: the newest id a clear took),
+/// `value` what it says (a kick's reason). Kept by the backend
 /// so that it survives a restart and reaches every node; the hub keeps a copy to
 /// decide with, without asking.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -164,6 +165,15 @@ pub(crate) enum Action {
     Room {
         #[serde(flatten)]
         settings: crate::chat::RoomSettings,
+    },
+    /// The room's history is gone: every message up to `through` (its newest id),
+    /// and the files they shared (`files`, their ids, for every node to drop its copy).
+    /// Asked for with both empty: the backend fills them in. Ids go on from `through`.
+    Clear {
+        #[serde(default)]
+        through: u64,
+        #[serde(default)]
+        files: Vec<String>,
     },
     /// More of what a kick binds (the kicked member's session and address, which only
     /// the node it is connected to knows): nobody is told.

@@ -198,6 +198,14 @@ impl Store {
         let ended_sessions =
             ended_sessions(&db).map_err(|e| store_error(at, "cannot be read", e))?;
         let rules = rules(&db).map_err(|e| store_error(at, "cannot be read", e))?;
+        // A cleared room has no messages left to say its newest id: its rule does, so
+        // that ids go on from there.
+        let mut last_ids = last_ids;
+        for rule in rules.iter().filter(|rule| rule.key == CLEARED) {
+            let through = rule.value.parse().unwrap_or(0);
+            let last = last_ids.entry(rule.room.clone()).or_insert(0);
+            *last = (*last).max(through);
+        }
         Ok(Store {
             db,
             config,
@@ -255,6 +263,33 @@ impl Store {
             }
         }
         tx.commit()
+    }
+
+    /// Empties `room`'s history: its messages go (tombstones too), and so do their
+    /// files, once the rows are gone; the room's newest id is kept as a rule, in the
+    /// same transaction, so that ids go on from it after a restart. Returns that id
+    /// and the files' ids.
+    fn clear(&mut self, room: &str) -> rusqlite::Result<(u64, Vec<String>)> {
+        let through = self.last_id(room);
+        let files = file_ids(&self.db, room, MAX_ID)?;
+        let rule = cleared_rule(room, through);
+        let tx = self.db.transaction()?;
+        tx.execute("DELETE FROM messages WHERE room = ?1", [room])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO moderation (room, key, value, until) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                rule.room,
+                rule.key,
+                rule.value,
+                i64::try_from(rule.until).unwrap_or(i64::MAX)
+            ],
+        )?;
+        tx.commit()?;
+        // An upload's id is that upload's alone: no other message names it.
+        for file in &files {
+            self.config.files.remove(file);
+        }
+        Ok((through, files))
     }
 
     /// Remembers that session `id` was ended. A failure is logged: that session stays
@@ -418,10 +453,18 @@ impl Store {
                     asker,
                     room,
                     by,
-                    action,
-                    rules,
+                    mut action,
+                    mut rules,
                 } = moderation;
-                let outcome = match self.moderate(&rules) {
+                let kept = if let super::Action::Clear { through, files } = &mut action {
+                    self.clear(&room).map(|(last, dropped)| {
+                        (*through, *files) = (last, dropped);
+                        rules = vec![cleared_rule(&room, last)];
+                    })
+                } else {
+                    self.moderate(&rules)
+                };
+                let outcome = match kept {
                     Ok(()) => {
                         let moderated = super::Moderated {
                             room,
@@ -1105,6 +1148,20 @@ fn ended_sessions(db: &Connection) -> rusqlite::Result<Vec<(SessionId, u64)>> {
         }
     }
     Ok(ended)
+}
+
+/// The rule that keeps a cleared room's newest id.
+const CLEARED: &str = "cleared";
+
+/// The rule saying `room` was cleared through id `through`, kept for as long as the
+/// store.
+fn cleared_rule(room: &str, through: u64) -> super::Rule {
+    super::Rule {
+        room: room.to_owned(),
+        key: CLEARED.to_owned(),
+        value: through.to_string(),
+        until: MAX_ID,
+    }
 }
 
 /// The moderation rules not yet run out: the others are deleted.
