@@ -1863,9 +1863,9 @@ fn moderate(addr: SocketAddr, path: &str, body: Value) -> u16 {
 }
 
 #[test]
-fn page_shows_the_topic_a_lock_a_mute_and_why_it_was_removed() {
+fn page_shows_a_clear_the_topic_a_lock_a_mute_and_why_it_was_removed() {
     let Some(driver) = driver_or_skip_in(
-        "page_shows_the_topic_a_lock_a_mute_and_why_it_was_removed",
+        "page_shows_a_clear_the_topic_a_lock_a_mute_and_why_it_was_removed",
         Engine::Chromium,
     ) else {
         return;
@@ -1885,6 +1885,17 @@ fn page_shows_the_topic_a_lock_a_mute_and_why_it_was_removed() {
          };",
     );
     alice.join_at(&format!("http://{addr}/#class"));
+    // A cleared history goes from the page.
+    alice.send("before the clear");
+    alice.wait_entry("message", "before the clear");
+    assert_eq!(moderate(addr, "/api/rooms/class/clear", json!({})), 200);
+    alice.wait(
+        "the history gone, and why",
+        "document.querySelectorAll('#log > li[data-kind=message]').length === 0
+         && [...document.querySelectorAll('#log > li')].some(li =>
+             li.textContent.includes('history was cleared by api'))",
+        json!([]),
+    );
     let settings = json!({"topic": "Week 3: sockets", "locked": true});
     assert_eq!(moderate(addr, "/api/rooms/class/settings", settings), 200);
     alice.wait(
