@@ -475,6 +475,7 @@ fn a_muted_member_reads_but_every_post_is_refused_until_unmuted_even_after_a_res
     let server = durable(&dir);
     let addr = server.local_addr();
     let (mut ann, _) = chat(addr, "r", Some("ann"));
+    assert_eq!(next_json(&mut ann), told, "told right after its welcome");
     let (_bob, _) = chat(addr, "r", Some("bob"));
     next_of_type(&mut ann, "join");
     assert_muted(&mut ann, until);

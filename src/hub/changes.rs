@@ -150,6 +150,16 @@ impl ChatRooms {
             settings: self.moderation.settings(&room),
         });
         post.release(members, member, Message::text(json));
+        // A muted member that comes back is told at once, not at its first post.
+        if let Some((by, until)) = self.moderation.mute_of(&room, name) {
+            let json = chat::encode(&ServerMessage::Muted {
+                room: &room,
+                name,
+                by,
+                until,
+            });
+            post.deliver(members, member, Message::text(json));
+        }
         if failed {
             self.unavailable(
                 members,

@@ -694,10 +694,11 @@ impl ChatRooms {
         };
         Ok(store::Request::Moderate(store::Moderation {
             asker: Some(asker),
+            // Who muted it, for the member's next welcome.
             rules: vec![Rule {
                 room: room.clone(),
                 key,
-                value: String::new(),
+                value: by.clone(),
                 until,
             }],
             room,

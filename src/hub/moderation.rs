@@ -157,11 +157,16 @@ impl Moderation {
 
     /// Until when member `name` is muted in `room`, if it is.
     pub(super) fn muted(&self, room: &str, name: &str) -> Option<u64> {
+        self.mute_of(room, name).map(|(_, until)| until)
+    }
+
+    /// Who muted member `name` in `room`, and until when, if it is muted.
+    pub(super) fn mute_of(&self, room: &str, name: &str) -> Option<(&str, u64)> {
         let now = now_ms();
         self.rules
             .get(&(room.to_owned(), mute_rule(name)))
-            .map(|(_, until)| *until)
-            .filter(|&until| until > now)
+            .filter(|(_, until)| *until > now)
+            .map(|(by, until)| (by.as_str(), *until))
     }
 
     /// The kick that keeps a member out of `room`, if one does: its reason and end.
