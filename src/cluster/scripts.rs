@@ -10,7 +10,11 @@
 //! (hash: a name's key, [`chat::name_key`] → member), `members` (hash: member →
 //! `{name,lower,room}`, `lower` being the name's key),
 //! `nodes` (sorted set: node → last heartbeat, ms), `node:{node}` (set of members),
-//! `deleted:{room}` (hash: id of a deleted message of the room → who deleted it).
+//! `deleted:{room}` (hash: id of a deleted message of the room → who deleted it),
+//! `moderation` (hash: `{room} {key}` → a moderation rule as JSON, written with its
+//! news in one `MULTI` by the bridge, not by a script: nothing else it must not
+//! interleave with; [`CLEAR`]'s news says how far it cleared, so a message that
+//! comes between the script and its news is told apart by its id).
 //! A member is `{node}.{connection id}`.
 
 use crate::chat;
