@@ -54,6 +54,118 @@ pub(crate) enum ClientMessage {
     History { before: Option<u64>, limit: usize },
     /// Delete message `id` of the current room: one's own, or any as an admin.
     Delete { id: u64 },
+    /// Close member `name` of the current room with `reason` and keep it out of the
+    /// room for a while (admins).
+    Kick { name: String, reason: String },
+    /// Let member `name` of the current room read but not post for `minutes` (admins).
+    Mute { name: String, minutes: u64 },
+    /// Let member `name` of the current room post again (admins).
+    Unmute { name: String },
+    /// Change the current room's settings: what is `Some` changes (admins).
+    Room(RoomChange),
+    /// Empty the current room's history (admins).
+    Clear,
+}
+
+/// A change to a room's settings: `None` leaves that one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RoomChange {
+    pub locked: Option<bool>,
+    pub slow_secs: Option<u64>,
+    pub topic: Option<String>,
+}
+
+/// A room's settings, as every `welcome` and `room` event say them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RoomSettings {
+    /// Only admins (and the API token) may post.
+    #[serde(default)]
+    pub locked: bool,
+    /// Each member may post once per this many seconds; 0: as often as the rate limit
+    /// allows.
+    #[serde(default)]
+    pub slow_secs: u64,
+    /// Shown to everyone; may be empty.
+    #[serde(default)]
+    pub topic: String,
+}
+
+impl RoomSettings {
+    /// These settings with `change` made.
+    pub(crate) fn with(&self, change: RoomChange) -> RoomSettings {
+        RoomSettings {
+            locked: change.locked.unwrap_or(self.locked),
+            slow_secs: change.slow_secs.unwrap_or(self.slow_secs),
+            topic: change.topic.unwrap_or_else(|| self.topic.clone()),
+        }
+    }
+}
+
+/// The longest slow mode, in seconds: an hour between posts.
+pub(crate) const MAX_SLOW_SECS: u64 = 3600;
+
+/// The longest topic, in characters.
+pub(crate) const MAX_TOPIC_CHARS: usize = 200;
+
+/// Checks a change of room settings: a slow mode of 0 to [`MAX_SLOW_SECS`], a topic of
+/// at most [`MAX_TOPIC_CHARS`] characters with nothing invisible (empty clears it); at
+/// least one of them, or `locked`.
+pub(crate) fn valid_room_change(
+    locked: Option<bool>,
+    slow_secs: Option<u64>,
+    topic: Option<String>,
+) -> Result<RoomChange, ChatError> {
+    if locked.is_none() && slow_secs.is_none() && topic.is_none() {
+        return Err(ChatError::new(
+            ErrorCode::MissingField,
+            "room needs \"locked\", \"slow_secs\" or \"topic\"",
+        ));
+    }
+    if slow_secs.is_some_and(|s| s > MAX_SLOW_SECS) {
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("slow_secs is 0 to {MAX_SLOW_SECS}"),
+        ));
+    }
+    let topic = topic
+        .map(|topic| valid_line(topic, MAX_TOPIC_CHARS, "a topic"))
+        .transpose()?;
+    Ok(RoomChange {
+        locked,
+        slow_secs,
+        topic,
+    })
+}
+
+/// The longest mute, in minutes: a week. A longer one is `bad_request`.
+pub(crate) const MAX_MUTE_MINUTES: u64 = 7 * 24 * 60;
+
+/// A mute's length: 1 to [`MAX_MUTE_MINUTES`] minutes.
+pub(crate) fn valid_minutes(minutes: u64) -> Result<u64, ChatError> {
+    if (1..=MAX_MUTE_MINUTES).contains(&minutes) {
+        Ok(minutes)
+    } else {
+        Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("minutes is 1 to {MAX_MUTE_MINUTES}"),
+        ))
+    }
+}
+
+/// The longest reason a kick may give, in characters: a line a person reads.
+pub(crate) const MAX_REASON_CHARS: usize = 200;
+
+/// The longest reason a Close frame carries, in bytes (RFC 6455 §5.5: a control
+/// frame's payload is at most 125 bytes, two of them the code).
+pub(crate) const MAX_CLOSE_REASON: usize = 123;
+
+/// `reason` cut to fit a Close frame, at a character boundary.
+pub(crate) fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// Messages a `history` request gets when it names no `limit`.
@@ -98,15 +210,23 @@ pub(crate) enum ErrorCode {
     Unconfirmed,
     /// The request is not the member's to make: deleting someone else's message.
     Forbidden,
-    /// No such message in the room (or it is deleted already).
+    /// No such message in the room (or it is deleted already), or no such member.
     NotFound,
+    /// The member was kicked from the room and may not come back before `until`.
+    Kicked,
+    /// The member is muted in the room: it reads, but may not post before `until`.
+    Muted,
+    /// The room is locked: only admins (and the API) post.
+    Locked,
+    /// The room is in slow mode: the member may post again in `retry_after` seconds.
+    SlowMode,
 }
 
 impl ErrorCode {
     /// Every code, for the error table of docs/PROTOCOL.md (`src/doc_tables.rs`
     /// checks the table against this list, and this list against the enum).
     #[cfg(test)]
-    pub(crate) const ALL: [ErrorCode; 18] = [
+    pub(crate) const ALL: [ErrorCode; 22] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::MissingField,
@@ -125,6 +245,10 @@ impl ErrorCode {
         ErrorCode::Unconfirmed,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::Kicked,
+        ErrorCode::Muted,
+        ErrorCode::Locked,
+        ErrorCode::SlowMode,
     ];
 }
 
@@ -133,6 +257,10 @@ impl ErrorCode {
 pub(crate) struct ChatError {
     pub code: ErrorCode,
     pub message: String,
+    /// Until when (ms since the epoch) it holds, for a refusal that ends: `kicked`.
+    pub until: Option<u64>,
+    /// In how many seconds a retry may work: `slow_mode`.
+    pub retry_after: Option<u64>,
 }
 
 impl ChatError {
@@ -140,6 +268,24 @@ impl ChatError {
         Self {
             code,
             message: message.into(),
+            until: None,
+            retry_after: None,
+        }
+    }
+
+    /// The same error, saying in how many seconds a retry may work.
+    pub(crate) fn retry_after(self, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..self
+        }
+    }
+
+    /// The same error, saying until when it holds.
+    pub(crate) fn until(self, until: u64) -> Self {
+        Self {
+            until: Some(until),
+            ..self
         }
     }
 
@@ -148,6 +294,8 @@ impl ChatError {
         encode(&ServerMessage::Error {
             code: self.code,
             message: &self.message,
+            until: self.until,
+            retry_after: self.retry_after,
         })
     }
 }
@@ -174,6 +322,11 @@ struct RawRequest {
     mime: Option<String>,
     size: Option<u64>,
     id: Option<u64>,
+    reason: Option<String>,
+    minutes: Option<u64>,
+    locked: Option<bool>,
+    slow_secs: Option<u64>,
+    topic: Option<String>,
 }
 
 /// The longest `cid` a client may give a message.
@@ -288,6 +441,25 @@ pub(crate) fn decode(frame: &str, max_text_len: usize) -> Result<ClientMessage, 
             )),
             Some(id) => Ok(ClientMessage::Delete { id }),
         },
+        "kick" => Ok(ClientMessage::Kick {
+            name: valid_name(&field(raw.name, "name")?)?,
+            reason: valid_reason(raw.reason.unwrap_or_default())?,
+        }),
+        "mute" => Ok(ClientMessage::Mute {
+            name: valid_name(&field(raw.name, "name")?)?,
+            minutes: valid_minutes(raw.minutes.ok_or_else(|| {
+                ChatError::new(ErrorCode::MissingField, "mute needs a \"minutes\" field")
+            })?)?,
+        }),
+        "room" => Ok(ClientMessage::Room(valid_room_change(
+            raw.locked,
+            raw.slow_secs,
+            raw.topic,
+        )?)),
+        "clear" => Ok(ClientMessage::Clear),
+        "unmute" => Ok(ClientMessage::Unmute {
+            name: valid_name(&field(raw.name, "name")?)?,
+        }),
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
             format!("unknown message type {:?}", truncate(other, 64)),
@@ -369,6 +541,31 @@ fn valid_text(text: String, max_len: usize) -> Result<String, ChatError> {
         return Err(ChatError::new(ErrorCode::MissingField, "text is empty"));
     }
     Ok(text)
+}
+
+/// A moderator's reason: up to [`MAX_REASON_CHARS`] characters, trimmed, nothing
+/// invisible (it is shown to the room and in the kicked member's Close frame).
+pub(crate) fn valid_reason(reason: String) -> Result<String, ChatError> {
+    valid_line(reason, MAX_REASON_CHARS, "a reason")
+}
+
+/// One line a person reads (a reason, a topic): up to `max` characters, trimmed, in
+/// NFC, nothing invisible; `what` names it in the error.
+fn valid_line(line: String, max: usize, what: &str) -> Result<String, ChatError> {
+    let line = line.trim();
+    if line.chars().nth(max).is_some() {
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("{what} has at most {max} characters"),
+        ));
+    }
+    if line.chars().any(crate::escape::needs_escape) {
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("{what} has no control, formatting or separator characters"),
+        ));
+    }
+    Ok(line.nfc().collect())
 }
 
 /// Checks a display name (1–32 characters, nothing invisible, trimmed) and
@@ -478,6 +675,8 @@ pub(crate) enum LeaveReason {
     Switched,
     /// The client did not read fast enough and was evicted (Close 1008).
     SlowConsumer,
+    /// A moderator kicked the member (Close 4001).
+    Kicked,
 }
 
 impl LeaveReason {
@@ -490,6 +689,7 @@ impl LeaveReason {
             LeaveReason::Shutdown => "shutdown",
             LeaveReason::Switched => "switched",
             LeaveReason::SlowConsumer => "slow_consumer",
+            LeaveReason::Kicked => "kicked",
         }
     }
 }
@@ -720,6 +920,9 @@ pub(crate) enum ServerMessage<'a> {
         wire: Option<WireRef<'a>>,
         /// What this server accepts, so that a client never hard-codes it.
         limits: Limits,
+        /// The room's `topic`, and whether it is `locked` or in slow mode.
+        #[serde(flatten)]
+        settings: RoomSettings,
     },
     History {
         room: &'a str,
@@ -762,9 +965,49 @@ pub(crate) enum ServerMessage<'a> {
         id: u64,
         by: &'a str,
     },
+    /// Member `name` was kicked from `room` by `by`, and may not come back before
+    /// `until` (ms since the epoch).
+    Kicked {
+        room: &'a str,
+        name: &'a str,
+        by: &'a str,
+        reason: &'a str,
+        until: u64,
+    },
+    /// To the member alone: it is muted in `room` until `until` (ms since the
+    /// epoch), by `by`.
+    Muted {
+        room: &'a str,
+        name: &'a str,
+        by: &'a str,
+        until: u64,
+    },
+    /// To the member alone: it may post in `room` again.
+    Unmuted {
+        room: &'a str,
+        name: &'a str,
+        by: &'a str,
+    },
+    /// The history of `room` was emptied by `by`: every message up to `through`.
+    Cleared {
+        room: &'a str,
+        by: &'a str,
+        through: u64,
+    },
+    /// The settings of `room` changed, by `by`: all of them, as they are now.
+    Room {
+        room: &'a str,
+        by: &'a str,
+        #[serde(flatten)]
+        settings: &'a RoomSettings,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
 
@@ -975,10 +1218,11 @@ mod tests {
                 max_message_size: 1 << 20,
                 max_file_size: 100 << 20,
             },
+            settings: RoomSettings::default(),
         });
         assert_eq!(
             json,
-            r#"{"type":"welcome","name":"a","room":"lobby","role":"member","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576,"max_file_size":104857600}}"#
+            r#"{"type":"welcome","name":"a","room":"lobby","role":"member","members":["a"],"history":[{"type":"message","id":1,"room":"lobby","from":"a","text":"hi","ts":5}],"epoch":"e1","last_id":1,"resumed":false,"limits":{"max_text_len":4096,"max_message_size":1048576,"max_file_size":104857600},"locked":false,"slow_secs":0,"topic":""}"#
         );
         assert_eq!(
             encode(&line),
@@ -989,6 +1233,47 @@ mod tests {
             r#"{"type":"message","id":1,"room":"lobby","deleted":true,"ts":5}"#,
             "a tombstone says nothing of who or what"
         );
+    }
+
+    #[test]
+    fn a_kick_names_a_member_and_a_mute_its_minutes() {
+        let code = |s: &str| decode(s, 10).map_err(|e| e.code);
+        assert_eq!(
+            code(r#"{"type":"kick","name":"ann","reason":" spam "}"#),
+            Ok(ClientMessage::Kick {
+                name: "ann".into(),
+                reason: "spam".into()
+            })
+        );
+        assert_eq!(code(r#"{"type":"kick"}"#), Err(ErrorCode::MissingField));
+        let long = format!(
+            r#"{{"type":"kick","name":"a","reason":"{}"}}"#,
+            "é".repeat(201)
+        );
+        assert_eq!(code(&long), Err(ErrorCode::BadRequest));
+        assert_eq!(
+            code(r#"{"type":"mute","name":"ann","minutes":5}"#),
+            Ok(ClientMessage::Mute {
+                name: "ann".into(),
+                minutes: 5
+            })
+        );
+        for minutes in [0, MAX_MUTE_MINUTES + 1] {
+            let frame = format!(r#"{{"type":"mute","name":"ann","minutes":{minutes}}}"#);
+            assert_eq!(code(&frame), Err(ErrorCode::BadRequest));
+        }
+        assert_eq!(
+            code(r#"{"type":"unmute","name":"ann"}"#),
+            Ok(ClientMessage::Unmute { name: "ann".into() })
+        );
+    }
+
+    #[test]
+    fn a_close_reason_is_cut_at_a_character_boundary() {
+        assert_eq!(close_reason("short"), "short");
+        let long = format!("{}é", "x".repeat(122));
+        assert_eq!(close_reason(&long), "x".repeat(122));
+        assert_eq!(close_reason(&"é".repeat(100)).len(), 122);
     }
 
     #[test]

@@ -177,6 +177,11 @@ pub struct Config {
     /// pass a client's own `Forwarded` through unless told to clear it, so believing
     /// it would let any client name itself.
     pub proxy_header: ProxyHeader,
+    /// How long a kicked member (its session, its name and its address) may not come
+    /// back into the room it was kicked from (`--kick-minutes`). Default: 10 minutes,
+    /// long enough for a class or a talk to move on, short enough that a mistaken kick
+    /// mends itself.
+    pub kick_time: Duration,
 }
 
 impl Default for Config {
@@ -214,6 +219,7 @@ impl Default for Config {
             trace: false,
             trust_proxies: Vec::new(),
             proxy_header: ProxyHeader::XForwarded,
+            kick_time: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -354,6 +360,12 @@ impl Config {
             max_message_size: self.max_message_size,
             max_file_size: self.max_file_size,
         }
+    }
+
+    /// See [`Config::kick_time`](field@Config::kick_time).
+    pub fn kick_time(mut self, time: Duration) -> Self {
+        self.kick_time = time;
+        self
     }
 
     /// See [`Config::api_rate`](field@Config::api_rate).

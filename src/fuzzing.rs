@@ -71,6 +71,8 @@ pub fn connection(data: &[u8]) {
         api_rate: (20, 40),
         max_rooms: 10_000,
         stored_rooms: Vec::new(),
+        rules: Vec::new(),
+        kick_time: ctx.config.kick_time,
         limits: ctx.config.limits(),
     };
     let doors = Doors::new(

@@ -105,6 +105,16 @@ pub(crate) struct Metrics {
     pub deletes: AtomicU64,
     /// Sign-ins with the admin password: at `POST /login`, or as a Bearer header.
     pub admin_signins: AtomicU64,
+    /// Members kicked at the asking of this node's admins and API
+    /// (`switchboard_moderation_actions_total{action="kick"}`).
+    pub kicks: AtomicU64,
+    /// Members muted (`action="mute"`) and unmuted (`action="unmute"`).
+    pub mutes: AtomicU64,
+    pub unmutes: AtomicU64,
+    /// Room settings changed (`action="room"`).
+    pub room_settings: AtomicU64,
+    /// Rooms' histories emptied (`action="clear"`).
+    pub clears: AtomicU64,
     rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -132,6 +142,11 @@ impl Metrics {
             redis_errors: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             admin_signins: AtomicU64::new(0),
+            kicks: AtomicU64::new(0),
+            mutes: AtomicU64::new(0),
+            unmutes: AtomicU64::new(0),
+            room_settings: AtomicU64::new(0),
+            clears: AtomicU64::new(0),
             rejections: Default::default(),
         }
     }
@@ -308,8 +323,18 @@ impl Metrics {
             out,
             "# HELP switchboard_moderation_actions_total Moderation actions taken through this node, by action.\n\
              # TYPE switchboard_moderation_actions_total counter\n\
-             switchboard_moderation_actions_total{{action=\"delete\"}} {}\n",
-            get(&self.deletes)
+             switchboard_moderation_actions_total{{action=\"delete\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"kick\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"mute\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"unmute\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"room\"}} {}\n\
+             switchboard_moderation_actions_total{{action=\"clear\"}} {}\n",
+            get(&self.deletes),
+            get(&self.kicks),
+            get(&self.mutes),
+            get(&self.unmutes),
+            get(&self.room_settings),
+            get(&self.clears)
         );
         let _ = write!(
             out,

@@ -13,8 +13,8 @@
 use crate::base::Wake;
 use crossbeam_channel::{Receiver, Sender};
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use tungstenite::Message;
 
 /// What both ends of one outbox share.
@@ -34,6 +34,9 @@ struct Shared {
     evicted: AtomicBool,
     /// Set by the hub when the client should reconnect (see [`Outbox::reconnect`]).
     reconnect: AtomicBool,
+    /// Set by the hub when a moderator kicked the client: the reason its Close
+    /// carries (see [`Outbox::kick`]).
+    kicked: OnceLock<String>,
     /// Set by the hub when what this client sends is piling up in someone else's
     /// outbox: the client should pause reading for a moment (relay backpressure).
     throttled: AtomicBool,
@@ -112,6 +115,7 @@ pub(crate) fn outbox(max_messages: usize, max_bytes: usize) -> io::Result<(Outbo
         max_bytes,
         evicted: AtomicBool::new(false),
         reconnect: AtomicBool::new(false),
+        kicked: OnceLock::new(),
         throttled: AtomicBool::new(false),
         finished: AtomicBool::new(false),
         max_messages: max_messages.max(1),
@@ -243,7 +247,25 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Tells the connection thread that a moderator kicked its client: once what is
+    /// queued is sent (the `kicked` news first), it closes with 4001 and `reason`
+    /// (cut to what a Close frame holds).
+    pub(crate) fn kick(&self, reason: &str) {
+        let _ = self
+            .shared
+            .kicked
+            .set(crate::chat::close_reason(reason).to_owned());
+        self.shared.wake.notify();
+    }
+}
+
 impl Inbox {
+    /// The reason of a kick, if the hub kicked this client (see [`Outbox::kick`]).
+    pub(crate) fn kicked(&self) -> Option<&str> {
+        self.shared.kicked.get().map(String::as_str)
+    }
+
     /// The descriptor that turns readable when there is news.
     pub(crate) fn wake(&self) -> &Wake {
         &self.shared.wake

@@ -158,6 +158,7 @@ impl ServerBuilder {
         rate_per_sec(requests: u32);
         rate_burst(requests: u32);
         api_rate(posts: u32);
+        kick_time(time: Duration);
         outbox_messages(messages: usize);
         outbox_bytes(bytes: usize);
         close_timeout(timeout: Duration);
@@ -485,16 +486,18 @@ impl Opened {
 
     /// The hub's settings: the chat's state as kept here, and the limits of `config`.
     fn hub_config(&self, config: &Config) -> HubConfig {
-        let (epoch, node, stored_rooms) = match self {
+        let (epoch, node, stored_rooms, rules) = match self {
             Self::Store(store) => (
                 store.epoch().to_owned(),
                 store.node().to_owned(),
                 store.room_names(),
+                store.rules(),
             ),
             Self::Cluster(bridge) => (
                 bridge.epoch().to_owned(),
                 bridge.node().to_owned(),
                 bridge.rooms(),
+                bridge.rules(),
             ),
         };
         HubConfig {
@@ -507,6 +510,8 @@ impl Opened {
             api_rate: (config.api_rate, config.api_rate.saturating_mul(2)),
             max_rooms: config.max_rooms,
             stored_rooms,
+            rules,
+            kick_time: config.kick_time,
             limits: config.limits(),
         }
     }

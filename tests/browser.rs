@@ -1847,6 +1847,123 @@ fn page_deletes_its_own_message_and_the_other_page_shows_it_deleted() {
     );
 }
 
+/// A moderation request to the API of `addr` with the token `t0ken`; its status.
+fn moderate(addr: SocketAddr, path: &str, body: Value) -> u16 {
+    let body = body.to_string();
+    let answer = raw(
+        addr,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    status(&answer)
+}
+
+#[test]
+fn page_shows_a_clear_the_topic_a_lock_a_mute_and_why_it_was_removed() {
+    let Some(driver) = driver_or_skip_in(
+        "page_shows_a_clear_the_topic_a_lock_a_mute_and_why_it_was_removed",
+        Engine::Chromium,
+    ) else {
+        return;
+    };
+    let server = start_with(|b| b.api_token("t0ken"));
+    let addr = server.local_addr();
+    let alice = Page::blank(&driver, "alice", DESKTOP);
+    // Every chat socket the page opens, to see it does not go back after a kick.
+    alice.before_scripts(
+        "const Real = window.WebSocket;
+         window.chatSockets = [];
+         window.WebSocket = class extends Real {
+           constructor(url, protocols) {
+             super(url, protocols);
+             if (String(url).includes('/ws/chat/')) window.chatSockets.push(String(url));
+           }
+         };",
+    );
+    alice.join_at(&format!("http://{addr}/#class"));
+    // A cleared history goes from the page.
+    alice.send("before the clear");
+    alice.wait_entry("message", "before the clear");
+    assert_eq!(moderate(addr, "/api/rooms/class/clear", json!({})), 200);
+    alice.wait(
+        "the history gone, and why",
+        "document.querySelectorAll('#log > li[data-kind=message]').length === 0
+         && [...document.querySelectorAll('#log > li')].some(li =>
+             li.textContent.includes('history was cleared by api'))",
+        json!([]),
+    );
+    let settings = json!({"topic": "Week 3: sockets", "locked": true});
+    assert_eq!(moderate(addr, "/api/rooms/class/settings", settings), 200);
+    alice.wait(
+        "the topic and the lock",
+        "((t, n) => !t.hidden && t.textContent === arguments[0]
+             && !n.hidden && n.dataset.locked === 'true' && n.textContent.includes('locked'))(
+             document.querySelector('[data-testid=topic]'),
+             document.querySelector('[data-testid=room-notice]'))",
+        json!(["Week 3: sockets"]),
+    );
+    // A post in the locked room is refused, and its text is back in the box.
+    alice.send("may I?");
+    alice.wait(
+        "the refused text back in the box",
+        "document.querySelector('[data-testid=text]').value === 'may I?'",
+        json!([]),
+    );
+    alice.run("document.querySelector('[data-testid=text]').value = ''; return null;");
+    assert_eq!(
+        moderate(addr, "/api/rooms/class/settings", json!({"locked": false})),
+        200
+    );
+    assert_eq!(
+        moderate(
+            addr,
+            "/api/rooms/class/mute",
+            json!({"name": "alice", "minutes": 5})
+        ),
+        200
+    );
+    alice.wait(
+        "the mute, with its end",
+        "(n => !n.hidden && n.dataset.locked === 'false' && n.dataset.muted === 'true'
+             && n.textContent.includes('muted here until'))(
+             document.querySelector('[data-testid=room-notice]'))",
+        json!([]),
+    );
+    assert_eq!(
+        moderate(
+            addr,
+            "/api/rooms/class/kick",
+            json!({"name": "alice", "reason": "flooding"})
+        ),
+        200
+    );
+    alice.wait_status(WAIT, "removed");
+    alice.wait(
+        "why it was closed",
+        "[...document.querySelectorAll('#log > li[data-kind=error]')].some(li =>
+             li.textContent.includes('removed from #class by a moderator: flooding')
+             && li.textContent.includes('come back after'))",
+        json!([]),
+    );
+    // Another room takes it; the page never went back to the one it was removed from.
+    alice.run("location.hash = '#other'; return null;");
+    alice.wait_online();
+    let sockets = alice.run("return window.chatSockets;");
+    let sockets: Vec<String> = serde_json::from_value(sockets).expect("urls");
+    assert_eq!(sockets.len(), 2, "{sockets:?}");
+    assert!(sockets[1].contains("/ws/chat/other"), "{sockets:?}");
+    alice.wait(
+        "no topic or notice of the other room",
+        "document.querySelector('[data-testid=topic]').hidden
+             && document.querySelector('[data-testid=room-notice]').hidden",
+        json!([]),
+    );
+}
+
 #[test]
 fn page_isolates_a_right_to_left_name_and_its_text() {
     page_isolates_a_right_to_left_name_and_its_text_in(Engine::Chromium);

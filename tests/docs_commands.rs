@@ -162,6 +162,26 @@ const INLINE_RUN: &[(&str, &str, &str)] = &[
         API_DELETE,
         "readme_token_file_server_and_curl_post_a_message",
     ),
+    (
+        "README.md",
+        API_KICK,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
+    (
+        "README.md",
+        API_MUTE,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
+    (
+        "README.md",
+        API_SETTINGS,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
+    (
+        "README.md",
+        API_CLEAR,
+        "readme_token_file_server_and_curl_post_a_message",
+    ),
 ];
 
 /// The README's post of a file with curl.
@@ -172,6 +192,19 @@ const FORM_POST: &str = "curl -F file=@graph.png -F 'text=nightly build' -H \"Au
 
 /// The README's deletion of a message with curl.
 const API_DELETE: &str = "curl -X DELETE -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3000/api/rooms/ops/messages/43";
+
+/// The README's kick with curl.
+const API_KICK: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"name\":\"mallory\",\"reason\":\"flooding\"}' http://127.0.0.1:3000/api/rooms/ops/kick";
+
+/// The README's mute with curl.
+const API_MUTE: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"name\":\"mallory\",\"minutes\":10}' http://127.0.0.1:3000/api/rooms/ops/mute";
+
+/// The README's room settings with curl.
+const API_SETTINGS: &str = "curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{\"locked\":true,\"slow_secs\":30,\"topic\":\"Week 3: sockets\"}' http://127.0.0.1:3000/api/rooms/ops/settings";
+
+/// The README's clear with curl.
+const API_CLEAR: &str =
+    "curl -X POST -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3000/api/rooms/ops/clear";
 
 /// Inline spans that start like a command but are not one, and why.
 const INLINE_NOT_COMMANDS: &[(&str, &str, &str)] = &[
@@ -1175,6 +1208,97 @@ fn readme_token_file_server_and_curl_post_a_message() {
         .program
         .wait_stderr(&format!("deleted message {id} of room ops (by api)"));
     assert!(!logged.contains(token.trim()), "{logged}");
+
+    // The token mutes: the README's command, for a member of ops.
+    let (mut mallory, _) = chat(served.http, "ops", Some("mallory"));
+    next_of_type(&mut ops, "join");
+    let mute = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_MUTE), served.http, None)
+    );
+    let answer = shell.run(&mute);
+    answer.assert_success(&mute);
+    let told: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(
+        next_of_type(&mut mallory, "muted"),
+        told,
+        "{}",
+        answer.stdout
+    );
+    mallory
+        .send(tungstenite::Message::text("hello?"))
+        .expect("send");
+    assert_eq!(next_of_type(&mut mallory, "error")["code"], "muted");
+
+    // The token kicks: the README's command, for a member of ops.
+    let kick = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_KICK), served.http, None)
+    );
+    let answer = shell.run(&kick);
+    answer.assert_success(&kick);
+    let told: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(
+        (&told["type"], &told["name"], &told["reason"]),
+        (
+            &serde_json::json!("kicked"),
+            &serde_json::json!("mallory"),
+            &serde_json::json!("flooding")
+        ),
+        "{}",
+        answer.stdout
+    );
+    assert_eq!(next_of_type(&mut ops, "kicked"), told);
+    let close = close_frame(&mut mallory).expect("a Close");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4001, "flooding")
+    );
+    let logged = served
+        .program
+        .wait_stderr("api kicked mallory from room ops (flooding)");
+    assert!(!logged.contains(token.trim()), "{logged}");
+
+    // The token sets the room: the README's command.
+    let set = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_SETTINGS), served.http, None)
+    );
+    let answer = shell.run(&set);
+    answer.assert_success(&set);
+    let told: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(next_of_type(&mut ops, "room"), told, "{}", answer.stdout);
+    // From another address than mallory's, which the kick keeps out of ops.
+    let (mut newcomer, _) = tungstenite::client(
+        format!("ws://{}/ws/chat/ops?name=newcomer", served.http),
+        tcp_from([127, 0, 0, 5], served.http),
+    )
+    .expect("handshake");
+    let welcome = next_json(&mut newcomer);
+    assert_eq!(
+        (&welcome["topic"], &welcome["locked"], &welcome["slow_secs"]),
+        (
+            &serde_json::json!("Week 3: sockets"),
+            &serde_json::json!(true),
+            &serde_json::json!(30)
+        )
+    );
+
+    // The token clears the room: the README's command.
+    let cleared = format!(
+        "TOKEN=$(cat ~/.config/switchboard-token)\n{}",
+        at(&inline("README.md", API_CLEAR), served.http, None)
+    );
+    let answer = shell.run(&cleared);
+    answer.assert_success(&cleared);
+    let told: serde_json::Value = serde_json::from_str(&answer.stdout).expect("JSON");
+    assert_eq!(told["type"], "cleared", "{}", answer.stdout);
+    assert_eq!(next_of_type(&mut ops, "cleared"), told);
+    let page = get(served.http, "/api/rooms/ops/messages");
+    assert!(
+        page.contains("\"messages\":[]"),
+        "the history is empty: {page}"
+    );
 }
 
 #[test]

@@ -159,7 +159,7 @@ const WITHIN: &[(&str, &[&[&str]])] = &[
         &[
             &["changes"],
             &["chat"],
-            &["backend", "relay"],
+            &["backend", "relay", "moderation"],
             &["post", "idempotent"],
             &["members"],
         ],

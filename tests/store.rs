@@ -361,9 +361,16 @@ fn a_version_1_store_is_upgraded_and_keeps_its_messages() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(
-        version, 7,
+        version, 8,
         "messages (v1), their `via` (v2), ended sessions (v3), their keys (v4), files (v5), \
-         the index of files not expired (v6), tombstones (v7)"
+         the index of files not expired (v6), tombstones (v7), moderation rules (v8)"
+    );
+    let rules: i64 = db
+        .query_row("SELECT COUNT(*) FROM moderation", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        rules, 0,
+        "an upgraded store has the moderation table, empty"
     );
     let deleted: Vec<(i64, bool)> = db
         .prepare("SELECT id, deleted FROM messages ORDER BY id")

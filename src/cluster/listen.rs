@@ -108,6 +108,15 @@ fn session(
         {
             files.remove(file);
         }
+        // So do a cleared room's files.
+        if let Some(Event::Change(Change::Moderated(moderated))) = &event
+            && let crate::store::Action::Clear { files: cleared, .. } = &moderated.action
+            && let Some(files) = files.upgrade()
+        {
+            for file in cleared {
+                files.remove(file);
+            }
+        }
         if let Some(event) = event
             && events.send(event).is_err()
         {

@@ -32,7 +32,7 @@ mod run;
 mod scripts;
 mod storage;
 
-use storage::{ended_sessions, rooms};
+use storage::{ended_sessions, rooms, rules};
 
 pub(crate) use files::Copier;
 pub(crate) use listen::{Subscription, listen};
@@ -57,6 +57,9 @@ const BUS: &str = "switchboard:bus";
 const ROOMS: &str = "switchboard:rooms";
 /// Sessions ended by `POST /logout` (hex id → expiry, Unix seconds).
 const ENDED: &str = "switchboard:ended_sessions";
+/// The moderation rules: `{room} {key}` → `{"room","key","value","until"}`, taken out
+/// once run out (when a node starts).
+const MODERATION: &str = "switchboard:moderation";
 /// The channel relay messages go on.
 const RELAY: &str = "switchboard:relay";
 /// How often a node says it is alive.
@@ -132,6 +135,14 @@ enum Bus {
         #[serde(default)]
         file: String,
     },
+    /// A moderator acted on a room ([`crate::store::Moderated`]).
+    Moderated {
+        room: String,
+        by: String,
+        action: crate::store::Action,
+        #[serde(default)]
+        rules: Vec<crate::store::Rule>,
+    },
 }
 
 impl Bus {
@@ -182,6 +193,17 @@ impl Bus {
                 by,
                 file: (!file.is_empty()).then_some(file),
             }),
+            Bus::Moderated {
+                room,
+                by,
+                action,
+                rules,
+            } => Change::Moderated(crate::store::Moderated {
+                room,
+                by,
+                action,
+                rules,
+            }),
             Bus::EndSession { id, expires } => {
                 let id = data_encoding::HEXLOWER.decode(id.as_bytes()).ok()?;
                 let id = SessionId::try_from(id.as_slice()).ok()?;
@@ -203,6 +225,8 @@ pub(crate) struct Bridge {
     session_key: [u8; 32],
     /// Sessions ended by `POST /logout` on any node, not yet expired.
     ended_sessions: Vec<(SessionId, u64)>,
+    /// The moderation rules in force when the node started.
+    rules: Vec<crate::store::Rule>,
     /// The rooms with messages when the node started.
     rooms: Vec<String>,
     retain: usize,
@@ -232,6 +256,7 @@ pub(crate) struct Bridge {
 struct Scripts {
     append: Script,
     delete: Script,
+    clear: Script,
     join: Script,
     /// What `join` needs to key a guest name, [`scripts::guest_keys`].
     guest_keys: Vec<String>,
@@ -305,9 +330,11 @@ impl Bridge {
         let ended_sessions =
             ended_sessions(&mut con).map_err(|e| fail(format!("cannot be read ({e})")))?;
         let rooms = rooms(&mut con).map_err(|e| fail(format!("cannot be read ({e})")))?;
+        let rules = rules(&mut con).map_err(|e| fail(format!("cannot be read ({e})")))?;
         let scripts = Scripts {
             append: Script::new(&format!("{}{}", files::DROP_FILE, scripts::APPEND)),
             delete: Script::new(&format!("{}{}", files::DROP_FILE, scripts::DELETE)),
+            clear: Script::new(&format!("{}{}", files::DROP_FILE, scripts::CLEAR)),
             join: Script::new(scripts::JOIN),
             guest_keys: scripts::guest_keys(),
             switch: Script::new(scripts::SWITCH),
@@ -325,6 +352,7 @@ impl Bridge {
             epoch,
             session_key,
             ended_sessions,
+            rules,
             rooms,
             retain: retain.max(1),
             history,
@@ -372,6 +400,11 @@ impl Bridge {
     }
 
     /// The sessions ended on any node whose cookies would still be good.
+    pub(crate) fn rules(&self) -> Vec<crate::store::Rule> {
+        self.rules.clone()
+    }
+
+    /// Sessions ended by `POST /logout` on any node, not yet expired.
     pub(crate) fn ended_sessions(&self) -> Vec<(SessionId, u64)> {
         self.ended_sessions.clone()
     }

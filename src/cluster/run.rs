@@ -257,6 +257,10 @@ impl Bridge {
                 asker: deletion.asker,
                 outcome: Err(crate::store::Refusal::Failed),
             })),
+            Request::Moderate(moderation) => events.send(Event::Answer(Answer::Moderation {
+                asker: moderation.asker,
+                outcome: Err(crate::store::Refusal::Failed),
+            })),
         };
     }
 

@@ -10,7 +10,11 @@
 //! (hash: a name's key, [`chat::name_key`] → member), `members` (hash: member →
 //! `{name,lower,room}`, `lower` being the name's key),
 //! `nodes` (sorted set: node → last heartbeat, ms), `node:{node}` (set of members),
-//! `deleted:{room}` (hash: id of a deleted message of the room → who deleted it).
+//! `deleted:{room}` (hash: id of a deleted message of the room → who deleted it),
+//! `moderation` (hash: `{room} {key}` → a moderation rule as JSON, written with its
+//! news in one `MULTI` by the bridge, not by a script: nothing else it must not
+//! interleave with; [`CLEAR`]'s news says how far it cleared, so a message that
+//! comes between the script and its news is told apart by its id).
 //! A member is `{node}.{connection id}`.
 
 use crate::chat;
@@ -109,6 +113,28 @@ end
 redis.call('PUBLISH', 'switchboard:bus', cjson.encode({k = 'deleted', room = ARGV[1],
   id = tonumber(id), by = ARGV[3], file = dropped}))
 return {1, dropped}
+";
+
+/// Empties a room's history: every entry of its stream goes, with the files they
+/// shared and the room's tombstones; its id counter stays, so ids go on. Returns the
+/// room's newest id (as text) and the ids of the files dropped. KEYS: the room's
+/// stream, its tombstones. ARGV: room.
+pub(super) const CLEAR: &str = r"
+local dropped = {tostring(tonumber(redis.call('HGET', 'switchboard:ids', ARGV[1]) or '0'))}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local fields = entry[2]
+  for f = 1, #fields - 1, 2 do
+    if fields[f] == 'file' then
+      local ok, file = pcall(cjson.decode, fields[f + 1])
+      if ok and type(file) == 'table' and type(file.id) == 'string' then
+        drop_file(file.id)
+        table.insert(dropped, file.id)
+      end
+    end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return dropped
 ";
 
 /// A member joins: the first free of the names offered (pairs of name and key),

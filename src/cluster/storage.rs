@@ -2,7 +2,7 @@
 //! newest ids in a hash, the rooms in a sorted set, ended sessions in a hash. What
 //! SQLite's queries are to a single node, these commands are to a cluster.
 
-use super::{BUS, Bridge, ENDED, ROOMS};
+use super::{BUS, Bridge, ENDED, MODERATION, ROOMS};
 use crate::base::{ConnId, SessionId};
 use crate::chat::{ChatLine, FileRef, Since};
 use crate::store::{
@@ -153,6 +153,60 @@ impl Bridge {
                     .arg(news.to_string())
                     .ignore()
                     .exec(con)?;
+            }
+            Request::Moderate(moderation) => {
+                let (mut action, mut rules) = (moderation.action.clone(), moderation.rules.clone());
+                if let store::Action::Clear { through, files } = &mut action {
+                    let dropped: Vec<String> = self
+                        .scripts
+                        .clear
+                        .key(stream(&moderation.room))
+                        .key(tombstones(&moderation.room))
+                        .arg(&moderation.room)
+                        .invoke(con)?;
+                    let mut dropped = dropped.into_iter();
+                    *through = dropped.next().and_then(|id| id.parse().ok()).unwrap_or(0);
+                    *files = dropped.collect();
+                    // Redis keeps the id counter: no rule is needed for ids to go on.
+                    rules = Vec::new();
+                }
+                // The rules and the news together: a node that hears of a kick finds
+                // it kept, and one that starts later reads it.
+                let moderated = store::Moderated {
+                    room: moderation.room.clone(),
+                    by: moderation.by.clone(),
+                    action,
+                    rules,
+                };
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for rule in &moderated.rules {
+                    let field = format!("{} {}", rule.room, rule.key);
+                    if rule.until == 0 {
+                        pipe.cmd("HDEL").arg(MODERATION).arg(field).ignore();
+                    } else {
+                        let value = serde_json::to_string(rule).unwrap_or_default();
+                        pipe.cmd("HSET")
+                            .arg(MODERATION)
+                            .arg(field)
+                            .arg(value)
+                            .ignore();
+                    }
+                }
+                let news = serde_json::json!({
+                    "k": "moderated",
+                    "room": moderated.room,
+                    "by": moderated.by,
+                    "action": moderated.action,
+                    "rules": moderated.rules,
+                });
+                pipe.cmd("PUBLISH").arg(BUS).arg(news.to_string()).ignore();
+                pipe.exec(con)?;
+                // The room hears it from the bus, before this answer.
+                let _ = events.send(Event::Answer(Answer::Moderation {
+                    asker: moderation.asker.clone(),
+                    outcome: Ok(moderated),
+                }));
             }
             // `serve` hands appends to `append_all`.
             Request::Append(_) => {}
@@ -319,6 +373,20 @@ pub(super) fn rooms(con: &mut Connection) -> RedisResult<Vec<String>> {
         add.exec(con)?;
     }
     Ok(rooms)
+}
+
+/// The moderation rules in force; those run out are taken out on the way.
+pub(super) fn rules(con: &mut Connection) -> RedisResult<Vec<store::Rule>> {
+    let all: Vec<(String, String)> = redis::cmd("HGETALL").arg(MODERATION).query(con)?;
+    let now = crate::base::now_ms();
+    let mut rules = Vec::new();
+    for (field, value) in all {
+        match serde_json::from_str::<store::Rule>(&value) {
+            Ok(rule) if rule.until > now => rules.push(rule),
+            _ => redis::cmd("HDEL").arg(MODERATION).arg(&field).exec(con)?,
+        }
+    }
+    Ok(rules)
 }
 
 /// The sessions ended on any node that are not yet expired; the expired ones are

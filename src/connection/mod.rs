@@ -65,6 +65,8 @@ pub(crate) enum Endpoint {
         /// Whether it signed in as an admin (an admin session, or the admin password
         /// as Bearer).
         admin: bool,
+        /// The session its cookie names, if it signed in with one: a kick binds it.
+        session: Option<crate::base::SessionId>,
     },
     /// `/ws/relay/{room}`: raw forwarding to the rest of the room.
     Relay { room: String },
@@ -197,6 +199,7 @@ pub(crate) fn join<'a>(
             name_error,
             since,
             admin,
+            session,
         } => {
             let (outbox, inbox) = new_outbox()?;
             let (door, opened) = wire::door(outbox.waker()).map_err(JoinError::Overloaded)?;
@@ -216,6 +219,7 @@ pub(crate) fn join<'a>(
                 wire: Some(key),
                 client: crate::base::ClientKey::of(peer.addr.ip()),
                 admin,
+                session,
             };
             let policy = ChatPolicy::new(config, &ctx.files);
             (Handler::Chat(Box::new(policy)), event, inbox)
@@ -451,6 +455,10 @@ impl<S: Transport> Session<'_, S> {
             } else if self.inbox.as_ref().is_some_and(Inbox::must_reconnect) {
                 // After what the hub queued first: the reason it asks this.
                 self.start_close(CloseCode::Restart, LeaveReason::Error);
+            } else if let Some(reason) = self.inbox.as_ref().and_then(Inbox::kicked) {
+                // After the `kicked` news the hub queued first, so the page can say why.
+                let reason = reason.to_owned();
+                self.start_close_with(CloseCode::Library(KICKED), &reason, LeaveReason::Kicked);
             }
         }
         self.heartbeat()?;
@@ -567,11 +575,16 @@ impl<S: Transport> Session<'_, S> {
 
     /// Sends our Close and gives the peer `close_timeout` to answer it.
     fn start_close(&mut self, code: CloseCode, reason: LeaveReason) {
-        let text = close_reason_text(code);
+        self.start_close_with(code, close_reason_text(code), reason);
+    }
+
+    /// Sends our Close with `text` as its reason (at most 123 bytes, RFC 6455 §5.5).
+    fn start_close_with(&mut self, code: CloseCode, text: &str, reason: LeaveReason) {
         log::debug!(
-            "conn {} {}: closing with {code} ({text})",
+            "conn {} {}: closing with {code} ({})",
             self.peer.id,
-            self.peer.addr
+            self.peer.addr,
+            base::escape(text)
         );
         self.phase = Phase::Closing {
             deadline: Instant::now() + self.ctx.config.close_timeout,
@@ -581,7 +594,7 @@ impl<S: Transport> Session<'_, S> {
         // of the step sends it.
         let _ = self.ws.close(Some(CloseFrame {
             code,
-            reason: text.into(),
+            reason: text.to_owned().into(),
         }));
     }
 
@@ -784,7 +797,7 @@ impl<S: Transport> Session<'_, S> {
 /// close-code tables of the README and docs/PROTOCOL.md (checked in
 /// `src/doc_tables.rs`, which also finds every close code this file names).
 #[cfg(test)]
-pub(crate) const SENT_CLOSE_CODES: [CloseCode; 8] = [
+pub(crate) const SENT_CLOSE_CODES: [CloseCode; 9] = [
     CloseCode::Normal,
     CloseCode::Away,
     CloseCode::Protocol,
@@ -793,7 +806,12 @@ pub(crate) const SENT_CLOSE_CODES: [CloseCode; 8] = [
     CloseCode::Size,
     CloseCode::Error,
     CloseCode::Restart,
+    CloseCode::Library(KICKED),
 ];
+
+/// The Close code of a member a moderator kicked (private use, RFC 6455 §7.4.2); its
+/// reason is the moderator's.
+pub(crate) const KICKED: u16 = 4001;
 
 /// The reason text of the Close frames we send (README, "close codes").
 pub(crate) fn close_reason_text(code: CloseCode) -> &'static str {
@@ -805,6 +823,8 @@ pub(crate) fn close_reason_text(code: CloseCode) -> &'static str {
         CloseCode::Size => "message too big",
         CloseCode::Normal => "the watched connection ended",
         CloseCode::Restart => "reconnect, please",
+        // The moderator's reason instead, when it gave one.
+        CloseCode::Library(KICKED) => "kicked",
         _ => "internal error",
     }
 }

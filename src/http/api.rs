@@ -50,6 +50,23 @@ pub(crate) enum Call {
         room: String,
         id: u64,
     },
+    /// `POST /api/rooms/{room}/kick`: moderation, with the API token; the body
+    /// names who and why.
+    Kick {
+        room: String,
+    },
+    /// `POST /api/rooms/{room}/mute`: the body names who and for how long.
+    Mute {
+        room: String,
+    },
+    /// `POST /api/rooms/{room}/settings`: the body says what changes.
+    Settings {
+        room: String,
+    },
+    /// `POST /api/rooms/{room}/clear`: no body.
+    Clear {
+        room: String,
+    },
 }
 
 impl Call {
@@ -58,7 +75,13 @@ impl Call {
     pub(crate) fn is_post(&self) -> bool {
         matches!(
             self,
-            Call::Post { .. } | Call::PostFile { .. } | Call::Delete { .. }
+            Call::Post { .. }
+                | Call::PostFile { .. }
+                | Call::Delete { .. }
+                | Call::Kick { .. }
+                | Call::Mute { .. }
+                | Call::Settings { .. }
+                | Call::Clear { .. }
         )
     }
 }
@@ -117,6 +140,23 @@ pub(crate) fn route(method: &str, path: &str, query: Option<&str>) -> Result<Cal
             None => None,
         };
         return Ok(Call::PostFile { room, name });
+    }
+    // Moderation: `POST /api/rooms/{room}/{action}`.
+    if let Some((room, action)) = path
+        .strip_prefix("/api/rooms/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(_, action)| matches!(*action, "kick" | "mute" | "settings" | "clear"))
+    {
+        let room = chat::valid_room(room).map_err(|e| error(404, "bad_room", e.message))?;
+        if method != "POST" {
+            return Err(not_allowed("POST"));
+        }
+        return Ok(match action {
+            "kick" => Call::Kick { room },
+            "mute" => Call::Mute { room },
+            "settings" => Call::Settings { room },
+            _ => Call::Clear { room },
+        });
     }
     if let Some((room, id)) = path
         .strip_prefix("/api/rooms/")
@@ -216,9 +256,60 @@ pub(crate) fn serve<S: Transport>(
             }
             ApiCall::Delete { room, id }
         }
+        Call::Kick { room } => {
+            match moderation(stream, (req, rest), (peer, deadline), ctx, &lines.doors) {
+                Ok(Moderation { name, reason, .. }) => ApiCall::Kick { room, name, reason },
+                Err(response) => return response,
+            }
+        }
+        Call::Clear { room } => {
+            if let Err(response) = authorize(req, (peer, MODERATOR), ctx, &lines.doors) {
+                return response;
+            }
+            ApiCall::Clear { room }
+        }
+        Call::Settings { room } => {
+            let body = (stream, (req, rest));
+            match settings(body, (peer, deadline), ctx, &lines.doors) {
+                Ok(change) => ApiCall::Settings { room, change },
+                Err(response) => return response,
+            }
+        }
+        Call::Mute { room } => {
+            match moderation(stream, (req, rest), (peer, deadline), ctx, &lines.doors) {
+                Ok(Moderation {
+                    name,
+                    minutes: Some(minutes),
+                    ..
+                }) => ApiCall::Mute {
+                    room,
+                    name,
+                    minutes,
+                },
+                Ok(_) => {
+                    return error(400, "missing_field", "a mute needs \"minutes\" (0 unmutes)");
+                }
+                Err(response) => return response,
+            }
+        }
     };
     let posting = matches!(call, ApiCall::Post { .. });
-    let deleting = matches!(call, ApiCall::Delete { .. });
+    // The store may still carry these out once it answers.
+    let deleting = matches!(
+        call,
+        ApiCall::Delete { .. }
+            | ApiCall::Kick { .. }
+            | ApiCall::Mute { .. }
+            | ApiCall::Settings { .. }
+            | ApiCall::Clear { .. }
+    );
+    let not_found = match &call {
+        ApiCall::Delete { .. } => {
+            "there is no such message in this room (or it is deleted already)"
+        }
+        ApiCall::Mute { minutes: 0, .. } => "nobody of that name is muted in this room",
+        _ => "there is nobody of that name in this room",
+    };
     let (reply, answer) = crossbeam_channel::bounded(1);
     let event = HubEvent::Api { ip, call, reply };
     if lines.hub.send(event).is_err() {
@@ -241,7 +332,7 @@ pub(crate) fn serve<S: Transport>(
             202,
             &json!({
                 "status": "accepted",
-                "message": "the deletion is on its way but not yet confirmed",
+                "message": "it is on its way but not yet confirmed",
             }),
         ),
         Ok(ApiAnswer::Posted(line)) => json_response(201, &message_json(&line)),
@@ -259,11 +350,16 @@ pub(crate) fn serve<S: Transport>(
                 &json!({"type": "deleted", "room": deleted.room, "id": deleted.id, "by": deleted.by}),
             )
         }
-        Ok(ApiAnswer::NotFound) => error(
-            404,
-            "not_found",
-            "there is no such message in this room (or it is deleted already)",
-        ),
+        Ok(ApiAnswer::NotFound) => error(404, "not_found", not_found),
+        Ok(ApiAnswer::Moderated(moderated)) => {
+            log::info!(
+                "conn {} {}: {}",
+                peer.id,
+                peer.addr,
+                crate::hub::describe(&moderated)
+            );
+            json_response(200, &moderated_json(&moderated))
+        }
         Ok(ApiAnswer::Rooms { rooms, more }) => {
             json_response(200, &json!({ "rooms": rooms, "more": more }))
         }
@@ -301,6 +397,177 @@ pub(crate) fn serve<S: Transport>(
         )
         .header("Retry-After", "1"),
     }
+}
+
+/// A moderation as the room was told it.
+fn moderated_json(moderated: &crate::store::Moderated) -> serde_json::Value {
+    use crate::store::Action;
+    match &moderated.action {
+        Action::Kick {
+            name,
+            reason,
+            until,
+        } => json!({
+            "type": "kicked",
+            "room": moderated.room,
+            "name": name,
+            "by": moderated.by,
+            "reason": reason,
+            "until": until,
+        }),
+        Action::Mute { name, until } => json!({
+            "type": "muted",
+            "room": moderated.room,
+            "name": name,
+            "by": moderated.by,
+            "until": until,
+        }),
+        Action::Unmute { name } => json!({
+            "type": "unmuted",
+            "room": moderated.room,
+            "name": name,
+            "by": moderated.by,
+        }),
+        Action::Room { settings } => json!({
+            "type": "room",
+            "room": moderated.room,
+            "by": moderated.by,
+            "locked": settings.locked,
+            "slow_secs": settings.slow_secs,
+            "topic": settings.topic,
+        }),
+        Action::Clear { through, .. } => json!({
+            "type": "cleared",
+            "room": moderated.room,
+            "by": moderated.by,
+            "through": through,
+        }),
+        Action::Bar => json!({"type": "barred", "room": moderated.room}),
+    }
+}
+
+/// A moderation's body: `{"name":…,"reason":…,"minutes":…}`, small.
+#[derive(Debug)]
+struct Moderation {
+    name: String,
+    reason: String,
+    /// A mute's length; 0 unmutes.
+    minutes: Option<u64>,
+}
+
+/// Largest body of a moderation request: a name and a reason, with room to spare.
+const MAX_MODERATION_BODY: usize = 4096;
+
+/// Checks a room settings request: the token, its body, and the change.
+fn settings<S: Transport>(
+    (stream, (req, rest)): (&mut S, (&Request, Vec<u8>)),
+    (peer, deadline): (Peer, Instant),
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Result<chat::RoomChange, Response> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        locked: Option<bool>,
+        slow_secs: Option<u64>,
+        topic: Option<String>,
+    }
+    let raw: Raw = moderation_body(stream, (req, rest), (peer, deadline), ctx, doors)?;
+    chat::valid_room_change(raw.locked, raw.slow_secs, raw.topic).map_err(|e| {
+        let code = if e.code == chat::ErrorCode::MissingField {
+            "missing_field"
+        } else {
+            "bad_request"
+        };
+        error(400, code, e.message)
+    })
+}
+
+/// Checks a kick's or a mute's request: the token, its body, the name, the reason and
+/// the minutes.
+fn moderation<S: Transport>(
+    stream: &mut S,
+    (req, rest): (&Request, Vec<u8>),
+    (peer, deadline): (Peer, Instant),
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Result<Moderation, Response> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        name: Option<String>,
+        reason: Option<String>,
+        minutes: Option<u64>,
+    }
+    let raw: Raw = moderation_body(stream, (req, rest), (peer, deadline), ctx, doors)?;
+    let name = raw
+        .name
+        .ok_or_else(|| error(400, "missing_field", "it needs a \"name\""))?;
+    let name = chat::valid_name(&name).map_err(|e| error(400, "bad_name", e.message))?;
+    let reason = chat::valid_reason(raw.reason.unwrap_or_default())
+        .map_err(|e| error(400, "bad_request", e.message))?;
+    let minutes = match raw.minutes {
+        Some(0) => Some(0),
+        Some(n) => Some(chat::valid_minutes(n).map_err(|e| error(400, "bad_request", e.message))?),
+        None => None,
+    };
+    Ok(Moderation {
+        name,
+        reason,
+        minutes,
+    })
+}
+
+/// Reads a moderation request's JSON body, once the token is checked (within the
+/// client's budget of guesses). `curl -d` sends it as a form: it is read as JSON all
+/// the same.
+fn moderation_body<S: Transport, T: serde::de::DeserializeOwned>(
+    stream: &mut S,
+    (req, rest): (&Request, Vec<u8>),
+    (peer, deadline): (Peer, Instant),
+    ctx: &Context,
+    doors: &Sender<doors::Request>,
+) -> Result<T, Response> {
+    authorize(req, (peer, MODERATOR), ctx, doors)?;
+    let content_type = req
+        .header("Content-Type")
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    if !matches!(
+        content_type.as_str(),
+        "application/json" | "application/x-www-form-urlencoded" | ""
+    ) {
+        return Err(error(
+            415,
+            "unsupported_media_type",
+            format!(
+                "{} is not taken: send application/json",
+                base::escape(&content_type)
+            ),
+        ));
+    }
+    let wait = |s: &mut S, deadline| super::wait_for_bytes(s, deadline, ctx);
+    let body =
+        body::read(stream, rest, req, MAX_MODERATION_BODY, deadline, wait).map_err(
+            |e| match e {
+                BodyError::TooLarge => error(
+                    413,
+                    "too_large",
+                    format!("a body is at most {MAX_MODERATION_BODY} bytes"),
+                ),
+                BodyError::Malformed(why) => error(400, "bad_request", why),
+                BodyError::Head(HeadError::Timeout { .. }) => {
+                    error(408, "timeout", "the body did not arrive in time")
+                }
+                BodyError::Head(_) => error(400, "bad_request", "the body ended early"),
+            },
+        )?;
+    serde_json::from_slice(&body)
+        .map_err(|e| error(400, "bad_json", format!("not a valid request: {e}")))
 }
 
 /// A stored message as JSON, exactly as chat clients get it.

@@ -175,7 +175,10 @@ pub(crate) fn serve<S: Transport>(
         Routed::Reject(response, why, reason) => {
             reject(stream, peer, head_only(response), why, &reason, shared)
         }
-        Routed::Upgrade(endpoint, response) => {
+        Routed::Upgrade(mut endpoint, response) => {
+            if let Endpoint::Chat { session, .. } = &mut endpoint {
+                *session = auth::session(&req, shared).map(|s| s.id);
+            }
             // The session may last for days: the head is not kept for it.
             drop(req);
             upgrade(stream, rest, endpoint, response, peer, shared, lines)

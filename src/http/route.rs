@@ -232,6 +232,8 @@ fn chat_endpoint(room: &str, query: Option<&str>) -> Endpoint {
         since,
         // Whose it is, the credentials say: `guard` sets it.
         admin: false,
+        // The cookie's, once the guard has let the request in (`http::handle`).
+        session: None,
     }
 }
 
@@ -480,7 +482,7 @@ mod tests {
     fn each_endpoint_is_reached_with_its_room() {
         let (chat, _) = endpoint(routed(&upgrade_head("/ws/chat", "")));
         assert!(
-            matches!(chat, Endpoint::Chat { ref room, name: None, name_error: None, since: None, admin: false } if room == "lobby")
+            matches!(chat, Endpoint::Chat { ref room, name: None, name_error: None, since: None, .. } if room == "lobby")
         );
         let (chat, _) = endpoint(routed(&upgrade_head("/ws/chat/rust?name=al%20ice", "")));
         assert!(

@@ -22,12 +22,14 @@
 use super::backend::{Early, Pending};
 use super::chat::ChatRooms;
 use super::members::{Members, Role};
+use super::moderation;
 use super::{LeaveReason, Post};
 use crate::base::{ConnId, now_ms};
 use crate::chat::{self, ChatError, ChatLine, ErrorCode, ServerMessage};
 use crate::metrics;
 use crate::store::{
-    Answer, ApiAnswer, Asker, Author, Change, Deleted, Event, Present, Refusal, Request, StoreError,
+    self, Action, Answer, ApiAnswer, Asker, Author, Change, Deleted, Event, Moderated, Present,
+    Refusal, Request, Rule, StoreError,
 };
 use std::collections::{HashMap, HashSet};
 use std::mem;
@@ -84,6 +86,9 @@ impl ChatRooms {
             }
             loaded @ Answer::Loaded { .. } => self.loaded(members, post, loaded),
             Answer::Deletion { asker, outcome } => self.deletion(members, post, asker, outcome),
+            Answer::Moderation { asker, outcome } => {
+                self.moderation_answer(members, post, asker, outcome);
+            }
             Answer::Page {
                 member,
                 room,
@@ -148,8 +153,19 @@ impl ChatRooms {
             resumed,
             wire: members.wire(member),
             limits: self.limits,
+            settings: self.moderation.settings(&room),
         });
         post.release(members, member, Message::text(json));
+        // A muted member that comes back is told at once, not at its first post.
+        if let Some((by, until)) = self.moderation.mute_of(&room, name) {
+            let json = chat::encode(&ServerMessage::Muted {
+                room: &room,
+                name,
+                by,
+                until,
+            });
+            post.deliver(members, member, Message::text(json));
+        }
         if failed {
             self.unavailable(
                 members,
@@ -309,6 +325,193 @@ impl ChatRooms {
         }
     }
 
+    /// Applies a moderation the backend made: its rules, then what it does to the
+    /// room and to our members in it.
+    pub(super) fn moderated(&mut self, members: &Members, post: &mut Post, moderated: Moderated) {
+        self.moderation.apply(&moderated.rules);
+        let Moderated {
+            room, by, action, ..
+        } = moderated;
+        match action {
+            Action::Kick {
+                name,
+                reason,
+                until,
+            } => {
+                let json = chat::encode(&ServerMessage::Kicked {
+                    room: &room,
+                    name: &name,
+                    by: &by,
+                    reason: &reason,
+                    until,
+                });
+                let msg = Message::text(json);
+                if let Some(people) = self.rooms.get(&room) {
+                    for &id in &people.members {
+                        post.deliver_answer(members, id, msg.clone());
+                    }
+                }
+                let Some((target, _)) = members.find(&name) else {
+                    return;
+                };
+                let Some(outbox) = members.outbox(target) else {
+                    return;
+                };
+                if members.chat_member(target).is_none_or(|(_, r)| r != room) {
+                    return;
+                }
+                outbox.kick(if reason.is_empty() {
+                    moderation::NO_REASON
+                } else {
+                    &reason
+                });
+                // What only this node knows of the member binds it too, everywhere.
+                let rule = |key: String| Rule {
+                    room: room.clone(),
+                    key,
+                    value: reason.clone(),
+                    until,
+                };
+                let rules: Vec<Rule> = [
+                    self.moderation
+                        .sessions
+                        .get(&target)
+                        .map(moderation::session_rule),
+                    self.rooms_kept
+                        .clients
+                        .get(&target)
+                        .copied()
+                        .map(moderation::address_rule),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|key| !self.moderation.has(&room, key))
+                .map(rule)
+                .collect();
+                if !rules.is_empty() {
+                    let bar = store::Request::Moderate(store::Moderation {
+                        asker: None,
+                        room,
+                        by,
+                        action: Action::Bar,
+                        rules,
+                    });
+                    // Best effort: the name is bound already.
+                    let _ = self.backend.ask(bar);
+                }
+            }
+            Action::Mute { name, until } => {
+                // To the member alone: the room is not told.
+                let json = chat::encode(&ServerMessage::Muted {
+                    room: &room,
+                    name: &name,
+                    by: &by,
+                    until,
+                });
+                self.tell_member(members, post, &room, &name, Message::text(json));
+            }
+            Action::Unmute { name } => {
+                let json = chat::encode(&ServerMessage::Unmuted {
+                    room: &room,
+                    name: &name,
+                    by: &by,
+                });
+                self.tell_member(members, post, &room, &name, Message::text(json));
+            }
+            Action::Clear { through, .. } => {
+                self.keys.cleared(&room, through);
+                let json = chat::encode(&ServerMessage::Cleared {
+                    room: &room,
+                    by: &by,
+                    through,
+                });
+                let msg = Message::text(json);
+                if let Some(people) = self.rooms.get(&room) {
+                    for &id in &people.members {
+                        post.deliver_answer(members, id, msg.clone());
+                    }
+                }
+            }
+            Action::Room { settings } => {
+                let json = chat::encode(&ServerMessage::Room {
+                    room: &room,
+                    by: &by,
+                    settings: &settings,
+                });
+                let msg = Message::text(json);
+                if let Some(people) = self.rooms.get(&room) {
+                    for &id in &people.members {
+                        post.deliver_answer(members, id, msg.clone());
+                    }
+                }
+            }
+            Action::Bar => {}
+        }
+    }
+
+    /// Sends `msg` to member `name` of `room`, if it is connected here.
+    fn tell_member(
+        &self,
+        members: &Members,
+        post: &mut Post,
+        room: &str,
+        name: &str,
+        msg: Message,
+    ) {
+        if let Some((id, _)) = members.find(name)
+            && members.outbox(id).is_some()
+            && members.chat_member(id).is_some_and(|(_, r)| r == room)
+        {
+            post.deliver_answer(members, id, msg);
+        }
+    }
+
+    /// Tells who asked for a moderation how it went (the room heard of it as a change
+    /// already); an action taken is logged and counted here, on the node that asked
+    /// for it, once however many nodes tell their rooms.
+    pub(super) fn moderation_answer(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        asker: Option<Asker>,
+        outcome: Result<Moderated, Refusal>,
+    ) {
+        if let Ok(moderated) = &outcome {
+            moderation::count(&self.metrics, &moderated.action);
+        }
+        match (asker, outcome) {
+            (None, _) => {}
+            (Some(Asker::Member(id)), Ok(moderated)) => {
+                let client = self.rooms_kept.clients.get(&id);
+                log::info!(
+                    "conn {id} {}: {}",
+                    client.map_or_else(|| "?".to_owned(), ToString::to_string),
+                    moderation::describe(&moderated)
+                );
+                post.settle(members, id);
+            }
+            (Some(Asker::Member(id)), Err(refusal)) => {
+                let error = moderation::refusal_error(refusal);
+                if refusal == Refusal::Failed {
+                    metrics::bump(&self.metrics.store_errors);
+                }
+                post.deliver_answer(members, id, Message::text(error.to_json()));
+                metrics::bump(&self.metrics.chat_errors);
+                post.settle(members, id);
+            }
+            (Some(Asker::Api(reply)), outcome) => {
+                let answer = match outcome {
+                    Ok(moderated) => ApiAnswer::Moderated(moderated),
+                    Err(Refusal::NotFound) => ApiAnswer::NotFound,
+                    Err(Refusal::Forbidden | Refusal::Failed) => {
+                        metrics::bump(&self.metrics.store_errors);
+                        ApiAnswer::Unavailable
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
     /// Everything the backend says but a relay message.
     pub(super) fn backend_event(&mut self, members: &mut Members, post: &mut Post, event: Event) {
         self.backend.pay_owed();
@@ -371,6 +574,7 @@ impl ChatRooms {
                     }
                 }
             }
+            Change::Moderated(moderated) => self.moderated(members, post, moderated),
             Change::Join {
                 m,
                 name,

@@ -15,6 +15,7 @@
 use super::backend::{Backend, Early, pending};
 use super::idempotent::{self, Key};
 use super::members::{Members, with_suffix};
+use super::moderation::{self, Moderation};
 use super::{LeaveReason, Post};
 use crate::base::RateLimit;
 use crate::base::{ClientKey, ConnId, now_ms};
@@ -23,7 +24,7 @@ use crate::chat::{
 };
 use crate::hub::ApiCall;
 use crate::metrics::{self, Metrics};
-use crate::store::{self, ApiAnswer, Author, NewMessage, Request};
+use crate::store::{self, Action, ApiAnswer, Asker, Author, NewMessage, Refusal, Request, Rule};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -56,6 +57,8 @@ pub(super) struct ChatRooms {
     pub(super) limits: chat::Limits,
     /// The `Idempotency-Key`s of API posts, for 24 hours.
     pub(super) keys: idempotent::Keys,
+    /// Kicks in force, and what a new one needs.
+    pub(super) moderation: Moderation,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -156,7 +159,7 @@ impl ChatRooms {
         backend: Backend,
         api_rate: (u32, u32),
         rooms_kept: RoomsKept,
-        limits: chat::Limits,
+        (limits, moderation): (chat::Limits, Moderation),
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -169,6 +172,7 @@ impl ChatRooms {
             rooms_kept,
             limits,
             keys: idempotent::Keys::default(),
+            moderation,
             metrics,
         }
     }
@@ -226,6 +230,40 @@ impl ChatRooms {
                 by: chat::API_SENDER.to_owned(),
                 by_admin: true,
             }),
+            ApiCall::Kick { room, name, reason } => {
+                let asker = store::Asker::Api(reply.clone());
+                let by = chat::API_SENDER.to_owned();
+                match self.kick_request(members, asker, (room, by), (&name, reason)) {
+                    Ok(request) => request,
+                    Err(_) => {
+                        let _ = reply.send(ApiAnswer::NotFound);
+                        return;
+                    }
+                }
+            }
+            ApiCall::Clear { room } => {
+                let by = chat::API_SENDER.to_owned();
+                clear_request(store::Asker::Api(reply.clone()), (room, by))
+            }
+            ApiCall::Settings { room, change } => {
+                let by = chat::API_SENDER.to_owned();
+                self.room_request(store::Asker::Api(reply.clone()), (room, by), change)
+            }
+            ApiCall::Mute {
+                room,
+                name,
+                minutes,
+            } => {
+                let asker = store::Asker::Api(reply.clone());
+                let by = chat::API_SENDER.to_owned();
+                match self.mute_request(members, asker, (room, by), &name, minutes) {
+                    Ok(request) => request,
+                    Err(_) => {
+                        let _ = reply.send(ApiAnswer::NotFound);
+                        return;
+                    }
+                }
+            }
             ApiCall::Post {
                 room,
                 from,
@@ -325,7 +363,19 @@ impl ChatRooms {
         };
         let (name, room) = (name.to_owned(), room.to_owned());
         match msg {
+            ClientMessage::Message { .. } | ClientMessage::Direct { .. }
+                if let Some(until) = self.moderation.muted(&room, &name) =>
+            {
+                // A file's bytes are on disk already: like any refused file, it goes
+                // when the store next starts.
+                self.send_error(members, post, id, &moderation::muted_error(&room, until));
+            }
             ClientMessage::Message { text, cid, file } => {
+                let admin = is_admin(members, id);
+                let now = std::time::Instant::now();
+                if let Err(error) = self.moderation.may_post(&room, &name, admin, now) {
+                    return self.send_error(members, post, id, &error);
+                }
                 let client = self.rooms_kept.clients.get(&id).copied();
                 if let Err(error) = self.rooms_kept.admit(&room, client) {
                     return self.send_error(members, post, id, &error);
@@ -374,7 +424,19 @@ impl ChatRooms {
             }
             ClientMessage::Direct { to, text } => self.direct(members, post, id, &to, &text),
             ClientMessage::Rename { name: to } => self.rename(members, post, id, to),
-            ClientMessage::Join { room: to } => self.switch(members, post, id, &to),
+            ClientMessage::Join { room: to } => {
+                let client = self.rooms_kept.clients.get(&id).copied();
+                let session = self.moderation.sessions.get(&id);
+                // Another room is fine; the one it was kicked from is not, yet. It
+                // stays where it is.
+                if let Some((reason, until)) =
+                    self.moderation.kicked(&to, Some(&name), session, client)
+                {
+                    let error = moderation::kicked_error(&to, reason, until);
+                    return self.send_error(members, post, id, &error);
+                }
+                self.switch(members, post, id, &to);
+            }
             ClientMessage::History { before, limit } => {
                 let page = store::Request::Page {
                     member: id,
@@ -409,6 +471,56 @@ impl ChatRooms {
                     self.unavailable(members, post, id, "the message cannot be deleted now");
                 }
             }
+            ClientMessage::Kick {
+                name: target,
+                reason,
+            } => {
+                if !is_admin(members, id) {
+                    return self.send_error(members, post, id, &moderation::forbidden());
+                }
+                let asker = store::Asker::Member(id);
+                match self.kick_request(members, asker, (room, name), (&target, reason)) {
+                    Ok(request) => {
+                        if self.ask(request) {
+                            post.begin(members, id);
+                        } else {
+                            self.unavailable(members, post, id, "the kick cannot be made now");
+                        }
+                    }
+                    Err(refusal) => {
+                        self.send_error(members, post, id, &moderation::refusal_error(refusal));
+                    }
+                }
+            }
+            ClientMessage::Mute { .. }
+            | ClientMessage::Unmute { .. }
+            | ClientMessage::Room(_)
+            | ClientMessage::Clear
+                if !is_admin(members, id) =>
+            {
+                self.send_error(members, post, id, &moderation::forbidden());
+            }
+            ClientMessage::Mute {
+                name: target,
+                minutes,
+            } => {
+                let asker = Asker::Member(id);
+                let made = self.mute_request(members, asker, (room, name), &target, minutes);
+                self.moderate(members, post, id, made);
+            }
+            ClientMessage::Clear => {
+                let made = clear_request(Asker::Member(id), (room, name));
+                self.moderate(members, post, id, Ok(made));
+            }
+            ClientMessage::Room(change) => {
+                let made = self.room_request(Asker::Member(id), (room, name), change);
+                self.moderate(members, post, id, Ok(made));
+            }
+            ClientMessage::Unmute { name: target } => {
+                let asker = Asker::Member(id);
+                let made = self.mute_request(members, asker, (room, name), &target, 0);
+                self.moderate(members, post, id, made);
+            }
             // Taken by the connection thread, which sends a `Message` with the file.
             ClientMessage::File(_) => {}
             ClientMessage::Rooms => {
@@ -416,6 +528,183 @@ impl ChatRooms {
                 post.deliver(members, id, Message::text(json));
             }
         }
+    }
+
+    /// Whether member `id` of ours, joining `room` under `name`, is kept out by a
+    /// kick: if so it is told why (an `error` `kicked` with `until`, no welcome) and
+    /// closed with 4001.
+    pub(super) fn refuse_kicked(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        room: &str,
+        name: Option<&str>,
+    ) -> bool {
+        let client = self.rooms_kept.clients.get(&id).copied();
+        let session = self.moderation.sessions.get(&id);
+        let Some((reason, until)) = self.moderation.kicked(room, name, session, client) else {
+            return false;
+        };
+        let error = moderation::kicked_error(room, reason, until);
+        let close = if reason.is_empty() {
+            moderation::NO_REASON
+        } else {
+            reason
+        };
+        post.deliver(members, id, Message::text(error.to_json()));
+        if let Some(outbox) = members.outbox(id) {
+            outbox.kick(close);
+        }
+        true
+    }
+
+    /// A request to kick `name` out of `room`, made by `by`: the rules to keep, or
+    /// why not. The name, always; the session and address too when the member is
+    /// connected here.
+    pub(super) fn kick_request(
+        &self,
+        members: &Members,
+        asker: Asker,
+        (room, by): (String, String),
+        (name, reason): (&str, String),
+    ) -> Result<store::Request, Refusal> {
+        let (target, spelled) = members.find(name).ok_or(Refusal::NotFound)?;
+        if members.chat_member(target).is_none_or(|(_, r)| r != room) {
+            return Err(Refusal::NotFound);
+        }
+        let until = now_ms().saturating_add(self.moderation.kick_time.as_millis() as u64);
+        let rule = |key: String| Rule {
+            room: room.clone(),
+            key,
+            value: reason.clone(),
+            until,
+        };
+        let mut rules = vec![rule(moderation::name_rule(spelled))];
+        if members.outbox(target).is_some() {
+            rules.extend(
+                self.moderation
+                    .sessions
+                    .get(&target)
+                    .map(moderation::session_rule)
+                    .map(rule),
+            );
+            rules.extend(
+                self.rooms_kept
+                    .clients
+                    .get(&target)
+                    .copied()
+                    .map(moderation::address_rule)
+                    .map(rule),
+            );
+        }
+        Ok(store::Request::Moderate(store::Moderation {
+            asker: Some(asker),
+            room,
+            by,
+            action: Action::Kick {
+                name: spelled.to_owned(),
+                reason,
+                until,
+            },
+            rules,
+        }))
+    }
+
+    /// Asks the backend for a moderation member `id` made, or tells it why not.
+    fn moderate(
+        &mut self,
+        members: &Members,
+        post: &mut Post,
+        id: ConnId,
+        made: Result<store::Request, Refusal>,
+    ) {
+        match made {
+            Ok(request) => {
+                if self.ask(request) {
+                    post.begin(members, id);
+                } else {
+                    self.unavailable(members, post, id, "that cannot be done now");
+                }
+            }
+            Err(refusal) => {
+                self.send_error(members, post, id, &moderation::refusal_error(refusal));
+            }
+        }
+    }
+
+    /// A request to change the settings of `room`, made by `by`: the whole settings,
+    /// kept for as long as the room (taken away when back to the defaults).
+    pub(super) fn room_request(
+        &self,
+        asker: Asker,
+        (room, by): (String, String),
+        change: chat::RoomChange,
+    ) -> store::Request {
+        let settings = self.moderation.settings(&room).with(change);
+        let value = serde_json::to_string(&settings).unwrap_or_default();
+        let until = if settings == chat::RoomSettings::default() {
+            0
+        } else {
+            moderation::FOREVER
+        };
+        store::Request::Moderate(store::Moderation {
+            asker: Some(asker),
+            rules: vec![Rule {
+                room: room.clone(),
+                key: moderation::ROOM_RULE.to_owned(),
+                value,
+                until,
+            }],
+            room,
+            by,
+            action: Action::Room { settings },
+        })
+    }
+
+    /// A request to mute `name` in `room` for `minutes` (0: to unmute it), made by
+    /// `by`. Only a member of the room is muted; only a muted one unmuted.
+    pub(super) fn mute_request(
+        &self,
+        members: &Members,
+        asker: Asker,
+        (room, by): (String, String),
+        name: &str,
+        minutes: u64,
+    ) -> Result<store::Request, Refusal> {
+        let (action, until) = if minutes == 0 {
+            if self.moderation.muted(&room, name).is_none() {
+                return Err(Refusal::NotFound);
+            }
+            let spelled = members.find(name).map_or(name, |(_, spelled)| spelled);
+            let name = spelled.to_owned();
+            (Action::Unmute { name }, 0)
+        } else {
+            let (target, spelled) = members.find(name).ok_or(Refusal::NotFound)?;
+            if members.chat_member(target).is_none_or(|(_, r)| r != room) {
+                return Err(Refusal::NotFound);
+            }
+            let until = now_ms().saturating_add(minutes.saturating_mul(60_000));
+            let name = spelled.to_owned();
+            (Action::Mute { name, until }, until)
+        };
+        let key = match &action {
+            Action::Mute { name, .. } | Action::Unmute { name } => moderation::mute_rule(name),
+            _ => return Err(Refusal::Failed),
+        };
+        Ok(store::Request::Moderate(store::Moderation {
+            asker: Some(asker),
+            // Who muted it, for the member's next welcome.
+            rules: vec![Rule {
+                room: room.clone(),
+                key,
+                value: by.clone(),
+                until,
+            }],
+            room,
+            by,
+            action,
+        }))
     }
 
     /// A new member of ours asks the backend for a name and its room's history.
@@ -765,7 +1054,22 @@ impl ChatRooms {
     }
 }
 
-/// Whether chat member `id` may delete anyone's message: it signed in as an admin.
+/// A request to empty `room`'s history, made by `by`; the backend says how far.
+fn clear_request(asker: Asker, (room, by): (String, String)) -> store::Request {
+    store::Request::Moderate(store::Moderation {
+        asker: Some(asker),
+        room,
+        by,
+        action: Action::Clear {
+            through: 0,
+            files: Vec::new(),
+        },
+        rules: Vec::new(),
+    })
+}
+
+/// Whether chat member `id` is an admin (it signed in as one): may delete anyone's
+/// message, kick, mute, set the room and clear it.
 fn is_admin(members: &Members, id: ConnId) -> bool {
     members.is_admin(id)
 }

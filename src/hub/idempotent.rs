@@ -187,6 +187,19 @@ impl Keys {
         }
     }
 
+    /// The history of `room` was emptied up to `through`: a retry of a post in it gets
+    /// its tombstone, never its text.
+    pub(super) fn cleared(&mut self, room: &str, through: u64) {
+        for ((key_room, _), (_, post)) in &mut self.posts {
+            if let Post::Done(line) = post
+                && key_room == room
+                && line.id <= through
+            {
+                *line = Arc::new(ChatLine::tombstone(line.id, room.to_owned(), line.ts));
+            }
+        }
+    }
+
     /// The post with `key` was not stored: whoever waits is told (the chat members
     /// returned, for the hub to tell), and the key is forgotten, so that a retry may
     /// post.

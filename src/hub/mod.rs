@@ -28,6 +28,7 @@ mod changes;
 mod chat;
 mod idempotent;
 mod members;
+mod moderation;
 mod post;
 mod relay;
 
@@ -40,6 +41,7 @@ use crate::store::{self, ApiAnswer, Change, Event};
 use chat::ChatRooms;
 use crossbeam_channel::{Receiver, Sender, select};
 use members::{Members, Role};
+pub(crate) use moderation::describe;
 use post::Post;
 use relay::RelayRooms;
 use std::net::IpAddr;
@@ -70,6 +72,8 @@ pub(crate) enum HubEvent {
         client: ClientKey,
         /// Whether it signed in as an admin: kept per connection, on its own node.
         admin: bool,
+        /// The session its cookie names, if any.
+        session: Option<crate::base::SessionId>,
     },
     /// A relay client finished its handshake.
     JoinRelay {
@@ -109,6 +113,26 @@ pub(crate) enum ApiCall {
     },
     /// `DELETE /api/rooms/{room}/messages/{id}`, with the API token.
     Delete { room: String, id: u64 },
+    /// `POST /api/rooms/{room}/clear`, with the API token.
+    Clear { room: String },
+    /// `POST /api/rooms/{room}/settings`, with the API token, validated.
+    Settings {
+        room: String,
+        change: crate::chat::RoomChange,
+    },
+    /// `POST /api/rooms/{room}/mute`, with the API token, validated; `minutes` 0
+    /// unmutes.
+    Mute {
+        room: String,
+        name: String,
+        minutes: u64,
+    },
+    /// `POST /api/rooms/{room}/kick`, with the API token, validated.
+    Kick {
+        room: String,
+        name: String,
+        reason: String,
+    },
     /// `POST /api/rooms/{room}/messages`, validated.
     Post {
         room: String,
@@ -139,6 +163,10 @@ pub(crate) struct HubConfig {
     pub max_rooms: usize,
     /// The rooms that have stored messages already.
     pub stored_rooms: Vec<String>,
+    /// The moderation rules in force (kicks that have not run out).
+    pub rules: Vec<store::Rule>,
+    /// How long a kick keeps a member out of its room (`Config::kick_time`).
+    pub kick_time: std::time::Duration,
     /// What every welcome tells a client to respect.
     pub limits: crate::chat::Limits,
 }
@@ -186,7 +214,10 @@ impl Hub {
                 ),
                 config.api_rate,
                 chat::RoomsKept::new(config.max_rooms, config.stored_rooms),
-                config.limits,
+                (
+                    config.limits,
+                    moderation::Moderation::new(config.rules, config.kick_time),
+                ),
                 Arc::clone(&metrics),
             ),
             metrics,
@@ -316,12 +347,20 @@ impl Hub {
                 wire,
                 client,
                 admin,
+                session,
             } => {
                 chat.rooms_kept.clients.insert(id, client);
+                if let Some(session) = session {
+                    chat.moderation.sessions.insert(id, session);
+                }
                 members.join_unnamed(id, &room, outbox, wire, admin);
-                chat.join(members, post, id, &room, name, since);
-                if let Some(error) = name_error {
-                    chat.send_error(members, post, id, &error);
+                if chat.refuse_kicked(members, post, id, &room, name.as_deref()) {
+                    // Closed with 4001 once told: its leave forgets it, unnamed.
+                } else {
+                    chat.join(members, post, id, &room, name, since);
+                    if let Some(error) = name_error {
+                        chat.send_error(members, post, id, &error);
+                    }
                 }
             }
             HubEvent::JoinRelay { id, room, outbox } => {
@@ -358,6 +397,7 @@ impl Hub {
     /// Forgets a member entirely, and tells its chat room why it left.
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
         self.chat.rooms_kept.clients.remove(&id);
+        self.chat.moderation.sessions.remove(&id);
         self.post.held.remove(&id);
         self.post.waiting.remove(&id);
         match self.members.get(id) {
@@ -457,6 +497,8 @@ mod tests {
             api_rate: (20, 40),
             max_rooms: 10_000,
             stored_rooms: Vec::new(),
+            rules: Vec::new(),
+            kick_time: std::time::Duration::from_secs(600),
             limits: crate::chat::Limits {
                 max_text_len: 4096,
                 max_message_size: 1 << 20,
@@ -470,6 +512,7 @@ mod tests {
         hub.handle(HubEvent::JoinChat {
             id,
             client: ClientKey::of("127.0.0.1".parse().unwrap()),
+            session: None,
             room: room.into(),
             name: Some(name.into()),
             name_error: None,
@@ -496,6 +539,7 @@ mod tests {
         hub.hub.apply_only(HubEvent::JoinChat {
             id: 1,
             client: ClientKey::of([127, 0, 0, 1].into()),
+            session: None,
             room: "r".into(),
             name: Some("quick".into()),
             name_error: None,
@@ -557,6 +601,7 @@ mod tests {
         hub.handle(HubEvent::JoinChat {
             id: 4,
             client: ClientKey::of("127.0.0.1".parse().unwrap()),
+            session: None,
             room: "lobby".into(),
             name: None,
             name_error: None,
@@ -730,6 +775,7 @@ mod tests {
         hub.handle(HubEvent::JoinChat {
             id,
             client: ClientKey::of([127, 0, 0, 1].into()),
+            session: None,
             room: "r".into(),
             name: Some(format!("m{id}")),
             name_error: None,

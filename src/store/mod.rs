@@ -130,6 +130,79 @@ pub(crate) fn may_delete(by_admin: bool, by: &str, from: &str, via: Option<&str>
     by_admin || (from == by && via.is_none_or(str::is_empty))
 }
 
+/// One standing moderation rule of a room, kept until `until` (ms since the epoch):
+/// `key` is what it binds (`kick:name:{name key}`, `kick:session:{hex}`,
+/// `kick:addr:{client}`, `mute:{name key}`, `room`: its settings, `cleared`: the newest id a clear took),
+/// `value` what it says (a kick's reason). Kept by the backend
+/// so that it survives a restart and reaches every node; the hub keeps a copy to
+/// decide with, without asking.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Rule {
+    pub room: String,
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    /// When it ends; `0` takes the rule away.
+    pub until: u64,
+}
+
+/// What a moderator did, as the room is told.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "a", rename_all = "snake_case")]
+pub(crate) enum Action {
+    /// Member `name` is closed (Close 4001 with `reason`) and may not come back into
+    /// the room before `until`.
+    Kick {
+        name: String,
+        reason: String,
+        until: u64,
+    },
+    /// Member `name` may read but not post in the room before `until`.
+    Mute { name: String, until: u64 },
+    /// Member `name` may post again.
+    Unmute { name: String },
+    /// The room's settings are now these.
+    Room {
+        #[serde(flatten)]
+        settings: crate::chat::RoomSettings,
+    },
+    /// The room's history is gone: every message up to `through` (its newest id),
+    /// and the files they shared (`files`, their ids, for every node to drop its copy).
+    /// Asked for with both empty: the backend fills them in. Ids go on from `through`.
+    Clear {
+        #[serde(default)]
+        through: u64,
+        #[serde(default)]
+        files: Vec<String>,
+    },
+    /// More of what a kick binds (the kicked member's session and address, which only
+    /// the node it is connected to knows): nobody is told.
+    Bar,
+}
+
+/// A moderation request: the backend keeps `rules` (and takes away those with
+/// `until` 0), then tells every node a [`Change::Moderated`], and the asker an
+/// [`Answer::Moderation`].
+#[derive(Debug, Clone)]
+pub(crate) struct Moderation {
+    /// Who hears how it went; `None` for the hub's own follow-up (a [`Action::Bar`]).
+    pub asker: Option<Asker>,
+    pub room: String,
+    /// Who did it, as the room is told: an admin's name, or `api`.
+    pub by: String,
+    pub action: Action,
+    pub rules: Vec<Rule>,
+}
+
+/// A moderation made: what every node's hub applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Moderated {
+    pub room: String,
+    pub by: String,
+    pub action: Action,
+    pub rules: Vec<Rule>,
+}
+
 /// A room as `GET /api/rooms` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct RoomSummary {
@@ -164,8 +237,10 @@ pub(crate) enum ApiAnswer {
     Unavailable,
     /// `DELETE /api/rooms/{room}/messages/{id}`: done, and the room told.
     Deleted(Deleted),
-    /// No such message (or it is deleted already).
+    /// No such message (or it is deleted already); no such member in the room.
     NotFound,
+    /// A moderation action was taken, and the room told.
+    Moderated(Moderated),
 }
 
 /// What the hub asks of the backend.
@@ -250,6 +325,9 @@ pub(crate) enum Request {
     /// Delete a message: its text and file go, a tombstone keeps its id; the room is
     /// told as a [`Change::Deleted`], the asker hears in [`Answer::Deletion`].
     Delete(Deletion),
+    /// Keep moderation rules, and tell every node what was done
+    /// ([`Change::Moderated`]).
+    Moderate(Moderation),
 }
 
 /// Why a message was not stored.
@@ -289,6 +367,11 @@ pub(crate) enum Answer {
     Deletion {
         asker: Asker,
         outcome: Result<Deleted, Refusal>,
+    },
+    /// What became of a `Moderate`, after its change (if it was made).
+    Moderation {
+        asker: Option<Asker>,
+        outcome: Result<Moderated, Refusal>,
     },
     /// The answer to a `Page`.
     Page {
@@ -344,6 +427,8 @@ pub(crate) enum Change {
     },
     /// A message was deleted: in its room's order, after the message itself.
     Deleted(Deleted),
+    /// A moderator acted on a room: its rules change, and the room is told.
+    Moderated(Moderated),
 }
 
 /// A member as the backend lists it.

@@ -36,8 +36,8 @@ use std::time::Duration;
 
 /// The schema this build writes. 1: messages; 2: messages record `via` (who posted
 /// through what: `api` for the HTTP API, nothing for a chat client); … 7: a message
-/// may be deleted, a tombstone (see [`migrate`]).
-const SCHEMA_VERSION: i64 = 7;
+/// may be deleted, a tombstone (see [`migrate`]); 8: moderation rules (kicks).
+const SCHEMA_VERSION: i64 = 8;
 
 /// The store file's name in the data directory.
 const FILE_NAME: &str = "chat.sqlite3";
@@ -87,6 +87,8 @@ pub(crate) struct Store {
     session_key: [u8; 32],
     /// Sessions ended by `POST /logout` whose cookies have not expired yet.
     ended_sessions: Vec<(SessionId, u64)>,
+    /// The moderation rules in force when the store was opened.
+    rules: Vec<super::Rule>,
     /// Each room's newest id, committed.
     /// Sorted, so that a page of `GET /api/rooms` is a range.
     last_ids: std::collections::BTreeMap<String, u64>,
@@ -195,12 +197,22 @@ impl Store {
         }
         let ended_sessions =
             ended_sessions(&db).map_err(|e| store_error(at, "cannot be read", e))?;
+        let rules = rules(&db).map_err(|e| store_error(at, "cannot be read", e))?;
+        // A cleared room has no messages left to say its newest id: its rule does, so
+        // that ids go on from there.
+        let mut last_ids = last_ids;
+        for rule in rules.iter().filter(|rule| rule.key == CLEARED) {
+            let through = rule.value.parse().unwrap_or(0);
+            let last = last_ids.entry(rule.room.clone()).or_insert(0);
+            *last = (*last).max(through);
+        }
         Ok(Store {
             db,
             config,
             epoch,
             session_key,
             ended_sessions,
+            rules,
             last_ids,
             path,
             presence: Presence::default(),
@@ -220,6 +232,64 @@ impl Store {
     /// The sessions ended by `POST /logout` that are not yet expired.
     pub(crate) fn ended_sessions(&self) -> Vec<(SessionId, u64)> {
         self.ended_sessions.clone()
+    }
+
+    /// The moderation rules in force (kicks that have not run out).
+    pub(crate) fn rules(&self) -> Vec<super::Rule> {
+        self.rules.clone()
+    }
+
+    /// Keeps the rules of a moderation (takes away those with `until` 0), in one
+    /// transaction: a kick binds its name, session and address together or not at all.
+    fn moderate(&mut self, rules: &[super::Rule]) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        for rule in rules {
+            if rule.until == 0 {
+                tx.execute(
+                    "DELETE FROM moderation WHERE room = ?1 AND key = ?2",
+                    params![rule.room, rule.key],
+                )?;
+            } else {
+                tx.execute(
+                    "INSERT OR REPLACE INTO moderation (room, key, value, until) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        rule.room,
+                        rule.key,
+                        rule.value,
+                        i64::try_from(rule.until).unwrap_or(i64::MAX)
+                    ],
+                )?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Empties `room`'s history: its messages go (tombstones too), and so do their
+    /// files, once the rows are gone; the room's newest id is kept as a rule, in the
+    /// same transaction, so that ids go on from it after a restart. Returns that id
+    /// and the files' ids.
+    fn clear(&mut self, room: &str) -> rusqlite::Result<(u64, Vec<String>)> {
+        let through = self.last_id(room);
+        let files = file_ids(&self.db, room, MAX_ID)?;
+        let rule = cleared_rule(room, through);
+        let tx = self.db.transaction()?;
+        tx.execute("DELETE FROM messages WHERE room = ?1", [room])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO moderation (room, key, value, until) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                rule.room,
+                rule.key,
+                rule.value,
+                i64::try_from(rule.until).unwrap_or(i64::MAX)
+            ],
+        )?;
+        tx.commit()?;
+        // An upload's id is that upload's alone: no other message names it.
+        for file in &files {
+            self.config.files.remove(file);
+        }
+        Ok((through, files))
     }
 
     /// Remembers that session `id` was ended. A failure is logged: that session stays
@@ -377,6 +447,40 @@ impl Store {
                     news.push(Event::Change(Change::Deleted(deleted.clone())));
                 }
                 news.push(Event::Answer(Answer::Deletion { asker, outcome }));
+            }
+            Request::Moderate(moderation) => {
+                let super::Moderation {
+                    asker,
+                    room,
+                    by,
+                    mut action,
+                    mut rules,
+                } = moderation;
+                let kept = if let super::Action::Clear { through, files } = &mut action {
+                    self.clear(&room).map(|(last, dropped)| {
+                        (*through, *files) = (last, dropped);
+                        rules = vec![cleared_rule(&room, last)];
+                    })
+                } else {
+                    self.moderate(&rules)
+                };
+                let outcome = match kept {
+                    Ok(()) => {
+                        let moderated = super::Moderated {
+                            room,
+                            by,
+                            action,
+                            rules,
+                        };
+                        news.push(Event::Change(Change::Moderated(moderated.clone())));
+                        Ok(moderated)
+                    }
+                    Err(e) => {
+                        log::warn!("store: a moderation of room {room} was not kept: {e}");
+                        Err(super::Refusal::Failed)
+                    }
+                };
+                news.push(Event::Answer(Answer::Moderation { asker, outcome }));
             }
         }
         news.into_iter().all(|event| events.send(event).is_ok())
@@ -954,6 +1058,19 @@ fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
                 "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;",
             )?;
         }
+        if version < 8 {
+            // Moderation rules (a kick binds a name, a session and an address to a
+            // room) until they run out, so that a restart does not lift them.
+            db.execute_batch(
+                "CREATE TABLE moderation (
+                     room TEXT NOT NULL,
+                     key TEXT NOT NULL,
+                     value TEXT NOT NULL,
+                     until INTEGER NOT NULL,
+                     PRIMARY KEY (room, key)
+                 ) WITHOUT ROWID;",
+            )?;
+        }
         db.pragma_update(None, "user_version", SCHEMA_VERSION)
     };
     match steps() {
@@ -1031,6 +1148,36 @@ fn ended_sessions(db: &Connection) -> rusqlite::Result<Vec<(SessionId, u64)>> {
         }
     }
     Ok(ended)
+}
+
+/// The rule that keeps a cleared room's newest id.
+const CLEARED: &str = "cleared";
+
+/// The rule saying `room` was cleared through id `through`, kept for as long as the
+/// store.
+fn cleared_rule(room: &str, through: u64) -> super::Rule {
+    super::Rule {
+        room: room.to_owned(),
+        key: CLEARED.to_owned(),
+        value: through.to_string(),
+        until: MAX_ID,
+    }
+}
+
+/// The moderation rules not yet run out: the others are deleted.
+fn rules(db: &Connection) -> rusqlite::Result<Vec<super::Rule>> {
+    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+    db.execute("DELETE FROM moderation WHERE until <= ?1", [now])?;
+    let mut query = db.prepare("SELECT room, key, value, until FROM moderation")?;
+    let rows = query.query_map([], |row| {
+        Ok(super::Rule {
+            room: row.get(0)?,
+            key: row.get(1)?,
+            value: row.get(2)?,
+            until: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+        })
+    })?;
+    rows.collect()
 }
 
 /// The value of `key` in the store's `meta` table, set to `fresh` if it has none.

@@ -92,6 +92,10 @@ pub(crate) struct ServeArgs {
     /// twice as many); more get 429.
     #[arg(long, value_name = "N", value_parser = at_least_one::<u32>, default_value_t = Config::default().api_rate)]
     api_rate: u32,
+    /// Minutes a kicked member (its session, name and address) may not come back
+    /// into the room it was kicked from.
+    #[arg(long, value_name = "MINUTES", value_parser = at_least_one::<u64>, default_value_t = Config::default().kick_time.as_secs() / 60)]
+    kick_minutes: u64,
     /// Messages queued for one client before it is closed as a slow consumer (1008).
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = Config::default().outbox_messages)]
     outbox_messages: usize,
@@ -260,6 +264,7 @@ impl ServeArgs {
         config.rate_per_sec = self.rate_limit;
         config.rate_burst = self.rate_burst;
         config.api_rate = self.api_rate;
+        config.kick_time = Duration::from_secs(self.kick_minutes.saturating_mul(60));
         config.outbox_messages = self.outbox_messages;
         config.outbox_bytes = self.outbox_bytes;
         config.trace = self.trace || self.trace_plain;
