@@ -929,3 +929,73 @@ fn a_members_clear_is_forbidden_and_keeps_the_history() {
     assert_eq!(api_messages(addr, "r").len(), 1);
     assert_eq!(metric(addr, CLEARS), 0);
 }
+
+/// An admin (signed in with the admin password, here as its Bearer) moderates from the
+/// chat socket: sets the room, mutes and unmutes, kicks, and clears; each reaches the
+/// room as the API's does, and is counted.
+#[test]
+fn an_admin_moderates_from_the_chat_socket() {
+    const ADMIN: &str = "staple battery";
+    let server = start_with(|b| moderated(b).admin_password(ADMIN));
+    let addr = server.local_addr();
+    let bearer = format!("Bearer {ADMIN}");
+    let (mut teacher, welcome) = join_from(
+        addr,
+        BYSTANDER_IP,
+        "/ws/chat/class?name=teacher",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(welcome["role"], "admin", "{welcome}");
+    let (mut ann, _) = join_from(addr, KICKED_IP, "/ws/chat/class?name=ann", &[]);
+    let (mut bob, _) = join_from(addr, ELSEWHERE_IP, "/ws/chat/class?name=bob", &[]);
+    next_of_type(&mut teacher, "join");
+    next_of_type(&mut teacher, "join");
+
+    send_json(
+        &mut teacher,
+        json!({"type": "room", "topic": "Week 3: sockets", "locked": true}),
+    );
+    let room = next_of_type(&mut bob, "room");
+    assert_eq!(
+        (&room["topic"], &room["locked"], &room["by"]),
+        (&json!("Week 3: sockets"), &json!(true), &json!("teacher"))
+    );
+    say(&mut bob, "may I?");
+    assert_eq!(next_of_type(&mut bob, "error")["code"], "locked");
+    say(&mut teacher, "announcement");
+    assert_eq!(next_of_type(&mut bob, "message")["text"], "announcement");
+    assert_eq!(next_of_type(&mut teacher, "message")["text"], "announcement");
+    send_json(&mut teacher, json!({"type": "room", "locked": false}));
+    next_of_type(&mut bob, "room");
+
+    send_json(
+        &mut teacher,
+        json!({"type": "mute", "name": "bob", "minutes": 5}),
+    );
+    assert!(next_of_type(&mut bob, "muted")["until"].as_u64().is_some());
+    say(&mut bob, "hello?");
+    assert_eq!(next_of_type(&mut bob, "error")["code"], "muted");
+    send_json(&mut teacher, json!({"type": "unmute", "name": "bob"}));
+    next_of_type(&mut bob, "unmuted");
+    say(&mut bob, "back");
+    assert_eq!(next_of_type(&mut teacher, "message")["text"], "back");
+
+    send_json(
+        &mut teacher,
+        json!({"type": "kick", "name": "ann", "reason": "flooding"}),
+    );
+    let kicked = next_of_type(&mut bob, "kicked");
+    assert_eq!(
+        (&kicked["name"], &kicked["by"]),
+        (&json!("ann"), &json!("teacher"))
+    );
+    assert_eq!(closed_by_server(&mut ann).code, CloseCode::from(4001));
+    assert_kept_out(addr, KICKED_IP, "/ws/chat/class?name=ann", &[]);
+
+    send_json(&mut teacher, json!({"type": "clear"}));
+    assert_eq!(next_of_type(&mut bob, "cleared")["by"], "teacher");
+    let (_, newcomer) = join_from(addr, ELSEWHERE_IP, "/ws/chat/class?name=cy", &[]);
+    assert_eq!(newcomer["history"], json!([]), "{newcomer}");
+    assert_eq!(newcomer["topic"], "Week 3: sockets");
+    assert_eq!(metric(addr, KICKS), 1);
+}
