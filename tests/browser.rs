@@ -4625,3 +4625,72 @@ fn a_page_signs_in_as_admin_where_members_need_no_password() {
     );
     assert_eq!(offered, true, "an admin may delete the student's message");
 }
+
+/// An admin's page moderates from its side panel: it sets the room's topic and locks
+/// it, mutes a member and kicks one from the People list; the kicked member's page
+/// says why it was closed and does not come back.
+#[test]
+fn an_admin_page_kicks_and_mutes_and_sets_the_room() {
+    let Some(driver) = driver_or_skip("an_admin_page_kicks_and_mutes_and_sets_the_room") else {
+        return;
+    };
+    const ADMIN: &str = "staple battery";
+    let server = start_with(|b| b.admin_password(ADMIN));
+    let addr = server.local_addr();
+    let url = format!("http://{addr}/#class");
+    let teacher = Page::join(&driver, &url, "teacher", DESKTOP);
+    teacher
+        .session
+        .type_into("[data-testid=admin-password]", &format!("{ADMIN}{ENTER}"));
+    teacher.wait(
+        "the page an admin's",
+        "document.body.dataset.role === 'admin'",
+        json!([]),
+    );
+    let student = Page::join(&driver, &url, "student", PHONE);
+    let (mut bob, _) = chat(addr, "class", Some("bob"));
+    teacher.wait(
+        "the people's moderation buttons",
+        "document.querySelectorAll('#members button[data-mod]').length === 4",
+        json!([]),
+    );
+    assert_eq!(
+        student.run("return document.querySelectorAll('#members button[data-mod]').length;"),
+        0,
+        "a member's page has none"
+    );
+
+    teacher.session.type_into(
+        "[data-testid=topic-input]",
+        &format!("Week 3: sockets{ENTER}"),
+    );
+    assert_eq!(next_of_type(&mut bob, "room")["topic"], "Week 3: sockets");
+    teacher.session.click("[data-testid=lock-toggle]");
+    assert_eq!(next_of_type(&mut bob, "room")["locked"], true);
+    teacher.wait(
+        "the lock shown as on",
+        "document.querySelector('[data-testid=lock-toggle]').getAttribute('aria-pressed') === 'true'",
+        json!([]),
+    );
+
+    teacher
+        .session
+        .click("#members button[data-mod=mute][data-name=bob]");
+    assert!(next_of_type(&mut bob, "muted")["until"].as_u64().is_some());
+
+    teacher.run("window.confirm = () => true; return true;");
+    teacher
+        .session
+        .click("#members button[data-mod=kick][data-name=student]");
+    let kicked = next_of_type(&mut bob, "kicked");
+    assert_eq!(
+        (&kicked["name"], &kicked["by"]),
+        (&json!("student"), &json!("teacher"))
+    );
+    student.wait(
+        "the kicked page to say why",
+        "document.body.innerText.includes('You were removed from #class by teacher')",
+        json!([]),
+    );
+    teacher.screenshot("admin-moderates.png");
+}

@@ -964,7 +964,10 @@ fn an_admin_moderates_from_the_chat_socket() {
     assert_eq!(next_of_type(&mut bob, "error")["code"], "locked");
     say(&mut teacher, "announcement");
     assert_eq!(next_of_type(&mut bob, "message")["text"], "announcement");
-    assert_eq!(next_of_type(&mut teacher, "message")["text"], "announcement");
+    assert_eq!(
+        next_of_type(&mut teacher, "message")["text"],
+        "announcement"
+    );
     send_json(&mut teacher, json!({"type": "room", "locked": false}));
     next_of_type(&mut bob, "room");
 
