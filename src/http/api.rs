@@ -527,16 +527,7 @@ fn moderation_body<S: Transport, T: serde::de::DeserializeOwned>(
     doors: &Sender<doors::Request>,
 ) -> Result<T, Response> {
     authorize(req, (peer, MODERATOR), ctx, doors)?;
-    let content_type = req
-        .header("Content-Type")
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let content_type = media_type(req);
     if !matches!(
         content_type.as_str(),
         "application/json" | "application/x-www-form-urlencoded" | ""
@@ -649,6 +640,14 @@ fn authorize(
 
 /// What a post takes: the API token.
 const POSTER: &[doors::Secret] = &[doors::Secret::ApiToken];
+/// The request's media type, lowercase, without its parameters (`""` without one).
+fn media_type(req: &Request) -> String {
+    req.header("Content-Type")
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// Who may moderate through the API: a script with the token, or an admin with the
 /// admin password as its Bearer.
 const MODERATOR: &[doors::Secret] = &[doors::Secret::ApiToken, doors::Secret::AdminPassword];
@@ -665,16 +664,7 @@ fn post<S: Transport>(
 ) -> Result<ApiCall, Response> {
     authorize(req, (peer, POSTER), ctx, doors)?;
     let key = idempotency_key(req)?;
-    let content_type = req
-        .header("Content-Type")
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let content_type = media_type(req);
     let json = match content_type.as_str() {
         "application/json" => true,
         // What `curl -d` sends: the body is the text, as it is.
@@ -762,12 +752,7 @@ fn post_file<S: Transport>(
     authorize(req, (peer, POSTER), ctx, doors)?;
     let key = idempotency_key(req)?;
     let content_type = req.header("Content-Type").unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = media_type(req);
     let form = match essence.as_str() {
         "multipart/form-data" => {
             Some(multipart::boundary(content_type).map_err(|why| error(400, "bad_request", why))?)
