@@ -250,16 +250,7 @@ impl Store {
                     params![rule.room, rule.key],
                 )?;
             } else {
-                tx.execute(
-                    "INSERT OR REPLACE INTO moderation (room, key, value, until) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        rule.room,
-                        rule.key,
-                        rule.value,
-                        i64::try_from(rule.until).unwrap_or(i64::MAX)
-                    ],
-                )?;
+                keep_rule(&tx, rule)?;
             }
         }
         tx.commit()
@@ -275,15 +266,7 @@ impl Store {
         let rule = cleared_rule(room, through);
         let tx = self.db.transaction()?;
         tx.execute("DELETE FROM messages WHERE room = ?1", [room])?;
-        tx.execute(
-            "INSERT OR REPLACE INTO moderation (room, key, value, until) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                rule.room,
-                rule.key,
-                rule.value,
-                i64::try_from(rule.until).unwrap_or(i64::MAX)
-            ],
-        )?;
+        keep_rule(&tx, &rule)?;
         tx.commit()?;
         // An upload's id is that upload's alone: no other message names it.
         for file in &files {
@@ -999,6 +982,20 @@ fn line(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Arc<ChatLine>> 
 /// not every message.
 const OLDEST_LIVE_FILE: &str = "SELECT room, id, file FROM messages WHERE file IS NOT NULL \
      AND file NOT LIKE '%\"expired\":true%' ORDER BY ts, id LIMIT 1";
+
+/// Keeps moderation rule `rule`, replacing the one of its room and key.
+fn keep_rule(tx: &rusqlite::Transaction<'_>, rule: &super::Rule) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO moderation (room, key, value, until) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            rule.room,
+            rule.key,
+            rule.value,
+            i64::try_from(rule.until).unwrap_or(i64::MAX)
+        ],
+    )?;
+    Ok(())
+}
 
 /// Brings a file of schema `version` up to [`SCHEMA_VERSION`], in one transaction.
 fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
