@@ -4694,3 +4694,68 @@ fn an_admin_page_kicks_and_mutes_and_sets_the_room() {
     );
     teacher.screenshot("admin-moderates.png");
 }
+
+/// An admin's page meets WCAG 2.2 AA too: its Mute and Kick beside each person, the
+/// room's settings and the admin sign-in, at both sizes and in both schemes (the
+/// phone's in its drawers).
+#[test]
+fn an_admin_page_meets_wcag_2_2_aa() {
+    let test = "an_admin_page_meets_wcag_2_2_aa";
+    let Some(driver) = driver_or_skip(test) else {
+        return;
+    };
+    let Some(axe) = axe_or_skip(test) else {
+        return;
+    };
+    const ADMIN: &str = "staple battery";
+    let mut found = Vec::new();
+    let server = start_with(|b| b.admin_password(ADMIN));
+    let addr = server.local_addr();
+    let (mut bob, _) = chat(addr, "class", Some("bob"));
+    say(&mut bob, "hello, teacher");
+    for (size, who) in [(DESKTOP, "desk"), (PHONE, "phone")] {
+        let page = Page::join(&driver, &format!("http://{addr}/#class"), who, size);
+        if who == "desk" {
+            audit(&page, &axe, "admin sign-in offered", &mut found);
+        }
+        // Signed in through the side panel's form (on a phone it is in the drawer).
+        page.session.execute(
+            "const [password] = arguments;
+             document.querySelector('[data-testid=admin-password]').value = password;
+             document.querySelector('[data-testid=admin-form]').requestSubmit();",
+            json!([ADMIN]),
+        );
+        page.wait(
+            "the page an admin's, with its menus",
+            "document.body.dataset.role === 'admin'
+             && document.querySelector('#members button[data-mod=kick]')
+             && !document.querySelector('[data-testid=mod-panel]').hidden",
+            json!([]),
+        );
+        if who == "desk" {
+            audit(&page, &axe, "admin chat", &mut found);
+        } else {
+            page.session.click("[data-testid=people-toggle]");
+            page.wait(
+                "the people drawer, focused",
+                "document.querySelector('[data-testid=side]').contains(document.activeElement)",
+                json!([]),
+            );
+            audit(&page, &axe, "admin people drawer", &mut found);
+            page.session.press(ESCAPE);
+            page.session.click("[data-testid=rooms-toggle]");
+            page.wait(
+                "the rooms drawer, focused",
+                "document.activeElement === document.querySelector('[data-testid=room-input]')",
+                json!([]),
+            );
+            audit(&page, &axe, "admin rooms drawer", &mut found);
+            page.session.press(ESCAPE);
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "WCAG 2.2 AA violations:\n{}",
+        found.join("\n")
+    );
+}
