@@ -462,8 +462,11 @@ struct ReadAhead {
     /// Only in a session's frame loop ([`Tap::read_ahead`]): while a head is read, or
     /// before the stream leaves the tap, nothing may be taken beyond what is asked.
     on: bool,
+    /// [`AHEAD`] bytes while a burst lasts (zeroed once, not at every read), else none.
     buf: Vec<u8>,
+    /// What of `buf` is read and not yet handed out: `at..end`.
     at: usize,
+    end: usize,
     /// The last read filled what was asked: the peer sends faster than we read.
     busy: bool,
 }
@@ -510,17 +513,16 @@ impl<S: Read> Read for Tap<S> {
             return Ok(n);
         }
         let mut ahead = std::mem::take(&mut self.ahead.buf);
-        ahead.resize(AHEAD, 0);
+        if ahead.len() != AHEAD {
+            ahead = vec![0; AHEAD];
+        }
         let read = self.read_through(&mut ahead);
         let n = *read.as_ref().unwrap_or(&0);
-        ahead.truncate(n);
-        self.ahead = ReadAhead {
-            on: true,
-            // Still bursting while it fills the buffer; else this is the last of it.
-            busy: n == AHEAD,
-            buf: ahead,
-            at: 0,
-        };
+        self.ahead.buf = ahead;
+        self.ahead.at = 0;
+        self.ahead.end = n;
+        // Still bursting while it fills the buffer; else this is the last of it.
+        self.ahead.busy = n == AHEAD;
         read?;
         Ok(self.ahead.hand_out(buf).unwrap_or(0))
     }
@@ -554,15 +556,16 @@ impl ReadAhead {
     /// Copies what is read ahead into `buf`; `None` when nothing is. The buffer is
     /// let go once it is empty and the burst is over.
     fn hand_out(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let rest = self.buf.get(self.at..).filter(|rest| !rest.is_empty())?;
+        let rest = self
+            .buf
+            .get(self.at..self.end)
+            .filter(|rest| !rest.is_empty())?;
         let n = rest.len().min(buf.len());
         buf.get_mut(..n)?.copy_from_slice(rest.get(..n)?);
         self.at += n;
-        if self.at == self.buf.len() {
-            self.at = 0;
-            if self.busy {
-                self.buf.clear();
-            } else {
+        if self.at == self.end {
+            (self.at, self.end) = (0, 0);
+            if !self.busy {
                 self.buf = Vec::new();
             }
         }
@@ -602,7 +605,7 @@ impl<S: Transport> Transport for Tap<S> {
     }
 
     fn has_buffered(&self) -> bool {
-        self.ahead.at < self.ahead.buf.len() || self.inner.has_buffered()
+        self.ahead.at < self.ahead.end || self.inner.has_buffered()
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -646,7 +649,7 @@ mod tests {
             if n == 0 {
                 break;
             }
-            read_ahead |= tap.ahead.buf.len() > buf.len();
+            read_ahead |= tap.ahead.end > buf.len();
             got.extend_from_slice(&buf[..n]);
         }
         assert!(read_ahead, "a busy reader read ahead");
